@@ -1,0 +1,109 @@
+//! The one error type of the crate.
+//!
+//! Every check on user input ends here with a message that says what was wrong with which input and
+//! what to do about it. Nothing in the crate panics on user input.
+
+/// What went wrong. Messages are written for the scientist who called the function.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No samples were given.
+    #[error("no samples: lon_deg and lat_deg are empty (give at least one sample)")]
+    EmptyInput,
+
+    /// Two arrays that must have the same length do not.
+    #[error("length mismatch: {what} has {got} entries, expected {expected}")]
+    LengthMismatch {
+        /// Which array.
+        what: &'static str,
+        /// The length it must have.
+        expected: usize,
+        /// The length it has.
+        got: usize,
+    },
+
+    /// A coordinate is NaN, infinite or out of range.
+    #[error("sample {index}: lon_deg = {lon_deg}, lat_deg = {lat_deg}: {reason}")]
+    InvalidCoordinate {
+        /// Index of the first offending sample.
+        index: usize,
+        /// Its longitude in degrees.
+        lon_deg: f64,
+        /// Its latitude in degrees.
+        lat_deg: f64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A parameter has an impossible value.
+    #[error("invalid parameter {name} = {value}: {reason}")]
+    InvalidParameter {
+        /// The parameter's name as in the API.
+        name: &'static str,
+        /// Its value, printed.
+        value: String,
+        /// Why it is rejected and what to use instead.
+        reason: String,
+    },
+
+    /// One entry of a per-sample array (for example `area`) is invalid.
+    #[error("{what}[{index}] = {value}: {reason}")]
+    InvalidValue {
+        /// Which array.
+        what: &'static str,
+        /// Index of the first offending entry.
+        index: usize,
+        /// Its value.
+        value: f64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The keep stage removed every candidate cell.
+    #[error(
+        "no HEALPix cell passed the threshold: the largest summed Gaussian weight of a candidate cell \
+         is {max_weight_sum:.6e} < threshold = {threshold}. Lower `threshold`, raise `sigma_m` \
+         (now {sigma_m} m) or use a coarser `level`"
+    )]
+    NoCellPassedThreshold {
+        /// The largest per-cell weight sum found.
+        max_weight_sum: f64,
+        /// The threshold in force.
+        threshold: f64,
+        /// The kernel scale in force, metres.
+        sigma_m: f64,
+    },
+
+    /// A problem is larger than the index types can address.
+    #[error("problem too large: {what} = {value} exceeds the limit {limit}")]
+    TooLarge {
+        /// What overflowed.
+        what: &'static str,
+        /// Its size.
+        value: u64,
+        /// The largest size supported.
+        limit: u64,
+    },
+
+    /// A device was requested that this build or this machine cannot provide.
+    #[error("device unavailable: {0}")]
+    DeviceUnavailable(String),
+
+    /// The worker thread pool could not be created.
+    #[error("could not create a thread pool with {threads} threads: {message}")]
+    ThreadPool {
+        /// The requested number of threads.
+        threads: usize,
+        /// The message of the underlying error.
+        message: String,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn param(name: &'static str, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        Error::InvalidParameter { name, value: value.to_string(), reason: reason.into() }
+    }
+}

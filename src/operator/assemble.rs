@@ -1,0 +1,122 @@
+//! Assembly of the operators from the links (SPEC §3).
+//!
+//! In the operator's float type: `g = exp((−2·d²)/s²)` from the cast distances, `W = g·a`,
+//! `Dy_i = Σ_t W_it`, `Dx_k = Σ_{links to k} W` (summed in sample order, as the reference's bincount),
+//! `MT[k,i] = W/Dy_i`, `M[i,k] = W/Dx_k`, with 0 wherever a denominator is exactly 0.
+
+use super::{Config, PsfResampler};
+use crate::geometry::Grid;
+use crate::real::Real;
+use crate::sparse::{CellLinks, SampleLinks};
+use rayon::prelude::*;
+
+#[inline(always)]
+fn safe_div<F: Real>(w: F, s: F) -> F {
+    if s != F::ZERO {
+        w / s
+    } else {
+        F::ZERO
+    }
+}
+
+pub(crate) fn assemble<F: Real>(
+    grid: Grid,
+    cfg: Config,
+    n: usize,
+    cell_ids: Vec<u64>,
+    hi: Vec<i32>,
+    d: &[f64],
+    area: Vec<f64>,
+) -> PsfResampler<F> {
+    let npt = cfg.npt;
+    let k_count = cell_ids.len();
+    let d_m: Vec<F> = d.par_iter().map(|&x| F::from_f64(x)).collect();
+    let area: Vec<F> = area.par_iter().map(|&x| F::from_f64(x)).collect();
+    let s2 = F::from_f64(cfg.sigma_m * cfg.sigma_m);
+    let minus_two = F::from_f64(-2.0);
+
+    // Raw area-weighted weights W (kept in `mt` until normalised), Dy, and MT = W / Dy.
+    let mut mt = vec![F::ZERO; n * npt];
+    let mut sample_weight = vec![F::ZERO; n];
+    mt.par_chunks_mut(npt)
+        .zip(sample_weight.par_iter_mut())
+        .enumerate()
+        .for_each(|(i, (row, dy))| {
+            let mut sum = F::ZERO;
+            for t in 0..npt {
+                let j = i * npt + t;
+                if hi[j] >= 0 {
+                    let dd = d_m[j];
+                    let w = (minus_two * (dd * dd) / s2).exp() * area[i];
+                    row[t] = w;
+                    sum += w;
+                }
+            }
+            *dy = sum;
+        });
+
+    // CSR by cell: counting sort of the links in sample-major order.
+    let mut ptr = vec![0usize; k_count + 1];
+    for &h in &hi {
+        if h >= 0 {
+            ptr[h as usize + 1] += 1;
+        }
+    }
+    for k in 0..k_count {
+        ptr[k + 1] += ptr[k];
+    }
+    let nnz = ptr[k_count];
+    let mut next = ptr[..k_count].to_vec();
+    let mut sample = vec![0u32; nnz];
+    let mut m = vec![F::ZERO; nnz];
+    for (j, &h) in hi.iter().enumerate() {
+        if h >= 0 {
+            let p = &mut next[h as usize];
+            sample[*p] = (j / npt) as u32;
+            m[*p] = mt[j];
+            *p += 1;
+        }
+    }
+
+    // Dx per cell (links in sample order), then M = W / Dx.
+    let mut cell_weight = vec![F::ZERO; k_count];
+    {
+        let mut rows: Vec<&mut [F]> = Vec::with_capacity(k_count);
+        let mut rest = &mut m[..];
+        for k in 0..k_count {
+            let (row, r) = std::mem::take(&mut rest).split_at_mut(ptr[k + 1] - ptr[k]);
+            rows.push(row);
+            rest = r;
+        }
+        rows.into_par_iter().zip(cell_weight.par_iter_mut()).for_each(|(row, dx)| {
+            let mut sum = F::ZERO;
+            for &w in row.iter() {
+                sum += w;
+            }
+            *dx = sum;
+            for w in row.iter_mut() {
+                *w = safe_div(*w, sum);
+            }
+        });
+    }
+
+    // MT = W / Dy.
+    mt.par_chunks_mut(npt).zip(sample_weight.par_iter()).for_each(|(row, &dy)| {
+        for w in row.iter_mut() {
+            *w = safe_div(*w, dy);
+        }
+    });
+
+    PsfResampler {
+        grid,
+        cfg,
+        n,
+        cell_ids,
+        samples: SampleLinks { npt, hi, mt },
+        cells: CellLinks { ptr, sample, m },
+        d_m,
+        area,
+        cell_weight,
+        sample_weight,
+    }
+}

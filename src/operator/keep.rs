@@ -1,0 +1,161 @@
+//! The keep stage (SPEC §2.2): which candidate cells carry enough Gaussian weight to be kept.
+//!
+//! Each sample's candidates are the cells of the `ring_weight`-th neighbourhood of its own cell,
+//! padded to (2·ring_weight+1)² slots by repeating the last cell (the reference pads with −1 and
+//! fills each −1 with the row's last valid entry, so near the 8 special base-cell vertices that cell
+//! counts several times — kept for parity). A cell is kept when Σ over samples and slots of
+//! `exp(−2d²/s²)` is ≥ `threshold`.
+//!
+//! Sums are accumulated per block of distinct sample cells (sample order inside a block), then the
+//! block partials are added in block order: the result does not depend on the thread count.
+
+use super::samples::Samples;
+use super::Config;
+use crate::error::{Error, Result};
+use crate::geometry::{chord_distance_m, Grid};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+pub(crate) struct KeepResult {
+    /// Kept cells (nested ids, ascending).
+    pub nested: Vec<u64>,
+    /// Number of distinct candidate cells.
+    pub n_candidates: usize,
+}
+
+/// Gaussian weight of the reference, `exp((−2·d²)/s²)`.
+#[inline(always)]
+pub(crate) fn gaussian(d: f64, s2: f64) -> f64 {
+    ((-2.0 * (d * d)) / s2).exp()
+}
+
+pub(crate) fn keep_stage(grid: &Grid, cfg: &Config, smp: &Samples) -> Result<KeepResult> {
+    let partials: Vec<(Vec<u64>, Vec<f64>)> =
+        smp.blocks().into_par_iter().map(|b| block_sums(grid, cfg, smp, b)).collect();
+
+    // Add the partials of each cell in block order (a stable sort keeps that order).
+    let mut pairs: Vec<(u64, f64)> = Vec::with_capacity(partials.iter().map(|p| p.0.len()).sum());
+    for (cells, sums) in &partials {
+        pairs.extend(cells.iter().copied().zip(sums.iter().copied()));
+    }
+    drop(partials);
+    pairs.par_sort_by_key(|&(c, _)| c);
+    let mut nested = Vec::new();
+    let mut n_candidates = 0usize;
+    let mut max_sum = 0.0f64;
+    let mut p = 0;
+    while p < pairs.len() {
+        let c = pairs[p].0;
+        let mut s = 0.0f64;
+        while p < pairs.len() && pairs[p].0 == c {
+            s += pairs[p].1;
+            p += 1;
+        }
+        n_candidates += 1;
+        max_sum = max_sum.max(s);
+        if s >= cfg.threshold {
+            nested.push(c);
+        }
+    }
+    if nested.is_empty() {
+        return Err(Error::NoCellPassedThreshold { max_weight_sum: max_sum, threshold: cfg.threshold, sigma_m: cfg.sigma_m });
+    }
+    Ok(KeepResult { nested, n_candidates })
+}
+
+/// Weight sums of one block of distinct sample cells over its own candidate cells.
+fn block_sums(grid: &Grid, cfg: &Config, smp: &Samples, block: std::ops::Range<usize>) -> (Vec<u64>, Vec<f64>) {
+    let rw = cfg.ring_weight;
+    let slots = ((2 * rw + 1) * (2 * rw + 1)) as usize;
+    let s2 = cfg.sigma_m * cfg.sigma_m;
+    let radius = cfg.radius;
+
+    let mut rows: Vec<u64> = Vec::with_capacity(block.len() * slots);
+    let mut row_start: Vec<usize> = Vec::with_capacity(block.len() + 1);
+    for u in block.clone() {
+        row_start.push(rows.len());
+        rows.extend(grid.kth_neighbourhood_nested(smp.unique[u], rw));
+    }
+    row_start.push(rows.len());
+
+    let mut cand = rows.clone();
+    cand.sort_unstable();
+    cand.dedup();
+    let centres: Vec<[f64; 3]> = cand.iter().map(|&c| grid.center_nested_xyz(c)).collect();
+    let pos: Vec<u32> = rows.iter().map(|c| cand.binary_search(c).expect("candidate listed") as u32).collect();
+
+    let mut sums = vec![0.0f64; cand.len()];
+    for (r, u) in block.enumerate() {
+        let row = &pos[row_start[r]..row_start[r + 1]];
+        let fill = slots - row.len();
+        let last = *row.last().expect("a neighbourhood holds its centre");
+        for p in smp.positions(u) {
+            let a = &smp.xyz[smp.order[p] as usize];
+            for &q in row {
+                sums[q as usize] += gaussian(chord_distance_m(a, &centres[q as usize], radius), s2);
+            }
+            if fill > 0 {
+                let w = gaussian(chord_distance_m(a, &centres[last as usize], radius), s2);
+                for _ in 0..fill {
+                    sums[last as usize] += w;
+                }
+            }
+        }
+    }
+    (cand, sums)
+}
+
+/// A fast hasher for cell ids (a multiplicative hash folded onto its low bits).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ b as u64);
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, x: u64) {
+        let h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+/// Kept cells indexed in the order of their ids in the operator's scheme (the order of `cell_ids`).
+pub(crate) struct KeptCells {
+    /// Ids in the operator's scheme, ascending; position = keep index.
+    pub scheme: Vec<u64>,
+    /// Centre unit vectors by keep index.
+    pub xyz: Vec<[f64; 3]>,
+    index: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
+}
+
+impl KeptCells {
+    pub fn index(grid: &Grid, nested: Vec<u64>) -> Self {
+        let mut pairs: Vec<(u64, u64)> = nested.par_iter().map(|&h| (grid.to_scheme(h), h)).collect();
+        if !grid.nest() {
+            pairs.par_sort_unstable();
+        }
+        let xyz = pairs.par_iter().map(|&(_, h)| grid.center_nested_xyz(h)).collect();
+        let mut index = HashMap::with_capacity_and_hasher(pairs.len(), Default::default());
+        for (k, &(_, h)) in pairs.iter().enumerate() {
+            index.insert(h, k as u32);
+        }
+        KeptCells { scheme: pairs.into_iter().map(|(s, _)| s).collect(), xyz, index }
+    }
+
+    pub fn len(&self) -> usize {
+        self.scheme.len()
+    }
+
+    /// Keep index of a nested id, if kept.
+    #[inline]
+    pub fn get(&self, nested: u64) -> Option<u32> {
+        self.index.get(&nested).copied()
+    }
+}

@@ -1,0 +1,418 @@
+//! Construction of the PSF operators from lon/lat samples (SPEC §2–§3).
+//!
+//! ```text
+//! lon/lat (N) ─geometry─▶ sample cells, sorted by cell                          samples.rs
+//!             ─keep─────▶ per-cell Gaussian weight sums ≥ threshold → kept cells  keep.rs
+//!             ─search───▶ npt nearest kept cells per sample: hi, d                search.rs
+//!             ─prune────▶ drop kept cells no sample links to (K cells remain)     search.rs
+//!             ─assemble─▶ area a, raw weights W = g·a, Dx, Dy, M, MT              area.rs, assemble.rs
+//! ```
+
+mod area;
+mod assemble;
+mod keep;
+mod samples;
+mod search;
+
+use crate::error::{Error, Result};
+use crate::geometry::{cell_size_m, Ellipsoid, Grid, EARTH_RADIUS_M};
+use crate::parallel::{with_threads, Progress};
+use crate::real::Real;
+use crate::sparse::{self, CellLinks, SampleLinks, Triplets};
+
+/// Per-sample area weights baked into `M` (SPEC §3 step 1).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub enum Area {
+    /// The reference's automatic estimate (`area=None`/`"auto"`): where samples share exact latitudes
+    /// (at least 3 per distinct latitude on average) each gets the area of its latitude ring divided
+    /// by the ring's sample count; otherwise every area is 1. Beware: on a regional grid the first and
+    /// last rows get ring bounds at ±90° and so far too large areas (SPEC §7.1).
+    #[default]
+    ReferenceAuto,
+    /// Every sample weighs 1.
+    Uniform,
+    /// One non-negative finite area per sample (any unit; only ratios matter).
+    Explicit(Vec<f64>),
+}
+
+/// Where the operator lives and its products run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Device {
+    /// The CPU, with `num_threads` worker threads.
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU by ordinal (needs the `cuda` feature).
+    Cuda(usize),
+}
+
+/// Construction parameters. Start from [`Params::new`] (or `Default`, level 10) and set fields.
+///
+/// # Examples
+/// ```
+/// use healpix_psf::{Params, Ellipsoid};
+/// let p = Params { npt: 16, threshold: 0.2, ellipsoid: Ellipsoid::Sphere, ..Params::new(12) };
+/// assert_eq!(p.level, 12);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// HEALPix level (depth), 0..=29; nside = 2^level.
+    pub level: u8,
+    /// Links per sample: the `npt` nearest kept cells (default 9).
+    pub npt: usize,
+    /// Kernel scale s in metres, `w(d) = exp(−2d²/s²)` (s is 2σ of a Gaussian; FWHM ≈ 1.1774·s).
+    /// `None` → the cell size `sqrt(4π/(12·4^level))·radius`.
+    pub sigma_m: Option<f64>,
+    /// A candidate cell is kept when its summed weight over the samples reaches this (default 0.1).
+    pub threshold: f64,
+    /// Nested (true, default) or ring (false) numbering of `cell_ids`.
+    pub nest: bool,
+    /// Sphere radius for distances and the default kernel scale, metres (default 6 371 000).
+    pub radius: f64,
+    /// Figure of the Earth for placing samples on the HEALPix sphere (default WGS84).
+    pub ellipsoid: Ellipsoid,
+    /// Neighbourhood ring of the keep stage. `None` → `max(2, r_min + 2)` with
+    /// `r_min = ceil((√npt − 1)/2)`.
+    pub ring_weight: Option<u32>,
+    /// First ring of the nearest-cell search. `None` → `max(1, r_min + 1)`.
+    pub ring_search_init: Option<u32>,
+    /// Last ring of the search. `None` → `max(1, r_min + 1) + 2`; never below `ring_search_init`.
+    pub ring_search_max: Option<u32>,
+    /// Worker threads; 0 = all cores. Results do not depend on it.
+    pub num_threads: usize,
+    /// Print the progress of each stage on stderr.
+    pub verbose: bool,
+    /// Per-sample area weights (default: the reference's automatic estimate).
+    pub area: Area,
+    /// Where to build and run (default CPU).
+    pub device: Device,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params::new(10)
+    }
+}
+
+impl Params {
+    /// The reference's defaults at `level`.
+    pub fn new(level: u8) -> Self {
+        Params {
+            level,
+            npt: 9,
+            sigma_m: None,
+            threshold: 0.1,
+            nest: true,
+            radius: EARTH_RADIUS_M,
+            ellipsoid: Ellipsoid::Wgs84,
+            ring_weight: None,
+            ring_search_init: None,
+            ring_search_max: None,
+            num_threads: 0,
+            verbose: false,
+            area: Area::ReferenceAuto,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// Parameters after defaults are resolved and everything is validated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    pub npt: usize,
+    pub sigma_m: f64,
+    pub threshold: f64,
+    pub radius: f64,
+    pub ring_weight: u32,
+    pub ring_search_init: u32,
+    pub ring_search_max: u32,
+}
+
+/// Smallest r with (2r+1)² ≥ npt, i.e. ceil((√npt − 1)/2).
+fn r_min(npt: usize) -> u32 {
+    let mut r = 0u32;
+    while ((2 * r as u64 + 1) * (2 * r as u64 + 1)) < npt as u64 {
+        r += 1;
+    }
+    r
+}
+
+impl Config {
+    fn resolve(p: &Params) -> Result<Self> {
+        let grid_nside = if p.level <= crate::geometry::MAX_LEVEL { 1u64 << p.level } else { 0 };
+        if p.level > crate::geometry::MAX_LEVEL {
+            return Err(Error::param("level", p.level, "HEALPix levels run from 0 to 29"));
+        }
+        if !(p.radius.is_finite() && p.radius > 0.0) {
+            return Err(Error::param("radius", p.radius, "the sphere radius must be a positive number of metres"));
+        }
+        let sigma_m = match p.sigma_m {
+            None => cell_size_m(p.level, p.radius),
+            Some(s) if s.is_finite() && s > 0.0 => s,
+            Some(s) => {
+                return Err(Error::param("sigma_m", s, "the kernel scale must be a positive number of metres"))
+            }
+        };
+        if !(p.threshold.is_finite() && p.threshold >= 0.0) {
+            return Err(Error::param("threshold", p.threshold, "the keep threshold must be finite and ≥ 0"));
+        }
+        if p.npt == 0 {
+            return Err(Error::param("npt", 0, "each sample needs at least one link (npt ≥ 1)"));
+        }
+        let rm = r_min(p.npt);
+        let ring_weight = p.ring_weight.unwrap_or(2.max(rm + 2));
+        let ring_search_init = p.ring_search_init.unwrap_or(1.max(rm + 1));
+        let ring_search_max = p.ring_search_max.unwrap_or(1.max(rm + 1) + 2).max(ring_search_init);
+        let side = 2 * ring_search_max as u64 + 1;
+        if (p.npt as u64) > side * side {
+            return Err(Error::param(
+                "npt",
+                p.npt,
+                format!(
+                    "the largest search square ({side}×{side} cells at ring_search_max = {ring_search_max}) \
+                     cannot hold npt cells: lower npt or raise ring_search_max"
+                ),
+            ));
+        }
+        for (name, r) in
+            [("ring_weight", ring_weight), ("ring_search_init", ring_search_init), ("ring_search_max", ring_search_max)]
+        {
+            if r as u64 > grid_nside {
+                return Err(Error::param(
+                    name,
+                    r,
+                    format!(
+                        "neighbourhood rings cannot exceed nside = {grid_nside} at level {}: use level ≥ {} \
+                         (or a smaller npt / ring)",
+                        p.level,
+                        32 - (r - 1).leading_zeros()
+                    ),
+                ));
+            }
+        }
+        Ok(Config { npt: p.npt, sigma_m, threshold: p.threshold, radius: p.radius, ring_weight, ring_search_init, ring_search_max })
+    }
+}
+
+/// The PSF operators `M` (N×K) and `MT` (K×N) built from N samples, in `f32` or `f64`.
+///
+/// `y·M` is the area-weighted Gaussian average of the samples around each cell (each column of `M`
+/// sums to 1); `h·MT` interpolates a cell field back to the samples (each sample's weights sum to 1).
+/// The operator is immutable after construction and can be shared between threads.
+///
+/// # Examples
+/// ```
+/// use healpix_psf::{Params, PsfResampler};
+/// // a 20 × 20 grid of samples around 8°E 45°N, 0.02° apart
+/// let (mut lon, mut lat) = (vec![], vec![]);
+/// for i in 0..20 { for j in 0..20 { lon.push(8.0 + 0.02 * i as f64); lat.push(45.0 + 0.02 * j as f64); } }
+/// let op = PsfResampler::<f64>::new(&lon, &lat, &Params::new(10))?;
+/// assert_eq!(op.n(), 400);
+/// assert!(op.k() > 0);
+/// assert!(op.cell_ids().windows(2).all(|w| w[0] < w[1]));
+/// // every sample's interpolation weights sum to one
+/// let mt = op.mt_triplets();
+/// let mut row_sums = vec![0.0; op.n()];
+/// for (&i, &v) in mt.cols.iter().zip(&mt.vals) { row_sums[i as usize] += v; }
+/// assert!(row_sums.iter().all(|s| (s - 1.0).abs() < 1e-12));
+/// # Ok::<(), healpix_psf::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PsfResampler<F: Real> {
+    grid: Grid,
+    cfg: Config,
+    n: usize,
+    cell_ids: Vec<u64>,
+    samples: SampleLinks<F>,
+    cells: CellLinks<F>,
+    d_m: Vec<F>,
+    area: Vec<F>,
+    cell_weight: Vec<F>,
+    sample_weight: Vec<F>,
+}
+
+impl<F: Real> PsfResampler<F> {
+    /// Builds the operators from sample longitudes and latitudes in degrees.
+    ///
+    /// Longitudes may take any finite value (they are wrapped); latitudes must lie in [-90, 90].
+    /// Errors: empty or mismatched input, bad coordinates, impossible parameters, an explicit area of
+    /// the wrong length or with negative/NaN entries, and no cell passing the threshold.
+    pub fn new(lon_deg: &[f64], lat_deg: &[f64], params: &Params) -> Result<Self> {
+        match params.device {
+            Device::Cpu => {}
+            Device::Cuda(_) => {
+                return Err(Error::DeviceUnavailable(
+                    "this build of healpix-psf was not compiled with CUDA (enable the `cuda` feature)".into(),
+                ))
+            }
+        }
+        let cfg = Config::resolve(params)?;
+        let grid = Grid::new(params.level, params.nest, params.ellipsoid)?;
+        validate_samples(lon_deg, lat_deg)?;
+        if let Area::Explicit(a) = &params.area {
+            validate_area(a, lon_deg.len())?;
+        }
+        with_threads(params.num_threads, || build(grid, cfg, lon_deg, lat_deg, params))?
+    }
+
+    /// Number of samples N.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Number of cells K.
+    pub fn k(&self) -> usize {
+        self.cell_ids.len()
+    }
+    /// Links per sample.
+    pub fn npt(&self) -> usize {
+        self.cfg.npt
+    }
+    /// Number of links (non-zeros of M).
+    pub fn nnz(&self) -> usize {
+        self.cells.sample.len()
+    }
+    /// HEALPix level.
+    pub fn level(&self) -> u8 {
+        self.grid.level()
+    }
+    /// Nested (true) or ring (false) numbering of `cell_ids`.
+    pub fn nest(&self) -> bool {
+        self.grid.nest()
+    }
+    /// The ellipsoid.
+    pub fn ellipsoid(&self) -> Ellipsoid {
+        self.grid.ellipsoid()
+    }
+    /// The kernel scale s in metres.
+    pub fn sigma_m(&self) -> f64 {
+        self.cfg.sigma_m
+    }
+    /// Sphere radius in metres.
+    pub fn radius(&self) -> f64 {
+        self.cfg.radius
+    }
+    /// The keep threshold.
+    pub fn threshold(&self) -> f64 {
+        self.cfg.threshold
+    }
+    /// The resolved rings (keep stage, first and last search ring).
+    pub fn rings(&self) -> (u32, u32, u32) {
+        (self.cfg.ring_weight, self.cfg.ring_search_init, self.cfg.ring_search_max)
+    }
+    /// The grid (level, scheme, ellipsoid) the cells belong to.
+    pub fn grid(&self) -> &Grid {
+        &self.grid
+    }
+    /// HEALPix ids of the K cells, ascending, in the operator's scheme.
+    pub fn cell_ids(&self) -> &[u64] {
+        &self.cell_ids
+    }
+    /// A copy of [`PsfResampler::cell_ids`] (the name of the original API).
+    pub fn get_cell_ids(&self) -> Vec<u64> {
+        self.cell_ids.clone()
+    }
+    /// Cell index of each link, N×npt row-major; −1 where a sample has fewer than npt links.
+    /// Each sample's links are sorted by ascending distance (ties: lower cell index first).
+    pub fn hi(&self) -> &[i32] {
+        &self.samples.hi
+    }
+    /// Distance (m) of each link, N×npt row-major; +∞ where missing.
+    pub fn d_m(&self) -> &[F] {
+        &self.d_m
+    }
+    /// Per-sample area weights used in `M`.
+    pub fn area(&self) -> &[F] {
+        &self.area
+    }
+    /// `Dx`: the per-cell sum of area-weighted raw weights, the normalisation of M's columns and the
+    /// weight of the CG inner product.
+    pub fn cell_weight(&self) -> &[F] {
+        &self.cell_weight
+    }
+    /// `Dy`: the per-sample sum of area-weighted raw weights (the normalisation of MT's columns).
+    pub fn sample_weight(&self) -> &[F] {
+        &self.sample_weight
+    }
+    /// The links by sample (fixed width npt), holding MT's values.
+    pub fn sample_links(&self) -> &SampleLinks<F> {
+        &self.samples
+    }
+    /// The links by cell (CSR over cells), holding M's values.
+    pub fn cell_links(&self) -> &CellLinks<F> {
+        &self.cells
+    }
+    /// `M` (N×K) as triplets sorted by (sample, cell).
+    pub fn m_triplets(&self) -> Triplets<F> {
+        sparse::m_triplets(&self.samples, &self.cells, self.n)
+    }
+    /// `MT` (K×N) as triplets sorted by (cell, sample).
+    pub fn mt_triplets(&self) -> Triplets<F> {
+        sparse::mt_triplets(&self.samples, &self.cells, self.n)
+    }
+    /// Centres of the K cells as (longitude in [0, 360), geodetic latitude), degrees.
+    pub fn cell_lonlat(&self) -> Vec<(f64, f64)> {
+        self.cell_ids.iter().map(|&c| self.grid.center(c).expect("cell ids are valid")).collect()
+    }
+}
+
+fn validate_samples(lon: &[f64], lat: &[f64]) -> Result<()> {
+    if lon.is_empty() && lat.is_empty() {
+        return Err(Error::EmptyInput);
+    }
+    if lon.len() != lat.len() {
+        return Err(Error::LengthMismatch { what: "lat_deg", expected: lon.len(), got: lat.len() });
+    }
+    if lon.len() > u32::MAX as usize {
+        return Err(Error::TooLarge { what: "number of samples", value: lon.len() as u64, limit: u32::MAX as u64 });
+    }
+    for (i, (&lo, &la)) in lon.iter().zip(lat).enumerate() {
+        crate::geometry::check_lonlat(i, lo, la)?;
+    }
+    Ok(())
+}
+
+fn validate_area(a: &[f64], n: usize) -> Result<()> {
+    if a.len() != n {
+        return Err(Error::LengthMismatch { what: "area", expected: n, got: a.len() });
+    }
+    for (index, &value) in a.iter().enumerate() {
+        if !value.is_finite() || value < 0.0 {
+            return Err(Error::InvalidValue { what: "area", index, value, reason: "areas must be finite and ≥ 0" });
+        }
+    }
+    Ok(())
+}
+
+fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Params) -> Result<PsfResampler<F>> {
+    let mut progress = Progress::new(params.verbose);
+    let n = lon.len();
+    let smp = samples::Samples::new(&grid, lon, lat);
+    progress.stage(format_args!("hashed {n} samples into {} distinct cells", smp.n_unique()));
+
+    let kept = keep::keep_stage(&grid, &cfg, &smp)?;
+    progress.stage(format_args!(
+        "keep stage: {} candidate cells, {} with weight sum ≥ {}",
+        kept.n_candidates,
+        kept.nested.len(),
+        cfg.threshold
+    ));
+
+    let kept = keep::KeptCells::index(&grid, kept.nested);
+    if kept.len() > i32::MAX as usize {
+        return Err(Error::TooLarge { what: "number of kept cells", value: kept.len() as u64, limit: i32::MAX as u64 });
+    }
+    let found = search::nearest(&grid, &cfg, &smp, &kept);
+    progress.stage(format_args!("search: {} partial rows ({} empty)", found.n_partial, found.n_empty));
+
+    let (cell_ids, hi, d) = search::prune(found, &kept);
+    if cell_ids.is_empty() {
+        return Err(Error::NoCellPassedThreshold { max_weight_sum: 0.0, threshold: cfg.threshold, sigma_m: cfg.sigma_m });
+    }
+    progress.stage(format_args!("pruned to K = {} cells", cell_ids.len()));
+
+    let area = area::areas(&params.area, lon, lat, cfg.radius);
+    let op = assemble::assemble::<F>(grid, cfg, n, cell_ids, hi, &d, area);
+    progress.stage(format_args!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
+    Ok(op)
+}

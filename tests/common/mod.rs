@@ -1,0 +1,192 @@
+//! Reading and writing golden cases in the format of `ref_case.py` (`meta.json` + little-endian
+//! C-order `.bin` arrays). Shared by the integration tests and `examples/golden.rs`.
+#![allow(dead_code)]
+
+use healpix_psf::{Area, Ellipsoid, Params, PsfResampler, Real};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+pub struct Case {
+    pub dir: PathBuf,
+    pub meta: Value,
+}
+
+/// Plain-old-data element types of the `.bin` files.
+pub trait Pod: Copy {
+    const SIZE: usize;
+    const DTYPE: &'static str;
+    fn from_le(b: &[u8]) -> Self;
+    fn to_le(self) -> Vec<u8>;
+}
+
+macro_rules! pod {
+    ($t:ty, $n:literal) => {
+        impl Pod for $t {
+            const SIZE: usize = std::mem::size_of::<$t>();
+            const DTYPE: &'static str = $n;
+            fn from_le(b: &[u8]) -> Self {
+                <$t>::from_le_bytes(b.try_into().unwrap())
+            }
+            fn to_le(self) -> Vec<u8> {
+                self.to_le_bytes().to_vec()
+            }
+        }
+    };
+}
+pod!(f64, "float64");
+pod!(f32, "float32");
+pod!(i64, "int64");
+pod!(u64, "uint64");
+pod!(u8, "uint8");
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// All case directories under tests/fixtures, sorted by name.
+pub fn all_cases() -> Vec<Case> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+        .expect("tests/fixtures")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("meta.json").exists())
+        .collect();
+    dirs.sort();
+    dirs.into_iter().map(|d| Case::open(&d)).collect()
+}
+
+impl Case {
+    pub fn open(dir: &Path) -> Case {
+        let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).expect("meta.json"))
+            .expect("meta.json is JSON");
+        Case { dir: dir.to_path_buf(), meta }
+    }
+
+    pub fn name(&self) -> String {
+        self.dir.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    pub fn param(&self, key: &str) -> &Value {
+        &self.meta["params"][key]
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.meta["arrays"].get(name).is_some()
+    }
+
+    pub fn shape(&self, name: &str) -> Vec<usize> {
+        self.meta["arrays"][name]["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
+    }
+
+    pub fn dtype(&self, name: &str) -> String {
+        self.meta["arrays"][name]["dtype"].as_str().unwrap().to_string()
+    }
+
+    /// Reads an array as its stored type `T` (checked against meta.json).
+    pub fn read<T: Pod>(&self, name: &str) -> Vec<T> {
+        let a = &self.meta["arrays"][name];
+        assert_eq!(a["dtype"].as_str().unwrap(), T::DTYPE, "{}: dtype of {name}", self.name());
+        let bytes = std::fs::read(self.dir.join(a["file"].as_str().unwrap())).expect("array file");
+        bytes.chunks_exact(T::SIZE).map(T::from_le).collect()
+    }
+
+    /// Reads a float array of either width as f64.
+    pub fn read_f(&self, name: &str) -> Vec<f64> {
+        match self.dtype(name).as_str() {
+            "float64" => self.read::<f64>(name),
+            "float32" => self.read::<f32>(name).into_iter().map(|x| x as f64).collect(),
+            d => panic!("{name}: not a float array ({d})"),
+        }
+    }
+
+    pub fn is_f32(&self) -> bool {
+        self.param("dtype").as_str() == Some("float32")
+    }
+
+    /// The construction parameters the reference was called with.
+    pub fn params(&self) -> Params {
+        let p = &self.meta["params"];
+        let mut params = Params::new(p["level"].as_u64().unwrap() as u8);
+        params.npt = p["Npt"].as_u64().unwrap() as usize;
+        params.sigma_m = p["sigma_m_arg"].as_f64();
+        params.threshold = p["threshold"].as_f64().unwrap();
+        params.nest = p.get("nest").and_then(Value::as_bool).unwrap_or(true);
+        params.radius = p.get("radius").and_then(Value::as_f64).unwrap_or(6_371_000.0);
+        params.ellipsoid = p
+            .get("ellipsoid")
+            .and_then(Value::as_str)
+            .map(|s| s.parse::<Ellipsoid>().unwrap())
+            .unwrap_or_default();
+        if p.get("area_arg").and_then(Value::as_str) == Some("file") {
+            params.area = Area::Explicit(self.read::<f64>("area_in"));
+        }
+        params
+    }
+
+    pub fn build<F: Real>(&self) -> healpix_psf::Result<PsfResampler<F>> {
+        self.build_with::<F>(&self.params())
+    }
+
+    pub fn build_with<F: Real>(&self, params: &Params) -> healpix_psf::Result<PsfResampler<F>> {
+        PsfResampler::<F>::new(&self.read::<f64>("lon"), &self.read::<f64>("lat"), params)
+    }
+}
+
+/// Writes arrays in the golden format and an `arrays` table in `meta.json`.
+pub struct Writer {
+    dir: PathBuf,
+    arrays: serde_json::Map<String, Value>,
+}
+
+impl Writer {
+    pub fn new(dir: &Path) -> std::io::Result<Writer> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Writer { dir: dir.to_path_buf(), arrays: Default::default() })
+    }
+
+    pub fn write<T: Pod>(&mut self, name: &str, data: &[T], shape: &[usize]) -> std::io::Result<()> {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "{name}: shape");
+        let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le()).collect();
+        std::fs::write(self.dir.join(format!("{name}.bin")), bytes)?;
+        self.arrays.insert(name.into(), json!({"file": format!("{name}.bin"), "dtype": T::DTYPE, "shape": shape}));
+        Ok(())
+    }
+
+    /// Writes a float array in the operator's own type.
+    pub fn write_f<F: Real + Pod>(&mut self, name: &str, data: &[F], shape: &[usize]) -> std::io::Result<()> {
+        self.write(name, data, shape)
+    }
+
+    pub fn finish(self, extra: Value) -> std::io::Result<()> {
+        let meta = json!({"generator": "healpix-psf examples/golden.rs", "extra": extra, "arrays": self.arrays});
+        std::fs::write(self.dir.join("meta.json"), serde_json::to_string_pretty(&meta).unwrap())
+    }
+}
+
+/// Writes every construction output of `op` under the golden names.
+pub fn write_construction<F: Real + Pod>(
+    op: &PsfResampler<F>,
+    lon: &[f64],
+    lat: &[f64],
+    w: &mut Writer,
+) -> std::io::Result<()> {
+    let (n, k, npt) = (op.n(), op.k(), op.npt());
+    let ipix = op.grid().cells(lon, lat).expect("validated samples");
+    w.write("ipix", &ipix, &[n])?;
+    let ids: Vec<i64> = op.cell_ids().iter().map(|&c| c as i64).collect();
+    w.write("cell_ids", &ids, &[k])?;
+    let hi: Vec<i64> = op.hi().iter().map(|&h| h as i64).collect();
+    w.write("hi", &hi, &[n, npt])?;
+    w.write_f("d_m", op.d_m(), &[n, npt])?;
+    w.write_f("area", op.area(), &[n])?;
+    w.write_f("cell_weight", op.cell_weight(), &[k])?;
+    for (name, t) in [("M", op.m_triplets()), ("MT", op.mt_triplets())] {
+        let rows: Vec<i64> = t.rows.iter().map(|&r| r as i64).collect();
+        let cols: Vec<i64> = t.cols.iter().map(|&c| c as i64).collect();
+        w.write(&format!("{name}_rows"), &rows, &[rows.len()])?;
+        w.write(&format!("{name}_cols"), &cols, &[cols.len()])?;
+        w.write_f(&format!("{name}_vals"), &t.vals, &[t.vals.len()])?;
+    }
+    let centres: Vec<f64> = op.cell_lonlat().into_iter().flat_map(|(a, b)| [a, b]).collect();
+    w.write("cell_lonlat", &centres, &[k, 2])?;
+    Ok(())
+}
