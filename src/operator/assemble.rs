@@ -25,12 +25,11 @@ pub(crate) fn assemble<F: Real>(
     n: usize,
     cell_ids: Vec<u64>,
     hi: Vec<i32>,
-    d: &[f64],
+    d_m: Vec<F>,
     area: Vec<f64>,
 ) -> PsfResampler<F> {
     let npt = cfg.npt;
     let k_count = cell_ids.len();
-    let d_m: Vec<F> = d.par_iter().map(|&x| F::from_f64(x)).collect();
     let area: Vec<F> = area.par_iter().map(|&x| F::from_f64(x)).collect();
     let s2 = F::from_f64(cfg.sigma_m * cfg.sigma_m);
     let minus_two = F::from_f64(-2.0);
@@ -69,12 +68,14 @@ pub(crate) fn assemble<F: Real>(
     let mut next = ptr[..k_count].to_vec();
     let mut sample = vec![0u32; nnz];
     let mut m = vec![F::ZERO; nnz];
-    for (j, &h) in hi.iter().enumerate() {
-        if h >= 0 {
-            let p = &mut next[h as usize];
-            sample[*p] = (j / npt) as u32;
-            m[*p] = mt[j];
-            *p += 1;
+    for (i, (row_h, row_w)) in hi.chunks_exact(npt).zip(mt.chunks_exact(npt)).enumerate() {
+        for (&h, &w) in row_h.iter().zip(row_w) {
+            if h >= 0 {
+                let p = &mut next[h as usize];
+                sample[*p] = i as u32;
+                m[*p] = w;
+                *p += 1;
+            }
         }
     }
 

@@ -91,7 +91,7 @@ fn block_sums(grid: &Grid, cfg: &Config, smp: &Samples, block: std::ops::Range<u
         let fill = slots - row.len();
         let last = *row.last().expect("a neighbourhood holds its centre");
         for p in smp.positions(u) {
-            let a = &smp.xyz[smp.order[p] as usize];
+            let a = &smp.xyz[p];
             for &q in row {
                 sums[q as usize] += gaussian(chord_distance_m(a, &centres[q as usize], radius), s2);
             }

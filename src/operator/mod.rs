@@ -402,17 +402,19 @@ fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Pa
     if kept.len() > i32::MAX as usize {
         return Err(Error::TooLarge { what: "number of kept cells", value: kept.len() as u64, limit: i32::MAX as u64 });
     }
-    let found = search::nearest(&grid, &cfg, &smp, &kept);
+    let found = search::nearest::<F>(&grid, &cfg, &smp, &kept);
     progress.stage(format_args!("search: {} partial rows ({} empty)", found.n_partial, found.n_empty));
 
-    let (cell_ids, hi, d) = search::prune(found, &kept);
+    let (cell_ids, hi, d_m) = search::prune(found, &kept);
+    drop(kept);
+    drop(smp);
     if cell_ids.is_empty() {
         return Err(Error::NoCellPassedThreshold { max_weight_sum: 0.0, threshold: cfg.threshold, sigma_m: cfg.sigma_m });
     }
     progress.stage(format_args!("pruned to K = {} cells", cell_ids.len()));
 
     let area = area::areas(&params.area, lon, lat, cfg.radius);
-    let op = assemble::assemble::<F>(grid, cfg, n, cell_ids, hi, &d, area);
+    let op = assemble::assemble::<F>(grid, cfg, n, cell_ids, hi, d_m, area);
     progress.stage(format_args!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
     Ok(op)
 }

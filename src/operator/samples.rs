@@ -12,7 +12,8 @@ use rayon::prelude::*;
 pub(crate) const BLOCK: usize = 256;
 
 pub(crate) struct Samples {
-    /// Unit vector of each sample (geodetic latitude), in sample order.
+    /// Unit vector of each sample (geodetic latitude), in sorted order (`xyz[p]` belongs to sample
+    /// `order[p]`), so that the per-cell loops read them contiguously.
     pub xyz: Vec<[f64; 3]>,
     /// Sample indices sorted by (nested cell, index).
     pub order: Vec<u32>,
@@ -25,16 +26,14 @@ pub(crate) struct Samples {
 impl Samples {
     /// Hashes validated samples.
     pub fn new(grid: &Grid, lon: &[f64], lat: &[f64]) -> Self {
-        let (ipix, xyz): (Vec<u64>, Vec<[f64; 3]>) = lon
-            .par_iter()
-            .zip(lat.par_iter())
-            .map(|(&lo, &la)| {
-                (grid.hash_nested(lo, la), unit_vector(lo.rem_euclid(360.0).to_radians(), la.to_radians()))
-            })
-            .unzip();
-        let mut keyed: Vec<(u64, u32)> = ipix.iter().enumerate().map(|(i, &h)| (h, i as u32)).collect();
+        let mut keyed: Vec<(u64, u32)> =
+            lon.par_iter().zip(lat.par_iter()).enumerate().map(|(i, (&lo, &la))| (grid.hash_nested(lo, la), i as u32)).collect();
         keyed.par_sort_unstable();
-        let order: Vec<u32> = keyed.iter().map(|&(_, i)| i).collect();
+        let order: Vec<u32> = keyed.par_iter().map(|&(_, i)| i).collect();
+        let xyz = order
+            .par_iter()
+            .map(|&i| unit_vector(lon[i as usize].rem_euclid(360.0).to_radians(), lat[i as usize].to_radians()))
+            .collect();
         let mut unique = Vec::new();
         let mut start = Vec::new();
         for (p, &(h, _)) in keyed.iter().enumerate() {

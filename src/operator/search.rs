@@ -7,36 +7,39 @@
 //! that holds enough*, as in the reference — not always the globally nearest.
 //!
 //! Exactly equidistant candidates (common for samples on HEALPix symmetry lines, SPEC §7.10) are
-//! ordered by the lower cell index, i.e. the lower id in the operator's scheme. The reference leaves
+//! ordered by the lower cell index, i.e. the lower id in the operator's scheme (candidates are ranked
+//! by the squared chord between unit vectors, a monotone function of the distance). The reference leaves
 //! this to the accident of torch's sort; this rule is deterministic.
 
 use super::keep::KeptCells;
 use super::samples::Samples;
 use super::Config;
-use crate::geometry::{chord_distance_m, Grid};
+use crate::geometry::{chord2, distance_from_chord2_m, Grid};
+use crate::real::Real;
 use rayon::prelude::*;
 
-pub(crate) struct Found {
+pub(crate) struct Found<F> {
     /// Keep index of each link, N×npt in sample order, −1 where missing.
     pub hi: Vec<i32>,
-    /// Distance of each link (m), +∞ where missing.
-    pub d: Vec<f64>,
+    /// Distance of each link (m) in the operator's type (the reference casts `d` to its dtype here),
+    /// +∞ where missing.
+    pub d: Vec<F>,
     pub n_partial: usize,
     pub n_empty: usize,
 }
 
-/// (distance, cell) ordering with the lower cell first among equal distances.
+/// (squared chord, cell) ordering with the lower cell first among equal distances.
 #[inline(always)]
 fn before(a: (f64, u32), b: (f64, u32)) -> bool {
     a.0 < b.0 || (a.0 == b.0 && a.1 < b.1)
 }
 
-pub(crate) fn nearest(grid: &Grid, cfg: &Config, smp: &Samples, kept: &KeptCells) -> Found {
+pub(crate) fn nearest<F: Real>(grid: &Grid, cfg: &Config, smp: &Samples, kept: &KeptCells) -> Found<F> {
     let npt = cfg.npt;
     let n = smp.n();
     // Work in sorted order, where each block's samples are contiguous.
     let mut hi_s = vec![-1i32; n * npt];
-    let mut d_s = vec![f64::INFINITY; n * npt];
+    let mut d_s = vec![F::INFINITY; n * npt];
     let mut jobs = Vec::new();
     {
         let (mut rest_h, mut rest_d) = (&mut hi_s[..], &mut d_s[..]);
@@ -60,7 +63,7 @@ pub(crate) fn nearest(grid: &Grid, cfg: &Config, smp: &Samples, kept: &KeptCells
         pos[i as usize] = p as u32;
     }
     let mut hi = vec![-1i32; n * npt];
-    let mut d = vec![f64::INFINITY; n * npt];
+    let mut d = vec![F::INFINITY; n * npt];
     hi.par_chunks_mut(npt).zip(d.par_chunks_mut(npt)).zip(pos.par_iter()).for_each(|((h, dd), &p)| {
         let p = p as usize * npt;
         h.copy_from_slice(&hi_s[p..p + npt]);
@@ -70,14 +73,14 @@ pub(crate) fn nearest(grid: &Grid, cfg: &Config, smp: &Samples, kept: &KeptCells
 }
 
 /// Searches the samples of one block; `hi`/`d` are the block's rows in sorted order.
-fn search_block(
+fn search_block<F: Real>(
     grid: &Grid,
     cfg: &Config,
     smp: &Samples,
     kept: &KeptCells,
     block: std::ops::Range<usize>,
     hi: &mut [i32],
-    d: &mut [f64],
+    d: &mut [F],
 ) -> (usize, usize) {
     let npt = cfg.npt;
     let base = smp.start[block.start];
@@ -100,10 +103,10 @@ fn search_block(
             }
             let last_ring = r == cfg.ring_search_max;
             pending.retain(|&p| {
-                let a = &smp.xyz[smp.order[p] as usize];
+                let a = &smp.xyz[p];
                 best.clear();
                 for &(k, ref c) in &cand {
-                    let e = (chord_distance_m(a, c, cfg.radius), k);
+                    let e = (chord2(a, c), k);
                     if best.len() == npt && !before(e, best[npt - 1]) {
                         continue;
                     }
@@ -117,9 +120,9 @@ fn search_block(
                 let done = best.len() == npt;
                 if done || last_ring {
                     let row = (p - base) * npt;
-                    for (t, &(dist, k)) in best.iter().enumerate() {
+                    for (t, &(c2, k)) in best.iter().enumerate() {
                         hi[row + t] = k as i32;
-                        d[row + t] = dist;
+                        d[row + t] = F::from_f64(distance_from_chord2_m(c2, cfg.radius));
                     }
                     if !done {
                         n_partial += 1;
@@ -135,7 +138,7 @@ fn search_block(
 
 /// Drops kept cells that no sample links to (SPEC §2.5) and renumbers `hi`.
 /// Returns (cell_ids in the operator's scheme ascending, hi, d).
-pub(crate) fn prune(found: Found, kept: &KeptCells) -> (Vec<u64>, Vec<i32>, Vec<f64>) {
+pub(crate) fn prune<F: Real>(found: Found<F>, kept: &KeptCells) -> (Vec<u64>, Vec<i32>, Vec<F>) {
     let Found { mut hi, d, .. } = found;
     let mut used = vec![false; kept.len()];
     for &h in &hi {

@@ -2,6 +2,8 @@
 //! C-order `.bin` arrays). Shared by the integration tests and `examples/golden.rs`.
 #![allow(dead_code)]
 
+pub mod synth;
+
 use healpix_psf::{Area, Ellipsoid, Params, PsfResampler, Real};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

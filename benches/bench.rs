@@ -1,0 +1,129 @@
+//! Construction benchmark: prints one JSON line with what it measured.
+//!
+//! ```text
+//! cargo run --release --example bench -- --n 1000000 --level 12 --npt 9 --dtype f32 \
+//!     [--batch B --iters I] [--device cpu] [--threads T] [--density 1.5] [--seed S] [--reps R] [--verbose]
+//! ```
+//! Samples: uniform on the sphere in a box centred on 8°E 45°N holding ~density samples per cell
+//! (as the reference generator's `--region regional --density 1.5`). `build_s` is the best of
+//! `--reps` constructions (default 1); `peak_rss_mb` is the process's high-water mark (VmHWM).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use healpix_psf::{Device, Params, PsfResampler, Real};
+use std::time::Instant;
+
+struct Args {
+    n: usize,
+    level: u8,
+    npt: usize,
+    dtype: String,
+    batch: usize,
+    iters: usize,
+    device: String,
+    threads: usize,
+    density: f64,
+    seed: u64,
+    reps: usize,
+    verbose: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        n: 100_000,
+        level: 11,
+        npt: 9,
+        dtype: "f32".into(),
+        batch: 1,
+        iters: 100,
+        device: "cpu".into(),
+        threads: 0,
+        density: 1.5,
+        seed: 0,
+        reps: 1,
+        verbose: false,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--verbose" {
+            a.verbose = true;
+            continue;
+        }
+        let v = it.next().ok_or(format!("{flag} needs a value"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{flag} {v}: {e}");
+        match flag.as_str() {
+            "--n" => a.n = v.parse::<f64>().map_err(|e| bad(&e))? as usize,
+            "--level" => a.level = v.parse().map_err(|e| bad(&e))?,
+            "--npt" => a.npt = v.parse().map_err(|e| bad(&e))?,
+            "--dtype" => a.dtype = v.clone(),
+            "--batch" => a.batch = v.parse().map_err(|e| bad(&e))?,
+            "--iters" => a.iters = v.parse().map_err(|e| bad(&e))?,
+            "--device" => a.device = v.clone(),
+            "--threads" => a.threads = v.parse().map_err(|e| bad(&e))?,
+            "--density" => a.density = v.parse().map_err(|e| bad(&e))?,
+            "--seed" => a.seed = v.parse().map_err(|e| bad(&e))?,
+            "--reps" => a.reps = v.parse().map_err(|e| bad(&e))?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
+    let (lon, lat) = common::synth::regional(a.n, a.level, a.density, a.seed);
+    let rss_data = peak_rss_mb();
+    let device = match a.device.as_str() {
+        "cpu" => Device::Cpu,
+        d => Device::Cuda(d.trim_start_matches("cuda").trim_start_matches(':').parse().unwrap_or(0)),
+    };
+    let params = Params { npt: a.npt, num_threads: a.threads, device, verbose: a.verbose, ..Params::new(a.level) };
+    let mut best = f64::INFINITY;
+    let mut op = None;
+    for _ in 0..a.reps.max(1) {
+        drop(op.take());
+        let t0 = Instant::now();
+        op = Some(PsfResampler::<F>::new(&lon, &lat, &params)?);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    let op = op.expect("built");
+    let threads = if a.threads == 0 { rayon::current_num_threads() } else { a.threads };
+    println!(
+        "{{\"n\": {}, \"k\": {}, \"nnz\": {}, \"level\": {}, \"npt\": {}, \"dtype\": \"{}\", \"device\": \"{}\", \
+         \"threads\": {}, \"batch\": {}, \"build_s\": {:.4}, \"reps\": {}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}}}",
+        op.n(), op.k(), op.nnz(), a.level, a.npt, F::NAME, a.device, threads, a.batch, best, a.reps.max(1), peak_rss_mb(), rss_data
+    );
+    Ok(())
+}
+
+fn main() {
+    let a = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let r = match a.dtype.as_str() {
+        "f32" | "float32" => run::<f32>(&a),
+        "f64" | "float64" => run::<f64>(&a),
+        d => {
+            eprintln!("bench: --dtype {d}: use f32 or f64");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = r {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}
