@@ -256,6 +256,82 @@ impl<F: Real> PsfResampler<F> {
         with_threads(params.num_threads, || build(grid, cfg, lon_deg, lat_deg, params))?
     }
 
+    /// Assembles the operators from links computed elsewhere (SPEC §3 only: no keep or search stage):
+    /// for reusing a search, or for checking the assembly against another implementation.
+    ///
+    /// `cell_ids` (K, ascending ids of `params`' grid), `hi` (n×npt cell indices, −1 = no link, no
+    /// cell twice in a row), `d_m` (n×npt distances in metres, ≥ 0 where linked) and `area` (n
+    /// values ≥ 0) are validated; `params.npt`, `sigma_m`, `radius`, `level`, `nest` and `ellipsoid`
+    /// are used, `params.area` is ignored.
+    ///
+    /// # Examples
+    /// ```
+    /// use healpix_psf::{Params, PsfResampler};
+    /// // two samples, two cells: sample 0 links to both, sample 1 to cell 1 only
+    /// let p = Params { npt: 2, sigma_m: Some(1000.0), ..Params::new(8) };
+    /// let op = PsfResampler::<f64>::from_links(2, &[10, 11], &[0, 1, 1, -1], &[0.0, 500.0, 100.0, f64::INFINITY], &[1.0, 1.0], &p)?;
+    /// assert_eq!(op.nnz(), 3);
+    /// assert_eq!(op.cell_weight()[0], 1.0); // exp(0)
+    /// # Ok::<(), healpix_psf::Error>(())
+    /// ```
+    pub fn from_links(n: usize, cell_ids: &[u64], hi: &[i32], d_m: &[f64], area: &[f64], params: &Params) -> Result<Self> {
+        let cfg = Config::resolve(params)?;
+        let grid = Grid::new(params.level, params.nest, params.ellipsoid)?;
+        let npt = cfg.npt;
+        if n == 0 {
+            return Err(Error::EmptyInput);
+        }
+        if n > u32::MAX as usize {
+            return Err(Error::TooLarge { what: "number of samples", value: n as u64, limit: u32::MAX as u64 });
+        }
+        if cell_ids.len() > i32::MAX as usize {
+            return Err(Error::TooLarge { what: "number of cells", value: cell_ids.len() as u64, limit: i32::MAX as u64 });
+        }
+        for (what, len) in [("hi", hi.len()), ("d_m", d_m.len())] {
+            if len != n * npt {
+                return Err(Error::LengthMismatch { what, expected: n * npt, got: len });
+            }
+        }
+        validate_area(area, n)?;
+        for (index, w) in cell_ids.windows(2).enumerate() {
+            if w[0] >= w[1] {
+                return Err(Error::InvalidValue {
+                    what: "cell_ids",
+                    index: index + 1,
+                    value: w[1] as f64,
+                    reason: "cell ids must be strictly ascending",
+                });
+            }
+        }
+        if let Some(&last) = cell_ids.last() {
+            if last >= grid.n_cells() {
+                return Err(Error::InvalidValue {
+                    what: "cell_ids",
+                    index: cell_ids.len() - 1,
+                    value: last as f64,
+                    reason: "not a cell of this level",
+                });
+            }
+        }
+        let k = cell_ids.len() as i64;
+        for (i, (row_h, row_d)) in hi.chunks_exact(npt).zip(d_m.chunks_exact(npt)).enumerate() {
+            for (t, (&h, &d)) in row_h.iter().zip(row_d).enumerate() {
+                let index = i * npt + t;
+                if h < -1 || h as i64 >= k {
+                    return Err(Error::InvalidValue { what: "hi", index, value: h as f64, reason: "must be −1 or a cell index < K" });
+                }
+                if h >= 0 && (d.is_nan() || d < 0.0) {
+                    return Err(Error::InvalidValue { what: "d_m", index, value: d, reason: "a linked distance must be ≥ 0" });
+                }
+                if h >= 0 && row_h[..t].contains(&h) {
+                    return Err(Error::InvalidValue { what: "hi", index, value: h as f64, reason: "a sample links to a cell twice" });
+                }
+            }
+        }
+        let d: Vec<F> = d_m.iter().zip(hi).map(|(&d, &h)| if h >= 0 { F::from_f64(d) } else { F::INFINITY }).collect();
+        Ok(assemble::assemble::<F>(grid, cfg, n, cell_ids.to_vec(), hi.to_vec(), d, area.to_vec()))
+    }
+
     /// Number of samples N.
     pub fn n(&self) -> usize {
         self.n
