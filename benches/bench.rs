@@ -97,11 +97,29 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         best = best.min(t0.elapsed().as_secs_f64());
     }
     let op = op.expect("built");
-    let threads = if a.threads == 0 { rayon::current_num_threads() } else { a.threads };
+    let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
+    let i = op.build_info();
     println!(
         "{{\"n\": {}, \"k\": {}, \"nnz\": {}, \"level\": {}, \"npt\": {}, \"dtype\": \"{}\", \"device\": \"{}\", \
-         \"threads\": {}, \"batch\": {}, \"build_s\": {:.4}, \"reps\": {}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}}}",
-        op.n(), op.k(), op.nnz(), a.level, a.npt, F::NAME, a.device, threads, a.batch, best, a.reps.max(1), peak_rss_mb(), rss_data
+         \"threads\": {}, \"batch\": {}, \"build_s\": {:.4}, \"reps\": {}, \"hash_s\": {:.4}, \"keep_s\": {:.4}, \
+         \"search_s\": {:.4}, \"assemble_s\": {:.4}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}}}",
+        op.n(),
+        op.k(),
+        op.nnz(),
+        a.level,
+        a.npt,
+        F::NAME,
+        a.device,
+        threads,
+        a.batch,
+        best,
+        a.reps.max(1),
+        i.hash_s,
+        i.keep_s,
+        i.search_s,
+        i.assemble_s,
+        peak_rss_mb(),
+        rss_data
     );
     Ok(())
 }

@@ -24,7 +24,16 @@ fn run<F: Real + Pod>(case: &Case, out: &Path) -> Result<(), Box<dyn std::error:
     let mut w = Writer::new(out)?;
     write_construction(&op, &lon, &lat, &mut w)?;
     w.finish(json!({"case": case.name(), "dtype": F::NAME, "N": op.n(), "K": op.k(), "build_s": build_s}))?;
-    println!("{}: N = {}, K = {}, {} links, built in {:.4} s ({}) -> {}", case.name(), op.n(), op.k(), op.nnz(), build_s, F::NAME, out.display());
+    println!(
+        "{}: N = {}, K = {}, {} links, built in {:.4} s ({}) -> {}",
+        case.name(),
+        op.n(),
+        op.k(),
+        op.nnz(),
+        build_s,
+        F::NAME,
+        out.display()
+    );
     Ok(())
 }
 

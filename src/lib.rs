@@ -44,6 +44,10 @@
 
 #![warn(missing_docs)]
 
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod error;
 pub mod geometry;
 mod operator;
@@ -53,5 +57,5 @@ pub mod sparse;
 
 pub use error::{Error, Result};
 pub use geometry::Ellipsoid;
-pub use operator::{Area, Device, Params, PsfResampler};
+pub use operator::{Area, BuildInfo, Device, Params, PsfResampler};
 pub use real::Real;

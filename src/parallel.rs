@@ -32,8 +32,10 @@ impl Progress {
         Progress { verbose, start: now, last: now }
     }
 
-    pub(crate) fn stage(&mut self, what: std::fmt::Arguments<'_>) {
+    /// Reports a finished stage and returns its duration in seconds.
+    pub(crate) fn stage(&mut self, what: std::fmt::Arguments<'_>) -> f64 {
         let now = Instant::now();
+        let dt = (now - self.last).as_secs_f64();
         if self.verbose {
             eprintln!(
                 "[healpix-psf] {:>8.3} s (+{:.3} s) {}",
@@ -43,5 +45,6 @@ impl Progress {
             );
         }
         self.last = now;
+        dt
     }
 }

@@ -37,12 +37,20 @@ fn rel_err(what: &str, a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Sparse matrix as a map (row key, col key) → value.
-fn triplet_map(rows: &[u64], cols: &[u64], vals: &[f64]) -> BTreeMap<(u64, u64), f64> {
+type SparseMap = BTreeMap<(u64, u64), f64>;
+
+fn triplet_map(rows: &[u64], cols: &[u64], vals: &[f64]) -> SparseMap {
     rows.iter().zip(cols).zip(vals).map(|((&r, &c), &v)| ((r, c), v)).collect()
 }
 
 /// Compares two sparse maps on the entries whose cell key is not excluded; patterns must agree there.
-fn sparse_err(what: &str, ours: &BTreeMap<(u64, u64), f64>, gold: &BTreeMap<(u64, u64), f64>, cell_of: impl Fn(&(u64, u64)) -> u64, skip: &HashSet<u64>) -> f64 {
+fn sparse_err(
+    what: &str,
+    ours: &SparseMap,
+    gold: &SparseMap,
+    cell_of: impl Fn(&(u64, u64)) -> u64,
+    skip: &HashSet<u64>,
+) -> f64 {
     let keep = |k: &(u64, u64)| !skip.contains(&cell_of(k));
     let ok: Vec<_> = ours.keys().filter(|k| keep(k)).collect();
     let gk: Vec<_> = gold.keys().filter(|k| keep(k)).collect();
@@ -61,8 +69,8 @@ struct Golden {
     d_m: Vec<f64>,
     area: Vec<f64>,
     cell_weight: Vec<f64>,
-    m: BTreeMap<(u64, u64), f64>,
-    mt: BTreeMap<(u64, u64), f64>,
+    m: SparseMap,
+    mt: SparseMap,
 }
 
 impl Golden {
@@ -90,7 +98,7 @@ impl Golden {
 }
 
 /// Our operator's M keyed (sample, cell id) and MT keyed (cell id, sample).
-fn our_maps<F: Real>(op: &PsfResampler<F>) -> (BTreeMap<(u64, u64), f64>, BTreeMap<(u64, u64), f64>) {
+fn our_maps<F: Real>(op: &PsfResampler<F>) -> (SparseMap, SparseMap) {
     let ids = op.cell_ids();
     let m = op.m_triplets();
     let mt = op.mt_triplets();
@@ -141,12 +149,20 @@ fn check<F: Real + Pod>(name: &str) {
         }
         tie_rows += 1;
         for t in 0..g.npt {
-            assert!(a[t] == b[t] || hi_tie[i * g.npt + t] != 0, "{name}: hi[{i},{t}] = {} vs {} (not a tie)", a[t], b[t]);
+            assert!(
+                a[t] == b[t] || hi_tie[i * g.npt + t] != 0,
+                "{name}: hi[{i},{t}] = {} vs {} (not a tie)",
+                a[t],
+                b[t]
+            );
         }
         let sa: HashSet<i64> = a.iter().copied().collect();
         let sb: HashSet<i64> = b.iter().copied().collect();
         for &c in sa.symmetric_difference(&sb) {
-            assert!(tie_cells.contains(&(c as u64)), "{name}: row {i} links cell {c} differently and it is no tie cell");
+            assert!(
+                tie_cells.contains(&(c as u64)),
+                "{name}: row {i} links cell {c} differently and it is no tie cell"
+            );
             diverged.insert(c as u64);
         }
     }
@@ -186,7 +202,10 @@ fn check<F: Real + Pod>(name: &str) {
     let ours_c: HashMap<u64, (f64, f64)> = op.cell_ids().iter().copied().zip(op.cell_lonlat()).collect();
     for (j, c) in g.cell_ids.iter().enumerate() {
         if let Some(&(lo, la)) = ours_c.get(c) {
-            assert!((lo - centres[2 * j]).abs() <= 1e-9 && (la - centres[2 * j + 1]).abs() <= 1e-9, "{name}: centre of {c}");
+            assert!(
+                (lo - centres[2 * j]).abs() <= 1e-9 && (la - centres[2 * j + 1]).abs() <= 1e-9,
+                "{name}: centre of {c}"
+            );
         }
     }
 
@@ -198,8 +217,12 @@ fn check<F: Real + Pod>(name: &str) {
     let tol_fed = if case.is_f32() { 1e-6 } else { 1e-12 };
     let f_m = sparse_err("M (fed)", &fm, &g.m, |k| k.1, &none);
     let f_mt = sparse_err("MT (fed)", &fmt, &g.mt, |k| k.0, &none);
-    let f_dx = rel_err("cell_weight (fed)", &fed.cell_weight().iter().map(|w| w.to_f64()).collect::<Vec<_>>(), &g.cell_weight);
-    assert!(f_m <= tol_fed && f_mt <= tol_fed && f_dx <= tol_fed, "{name}: fed assembly M {f_m:e} MT {f_mt:e} Dx {f_dx:e}");
+    let f_dx =
+        rel_err("cell_weight (fed)", &fed.cell_weight().iter().map(|w| w.to_f64()).collect::<Vec<_>>(), &g.cell_weight);
+    assert!(
+        f_m <= tol_fed && f_mt <= tol_fed && f_dx <= tol_fed,
+        "{name}: fed assembly M {f_m:e} MT {f_mt:e} Dx {f_dx:e}"
+    );
 
     println!(
         "{name:32} {}: K={} d_m {e_d:.1e} (w {e_w:.1e}) M {e_m:.1e} MT {e_mt:.1e} Dx {e_dx:.1e} | fed: M {f_m:.1e} MT {f_mt:.1e} Dx {f_dx:.1e} | tie rows {tie_rows}, tie-divergent cells {}",

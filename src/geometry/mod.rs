@@ -257,7 +257,7 @@ impl Grid {
 
     /// The scheme's id of a nested id.
     #[inline]
-    pub(crate) fn to_scheme(&self, nested: u64) -> u64 {
+    pub(crate) fn scheme_id(&self, nested: u64) -> u64 {
         if self.nest {
             nested
         } else {
@@ -267,7 +267,7 @@ impl Grid {
 
     /// The nested id of a validated id in this grid's scheme.
     #[inline]
-    pub(crate) fn to_nested(&self, id: u64) -> u64 {
+    pub(crate) fn nested_id(&self, id: u64) -> u64 {
         if self.nest {
             id
         } else {
@@ -283,11 +283,7 @@ impl Grid {
 
     fn check_cell(&self, cell: u64) -> Result<()> {
         if cell >= self.n_cells() {
-            return Err(Error::param(
-                "cell",
-                cell,
-                format!("level {} has cell ids 0..{}", self.level, self.n_cells()),
-            ));
+            return Err(Error::param("cell", cell, format!("level {} has cell ids 0..{}", self.level, self.n_cells())));
         }
         Ok(())
     }
@@ -296,7 +292,7 @@ impl Grid {
     /// (wrapped); the latitude must lie in [-90, 90].
     pub fn cell(&self, lon_deg: f64, lat_deg: f64) -> Result<u64> {
         check_lonlat(0, lon_deg, lat_deg)?;
-        Ok(self.to_scheme(self.hash_nested(lon_deg, lat_deg)))
+        Ok(self.scheme_id(self.hash_nested(lon_deg, lat_deg)))
     }
 
     /// Cell ids of many positions (see [`Grid::cell`]); the error names the first bad sample.
@@ -310,7 +306,7 @@ impl Grid {
             .enumerate()
             .map(|(i, (&lo, &la))| {
                 check_lonlat(i, lo, la)?;
-                Ok(self.to_scheme(self.hash_nested(lo, la)))
+                Ok(self.scheme_id(self.hash_nested(lo, la)))
             })
             .collect()
     }
@@ -318,7 +314,7 @@ impl Grid {
     /// Centre of a cell as (longitude in [0, 360), geodetic latitude), degrees.
     pub fn center(&self, cell: u64) -> Result<(f64, f64)> {
         self.check_cell(cell)?;
-        let (lon, xi) = self.layer.center(self.to_nested(cell));
+        let (lon, xi) = self.layer.center(self.nested_id(cell));
         Ok((lon.to_degrees().rem_euclid(360.0), self.ellipsoid.from_authalic(xi).to_degrees()))
     }
 
@@ -334,7 +330,7 @@ impl Grid {
                 format!("a neighbourhood ring cannot exceed nside = {} at level {}", self.nside(), self.level),
             ));
         }
-        let mut v = self.kth_neighbourhood_nested(self.to_nested(cell), k);
+        let mut v = self.kth_neighbourhood_nested(self.nested_id(cell), k);
         if !self.nest {
             for h in v.iter_mut() {
                 *h = self.layer.to_ring(*h);

@@ -37,22 +37,17 @@ pub(crate) fn assemble<F: Real>(
     // Raw area-weighted weights W (kept in `mt` until normalised), Dy, and MT = W / Dy.
     let mut mt = vec![F::ZERO; n * npt];
     let mut sample_weight = vec![F::ZERO; n];
-    mt.par_chunks_mut(npt)
-        .zip(sample_weight.par_iter_mut())
-        .enumerate()
-        .for_each(|(i, (row, dy))| {
-            let mut sum = F::ZERO;
-            for t in 0..npt {
-                let j = i * npt + t;
-                if hi[j] >= 0 {
-                    let dd = d_m[j];
-                    let w = (minus_two * (dd * dd) / s2).exp() * area[i];
-                    row[t] = w;
-                    sum += w;
-                }
+    mt.par_chunks_mut(npt).zip(sample_weight.par_iter_mut()).enumerate().for_each(|(i, (row, dy))| {
+        let mut sum = F::ZERO;
+        let links = hi[i * npt..(i + 1) * npt].iter().zip(&d_m[i * npt..(i + 1) * npt]);
+        for (w, (&h, &dd)) in row.iter_mut().zip(links) {
+            if h >= 0 {
+                *w = (minus_two * (dd * dd) / s2).exp() * area[i];
+                sum += *w;
             }
-            *dy = sum;
-        });
+        }
+        *dy = sum;
+    });
 
     // CSR by cell: counting sort of the links in sample-major order.
     let mut ptr = vec![0usize; k_count + 1];
@@ -119,5 +114,6 @@ pub(crate) fn assemble<F: Real>(
         area,
         cell_weight,
         sample_weight,
+        info: Default::default(),
     }
 }

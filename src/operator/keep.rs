@@ -59,7 +59,11 @@ pub(crate) fn keep_stage(grid: &Grid, cfg: &Config, smp: &Samples) -> Result<Kee
         }
     }
     if nested.is_empty() {
-        return Err(Error::NoCellPassedThreshold { max_weight_sum: max_sum, threshold: cfg.threshold, sigma_m: cfg.sigma_m });
+        return Err(Error::NoCellPassedThreshold {
+            max_weight_sum: max_sum,
+            threshold: cfg.threshold,
+            sigma_m: cfg.sigma_m,
+        });
     }
     Ok(KeepResult { nested, n_candidates })
 }
@@ -137,7 +141,7 @@ pub(crate) struct KeptCells {
 
 impl KeptCells {
     pub fn index(grid: &Grid, nested: Vec<u64>) -> Self {
-        let mut pairs: Vec<(u64, u64)> = nested.par_iter().map(|&h| (grid.to_scheme(h), h)).collect();
+        let mut pairs: Vec<(u64, u64)> = nested.par_iter().map(|&h| (grid.scheme_id(h), h)).collect();
         if !grid.nest() {
             pairs.par_sort_unstable();
         }

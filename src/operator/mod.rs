@@ -150,9 +150,7 @@ impl Config {
         let sigma_m = match p.sigma_m {
             None => cell_size_m(p.level, p.radius),
             Some(s) if s.is_finite() && s > 0.0 => s,
-            Some(s) => {
-                return Err(Error::param("sigma_m", s, "the kernel scale must be a positive number of metres"))
-            }
+            Some(s) => return Err(Error::param("sigma_m", s, "the kernel scale must be a positive number of metres")),
         };
         if !(p.threshold.is_finite() && p.threshold >= 0.0) {
             return Err(Error::param("threshold", p.threshold, "the keep threshold must be finite and ≥ 0"));
@@ -191,7 +189,45 @@ impl Config {
                 ));
             }
         }
-        Ok(Config { npt: p.npt, sigma_m, threshold: p.threshold, radius: p.radius, ring_weight, ring_search_init, ring_search_max })
+        Ok(Config {
+            npt: p.npt,
+            sigma_m,
+            threshold: p.threshold,
+            radius: p.radius,
+            ring_weight,
+            ring_search_init,
+            ring_search_max,
+        })
+    }
+}
+
+/// What the construction found and how long each stage took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildInfo {
+    /// Distinct cells holding samples.
+    pub n_sample_cells: usize,
+    /// Distinct candidate cells of the keep stage.
+    pub n_candidates: usize,
+    /// Candidate cells whose weight sum reached the threshold.
+    pub n_kept: usize,
+    /// Samples with fewer than `npt` links.
+    pub n_partial_rows: usize,
+    /// Samples with no link at all.
+    pub n_empty_rows: usize,
+    /// Seconds spent hashing and sorting the samples.
+    pub hash_s: f64,
+    /// Seconds in the keep stage.
+    pub keep_s: f64,
+    /// Seconds in the nearest-cell search and pruning.
+    pub search_s: f64,
+    /// Seconds assembling M and MT.
+    pub assemble_s: f64,
+}
+
+impl BuildInfo {
+    /// Total construction time in seconds.
+    pub fn total_s(&self) -> f64 {
+        self.hash_s + self.keep_s + self.search_s + self.assemble_s
     }
 }
 
@@ -230,6 +266,7 @@ pub struct PsfResampler<F: Real> {
     area: Vec<F>,
     cell_weight: Vec<F>,
     sample_weight: Vec<F>,
+    info: BuildInfo,
 }
 
 impl<F: Real> PsfResampler<F> {
@@ -274,7 +311,14 @@ impl<F: Real> PsfResampler<F> {
     /// assert_eq!(op.cell_weight()[0], 1.0); // exp(0)
     /// # Ok::<(), healpix_psf::Error>(())
     /// ```
-    pub fn from_links(n: usize, cell_ids: &[u64], hi: &[i32], d_m: &[f64], area: &[f64], params: &Params) -> Result<Self> {
+    pub fn from_links(
+        n: usize,
+        cell_ids: &[u64],
+        hi: &[i32],
+        d_m: &[f64],
+        area: &[f64],
+        params: &Params,
+    ) -> Result<Self> {
         let cfg = Config::resolve(params)?;
         let grid = Grid::new(params.level, params.nest, params.ellipsoid)?;
         let npt = cfg.npt;
@@ -285,7 +329,11 @@ impl<F: Real> PsfResampler<F> {
             return Err(Error::TooLarge { what: "number of samples", value: n as u64, limit: u32::MAX as u64 });
         }
         if cell_ids.len() > i32::MAX as usize {
-            return Err(Error::TooLarge { what: "number of cells", value: cell_ids.len() as u64, limit: i32::MAX as u64 });
+            return Err(Error::TooLarge {
+                what: "number of cells",
+                value: cell_ids.len() as u64,
+                limit: i32::MAX as u64,
+            });
         }
         for (what, len) in [("hi", hi.len()), ("d_m", d_m.len())] {
             if len != n * npt {
@@ -318,18 +366,38 @@ impl<F: Real> PsfResampler<F> {
             for (t, (&h, &d)) in row_h.iter().zip(row_d).enumerate() {
                 let index = i * npt + t;
                 if h < -1 || h as i64 >= k {
-                    return Err(Error::InvalidValue { what: "hi", index, value: h as f64, reason: "must be −1 or a cell index < K" });
+                    return Err(Error::InvalidValue {
+                        what: "hi",
+                        index,
+                        value: h as f64,
+                        reason: "must be −1 or a cell index < K",
+                    });
                 }
                 if h >= 0 && (d.is_nan() || d < 0.0) {
-                    return Err(Error::InvalidValue { what: "d_m", index, value: d, reason: "a linked distance must be ≥ 0" });
+                    return Err(Error::InvalidValue {
+                        what: "d_m",
+                        index,
+                        value: d,
+                        reason: "a linked distance must be ≥ 0",
+                    });
                 }
                 if h >= 0 && row_h[..t].contains(&h) {
-                    return Err(Error::InvalidValue { what: "hi", index, value: h as f64, reason: "a sample links to a cell twice" });
+                    return Err(Error::InvalidValue {
+                        what: "hi",
+                        index,
+                        value: h as f64,
+                        reason: "a sample links to a cell twice",
+                    });
                 }
             }
         }
         let d: Vec<F> = d_m.iter().zip(hi).map(|(&d, &h)| if h >= 0 { F::from_f64(d) } else { F::INFINITY }).collect();
         Ok(assemble::assemble::<F>(grid, cfg, n, cell_ids.to_vec(), hi.to_vec(), d, area.to_vec()))
+    }
+
+    /// What the construction found and the time of each stage (all zero for [`PsfResampler::from_links`]).
+    pub fn build_info(&self) -> &BuildInfo {
+        &self.info
     }
 
     /// Number of samples N.
@@ -462,12 +530,16 @@ fn validate_area(a: &[f64], n: usize) -> Result<()> {
 
 fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Params) -> Result<PsfResampler<F>> {
     let mut progress = Progress::new(params.verbose);
+    let mut info = BuildInfo::default();
     let n = lon.len();
     let smp = samples::Samples::new(&grid, lon, lat);
-    progress.stage(format_args!("hashed {n} samples into {} distinct cells", smp.n_unique()));
+    info.n_sample_cells = smp.n_unique();
+    info.hash_s = progress.stage(format_args!("hashed {n} samples into {} distinct cells", smp.n_unique()));
 
     let kept = keep::keep_stage(&grid, &cfg, &smp)?;
-    progress.stage(format_args!(
+    info.n_candidates = kept.n_candidates;
+    info.n_kept = kept.nested.len();
+    info.keep_s = progress.stage(format_args!(
         "keep stage: {} candidate cells, {} with weight sum ≥ {}",
         kept.n_candidates,
         kept.nested.len(),
@@ -479,18 +551,28 @@ fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Pa
         return Err(Error::TooLarge { what: "number of kept cells", value: kept.len() as u64, limit: i32::MAX as u64 });
     }
     let found = search::nearest::<F>(&grid, &cfg, &smp, &kept);
-    progress.stage(format_args!("search: {} partial rows ({} empty)", found.n_partial, found.n_empty));
-
+    info.n_partial_rows = found.n_partial;
+    info.n_empty_rows = found.n_empty;
     let (cell_ids, hi, d_m) = search::prune(found, &kept);
     drop(kept);
     drop(smp);
+    info.search_s = progress.stage(format_args!(
+        "search: {} partial rows ({} empty); pruned to K = {} cells",
+        info.n_partial_rows,
+        info.n_empty_rows,
+        cell_ids.len()
+    ));
     if cell_ids.is_empty() {
-        return Err(Error::NoCellPassedThreshold { max_weight_sum: 0.0, threshold: cfg.threshold, sigma_m: cfg.sigma_m });
+        return Err(Error::NoCellPassedThreshold {
+            max_weight_sum: 0.0,
+            threshold: cfg.threshold,
+            sigma_m: cfg.sigma_m,
+        });
     }
-    progress.stage(format_args!("pruned to K = {} cells", cell_ids.len()));
 
     let area = area::areas(&params.area, lon, lat, cfg.radius);
-    let op = assemble::assemble::<F>(grid, cfg, n, cell_ids, hi, d_m, area);
-    progress.stage(format_args!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
+    let mut op = assemble::assemble::<F>(grid, cfg, n, cell_ids, hi, d_m, area);
+    info.assemble_s = progress.stage(format_args!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
+    op.info = info;
     Ok(op)
 }

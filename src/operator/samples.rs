@@ -26,8 +26,12 @@ pub(crate) struct Samples {
 impl Samples {
     /// Hashes validated samples.
     pub fn new(grid: &Grid, lon: &[f64], lat: &[f64]) -> Self {
-        let mut keyed: Vec<(u64, u32)> =
-            lon.par_iter().zip(lat.par_iter()).enumerate().map(|(i, (&lo, &la))| (grid.hash_nested(lo, la), i as u32)).collect();
+        let mut keyed: Vec<(u64, u32)> = lon
+            .par_iter()
+            .zip(lat.par_iter())
+            .enumerate()
+            .map(|(i, (&lo, &la))| (grid.hash_nested(lo, la), i as u32))
+            .collect();
         keyed.par_sort_unstable();
         let order: Vec<u32> = keyed.par_iter().map(|&(_, i)| i).collect();
         let xyz = order

@@ -113,11 +113,8 @@ impl Case {
         params.threshold = p["threshold"].as_f64().unwrap();
         params.nest = p.get("nest").and_then(Value::as_bool).unwrap_or(true);
         params.radius = p.get("radius").and_then(Value::as_f64).unwrap_or(6_371_000.0);
-        params.ellipsoid = p
-            .get("ellipsoid")
-            .and_then(Value::as_str)
-            .map(|s| s.parse::<Ellipsoid>().unwrap())
-            .unwrap_or_default();
+        params.ellipsoid =
+            p.get("ellipsoid").and_then(Value::as_str).map(|s| s.parse::<Ellipsoid>().unwrap()).unwrap_or_default();
         if p.get("area_arg").and_then(Value::as_str) == Some("file") {
             params.area = Area::Explicit(self.read::<f64>("area_in"));
         }
