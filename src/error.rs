@@ -74,6 +74,17 @@ pub enum Error {
         sigma_m: f64,
     },
 
+    /// Cells passed the threshold, but no sample has one within its search square.
+    #[error(
+        "no sample found a kept cell within its search square (ring_search_max = {ring_search_max}): \
+         raise `ring_search_max`, or lower `threshold` / raise `sigma_m` so that cells nearer the samples \
+         are kept"
+    )]
+    NoSampleLinked {
+        /// The last search ring in force.
+        ring_search_max: u32,
+    },
+
     /// A problem is larger than the index types can address.
     #[error("problem too large: {what} = {value} exceeds the limit {limit}")]
     TooLarge {

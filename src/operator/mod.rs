@@ -129,13 +129,18 @@ pub(crate) struct Config {
     pub ring_search_max: u32,
 }
 
-/// Smallest r with (2r+1)² ≥ npt, i.e. ceil((√npt − 1)/2).
-fn r_min(npt: usize) -> u32 {
-    let mut r = 0u32;
-    while ((2 * r as u64 + 1) * (2 * r as u64 + 1)) < npt as u64 {
+/// Smallest r with (2r+1)² ≥ npt, i.e. ceil((√npt − 1)/2), without overflow for any npt.
+fn r_min(npt: usize) -> u64 {
+    let n = npt as u128;
+    let sq = |r: u128| (2 * r + 1) * (2 * r + 1);
+    let mut r = ((((npt as f64).sqrt() - 1.0) / 2.0).max(0.0)).ceil() as u128;
+    while r > 0 && sq(r - 1) >= n {
+        r -= 1;
+    }
+    while sq(r) < n {
         r += 1;
     }
-    r
+    r as u64
 }
 
 impl Config {
@@ -159,11 +164,11 @@ impl Config {
             return Err(Error::param("npt", 0, "each sample needs at least one link (npt ≥ 1)"));
         }
         let rm = r_min(p.npt);
-        let ring_weight = p.ring_weight.unwrap_or(2.max(rm + 2));
-        let ring_search_init = p.ring_search_init.unwrap_or(1.max(rm + 1));
-        let ring_search_max = p.ring_search_max.unwrap_or(1.max(rm + 1) + 2).max(ring_search_init);
-        let side = 2 * ring_search_max as u64 + 1;
-        if (p.npt as u64) > side * side {
+        let ring_weight = p.ring_weight.map_or(2.max(rm + 2), u64::from);
+        let ring_search_init = p.ring_search_init.map_or(1.max(rm + 1), u64::from);
+        let ring_search_max = p.ring_search_max.map_or(1.max(rm + 1) + 2, u64::from).max(ring_search_init);
+        let side = 2 * ring_search_max as u128 + 1;
+        if (p.npt as u128) > side * side {
             return Err(Error::param(
                 "npt",
                 p.npt,
@@ -176,19 +181,23 @@ impl Config {
         for (name, r) in
             [("ring_weight", ring_weight), ("ring_search_init", ring_search_init), ("ring_search_max", ring_search_max)]
         {
-            if r as u64 > grid_nside {
+            if r > grid_nside {
+                let needed = 64 - (r - 1).leading_zeros();
+                let advice = if needed <= crate::geometry::MAX_LEVEL as u32 {
+                    format!("use level ≥ {needed} (or a smaller npt / ring)")
+                } else {
+                    "no HEALPix level is that fine: lower npt or the ring".to_string()
+                };
                 return Err(Error::param(
                     name,
                     r,
-                    format!(
-                        "neighbourhood rings cannot exceed nside = {grid_nside} at level {}: use level ≥ {} \
-                         (or a smaller npt / ring)",
-                        p.level,
-                        32 - (r - 1).leading_zeros()
-                    ),
+                    format!("neighbourhood rings cannot exceed nside = {grid_nside} at level {}: {advice}", p.level),
                 ));
             }
         }
+        // rings ≤ nside ≤ 2^29 from here on
+        let (ring_weight, ring_search_init, ring_search_max) =
+            (ring_weight as u32, ring_search_init as u32, ring_search_max as u32);
         Ok(Config {
             npt: p.npt,
             sigma_m,
@@ -198,6 +207,20 @@ impl Config {
             ring_search_init,
             ring_search_max,
         })
+    }
+
+    /// Checks that the kernel is representable in the operator's float type: s² must not underflow
+    /// to 0 (the weight of a sample on a cell centre would be 0/0).
+    fn check_float<F: Real>(&self) -> Result<()> {
+        let s2 = self.sigma_m * self.sigma_m;
+        if s2 == 0.0 || F::from_f64(s2) == F::ZERO {
+            return Err(Error::param(
+                "sigma_m",
+                self.sigma_m,
+                format!("the kernel scale is so small that its square underflows in {}: give it in metres", F::NAME),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -285,6 +308,7 @@ impl<F: Real> PsfResampler<F> {
             }
         }
         let cfg = Config::resolve(params)?;
+        cfg.check_float::<F>()?;
         let grid = Grid::new(params.level, params.nest, params.ellipsoid)?;
         validate_samples(lon_deg, lat_deg)?;
         if let Area::Explicit(a) = &params.area {
@@ -320,11 +344,17 @@ impl<F: Real> PsfResampler<F> {
         params: &Params,
     ) -> Result<Self> {
         let cfg = Config::resolve(params)?;
+        cfg.check_float::<F>()?;
         let grid = Grid::new(params.level, params.nest, params.ellipsoid)?;
         let npt = cfg.npt;
         if n == 0 {
             return Err(Error::EmptyInput);
         }
+        let links = n.checked_mul(npt).ok_or(Error::TooLarge {
+            what: "number of links n·npt",
+            value: u64::MAX,
+            limit: usize::MAX as u64,
+        })?;
         if n > u32::MAX as usize {
             return Err(Error::TooLarge { what: "number of samples", value: n as u64, limit: u32::MAX as u64 });
         }
@@ -336,8 +366,8 @@ impl<F: Real> PsfResampler<F> {
             });
         }
         for (what, len) in [("hi", hi.len()), ("d_m", d_m.len())] {
-            if len != n * npt {
-                return Err(Error::LengthMismatch { what, expected: n * npt, got: len });
+            if len != links {
+                return Err(Error::LengthMismatch { what, expected: links, got: len });
             }
         }
         validate_area(area, n)?;
@@ -563,11 +593,7 @@ fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Pa
         cell_ids.len()
     ));
     if cell_ids.is_empty() {
-        return Err(Error::NoCellPassedThreshold {
-            max_weight_sum: 0.0,
-            threshold: cfg.threshold,
-            sigma_m: cfg.sigma_m,
-        });
+        return Err(Error::NoSampleLinked { ring_search_max: cfg.ring_search_max });
     }
 
     let area = area::areas(&params.area, lon, lat, cfg.radius);
