@@ -145,10 +145,10 @@ fn r_min(npt: usize) -> u64 {
 
 impl Config {
     fn resolve(p: &Params) -> Result<Self> {
-        let grid_nside = if p.level <= crate::geometry::MAX_LEVEL { 1u64 << p.level } else { 0 };
         if p.level > crate::geometry::MAX_LEVEL {
             return Err(Error::param("level", p.level, "HEALPix levels run from 0 to 29"));
         }
+        let grid_nside = 1u64 << p.level;
         if !(p.radius.is_finite() && p.radius > 0.0) {
             return Err(Error::param("radius", p.radius, "the sphere radius must be a positive number of metres"));
         }
