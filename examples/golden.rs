@@ -9,7 +9,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{write_construction, Case, Pod, Writer};
+use common::{write_construction, write_solve, Case, Pod, Writer};
 use healpix_psf::{PsfResampler, Real};
 use serde_json::json;
 use std::path::Path;
@@ -23,7 +23,11 @@ fn run<F: Real + Pod>(case: &Case, out: &Path) -> Result<(), Box<dyn std::error:
     let build_s = t0.elapsed().as_secs_f64();
     let mut w = Writer::new(out)?;
     write_construction(&op, &lon, &lat, &mut w)?;
-    w.finish(json!({"case": case.name(), "dtype": F::NAME, "N": op.n(), "K": op.k(), "build_s": build_s}))?;
+    let t1 = Instant::now();
+    let iters = write_solve(&op, case, &mut w)?;
+    let solve_s = t1.elapsed().as_secs_f64();
+    w.finish(json!({"case": case.name(), "dtype": F::NAME, "N": op.n(), "K": op.k(), "build_s": build_s,
+                    "cg_niters": iters, "solve_s": solve_s}))?;
     println!(
         "{}: N = {}, K = {}, {} links, built in {:.4} s ({}) -> {}",
         case.name(),

@@ -53,9 +53,11 @@ pub mod geometry;
 mod operator;
 mod parallel;
 pub mod real;
+pub mod solver;
 pub mod sparse;
 
 pub use error::{Error, Result};
 pub use geometry::Ellipsoid;
 pub use operator::{Area, BuildInfo, Device, Params, PsfResampler};
 pub use real::Real;
+pub use solver::{Fit, FitInfo, FitOptions, Stopping};

@@ -125,3 +125,168 @@ pub(crate) fn m_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, n: usize
     }
     Triplets { n_rows: n, n_cols: k_count, rows, cols, vals }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Products and vector kernels of the solver.
+//
+// Vectors hold `s` right-hand sides interleaved: element (e, j) of an E×s block is `v[e*s + j]`, so
+// both products gather s contiguous values per link. Work is split in chunks of CHUNK elements whose
+// boundaries depend on the sizes only; reductions add the chunk partials in chunk order, in f64:
+// results are bitwise identical for any number of threads.
+// ---------------------------------------------------------------------------------------------
+
+use rayon::prelude::*;
+
+/// Elements (samples or cells) per parallel chunk.
+pub(crate) const CHUNK: usize = 2048;
+
+/// `out (N×s) = v (K×s) · MT`: each sample gathers its linked cells.
+pub(crate) fn mt_product<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, out: &mut [F]) {
+    let npt = l.npt;
+    out.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, chunk)| {
+        let i0 = c * CHUNK;
+        if s == 1 {
+            for (di, o) in chunk.iter_mut().enumerate() {
+                let i = (i0 + di) * npt;
+                let mut acc = F::ZERO;
+                for (&h, &w) in l.hi[i..i + npt].iter().zip(&l.mt[i..i + npt]) {
+                    if h >= 0 {
+                        acc += w * v[h as usize];
+                    }
+                }
+                *o = acc;
+            }
+        } else {
+            for (di, o) in chunk.chunks_exact_mut(s).enumerate() {
+                let i = (i0 + di) * npt;
+                o.fill(F::ZERO);
+                for (&h, &w) in l.hi[i..i + npt].iter().zip(&l.mt[i..i + npt]) {
+                    if h >= 0 {
+                        let vk = &v[h as usize * s..(h as usize + 1) * s];
+                        for (a, &b) in o.iter_mut().zip(vk) {
+                            *a += w * b;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `out (K×s) = u (N×s) · M + lam·add (K×s)` (the last term only when `add` is given), each cell
+/// gathering its linked samples. Returns, when `dot_with` is given, the per-row weighted dot products
+/// `Σ_k dot_with[k,j]·out[k,j]·w[k]`.
+pub(crate) fn m_product<F: Real>(
+    l: &CellLinks<F>,
+    u: &[F],
+    s: usize,
+    out: &mut [F],
+    add: Option<(F, &[F])>,
+    dot_with: Option<(&[F], &[F])>,
+) -> Vec<f64> {
+    let partials: Vec<Vec<f64>> = out
+        .par_chunks_mut(CHUNK * s)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let k0 = c * CHUNK;
+            let mut dots = vec![0.0f64; if dot_with.is_some() { s } else { 0 }];
+            for (dk, o) in chunk.chunks_exact_mut(s).enumerate() {
+                let k = k0 + dk;
+                o.fill(F::ZERO);
+                for p in l.ptr[k]..l.ptr[k + 1] {
+                    let w = l.m[p];
+                    let ui = &u[l.sample[p] as usize * s..(l.sample[p] as usize + 1) * s];
+                    for (a, &b) in o.iter_mut().zip(ui) {
+                        *a += w * b;
+                    }
+                }
+                if let Some((lam, v)) = add {
+                    for (a, &b) in o.iter_mut().zip(&v[k * s..(k + 1) * s]) {
+                        *a += lam * b;
+                    }
+                }
+                if let Some((p, dx)) = dot_with {
+                    let wk = dx[k].to_f64();
+                    for (j, (&a, &b)) in o.iter().zip(&p[k * s..(k + 1) * s]).enumerate() {
+                        dots[j] += a.to_f64() * b.to_f64() * wk;
+                    }
+                }
+            }
+            dots
+        })
+        .collect();
+    sum_partials(partials, if dot_with.is_some() { s } else { 0 })
+}
+
+fn sum_partials(partials: Vec<Vec<f64>>, s: usize) -> Vec<f64> {
+    let mut total = vec![0.0f64; s];
+    for p in partials {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
+}
+
+/// Per-row weighted dot products `Σ_k a[k,j]·b[k,j]·w[k]` of two K×s blocks.
+pub(crate) fn wdot<F: Real>(a: &[F], b: &[F], w: &[F], s: usize) -> Vec<f64> {
+    let partials: Vec<Vec<f64>> = a
+        .par_chunks(CHUNK * s)
+        .zip(b.par_chunks(CHUNK * s))
+        .enumerate()
+        .map(|(c, (ca, cb))| {
+            let mut dots = vec![0.0f64; s];
+            for (dk, (ra, rb)) in ca.chunks_exact(s).zip(cb.chunks_exact(s)).enumerate() {
+                let wk = w[c * CHUNK + dk].to_f64();
+                for (j, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+                    dots[j] += x.to_f64() * y.to_f64() * wk;
+                }
+            }
+            dots
+        })
+        .collect();
+    sum_partials(partials, s)
+}
+
+/// The CG update `x += α p; r −= α ap` (per row α), returning the new `<r, r>_w` per row.
+pub(crate) fn cg_update<F: Real>(x: &mut [F], r: &mut [F], p: &[F], ap: &[F], alpha: &[F], w: &[F]) -> Vec<f64> {
+    let s = alpha.len();
+    let partials: Vec<Vec<f64>> = x
+        .par_chunks_mut(CHUNK * s)
+        .zip(r.par_chunks_mut(CHUNK * s))
+        .zip(p.par_chunks(CHUNK * s).zip(ap.par_chunks(CHUNK * s)))
+        .enumerate()
+        .map(|(c, ((cx, cr), (cp, cap)))| {
+            let mut dots = vec![0.0f64; s];
+            for (dk, (((rx, rr), rp), rap)) in cx
+                .chunks_exact_mut(s)
+                .zip(cr.chunks_exact_mut(s))
+                .zip(cp.chunks_exact(s))
+                .zip(cap.chunks_exact(s))
+                .enumerate()
+            {
+                let wk = w[c * CHUNK + dk].to_f64();
+                for j in 0..s {
+                    rx[j] += alpha[j] * rp[j];
+                    rr[j] -= alpha[j] * rap[j];
+                    let v = rr[j].to_f64();
+                    dots[j] += v * v * wk;
+                }
+            }
+            dots
+        })
+        .collect();
+    sum_partials(partials, s)
+}
+
+/// The new search direction `p = r + β p` (per row β).
+pub(crate) fn cg_direction<F: Real>(p: &mut [F], r: &[F], beta: &[F]) {
+    let s = beta.len();
+    p.par_chunks_mut(CHUNK * s).zip(r.par_chunks(CHUNK * s)).for_each(|(cp, cr)| {
+        for (rp, rr) in cp.chunks_exact_mut(s).zip(cr.chunks_exact(s)) {
+            for j in 0..s {
+                rp[j] = rr[j] + beta[j] * rp[j];
+            }
+        }
+    });
+}

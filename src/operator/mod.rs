@@ -10,6 +10,7 @@
 
 mod area;
 mod assemble;
+mod fit;
 mod keep;
 mod samples;
 mod search;
@@ -127,6 +128,7 @@ pub(crate) struct Config {
     pub ring_weight: u32,
     pub ring_search_init: u32,
     pub ring_search_max: u32,
+    pub num_threads: usize,
 }
 
 /// Smallest r with (2r+1)² ≥ npt, i.e. ceil((√npt − 1)/2), without overflow for any npt.
@@ -206,6 +208,7 @@ impl Config {
             ring_weight,
             ring_search_init,
             ring_search_max,
+            num_threads: p.num_threads,
         })
     }
 

@@ -4,7 +4,7 @@
 
 pub mod synth;
 
-use healpix_psf::{Area, Ellipsoid, Params, PsfResampler, Real};
+use healpix_psf::{Area, Ellipsoid, FitOptions, Params, PsfResampler, Real};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -188,4 +188,48 @@ pub fn write_construction<F: Real + Pod>(
     let centres: Vec<f64> = op.cell_lonlat().into_iter().flat_map(|(a, b)| [a, b]).collect();
     w.write("cell_lonlat", &centres, &[k, 2])?;
     Ok(())
+}
+
+impl Case {
+    /// The sample values (B×N row-major) in the operator's type, and B.
+    pub fn values<F: Real>(&self) -> (Vec<F>, usize) {
+        let v: Vec<F> = self.read::<f64>("val").iter().map(|&x| F::from_f64(x)).collect();
+        let b = self.param("B").as_u64().unwrap() as usize;
+        (v, b)
+    }
+
+    /// The fit options the reference was called with (`max_iter` overridable).
+    pub fn fit_options<F: Real>(&self, max_iter: Option<usize>) -> FitOptions<F> {
+        FitOptions {
+            lam: self.param("lam").as_f64().unwrap(),
+            max_iter: max_iter.unwrap_or(self.param("max_iter").as_u64().unwrap() as usize),
+            tol: self.param("tol").as_f64().unwrap(),
+            return_info: true,
+            ..FitOptions::default()
+        }
+    }
+}
+
+/// Writes the solve outputs under the golden names: x_ref, hval, hval_iter5, invert,
+/// cg_residual_norms ((iterations+1)×rows with data). Returns the CG iteration count.
+pub fn write_solve<F: Real + Pod>(op: &PsfResampler<F>, case: &Case, w: &mut Writer) -> healpix_psf::Result<usize> {
+    let (val, b) = case.values::<F>();
+    let (n, k) = (op.n(), op.k());
+    let x_ref = op.apply_m(&val)?;
+    let (fit, invert) = op.fit_resample(&val, &case.fit_options(None))?;
+    let fit5 = op.fit(&val, &case.fit_options(Some(5)))?;
+    let info = fit.info.expect("info asked for");
+    let rows: Vec<&Vec<f64>> = info.residual_norms.iter().filter(|r| !r.is_empty()).collect();
+    let len = rows.first().map_or(0, |r| r.len());
+    let mut norms = Vec::with_capacity(len * rows.len());
+    for t in 0..len {
+        norms.extend(rows.iter().map(|r| F::from_f64(r[t])));
+    }
+    let io = |e: std::io::Error| healpix_psf::Error::DeviceUnavailable(format!("writing output: {e}"));
+    w.write_f("x_ref", &x_ref, &[b, k]).map_err(io)?;
+    w.write_f("hval", &fit.hval, &[b, k]).map_err(io)?;
+    w.write_f("hval_iter5", &fit5.hval, &[b, k]).map_err(io)?;
+    w.write_f("invert", &invert, &[b, n]).map_err(io)?;
+    w.write_f("cg_residual_norms", &norms, &[len, rows.len()]).map_err(io)?;
+    Ok(info.iterations)
 }

@@ -1,0 +1,211 @@
+//! The public solve API: `fit`, `resample`, `fit_resample`, `apply_m` (SPEC §4–§5).
+//!
+//! Values are row-major: B rows of N sample values in, B rows of K cell values out (one row is just
+//! N or K values). Internally the selected rows are interleaved (element-major), see `sparse`.
+
+use super::PsfResampler;
+use crate::error::{Error, Result};
+use crate::parallel::with_threads;
+use crate::real::Real;
+use crate::solver::{cg, Fit, FitInfo, FitOptions, Normal};
+use crate::sparse::{m_product, mt_product};
+
+/// Number of rows of a row-major block of `len` values of width `width`.
+fn rows_of(len: usize, width: usize, what: &'static str) -> Result<usize> {
+    if len == 0 || width == 0 || !len.is_multiple_of(width) {
+        return Err(Error::LengthMismatch { what, expected: width, got: len });
+    }
+    Ok(len / width)
+}
+
+/// Rows `sel` of a B×E row-major block, interleaved E×|sel|, with NaN replaced by 0.
+fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
+    let s = sel.len();
+    let mut out = vec![F::ZERO; e * s];
+    for (j, &b) in sel.iter().enumerate() {
+        for (i, &x) in v[b * e..(b + 1) * e].iter().enumerate() {
+            out[i * s + j] = if x.is_nan() { F::ZERO } else { x };
+        }
+    }
+    out
+}
+
+/// Column j of an E×s interleaved block.
+fn column<F: Real>(v: &[F], s: usize, j: usize) -> impl Iterator<Item = F> + '_ {
+    v.chunks_exact(s).map(move |r| r[j])
+}
+
+impl<F: Real> PsfResampler<F> {
+    /// `y0·M` for B rows of N sample values (NaN samples count as 0, as in the reference): the
+    /// area-weighted Gaussian average of the samples around each cell, `x_ref` of the fit. B×K.
+    ///
+    /// # Examples
+    /// ```
+    /// use healpix_psf::{Params, PsfResampler};
+    /// let (lon, lat): (Vec<f64>, Vec<f64>) = (0..400).map(|i| (8.0 + 0.01 * (i % 20) as f64, 45.0 + 0.01 * (i / 20) as f64)).unzip();
+    /// let op = PsfResampler::<f64>::new(&lon, &lat, &Params::new(10))?;
+    /// // a constant field averages to the same constant in every cell
+    /// let x = op.apply_m(&vec![3.0; op.n()])?;
+    /// assert!(x.iter().all(|v| (v - 3.0).abs() < 1e-12));
+    /// # Ok::<(), healpix_psf::Error>(())
+    /// ```
+    pub fn apply_m(&self, val: &[F]) -> Result<Vec<F>> {
+        let b = rows_of(val.len(), self.n, "val")?;
+        check_no_infinity(val, "val")?;
+        let all: Vec<usize> = (0..b).collect();
+        with_threads(self.cfg.num_threads, || {
+            let y0 = interleave(val, self.n, &all);
+            let mut x = vec![F::ZERO; self.k() * b];
+            m_product(&self.cells, &y0, b, &mut x, None, None);
+            deinterleave(&x, self.k(), b)
+        })
+    }
+
+    /// Values at the samples of B cell fields: `hval·MT`, each sample's normalised Gaussian
+    /// interpolation of its linked cells. `hval` is B×K row-major; returns B×N. A NaN cell reaches
+    /// only the samples linked to it; a sample with no link gets 0.
+    pub fn resample(&self, hval: &[F]) -> Result<Vec<F>> {
+        let b = rows_of(hval.len(), self.k(), "hval")?;
+        let all: Vec<usize> = (0..b).collect();
+        with_threads(self.cfg.num_threads, || {
+            // keep NaN cells as NaN (interleave() would zero them)
+            let mut v = vec![F::ZERO; self.k() * b];
+            for (j, &row) in all.iter().enumerate() {
+                for (k, &x) in hval[row * self.k()..(row + 1) * self.k()].iter().enumerate() {
+                    v[k * b + j] = x;
+                }
+            }
+            let mut out = vec![F::ZERO; self.n * b];
+            mt_product(&self.samples, &v, b, &mut out);
+            deinterleave(&out, self.n, b)
+        })
+    }
+
+    /// Fits the cell field that best explains B rows of N sample values (row-major; NaN = missing):
+    /// `hval = x_ref + δ` with `x_ref = y0·M` and δ the damped weighted least-squares update found
+    /// by conjugate gradient (SPEC §4). Rows without any valid sample come back all NaN and take no
+    /// part in the solve. Infinite values are an error.
+    ///
+    /// # Examples
+    /// ```
+    /// use healpix_psf::{FitOptions, Params, PsfResampler};
+    /// let (lon, lat): (Vec<f64>, Vec<f64>) = (0..900).map(|i| (8.0 + 0.01 * (i % 30) as f64, 45.0 + 0.01 * (i / 30) as f64)).unzip();
+    /// let op = PsfResampler::<f64>::new(&lon, &lat, &Params::new(11))?;
+    /// let val: Vec<f64> = lon.iter().zip(&lat).map(|(x, y)| (x * 3.0).sin() + (y * 2.0).cos()).collect();
+    /// let fit = op.fit(&val, &FitOptions { lam: 1e-3, return_info: true, ..FitOptions::default() })?;
+    /// assert_eq!(fit.hval.len(), op.k());
+    /// let back = op.resample(&fit.hval)?;
+    /// let rms = (back.iter().zip(&val).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / val.len() as f64).sqrt();
+    /// assert!(rms < 1e-3, "{rms}");
+    /// assert!(fit.info.unwrap().iterations > 0);
+    /// # Ok::<(), healpix_psf::Error>(())
+    /// ```
+    pub fn fit(&self, val: &[F], opts: &FitOptions<F>) -> Result<Fit<F>> {
+        let (n, k) = (self.n, self.k());
+        let b = rows_of(val.len(), n, "val")?;
+        check_no_infinity(val, "val")?;
+        if !(opts.lam.is_finite() && opts.lam >= 0.0) {
+            return Err(Error::param("lam", opts.lam, "the damping must be finite and ≥ 0"));
+        }
+        if !(opts.tol.is_finite() && opts.tol > 0.0) {
+            return Err(Error::param("tol", opts.tol, "the tolerance must be a positive number"));
+        }
+        if let Some(x0) = &opts.x0 {
+            if x0.len() != b * k {
+                return Err(Error::LengthMismatch { what: "x0", expected: b * k, got: x0.len() });
+            }
+            if let Some(index) = x0.iter().position(|v| !v.is_finite()) {
+                return Err(Error::InvalidValue {
+                    what: "x0",
+                    index,
+                    value: x0[index].to_f64(),
+                    reason: "the initial update must be finite",
+                });
+            }
+        }
+        let has_data: Vec<bool> = val.chunks_exact(n).map(|r| r.iter().any(|v| !v.is_nan())).collect();
+        let sel: Vec<usize> = (0..b).filter(|&r| has_data[r]).collect();
+        let s = sel.len();
+
+        let mut hval = vec![F::from_f64(f64::NAN); b * k];
+        let mut info = FitInfo {
+            iterations: 0,
+            row_iterations: vec![0; b],
+            residual_norms: vec![Vec::new(); b],
+            converged: vec![false; b],
+            has_data: has_data.clone(),
+        };
+        if s > 0 {
+            let out = with_threads(self.cfg.num_threads, || {
+                let a = Normal {
+                    samples: &self.samples,
+                    cells: &self.cells,
+                    dx: &self.cell_weight,
+                    lam: F::from_f64(opts.lam),
+                    n,
+                };
+                // x_ref = y0·M; rhs = (y0 − x_ref·MT)·M
+                let mut y0 = interleave(val, n, &sel);
+                let mut x_ref = vec![F::ZERO; k * s];
+                m_product(&self.cells, &y0, s, &mut x_ref, None, None);
+                let mut t = vec![F::ZERO; n * s];
+                mt_product(&self.samples, &x_ref, s, &mut t);
+                for (y, &v) in y0.iter_mut().zip(&t) {
+                    *y -= v;
+                }
+                drop(t);
+                let mut rhs = vec![F::ZERO; k * s];
+                m_product(&self.cells, &y0, s, &mut rhs, None, None);
+                drop(y0);
+                let x0 = opts.x0.as_ref().map(|x0| interleave(x0, k, &sel));
+                let out = cg(&a, rhs, x0, s, opts.max_iter, opts.tol, opts.stopping);
+                (x_ref, out)
+            })?;
+            let (x_ref, cg_out) = out;
+            for (j, &row) in sel.iter().enumerate() {
+                let dst = &mut hval[row * k..(row + 1) * k];
+                for ((h, xr), d) in dst.iter_mut().zip(column(&x_ref, s, j)).zip(column(&cg_out.x, s, j)) {
+                    *h = xr + d;
+                }
+                info.row_iterations[row] = cg_out.iterations[j];
+                info.converged[row] = cg_out.converged[j];
+            }
+            info.iterations = cg_out.iterations.iter().copied().max().unwrap_or(0);
+            for (j, norms) in cg_out.norms.into_iter().enumerate() {
+                info.residual_norms[sel[j]] = norms;
+            }
+        }
+        Ok(Fit { hval, rows: b, info: opts.return_info.then_some(info) })
+    }
+
+    /// [`PsfResampler::fit`] followed by [`PsfResampler::resample`] of its result: the fitted field
+    /// and its values at the samples (B×N).
+    pub fn fit_resample(&self, val: &[F], opts: &FitOptions<F>) -> Result<(Fit<F>, Vec<F>)> {
+        let fit = self.fit(val, opts)?;
+        let back = self.resample(&fit.hval)?;
+        Ok((fit, back))
+    }
+}
+
+/// An E×s interleaved block as s rows of E (row-major).
+fn deinterleave<F: Real>(v: &[F], e: usize, s: usize) -> Vec<F> {
+    let mut out = vec![F::ZERO; e * s];
+    for j in 0..s {
+        for (o, x) in out[j * e..(j + 1) * e].iter_mut().zip(column(v, s, j)) {
+            *o = x;
+        }
+    }
+    out
+}
+
+fn check_no_infinity<F: Real>(v: &[F], what: &'static str) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite() && !x.is_nan()) {
+        None => Ok(()),
+        Some(index) => Err(Error::InvalidValue {
+            what,
+            index,
+            value: v[index].to_f64(),
+            reason: "values must be finite (NaN marks a missing sample)",
+        }),
+    }
+}

@@ -1,0 +1,261 @@
+//! Damped weighted least squares by conjugate gradient (SPEC §4).
+//!
+//! For the selected rows (those with at least one valid sample) the update δ solves
+//! `(v ↦ (v·MT)·M + λv) δ = (y0 − x_ref·MT)·M`, the stationarity condition of
+//! `min_δ ‖δ·MT − (y0 − x_ref·MT)‖²_Dy + λ‖δ‖²_Dx`. The operator is self-adjoint and positive
+//! semi-definite in the `Dx`-weighted inner product `<u,v>_w = Σ_k u_k v_k Dx_k`, so CG runs in that
+//! inner product, one α and β per row with zero guards (a row with nothing left to solve takes zero
+//! steps) and the residual updated recursively (Hestenes & Stiefel 1952).
+//!
+//! Stopping: [`Stopping::Pooled`] is the reference's rule — all rows iterate until the worst row's
+//! residual norm is ≤ `tol` × the norm of the right-hand sides pooled over all rows, and a
+//! breakdown (`max_rows |<p, Ap>_w| < 1e-30`) stops every row. It under-solves rows whose right-hand
+//! side is small next to the others (SPEC §7.2). [`Stopping::PerRow`] holds each row to its own
+//! right-hand side and drops converged rows from the work.
+
+use crate::real::Real;
+use crate::sparse::{cg_direction, cg_update, m_product, mt_product, wdot, CellLinks, SampleLinks};
+
+/// When the CG stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stopping {
+    /// The reference's rule (default, for parity): every row iterates until
+    /// `max_rows ‖r_b‖ ≤ tol · sqrt(Σ_rows ‖rhs_b‖²)`.
+    #[default]
+    Pooled,
+    /// Each row stops when `‖r_b‖ ≤ tol · ‖rhs_b‖` (norms in the Dx inner product); converged rows
+    /// stop costing work.
+    PerRow,
+}
+
+/// Options of [`crate::PsfResampler::fit`].
+///
+/// # Examples
+/// ```
+/// use healpix_psf::{FitOptions, Stopping};
+/// let o = FitOptions::<f32> { lam: 1e-3, stopping: Stopping::PerRow, ..FitOptions::default() };
+/// assert_eq!(o.max_iter, 100);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitOptions<F> {
+    /// Damping λ ≥ 0 (default 0, the reference's). λ > 0 regularises cells with little support;
+    /// with λ = 0 the problem is singular where cells outnumber samples locally (SPEC §7.13).
+    pub lam: f64,
+    /// Most CG iterations (default 100). 0 returns `x_ref + x0` (no iteration).
+    pub max_iter: usize,
+    /// Relative tolerance > 0 (default 1e-8), see [`Stopping`].
+    pub tol: f64,
+    /// Initial update δ₀, B×K row-major (default zeros).
+    pub x0: Option<Vec<F>>,
+    /// Return a [`FitInfo`] with the result (default false).
+    pub return_info: bool,
+    /// The stopping rule (default [`Stopping::Pooled`]).
+    pub stopping: Stopping,
+}
+
+impl<F> Default for FitOptions<F> {
+    fn default() -> Self {
+        FitOptions { lam: 0.0, max_iter: 100, tol: 1e-8, x0: None, return_info: false, stopping: Stopping::Pooled }
+    }
+}
+
+/// How the CG went, per input row.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FitInfo {
+    /// CG iterations run: shared by all rows with [`Stopping::Pooled`], the most of any row with
+    /// [`Stopping::PerRow`].
+    pub iterations: usize,
+    /// Iterations of each row (0 for a row without valid samples).
+    pub row_iterations: Vec<usize>,
+    /// Each row's residual norm `‖r‖_Dx` before the first iteration and after each one (empty for a
+    /// row without valid samples).
+    pub residual_norms: Vec<Vec<f64>>,
+    /// Whether each row met its stopping test (false for a row without valid samples).
+    pub converged: Vec<bool>,
+    /// Whether each row had at least one valid (non-NaN) sample; rows without come back all NaN.
+    pub has_data: Vec<bool>,
+}
+
+/// The result of a fit: the cell values `hval` (B×K row-major) and, when asked for, the CG info.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit<F> {
+    /// Cell values, B×K row-major (K values when B = 1).
+    pub hval: Vec<F>,
+    /// Number of rows B.
+    pub rows: usize,
+    /// The CG info when `return_info` was set.
+    pub info: Option<FitInfo>,
+}
+
+/// The normal operator `v ↦ (v·MT)·M + λv` over K×s interleaved blocks.
+pub(crate) struct Normal<'a, F: Real> {
+    pub samples: &'a SampleLinks<F>,
+    pub cells: &'a CellLinks<F>,
+    pub dx: &'a [F],
+    pub lam: F,
+    pub n: usize,
+}
+
+impl<F: Real> Normal<'_, F> {
+    /// `ap = A p` for s rows; `u` is N×s scratch. Returns `<p, Ap>_w` per row.
+    fn apply(&self, p: &[F], ap: &mut [F], u: &mut Vec<F>, s: usize) -> Vec<f64> {
+        u.resize(self.n * s, F::ZERO);
+        mt_product(self.samples, p, s, u);
+        m_product(self.cells, u, s, ap, Some((self.lam, p)), Some((p, self.dx)))
+    }
+}
+
+/// CG outcome for the selected rows: δ (K×s interleaved) and per-row info.
+pub(crate) struct CgOut<F> {
+    pub x: Vec<F>,
+    pub iterations: Vec<usize>,
+    pub norms: Vec<Vec<f64>>,
+    pub converged: Vec<bool>,
+}
+
+/// Keeps the columns `keep` of a E×s interleaved block.
+fn keep_columns<F: Real>(v: &[F], s: usize, keep: &[usize]) -> Vec<F> {
+    let mut out = Vec::with_capacity(v.len() / s * keep.len());
+    for row in v.chunks_exact(s) {
+        out.extend(keep.iter().map(|&j| row[j]));
+    }
+    out
+}
+
+/// Writes column `j` of an E×s block into column `col` of an E×t block.
+fn put_column<F: Real>(dst: &mut [F], t: usize, col: usize, src: &[F], s: usize, j: usize) {
+    for (d, r) in dst.chunks_exact_mut(t).zip(src.chunks_exact(s)) {
+        d[col] = r[j];
+    }
+}
+
+/// Solves `A δ = rhs` for s rows (K×s interleaved) from `x0` (K×s, or zeros).
+pub(crate) fn cg<F: Real>(
+    a: &Normal<'_, F>,
+    rhs: Vec<F>,
+    x0: Option<Vec<F>>,
+    s: usize,
+    max_iter: usize,
+    tol: f64,
+    stopping: Stopping,
+) -> CgOut<F> {
+    let k = a.dx.len();
+    let mut u = Vec::new();
+    let mut x = x0.unwrap_or_else(|| vec![F::ZERO; k * s]);
+    let rhs_dots = wdot(&rhs, &rhs, a.dx, s);
+    let mut r = rhs;
+    if x.iter().any(|&v| v != F::ZERO) {
+        let mut ax = vec![F::ZERO; k * s];
+        a.apply(&x, &mut ax, &mut u, s);
+        for (ri, &v) in r.iter_mut().zip(&ax) {
+            *ri -= v;
+        }
+    }
+    let mut rs = wdot(&r, &r, a.dx, s);
+
+    let mut out = CgOut {
+        x: vec![F::ZERO; k * s],
+        iterations: vec![0; s],
+        norms: rs.iter().map(|v| vec![v.sqrt()]).collect(),
+        converged: vec![false; s],
+    };
+    // stopping thresholds per row
+    let pooled = tol * rhs_dots.iter().sum::<f64>().sqrt();
+    let thr: Vec<f64> = match stopping {
+        Stopping::Pooled => vec![pooled; s],
+        Stopping::PerRow => rhs_dots.iter().map(|d| tol * d.sqrt()).collect(),
+    };
+    // rows still iterating (indices into 0..s); a zero right-hand side leaves δ = x0
+    let mut active: Vec<usize> = match stopping {
+        Stopping::Pooled if pooled == 0.0 => vec![],
+        Stopping::Pooled => (0..s).collect(),
+        Stopping::PerRow => (0..s).filter(|&j| thr[j] > 0.0).collect(),
+    };
+    for j in 0..s {
+        if !active.contains(&j) {
+            out.converged[j] = true;
+            put_column(&mut out.x, s, j, &x, s, j);
+        }
+    }
+    if active.len() < s {
+        x = keep_columns(&x, s, &active);
+        r = keep_columns(&r, s, &active);
+        rs = active.iter().map(|&j| rs[j]).collect();
+    }
+    let mut p = r.clone();
+    let mut ap = vec![F::ZERO; k * active.len()];
+
+    for _ in 0..max_iter {
+        let m = active.len();
+        if m == 0 {
+            break;
+        }
+        let den = a.apply(&p, &mut ap, &mut u, m);
+        // breakdown: the reference stops everything; per row, only the rows concerned
+        let broken: Vec<bool> = match stopping {
+            Stopping::Pooled => vec![den.iter().fold(0.0f64, |acc, d| acc.max(d.abs())) < 1e-30; m],
+            Stopping::PerRow => den.iter().map(|d| d.abs() < 1e-30).collect(),
+        };
+        let alpha: Vec<F> =
+            (0..m).map(|j| if den[j] != 0.0 && !broken[j] { F::from_f64(rs[j] / den[j]) } else { F::ZERO }).collect();
+        let rs_new = cg_update(&mut x, &mut r, &p, &ap, &alpha, a.dx);
+        let mut done = vec![false; m];
+        for j in 0..m {
+            if broken[j] {
+                done[j] = true; // no step was taken: no new norm
+                continue;
+            }
+            let row = active[j];
+            out.iterations[row] += 1;
+            out.norms[row].push(rs_new[j].sqrt());
+        }
+        let converged_now: Vec<bool> = match stopping {
+            Stopping::Pooled => {
+                let worst = rs_new.iter().fold(0.0f64, |acc, v| acc.max(v.sqrt()));
+                vec![worst <= pooled && !broken[0]; m]
+            }
+            Stopping::PerRow => (0..m).map(|j| !broken[j] && rs_new[j].sqrt() <= thr[active[j]]).collect(),
+        };
+        for j in 0..m {
+            if converged_now[j] {
+                done[j] = true;
+                out.converged[active[j]] = true;
+            }
+        }
+        let beta: Vec<F> =
+            (0..m).map(|j| if rs[j] != 0.0 { F::from_f64(rs_new[j] / rs[j]) } else { F::ZERO }).collect();
+        rs = rs_new;
+        if done.iter().any(|&d| d) {
+            let keep: Vec<usize> = (0..m).filter(|&j| !done[j]).collect();
+            for j in (0..m).filter(|&j| done[j]) {
+                put_column(&mut out.x, s, active[j], &x, m, j);
+            }
+            if keep.is_empty() {
+                active.clear();
+                break;
+            }
+            x = keep_columns(&x, m, &keep);
+            r = keep_columns(&r, m, &keep);
+            p = keep_columns(&p, m, &keep);
+            ap.truncate(k * keep.len());
+            rs = keep.iter().map(|&j| rs[j]).collect();
+            let beta: Vec<F> = keep.iter().map(|&j| beta[j]).collect();
+            active = keep.iter().map(|&j| active[j]).collect();
+            cg_direction(&mut p, &r, &beta);
+        } else {
+            cg_direction(&mut p, &r, &beta);
+        }
+    }
+    // rows that ran out of iterations
+    let m = active.len();
+    for (j, &row) in active.iter().enumerate() {
+        put_column(&mut out.x, s, row, &x, m, j);
+    }
+    for ((conv, norms), &t) in out.converged.iter_mut().zip(&out.norms).zip(&thr) {
+        if !*conv {
+            *conv = norms.last().is_some_and(|&v| v <= t);
+        }
+    }
+    out
+}
