@@ -6,12 +6,14 @@
 //! ```
 //! Samples: uniform on the sphere in a box centred on 8°E 45°N holding ~density samples per cell
 //! (as the reference generator's `--region regional --density 1.5`). `build_s` is the best of
-//! `--reps` constructions (default 1); `peak_rss_mb` is the process's high-water mark (VmHWM).
+//! `--reps` constructions (default 1); `fit_s` the best of `--reps` fits of `--batch` rows with
+//! `--iters` CG iterations (lam 0, no early stop), `setup_s` that of a fit with no iteration, and
+//! `iter_ms = (fit_s − setup_s)/iters`; `peak_rss_mb` is the process's high-water mark (VmHWM).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use healpix_psf::{Device, Params, PsfResampler, Real};
+use healpix_psf::{Device, FitOptions, Params, PsfResampler, Real};
 use std::time::Instant;
 
 struct Args {
@@ -97,12 +99,42 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         best = best.min(t0.elapsed().as_secs_f64());
     }
     let op = op.expect("built");
+
+    // The solve: B rows of a smooth field with small-scale structure; `iters` CG iterations are timed
+    // as the difference between a fit with max_iter = iters and one with max_iter = 0 (the setup:
+    // x_ref and the right-hand side), so iter_ms is the cost of one iteration alone.
+    let (n, b) = (op.n(), a.batch);
+    let mut val = Vec::with_capacity(n * b);
+    for j in 0..b {
+        val.extend(lon.iter().zip(&lat).map(|(x, y)| {
+            F::from_f64(10.0 + (0.7 * x + 0.1 * j as f64).sin() + (0.5 * y).cos() + 0.3 * (40.0 * x + 30.0 * y).sin())
+        }));
+    }
+    let opts = |max_iter| FitOptions::<F> { max_iter, tol: 1e-300, ..FitOptions::default() };
+    let time_fit = |max_iter| -> Result<f64, healpix_psf::Error> {
+        let mut best = f64::INFINITY;
+        for _ in 0..a.reps.max(1) {
+            let t0 = Instant::now();
+            let fit = op.fit(&val, &opts(max_iter))?;
+            best = best.min(t0.elapsed().as_secs_f64());
+            assert_eq!(fit.hval.len(), b * op.k());
+        }
+        Ok(best)
+    };
+    let (setup_s, fit_s) = if a.iters > 0 { (time_fit(0)?, time_fit(a.iters)?) } else { (0.0, 0.0) };
+    let iter_ms = if a.iters > 0 { (fit_s - setup_s) * 1e3 / a.iters as f64 } else { 0.0 };
+    let t0 = Instant::now();
+    let back = op.resample(&vec![F::ONE; b * op.k()])?;
+    let resample_ms = t0.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(back.len(), b * n);
+
     let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
     let i = op.build_info();
     println!(
         "{{\"n\": {}, \"k\": {}, \"nnz\": {}, \"level\": {}, \"npt\": {}, \"dtype\": \"{}\", \"device\": \"{}\", \
          \"threads\": {}, \"batch\": {}, \"build_s\": {:.4}, \"reps\": {}, \"hash_s\": {:.4}, \"keep_s\": {:.4}, \
-         \"search_s\": {:.4}, \"assemble_s\": {:.4}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}}}",
+         \"search_s\": {:.4}, \"assemble_s\": {:.4}, \"iters\": {}, \"fit_s\": {:.4}, \"setup_s\": {:.4}, \
+         \"iter_ms\": {:.3}, \"resample_ms\": {:.3}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}}}",
         op.n(),
         op.k(),
         op.nnz(),
@@ -111,13 +143,18 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         F::NAME,
         a.device,
         threads,
-        a.batch,
+        b,
         best,
         a.reps.max(1),
         i.hash_s,
         i.keep_s,
         i.search_s,
         i.assemble_s,
+        a.iters,
+        fit_s,
+        setup_s,
+        iter_ms,
+        resample_ms,
         peak_rss_mb(),
         rss_data
     );

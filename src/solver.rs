@@ -14,7 +14,7 @@
 //! right-hand side and drops converged rows from the work.
 
 use crate::real::Real;
-use crate::sparse::{cg_direction, cg_update, m_product, mt_product, wdot, CellLinks, SampleLinks};
+use crate::sparse::{cg_direction, cg_update, m_product, mt_product, wdot, CellLinks, MExtras, SampleLinks};
 
 /// When the CG stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl<F: Real> Normal<'_, F> {
     fn apply(&self, p: &[F], ap: &mut [F], u: &mut Vec<F>, s: usize) -> Vec<f64> {
         u.resize(self.n * s, F::ZERO);
         mt_product(self.samples, p, s, u);
-        m_product(self.cells, u, s, ap, Some((self.lam, p)), Some((p, self.dx)))
+        m_product(self.cells, u, s, ap, MExtras { add: Some((self.lam, p)), dot_with: Some((p, self.dx)) })
     }
 }
 

@@ -140,82 +140,166 @@ use rayon::prelude::*;
 /// Elements (samples or cells) per parallel chunk.
 pub(crate) const CHUNK: usize = 2048;
 
+/// Calls `$f::<F, S>` with the number of rows `$s` as a constant for the common batch sizes (so the
+/// per-link loops unroll and vectorise), and `$dynf` otherwise. Every variant performs the same
+/// operations in the same order for each element, so results do not depend on the variant.
+macro_rules! dispatch_rows {
+    ($s:expr, $f:ident, $dynf:ident, ($($arg:expr),*)) => {
+        match $s {
+            1 => $f::<F, 1>($($arg),*),
+            2 => $f::<F, 2>($($arg),*),
+            4 => $f::<F, 4>($($arg),*),
+            8 => $f::<F, 8>($($arg),*),
+            16 => $f::<F, 16>($($arg),*),
+            _ => $dynf($($arg),*),
+        }
+    };
+}
+
 /// `out (N×s) = v (K×s) · MT`: each sample gathers its linked cells.
 pub(crate) fn mt_product<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, out: &mut [F]) {
-    let npt = l.npt;
     out.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, chunk)| {
-        let i0 = c * CHUNK;
-        if s == 1 {
-            for (di, o) in chunk.iter_mut().enumerate() {
-                let i = (i0 + di) * npt;
-                let mut acc = F::ZERO;
-                for (&h, &w) in l.hi[i..i + npt].iter().zip(&l.mt[i..i + npt]) {
-                    if h >= 0 {
-                        acc += w * v[h as usize];
-                    }
-                }
-                *o = acc;
-            }
-        } else {
-            for (di, o) in chunk.chunks_exact_mut(s).enumerate() {
-                let i = (i0 + di) * npt;
-                o.fill(F::ZERO);
-                for (&h, &w) in l.hi[i..i + npt].iter().zip(&l.mt[i..i + npt]) {
-                    if h >= 0 {
-                        let vk = &v[h as usize * s..(h as usize + 1) * s];
-                        for (a, &b) in o.iter_mut().zip(vk) {
-                            *a += w * b;
-                        }
-                    }
-                }
-            }
-        }
+        dispatch_rows!(s, mt_chunk, mt_chunk_dyn, (l, v, s, c * CHUNK, chunk));
     });
 }
 
-/// `out (K×s) = u (N×s) · M + lam·add (K×s)` (the last term only when `add` is given), each cell
-/// gathering its linked samples. Returns, when `dot_with` is given, the per-row weighted dot products
-/// `Σ_k dot_with[k,j]·out[k,j]·w[k]`.
+fn mt_chunk<F: Real, const S: usize>(l: &SampleLinks<F>, v: &[F], _s: usize, i0: usize, chunk: &mut [F]) {
+    let npt = l.npt;
+    for (di, o) in chunk.chunks_exact_mut(S).enumerate() {
+        let i = (i0 + di) * npt;
+        let mut acc = [F::ZERO; S];
+        for (&h, &w) in l.hi[i..i + npt].iter().zip(&l.mt[i..i + npt]) {
+            if h >= 0 {
+                let vk: &[F; S] = v[h as usize * S..(h as usize + 1) * S].try_into().expect("S values");
+                for j in 0..S {
+                    acc[j] += w * vk[j];
+                }
+            }
+        }
+        o.copy_from_slice(&acc);
+    }
+}
+
+fn mt_chunk_dyn<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, i0: usize, chunk: &mut [F]) {
+    let npt = l.npt;
+    for (di, o) in chunk.chunks_exact_mut(s).enumerate() {
+        let i = (i0 + di) * npt;
+        o.fill(F::ZERO);
+        for (&h, &w) in l.hi[i..i + npt].iter().zip(&l.mt[i..i + npt]) {
+            if h >= 0 {
+                for (a, &b) in o.iter_mut().zip(&v[h as usize * s..(h as usize + 1) * s]) {
+                    *a += w * b;
+                }
+            }
+        }
+    }
+}
+
+/// Optional parts of a `u·M` product: `+ lam·v`, and the weighted dots `Σ_k out[k,j]·p[k,j]·w[k]`.
+#[derive(Clone, Copy)]
+pub(crate) struct MExtras<'a, F> {
+    /// Adds `lam·v` (K×s) to the product.
+    pub add: Option<(F, &'a [F])>,
+    /// Returns the per-row dots of the result with `p` (K×s) weighted by `w` (K).
+    pub dot_with: Option<(&'a [F], &'a [F])>,
+}
+
+impl<F> MExtras<'_, F> {
+    /// The plain product.
+    pub(crate) fn none() -> Self {
+        MExtras { add: None, dot_with: None }
+    }
+}
+
+/// `out (K×s) = u (N×s) · M` (+ the extras), each cell gathering its linked samples. Returns the
+/// per-row dots asked for in `extras` (empty otherwise).
 pub(crate) fn m_product<F: Real>(
     l: &CellLinks<F>,
     u: &[F],
     s: usize,
     out: &mut [F],
-    add: Option<(F, &[F])>,
-    dot_with: Option<(&[F], &[F])>,
+    extras: MExtras<'_, F>,
 ) -> Vec<f64> {
     let partials: Vec<Vec<f64>> = out
         .par_chunks_mut(CHUNK * s)
         .enumerate()
-        .map(|(c, chunk)| {
-            let k0 = c * CHUNK;
-            let mut dots = vec![0.0f64; if dot_with.is_some() { s } else { 0 }];
-            for (dk, o) in chunk.chunks_exact_mut(s).enumerate() {
-                let k = k0 + dk;
-                o.fill(F::ZERO);
-                for p in l.ptr[k]..l.ptr[k + 1] {
-                    let w = l.m[p];
-                    let ui = &u[l.sample[p] as usize * s..(l.sample[p] as usize + 1) * s];
-                    for (a, &b) in o.iter_mut().zip(ui) {
-                        *a += w * b;
-                    }
-                }
-                if let Some((lam, v)) = add {
-                    for (a, &b) in o.iter_mut().zip(&v[k * s..(k + 1) * s]) {
-                        *a += lam * b;
-                    }
-                }
-                if let Some((p, dx)) = dot_with {
-                    let wk = dx[k].to_f64();
-                    for (j, (&a, &b)) in o.iter().zip(&p[k * s..(k + 1) * s]).enumerate() {
-                        dots[j] += a.to_f64() * b.to_f64() * wk;
-                    }
-                }
-            }
-            dots
-        })
+        .map(|(c, chunk)| dispatch_rows!(s, m_chunk, m_chunk_dyn, (l, u, s, c * CHUNK, chunk, extras)))
         .collect();
-    sum_partials(partials, if dot_with.is_some() { s } else { 0 })
+    sum_partials(partials, if extras.dot_with.is_some() { s } else { 0 })
+}
+
+fn m_chunk<F: Real, const S: usize>(
+    l: &CellLinks<F>,
+    u: &[F],
+    _s: usize,
+    k0: usize,
+    chunk: &mut [F],
+    ex: MExtras<'_, F>,
+) -> Vec<f64> {
+    let mut dots = [0.0f64; S];
+    for (dk, o) in chunk.chunks_exact_mut(S).enumerate() {
+        let k = k0 + dk;
+        let mut acc = [F::ZERO; S];
+        for p in l.ptr[k]..l.ptr[k + 1] {
+            let w = l.m[p];
+            let i = l.sample[p] as usize;
+            let ui: &[F; S] = u[i * S..(i + 1) * S].try_into().expect("S values");
+            for j in 0..S {
+                acc[j] += w * ui[j];
+            }
+        }
+        if let Some((lam, v)) = ex.add {
+            for j in 0..S {
+                acc[j] += lam * v[k * S + j];
+            }
+        }
+        if let Some((p, dx)) = ex.dot_with {
+            let wk = dx[k].to_f64();
+            for j in 0..S {
+                dots[j] += acc[j].to_f64() * p[k * S + j].to_f64() * wk;
+            }
+        }
+        o.copy_from_slice(&acc);
+    }
+    if ex.dot_with.is_some() {
+        dots.to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
+fn m_chunk_dyn<F: Real>(
+    l: &CellLinks<F>,
+    u: &[F],
+    s: usize,
+    k0: usize,
+    chunk: &mut [F],
+    ex: MExtras<'_, F>,
+) -> Vec<f64> {
+    let mut dots = vec![0.0f64; if ex.dot_with.is_some() { s } else { 0 }];
+    for (dk, o) in chunk.chunks_exact_mut(s).enumerate() {
+        let k = k0 + dk;
+        o.fill(F::ZERO);
+        for p in l.ptr[k]..l.ptr[k + 1] {
+            let w = l.m[p];
+            let i = l.sample[p] as usize;
+            for (a, &b) in o.iter_mut().zip(&u[i * s..(i + 1) * s]) {
+                *a += w * b;
+            }
+        }
+        if let Some((lam, v)) = ex.add {
+            for (a, &b) in o.iter_mut().zip(&v[k * s..(k + 1) * s]) {
+                *a += lam * b;
+            }
+        }
+        if let Some((p, dx)) = ex.dot_with {
+            let wk = dx[k].to_f64();
+            for (j, (&a, &b)) in o.iter().zip(&p[k * s..(k + 1) * s]).enumerate() {
+                dots[j] += a.to_f64() * b.to_f64() * wk;
+            }
+        }
+    }
+    dots
 }
 
 fn sum_partials(partials: Vec<Vec<f64>>, s: usize) -> Vec<f64> {
@@ -257,36 +341,76 @@ pub(crate) fn cg_update<F: Real>(x: &mut [F], r: &mut [F], p: &[F], ap: &[F], al
         .zip(p.par_chunks(CHUNK * s).zip(ap.par_chunks(CHUNK * s)))
         .enumerate()
         .map(|(c, ((cx, cr), (cp, cap)))| {
-            let mut dots = vec![0.0f64; s];
-            for (dk, (((rx, rr), rp), rap)) in cx
-                .chunks_exact_mut(s)
-                .zip(cr.chunks_exact_mut(s))
-                .zip(cp.chunks_exact(s))
-                .zip(cap.chunks_exact(s))
-                .enumerate()
-            {
-                let wk = w[c * CHUNK + dk].to_f64();
-                for j in 0..s {
-                    rx[j] += alpha[j] * rp[j];
-                    rr[j] -= alpha[j] * rap[j];
-                    let v = rr[j].to_f64();
-                    dots[j] += v * v * wk;
-                }
-            }
-            dots
+            let w = &w[c * CHUNK..];
+            dispatch_rows!(s, update_chunk, update_chunk_dyn, (cx, cr, cp, cap, alpha, w))
         })
         .collect();
     sum_partials(partials, s)
 }
 
+fn update_chunk<F: Real, const S: usize>(
+    x: &mut [F],
+    r: &mut [F],
+    p: &[F],
+    ap: &[F],
+    alpha: &[F],
+    w: &[F],
+) -> Vec<f64> {
+    let alpha: &[F; S] = alpha.try_into().expect("S values");
+    let mut dots = [0.0f64; S];
+    for ((((rx, rr), rp), rap), &wk) in
+        x.chunks_exact_mut(S).zip(r.chunks_exact_mut(S)).zip(p.chunks_exact(S)).zip(ap.chunks_exact(S)).zip(w)
+    {
+        let wk = wk.to_f64();
+        for j in 0..S {
+            rx[j] += alpha[j] * rp[j];
+            rr[j] -= alpha[j] * rap[j];
+            let v = rr[j].to_f64();
+            dots[j] += v * v * wk;
+        }
+    }
+    dots.to_vec()
+}
+
+fn update_chunk_dyn<F: Real>(x: &mut [F], r: &mut [F], p: &[F], ap: &[F], alpha: &[F], w: &[F]) -> Vec<f64> {
+    let s = alpha.len();
+    let mut dots = vec![0.0f64; s];
+    for ((((rx, rr), rp), rap), &wk) in
+        x.chunks_exact_mut(s).zip(r.chunks_exact_mut(s)).zip(p.chunks_exact(s)).zip(ap.chunks_exact(s)).zip(w)
+    {
+        let wk = wk.to_f64();
+        for j in 0..s {
+            rx[j] += alpha[j] * rp[j];
+            rr[j] -= alpha[j] * rap[j];
+            let v = rr[j].to_f64();
+            dots[j] += v * v * wk;
+        }
+    }
+    dots
+}
+
 /// The new search direction `p = r + β p` (per row β).
 pub(crate) fn cg_direction<F: Real>(p: &mut [F], r: &[F], beta: &[F]) {
     let s = beta.len();
-    p.par_chunks_mut(CHUNK * s).zip(r.par_chunks(CHUNK * s)).for_each(|(cp, cr)| {
-        for (rp, rr) in cp.chunks_exact_mut(s).zip(cr.chunks_exact(s)) {
-            for j in 0..s {
-                rp[j] = rr[j] + beta[j] * rp[j];
-            }
+    p.par_chunks_mut(CHUNK * s)
+        .zip(r.par_chunks(CHUNK * s))
+        .for_each(|(cp, cr)| dispatch_rows!(s, direction_chunk, direction_chunk_dyn, (cp, cr, beta)));
+}
+
+fn direction_chunk<F: Real, const S: usize>(p: &mut [F], r: &[F], beta: &[F]) {
+    let beta: &[F; S] = beta.try_into().expect("S values");
+    for (rp, rr) in p.chunks_exact_mut(S).zip(r.chunks_exact(S)) {
+        for j in 0..S {
+            rp[j] = rr[j] + beta[j] * rp[j];
         }
-    });
+    }
+}
+
+fn direction_chunk_dyn<F: Real>(p: &mut [F], r: &[F], beta: &[F]) {
+    let s = beta.len();
+    for (rp, rr) in p.chunks_exact_mut(s).zip(r.chunks_exact(s)) {
+        for j in 0..s {
+            rp[j] = rr[j] + beta[j] * rp[j];
+        }
+    }
 }

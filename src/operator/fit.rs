@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
 use crate::solver::{cg, Fit, FitInfo, FitOptions, Normal};
-use crate::sparse::{m_product, mt_product};
+use crate::sparse::{m_product, mt_product, MExtras};
 
 /// Number of rows of a row-major block of `len` values of width `width`.
 fn rows_of(len: usize, width: usize, what: &'static str) -> Result<usize> {
@@ -56,7 +56,7 @@ impl<F: Real> PsfResampler<F> {
         with_threads(self.cfg.num_threads, || {
             let y0 = interleave(val, self.n, &all);
             let mut x = vec![F::ZERO; self.k() * b];
-            m_product(&self.cells, &y0, b, &mut x, None, None);
+            m_product(&self.cells, &y0, b, &mut x, MExtras::none());
             deinterleave(&x, self.k(), b)
         })
     }
@@ -149,7 +149,7 @@ impl<F: Real> PsfResampler<F> {
                 // x_ref = y0·M; rhs = (y0 − x_ref·MT)·M
                 let mut y0 = interleave(val, n, &sel);
                 let mut x_ref = vec![F::ZERO; k * s];
-                m_product(&self.cells, &y0, s, &mut x_ref, None, None);
+                m_product(&self.cells, &y0, s, &mut x_ref, MExtras::none());
                 let mut t = vec![F::ZERO; n * s];
                 mt_product(&self.samples, &x_ref, s, &mut t);
                 for (y, &v) in y0.iter_mut().zip(&t) {
@@ -157,7 +157,7 @@ impl<F: Real> PsfResampler<F> {
                 }
                 drop(t);
                 let mut rhs = vec![F::ZERO; k * s];
-                m_product(&self.cells, &y0, s, &mut rhs, None, None);
+                m_product(&self.cells, &y0, s, &mut rhs, MExtras::none());
                 drop(y0);
                 let x0 = opts.x0.as_ref().map(|x0| interleave(x0, k, &sel));
                 let out = cg(&a, rhs, x0, s, opts.max_iter, opts.tol, opts.stopping);
