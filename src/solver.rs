@@ -7,6 +7,11 @@
 //! inner product, one α and β per row with zero guards (a row with nothing left to solve takes zero
 //! steps) and the residual updated recursively (Hestenes & Stiefel 1952).
 //!
+//! Scale: the solve runs on the data divided by a power of two near its magnitude (one factor for
+//! all rows with the pooled rule, one per row with the per-row rule), which is exact, so that the
+//! reference's absolute breakdown threshold (`|<p, Ap>_w| < 1e-30`) does not depend on the data's
+//! units (mixing ratios of 1e-12 would otherwise stop CG at once).
+//!
 //! Stopping: [`Stopping::Pooled`] is the reference's rule — all rows iterate until the worst row's
 //! residual norm is ≤ `tol` × the norm of the right-hand sides pooled over all rows, and a
 //! breakdown (`max_rows |<p, Ap>_w| < 1e-30`) stops every row. It under-solves rows whose right-hand
@@ -166,7 +171,9 @@ pub(crate) fn cg<F: Real>(
         Stopping::Pooled => vec![pooled; s],
         Stopping::PerRow => rhs_dots.iter().map(|d| tol * d.sqrt()).collect(),
     };
-    // rows still iterating (indices into 0..s); a zero right-hand side leaves δ = x0
+    // rows still iterating (indices into 0..s). With a zero right-hand side the minimiser is δ = 0:
+    // the per-row rule returns it; the pooled rule returns x0 untouched, as the reference does, and
+    // calls it converged only if x0 leaves no residual.
     let mut active: Vec<usize> = match stopping {
         Stopping::Pooled if pooled == 0.0 => vec![],
         Stopping::Pooled => (0..s).collect(),
@@ -174,8 +181,16 @@ pub(crate) fn cg<F: Real>(
     };
     for j in 0..s {
         if !active.contains(&j) {
-            out.converged[j] = true;
-            put_column(&mut out.x, s, j, &x, s, j);
+            match stopping {
+                Stopping::Pooled => {
+                    out.converged[j] = rs[j] == 0.0;
+                    put_column(&mut out.x, s, j, &x, s, j);
+                }
+                Stopping::PerRow => {
+                    out.converged[j] = true;
+                    out.norms[j] = vec![0.0];
+                }
+            }
         }
     }
     if active.len() < s {
@@ -212,8 +227,9 @@ pub(crate) fn cg<F: Real>(
         }
         let converged_now: Vec<bool> = match stopping {
             Stopping::Pooled => {
-                let worst = rs_new.iter().fold(0.0f64, |acc, v| acc.max(v.sqrt()));
-                vec![worst <= pooled && !broken[0]; m]
+                // every row within the pooled threshold (a NaN norm never passes)
+                let all_within = rs_new.iter().all(|v| v.sqrt() <= pooled);
+                vec![all_within && !broken[0]; m]
             }
             Stopping::PerRow => (0..m).map(|j| !broken[j] && rs_new[j].sqrt() <= thr[active[j]]).collect(),
         };

@@ -7,7 +7,7 @@ use super::PsfResampler;
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
-use crate::solver::{cg, Fit, FitInfo, FitOptions, Normal};
+use crate::solver::{cg, Fit, FitInfo, FitOptions, Normal, Stopping};
 use crate::sparse::{m_product, mt_product, MExtras};
 
 /// Number of rows of a row-major block of `len` values of width `width`.
@@ -28,6 +28,34 @@ fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
         }
     }
     out
+}
+
+/// Per-column powers of two near the magnitude of an E×s block (the largest |value| rounded down to
+/// a power of two, 1 for an all-zero column); with `common`, one factor (the largest) for all.
+fn pow2_scales<F: Real>(v: &[F], s: usize, common: bool) -> Vec<f64> {
+    let mut m = vec![0.0f64; s];
+    for row in v.chunks_exact(s) {
+        for (mj, x) in m.iter_mut().zip(row) {
+            *mj = mj.max(x.abs().to_f64());
+        }
+    }
+    if common {
+        let top = m.iter().copied().fold(0.0, f64::max);
+        m.iter_mut().for_each(|x| *x = top);
+    }
+    // keep 1/scale representable in f32 too
+    m.iter()
+        .map(|&x| if x > 0.0 && x.is_finite() { 2f64.powi((x.log2().floor() as i32).clamp(-100, 100)) } else { 1.0 })
+        .collect()
+}
+
+/// Multiplies column j of an E×s block by `f[j]`.
+fn scale_columns<F: Real>(v: &mut [F], f: &[F]) {
+    for row in v.chunks_exact_mut(f.len()) {
+        for (x, &c) in row.iter_mut().zip(f) {
+            *x *= c;
+        }
+    }
 }
 
 /// Column j of an E×s interleaved block.
@@ -63,9 +91,10 @@ impl<F: Real> PsfResampler<F> {
 
     /// Values at the samples of B cell fields: `hval·MT`, each sample's normalised Gaussian
     /// interpolation of its linked cells. `hval` is B×K row-major; returns B×N. A NaN cell reaches
-    /// only the samples linked to it; a sample with no link gets 0.
+    /// only the samples linked to it; a sample with no link gets 0. Infinite values are an error.
     pub fn resample(&self, hval: &[F]) -> Result<Vec<F>> {
         let b = rows_of(hval.len(), self.k(), "hval")?;
+        check_no_infinity(hval, "hval")?;
         let all: Vec<usize> = (0..b).collect();
         with_threads(self.cfg.num_threads, || {
             // keep NaN cells as NaN (interleave() would zero them)
@@ -106,8 +135,8 @@ impl<F: Real> PsfResampler<F> {
         let (n, k) = (self.n, self.k());
         let b = rows_of(val.len(), n, "val")?;
         check_no_infinity(val, "val")?;
-        if !(opts.lam.is_finite() && opts.lam >= 0.0) {
-            return Err(Error::param("lam", opts.lam, "the damping must be finite and ≥ 0"));
+        if !(opts.lam.is_finite() && opts.lam >= 0.0 && F::from_f64(opts.lam).is_finite()) {
+            return Err(Error::param("lam", opts.lam, format!("the damping must be finite in {} and ≥ 0", F::NAME)));
         }
         if !(opts.tol.is_finite() && opts.tol > 0.0) {
             return Err(Error::param("tol", opts.tol, "the tolerance must be a positive number"));
@@ -146,8 +175,12 @@ impl<F: Real> PsfResampler<F> {
                     lam: F::from_f64(opts.lam),
                     n,
                 };
-                // x_ref = y0·M; rhs = (y0 − x_ref·MT)·M
+                // work on the data divided by a power of two (exact): see `solver`
                 let mut y0 = interleave(val, n, &sel);
+                let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);
+                let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
+                scale_columns(&mut y0, &inv);
+                // x_ref = y0·M; rhs = (y0 − x_ref·MT)·M
                 let mut x_ref = vec![F::ZERO; k * s];
                 m_product(&self.cells, &y0, s, &mut x_ref, MExtras::none());
                 let mut t = vec![F::ZERO; n * s];
@@ -159,8 +192,18 @@ impl<F: Real> PsfResampler<F> {
                 let mut rhs = vec![F::ZERO; k * s];
                 m_product(&self.cells, &y0, s, &mut rhs, MExtras::none());
                 drop(y0);
-                let x0 = opts.x0.as_ref().map(|x0| interleave(x0, k, &sel));
-                let out = cg(&a, rhs, x0, s, opts.max_iter, opts.tol, opts.stopping);
+                let x0 = opts.x0.as_ref().map(|x0| {
+                    let mut x0 = interleave(x0, k, &sel);
+                    scale_columns(&mut x0, &inv);
+                    x0
+                });
+                let mut out = cg(&a, rhs, x0, s, opts.max_iter, opts.tol, opts.stopping);
+                let back: Vec<F> = scale.iter().map(|&c| F::from_f64(c)).collect();
+                scale_columns(&mut x_ref, &back);
+                scale_columns(&mut out.x, &back);
+                for (norms, &c) in out.norms.iter_mut().zip(&scale) {
+                    norms.iter_mut().for_each(|v| *v *= c);
+                }
                 (x_ref, out)
             })?;
             let (x_ref, cg_out) = out;
