@@ -179,17 +179,15 @@ pub(crate) fn cg<F: Real>(
         Stopping::Pooled => (0..s).collect(),
         Stopping::PerRow => (0..s).filter(|&j| thr[j] > 0.0).collect(),
     };
-    for j in 0..s {
-        if !active.contains(&j) {
-            match stopping {
-                Stopping::Pooled => {
-                    out.converged[j] = rs[j] == 0.0;
-                    put_column(&mut out.x, s, j, &x, s, j);
-                }
-                Stopping::PerRow => {
-                    out.converged[j] = true;
-                    out.norms[j] = vec![0.0];
-                }
+    for (j, &rsj) in rs.iter().enumerate().filter(|(j, _)| !active.contains(j)) {
+        match stopping {
+            Stopping::Pooled => {
+                out.converged[j] = rsj == 0.0;
+                put_column(&mut out.x, s, j, &x, s, j);
+            }
+            Stopping::PerRow => {
+                out.converged[j] = true;
+                out.norms[j] = vec![0.0];
             }
         }
     }
