@@ -20,7 +20,8 @@
 
 use crate::real::Real;
 
-/// Links by sample: fixed width `npt`, sentinel −1 for a missing link.
+/// Links by sample position (see `PsfResampler::sample_order`): fixed width `npt`, sentinel −1 for
+/// a missing link.
 #[derive(Debug, Clone)]
 pub struct SampleLinks<F: Real> {
     pub(crate) npt: usize,
@@ -33,17 +34,17 @@ impl<F: Real> SampleLinks<F> {
     pub fn npt(&self) -> usize {
         self.npt
     }
-    /// Cell index of each link, N×npt row-major, −1 where missing.
+    /// Cell index of each link, N×npt row-major by sample position, −1 where missing.
     pub fn hi(&self) -> &[i32] {
         &self.hi
     }
-    /// `MT[hi[i,t], i]` for each slot, N×npt row-major (0 where missing).
+    /// `MT[hi[p,t], order[p]]` for each slot, N×npt row-major by sample position (0 where missing).
     pub fn mt_values(&self) -> &[F] {
         &self.mt
     }
 }
 
-/// Links by cell: CSR over cells with ascending sample indices in each row.
+/// Links by cell: CSR over cells with ascending sample positions in each row.
 #[derive(Debug, Clone)]
 pub struct CellLinks<F: Real> {
     pub(crate) ptr: Vec<usize>,
@@ -56,7 +57,7 @@ impl<F: Real> CellLinks<F> {
     pub fn ptr(&self) -> &[usize] {
         &self.ptr
     }
-    /// Sample index of each link (ascending within a cell).
+    /// Sample position of each link (ascending within a cell).
     pub fn sample(&self) -> &[u32] {
         &self.sample
     }
@@ -89,38 +90,52 @@ impl<F: Real> SampleLinks<F> {
     }
 }
 
-/// `MT` (K×N) as triplets sorted by (k, i): the CSR order of the reference.
-pub(crate) fn mt_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, n: usize) -> Triplets<F> {
+/// `MT` (K×N) as triplets sorted by (k, i) with i the caller's sample index (`order[p]` for
+/// position p): the CSR order of the reference.
+pub(crate) fn mt_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, order: &[u32]) -> Triplets<F> {
     let k_count = c.ptr.len() - 1;
     let nnz = c.sample.len();
     let (mut rows, mut cols, mut vals) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz), Vec::with_capacity(nnz));
+    let mut row: Vec<(u32, F)> = Vec::new();
     for k in 0..k_count {
-        for &i in &c.sample[c.ptr[k]..c.ptr[k + 1]] {
-            let t = s.slot_of(i as usize, k as u32);
+        row.clear();
+        for &p in &c.sample[c.ptr[k]..c.ptr[k + 1]] {
+            let t = s.slot_of(p as usize, k as u32);
+            row.push((order[p as usize], s.mt[p as usize * s.npt + t]));
+        }
+        row.sort_unstable_by_key(|e| e.0);
+        for &(i, v) in &row {
             rows.push(k as u64);
             cols.push(i as u64);
-            vals.push(s.mt[i as usize * s.npt + t]);
+            vals.push(v);
         }
     }
-    Triplets { n_rows: k_count, n_cols: n, rows, cols, vals }
+    Triplets { n_rows: k_count, n_cols: order.len(), rows, cols, vals }
 }
 
-/// `M` (N×K) as triplets sorted by (i, k): the coalesced COO order of the reference.
-pub(crate) fn m_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, n: usize) -> Triplets<F> {
+/// `M` (N×K) as triplets sorted by (i, k) with i the caller's sample index: the coalesced COO
+/// order of the reference.
+pub(crate) fn m_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, order: &[u32]) -> Triplets<F> {
     let k_count = c.ptr.len() - 1;
+    let n = order.len();
     let nnz = c.sample.len();
+    let mut pos = vec![0u32; n];
+    for (p, &i) in order.iter().enumerate() {
+        pos[i as usize] = p as u32;
+    }
     let (mut rows, mut cols, mut vals) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz), Vec::with_capacity(nnz));
     let mut ks: Vec<u32> = Vec::with_capacity(s.npt);
-    for i in 0..n {
+    for (i, &p) in pos.iter().enumerate() {
+        let p = p as usize;
         ks.clear();
-        ks.extend(s.hi[i * s.npt..(i + 1) * s.npt].iter().filter(|&&h| h >= 0).map(|&h| h as u32));
+        ks.extend(s.hi[p * s.npt..(p + 1) * s.npt].iter().filter(|&&h| h >= 0).map(|&h| h as u32));
         ks.sort_unstable();
         for &k in &ks {
             let row = &c.sample[c.ptr[k as usize]..c.ptr[k as usize + 1]];
-            let p = c.ptr[k as usize] + row.binary_search(&(i as u32)).expect("link present in both layouts");
+            let q = c.ptr[k as usize] + row.binary_search(&(p as u32)).expect("link present in both layouts");
             rows.push(i as u64);
             cols.push(k as u64);
-            vals.push(c.m[p]);
+            vals.push(c.m[q]);
         }
     }
     Triplets { n_rows: n, n_cols: k_count, rows, cols, vals }

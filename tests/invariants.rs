@@ -87,9 +87,16 @@ fn check_invariants<F: Real>(op: &PsfResampler<F>, tol: f64) -> Result<(), TestC
         let s: f64 = cl.m_values()[cl.ptr()[c]..cl.ptr()[c + 1]].iter().map(|x| x.to_f64()).sum();
         prop_assert!(w == 0.0 || (s - 1.0).abs() <= tol, "column {} of M sums to {}", c, s);
     }
+    // the internal view (samples in cell order) holds the same links as the caller-order hi()
     let sl = op.sample_links();
-    for i in 0..n {
-        let s: f64 = sl.mt_values()[i * npt..(i + 1) * npt].iter().map(|x| x.to_f64()).sum();
+    let order = op.sample_order();
+    let mut seen = vec![false; n];
+    for (p, &i) in order.iter().enumerate() {
+        let i = i as usize;
+        prop_assert!(!seen[i], "sample_order is a permutation");
+        seen[i] = true;
+        prop_assert_eq!(&sl.hi()[p * npt..(p + 1) * npt], &hi[i * npt..(i + 1) * npt]);
+        let s: f64 = sl.mt_values()[p * npt..(p + 1) * npt].iter().map(|x| x.to_f64()).sum();
         let linked = hi[i * npt] >= 0;
         prop_assert!(!linked || dy[i] == 0.0 || (s - 1.0).abs() <= tol, "row {} of MT sums to {}", i, s);
     }
@@ -120,7 +127,7 @@ fn same_bits<F: Real>(a: &PsfResampler<F>, b: &PsfResampler<F>) -> bool {
     let bits = |v: &[F]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
     a.cell_ids() == b.cell_ids()
         && a.hi() == b.hi()
-        && bits(a.d_m()) == bits(b.d_m())
+        && bits(&a.d_m()) == bits(&b.d_m())
         && bits(a.cell_weight()) == bits(b.cell_weight())
         && bits(a.sample_links().mt_values()) == bits(b.sample_links().mt_values())
         && bits(a.cell_links().m_values()) == bits(b.cell_links().m_values())

@@ -1,7 +1,9 @@
-//! Assembly of the operators from the links (SPEC §3).
+//! Assembly of the operators from the links (SPEC §3). Samples are in the operator's order (cell
+//! order after a construction, see `PsfResampler::sample_order`); rows of the by-cell CSR list
+//! sample positions ascending.
 //!
 //! In the operator's float type: `g = exp((−2·d²)/s²)` from the cast distances, `W = g·a`,
-//! `Dy_i = Σ_t W_it`, `Dx_k = Σ_{links to k} W` (summed in sample order, as the reference's bincount),
+//! `Dy_i = Σ_t W_it`, `Dx_k = Σ_{links to k} W` (summed in the operator's sample order),
 //! `MT[k,i] = W/Dy_i`, `M[i,k] = W/Dx_k`, with 0 wherever a denominator is exactly 0.
 
 use super::{Config, PsfResampler};
@@ -27,6 +29,7 @@ pub(crate) fn assemble<F: Real>(
     hi: Vec<i32>,
     d_m: Vec<F>,
     area: Vec<f64>,
+    order: Vec<u32>,
 ) -> PsfResampler<F> {
     let npt = cfg.npt;
     let k_count = cell_ids.len();
@@ -114,6 +117,17 @@ pub(crate) fn assemble<F: Real>(
         area,
         cell_weight,
         sample_weight,
+        position: inverse(&order),
+        order,
         info: Default::default(),
     }
+}
+
+/// The inverse of a permutation.
+fn inverse(order: &[u32]) -> Vec<u32> {
+    let mut pos = vec![0u32; order.len()];
+    for (p, &i) in order.iter().enumerate() {
+        pos[i as usize] = p as u32;
+    }
+    pos
 }

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
 use crate::solver::{cg, Fit, FitInfo, FitOptions, Normal, Stopping};
-use crate::sparse::{m_product, mt_product, MExtras};
+use crate::sparse::{m_product, mt_product, MExtras, CHUNK};
+use rayon::prelude::*;
 
 /// Number of rows of a row-major block of `len` values of width `width`.
 fn rows_of(len: usize, width: usize, what: &'static str) -> Result<usize> {
@@ -18,15 +19,45 @@ fn rows_of(len: usize, width: usize, what: &'static str) -> Result<usize> {
     Ok(len / width)
 }
 
-/// Rows `sel` of a B×E row-major block, interleaved E×|sel|, with NaN replaced by 0.
-fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
+/// Rows `sel` of a B×E row-major block, interleaved E×|sel|. With `order`, element p of the result
+/// is element `order[p]` of the input (samples into the operator's order); NaN becomes 0 when
+/// `zero_nan` (missing samples).
+fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize], order: Option<&[u32]>, zero_nan: bool) -> Vec<F> {
     let s = sel.len();
     let mut out = vec![F::ZERO; e * s];
-    for (j, &b) in sel.iter().enumerate() {
-        for (i, &x) in v[b * e..(b + 1) * e].iter().enumerate() {
-            out[i * s + j] = if x.is_nan() { F::ZERO } else { x };
+    out.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, chunk)| {
+        for (dp, o) in chunk.chunks_exact_mut(s).enumerate() {
+            let p = c * CHUNK + dp;
+            let i = order.map_or(p, |ord| ord[p] as usize);
+            for (x, &b) in o.iter_mut().zip(sel) {
+                let y = v[b * e + i];
+                *x = if zero_nan && y.is_nan() { F::ZERO } else { y };
+            }
+        }
+    });
+    out
+}
+
+/// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
+/// from position `position[i]` (samples back to the caller's order). Each output row is written
+/// sequentially, chunk by chunk in parallel.
+fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<&[u32]>) -> Vec<F> {
+    let mut out = vec![F::ZERO; e * s];
+    let mut parts: Vec<Vec<&mut [F]>> = (0..e.div_ceil(CHUNK)).map(|_| Vec::with_capacity(s)).collect();
+    for row in out.chunks_mut(e) {
+        for (c, part) in row.chunks_mut(CHUNK).enumerate() {
+            parts[c].push(part);
         }
     }
+    parts.into_par_iter().enumerate().for_each(|(c, mut rows)| {
+        for di in 0..rows.first().map_or(0, |r| r.len()) {
+            let i = c * CHUNK + di;
+            let p = position.map_or(i, |pos| pos[i] as usize);
+            for (j, row) in rows.iter_mut().enumerate() {
+                row[di] = v[p * s + j];
+            }
+        }
+    });
     out
 }
 
@@ -82,10 +113,10 @@ impl<F: Real> PsfResampler<F> {
         check_no_infinity(val, "val")?;
         let all: Vec<usize> = (0..b).collect();
         with_threads(self.cfg.num_threads, || {
-            let y0 = interleave(val, self.n, &all);
+            let y0 = interleave(val, self.n, &all, Some(&self.order), true);
             let mut x = vec![F::ZERO; self.k() * b];
             m_product(&self.cells, &y0, b, &mut x, MExtras::none());
-            deinterleave(&x, self.k(), b)
+            deinterleave(&x, self.k(), b, None)
         })
     }
 
@@ -97,16 +128,11 @@ impl<F: Real> PsfResampler<F> {
         check_no_infinity(hval, "hval")?;
         let all: Vec<usize> = (0..b).collect();
         with_threads(self.cfg.num_threads, || {
-            // keep NaN cells as NaN (interleave() would zero them)
-            let mut v = vec![F::ZERO; self.k() * b];
-            for (j, &row) in all.iter().enumerate() {
-                for (k, &x) in hval[row * self.k()..(row + 1) * self.k()].iter().enumerate() {
-                    v[k * b + j] = x;
-                }
-            }
+            // NaN cells stay NaN: they reach only the samples linked to them
+            let v = interleave(hval, self.k(), &all, None, false);
             let mut out = vec![F::ZERO; self.n * b];
             mt_product(&self.samples, &v, b, &mut out);
-            deinterleave(&out, self.n, b)
+            deinterleave(&out, self.n, b, Some(&self.position))
         })
     }
 
@@ -176,7 +202,7 @@ impl<F: Real> PsfResampler<F> {
                     n,
                 };
                 // work on the data divided by a power of two (exact): see `solver`
-                let mut y0 = interleave(val, n, &sel);
+                let mut y0 = interleave(val, n, &sel, Some(&self.order), true);
                 let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);
                 let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
                 scale_columns(&mut y0, &inv);
@@ -193,7 +219,7 @@ impl<F: Real> PsfResampler<F> {
                 m_product(&self.cells, &y0, s, &mut rhs, MExtras::none());
                 drop(y0);
                 let x0 = opts.x0.as_ref().map(|x0| {
-                    let mut x0 = interleave(x0, k, &sel);
+                    let mut x0 = interleave(x0, k, &sel, None, false);
                     scale_columns(&mut x0, &inv);
                     x0
                 });
@@ -230,17 +256,6 @@ impl<F: Real> PsfResampler<F> {
         let back = self.resample(&fit.hval)?;
         Ok((fit, back))
     }
-}
-
-/// An E×s interleaved block as s rows of E (row-major).
-fn deinterleave<F: Real>(v: &[F], e: usize, s: usize) -> Vec<F> {
-    let mut out = vec![F::ZERO; e * s];
-    for j in 0..s {
-        for (o, x) in out[j * e..(j + 1) * e].iter_mut().zip(column(v, s, j)) {
-            *o = x;
-        }
-    }
-    out
 }
 
 fn check_no_infinity<F: Real>(v: &[F], what: &'static str) -> Result<()> {

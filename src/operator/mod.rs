@@ -292,6 +292,11 @@ pub struct PsfResampler<F: Real> {
     area: Vec<F>,
     cell_weight: Vec<F>,
     sample_weight: Vec<F>,
+    /// Position p of the sample axis (links, `d_m`, `area`, `sample_weight`) → the caller's sample
+    /// index: samples are stored in cell order so that both products gather nearby memory.
+    order: Vec<u32>,
+    /// The inverse of `order`: the position of each of the caller's samples.
+    position: Vec<u32>,
     info: BuildInfo,
 }
 
@@ -425,7 +430,8 @@ impl<F: Real> PsfResampler<F> {
             }
         }
         let d: Vec<F> = d_m.iter().zip(hi).map(|(&d, &h)| if h >= 0 { F::from_f64(d) } else { F::INFINITY }).collect();
-        Ok(assemble::assemble::<F>(grid, cfg, n, cell_ids.to_vec(), hi.to_vec(), d, area.to_vec()))
+        let order = (0..n as u32).collect();
+        Ok(assemble::assemble::<F>(grid, cfg, n, cell_ids.to_vec(), hi.to_vec(), d, area.to_vec(), order))
     }
 
     /// What the construction found and the time of each stage (all zero for [`PsfResampler::from_links`]).
@@ -489,43 +495,63 @@ impl<F: Real> PsfResampler<F> {
     pub fn get_cell_ids(&self) -> Vec<u64> {
         self.cell_ids.clone()
     }
-    /// Cell index of each link, N×npt row-major; −1 where a sample has fewer than npt links.
-    /// Each sample's links are sorted by ascending distance (ties: lower cell index first).
-    pub fn hi(&self) -> &[i32] {
-        &self.samples.hi
+    /// Cell index of each link, N×npt row-major in the caller's sample order; −1 where a sample has
+    /// fewer than npt links. Each sample's links are sorted by ascending distance (ties: lower cell
+    /// index first). A copy: the operator stores samples in cell order ([`PsfResampler::sample_order`]).
+    pub fn hi(&self) -> Vec<i32> {
+        self.to_caller_order(&self.samples.hi, self.cfg.npt)
     }
-    /// Distance (m) of each link, N×npt row-major; +∞ where missing.
-    pub fn d_m(&self) -> &[F] {
-        &self.d_m
+    /// Distance (m) of each link, N×npt row-major in the caller's sample order; +∞ where missing.
+    pub fn d_m(&self) -> Vec<F> {
+        self.to_caller_order(&self.d_m, self.cfg.npt)
     }
-    /// Per-sample area weights used in `M`.
-    pub fn area(&self) -> &[F] {
-        &self.area
+    /// Per-sample area weights used in `M`, in the caller's sample order.
+    pub fn area(&self) -> Vec<F> {
+        self.to_caller_order(&self.area, 1)
     }
     /// `Dx`: the per-cell sum of area-weighted raw weights, the normalisation of M's columns and the
     /// weight of the CG inner product.
     pub fn cell_weight(&self) -> &[F] {
         &self.cell_weight
     }
-    /// `Dy`: the per-sample sum of area-weighted raw weights (the normalisation of MT's columns).
-    pub fn sample_weight(&self) -> &[F] {
-        &self.sample_weight
+    /// `Dy`: the per-sample sum of area-weighted raw weights (the normalisation of MT's columns), in
+    /// the caller's sample order.
+    pub fn sample_weight(&self) -> Vec<F> {
+        self.to_caller_order(&self.sample_weight, 1)
     }
-    /// The links by sample (fixed width npt), holding MT's values.
+    /// The operator's internal sample axis: position p holds the caller's sample `sample_order()[p]`.
+    /// Samples are kept in cell order so that both products read nearby memory; the link views
+    /// [`PsfResampler::sample_links`] and [`PsfResampler::cell_links`] use these positions.
+    pub fn sample_order(&self) -> &[u32] {
+        &self.order
+    }
+    /// The links by sample position (fixed width npt, see [`PsfResampler::sample_order`]), holding
+    /// MT's values.
     pub fn sample_links(&self) -> &SampleLinks<F> {
         &self.samples
     }
-    /// The links by cell (CSR over cells), holding M's values.
+    /// The links by cell (CSR over cells, sample positions ascending, see
+    /// [`PsfResampler::sample_order`]), holding M's values.
     pub fn cell_links(&self) -> &CellLinks<F> {
         &self.cells
     }
-    /// `M` (N×K) as triplets sorted by (sample, cell).
+    /// `M` (N×K) as triplets sorted by (sample, cell), with the caller's sample indices.
     pub fn m_triplets(&self) -> Triplets<F> {
-        sparse::m_triplets(&self.samples, &self.cells, self.n)
+        sparse::m_triplets(&self.samples, &self.cells, &self.order)
     }
-    /// `MT` (K×N) as triplets sorted by (cell, sample).
+    /// `MT` (K×N) as triplets sorted by (cell, sample), with the caller's sample indices.
     pub fn mt_triplets(&self) -> Triplets<F> {
-        sparse::mt_triplets(&self.samples, &self.cells, self.n)
+        sparse::mt_triplets(&self.samples, &self.cells, &self.order)
+    }
+
+    /// A per-sample array of `width` values per sample, from cell order to the caller's order.
+    fn to_caller_order<T: Copy + Default>(&self, v: &[T], width: usize) -> Vec<T> {
+        let mut out = vec![T::default(); v.len()];
+        for (i, o) in out.chunks_exact_mut(width).enumerate() {
+            let p = self.position[i] as usize;
+            o.copy_from_slice(&v[p * width..(p + 1) * width]);
+        }
+        out
     }
     /// Centres of the K cells as (longitude in [0, 360), geodetic latitude), degrees.
     pub fn cell_lonlat(&self) -> Vec<(f64, f64)> {
@@ -588,7 +614,7 @@ fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Pa
     info.n_empty_rows = found.n_empty;
     let (cell_ids, hi, d_m) = search::prune(found, &kept);
     drop(kept);
-    drop(smp);
+    let order = smp.order;
     info.search_s = progress.stage(format_args!(
         "search: {} partial rows ({} empty); pruned to K = {} cells",
         info.n_partial_rows,
@@ -600,7 +626,8 @@ fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Pa
     }
 
     let area = area::areas(&params.area, lon, lat, cfg.radius);
-    let mut op = assemble::assemble::<F>(grid, cfg, n, cell_ids, hi, d_m, area);
+    let area: Vec<f64> = order.iter().map(|&i| area[i as usize]).collect();
+    let mut op = assemble::assemble::<F>(grid, cfg, n, cell_ids, hi, d_m, area, order);
     info.assemble_s = progress.stage(format_args!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
     op.info = info;
     Ok(op)

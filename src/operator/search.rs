@@ -19,7 +19,7 @@ use crate::real::Real;
 use rayon::prelude::*;
 
 pub(crate) struct Found<F> {
-    /// Keep index of each link, N×npt in sample order, −1 where missing.
+    /// Keep index of each link, N×npt in cell order (row p is sample `order[p]`), −1 where missing.
     pub hi: Vec<i32>,
     /// Distance of each link (m) in the operator's type (the reference casts `d` to its dtype here),
     /// +∞ where missing.
@@ -37,7 +37,7 @@ fn before(a: (f64, u32), b: (f64, u32)) -> bool {
 pub(crate) fn nearest<F: Real>(grid: &Grid, cfg: &Config, smp: &Samples, kept: &KeptCells) -> Found<F> {
     let npt = cfg.npt;
     let n = smp.n();
-    // Work in sorted order, where each block's samples are contiguous.
+    // Work in cell order, where each block's samples are contiguous; the operator keeps this order.
     let mut hi_s = vec![-1i32; n * npt];
     let mut d_s = vec![F::INFINITY; n * npt];
     let mut jobs = Vec::new();
@@ -57,19 +57,7 @@ pub(crate) fn nearest<F: Real>(grid: &Grid, cfg: &Config, smp: &Samples, kept: &
         .map(|(b, h, d)| search_block(grid, cfg, smp, kept, b, h, d))
         .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
 
-    // Back to sample order.
-    let mut pos = vec![0u32; n];
-    for (p, &i) in smp.order.iter().enumerate() {
-        pos[i as usize] = p as u32;
-    }
-    let mut hi = vec![-1i32; n * npt];
-    let mut d = vec![F::INFINITY; n * npt];
-    hi.par_chunks_mut(npt).zip(d.par_chunks_mut(npt)).zip(pos.par_iter()).for_each(|((h, dd), &p)| {
-        let p = p as usize * npt;
-        h.copy_from_slice(&hi_s[p..p + npt]);
-        dd.copy_from_slice(&d_s[p..p + npt]);
-    });
-    Found { hi, d, n_partial, n_empty }
+    Found { hi: hi_s, d: d_s, n_partial, n_empty }
 }
 
 /// Searches the samples of one block; `hi`/`d` are the block's rows in sorted order.

@@ -175,8 +175,8 @@ pub fn write_construction<F: Real + Pod>(
     w.write("cell_ids", &ids, &[k])?;
     let hi: Vec<i64> = op.hi().iter().map(|&h| h as i64).collect();
     w.write("hi", &hi, &[n, npt])?;
-    w.write_f("d_m", op.d_m(), &[n, npt])?;
-    w.write_f("area", op.area(), &[n])?;
+    w.write_f("d_m", &op.d_m(), &[n, npt])?;
+    w.write_f("area", &op.area(), &[n])?;
     w.write_f("cell_weight", op.cell_weight(), &[k])?;
     for (name, t) in [("M", op.m_triplets()), ("MT", op.mt_triplets())] {
         let rows: Vec<i64> = t.rows.iter().map(|&r| r as i64).collect();
