@@ -21,16 +21,23 @@ fn safe_div<F: Real>(w: F, s: F) -> F {
     }
 }
 
-pub(crate) fn assemble<F: Real>(
-    grid: Grid,
-    cfg: Config,
-    n: usize,
-    cell_ids: Vec<u64>,
-    hi: Vec<i32>,
-    d_m: Vec<F>,
-    area: Vec<f64>,
-    order: Vec<u32>,
-) -> PsfResampler<F> {
+/// The links of an operator, samples in the operator's order.
+pub(crate) struct Links<F> {
+    /// Cell ids, ascending, in the operator's scheme.
+    pub cell_ids: Vec<u64>,
+    /// N×npt cell indices, −1 where missing.
+    pub hi: Vec<i32>,
+    /// N×npt distances (m), +∞ where missing.
+    pub d_m: Vec<F>,
+    /// Per-sample areas.
+    pub area: Vec<f64>,
+    /// Position → the caller's sample index.
+    pub order: Vec<u32>,
+}
+
+pub(crate) fn assemble<F: Real>(grid: Grid, cfg: Config, links: Links<F>) -> PsfResampler<F> {
+    let Links { cell_ids, hi, d_m, area, order } = links;
+    let n = order.len();
     let npt = cfg.npt;
     let k_count = cell_ids.len();
     let area: Vec<F> = area.par_iter().map(|&x| F::from_f64(x)).collect();

@@ -431,7 +431,9 @@ impl<F: Real> PsfResampler<F> {
         }
         let d: Vec<F> = d_m.iter().zip(hi).map(|(&d, &h)| if h >= 0 { F::from_f64(d) } else { F::INFINITY }).collect();
         let order = (0..n as u32).collect();
-        Ok(assemble::assemble::<F>(grid, cfg, n, cell_ids.to_vec(), hi.to_vec(), d, area.to_vec(), order))
+        let links =
+            assemble::Links { cell_ids: cell_ids.to_vec(), hi: hi.to_vec(), d_m: d, area: area.to_vec(), order };
+        Ok(assemble::assemble::<F>(grid, cfg, links))
     }
 
     /// What the construction found and the time of each stage (all zero for [`PsfResampler::from_links`]).
@@ -627,7 +629,7 @@ fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Pa
 
     let area = area::areas(&params.area, lon, lat, cfg.radius);
     let area: Vec<f64> = order.iter().map(|&i| area[i as usize]).collect();
-    let mut op = assemble::assemble::<F>(grid, cfg, n, cell_ids, hi, d_m, area, order);
+    let mut op = assemble::assemble::<F>(grid, cfg, assemble::Links { cell_ids, hi, d_m, area, order });
     info.assemble_s = progress.stage(format_args!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
     op.info = info;
     Ok(op)
