@@ -836,3 +836,34 @@ fn per_row_zero_rhs_with_x0() {
     let big = f.hval.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     assert!(!i.converged[0] || big <= 1e-8, "converged to max|hval| = {big:e}, the solution is 0");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sharing: an operator is immutable and can be used from several threads at once.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn operators_are_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<PsfResampler<f32>>();
+    send_sync::<PsfResampler<f64>>();
+
+    let (lon, lat) = common::synth::regional(3000, 10, 1.5, 11);
+    let op = PsfResampler::<f64>::new(&lon, &lat, &Params::new(10)).unwrap();
+    let field = |j: usize| -> Vec<f64> {
+        lon.iter().zip(&lat).map(|(x, y)| (0.3 * x + j as f64).sin() + (0.2 * y).cos()).collect()
+    };
+    let opts = FitOptions { lam: 1e-2, ..FitOptions::default() };
+    let alone: Vec<Vec<f64>> = (0..6).map(|j| op.fit(&field(j), &opts).unwrap().hval).collect();
+    let together: Vec<Vec<f64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|j| {
+                let (op, opts, val) = (&op, &opts, field(j));
+                s.spawn(move || op.fit(&val, opts).unwrap().hval)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (a, b) in alone.iter().zip(&together) {
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "concurrent fits differ");
+    }
+}
