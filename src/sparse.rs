@@ -115,17 +115,14 @@ pub(crate) fn mt_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, order: 
 
 /// `M` (N×K) as triplets sorted by (i, k) with i the caller's sample index: the coalesced COO
 /// order of the reference.
-pub(crate) fn m_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, order: &[u32]) -> Triplets<F> {
+/// `position[i]` is the position of the caller's sample i (the inverse of the operator's order).
+pub(crate) fn m_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, position: &[u32]) -> Triplets<F> {
     let k_count = c.ptr.len() - 1;
-    let n = order.len();
+    let n = position.len();
     let nnz = c.sample.len();
-    let mut pos = vec![0u32; n];
-    for (p, &i) in order.iter().enumerate() {
-        pos[i as usize] = p as u32;
-    }
     let (mut rows, mut cols, mut vals) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz), Vec::with_capacity(nnz));
     let mut ks: Vec<u32> = Vec::with_capacity(s.npt);
-    for (i, &p) in pos.iter().enumerate() {
+    for (i, &p) in position.iter().enumerate() {
         let p = p as usize;
         ks.clear();
         ks.extend(s.hi[p * s.npt..(p + 1) * s.npt].iter().filter(|&&h| h >= 0).map(|&h| h as u32));

@@ -4,22 +4,9 @@
 
 mod common;
 
-use common::synth::{box_for_density, sample_box, Rng};
+use common::synth::Region;
 use healpix_psf::{Params, PsfResampler, Real};
 use proptest::prelude::*;
-
-#[derive(Debug, Clone)]
-struct Region {
-    n: usize,
-    level: u8,
-    npt: usize,
-    lon_c: f64,
-    lat_c: f64,
-    density: f64,
-    seed: u64,
-    /// Store longitudes in [-180, 180) (a box across the antimeridian then jumps from 180 to -180).
-    wrap: bool,
-}
 
 fn region() -> impl Strategy<Value = Region> {
     let centre = prop_oneof![
@@ -47,15 +34,6 @@ fn region() -> impl Strategy<Value = Region> {
             seed,
             wrap,
         })
-}
-
-fn samples(r: &Region) -> (Vec<f64>, Vec<f64>) {
-    let mut rng = Rng::new(r.seed);
-    let (mut lon, lat) = sample_box(&mut rng, r.n, box_for_density(r.n, r.level, r.density, r.lon_c, r.lat_c));
-    if r.wrap {
-        lon.iter_mut().for_each(|x| *x = (*x + 180.0).rem_euclid(360.0) - 180.0);
-    }
-    (lon, lat)
 }
 
 fn check_invariants<F: Real>(op: &PsfResampler<F>, tol: f64) -> Result<(), TestCaseError> {
@@ -139,7 +117,7 @@ proptest! {
 
     #[test]
     fn operators_satisfy_their_invariants(r in region()) {
-        let (lon, lat) = samples(&r);
+        let (lon, lat) = r.samples();
         let p = Params { npt: r.npt, num_threads: 1, ..Params::new(r.level) };
         match PsfResampler::<f64>::new(&lon, &lat, &p) {
             Ok(op) => {

@@ -56,6 +56,20 @@ fn solve_errors<F: Real>(op: &PsfResampler<F>, case: &Case) -> Errors {
     }
 }
 
+/// Asserts the errors are within (x_ref, hval_iter5, hval and invert) tolerances and the iteration
+/// counts equal the reference's; prints them.
+fn assert_within(name: &str, what: &str, e: &Errors, (t_xref, t_iter5, t_hval): (f64, f64, f64)) {
+    assert!(e.x_ref <= t_xref, "{name}{what}: x_ref {:e}", e.x_ref);
+    assert!(e.hval_iter5 <= t_iter5, "{name}{what}: hval_iter5 {:e}", e.hval_iter5);
+    assert!(e.hval <= t_hval && e.invert <= t_hval, "{name}{what}: hval {:e}, invert {:e}", e.hval, e.invert);
+    assert_eq!(e.niters.0, e.niters.1, "{name}{what}: CG iterations");
+    assert_eq!(e.niters5.0, e.niters5.1, "{name}{what}: CG iterations (max_iter 5)");
+    println!(
+        "{name:30}{what:4}: x_ref {:.1e} hval_iter5 {:.1e} hval {:.1e} invert {:.1e}, {} iterations",
+        e.x_ref, e.hval_iter5, e.hval, e.invert, e.niters.0
+    );
+}
+
 fn check<F: Real + Pod>(name: &str, tie_divergent: bool) {
     let case = Case::open(&common::fixtures_dir().join(name));
     let f32 = case.is_f32();
@@ -64,21 +78,7 @@ fn check<F: Real + Pod>(name: &str, tie_divergent: bool) {
     // our own operator
     if !tie_divergent {
         let op = case.build::<F>().unwrap();
-        let e = solve_errors(&op, &case);
-        assert!(e.x_ref <= t_xref, "{name}: x_ref {:e}", e.x_ref);
-        assert!(e.hval_iter5 <= t_iter5, "{name}: hval_iter5 {:e}", e.hval_iter5);
-        assert!(e.hval <= t_hval && e.invert <= t_hval, "{name}: hval {:e}, invert {:e}", e.hval, e.invert);
-        assert_eq!(e.niters.0, e.niters.1, "{name}: CG iterations");
-        assert_eq!(e.niters5.0, e.niters5.1, "{name}: CG iterations (max_iter 5)");
-        println!(
-            "{name:30} {}: x_ref {:.1e} hval_iter5 {:.1e} hval {:.1e} invert {:.1e}, {} iterations",
-            F::NAME,
-            e.x_ref,
-            e.hval_iter5,
-            e.hval,
-            e.invert,
-            e.niters.0
-        );
+        assert_within(name, "", &solve_errors(&op, &case), (t_xref, t_iter5, t_hval));
     }
 
     // fed the golden operator
@@ -88,21 +88,8 @@ fn check<F: Real + Pod>(name: &str, tie_divergent: bool) {
     let fed =
         PsfResampler::<F>::from_links(shape[0], &ids, &hi, &case.read_f("d_m"), &case.read_f("area"), &case.params())
             .unwrap();
-    let e = solve_errors(&fed, &case);
-    let (f_xref, f_iter5) = if f32 { (t_xref, t_iter5) } else { (1e-12, 1e-10) };
-    assert!(e.x_ref <= f_xref, "{name} (fed): x_ref {:e}", e.x_ref);
-    assert!(e.hval_iter5 <= f_iter5, "{name} (fed): hval_iter5 {:e}", e.hval_iter5);
-    assert!(e.hval <= t_hval && e.invert <= t_hval, "{name} (fed): hval {:e}, invert {:e}", e.hval, e.invert);
-    assert_eq!(e.niters.0, e.niters.1, "{name} (fed): CG iterations");
-    println!(
-        "{name:30} {} fed: x_ref {:.1e} hval_iter5 {:.1e} hval {:.1e} invert {:.1e}, {} iterations",
-        F::NAME,
-        e.x_ref,
-        e.hval_iter5,
-        e.hval,
-        e.invert,
-        e.niters.0
-    );
+    let fed_tol = if f32 { (t_xref, t_iter5, t_hval) } else { (1e-12, 1e-10, t_hval) };
+    assert_within(name, " fed", &solve_errors(&fed, &case), fed_tol);
 }
 
 macro_rules! cases {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::synth::{box_for_density, regional, sample_box, Rng};
+use common::synth::{regional, Region, Rng};
 use healpix_psf::{Error, Fit, FitInfo, FitOptions, Params, PsfResampler, Real, Stopping};
 use proptest::prelude::*;
 
@@ -597,13 +597,7 @@ fn cost(op: &PsfResampler<f64>, y: &[f64], hval: &[f64], lam: f64) -> f64 {
 
 #[derive(Debug, Clone)]
 struct SolveCase {
-    n: usize,
-    level: u8,
-    npt: usize,
-    lon_c: f64,
-    lat_c: f64,
-    density: f64,
-    seed: u64,
+    region: Region,
     b: usize,
     lam: f64,
     per_row: bool,
@@ -622,13 +616,7 @@ fn solve_case() -> impl Strategy<Value = SolveCase> {
         any::<bool>(),
     )
         .prop_map(|(n, level, npt, (lon_c, lat_c), density, seed, b, lam, per_row)| SolveCase {
-            n,
-            level,
-            npt,
-            lon_c,
-            lat_c,
-            density,
-            seed,
+            region: Region { n, level, npt, lon_c, lat_c, density, seed, wrap: false },
             b,
             lam,
             per_row,
@@ -640,9 +628,8 @@ proptest! {
 
     #[test]
     fn cost_never_increases(c in solve_case()) {
-        let mut rng = Rng::new(c.seed);
-        let (lon, lat) = sample_box(&mut rng, c.n, box_for_density(c.n, c.level, c.density, c.lon_c, c.lat_c));
-        let op = match PsfResampler::<f64>::new(&lon, &lat, &Params { npt: c.npt, ..Params::new(c.level) }) {
+        let (lon, lat) = c.region.samples();
+        let op = match PsfResampler::<f64>::new(&lon, &lat, &Params { npt: c.region.npt, ..Params::new(c.region.level) }) {
             Ok(op) => op,
             Err(Error::NoCellPassedThreshold { .. }) => { prop_assume!(false); unreachable!() }
             Err(e) => { prop_assert!(false, "unexpected error {}", e); unreachable!() }
@@ -650,7 +637,7 @@ proptest! {
         let (n, k) = (op.n(), op.k());
         let rows: Vec<Vec<f64>> = (0..c.b)
             .map(|b| {
-                let y = field(&lon, &lat, c.seed.wrapping_add(b as u64), 10f64.powi(b as i32));
+                let y = field(&lon, &lat, c.region.seed.wrapping_add(b as u64), 10f64.powi(b as i32));
                 if b == 1 { with_nans(y, 2, 13) } else { y }
             })
             .collect();

@@ -539,7 +539,7 @@ impl<F: Real> PsfResampler<F> {
     }
     /// `M` (N×K) as triplets sorted by (sample, cell), with the caller's sample indices.
     pub fn m_triplets(&self) -> Triplets<F> {
-        sparse::m_triplets(&self.samples, &self.cells, &self.order)
+        sparse::m_triplets(&self.samples, &self.cells, &self.position)
     }
     /// `MT` (K×N) as triplets sorted by (cell, sample), with the caller's sample indices.
     pub fn mt_triplets(&self) -> Triplets<F> {

@@ -53,3 +53,30 @@ pub fn regional(n: usize, level: u8, density: f64, seed: u64) -> (Vec<f64>, Vec<
     let mut rng = Rng::new(seed);
     sample_box(&mut rng, n, box_for_density(n, level, density, 8.0, 45.0))
 }
+
+/// A random regional sample set for property tests: n samples at ~density per cell of `level`, in a
+/// box centred on (lon_c, lat_c); `wrap` stores longitudes in [-180, 180) (a box across the
+/// antimeridian then jumps from 180 to -180).
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub n: usize,
+    pub level: u8,
+    pub npt: usize,
+    pub lon_c: f64,
+    pub lat_c: f64,
+    pub density: f64,
+    pub seed: u64,
+    pub wrap: bool,
+}
+
+impl Region {
+    pub fn samples(&self) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = Rng::new(self.seed);
+        let b = box_for_density(self.n, self.level, self.density, self.lon_c, self.lat_c);
+        let (mut lon, lat) = sample_box(&mut rng, self.n, b);
+        if self.wrap {
+            lon.iter_mut().for_each(|x| *x = (*x + 180.0).rem_euclid(360.0) - 180.0);
+        }
+        (lon, lat)
+    }
+}
