@@ -123,6 +123,20 @@ impl<F: Real> PsfResampler<F> {
     /// Values at the samples of B cell fields: `hval·MT`, each sample's normalised Gaussian
     /// interpolation of its linked cells. `hval` is B×K row-major; returns B×N. A NaN cell reaches
     /// only the samples linked to it; a sample with no link gets 0. Infinite values are an error.
+    ///
+    /// # Examples
+    /// ```
+    /// use healpix_psf::{Params, PsfResampler};
+    /// let (lon, lat): (Vec<f64>, Vec<f64>) = (0..400).map(|i| (8.0 + 0.01 * (i % 20) as f64, 45.0 + 0.01 * (i / 20) as f64)).unzip();
+    /// let op = PsfResampler::<f32>::new(&lon, &lat, &Params::new(10))?;
+    /// // two cell fields: a constant interpolates to the same constant at every sample
+    /// let mut h = vec![2.0f32; 2 * op.k()];
+    /// h[op.k()..].iter_mut().for_each(|v| *v = -1.0);
+    /// let at_samples = op.resample(&h)?;
+    /// assert!(at_samples[..op.n()].iter().all(|v| (v - 2.0).abs() < 1e-5));
+    /// assert!(at_samples[op.n()..].iter().all(|v| (v + 1.0).abs() < 1e-5));
+    /// # Ok::<(), healpix_psf::Error>(())
+    /// ```
     pub fn resample(&self, hval: &[F]) -> Result<Vec<F>> {
         let b = rows_of(hval.len(), self.k(), "hval")?;
         check_no_infinity(hval, "hval")?;
@@ -251,6 +265,17 @@ impl<F: Real> PsfResampler<F> {
 
     /// [`PsfResampler::fit`] followed by [`PsfResampler::resample`] of its result: the fitted field
     /// and its values at the samples (B×N).
+    ///
+    /// # Examples
+    /// ```
+    /// use healpix_psf::{FitOptions, Params, PsfResampler};
+    /// let (lon, lat): (Vec<f64>, Vec<f64>) = (0..400).map(|i| (8.0 + 0.01 * (i % 20) as f64, 45.0 + 0.01 * (i / 20) as f64)).unzip();
+    /// let op = PsfResampler::<f64>::new(&lon, &lat, &Params::new(10))?;
+    /// let val: Vec<f64> = lat.iter().map(|y| 20.0 - 0.5 * y).collect();
+    /// let (fit, back) = op.fit_resample(&val, &FitOptions { lam: 1e-2, ..FitOptions::default() })?;
+    /// assert_eq!((fit.rows, fit.hval.len(), back.len()), (1, op.k(), op.n()));
+    /// # Ok::<(), healpix_psf::Error>(())
+    /// ```
     pub fn fit_resample(&self, val: &[F], opts: &FitOptions<F>) -> Result<(Fit<F>, Vec<F>)> {
         let fit = self.fit(val, opts)?;
         let back = self.resample(&fit.hval)?;

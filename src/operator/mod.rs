@@ -494,6 +494,16 @@ impl<F: Real> PsfResampler<F> {
         &self.cell_ids
     }
     /// A copy of [`PsfResampler::cell_ids`] (the name of the original API).
+    ///
+    /// # Examples
+    /// ```
+    /// use healpix_psf::{Params, PsfResampler};
+    /// let op = PsfResampler::<f32>::new(&[8.0, 8.01, 8.02], &[45.0, 45.0, 45.01], &Params::new(9))?;
+    /// let ids = op.get_cell_ids();
+    /// assert_eq!(ids.len(), op.k());
+    /// assert!(ids.iter().all(|&c| c < 12 * 4u64.pow(9)));
+    /// # Ok::<(), healpix_psf::Error>(())
+    /// ```
     pub fn get_cell_ids(&self) -> Vec<u64> {
         self.cell_ids.clone()
     }
