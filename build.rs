@@ -1,8 +1,106 @@
-//! Build script. The CPU build needs nothing; the `cuda` feature (a later milestone) compiles the
-//! kernels in `csrc/` with nvcc here.
+//! Build script.
+//!
+//! Without the `cuda` feature there is nothing to do. With it, the kernels in `csrc/` are compiled by
+//! nvcc (through the `cc` crate) into a static library, the CUDA runtime is linked statically, and
+//! bindgen turns `include/hpsf_kernels.h` into the Rust declarations of the launchers.
+//!
+//! Environment:
+//! * `CUDA_HOME` (or `CUDA_PATH`): the CUDA toolkit holding `bin/nvcc`, `include/` and
+//!   `lib/libcudart_static.a` (`lib64/` also searched). Default: the `nvcc` on `PATH`'s parent.
+//!   `bash scripts/setup-cuda.sh` installs one from PyPI and prints the value to use.
+//! * `HPSF_CUDA_GENCODE`: nvcc code-generation flags, default
+//!   `-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90
+//!   -gencode=arch=compute_90,code=compute_90` (A100, H100/H200, and PTX for newer GPUs).
+
+use std::path::{Path, PathBuf};
+
+/// The kernel sources, one per kernel family.
+const KERNELS: &[&str] = &["csrc/weights.cu", "csrc/spmm.cu", "csrc/cg.cu"];
+const HEADERS: &[&str] = &["csrc/common.cuh", "include/hpsf_kernels.h"];
+const DEFAULT_GENCODE: &str = "-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 \
+                               -gencode=arch=compute_90,code=compute_90";
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        println!("cargo:rerun-if-changed=csrc");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
+        return;
     }
+    for f in KERNELS.iter().chain(HEADERS) {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    for v in ["CUDA_HOME", "CUDA_PATH", "HPSF_CUDA_GENCODE", "PATH"] {
+        println!("cargo:rerun-if-env-changed={v}");
+    }
+    let cuda = cuda_home();
+    let nvcc = cuda.join("bin").join("nvcc");
+
+    // cc takes the CUDA compiler from NVCC (the host compiler stays CC/cc)
+    std::env::set_var("NVCC", &nvcc);
+    let mut build = cc::Build::new();
+    build.cuda(true).cudart("none").include("include").include(cuda.join("include")).flag("-O3");
+    let gencode = std::env::var("HPSF_CUDA_GENCODE").unwrap_or_else(|_| DEFAULT_GENCODE.to_string());
+    for flag in gencode.split_whitespace() {
+        build.flag(flag);
+    }
+    for k in KERNELS {
+        build.file(k);
+    }
+    build.compile("hpsf_kernels");
+
+    let lib = ["lib", "lib64", "lib/x64"].iter().map(|d| cuda.join(d)).find(|d| d.join("libcudart_static.a").exists());
+    let Some(lib) = lib else {
+        fail(&format!(
+            "libcudart_static.a not found under {} (lib/ or lib64/): install the CUDA runtime \
+             (e.g. `pip install nvidia-cuda-runtime==13.0.96`, see scripts/setup-cuda.sh)",
+            cuda.display()
+        ));
+    };
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-lib=static=cudart_static");
+    for l in ["dl", "pthread", "rt"] {
+        println!("cargo:rustc-link-lib={l}");
+    }
+
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let bindings = std::panic::catch_unwind(|| {
+        bindgen::Builder::default()
+            .header("include/hpsf_kernels.h")
+            .allowlist_function("hpsf_.*")
+            .allowlist_type("hpsf_stream")
+            .allowlist_var("HPSF_BLOCK")
+            .layout_tests(false)
+            .generate()
+    });
+    match bindings {
+        Ok(Ok(b)) => b.write_to_file(out.join("hpsf_kernels.rs")).expect("writing the bindings"),
+        Ok(Err(e)) => fail(&format!("bindgen could not read include/hpsf_kernels.h: {e}")),
+        Err(_) => fail(
+            "bindgen needs libclang: install it (Debian/Ubuntu: `apt-get install libclang-dev`) or point \
+             LIBCLANG_PATH at the directory holding libclang.so",
+        ),
+    }
+}
+
+/// The CUDA toolkit directory: CUDA_HOME, CUDA_PATH, or the parent of the `nvcc` on PATH.
+fn cuda_home() -> PathBuf {
+    let from_env = ["CUDA_HOME", "CUDA_PATH"].iter().filter_map(std::env::var_os).map(PathBuf::from).next();
+    let from_path = || {
+        std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p).find(|d| d.join("nvcc").is_file()).and_then(|d| d.parent().map(Path::to_path_buf))
+        })
+    };
+    match from_env.or_else(from_path) {
+        Some(dir) if dir.join("bin").join("nvcc").is_file() => dir,
+        Some(dir) => fail(&format!("no bin/nvcc under {} (CUDA_HOME/CUDA_PATH)", dir.display())),
+        None => fail(
+            "the `cuda` feature needs the CUDA compiler nvcc: run `bash scripts/setup-cuda.sh` (it installs nvcc \
+             13.0 from PyPI into .venv-cuda) and set CUDA_HOME to the directory it prints, or install the CUDA \
+             toolkit and put its bin/ on PATH",
+        ),
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    panic!("{msg}");
 }

@@ -1,0 +1,58 @@
+// Both products of the PSF operators with s right-hand sides, as gathers (no atomics):
+// v.MT gathers by sample position (fixed width npt), u.M by cell (CSR). One thread per element
+// (e, j) of the interleaved E x s output, so consecutive threads read consecutive rows j.
+#include "common.cuh"
+
+template <typename T>
+__global__ void mt_product(const int32_t *hi, const T *mt, int32_t n, int32_t npt, const T *v, int32_t s, T *out,
+                           const int32_t *done) {
+    if (done && *done) return;
+    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (int64_t)n * s) return;
+    int64_t p = e / s;
+    int32_t j = (int32_t)(e - p * s);
+    T acc = (T)0;
+    for (int32_t t = 0; t < npt; ++t) {
+        int32_t h = hi[p * npt + t];
+        if (h >= 0) acc += mt[p * npt + t] * v[(int64_t)h * s + j];
+    }
+    out[e] = acc;
+}
+
+template <typename T>
+__global__ void m_product(const int64_t *ptr, const uint32_t *sample, const T *m, int32_t k, const T *u, int32_t s,
+                          T lam, const T *add, const T *dx, double *partials, T *out, const int32_t *done) {
+    __shared__ double sh[HPSF_BLOCK];
+    if (done && *done) return;
+    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    double contrib = 0.0;
+    if (e < (int64_t)k * s) {
+        int64_t c = e / s;
+        int32_t j = (int32_t)(e - c * s);
+        T acc = (T)0;
+        for (int64_t q = ptr[c]; q < ptr[c + 1]; ++q) acc += m[q] * u[(int64_t)sample[q] * s + j];
+        if (add) acc += lam * add[e];
+        out[e] = acc;
+        if (dx) contrib = (double)acc * (double)add[e] * (double)dx[c];
+    }
+    if (dx) hpsf_block_partials(contrib, sh, (int64_t)blockIdx.x * HPSF_BLOCK, s, partials);
+}
+
+#define SPMM(SUF, T)                                                                                          \
+    extern "C" int hpsf_mt_product_##SUF(const int32_t *hi, const T *mt, int32_t n, int32_t npt, const T *v,  \
+                                         int32_t s, T *out, const int32_t *done, hpsf_stream stream) {        \
+        if ((int64_t)n * s <= 0) return 0;                                                                    \
+        mt_product<T><<<hpsf_blocks((int64_t)n * s), HPSF_BLOCK, 0, stream>>>(hi, mt, n, npt, v, s, out, done); \
+        HPSF_LAUNCH_CHECK();                                                                                  \
+    }                                                                                                         \
+    extern "C" int hpsf_m_product_##SUF(const int64_t *ptr, const uint32_t *sample, const T *m, int32_t k,    \
+                                        const T *u, int32_t s, T lam, const T *add, const T *dx,              \
+                                        double *partials, T *out, const int32_t *done, hpsf_stream stream) {  \
+        if ((int64_t)k * s <= 0) return 0;                                                                    \
+        m_product<T><<<hpsf_blocks((int64_t)k * s), HPSF_BLOCK, 0, stream>>>(ptr, sample, m, k, u, s, lam,    \
+                                                                             add, dx, partials, out, done);   \
+        HPSF_LAUNCH_CHECK();                                                                                  \
+    }
+
+SPMM(f32, float)
+SPMM(f64, double)
