@@ -100,6 +100,10 @@ pub enum Error {
     #[error("device unavailable: {0}")]
     DeviceUnavailable(String),
 
+    /// A CUDA operation failed on the GPU (out of memory, a failed launch or copy).
+    #[error("CUDA error: {0}")]
+    Cuda(String),
+
     /// The worker thread pool could not be created.
     #[error("could not create a thread pool with {threads} threads: {message}")]
     ThreadPool {

@@ -59,6 +59,8 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[doc(hidden)]
+pub mod backend;
 pub mod error;
 pub mod geometry;
 mod operator;

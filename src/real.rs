@@ -16,6 +16,7 @@ mod sealed {
 /// The element type of an operator: implemented for `f32` and `f64` only.
 pub trait Real:
     sealed::Sealed
+    + crate::backend::DeviceReal
     + Copy
     + Send
     + Sync

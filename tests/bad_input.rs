@@ -5,7 +5,7 @@
 //!
 
 use healpix_psf::geometry::{cell_size_m, great_circle_distance_m, Grid, EARTH_RADIUS_M};
-use healpix_psf::{Area, Device, Ellipsoid, Error, Params, PsfResampler, Real};
+use healpix_psf::{Area, Ellipsoid, Error, Params, PsfResampler, Real};
 use proptest::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -357,7 +357,7 @@ fn threshold_nobody_reaches_names_the_fix() {
 fn cuda_device_is_unavailable_without_the_feature() {
     let (lon, lat) = cluster();
     for ordinal in [0, 3] {
-        match err_both(&lon, &lat, &Params { device: Device::Cuda(ordinal), ..p9() }) {
+        match err_both(&lon, &lat, &Params { device: healpix_psf::Device::Cuda(ordinal), ..p9() }) {
             Error::DeviceUnavailable(msg) => {
                 assert!(msg.contains("not compiled with CUDA"), "{msg}");
                 assert!(msg.contains("`cuda` feature"), "{msg}");
@@ -366,7 +366,7 @@ fn cuda_device_is_unavailable_without_the_feature() {
         }
     }
     // the device is checked before anything else
-    let e = err_both(&[], &[], &Params { device: Device::Cuda(0), npt: 0, ..Params::new(30) });
+    let e = err_both(&[], &[], &Params { device: healpix_psf::Device::Cuda(0), npt: 0, ..Params::new(30) });
     assert!(matches!(e, Error::DeviceUnavailable(_)), "{e:?}");
 }
 

@@ -59,31 +59,18 @@ pub(crate) fn assemble<F: Real>(grid: Grid, cfg: Config, links: Links<F>) -> Psf
         *dy = sum;
     });
 
-    // CSR by cell: counting sort of the links in sample-major order.
-    let mut ptr = vec![0usize; k_count + 1];
-    for &h in &hi {
-        if h >= 0 {
-            ptr[h as usize + 1] += 1;
-        }
-    }
-    for k in 0..k_count {
-        ptr[k + 1] += ptr[k];
-    }
-    let nnz = ptr[k_count];
+    // CSR by cell, holding W until normalised
+    let (ptr, sample) = csr_pattern(&hi, npt, k_count);
+    let mut m = vec![F::ZERO; sample.len()];
     let mut next = ptr[..k_count].to_vec();
-    let mut sample = vec![0u32; nnz];
-    let mut m = vec![F::ZERO; nnz];
-    for (i, (row_h, row_w)) in hi.chunks_exact(npt).zip(mt.chunks_exact(npt)).enumerate() {
+    for (row_h, row_w) in hi.chunks_exact(npt).zip(mt.chunks_exact(npt)) {
         for (&h, &w) in row_h.iter().zip(row_w) {
             if h >= 0 {
-                let p = &mut next[h as usize];
-                sample[*p] = i as u32;
-                m[*p] = w;
-                *p += 1;
+                m[next[h as usize]] = w;
+                next[h as usize] += 1;
             }
         }
     }
-
     // Dx per cell (links in sample order), then M = W / Dx.
     let mut cell_weight = vec![F::ZERO; k_count];
     {
@@ -127,6 +114,8 @@ pub(crate) fn assemble<F: Real>(grid: Grid, cfg: Config, links: Links<F>) -> Psf
         position: inverse(&order),
         order,
         info: Default::default(),
+        #[cfg(feature = "cuda")]
+        cuda: None,
     }
 }
 
@@ -137,4 +126,70 @@ fn inverse(order: &[u32]) -> Vec<u32> {
         pos[i as usize] = p as u32;
     }
     pos
+}
+
+/// The by-cell CSR pattern of the links: row offsets and, per row, the sample positions ascending
+/// (a counting sort in sample order).
+pub(crate) fn csr_pattern(hi: &[i32], npt: usize, k_count: usize) -> (Vec<usize>, Vec<u32>) {
+    let mut ptr = vec![0usize; k_count + 1];
+    for &h in hi {
+        if h >= 0 {
+            ptr[h as usize + 1] += 1;
+        }
+    }
+    for k in 0..k_count {
+        ptr[k + 1] += ptr[k];
+    }
+    let mut next = ptr[..k_count].to_vec();
+    let mut sample = vec![0u32; ptr[k_count]];
+    for (i, row) in hi.chunks_exact(npt).enumerate() {
+        for &h in row.iter().filter(|&&h| h >= 0) {
+            sample[next[h as usize]] = i as u32;
+            next[h as usize] += 1;
+        }
+    }
+    (ptr, sample)
+}
+
+/// The operator with weights computed on a GPU (see `backend::cuda`), kept there for the solve.
+#[cfg(feature = "cuda")]
+pub(crate) fn assemble_on_gpu<F: Real>(
+    grid: Grid,
+    cfg: Config,
+    links: Links<F>,
+    sample_xyz: &[[f64; 3]],
+    cell_xyz: &[[f64; 3]],
+    gpu: crate::backend::cuda::Gpu,
+) -> crate::error::Result<PsfResampler<F>> {
+    use crate::backend::cuda::{CudaOperator, WeightInputs};
+    let Links { cell_ids, hi, area, order, .. } = links;
+    let (ptr, sample) = csr_pattern(&hi, cfg.npt, cell_ids.len());
+    let inputs = WeightInputs {
+        sample_xyz,
+        cell_xyz,
+        hi: &hi,
+        area: &area,
+        ptr: &ptr,
+        sample: &sample,
+        npt: cfg.npt,
+        radius: cfg.radius,
+        sigma_m: cfg.sigma_m,
+    };
+    let (dev, w) = CudaOperator::<F>::build(gpu, &inputs)?;
+    Ok(PsfResampler {
+        grid,
+        cfg,
+        n: order.len(),
+        cell_ids,
+        samples: SampleLinks { npt: cfg.npt, hi, mt: w.mt },
+        cells: CellLinks { ptr, sample, m: w.m },
+        d_m: w.d_m,
+        area: area.iter().map(|&a| F::from_f64(a)).collect(),
+        cell_weight: w.dx,
+        sample_weight: w.dy,
+        position: inverse(&order),
+        order,
+        info: Default::default(),
+        cuda: Some(std::sync::Arc::new(dev)),
+    })
 }

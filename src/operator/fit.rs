@@ -7,7 +7,7 @@ use super::PsfResampler;
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
-use crate::solver::{cg, Fit, FitInfo, FitOptions, Normal, Stopping};
+use crate::solver::{cg, CgOut, Fit, FitInfo, FitOptions, Normal, Stopping};
 use crate::sparse::{m_product, mt_product, MExtras, CHUNK};
 use rayon::prelude::*;
 
@@ -112,12 +112,19 @@ impl<F: Real> PsfResampler<F> {
         let b = rows_of(val.len(), self.n, "val")?;
         check_no_infinity(val, "val")?;
         let all: Vec<usize> = (0..b).collect();
-        with_threads(self.cfg.num_threads, || {
+        with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
             let y0 = interleave(val, self.n, &all, Some(&self.order), true);
-            let mut x = vec![F::ZERO; self.k() * b];
-            m_product(&self.cells, &y0, b, &mut x, MExtras::none());
-            deinterleave(&x, self.k(), b, None)
-        })
+            let x = match self.gpu() {
+                #[cfg(feature = "cuda")]
+                Some(dev) => dev.apply_m(&y0, b)?,
+                _ => {
+                    let mut x = vec![F::ZERO; self.k() * b];
+                    m_product(&self.cells, &y0, b, &mut x, MExtras::none());
+                    x
+                }
+            };
+            Ok(deinterleave(&x, self.k(), b, None))
+        })?
     }
 
     /// Values at the samples of B cell fields: `hval·MT`, each sample's normalised Gaussian
@@ -141,13 +148,20 @@ impl<F: Real> PsfResampler<F> {
         let b = rows_of(hval.len(), self.k(), "hval")?;
         check_no_infinity(hval, "hval")?;
         let all: Vec<usize> = (0..b).collect();
-        with_threads(self.cfg.num_threads, || {
+        with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
             // NaN cells stay NaN: they reach only the samples linked to them
             let v = interleave(hval, self.k(), &all, None, false);
-            let mut out = vec![F::ZERO; self.n * b];
-            mt_product(&self.samples, &v, b, &mut out);
-            deinterleave(&out, self.n, b, Some(&self.position))
-        })
+            let out = match self.gpu() {
+                #[cfg(feature = "cuda")]
+                Some(dev) => dev.apply_mt(&v, b)?,
+                _ => {
+                    let mut out = vec![F::ZERO; self.n * b];
+                    mt_product(&self.samples, &v, b, &mut out);
+                    out
+                }
+            };
+            Ok(deinterleave(&out, self.n, b, Some(&self.position)))
+        })?
     }
 
     /// Fits the cell field that best explains B rows of N sample values (row-major; NaN = missing):
@@ -207,45 +221,31 @@ impl<F: Real> PsfResampler<F> {
             has_data: has_data.clone(),
         };
         if s > 0 {
-            let out = with_threads(self.cfg.num_threads, || {
-                let a = Normal {
-                    samples: &self.samples,
-                    cells: &self.cells,
-                    dx: &self.cell_weight,
-                    lam: F::from_f64(opts.lam),
-                    n,
-                };
+            let out = with_threads(self.cfg.num_threads, || -> Result<_> {
                 // work on the data divided by a power of two (exact): see `solver`
                 let mut y0 = interleave(val, n, &sel, Some(&self.order), true);
                 let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);
                 let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
                 scale_columns(&mut y0, &inv);
-                // x_ref = y0·M; rhs = (y0 − x_ref·MT)·M
-                let mut x_ref = vec![F::ZERO; k * s];
-                m_product(&self.cells, &y0, s, &mut x_ref, MExtras::none());
-                let mut t = vec![F::ZERO; n * s];
-                mt_product(&self.samples, &x_ref, s, &mut t);
-                for (y, &v) in y0.iter_mut().zip(&t) {
-                    *y -= v;
-                }
-                drop(t);
-                let mut rhs = vec![F::ZERO; k * s];
-                m_product(&self.cells, &y0, s, &mut rhs, MExtras::none());
-                drop(y0);
                 let x0 = opts.x0.as_ref().map(|x0| {
                     let mut x0 = interleave(x0, k, &sel, None, false);
                     scale_columns(&mut x0, &inv);
                     x0
                 });
-                let mut out = cg(&a, rhs, x0, s, opts.max_iter, opts.tol, opts.stopping);
+                let lam = F::from_f64(opts.lam);
+                let (mut x_ref, mut out) = match self.gpu() {
+                    #[cfg(feature = "cuda")]
+                    Some(dev) => dev.solve(&y0, x0, s, opts)?,
+                    _ => self.solve_cpu(y0, x0, s, lam, opts),
+                };
                 let back: Vec<F> = scale.iter().map(|&c| F::from_f64(c)).collect();
                 scale_columns(&mut x_ref, &back);
                 scale_columns(&mut out.x, &back);
                 for (norms, &c) in out.norms.iter_mut().zip(&scale) {
                     norms.iter_mut().for_each(|v| *v *= c);
                 }
-                (x_ref, out)
-            })?;
+                Ok((x_ref, out))
+            })??;
             let (x_ref, cg_out) = out;
             for (j, &row) in sel.iter().enumerate() {
                 let dst = &mut hval[row * k..(row + 1) * k];
@@ -261,6 +261,45 @@ impl<F: Real> PsfResampler<F> {
             }
         }
         Ok(Fit { hval, rows: b, info: opts.return_info.then_some(info) })
+    }
+
+    /// x_ref and the CG outcome on the CPU for s selected rows (y0: N×s in the operator's order).
+    fn solve_cpu(
+        &self,
+        mut y0: Vec<F>,
+        x0: Option<Vec<F>>,
+        s: usize,
+        lam: F,
+        opts: &FitOptions<F>,
+    ) -> (Vec<F>, CgOut<F>) {
+        let (n, k) = (self.n, self.k());
+        let a = Normal { samples: &self.samples, cells: &self.cells, dx: &self.cell_weight, lam, n };
+        // x_ref = y0·M; rhs = (y0 − x_ref·MT)·M
+        let mut x_ref = vec![F::ZERO; k * s];
+        m_product(&self.cells, &y0, s, &mut x_ref, MExtras::none());
+        let mut t = vec![F::ZERO; n * s];
+        mt_product(&self.samples, &x_ref, s, &mut t);
+        for (y, &v) in y0.iter_mut().zip(&t) {
+            *y -= v;
+        }
+        drop(t);
+        let mut rhs = vec![F::ZERO; k * s];
+        m_product(&self.cells, &y0, s, &mut rhs, MExtras::none());
+        drop(y0);
+        let out = cg(&a, rhs, x0, s, opts.max_iter, opts.tol, opts.stopping);
+        (x_ref, out)
+    }
+
+    /// The operator on a GPU, when it was built there.
+    #[cfg(feature = "cuda")]
+    fn gpu(&self) -> Option<&crate::backend::cuda::CudaOperator<F>> {
+        self.cuda.as_deref()
+    }
+
+    /// Without the `cuda` feature there is never a GPU operator.
+    #[cfg(not(feature = "cuda"))]
+    fn gpu(&self) -> Option<std::convert::Infallible> {
+        None
     }
 
     /// [`PsfResampler::fit`] followed by [`PsfResampler::resample`] of its result: the fitted field

@@ -298,6 +298,9 @@ pub struct PsfResampler<F: Real> {
     /// The inverse of `order`: the position of each of the caller's samples.
     position: Vec<u32>,
     info: BuildInfo,
+    /// The operator on a GPU, when built with `Device::Cuda`.
+    #[cfg(feature = "cuda")]
+    cuda: Option<std::sync::Arc<crate::backend::cuda::CudaOperator<F>>>,
 }
 
 impl<F: Real> PsfResampler<F> {
@@ -307,14 +310,7 @@ impl<F: Real> PsfResampler<F> {
     /// Errors: empty or mismatched input, bad coordinates, impossible parameters, an explicit area of
     /// the wrong length or with negative/NaN entries, and no cell passing the threshold.
     pub fn new(lon_deg: &[f64], lat_deg: &[f64], params: &Params) -> Result<Self> {
-        match params.device {
-            Device::Cpu => {}
-            Device::Cuda(_) => {
-                return Err(Error::DeviceUnavailable(
-                    "this build of healpix-psf was not compiled with CUDA (enable the `cuda` feature)".into(),
-                ))
-            }
-        }
+        let gpu = open_device(params.device)?;
         let cfg = Config::resolve(params)?;
         cfg.check_float::<F>()?;
         let grid = Grid::new(params.level, params.nest, params.ellipsoid)?;
@@ -322,7 +318,7 @@ impl<F: Real> PsfResampler<F> {
         if let Area::Explicit(a) = &params.area {
             validate_area(a, lon_deg.len())?;
         }
-        with_threads(params.num_threads, || build(grid, cfg, lon_deg, lat_deg, params))?
+        with_threads(params.num_threads, || build(grid, cfg, lon_deg, lat_deg, params, gpu))?
     }
 
     /// Assembles the operators from links computed elsewhere (SPEC §3 only: no keep or search stage):
@@ -571,6 +567,30 @@ impl<F: Real> PsfResampler<F> {
     }
 }
 
+/// The GPU for `Device::Cuda`, or why there is none.
+#[cfg(feature = "cuda")]
+type GpuHandle = Option<crate::backend::cuda::Gpu>;
+#[cfg(not(feature = "cuda"))]
+type GpuHandle = Option<std::convert::Infallible>;
+
+#[cfg(feature = "cuda")]
+fn open_device(device: Device) -> Result<GpuHandle> {
+    match device {
+        Device::Cpu => Ok(None),
+        Device::Cuda(ordinal) => crate::backend::cuda::Gpu::new(ordinal).map(Some),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_device(device: Device) -> Result<GpuHandle> {
+    match device {
+        Device::Cpu => Ok(None),
+        Device::Cuda(_) => Err(Error::DeviceUnavailable(
+            "this build of healpix-psf was not compiled with CUDA (enable the `cuda` feature)".into(),
+        )),
+    }
+}
+
 fn validate_samples(lon: &[f64], lat: &[f64]) -> Result<()> {
     if lon.is_empty() && lat.is_empty() {
         return Err(Error::EmptyInput);
@@ -599,7 +619,14 @@ fn validate_area(a: &[f64], n: usize) -> Result<()> {
     Ok(())
 }
 
-fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Params) -> Result<PsfResampler<F>> {
+fn build<F: Real>(
+    grid: Grid,
+    cfg: Config,
+    lon: &[f64],
+    lat: &[f64],
+    params: &Params,
+    gpu: GpuHandle,
+) -> Result<PsfResampler<F>> {
     let mut progress = Progress::new(params.verbose);
     let mut info = BuildInfo::default();
     let n = lon.len();
@@ -624,7 +651,12 @@ fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Pa
     let found = search::nearest::<F>(&grid, &cfg, &smp, &kept);
     info.n_partial_rows = found.n_partial;
     info.n_empty_rows = found.n_empty;
-    let (cell_ids, hi, d_m) = search::prune(found, &kept);
+    let (cell_ids, hi, d_m, kept_of) = search::prune(found, &kept);
+    #[cfg(feature = "cuda")]
+    let cell_xyz: Vec<[f64; 3]> =
+        if gpu.is_some() { kept_of.iter().map(|&k| kept.xyz[k as usize]).collect() } else { Vec::new() };
+    #[cfg(not(feature = "cuda"))]
+    let _ = (kept_of, gpu);
     drop(kept);
     let order = smp.order;
     info.search_s = progress.stage(format_args!(
@@ -639,7 +671,14 @@ fn build<F: Real>(grid: Grid, cfg: Config, lon: &[f64], lat: &[f64], params: &Pa
 
     let area = area::areas(&params.area, lon, lat, cfg.radius);
     let area: Vec<f64> = order.iter().map(|&i| area[i as usize]).collect();
-    let mut op = assemble::assemble::<F>(grid, cfg, assemble::Links { cell_ids, hi, d_m, area, order });
+    let links = assemble::Links { cell_ids, hi, d_m, area, order };
+    #[cfg(feature = "cuda")]
+    let mut op = match gpu {
+        Some(gpu) => assemble::assemble_on_gpu::<F>(grid, cfg, links, &smp.xyz, &cell_xyz, gpu)?,
+        None => assemble::assemble::<F>(grid, cfg, links),
+    };
+    #[cfg(not(feature = "cuda"))]
+    let mut op = assemble::assemble::<F>(grid, cfg, links);
     info.assemble_s = progress.stage(format_args!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
     op.info = info;
     Ok(op)

@@ -125,8 +125,8 @@ fn search_block<F: Real>(
 }
 
 /// Drops kept cells that no sample links to (SPEC §2.5) and renumbers `hi`.
-/// Returns (cell_ids in the operator's scheme ascending, hi, d).
-pub(crate) fn prune<F: Real>(found: Found<F>, kept: &KeptCells) -> (Vec<u64>, Vec<i32>, Vec<F>) {
+/// Returns (cell_ids in the operator's scheme ascending, hi, d, the keep index of each cell).
+pub(crate) fn prune<F: Real>(found: Found<F>, kept: &KeptCells) -> (Vec<u64>, Vec<i32>, Vec<F>, Vec<u32>) {
     let Found { mut hi, d, .. } = found;
     let mut used = vec![false; kept.len()];
     for &h in &hi {
@@ -136,10 +136,12 @@ pub(crate) fn prune<F: Real>(found: Found<F>, kept: &KeptCells) -> (Vec<u64>, Ve
     }
     let mut new_index = vec![-1i32; kept.len()];
     let mut cell_ids = Vec::new();
+    let mut kept_of = Vec::new();
     for (k, &u) in used.iter().enumerate() {
         if u {
             new_index[k] = cell_ids.len() as i32;
             cell_ids.push(kept.scheme[k]);
+            kept_of.push(k as u32);
         }
     }
     hi.par_iter_mut().for_each(|h| {
@@ -147,5 +149,5 @@ pub(crate) fn prune<F: Real>(found: Found<F>, kept: &KeptCells) -> (Vec<u64>, Ve
             *h = new_index[*h as usize];
         }
     });
-    (cell_ids, hi, d)
+    (cell_ids, hi, d, kept_of)
 }

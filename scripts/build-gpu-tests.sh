@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the GPU test and benchmark binaries for a machine with an NVIDIA GPU (CUDA 13 driver) but no
+# Rust toolchain, into .gpu/ (git-ignored), and prints how to run them there. The binaries link the
+# CUDA runtime statically and load the driver (libcuda.so) at run time.
+#
+#   bash scripts/build-gpu-tests.sh          # then copy .gpu/ to the GPU machine (or carry it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(bash scripts/setup-cuda.sh | tail -1)"
+mkdir -p .gpu
+cargo build --release --features cuda --example bench --example demo
+cp target/release/examples/bench target/release/examples/demo .gpu/
+for t in cuda solver invariants; do
+  exe=$(cargo test --release --features cuda --test "$t" --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["executable"])' | tail -1)
+  cp "$exe" ".gpu/test-$t"
+done
+ls -la .gpu
+cat <<'USAGE'
+On the GPU machine, from the repository root:
+  .gpu/test-cuda --nocapture                 # CPU<->GPU parity and determinism (prints the errors)
+  .gpu/test-solver && .gpu/test-invariants   # the CPU suites, for reference
+  .gpu/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 1 --iters 100 --device cuda:0 --reps 3
+  .gpu/demo
+USAGE
