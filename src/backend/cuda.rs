@@ -122,268 +122,105 @@ macro_rules! dptr_mut {
     };
 }
 
-/// The launchers of one float type.
+/// The launchers of one float type, as function pointers into the bindgen declarations.
 #[doc(hidden)]
-#[allow(clippy::too_many_arguments, missing_docs)]
-pub trait GpuReal: Copy + DeviceRepr + ValidAsZeroBits + Send + Sync + 'static {
-    unsafe fn weights_by_sample(
-        xyz: *const f64,
-        cxyz: *const f64,
-        hi: *const i32,
-        area: *const Self,
-        n: i32,
-        npt: i32,
-        r: f64,
-        s2: f64,
-        d_m: *mut Self,
-        mt: *mut Self,
-        dy: *mut Self,
-        st: sys::hpsf_stream,
-    ) -> i32;
-    unsafe fn weights_by_cell(
-        xyz: *const f64,
-        cxyz: *const f64,
-        ptr: *const i64,
-        sample: *const u32,
-        area: *const Self,
-        k: i32,
-        r: f64,
-        s2: f64,
-        m: *mut Self,
-        dx: *mut Self,
-        st: sys::hpsf_stream,
-    ) -> i32;
-    unsafe fn mt_product(
-        hi: *const i32,
-        mt: *const Self,
-        n: i32,
-        npt: i32,
-        v: *const Self,
-        s: i32,
-        out: *mut Self,
-        done: *const i32,
-        st: sys::hpsf_stream,
-    ) -> i32;
-    unsafe fn m_product(
-        ptr: *const i64,
-        sample: *const u32,
-        m: *const Self,
-        k: i32,
-        u: *const Self,
-        s: i32,
-        lam: Self,
-        add: *const Self,
-        dx: *const Self,
-        partials: *mut f64,
-        out: *mut Self,
-        done: *const i32,
-        st: sys::hpsf_stream,
-    ) -> i32;
-    unsafe fn wdot(
-        a: *const Self,
-        b: *const Self,
-        w: *const Self,
-        k: i32,
-        s: i32,
-        partials: *mut f64,
-        st: sys::hpsf_stream,
-    ) -> i32;
-    unsafe fn cg_update(
-        x: *mut Self,
-        r: *mut Self,
-        p: *const Self,
-        ap: *const Self,
-        alpha: *const Self,
-        w: *const Self,
-        k: i32,
-        s: i32,
-        partials: *mut f64,
-        done: *const i32,
-        st: sys::hpsf_stream,
-    ) -> i32;
-    unsafe fn cg_direction(
-        p: *mut Self,
-        r: *const Self,
-        beta: *const Self,
-        k: i32,
-        s: i32,
-        done: *const i32,
-        st: sys::hpsf_stream,
-    ) -> i32;
-    unsafe fn cg_alpha(
-        state: *mut f64,
-        s: i32,
-        per_row: i32,
-        flags: *mut i32,
-        alpha: *mut Self,
-        done: *mut i32,
-        st: sys::hpsf_stream,
-    ) -> i32;
-    unsafe fn cg_beta(
-        state: *mut f64,
-        s: i32,
-        per_row: i32,
-        max_iter: i32,
-        flags: *mut i32,
-        counters: *mut i32,
-        beta: *mut Self,
-        done: *mut i32,
-        st: sys::hpsf_stream,
-    ) -> i32;
+#[allow(missing_docs)]
+pub struct Launchers<T> {
+    pub weights_by_sample: unsafe extern "C" fn(
+        *const f64,
+        *const f64,
+        *const i32,
+        *const T,
+        i32,
+        i32,
+        f64,
+        f64,
+        *mut T,
+        *mut T,
+        *mut T,
+        sys::hpsf_stream,
+    ) -> i32,
+    pub weights_by_cell: unsafe extern "C" fn(
+        *const f64,
+        *const f64,
+        *const i64,
+        *const u32,
+        *const T,
+        i32,
+        f64,
+        f64,
+        *mut T,
+        *mut T,
+        sys::hpsf_stream,
+    ) -> i32,
+    pub mt_product: unsafe extern "C" fn(
+        *const i32,
+        *const T,
+        i32,
+        i32,
+        *const T,
+        i32,
+        *mut T,
+        *const i32,
+        sys::hpsf_stream,
+    ) -> i32,
+    pub m_product: unsafe extern "C" fn(
+        *const i64,
+        *const u32,
+        *const T,
+        i32,
+        *const T,
+        i32,
+        T,
+        *const T,
+        *const T,
+        *mut f64,
+        *mut T,
+        *const i32,
+        sys::hpsf_stream,
+    ) -> i32,
+    pub wdot: unsafe extern "C" fn(*const T, *const T, *const T, i32, i32, *mut f64, sys::hpsf_stream) -> i32,
+    pub cg_update: unsafe extern "C" fn(
+        *mut T,
+        *mut T,
+        *const T,
+        *const T,
+        *const T,
+        *const T,
+        i32,
+        i32,
+        *mut f64,
+        *const i32,
+        sys::hpsf_stream,
+    ) -> i32,
+    pub cg_direction: unsafe extern "C" fn(*mut T, *const T, *const T, i32, i32, *const i32, sys::hpsf_stream) -> i32,
+    pub cg_alpha: unsafe extern "C" fn(*mut f64, i32, i32, *mut i32, *mut T, *mut i32, sys::hpsf_stream) -> i32,
+    pub cg_beta:
+        unsafe extern "C" fn(*mut f64, i32, i32, i32, *mut i32, *mut i32, *mut T, *mut i32, sys::hpsf_stream) -> i32,
+}
+
+/// A float type with CUDA kernels (`f32`, `f64`).
+#[doc(hidden)]
+pub trait GpuReal: Copy + DeviceRepr + ValidAsZeroBits + Send + Sync + Sized + 'static {
+    /// Its launchers.
+    const KERNELS: Launchers<Self>;
 }
 
 macro_rules! gpu_real {
-    ($t:ty, $ws:ident, $wc:ident, $mt:ident, $m:ident, $wd:ident, $up:ident, $dir:ident, $al:ident, $be:ident) => {
+    ($t:ty: $($field:ident = $f:ident),* $(,)?) => {
         impl GpuReal for $t {
-            unsafe fn weights_by_sample(
-                xyz: *const f64,
-                cxyz: *const f64,
-                hi: *const i32,
-                area: *const Self,
-                n: i32,
-                npt: i32,
-                r: f64,
-                s2: f64,
-                d_m: *mut Self,
-                mt: *mut Self,
-                dy: *mut Self,
-                st: sys::hpsf_stream,
-            ) -> i32 {
-                sys::$ws(xyz, cxyz, hi, area, n, npt, r, s2, d_m, mt, dy, st)
-            }
-            unsafe fn weights_by_cell(
-                xyz: *const f64,
-                cxyz: *const f64,
-                ptr: *const i64,
-                sample: *const u32,
-                area: *const Self,
-                k: i32,
-                r: f64,
-                s2: f64,
-                m: *mut Self,
-                dx: *mut Self,
-                st: sys::hpsf_stream,
-            ) -> i32 {
-                sys::$wc(xyz, cxyz, ptr, sample, area, k, r, s2, m, dx, st)
-            }
-            unsafe fn mt_product(
-                hi: *const i32,
-                mt: *const Self,
-                n: i32,
-                npt: i32,
-                v: *const Self,
-                s: i32,
-                out: *mut Self,
-                done: *const i32,
-                st: sys::hpsf_stream,
-            ) -> i32 {
-                sys::$mt(hi, mt, n, npt, v, s, out, done, st)
-            }
-            unsafe fn m_product(
-                ptr: *const i64,
-                sample: *const u32,
-                m: *const Self,
-                k: i32,
-                u: *const Self,
-                s: i32,
-                lam: Self,
-                add: *const Self,
-                dx: *const Self,
-                partials: *mut f64,
-                out: *mut Self,
-                done: *const i32,
-                st: sys::hpsf_stream,
-            ) -> i32 {
-                sys::$m(ptr, sample, m, k, u, s, lam, add, dx, partials, out, done, st)
-            }
-            unsafe fn wdot(
-                a: *const Self,
-                b: *const Self,
-                w: *const Self,
-                k: i32,
-                s: i32,
-                partials: *mut f64,
-                st: sys::hpsf_stream,
-            ) -> i32 {
-                sys::$wd(a, b, w, k, s, partials, st)
-            }
-            unsafe fn cg_update(
-                x: *mut Self,
-                r: *mut Self,
-                p: *const Self,
-                ap: *const Self,
-                alpha: *const Self,
-                w: *const Self,
-                k: i32,
-                s: i32,
-                partials: *mut f64,
-                done: *const i32,
-                st: sys::hpsf_stream,
-            ) -> i32 {
-                sys::$up(x, r, p, ap, alpha, w, k, s, partials, done, st)
-            }
-            unsafe fn cg_direction(
-                p: *mut Self,
-                r: *const Self,
-                beta: *const Self,
-                k: i32,
-                s: i32,
-                done: *const i32,
-                st: sys::hpsf_stream,
-            ) -> i32 {
-                sys::$dir(p, r, beta, k, s, done, st)
-            }
-            unsafe fn cg_alpha(
-                state: *mut f64,
-                s: i32,
-                per_row: i32,
-                flags: *mut i32,
-                alpha: *mut Self,
-                done: *mut i32,
-                st: sys::hpsf_stream,
-            ) -> i32 {
-                sys::$al(state, s, per_row, flags, alpha, done, st)
-            }
-            unsafe fn cg_beta(
-                state: *mut f64,
-                s: i32,
-                per_row: i32,
-                max_iter: i32,
-                flags: *mut i32,
-                counters: *mut i32,
-                beta: *mut Self,
-                done: *mut i32,
-                st: sys::hpsf_stream,
-            ) -> i32 {
-                sys::$be(state, s, per_row, max_iter, flags, counters, beta, done, st)
-            }
+            const KERNELS: Launchers<$t> = Launchers { $($field: sys::$f),* };
         }
     };
 }
-gpu_real!(
-    f32,
-    hpsf_weights_by_sample_f32,
-    hpsf_weights_by_cell_f32,
-    hpsf_mt_product_f32,
-    hpsf_m_product_f32,
-    hpsf_wdot_f32,
-    hpsf_cg_update_f32,
-    hpsf_cg_direction_f32,
-    hpsf_cg_alpha_f32,
-    hpsf_cg_beta_f32
-);
-gpu_real!(
-    f64,
-    hpsf_weights_by_sample_f64,
-    hpsf_weights_by_cell_f64,
-    hpsf_mt_product_f64,
-    hpsf_m_product_f64,
-    hpsf_wdot_f64,
-    hpsf_cg_update_f64,
-    hpsf_cg_direction_f64,
-    hpsf_cg_alpha_f64,
-    hpsf_cg_beta_f64
-);
+gpu_real!(f32: weights_by_sample = hpsf_weights_by_sample_f32, weights_by_cell = hpsf_weights_by_cell_f32,
+    mt_product = hpsf_mt_product_f32, m_product = hpsf_m_product_f32, wdot = hpsf_wdot_f32,
+    cg_update = hpsf_cg_update_f32, cg_direction = hpsf_cg_direction_f32, cg_alpha = hpsf_cg_alpha_f32,
+    cg_beta = hpsf_cg_beta_f32);
+gpu_real!(f64: weights_by_sample = hpsf_weights_by_sample_f64, weights_by_cell = hpsf_weights_by_cell_f64,
+    mt_product = hpsf_mt_product_f64, m_product = hpsf_m_product_f64, wdot = hpsf_wdot_f64,
+    cg_update = hpsf_cg_update_f64, cg_direction = hpsf_cg_direction_f64, cg_alpha = hpsf_cg_alpha_f64,
+    cg_beta = hpsf_cg_beta_f64);
 
 /// Host inputs of the GPU weight computation (samples in the operator's order).
 pub(crate) struct WeightInputs<'a> {
@@ -471,7 +308,7 @@ impl<F: Real> CudaOperator<F> {
             // SAFETY: every buffer was allocated above with the lengths the launchers read (checked).
             unsafe {
                 launched(
-                    F::weights_by_sample(
+                    (F::KERNELS.weights_by_sample)(
                         p_xyz as _,
                         p_cxyz as _,
                         p_hi as _,
@@ -488,7 +325,7 @@ impl<F: Real> CudaOperator<F> {
                     "the weights by sample",
                 )?;
                 launched(
-                    F::weights_by_cell(
+                    (F::KERNELS.weights_by_cell)(
                         p_xyz as _,
                         p_cxyz as _,
                         p_ptr as _,
@@ -533,7 +370,7 @@ impl<F: Real> CudaOperator<F> {
         // SAFETY: hi and mt hold n·npt entries, v k·s, out n·s (allocated by the callers).
         launched(
             unsafe {
-                F::mt_product(
+                (F::KERNELS.mt_product)(
                     p_hi as _,
                     p_mt as _,
                     self.n as i32,
@@ -578,7 +415,7 @@ impl<F: Real> CudaOperator<F> {
         // SAFETY: ptr holds k+1 offsets into sample/m; u n·s, out and add k·s, partials blocks(k·s)·s.
         launched(
             unsafe {
-                F::m_product(
+                (F::KERNELS.m_product)(
                     p_ptr as _,
                     p_sample as _,
                     p_m as _,
@@ -639,7 +476,9 @@ impl<F: Real> CudaOperator<F> {
             let (p_part, _d) = dptr_mut!(g, partials);
             // SAFETY: a, b hold k·s, dx k, partials blocks(k·s)·s values.
             launched(
-                unsafe { F::wdot(p_a as _, p_b as _, p_w as _, self.k as i32, s as i32, p_part as _, g.stream()) },
+                unsafe {
+                    (F::KERNELS.wdot)(p_a as _, p_b as _, p_w as _, self.k as i32, s as i32, p_part as _, g.stream())
+                },
                 "a dot product",
             )?;
         }
@@ -666,7 +505,15 @@ impl<F: Real> CudaOperator<F> {
         // SAFETY: dst and r hold k·s values, beta s, the flag one int (0).
         launched(
             unsafe {
-                F::cg_direction(p_dst as _, p_r as _, p_beta as _, self.k as i32, s as i32, p_done as _, g.stream())
+                (F::KERNELS.cg_direction)(
+                    p_dst as _,
+                    p_r as _,
+                    p_beta as _,
+                    self.k as i32,
+                    s as i32,
+                    p_done as _,
+                    g.stream(),
+                )
             },
             "a vector update",
         )
@@ -773,7 +620,7 @@ impl<F: Real> CudaOperator<F> {
                 // SAFETY: state holds (5 + max_iter)·s doubles, flags and alpha s, done one.
                 launched(
                     unsafe {
-                        F::cg_alpha(
+                        (F::KERNELS.cg_alpha)(
                             p_state as _,
                             s as i32,
                             per_row,
@@ -798,7 +645,7 @@ impl<F: Real> CudaOperator<F> {
                 // SAFETY: x, r, p, ap hold k·s, alpha s, dx k, partials nb·s.
                 launched(
                     unsafe {
-                        F::cg_update(
+                        (F::KERNELS.cg_update)(
                             p_x as _,
                             p_r as _,
                             p_p as _,
@@ -825,7 +672,7 @@ impl<F: Real> CudaOperator<F> {
                 // SAFETY: as for cg_alpha; counters hold 1 + s ints.
                 launched(
                     unsafe {
-                        F::cg_beta(
+                        (F::KERNELS.cg_beta)(
                             p_state as _,
                             s as i32,
                             per_row,
@@ -848,7 +695,15 @@ impl<F: Real> CudaOperator<F> {
                 // SAFETY: p and r hold k·s values, beta s.
                 launched(
                     unsafe {
-                        F::cg_direction(p_p as _, p_r as _, p_beta as _, k as i32, s as i32, p_done as _, g.stream())
+                        (F::KERNELS.cg_direction)(
+                            p_p as _,
+                            p_r as _,
+                            p_beta as _,
+                            k as i32,
+                            s as i32,
+                            p_done as _,
+                            g.stream(),
+                        )
                     },
                     "the CG direction",
                 )?;
