@@ -108,6 +108,12 @@ impl Gpu {
     fn stream(&self) -> sys::hpsf_stream {
         self.stream.cu_stream() as sys::hpsf_stream
     }
+
+    /// Makes this GPU's context current on the calling thread: the launchers use the CUDA runtime,
+    /// which launches into the thread's current context (fits run on worker threads).
+    fn bind(&self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(cuda_err("binding the CUDA context"))
+    }
 }
 
 // Raw device pointers for a launch; the guards must outlive it (bind them to named variables).
@@ -522,6 +528,7 @@ impl<F: Real> CudaOperator<F> {
     /// `y0·M` (K×s interleaved) on the GPU for a host block y0 (N×s, the operator's sample order).
     pub fn apply_m(&self, y0: &[F], s: usize) -> Result<Vec<F>> {
         let g = &self.gpu;
+        g.bind()?;
         g.ensure_free((self.n + self.k) * s * std::mem::size_of::<F>(), "this product")?;
         let u = g.upload(y0)?;
         let mut out = g.zeros::<F>(self.k * s)?;
@@ -532,6 +539,7 @@ impl<F: Real> CudaOperator<F> {
     /// `v·MT` (N×s interleaved) on the GPU for a host block v (K×s).
     pub fn apply_mt(&self, v: &[F], s: usize) -> Result<Vec<F>> {
         let g = &self.gpu;
+        g.bind()?;
         g.ensure_free((self.n + self.k) * s * std::mem::size_of::<F>(), "this product")?;
         let dv = g.upload(v)?;
         let mut out = g.zeros::<F>(self.n * s)?;
@@ -547,6 +555,7 @@ impl<F: Real> CudaOperator<F> {
         let (n, k) = (self.n, self.k);
         let fsz = std::mem::size_of::<F>();
         let nb = blocks(k * s);
+        g.bind()?;
         g.ensure_free(2 * n * s * fsz + 6 * k * s * fsz + (nb * s + (max_iter + 5) * s) * 8, "this fit")?;
         let zero_flag = g.zeros::<i32>(1)?;
         // x_ref = y0·M; rhs = x_ref − (x_ref·MT)·M
