@@ -281,6 +281,7 @@ impl<F: Real> CudaOperator<F> {
         }
         let (n32, k32, npt32) = (i32_len(n, "samples")?, i32_len(k, "cells")?, i32_len(npt, "npt")?);
         let fsz = std::mem::size_of::<F>();
+        gpu.bind()?;
         gpu.ensure_free(
             (n + k) * 24 + n * npt * (4 + 2 * fsz) + nnz * (12 + fsz) + (n + 2 * k) * 8,
             "building the operator",
