@@ -62,6 +62,7 @@ struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod backend;
 pub mod error;
+pub mod ffi;
 pub mod geometry;
 mod operator;
 mod parallel;

@@ -1,0 +1,239 @@
+/* Test of the healpix-psf C ABI against a golden case of the reference, and of its bad-input
+ * statuses. Usage: capi_test CASE_DIR LEVEL NPT LAM CG_ITERS
+ * (CASE_DIR holds lon.bin, lat.bin, val.bin, cell_ids.bin, hval.bin, invert.bin as written by
+ * ref_case.py; the last line printed is "N passed, M failed"; exit status 0 only if M == 0). */
+#include "healpix_psf.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed = 0, failed = 0;
+
+#define CHECK(cond, ...)                                   \
+    do {                                                   \
+        if (cond) {                                        \
+            passed++;                                      \
+        } else {                                           \
+            failed++;                                      \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
+            printf(__VA_ARGS__);                           \
+            printf("\n");                                  \
+        }                                                  \
+    } while (0)
+
+static void *read_file(const char *dir, const char *name, size_t *bytes) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("cannot open %s\n", path);
+        exit(2);
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *buf = malloc((size_t)size);
+    if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        printf("cannot read %s\n", path);
+        exit(2);
+    }
+    fclose(f);
+    *bytes = (size_t)size;
+    return buf;
+}
+
+/* max|a-b| / max|b| */
+static double rel_err_d(const double *a, const double *b, size_t n) {
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(a[i] - b[i]);
+        if (d > diff || isnan(d)) diff = isnan(d) ? INFINITY : d;
+        if (fabs(b[i]) > scale) scale = fabs(b[i]);
+    }
+    return scale > 0 ? diff / scale : diff;
+}
+
+static double rel_err_f(const float *a, const double *b, size_t n) {
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > diff || isnan(d)) diff = isnan(d) ? INFINITY : d;
+        if (fabs(b[i]) > scale) scale = fabs(b[i]);
+    }
+    return scale > 0 ? diff / scale : diff;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 6) {
+        printf("usage: capi_test CASE_DIR LEVEL NPT LAM CG_ITERS\n");
+        return 2;
+    }
+    const char *dir = argv[1];
+    int level = atoi(argv[2]);
+    size_t npt = (size_t)atol(argv[3]);
+    double lam = atof(argv[4]);
+    size_t cg_iters = (size_t)atol(argv[5]);
+
+    size_t bytes;
+    double *lon = read_file(dir, "lon.bin", &bytes);
+    size_t n = bytes / sizeof(double);
+    double *lat = read_file(dir, "lat.bin", &bytes);
+    double *val = read_file(dir, "val.bin", &bytes);
+    size_t b = bytes / sizeof(double) / n;
+    int64_t *gold_ids = read_file(dir, "cell_ids.bin", &bytes);
+    size_t k = bytes / sizeof(int64_t);
+    double *gold_hval = read_file(dir, "hval.bin", &bytes);
+    double *gold_invert = read_file(dir, "invert.bin", &bytes);
+
+    printf("healpix-psf %s (CUDA compiled in: %d); case %s: N = %zu, K = %zu, B = %zu\n", hpsf_version(),
+           hpsf_has_cuda(), dir, n, k, b);
+    CHECK(strlen(hpsf_version()) > 0, "version string");
+
+    /* ---- build, sizes, cell ids ---- */
+    hpsf_params p;
+    CHECK(hpsf_params_init(&p, level) == HPSF_STATUS_OK, "params_init");
+    CHECK(p.size == sizeof(hpsf_params) && p.npt == 9 && p.nest == 1 && p.device == -1, "defaults");
+    p.npt = npt;
+    hpsf_op_f64 *op = NULL;
+    hpsf_status st = hpsf_new_f64(lon, lat, n, &p, &op);
+    CHECK(st == HPSF_STATUS_OK && op != NULL, "new_f64: status %d (%s)", (int)st, hpsf_last_error());
+    if (!op) return 1;
+    size_t got_n = 0, got_k = 0, got_npt = 0;
+    CHECK(hpsf_n_f64(op, &got_n) == HPSF_STATUS_OK && got_n == n, "n = %zu", got_n);
+    CHECK(hpsf_k_f64(op, &got_k) == HPSF_STATUS_OK && got_k == k, "k = %zu, golden %zu", got_k, k);
+    CHECK(hpsf_npt_f64(op, &got_npt) == HPSF_STATUS_OK && got_npt == npt, "npt");
+    int device = 7;
+    CHECK(hpsf_device_f64(op, &device) == HPSF_STATUS_OK && device == -1, "device %d", device);
+    uint64_t *ids = malloc(k * sizeof(uint64_t));
+    CHECK(hpsf_cell_ids_f64(op, ids, k) == HPSF_STATUS_OK, "cell_ids");
+    int same = 1;
+    for (size_t i = 0; i < k; i++) same &= ids[i] == (uint64_t)gold_ids[i];
+    CHECK(same, "cell ids equal the reference's");
+    int32_t *hi = malloc(n * npt * sizeof(int32_t));
+    CHECK(hpsf_hi_f64(op, hi, n * npt) == HPSF_STATUS_OK && hi[0] >= 0 && hi[0] < (int32_t)k, "hi");
+
+    /* ---- fit and resample against the golden values ---- */
+    hpsf_fit_options o;
+    CHECK(hpsf_fit_options_init(&o) == HPSF_STATUS_OK && o.max_iter == 100 && o.tol == 1e-8, "options defaults");
+    o.lam = lam;
+    hpsf_fit_info info;
+    CHECK(hpsf_fit_info_init(&info) == HPSF_STATUS_OK, "info_init");
+    size_t stride = o.max_iter + 1;
+    size_t *row_it = malloc(b * sizeof(size_t));
+    int32_t *conv = malloc(b * sizeof(int32_t));
+    double *norms = malloc(b * stride * sizeof(double));
+    info.capacity = b;
+    info.row_iterations = row_it;
+    info.converged = conv;
+    info.residual_norms = norms;
+    info.norms_stride = stride;
+    double *hval = malloc(b * k * sizeof(double));
+    double *back = malloc(b * n * sizeof(double));
+    st = hpsf_fit_resample_f64(op, val, b * n, &o, NULL, 0, hval, b * k, back, b * n, &info);
+    CHECK(st == HPSF_STATUS_OK, "fit_resample: %d (%s)", (int)st, hpsf_last_error());
+    double e_hval = rel_err_d(hval, gold_hval, b * k), e_inv = rel_err_d(back, gold_invert, b * n);
+    CHECK(e_hval <= 1e-5, "hval error %.3g", e_hval);
+    CHECK(e_inv <= 1e-5, "invert error %.3g", e_inv);
+    CHECK(info.iterations == cg_iters && info.rows == b, "iterations %zu (reference %zu), rows %zu", info.iterations,
+          cg_iters, info.rows);
+    CHECK(row_it[0] == cg_iters && norms[0] > 0 && norms[cg_iters] < norms[0], "per-row info");
+    CHECK(cg_iters + 1 >= stride || isnan(norms[cg_iters + 1]), "norms padded with NaN");
+    printf("fit: hval error %.2e, invert error %.2e, %zu iterations (reference %zu)\n", e_hval, e_inv,
+           info.iterations, cg_iters);
+    double *again = malloc(b * n * sizeof(double));
+    CHECK(hpsf_resample_f64(op, hval, b * k, again, b * n) == HPSF_STATUS_OK &&
+              rel_err_d(again, back, b * n) == 0.0,
+          "resample equals fit_resample's");
+
+    /* ---- single precision ---- */
+    hpsf_op_f32 *op32 = NULL;
+    CHECK(hpsf_new_f32(lon, lat, n, &p, &op32) == HPSF_STATUS_OK, "new_f32 (%s)", hpsf_last_error());
+    float *val32 = malloc(b * n * sizeof(float)), *hval32 = malloc(b * k * sizeof(float));
+    for (size_t i = 0; i < b * n; i++) val32[i] = (float)val[i];
+    CHECK(hpsf_fit_f32(op32, val32, b * n, &o, NULL, 0, hval32, b * k, NULL) == HPSF_STATUS_OK, "fit_f32");
+    double e32 = rel_err_f(hval32, gold_hval, b * k);
+    CHECK(e32 <= 1e-2, "f32 hval error %.3g", e32);
+
+    /* ---- bad input: statuses, messages, outputs untouched ---- */
+    hpsf_op_f64 *none = NULL;
+    CHECK(hpsf_new_f64(NULL, lat, n, &p, &none) == HPSF_STATUS_NULL_POINTER && none == NULL, "NULL lon");
+    CHECK(strstr(hpsf_last_error(), "lon") != NULL, "message names lon: %s", hpsf_last_error());
+    CHECK(hpsf_new_f64(lon, lat, n, &p, NULL) == HPSF_STATUS_NULL_POINTER, "NULL out");
+    CHECK(hpsf_new_f64(lon, lat, 0, &p, &none) == HPSF_STATUS_EMPTY_INPUT && none == NULL, "no samples");
+    double bad_lat = lat[0];
+    lat[0] = 95.0;
+    CHECK(hpsf_new_f64(lon, lat, n, &p, &none) == HPSF_STATUS_INVALID_COORDINATE && none == NULL, "lat 95");
+    CHECK(strstr(hpsf_last_error(), "latitude") != NULL, "message: %s", hpsf_last_error());
+    lat[0] = bad_lat;
+    hpsf_params q = p;
+    q.level = 40;
+    CHECK(hpsf_new_f64(lon, lat, n, &q, &none) == HPSF_STATUS_INVALID_PARAMETER, "level 40");
+    q = p;
+    q.threshold = 1e9;
+    CHECK(hpsf_new_f64(lon, lat, n, &q, &none) == HPSF_STATUS_NO_CELL_PASSED_THRESHOLD, "threshold 1e9");
+    q = p;
+    q.area_mode = 2; /* explicit areas, but none given */
+    CHECK(hpsf_new_f64(lon, lat, n, &q, &none) == HPSF_STATUS_NULL_POINTER, "area NULL");
+    q = p;
+    q.device = 0;
+    st = hpsf_new_f64(lon, lat, n, &q, &none);
+    CHECK(st == HPSF_STATUS_DEVICE_UNAVAILABLE || (hpsf_has_cuda() && st == HPSF_STATUS_OK), "device 0: %d", (int)st);
+    hpsf_free_f64(none);
+    none = NULL;
+
+    for (size_t i = 0; i < b * k; i++) hval[i] = -12345.0;
+    CHECK(hpsf_fit_f64(op, val, b * n - 1, &o, NULL, 0, hval, b * k, NULL) == HPSF_STATUS_LENGTH_MISMATCH, "val_len");
+    CHECK(hpsf_fit_f64(op, val, b * n, &o, NULL, 0, hval, b * k - 1, NULL) == HPSF_STATUS_LENGTH_MISMATCH, "hval_len");
+    CHECK(hpsf_fit_f64(op, val, b * n, &o, NULL, 0, NULL, b * k, NULL) == HPSF_STATUS_NULL_POINTER, "NULL hval");
+    int untouched = 1;
+    for (size_t i = 0; i < b * k; i++) untouched &= hval[i] == -12345.0;
+    CHECK(untouched, "outputs written only on success");
+    hpsf_fit_options bad = o;
+    bad.lam = -1.0;
+    CHECK(hpsf_fit_f64(op, val, b * n, &bad, NULL, 0, hval, b * k, NULL) == HPSF_STATUS_INVALID_PARAMETER, "lam -1");
+    bad = o;
+    bad.tol = 0.0;
+    CHECK(hpsf_fit_f64(op, val, b * n, &bad, NULL, 0, hval, b * k, NULL) == HPSF_STATUS_INVALID_PARAMETER, "tol 0");
+    bad = o;
+    bad.stopping = 5;
+    CHECK(hpsf_fit_f64(op, val, b * n, &bad, NULL, 0, hval, b * k, NULL) == HPSF_STATUS_INVALID_PARAMETER, "stopping 5");
+    double saved = val[3];
+    val[3] = INFINITY;
+    CHECK(hpsf_fit_f64(op, val, b * n, &o, NULL, 0, hval, b * k, NULL) == HPSF_STATUS_INVALID_VALUE, "inf value");
+    val[3] = saved;
+    CHECK(hpsf_fit_f64(op, val, b * n, &o, val, 3, hval, b * k, NULL) == HPSF_STATUS_LENGTH_MISMATCH, "x0 length");
+    hpsf_fit_info small;
+    hpsf_fit_info_init(&small);
+    small.capacity = 0;
+    small.converged = conv;
+    CHECK(hpsf_fit_f64(op, val, b * n, &o, NULL, 0, hval, b * k, &small) == HPSF_STATUS_LENGTH_MISMATCH,
+          "info capacity too small");
+    CHECK(hpsf_n_f64(NULL, &got_n) == HPSF_STATUS_NULL_POINTER, "NULL op");
+    CHECK(hpsf_n_f64(op, NULL) == HPSF_STATUS_NULL_POINTER, "NULL out");
+    CHECK(hpsf_cell_ids_f64(op, ids, k + 1) == HPSF_STATUS_LENGTH_MISMATCH, "cell_ids length");
+    CHECK(hpsf_resample_f64(NULL, hval, b * k, back, b * n) == HPSF_STATUS_NULL_POINTER, "resample NULL op");
+    CHECK(hpsf_params_init(NULL, 3) == HPSF_STATUS_NULL_POINTER, "params_init NULL");
+
+    /* an older caller's shorter hpsf_params: fields it does not know keep their defaults */
+    hpsf_params old;
+    hpsf_params_init(&old, level);
+    old.size = offsetof(hpsf_params, ring_weight);
+    old.npt = npt;
+    old.device = 5; /* beyond its size: must be ignored (CPU) */
+    hpsf_op_f64 *op_old = NULL;
+    CHECK(hpsf_new_f64(lon, lat, n, &old, &op_old) == HPSF_STATUS_OK, "short params (%s)", hpsf_last_error());
+    int dev_old = 9;
+    CHECK(hpsf_device_f64(op_old, &dev_old) == HPSF_STATUS_OK && dev_old == -1, "short params device %d", dev_old);
+
+    hpsf_free_f64(op_old);
+    hpsf_free_f64(op);
+    hpsf_free_f32(op32);
+    hpsf_free_f64(NULL);
+    hpsf_free_f32(NULL);
+    free(lon), free(lat), free(val), free(gold_ids), free(gold_hval), free(gold_invert), free(ids), free(hi);
+    free(row_it), free(conv), free(norms), free(hval), free(back), free(again), free(val32), free(hval32);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
