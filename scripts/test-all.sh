@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it (.ci/run): the CPU build, then the CUDA build. The CUDA build
+# The whole test suite, as CI runs it (.ci/run): the CPU build (with the C and Fortran programs of the
+# C ABI, which need gfortran and valgrind: installed here when missing), then the CUDA build. The CUDA build
 # installs nvcc from PyPI and libclang if missing (scripts/setup-cuda.sh), compiles the kernels and
 # runs every test; tests that need a GPU print a SKIP line when there is none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# gfortran and valgrind for the Fortran test program and the C program's memory check (those tests
+# print SKIP without them)
+for tool in gfortran valgrind; do
+  if ! command -v "$tool" >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "test-all: installing $tool" >&2
+    apt-get install -y -qq "$tool" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; } ||
+      echo "test-all: could not install $tool: its tests will SKIP" >&2
+  fi
+done
 cargo test --release
 eval "$(bash scripts/setup-cuda.sh | tail -1)"
 cargo test --release --features cuda

@@ -13,13 +13,14 @@ fn lib_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
 }
 
-fn compile() -> Option<PathBuf> {
+/// Compiles the C program to a path of its own for each caller (tests run in parallel threads).
+fn compile(tag: &str) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib = lib_dir();
     if !lib.join("libhealpix_psf.so").exists() {
         panic!("{} has no libhealpix_psf.so: build the cdylib first (cargo build --release)", lib.display());
     }
-    let out = std::env::temp_dir().join(format!("hpsf_capi_test_{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("hpsf_capi_test_{}_{tag}", std::process::id()));
     let status = Command::new("cc")
         .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g"])
         .arg("-I")
@@ -64,7 +65,7 @@ fn check_output(what: &str, out: &std::process::Output) {
 
 #[test]
 fn c_program_matches_the_reference_and_rejects_bad_input() {
-    let Some(exe) = compile() else { return };
+    let Some(exe) = compile("plain") else { return };
     for case in ["corner_l11_npt9_b3_nan", "regional_l10_npt9_b1"] {
         let out = Command::new(&exe).args(args(case)).output().unwrap();
         check_output(case, &out);
@@ -73,7 +74,7 @@ fn c_program_matches_the_reference_and_rejects_bad_input() {
 
 #[test]
 fn c_program_is_clean_under_valgrind() {
-    let Some(exe) = compile() else { return };
+    let Some(exe) = compile("valgrind") else { return };
     let mut cmd = Command::new("valgrind");
     cmd.args([
         "--leak-check=full",
@@ -88,5 +89,47 @@ fn c_program_is_clean_under_valgrind() {
             check_output("valgrind", &out);
         }
         Err(e) => println!("SKIP: valgrind not found ({e})"),
+    }
+}
+
+/// The Fortran module and tests/fortran/test_healpix_psf.f90, compiled with gfortran and linked to
+/// the shared library (SKIP without gfortran; CI installs it).
+#[test]
+fn fortran_program_matches_the_reference_and_rejects_bad_input() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = lib_dir();
+    let tmp = std::env::temp_dir().join(format!("hpsf_fortran_{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let module = Command::new("gfortran")
+        .args(["-std=f2018", "-Wall", "-Werror", "-Wno-unused-dummy-argument", "-c", "-J"])
+        .arg(&tmp)
+        .arg(root.join("include/healpix_psf.f90"))
+        .arg("-o")
+        .arg(tmp.join("healpix_psf.o"))
+        .status();
+    match module {
+        Err(e) => {
+            println!("SKIP: gfortran not found ({e})");
+            return;
+        }
+        Ok(s) => assert!(s.success(), "compiling include/healpix_psf.f90 failed"),
+    }
+    let exe = tmp.join("test_healpix_psf");
+    let status = Command::new("gfortran")
+        .args(["-std=f2018", "-Wall", "-Werror", "-J"])
+        .arg(&tmp)
+        .arg(root.join("tests/fortran/test_healpix_psf.f90"))
+        .arg(tmp.join("healpix_psf.o"))
+        .arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lhealpix_psf", "-o"])
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(status.success(), "compiling tests/fortran/test_healpix_psf.f90 failed");
+    for case in ["corner_l11_npt9_b3_nan", "regional_l10_npt9_b1"] {
+        let out = Command::new(&exe).args(args(case)).output().unwrap();
+        check_output(&format!("fortran {case}"), &out);
     }
 }

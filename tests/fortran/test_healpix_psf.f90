@@ -1,0 +1,120 @@
+! Test of the Fortran module against a golden case of the reference, and of bad-input statuses.
+! Usage: test_healpix_psf CASE_DIR LEVEL NPT LAM CG_ITERS ; last line "N passed, M failed".
+program test_healpix_psf
+  use, intrinsic :: iso_c_binding
+  use healpix_psf
+  implicit none
+  character(len=4096) :: dir, arg
+  integer :: level, npt, cg_iters, n, k, b, iters, npass = 0, nfail = 0, status
+  real(c_double) :: lam, e
+  real(c_double), allocatable :: lon(:), lat(:), val(:, :), gold_hval(:, :), gold_inv(:, :), hval(:, :), back(:, :)
+  integer(c_int64_t), allocatable :: gold_ids(:), ids(:)
+  type(psf_operator) :: op, other
+  type(hpsf_params) :: p
+
+  call get_command_argument(1, dir)
+  call get_command_argument(2, arg); read (arg, *) level
+  call get_command_argument(3, arg); read (arg, *) npt
+  call get_command_argument(4, arg); read (arg, *) lam
+  call get_command_argument(5, arg); read (arg, *) cg_iters
+
+  call read_f64(trim(dir)//"/lon.bin", lon)
+  call read_f64(trim(dir)//"/lat.bin", lat)
+  n = size(lon)
+  call read_2d(trim(dir)//"/val.bin", n, val)
+  b = size(val, 2)
+  call read_i64(trim(dir)//"/cell_ids.bin", gold_ids)
+  k = size(gold_ids)
+  call read_2d(trim(dir)//"/hval.bin", k, gold_hval)
+  call read_2d(trim(dir)//"/invert.bin", n, gold_inv)
+  print '(a, a, a, i0, a, i0, a, i0)', "healpix-psf ", psf_version(), ": N = ", n, ", K = ", k, ", B = ", b
+
+  call check(psf_params_default(p, level) == HPSF_OK, "params default")
+  call check(p%npt == 9 .and. p%device == -1, "defaults")
+  p%npt = int(npt, c_size_t)
+  status = psf_new(op, lon, lat, p)
+  call check(status == HPSF_OK, "psf_new: "//hpsf_message())
+  call check(op%n_samples() == n .and. op%n_cells() == k, "N and K")
+  allocate (ids(k))
+  call check(psf_cell_ids(op, ids) == HPSF_OK, "cell ids")
+  call check(all(ids == gold_ids), "cell ids equal the reference's")
+
+  allocate (hval(k, b), back(n, b))
+  status = psf_fit(op, val, hval, lam=lam, iterations=iters)
+  call check(status == HPSF_OK, "psf_fit: "//hpsf_message())
+  e = rel_err(hval, gold_hval)
+  call check(e <= 1d-5, "hval error")
+  call check(iters == cg_iters, "CG iterations")
+  call check(psf_resample(op, hval, back) == HPSF_OK, "psf_resample")
+  call check(rel_err(back, gold_inv) <= 1d-5, "invert error")
+  print '(a, es9.2, a, i0, a, i0, a)', "fit: hval error ", e, ", ", iters, " iterations (reference ", cg_iters, ")"
+
+  ! bad input: statuses and messages, no crash
+  call check(psf_fit(op, val(1:n - 1, :), hval, lam=lam) == HPSF_LENGTH_MISMATCH, "wrong val size")
+  call check(index(hpsf_message(), "val") > 0, "message names val")
+  call check(psf_fit(op, val, hval, lam=-1d0) == HPSF_INVALID_PARAMETER, "negative lam")
+  call check(psf_fit(op, val, hval(1:k - 1, :)) == HPSF_LENGTH_MISMATCH, "wrong hval size")
+  call check(psf_new(other, lon, lat(1:n - 1), p) == HPSF_LENGTH_MISMATCH, "lon/lat sizes")
+  p%level = 40
+  call check(psf_new(other, lon, lat, p) == HPSF_INVALID_PARAMETER, "level 40")
+  call check(len(hpsf_message()) > 0, "message for level 40")
+  p%level = level
+  lat(1) = 95d0
+  call check(psf_new(other, lon, lat, p) == HPSF_INVALID_COORDINATE, "latitude 95")
+  call check(other%n_cells() == 0, "failed build leaves the operator empty")
+  call check(psf_fit(other, val, hval) == HPSF_NULL_POINTER, "fit with an empty operator")
+
+  call op%free()
+  call op%free() ! safe twice
+  print '(i0, a, i0, a)', npass, " passed, ", nfail, " failed"
+  if (nfail > 0) error stop 1
+
+contains
+
+  subroutine check(ok, what)
+    logical, intent(in) :: ok
+    character(len=*), intent(in) :: what
+    if (ok) then
+       npass = npass + 1
+    else
+       nfail = nfail + 1
+       print '(a, a)', "FAIL: ", what
+    end if
+  end subroutine check
+
+  real(c_double) function rel_err(a, g)
+    real(c_double), intent(in) :: a(:, :), g(:, :)
+    rel_err = maxval(abs(a - g)) / maxval(abs(g))
+  end function rel_err
+
+  subroutine read_f64(path, x)
+    character(len=*), intent(in) :: path
+    real(c_double), allocatable, intent(out) :: x(:)
+    integer :: u, bytes
+    inquire (file=path, size=bytes)
+    allocate (x(bytes / 8))
+    open (newunit=u, file=path, access="stream", form="unformatted", status="old")
+    read (u) x
+    close (u)
+  end subroutine read_f64
+
+  subroutine read_2d(path, rows, x)
+    character(len=*), intent(in) :: path
+    integer, intent(in) :: rows
+    real(c_double), allocatable, intent(out) :: x(:, :)
+    real(c_double), allocatable :: flat(:)
+    call read_f64(path, flat)
+    x = reshape(flat, [rows, size(flat) / rows])
+  end subroutine read_2d
+
+  subroutine read_i64(path, x)
+    character(len=*), intent(in) :: path
+    integer(c_int64_t), allocatable, intent(out) :: x(:)
+    integer :: u, bytes
+    inquire (file=path, size=bytes)
+    allocate (x(bytes / 8))
+    open (newunit=u, file=path, access="stream", form="unformatted", status="old")
+    read (u) x
+    close (u)
+  end subroutine read_i64
+end program test_healpix_psf
