@@ -7,10 +7,15 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// target/<profile>: where cargo put libhealpix_psf.so next to this test's executable.
+/// Where cargo put libhealpix_psf.so for this test: next to the test's executable
+/// (target/<profile>/deps, where `cargo test` builds it), else target/<profile> (`cargo build`).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
+    if deps.join("libhealpix_psf.so").exists() {
+        return deps;
+    }
+    deps.parent().expect("target/<profile>").to_path_buf()
 }
 
 /// Compiles the C program to a path of its own for each caller (tests run in parallel threads).
