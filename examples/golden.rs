@@ -29,13 +29,17 @@ fn run<F: Real + Pod>(case: &Case, out: &Path) -> Result<(), Box<dyn std::error:
     w.finish(json!({"case": case.name(), "dtype": F::NAME, "N": op.n(), "K": op.k(), "build_s": build_s,
                     "cg_niters": iters, "solve_s": solve_s}))?;
     println!(
-        "{}: N = {}, K = {}, {} links, built in {:.4} s ({}) -> {}",
+        "{}: N = {}, K = {}, {} links ({}); built in {:.4} s; solved in {:.4} s with {} CG iterations \
+         (reference: {}) -> {}",
         case.name(),
         op.n(),
         op.k(),
         op.nnz(),
-        build_s,
         F::NAME,
+        build_s,
+        solve_s,
+        iters,
+        case.meta["result"]["cg_niters"],
         out.display()
     );
     Ok(())
