@@ -140,9 +140,10 @@ fn check<F: Real + Pod>(name: &str) {
     let id = |ids: &[u64], k: i64| if k < 0 { -1 } else { ids[k as usize] as i64 };
     let mut diverged: HashSet<u64> = cell_diff.clone();
     let mut tie_rows = 0;
+    let our_hi = op.hi();
     for i in 0..g.n {
         let r = i * g.npt..(i + 1) * g.npt;
-        let a: Vec<i64> = op.hi()[r.clone()].iter().map(|&k| id(op.cell_ids(), k as i64)).collect();
+        let a: Vec<i64> = our_hi[r.clone()].iter().map(|&k| id(op.cell_ids(), k as i64)).collect();
         let b: Vec<i64> = g.hi[r.clone()].iter().map(|&k| id(&g.cell_ids, k)).collect();
         if a == b {
             continue;
