@@ -21,17 +21,6 @@ fn on_gpu<F: Real>(lon: &[f64], lat: &[f64], p: &Params) -> Option<PsfResampler<
     }
 }
 
-fn rel_err<F: Real>(a: &[F], b: &[F]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.to_f64().abs()));
-    let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x.to_f64() - y.to_f64()).abs()));
-    if scale > 0.0 {
-        diff / scale
-    } else {
-        diff
-    }
-}
-
 #[test]
 fn asking_for_a_missing_device_is_a_clear_error() {
     let (lon, lat) = common::synth::regional(500, 9, 1.5, 1);
@@ -56,9 +45,9 @@ fn parity<F: Real>(t_op: f64, t_fixed: f64, t_full: f64) {
     assert_eq!(gpu.hi(), cpu.hi());
     let (m_g, m_c) = (gpu.m_triplets(), cpu.m_triplets());
     assert_eq!((&m_g.rows, &m_g.cols), (&m_c.rows, &m_c.cols));
-    let e_m = rel_err(&m_g.vals, &m_c.vals);
-    let e_mt = rel_err(&gpu.mt_triplets().vals, &cpu.mt_triplets().vals);
-    let e_dx = rel_err(gpu.cell_weight(), cpu.cell_weight());
+    let e_m = common::rel_err("gpu vs cpu", &m_g.vals, &m_c.vals);
+    let e_mt = common::rel_err("gpu vs cpu", &gpu.mt_triplets().vals, &cpu.mt_triplets().vals);
+    let e_dx = common::rel_err("gpu vs cpu", gpu.cell_weight(), cpu.cell_weight());
     assert!(e_m <= t_op && e_mt <= t_op && e_dx <= t_op, "operators: M {e_m:e} MT {e_mt:e} Dx {e_dx:e}");
 
     let b = 3;
@@ -70,16 +59,16 @@ fn parity<F: Real>(t_op: f64, t_fixed: f64, t_full: f64) {
     for stopping in [Stopping::Pooled, Stopping::PerRow] {
         let fixed = FitOptions { max_iter: 10, tol: 1e-300, return_info: true, stopping, ..FitOptions::default() };
         let (g, c) = (gpu.fit(&val, &fixed).unwrap(), cpu.fit(&val, &fixed).unwrap());
-        let e_fixed = rel_err(&g.hval, &c.hval);
+        let e_fixed = common::rel_err("gpu vs cpu", &g.hval, &c.hval);
         assert!(e_fixed <= t_fixed, "{stopping:?} fit after 10 iterations: {e_fixed:e}");
         let full = FitOptions { lam: 1e-2, return_info: true, stopping, ..FitOptions::default() };
         let (g, c) = (gpu.fit(&val, &full).unwrap(), cpu.fit(&val, &full).unwrap());
-        let e_full = rel_err(&g.hval, &c.hval);
+        let e_full = common::rel_err("gpu vs cpu", &g.hval, &c.hval);
         assert!(e_full <= t_full, "{stopping:?} full fit: {e_full:e}");
         let (gi, ci) = (g.info.unwrap(), c.info.unwrap());
         assert!(gi.converged.iter().all(|&x| x) && ci.converged.iter().all(|&x| x));
         assert!(gi.iterations.abs_diff(ci.iterations) <= 1, "iterations {} vs {}", gi.iterations, ci.iterations);
-        let e_res = rel_err(&gpu.resample(&g.hval).unwrap(), &cpu.resample(&g.hval).unwrap());
+        let e_res = common::rel_err("gpu vs cpu", &gpu.resample(&g.hval).unwrap(), &cpu.resample(&g.hval).unwrap());
         assert!(e_res <= t_op * 10.0, "resample {e_res:e}");
         println!(
             "{} {stopping:?}: M {e_m:.1e} MT {e_mt:.1e} Dx {e_dx:.1e} fixed {e_fixed:.1e} full {e_full:.1e} ({} vs {} it.)",

@@ -12,29 +12,9 @@
 
 mod common;
 
-use common::{Case, Pod};
+use common::{rel_err, Case, Pod};
 use healpix_psf::{PsfResampler, Real};
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// max|a−b| / max|b| over entries that are finite in b; infinities must sit at the same places.
-fn rel_err(what: &str, a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "{what}: length");
-    let mut scale = 0.0f64;
-    let mut diff = 0.0f64;
-    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-        if y.is_finite() {
-            scale = scale.max(y.abs());
-            diff = diff.max((x - y).abs());
-        } else {
-            assert!(x == y, "{what}[{i}]: {x} where the reference has {y}");
-        }
-    }
-    if scale > 0.0 {
-        diff / scale
-    } else {
-        diff
-    }
-}
 
 /// Sparse matrix as a map (row key, col key) → value.
 type SparseMap = BTreeMap<(u64, u64), f64>;

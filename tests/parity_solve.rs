@@ -8,27 +8,8 @@
 
 mod common;
 
-use common::{Case, Pod};
+use common::{rel_err, Case, Pod};
 use healpix_psf::{PsfResampler, Real};
-
-/// max|a−b| / max|b| over finite entries; NaN positions must agree.
-fn rel_err<F: Real>(what: &str, a: &[F], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "{what}: length");
-    let (mut diff, mut scale) = (0.0f64, 0.0f64);
-    for (i, (x, &y)) in a.iter().zip(b).enumerate() {
-        let x = x.to_f64();
-        assert_eq!(x.is_nan(), y.is_nan(), "{what}[{i}]: {x} vs {y}");
-        if y.is_finite() {
-            diff = diff.max((x - y).abs());
-            scale = scale.max(y.abs());
-        }
-    }
-    if scale > 0.0 {
-        diff / scale
-    } else {
-        diff
-    }
-}
 
 struct Errors {
     x_ref: f64,

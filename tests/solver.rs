@@ -32,17 +32,10 @@ fn bits<F: Real>(v: &[F]) -> Vec<u64> {
     v.iter().map(|x| x.to_f64().to_bits()).collect()
 }
 
-/// max |a − b| / max |b| (b is the reference).
+/// `common::rel_err`, with every value required to be finite (these problems have no missing data).
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
-    assert!(diff.is_finite(), "non-finite difference");
-    if scale == 0.0 {
-        diff
-    } else {
-        diff / scale
-    }
+    assert!(a.iter().chain(b).all(|v| v.is_finite()), "non-finite value");
+    common::rel_err("", a, b)
 }
 
 /// A smooth field with structure at the cell scale plus a little noise, offset and scale per `seed`.

@@ -130,6 +130,28 @@ impl Case {
     }
 }
 
+/// max|a−b| / max|b| over the entries that are finite in the reference `b` (absolute when max|b| = 0);
+/// NaN, +inf and −inf must sit at the same places in both.
+pub fn rel_err<A: Real, B: Real>(what: &str, a: &[A], b: &[B]) -> f64 {
+    assert_eq!(a.len(), b.len(), "{what}: length");
+    let (mut diff, mut scale) = (0.0f64, 0.0f64);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let (x, y) = (x.to_f64(), y.to_f64());
+        if y.is_finite() {
+            assert!(x.is_finite(), "{what}[{i}]: {x} where the reference has {y}");
+            diff = diff.max((x - y).abs());
+            scale = scale.max(y.abs());
+        } else {
+            assert!(x == y || (x.is_nan() && y.is_nan()), "{what}[{i}]: {x} where the reference has {y}");
+        }
+    }
+    if scale > 0.0 {
+        diff / scale
+    } else {
+        diff
+    }
+}
+
 /// Writes arrays in the golden format and an `arrays` table in `meta.json`.
 pub struct Writer {
     dir: PathBuf,
@@ -148,11 +170,6 @@ impl Writer {
         std::fs::write(self.dir.join(format!("{name}.bin")), bytes)?;
         self.arrays.insert(name.into(), json!({"file": format!("{name}.bin"), "dtype": T::DTYPE, "shape": shape}));
         Ok(())
-    }
-
-    /// Writes a float array in the operator's own type.
-    pub fn write_f<F: Real + Pod>(&mut self, name: &str, data: &[F], shape: &[usize]) -> std::io::Result<()> {
-        self.write(name, data, shape)
     }
 
     pub fn finish(self, extra: Value) -> std::io::Result<()> {
@@ -175,15 +192,15 @@ pub fn write_construction<F: Real + Pod>(
     w.write("cell_ids", &ids, &[k])?;
     let hi: Vec<i64> = op.hi().iter().map(|&h| h as i64).collect();
     w.write("hi", &hi, &[n, npt])?;
-    w.write_f("d_m", &op.d_m(), &[n, npt])?;
-    w.write_f("area", &op.area(), &[n])?;
-    w.write_f("cell_weight", op.cell_weight(), &[k])?;
+    w.write("d_m", &op.d_m(), &[n, npt])?;
+    w.write("area", &op.area(), &[n])?;
+    w.write("cell_weight", op.cell_weight(), &[k])?;
     for (name, t) in [("M", op.m_triplets()), ("MT", op.mt_triplets())] {
         let rows: Vec<i64> = t.rows.iter().map(|&r| r as i64).collect();
         let cols: Vec<i64> = t.cols.iter().map(|&c| c as i64).collect();
         w.write(&format!("{name}_rows"), &rows, &[rows.len()])?;
         w.write(&format!("{name}_cols"), &cols, &[cols.len()])?;
-        w.write_f(&format!("{name}_vals"), &t.vals, &[t.vals.len()])?;
+        w.write(&format!("{name}_vals"), &t.vals, &[t.vals.len()])?;
     }
     let centres: Vec<f64> = op.cell_lonlat().into_iter().flat_map(|(a, b)| [a, b]).collect();
     w.write("cell_lonlat", &centres, &[k, 2])?;
@@ -229,10 +246,10 @@ pub fn write_solve<F: Real + Pod>(
     for t in 0..len {
         norms.extend(rows.iter().map(|r| F::from_f64(r[t])));
     }
-    w.write_f("x_ref", &x_ref, &[b, k])?;
-    w.write_f("hval", &fit.hval, &[b, k])?;
-    w.write_f("hval_iter5", &fit5.hval, &[b, k])?;
-    w.write_f("invert", &invert, &[b, n])?;
-    w.write_f("cg_residual_norms", &norms, &[len, rows.len()])?;
+    w.write("x_ref", &x_ref, &[b, k])?;
+    w.write("hval", &fit.hval, &[b, k])?;
+    w.write("hval_iter5", &fit5.hval, &[b, k])?;
+    w.write("invert", &invert, &[b, n])?;
+    w.write("cg_residual_norms", &norms, &[len, rows.len()])?;
     Ok(info.iterations)
 }
