@@ -41,6 +41,8 @@ pub trait Real:
     const ONE: Self;
     /// +infinity (marks a missing link in `d_m`).
     const INFINITY: Self;
+    /// The machine epsilon (distance from 1 to the next larger number).
+    const EPSILON: Self;
     /// The type's name as numpy spells it (`"float32"`, `"float64"`).
     const NAME: &'static str;
     /// Conversion from `f64` (rounding to nearest for `f32`).
@@ -65,6 +67,7 @@ macro_rules! impl_real {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const INFINITY: Self = <$t>::INFINITY;
+            const EPSILON: Self = <$t>::EPSILON;
             const NAME: &'static str = $name;
             #[inline(always)]
             fn from_f64(x: f64) -> Self {

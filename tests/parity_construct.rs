@@ -222,6 +222,11 @@ macro_rules! cases {
 
 cases! {
     antimeridian_l9: "antimeridian_l9_npt9_b2" => f64,
+    clip_blobs_l10: "clip_blobs_l10_b2" => f64,
+    clip_box_l10_f32: "clip_box_l10_f32" => f32,
+    clip_input_l11_nan: "clip_input_l11_b3_nan" => f64,
+    conservative_l10: "conservative_l10_b2" => f64,
+    conservative_clip_l10: "conservative_clip_l10_b2" => f64,
     corner_l11_nan: "corner_l11_npt9_b3_nan" => f64,
     global_l5_bigsigma: "global_l5_npt9_b2_bigsigma" => f64,
     grid_l8_auto_area: "grid_l8_npt9_b1_area" => f64,

@@ -18,6 +18,28 @@ struct Errors {
     invert: f64,
     niters: (usize, usize),
     niters5: (usize, usize),
+    clipped: (Vec<usize>, Vec<usize>),
+    clipped5: (Vec<usize>, Vec<usize>),
+}
+
+/// The reference's (n_clipped_low, n_clipped_high) for the full fit, or (at 5 iterations) from meta.
+fn gold_clipped(case: &Case, iter5: bool) -> Vec<usize> {
+    let mut out = Vec::new();
+    for side in ["low", "high"] {
+        let key = if iter5 { format!("n_clipped_{side}_iter5") } else { format!("n_clipped_{side}") };
+        if let Some(v) = case.meta["result"].get(&key).and_then(|v| v.as_array()) {
+            out.extend(v.iter().map(|x| x.as_u64().unwrap() as usize));
+        }
+    }
+    out
+}
+
+/// Our held counts, low then high, for the rows with data (empty for an unbounded case).
+fn clipped(info: &healpix_psf::FitInfo, case: &Case) -> Vec<usize> {
+    if case.meta["params"].get("clip").is_none_or(|c| c.is_null()) {
+        return Vec::new();
+    }
+    info.n_clipped_low.iter().chain(&info.n_clipped_high).copied().collect()
 }
 
 fn solve_errors<F: Real>(op: &PsfResampler<F>, case: &Case) -> Errors {
@@ -32,34 +54,54 @@ fn solve_errors<F: Real>(op: &PsfResampler<F>, case: &Case) -> Errors {
         hval: rel_err("hval", &fit.hval, &case.read_f("hval")),
         hval_iter5: rel_err("hval_iter5", &fit5.hval, &case.read_f("hval_iter5")),
         invert: rel_err("invert", &invert, &case.read_f("invert")),
-        niters: (fit.info.unwrap().iterations, gold_iters),
+        niters: (fit.info.as_ref().unwrap().iterations, gold_iters),
+        clipped: (clipped(fit.info.as_ref().unwrap(), case), gold_clipped(case, false)),
+        clipped5: (clipped(fit5.info.as_ref().unwrap(), case), gold_clipped(case, true)),
         niters5: (fit5.info.unwrap().iterations, gold_iters5),
     }
 }
 
+/// Counts equal, or with `borderline`, within max(2, 1 %) (held cells) and 2 % (iterations).
+fn counts_match(ours: usize, gold: usize, frac: f64, borderline: bool) -> bool {
+    ours == gold || (borderline && ours.abs_diff(gold) as f64 <= (frac * gold as f64).max(2.0))
+}
+
 /// Asserts the errors are within (x_ref, hval_iter5, hval and invert) tolerances and the iteration
-/// counts equal the reference's; prints them.
-fn assert_within(name: &str, what: &str, e: &Errors, (t_xref, t_iter5, t_hval): (f64, f64, f64)) {
+/// counts and held cells equal the reference's; prints them. With `borderline` (bounded fits of a field that is zero on most cells, so that
+/// many free cells sit at the bound up to rounding), which cells the active set holds is decided by
+/// the last bits of sums whose order differs from torch's: held counts and iterations are then
+/// compared within a margin.
+fn assert_within_set(name: &str, what: &str, e: &Errors, (t_xref, t_iter5, t_hval): (f64, f64, f64), borderline: bool) {
+    println!(
+        "{name:30}{what:4}: x_ref {:.1e} hval_iter5 {:.1e} hval {:.1e} invert {:.1e}, iterations {:?} {:?}, held {:?} {:?}",
+        e.x_ref, e.hval_iter5, e.hval, e.invert, e.niters, e.niters5, e.clipped, e.clipped5
+    );
     assert!(e.x_ref <= t_xref, "{name}{what}: x_ref {:e}", e.x_ref);
     assert!(e.hval_iter5 <= t_iter5, "{name}{what}: hval_iter5 {:e}", e.hval_iter5);
     assert!(e.hval <= t_hval && e.invert <= t_hval, "{name}{what}: hval {:e}, invert {:e}", e.hval, e.invert);
-    assert_eq!(e.niters.0, e.niters.1, "{name}{what}: CG iterations");
+    assert!(counts_match(e.niters.0, e.niters.1, 0.02, borderline), "{name}{what}: CG iterations {:?}", e.niters);
     assert_eq!(e.niters5.0, e.niters5.1, "{name}{what}: CG iterations (max_iter 5)");
-    println!(
-        "{name:30}{what:4}: x_ref {:.1e} hval_iter5 {:.1e} hval {:.1e} invert {:.1e}, {} iterations",
-        e.x_ref, e.hval_iter5, e.hval, e.invert, e.niters.0
-    );
+    for (held, what5) in [(&e.clipped, ""), (&e.clipped5, " (max_iter 5)")] {
+        assert_eq!(held.0.len(), held.1.len(), "{name}{what}: rows of held counts{what5}");
+        for (&a, &b) in held.0.iter().zip(&held.1) {
+            assert!(counts_match(a, b, 0.01, borderline), "{name}{what}: cells held at the bounds{what5} {held:?}");
+        }
+    }
 }
 
-fn check<F: Real + Pod>(name: &str, tie_divergent: bool) {
+fn check<F: Real + Pod>(name: &str, tie_divergent: bool, borderline: bool) {
     let case = Case::open(&common::fixtures_dir().join(name));
     let f32 = case.is_f32();
-    let (t_xref, t_iter5, t_hval) = if f32 { (1e-4, 1e-3, 1e-2) } else { (1e-7, 1e-6, 1e-5) };
+    let (t_xref, t_iter5, mut t_hval) = if f32 { (1e-4, 1e-3, 1e-2) } else { (1e-7, 1e-6, 1e-5) };
+    if borderline && case.param("conservative").as_bool() == Some(true) {
+        // the correction acts on the free cells: one borderline cell held or not moves it (1.5e-3)
+        t_hval = 5e-3;
+    }
 
     // our own operator
     if !tie_divergent {
         let op = case.build::<F>().unwrap();
-        assert_within(name, "", &solve_errors(&op, &case), (t_xref, t_iter5, t_hval));
+        assert_within_set(name, "", &solve_errors(&op, &case), (t_xref, t_iter5, t_hval), borderline);
     }
 
     // fed the golden operator
@@ -70,18 +112,26 @@ fn check<F: Real + Pod>(name: &str, tie_divergent: bool) {
         PsfResampler::<F>::from_links(shape[0], &ids, &hi, &case.read_f("d_m"), &case.read_f("area"), &case.params())
             .unwrap();
     let fed_tol = if f32 { (t_xref, t_iter5, t_hval) } else { (1e-12, 1e-10, t_hval) };
-    assert_within(name, " fed", &solve_errors(&fed, &case), fed_tol);
+    assert_within_set(name, " fed", &solve_errors(&fed, &case), fed_tol, borderline);
 }
 
 macro_rules! cases {
-    ($($test:ident: $name:literal => $t:ty $(, $tie:ident)?);* $(;)?) => {
-        $( #[test] fn $test() { check::<$t>($name, false $(|| stringify!($tie) == "ties")?); } )*
+    ($($test:ident: $name:literal => $t:ty $(, $flag:ident)?);* $(;)?) => {
+        $( #[test] fn $test() {
+            let flag = [$(stringify!($flag))?];
+            check::<$t>($name, flag.contains(&"ties"), flag.contains(&"borderline"));
+        } )*
         const NAMES: &[&str] = &[$($name),*];
     };
 }
 
 cases! {
     antimeridian_l9: "antimeridian_l9_npt9_b2" => f64;
+    clip_blobs_l10: "clip_blobs_l10_b2" => f64, borderline;
+    clip_box_l10_f32: "clip_box_l10_f32" => f32, borderline;
+    clip_input_l11_nan: "clip_input_l11_b3_nan" => f64;
+    conservative_l10: "conservative_l10_b2" => f64;
+    conservative_clip_l10: "conservative_clip_l10_b2" => f64, borderline;
     corner_l11_nan: "corner_l11_npt9_b3_nan" => f64;
     global_l5_bigsigma: "global_l5_npt9_b2_bigsigma" => f64;
     grid_l8_auto_area: "grid_l8_npt9_b1_area" => f64;

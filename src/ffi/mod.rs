@@ -446,7 +446,15 @@ unsafe fn fit_impl<F: Real>(
     };
     let val = slice(val, val_len, "val")?;
     let x0 = if x0.is_null() { None } else { Some(slice(x0, x0_len, "x0")?.to_vec()) };
-    let opts = FitOptions { lam: o.lam, max_iter: o.max_iter, tol: o.tol, x0, return_info: true, stopping };
+    let opts = FitOptions {
+        lam: o.lam,
+        max_iter: o.max_iter,
+        tol: o.tol,
+        x0,
+        return_info: true,
+        stopping,
+        ..FitOptions::default()
+    };
     let fit = op.fit(val, &opts)?;
     let resampled = match back {
         Some(_) => Some(op.resample(&fit.hval)?),

@@ -7,7 +7,10 @@ use super::PsfResampler;
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
-use crate::solver::{cg, CgOut, Fit, FitInfo, FitOptions, Normal, Stopping};
+use crate::solver::{
+    bounded_cg, cg, conserve, conserve_bounded, keep_columns, put_column, Bound, BoundedOut, EmptyCells, Fit, FitInfo,
+    FitOptions, Normal, Stopping,
+};
 use crate::sparse::{m_product, mt_product, MExtras, CHUNK};
 use rayon::prelude::*;
 
@@ -90,7 +93,7 @@ fn scale_columns<F: Real>(v: &mut [F], f: &[F]) {
 }
 
 /// Column j of an E×s interleaved block.
-fn column<F: Real>(v: &[F], s: usize, j: usize) -> impl Iterator<Item = F> + '_ {
+fn column<F: Copy>(v: &[F], s: usize, j: usize) -> impl Iterator<Item = F> + '_ {
     v.chunks_exact(s).map(move |r| r[j])
 }
 
@@ -188,29 +191,11 @@ impl<F: Real> PsfResampler<F> {
     pub fn fit(&self, val: &[F], opts: &FitOptions<F>) -> Result<Fit<F>> {
         let (n, k) = (self.n, self.k());
         let b = rows_of(val.len(), n, "val")?;
-        check_no_infinity(val, "val")?;
-        if !(opts.lam.is_finite() && opts.lam >= 0.0 && F::from_f64(opts.lam).is_finite()) {
-            return Err(Error::param("lam", opts.lam, format!("the damping must be finite in {} and ≥ 0", F::NAME)));
-        }
-        if !(opts.tol.is_finite() && opts.tol > 0.0) {
-            return Err(Error::param("tol", opts.tol, "the tolerance must be a positive number"));
-        }
-        if let Some(x0) = &opts.x0 {
-            if x0.len() != b * k {
-                return Err(Error::LengthMismatch { what: "x0", expected: b * k, got: x0.len() });
-            }
-            if let Some(index) = x0.iter().position(|v| !v.is_finite()) {
-                return Err(Error::InvalidValue {
-                    what: "x0",
-                    index,
-                    value: x0[index].to_f64(),
-                    reason: "the initial update must be finite",
-                });
-            }
-        }
+        check_fit_options(val, b, k, opts)?;
         let has_data: Vec<bool> = val.chunks_exact(n).map(|r| r.iter().any(|v| !v.is_nan())).collect();
         let sel: Vec<usize> = (0..b).filter(|&r| has_data[r]).collect();
         let s = sel.len();
+        let boxes = if opts.is_bounded() { Some(row_bounds(val, n, &sel, opts)?) } else { None };
 
         let mut hval = vec![F::from_f64(f64::NAN); b * k];
         let mut info = FitInfo {
@@ -219,62 +204,226 @@ impl<F: Real> PsfResampler<F> {
             residual_norms: vec![Vec::new(); b],
             converged: vec![false; b],
             has_data: has_data.clone(),
+            outer_passes: 0,
+            n_clipped_low: vec![0; b],
+            n_clipped_high: vec![0; b],
+            empty_cells: vec![k; b],
+            residual_rms: vec![f64::NAN; b],
+            residual_max: vec![f64::NAN; b],
         };
         if s > 0 {
-            let out = with_threads(self.cfg.num_threads, || -> Result<_> {
-                // work on the data divided by a power of two (exact): see `solver`
-                let mut y0 = interleave(val, n, &sel, Some(&self.order), true);
-                let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);
-                let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
-                scale_columns(&mut y0, &inv);
-                let x0 = opts.x0.as_ref().map(|x0| {
-                    let mut x0 = interleave(x0, k, &sel, None, false);
-                    scale_columns(&mut x0, &inv);
-                    x0
-                });
-                let lam = F::from_f64(opts.lam);
-                let (mut x_ref, mut out) = match self.gpu() {
-                    #[cfg(feature = "cuda")]
-                    Some(dev) => dev.solve(&y0, x0, s, opts)?,
-                    _ => self.solve_cpu(y0, x0, s, lam, opts),
-                };
-                let back: Vec<F> = scale.iter().map(|&c| F::from_f64(c)).collect();
-                scale_columns(&mut x_ref, &back);
-                scale_columns(&mut out.x, &back);
-                for (norms, &c) in out.norms.iter_mut().zip(&scale) {
-                    norms.iter_mut().for_each(|v| *v *= c);
-                }
-                Ok((x_ref, out))
-            })??;
-            let (x_ref, cg_out) = out;
+            let solved = with_threads(self.cfg.num_threads, || self.solve_rows(val, &sel, boxes.as_ref(), opts))??;
             for (j, &row) in sel.iter().enumerate() {
                 let dst = &mut hval[row * k..(row + 1) * k];
-                for ((h, xr), d) in dst.iter_mut().zip(column(&x_ref, s, j)).zip(column(&cg_out.x, s, j)) {
-                    *h = xr + d;
+                for (h, v) in dst.iter_mut().zip(column(&solved.hval, s, j)) {
+                    *h = v;
                 }
-                info.row_iterations[row] = cg_out.iterations[j];
-                info.converged[row] = cg_out.converged[j];
+                info.row_iterations[row] = solved.iterations[j];
+                info.converged[row] = solved.converged[j];
+                info.n_clipped_low[row] = solved.n_low[j];
+                info.n_clipped_high[row] = solved.n_high[j];
             }
-            info.iterations = cg_out.iterations.iter().copied().max().unwrap_or(0);
-            for (j, norms) in cg_out.norms.into_iter().enumerate() {
+            info.iterations = solved.iterations.iter().copied().max().unwrap_or(0);
+            info.outer_passes = solved.outer;
+            for (j, norms) in solved.norms.into_iter().enumerate() {
                 info.residual_norms[sel[j]] = norms;
+            }
+            for &row in &sel {
+                let empty = self.empty_cells(&val[row * n..(row + 1) * n]);
+                info.empty_cells[row] = empty.iter().filter(|&&e| e).count();
+                if opts.empty_cells == EmptyCells::Missing {
+                    for (h, _) in hval[row * k..(row + 1) * k].iter_mut().zip(&empty).filter(|(_, &e)| e) {
+                        *h = F::from_f64(f64::NAN);
+                    }
+                }
+            }
+            if opts.return_info {
+                let back = self.resample(&hval)?;
+                for &row in &sel {
+                    let (rms, max) = residual_stats(&back[row * n..(row + 1) * n], &val[row * n..(row + 1) * n]);
+                    info.residual_rms[row] = rms;
+                    info.residual_max[row] = max;
+                }
             }
         }
         Ok(Fit { hval, rows: b, info: opts.return_info.then_some(info) })
     }
 
-    /// x_ref and the CG outcome on the CPU for s selected rows (y0: N×s in the operator's order).
-    fn solve_cpu(
+    /// The fit of the selected rows `sel` (each with valid samples): hval K×s interleaved, in the
+    /// caller's units, with its CG and active-set record.
+    fn solve_rows(
         &self,
-        mut y0: Vec<F>,
-        x0: Option<Vec<F>>,
-        s: usize,
-        lam: F,
+        val: &[F],
+        sel: &[usize],
+        boxes: Option<&(Vec<F>, Vec<F>)>,
         opts: &FitOptions<F>,
-    ) -> (Vec<F>, CgOut<F>) {
+    ) -> Result<Solved<F>> {
+        let (n, k, s) = (self.n, self.k(), sel.len());
+        // work on the data divided by a power of two (exact): see `solver`
+        let mut y0 = interleave(val, n, sel, Some(&self.order), true);
+        let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);
+        let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
+        scale_columns(&mut y0, &inv);
+        let x0 = opts.x0.as_ref().map(|x0| {
+            let mut x0 = interleave(x0, k, sel, None, false);
+            scale_columns(&mut x0, &inv);
+            x0
+        });
+        let lam = F::from_f64(opts.lam);
+        #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+        let constrained = boxes.is_some() || opts.conservative;
+        let mut solved = Solved {
+            hval: Vec::new(),
+            iterations: vec![0; s],
+            norms: Vec::new(),
+            converged: vec![false; s],
+            n_low: vec![0; s],
+            n_high: vec![0; s],
+            outer: 0,
+        };
+        let mut hval = match self.gpu() {
+            #[cfg(feature = "cuda")]
+            Some(dev) if !constrained => {
+                let (x_ref, out) = dev.solve(&y0, x0, s, opts)?;
+                solved.record(out.iterations, out.norms, out.converged);
+                add(x_ref, &out.x)
+            }
+            _ => {
+                let a = Normal { samples: &self.samples, cells: &self.cells, dx: &self.cell_weight, lam, n };
+                let (x_ref, rhs) = self.rhs_cpu(y0, s);
+                match boxes {
+                    None => {
+                        let out = cg(&a, rhs, x0, s, opts.max_iter, opts.tol, opts.stopping);
+                        solved.record(out.iterations, out.norms, out.converged);
+                        let mut hval = add(x_ref, &out.x);
+                        if opts.conservative {
+                            let target = self.conservation_targets(val, sel, &inv);
+                            conserve(&a, &mut hval, &target, s, opts.max_iter, opts.tol);
+                        }
+                        hval
+                    }
+                    Some((lo, hi)) => {
+                        let lo: Vec<F> = lo.iter().zip(&inv).map(|(&v, &c)| v * c).collect();
+                        let hi: Vec<F> = hi.iter().zip(&inv).map(|(&v, &c)| v * c).collect();
+                        let target = if opts.conservative { self.conservation_targets(val, sel, &inv) } else { vec![] };
+                        let (x0, x_ref) = (x0.as_deref(), x_ref.as_slice());
+                        let mut hval = vec![F::ZERO; k * s];
+                        let mut held = (vec![false; k * s], vec![false; k * s]);
+                        let mut norms = vec![Vec::new(); s];
+                        for group in groups(s, opts.stopping) {
+                            let g = group.len();
+                            let part = |v: &[F]| keep_columns(v, s, &group);
+                            let pick = |v: &[F]| group.iter().map(|&j| v[j]).collect::<Vec<F>>();
+                            let (xr, glo, ghi) = (part(x_ref), pick(&lo), pick(&hi));
+                            let lower: Vec<F> = xr.iter().enumerate().map(|(e, &x)| glo[e % g] - x).collect();
+                            let upper: Vec<F> = xr.iter().enumerate().map(|(e, &x)| ghi[e % g] - x).collect();
+                            let x0g = x0.map(part);
+                            let out = bounded_cg(
+                                &a,
+                                &part(&rhs),
+                                x0g.as_deref(),
+                                &lower,
+                                &upper,
+                                g,
+                                opts.max_iter,
+                                opts.tol,
+                                opts.max_outer,
+                            );
+                            let BoundedOut { x, mut held_lo, mut held_hi, iterations, norms: gn, converged, outer } =
+                                out;
+                            let mut h = add(xr, &x);
+                            if opts.conservative {
+                                let t: Vec<f64> = group.iter().map(|&j| target[j]).collect();
+                                h = conserve_bounded(
+                                    &a,
+                                    &h,
+                                    &t,
+                                    &glo,
+                                    &ghi,
+                                    &mut held_lo,
+                                    &mut held_hi,
+                                    g,
+                                    opts.max_iter,
+                                    opts.tol,
+                                );
+                            }
+                            // remove the rounding of x_ref + (bound − x_ref)
+                            for (e, v) in h.iter_mut().enumerate() {
+                                *v = clamp(*v, glo[e % g], ghi[e % g]);
+                            }
+                            solved.outer = solved.outer.max(outer);
+                            for (c, &j) in group.iter().enumerate() {
+                                put_column(&mut hval, s, j, &h, g, c);
+                                put_column(&mut held.0, s, j, &held_lo, g, c);
+                                put_column(&mut held.1, s, j, &held_hi, g, c);
+                                solved.iterations[j] = iterations[c];
+                                solved.converged[j] = converged[c];
+                                norms[j] = gn[c].clone();
+                            }
+                        }
+                        solved.norms = norms;
+                        for j in 0..s {
+                            solved.n_low[j] = column(&held.0, s, j).filter(|&h| h).count();
+                            solved.n_high[j] = column(&held.1, s, j).filter(|&h| h).count();
+                        }
+                        hval
+                    }
+                }
+            }
+        };
+        let back: Vec<F> = scale.iter().map(|&c| F::from_f64(c)).collect();
+        scale_columns(&mut hval, &back);
+        for (norms, &c) in solved.norms.iter_mut().zip(&scale) {
+            norms.iter_mut().for_each(|v| *v *= c);
+        }
+        solved.hval = hval;
+        Ok(solved)
+    }
+
+    /// `Σ_k hval_k` each selected row must reach: K × the area-weighted mean of its valid samples,
+    /// in the scaled units (NaN where the valid samples have no area).
+    fn conservation_targets(&self, val: &[F], sel: &[usize], inv: &[F]) -> Vec<f64> {
+        let n = self.n;
+        sel.iter()
+            .zip(inv)
+            .map(|(&row, &c)| {
+                let (mut num, mut den) = (0.0f64, 0.0f64);
+                for (i, &v) in val[row * n..(row + 1) * n].iter().enumerate() {
+                    if !v.is_nan() {
+                        let a = self.area[self.position[i] as usize].to_f64();
+                        num += v.to_f64() * a;
+                        den += a;
+                    }
+                }
+                if den > 0.0 {
+                    num / den * c.to_f64() * self.k() as f64
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect()
+    }
+
+    /// Cells none of whose linked samples is valid in this row of N values.
+    fn empty_cells(&self, row: &[F]) -> Vec<bool> {
+        let no_nan = !row.iter().any(|v| v.is_nan());
+        let ptr = &self.cells.ptr;
+        (0..self.k())
+            .into_par_iter()
+            .map(|c| {
+                let linked = &self.cells.sample[ptr[c]..ptr[c + 1]];
+                if no_nan {
+                    return linked.is_empty();
+                }
+                !linked.iter().any(|&p| !row[self.order[p as usize] as usize].is_nan())
+            })
+            .collect()
+    }
+
+    /// x_ref = y0·M and the right-hand side (y0 − x_ref·MT)·M on the CPU for s selected rows
+    /// (y0: N×s in the operator's order).
+    fn rhs_cpu(&self, mut y0: Vec<F>, s: usize) -> (Vec<F>, Vec<F>) {
         let (n, k) = (self.n, self.k());
-        let a = Normal { samples: &self.samples, cells: &self.cells, dx: &self.cell_weight, lam, n };
-        // x_ref = y0·M; rhs = (y0 − x_ref·MT)·M
         let mut x_ref = vec![F::ZERO; k * s];
         m_product(&self.cells, &y0, s, &mut x_ref, MExtras::none());
         let mut t = vec![F::ZERO; n * s];
@@ -285,9 +434,7 @@ impl<F: Real> PsfResampler<F> {
         drop(t);
         let mut rhs = vec![F::ZERO; k * s];
         m_product(&self.cells, &y0, s, &mut rhs, MExtras::none());
-        drop(y0);
-        let out = cg(&a, rhs, x0, s, opts.max_iter, opts.tol, opts.stopping);
-        (x_ref, out)
+        (x_ref, rhs)
     }
 
     /// The operator on a GPU, when it was built there.
@@ -320,6 +467,134 @@ impl<F: Real> PsfResampler<F> {
         let back = self.resample(&fit.hval)?;
         Ok((fit, back))
     }
+}
+
+/// What `solve_rows` returns for the s selected rows.
+struct Solved<F> {
+    hval: Vec<F>,
+    iterations: Vec<usize>,
+    norms: Vec<Vec<f64>>,
+    converged: Vec<bool>,
+    n_low: Vec<usize>,
+    n_high: Vec<usize>,
+    outer: usize,
+}
+
+impl<F> Solved<F> {
+    fn record(&mut self, iterations: Vec<usize>, norms: Vec<Vec<f64>>, converged: Vec<bool>) {
+        (self.iterations, self.norms, self.converged) = (iterations, norms, converged);
+    }
+}
+
+/// `a + b` elementwise, reusing `a`.
+fn add<F: Real>(mut a: Vec<F>, b: &[F]) -> Vec<F> {
+    a.iter_mut().zip(b).for_each(|(x, &d)| *x += d);
+    a
+}
+
+fn clamp<F: Real>(v: F, lo: F, hi: F) -> F {
+    let v = if v < lo { lo } else { v };
+    if v > hi {
+        hi
+    } else {
+        v
+    }
+}
+
+/// The blocks of rows solved together: all of them with the pooled rule, each alone per row.
+fn groups(s: usize, stopping: Stopping) -> Vec<Vec<usize>> {
+    match stopping {
+        Stopping::Pooled => vec![(0..s).collect()],
+        Stopping::PerRow => (0..s).map(|j| vec![j]).collect(),
+    }
+}
+
+/// RMS and largest |back − y| over the valid samples where `back` is a number.
+fn residual_stats<F: Real>(back: &[F], y: &[F]) -> (f64, f64) {
+    let (mut sum, mut max, mut m) = (0.0f64, 0.0f64, 0usize);
+    for (&b, &v) in back.iter().zip(y) {
+        if !v.is_nan() && !b.is_nan() {
+            let d = (b - v).to_f64();
+            sum += d * d;
+            max = max.max(d.abs());
+            m += 1;
+        }
+    }
+    if m == 0 {
+        (f64::NAN, f64::NAN)
+    } else {
+        ((sum / m as f64).sqrt(), max)
+    }
+}
+
+/// The box of each selected row on the fitted values (lower, upper), from the options and the row's
+/// valid samples.
+fn row_bounds<F: Real>(val: &[F], n: usize, sel: &[usize], opts: &FitOptions<F>) -> Result<(Vec<F>, Vec<F>)> {
+    let side = |bound: Bound, low: bool| -> Vec<F> {
+        sel.iter()
+            .map(|&row| match bound {
+                Bound::Value(v) => F::from_f64(v),
+                Bound::Input => {
+                    let valid = val[row * n..(row + 1) * n].iter().filter(|v| !v.is_nan());
+                    let pick = |a: F, b: &F| if (*b < a) == low { *b } else { a };
+                    valid.fold(if low { F::INFINITY } else { -F::INFINITY }, pick)
+                }
+                _ => {
+                    if low {
+                        -F::INFINITY
+                    } else {
+                        F::INFINITY
+                    }
+                }
+            })
+            .collect()
+    };
+    let (lo, hi) = (side(opts.lower, true), side(opts.upper, false));
+    for (j, (&l, &h)) in lo.iter().zip(&hi).enumerate() {
+        if l > h || l == F::INFINITY || h == -F::INFINITY {
+            return Err(Error::param(
+                "lower",
+                l.to_f64(),
+                format!("the lower bound is above the upper bound {h} in row {} (or the box is empty)", sel[j]),
+            ));
+        }
+    }
+    Ok((lo, hi))
+}
+
+/// Validates the fit options against B rows of values and K cells.
+fn check_fit_options<F: Real>(val: &[F], b: usize, k: usize, opts: &FitOptions<F>) -> Result<()> {
+    check_no_infinity(val, "val")?;
+    if !(opts.lam.is_finite() && opts.lam >= 0.0 && F::from_f64(opts.lam).is_finite()) {
+        return Err(Error::param("lam", opts.lam, format!("the damping must be finite in {} and ≥ 0", F::NAME)));
+    }
+    if !(opts.tol.is_finite() && opts.tol > 0.0) {
+        return Err(Error::param("tol", opts.tol, "the tolerance must be a positive number"));
+    }
+    if let Some(x0) = &opts.x0 {
+        if x0.len() != b * k {
+            return Err(Error::LengthMismatch { what: "x0", expected: b * k, got: x0.len() });
+        }
+        if let Some(index) = x0.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidValue {
+                what: "x0",
+                index,
+                value: x0[index].to_f64(),
+                reason: "the initial update must be finite",
+            });
+        }
+    }
+    for (name, bound) in [("lower", opts.lower), ("upper", opts.upper)] {
+        if let Bound::Value(v) = bound {
+            if v.is_nan() {
+                return Err(Error::param(name, v, "a bound must be a number (±infinity for none), not NaN"));
+            }
+        }
+    }
+    if opts.is_bounded() && opts.max_outer == 0 {
+        return Err(Error::param("max_outer", 0.0, "a bounded fit needs at least one active-set pass"));
+    }
+    Ok(())
 }
 
 fn check_no_infinity<F: Real>(v: &[F], what: &'static str) -> Result<()> {

@@ -2,9 +2,10 @@
 //! C-order `.bin` arrays). Shared by the integration tests and `examples/golden.rs`.
 #![allow(dead_code)]
 
+pub mod dense;
 pub mod synth;
 
-use healpix_psf::{Area, Ellipsoid, FitOptions, Params, PsfResampler, Real};
+use healpix_psf::{Area, Bound, Ellipsoid, EmptyCells, FitOptions, Params, PsfResampler, Real};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -222,7 +223,22 @@ impl Case {
             max_iter: max_iter.unwrap_or(self.param("max_iter").as_u64().unwrap() as usize),
             tol: self.param("tol").as_f64().unwrap(),
             return_info: true,
+            lower: self.bound(0),
+            upper: self.bound(1),
+            max_outer: self.meta["params"].get("max_outer").and_then(Value::as_u64).unwrap_or(10) as usize,
+            conservative: self.meta["params"].get("conservative").and_then(Value::as_bool).unwrap_or(false),
+            // the reference fits cells that have no valid sample
+            empty_cells: EmptyCells::Fitted,
             ..FitOptions::default()
+        }
+    }
+
+    /// Side `i` (0 lower, 1 upper) of the case's `clip` (absent or null = no bound).
+    pub fn bound(&self, i: usize) -> Bound {
+        match self.meta["params"].get("clip").and_then(|c| c.get(i)) {
+            None | Some(Value::Null) => Bound::Unbounded,
+            Some(Value::String(s)) if s == "input" => Bound::Input,
+            Some(v) => Bound::Value(v.as_f64().unwrap()),
         }
     }
 }

@@ -18,8 +18,11 @@
 //! side is small next to the others (SPEC §7.2). [`Stopping::PerRow`] holds each row to its own
 //! right-hand side and drops converged rows from the work.
 
+mod bounded;
+
 use crate::real::Real;
 use crate::sparse::{cg_direction, cg_update, m_product, mt_product, wdot, CellLinks, MExtras, SampleLinks};
+pub(crate) use bounded::{bounded_cg, conserve, conserve_bounded, BoundedOut};
 
 /// When the CG stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,12 +60,81 @@ pub struct FitOptions<F> {
     pub return_info: bool,
     /// The stopping rule (default [`Stopping::Pooled`]).
     pub stopping: Stopping,
+    /// Lower bound on the fitted values, imposed inside the fit (default [`Bound::Unbounded`]).
+    pub lower: Bound,
+    /// Upper bound on the fitted values, imposed inside the fit (default [`Bound::Unbounded`]).
+    pub upper: Bound,
+    /// With bounds, the most hold/solve/release passes of the active-set loop (default 10, ≥ 1).
+    pub max_outer: usize,
+    /// Make the mean of each fitted row equal the area-weighted mean of its valid samples exactly,
+    /// by the minimum-distortion correction (default false; SPEC §4 item 7).
+    pub conservative: bool,
+    /// What becomes of cells none of whose linked samples is valid in a row (default
+    /// [`EmptyCells::Missing`]).
+    pub empty_cells: EmptyCells,
 }
 
 impl<F> Default for FitOptions<F> {
     fn default() -> Self {
-        FitOptions { lam: 0.0, max_iter: 100, tol: 1e-8, x0: None, return_info: false, stopping: Stopping::Pooled }
+        FitOptions {
+            lam: 0.0,
+            max_iter: 100,
+            tol: 1e-8,
+            x0: None,
+            return_info: false,
+            stopping: Stopping::Pooled,
+            lower: Bound::Unbounded,
+            upper: Bound::Unbounded,
+            max_outer: 10,
+            conservative: false,
+            empty_cells: EmptyCells::Missing,
+        }
     }
+}
+
+impl<F> FitOptions<F> {
+    /// Whether a side of the box is set.
+    pub fn is_bounded(&self) -> bool {
+        self.lower != Bound::Unbounded || self.upper != Bound::Unbounded
+    }
+}
+
+/// One side of the box the fitted values must stay in ([`FitOptions::lower`], [`FitOptions::upper`]).
+///
+/// The bounds are hard constraints of the fit (an active-set bounded CG, SPEC §4 item 8), not a clip
+/// of its result: a cell held at 0 makes its neighbours take up what it cannot explain.
+///
+/// # Examples
+/// ```
+/// use healpix_psf::{Bound, FitOptions};
+/// // a non-negative field (precipitation, reflectance)
+/// let o = FitOptions::<f32> { lam: 1e-3, lower: Bound::Value(0.0), ..FitOptions::default() };
+/// // within the range of each row's valid samples
+/// let p = FitOptions::<f32> { lower: Bound::Input, upper: Bound::Input, ..o.clone() };
+/// assert!(o.is_bounded() && p.is_bounded());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub enum Bound {
+    /// No bound on this side (default).
+    #[default]
+    Unbounded,
+    /// A fixed value for every row (±infinity = no bound; NaN is an error).
+    Value(f64),
+    /// The row's smallest (for `lower`) or largest (for `upper`) valid sample.
+    Input,
+}
+
+/// What a fit returns for a cell none of whose linked samples is valid in a row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmptyCells {
+    /// NaN (default): such a cell has no data. The reference returns a number there, fitted to the
+    /// zeros that stand for missing samples (−124 to 199 °C on NEMO ORCA1 SST, SPEC §7.11).
+    #[default]
+    Missing,
+    /// The fitted number, as the reference does (for parity).
+    Fitted,
 }
 
 /// How the CG went, per input row.
@@ -80,6 +152,20 @@ pub struct FitInfo {
     pub converged: Vec<bool>,
     /// Whether each row had at least one valid (non-NaN) sample; rows without come back all NaN.
     pub has_data: Vec<bool>,
+    /// Active-set passes of a bounded fit (0 without bounds; the most of any row).
+    pub outer_passes: usize,
+    /// Cells held at the lower bound, per row (0 without bounds).
+    pub n_clipped_low: Vec<usize>,
+    /// Cells held at the upper bound, per row (0 without bounds).
+    pub n_clipped_high: Vec<usize>,
+    /// Cells none of whose linked samples is valid, per row (NaN in the result with
+    /// [`EmptyCells::Missing`]; all K for a row without data).
+    pub empty_cells: Vec<usize>,
+    /// Root mean square of the fit's residual `hval·MT − y` over each row's valid samples where it
+    /// is a number (NaN for a row without data).
+    pub residual_rms: Vec<f64>,
+    /// Largest |residual| over each row's valid samples (NaN for a row without data).
+    pub residual_max: Vec<f64>,
 }
 
 /// The result of a fit: the cell values `hval` (B×K row-major) and, when asked for, the CG info.
@@ -93,6 +179,16 @@ pub struct Fit<F> {
     pub info: Option<FitInfo>,
 }
 
+/// A linear operator CG can run on: self-adjoint and positive semi-definite in the `Dx` inner
+/// product, applied to K×m interleaved blocks.
+pub(crate) trait LinOp<F: Real> {
+    /// The CG weight `Dx` (K).
+    fn dx(&self) -> &[F];
+    /// `ap = A p` for a K×m block whose columns are the rows `rows` of the problem (so that a
+    /// per-row operator can pick its own data); `u` is scratch. Returns `<p, Ap>_w` per column.
+    fn apply(&self, p: &[F], ap: &mut [F], rows: &[usize], u: &mut Vec<F>) -> Vec<f64>;
+}
+
 /// The normal operator `v ↦ (v·MT)·M + λv` over K×s interleaved blocks.
 pub(crate) struct Normal<'a, F: Real> {
     pub samples: &'a SampleLinks<F>,
@@ -102,12 +198,47 @@ pub(crate) struct Normal<'a, F: Real> {
     pub n: usize,
 }
 
-impl<F: Real> Normal<'_, F> {
-    /// `ap = A p` for s rows; `u` is N×s scratch. Returns `<p, Ap>_w` per row.
-    fn apply(&self, p: &[F], ap: &mut [F], u: &mut Vec<F>, s: usize) -> Vec<f64> {
+impl<F: Real> LinOp<F> for Normal<'_, F> {
+    fn dx(&self) -> &[F] {
+        self.dx
+    }
+    fn apply(&self, p: &[F], ap: &mut [F], rows: &[usize], u: &mut Vec<F>) -> Vec<f64> {
+        let s = rows.len();
         u.resize(self.n * s, F::ZERO);
         mt_product(self.samples, p, s, u);
         m_product(self.cells, u, s, ap, MExtras { add: Some((self.lam, p)), dot_with: Some((p, self.dx)) })
+    }
+}
+
+/// `v ↦ f·A(f·v)` with `f` a 0/1 mask per cell and row (K×rows interleaved): the operator restricted
+/// to the free cells of a bounded fit. Still self-adjoint and semi-definite in the `Dx` product.
+pub(crate) struct Masked<'a, F: Real, O: LinOp<F>> {
+    pub inner: &'a O,
+    /// K×`rows` interleaved 0/1 mask.
+    pub free: &'a [F],
+    pub rows: usize,
+}
+
+impl<F: Real, O: LinOp<F>> LinOp<F> for Masked<'_, F, O> {
+    fn dx(&self) -> &[F] {
+        self.inner.dx()
+    }
+    fn apply(&self, p: &[F], ap: &mut [F], rows: &[usize], u: &mut Vec<F>) -> Vec<f64> {
+        let m = rows.len();
+        let mut fp = p.to_vec();
+        for (fr, mr) in fp.chunks_exact_mut(m).zip(self.free.chunks_exact(self.rows)) {
+            for (x, &j) in fr.iter_mut().zip(rows) {
+                *x *= mr[j];
+            }
+        }
+        // <f·p, A(f·p)>_w = <p, f·A(f·p)>_w for a 0/1 mask
+        let dots = self.inner.apply(&fp, ap, rows, u);
+        for (ar, mr) in ap.chunks_exact_mut(m).zip(self.free.chunks_exact(self.rows)) {
+            for (x, &j) in ar.iter_mut().zip(rows) {
+                *x *= mr[j];
+            }
+        }
+        dots
     }
 }
 
@@ -120,7 +251,7 @@ pub(crate) struct CgOut<F> {
 }
 
 /// Keeps the columns `keep` of a E×s interleaved block.
-fn keep_columns<F: Real>(v: &[F], s: usize, keep: &[usize]) -> Vec<F> {
+pub(crate) fn keep_columns<F: Copy>(v: &[F], s: usize, keep: &[usize]) -> Vec<F> {
     let mut out = Vec::with_capacity(v.len() / s * keep.len());
     for row in v.chunks_exact(s) {
         out.extend(keep.iter().map(|&j| row[j]));
@@ -129,7 +260,7 @@ fn keep_columns<F: Real>(v: &[F], s: usize, keep: &[usize]) -> Vec<F> {
 }
 
 /// Writes column `j` of an E×s block into column `col` of an E×t block.
-fn put_column<F: Real>(dst: &mut [F], t: usize, col: usize, src: &[F], s: usize, j: usize) {
+pub(crate) fn put_column<F: Copy>(dst: &mut [F], t: usize, col: usize, src: &[F], s: usize, j: usize) {
     for (d, r) in dst.chunks_exact_mut(t).zip(src.chunks_exact(s)) {
         d[col] = r[j];
     }
@@ -137,7 +268,7 @@ fn put_column<F: Real>(dst: &mut [F], t: usize, col: usize, src: &[F], s: usize,
 
 /// Solves `A δ = rhs` for s rows (K×s interleaved) from `x0` (K×s, or zeros).
 pub(crate) fn cg<F: Real>(
-    a: &Normal<'_, F>,
+    a: &impl LinOp<F>,
     rhs: Vec<F>,
     x0: Option<Vec<F>>,
     s: usize,
@@ -145,19 +276,19 @@ pub(crate) fn cg<F: Real>(
     tol: f64,
     stopping: Stopping,
 ) -> CgOut<F> {
-    let k = a.dx.len();
+    let k = a.dx().len();
     let mut u = Vec::new();
     let mut x = x0.unwrap_or_else(|| vec![F::ZERO; k * s]);
-    let rhs_dots = wdot(&rhs, &rhs, a.dx, s);
+    let rhs_dots = wdot(&rhs, &rhs, a.dx(), s);
     let mut r = rhs;
     if x.iter().any(|&v| v != F::ZERO) {
         let mut ax = vec![F::ZERO; k * s];
-        a.apply(&x, &mut ax, &mut u, s);
+        a.apply(&x, &mut ax, &(0..s).collect::<Vec<_>>(), &mut u);
         for (ri, &v) in r.iter_mut().zip(&ax) {
             *ri -= v;
         }
     }
-    let mut rs = wdot(&r, &r, a.dx, s);
+    let mut rs = wdot(&r, &r, a.dx(), s);
 
     let mut out = CgOut {
         x: vec![F::ZERO; k * s],
@@ -204,7 +335,7 @@ pub(crate) fn cg<F: Real>(
         if m == 0 {
             break;
         }
-        let den = a.apply(&p, &mut ap, &mut u, m);
+        let den = a.apply(&p, &mut ap, &active, &mut u);
         // breakdown: the reference stops everything; per row, only the rows concerned
         let broken: Vec<bool> = match stopping {
             Stopping::Pooled => vec![den.iter().fold(0.0f64, |acc, d| acc.max(d.abs())) < 1e-30; m],
@@ -212,7 +343,7 @@ pub(crate) fn cg<F: Real>(
         };
         let alpha: Vec<F> =
             (0..m).map(|j| if den[j] != 0.0 && !broken[j] { F::from_f64(rs[j] / den[j]) } else { F::ZERO }).collect();
-        let rs_new = cg_update(&mut x, &mut r, &p, &ap, &alpha, a.dx);
+        let rs_new = cg_update(&mut x, &mut r, &p, &ap, &alpha, a.dx());
         let mut done = vec![false; m];
         for j in 0..m {
             if broken[j] {

@@ -1,0 +1,284 @@
+//! Bounded, conservative and NaN-aware fits (SPEC §4 items 7–8, §7.11) against independent dense
+//! references: the bounded fit vs an accelerated projected-gradient solve of the same box-constrained
+//! quadratic, the conservation correction vs the dense KKT solution, empty cells vs a count from
+//! `hi`, residual statistics vs `resample`. Parity with the reference is in parity_solve.rs.
+
+mod common;
+
+use common::dense::{lu_apply, vec_mat, Dense};
+use common::synth::{regional, Rng};
+use healpix_psf::{Bound, EmptyCells, Error, Fit, FitOptions, Params, PsfResampler, Stopping};
+
+/// A field of sharp positive blobs on a zero background (the unconstrained fit rings below 0).
+fn blobs(lon: &[f64], lat: &[f64], seed: u64) -> Vec<f64> {
+    let mut rng = Rng::new(seed);
+    let (x0, x1) = lon.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    let (y0, y1) = lat.iter().fold((f64::MAX, f64::MIN), |(a, b), &y| (a.min(y), b.max(y)));
+    let centres: Vec<(f64, f64, f64)> =
+        (0..6).map(|_| (rng.range(x0, x1), rng.range(y0, y1), rng.range(0.3, 1.0))).collect();
+    let r = 0.08 * (x1 - x0);
+    lon.iter()
+        .zip(lat)
+        .map(|(&x, &y)| {
+            centres.iter().map(|&(cx, cy, a)| a * (-((x - cx).powi(2) + (y - cy).powi(2)) / (r * r)).exp()).sum::<f64>()
+        })
+        .map(|v| if v < 1e-3 { 0.0 } else { v })
+        .collect()
+}
+
+fn problem(n: usize, level: u8, seed: u64) -> (PsfResampler<f64>, Vec<f64>) {
+    let (lon, lat) = regional(n, level, 2.0, seed);
+    let op = PsfResampler::<f64>::new(&lon, &lat, &Params::new(level)).unwrap();
+    let y = blobs(&lon, &lat, seed + 1);
+    (op, y)
+}
+
+fn opts(lam: f64, tol: f64) -> FitOptions<f64> {
+    FitOptions { lam, tol, max_iter: 2000, return_info: true, ..FitOptions::default() }
+}
+
+/// min ½δA·Dx·δ − rhs·Dx·δ over lo ≤ δ ≤ hi (per cell) by FISTA in the Dx metric, where the gradient
+/// is δA − rhs and ‖A‖_Dx ≤ 1 + λ.
+fn projected_gradient(a: &[f64], rhs: &[f64], lo: &[f64], hi: &[f64], lam: f64, iters: usize) -> Vec<f64> {
+    let k = rhs.len();
+    let step = 1.0 / (1.0 + lam);
+    let clamp = |v: Vec<f64>| -> Vec<f64> { v.iter().enumerate().map(|(i, &x)| x.max(lo[i]).min(hi[i])).collect() };
+    let mut x = clamp(vec![0.0; k]);
+    let mut z = x.clone();
+    let mut t = 1.0f64;
+    for _ in 0..iters {
+        let g = vec_mat(&z, a, k, k);
+        let next = clamp(z.iter().zip(&g).zip(rhs).map(|((&zi, &gi), &bi)| zi - step * (gi - bi)).collect());
+        let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
+        z = next.iter().zip(&x).map(|(&n, &o)| n + (t - 1.0) / t_next * (n - o)).collect();
+        x = next;
+        t = t_next;
+    }
+    x
+}
+
+fn max_rel(a: &[f64], b: &[f64]) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn non_negative_fit_matches_projected_gradient() {
+    let lam = 0.05;
+    let (op, y) = problem(400, 9, 3);
+    let free = op.fit(&y, &opts(lam, 1e-12)).unwrap();
+    let below = free.hval.iter().filter(|&&v| v < -1e-6).count();
+    assert!(below > 0, "the unconstrained fit should ring below zero on this field");
+
+    let o = FitOptions { lower: Bound::Value(0.0), max_outer: 100, ..opts(lam, 1e-13) };
+    let fit = op.fit(&y, &o).unwrap();
+    let info = fit.info.as_ref().unwrap();
+    assert!(fit.hval.iter().all(|&v| v >= 0.0), "bounded fit below its bound");
+    assert!(info.converged[0], "active set did not settle in {} passes", info.outer_passes);
+
+    let d = Dense::new(&op);
+    let (x_ref, rhs) = d.rhs(&y);
+    let a = d.normal_matrix(lam);
+    let lo: Vec<f64> = x_ref.iter().map(|x| -x).collect();
+    let hi = vec![f64::INFINITY; d.k];
+    let delta = projected_gradient(&a, &rhs, &lo, &hi, lam, 60_000);
+    let want: Vec<f64> = x_ref.iter().zip(&delta).map(|(x, d)| (x + d).max(0.0)).collect();
+    let e = max_rel(&fit.hval, &want);
+    let held_dense = want.iter().filter(|&&v| v == 0.0).count();
+    eprintln!(
+        "K={} lam={lam}: bounded fit vs projected gradient {e:.1e}; held at 0: {} (dense: {held_dense}); \
+         {} passes, {} CG iterations; unconstrained fit had {below} cells below 0",
+        d.k, info.n_clipped_low[0], info.outer_passes, info.iterations
+    );
+    assert!(e <= 1e-7, "bounded fit vs projected gradient: {e:e}");
+    assert!(info.n_clipped_low[0].abs_diff(held_dense) <= 2);
+    assert_eq!(info.n_clipped_high[0], 0);
+}
+
+#[test]
+fn box_from_input_range_and_upper_bound() {
+    let lam = 0.05;
+    let (op, y) = problem(400, 9, 5);
+    let (ymin, ymax) = y.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let o = FitOptions { lower: Bound::Input, upper: Bound::Input, max_outer: 100, ..opts(lam, 1e-13) };
+    let fit = op.fit(&y, &o).unwrap();
+    assert!(fit.hval.iter().all(|&v| v >= ymin && v <= ymax));
+
+    // an upper bound alone, checked against the dense box solve
+    let cap = 0.5 * ymax;
+    let o = FitOptions { upper: Bound::Value(cap), max_outer: 100, ..opts(lam, 1e-13) };
+    let fit = op.fit(&y, &o).unwrap();
+    let d = Dense::new(&op);
+    let (x_ref, rhs) = d.rhs(&y);
+    let lo = vec![f64::NEG_INFINITY; d.k];
+    let hi: Vec<f64> = x_ref.iter().map(|x| cap - x).collect();
+    let delta = projected_gradient(&d.normal_matrix(lam), &rhs, &lo, &hi, lam, 60_000);
+    let want: Vec<f64> = x_ref.iter().zip(&delta).map(|(x, d)| (x + d).min(cap)).collect();
+    let e = max_rel(&fit.hval, &want);
+    let info = fit.info.unwrap();
+    eprintln!("upper bound {cap:.3}: vs projected gradient {e:.1e}, held {}", info.n_clipped_high[0]);
+    assert!(e <= 1e-7, "upper-bounded fit vs projected gradient: {e:e}");
+    assert!(info.n_clipped_high[0] > 0 && info.n_clipped_low[0] == 0);
+}
+
+/// Σ hval = K × the area-weighted mean of the valid samples.
+fn conserved_target(op: &PsfResampler<f64>, y: &[f64]) -> f64 {
+    let area = op.area();
+    let (num, den) =
+        y.iter().zip(&area).filter(|(v, _)| !v.is_nan()).fold((0.0, 0.0), |(n, d), (&v, &a)| (n + v * a, d + a));
+    num / den * op.k() as f64
+}
+
+#[test]
+fn conservative_fit_is_the_dense_constrained_minimiser() {
+    let lam = 0.02;
+    let (op, y) = problem(400, 9, 7);
+    let fit = op.fit(&y, &FitOptions { conservative: true, ..opts(lam, 1e-13) }).unwrap();
+    let sum: f64 = fit.hval.iter().sum();
+    let target = conserved_target(&op, &y);
+    assert!((sum - target).abs() <= 1e-12 * target.abs(), "Σ hval {sum} vs {target}");
+
+    // dense KKT: δ = δ0 + ν·w with δ0·A = rhs, w·A = Dx⁻¹·1, ν from the constraint
+    let d = Dense::new(&op);
+    let lu = d.factor(lam).unwrap();
+    let (x_ref, rhs) = d.rhs(&y);
+    let delta0 = lu_apply(&lu, &rhs);
+    let w = lu_apply(&lu, &d.dx.iter().map(|x| 1.0 / x).collect::<Vec<_>>());
+    let base: f64 = x_ref.iter().zip(&delta0).map(|(a, b)| a + b).sum();
+    let nu = (target - base) / w.iter().sum::<f64>();
+    let want: Vec<f64> = (0..d.k).map(|i| x_ref[i] + delta0[i] + nu * w[i]).collect();
+    let e = max_rel(&fit.hval, &want);
+    eprintln!("conservative fit vs dense KKT: {e:.1e} (correction ν = {nu:.3e})");
+    assert!(e <= 1e-8, "conservative fit vs dense KKT: {e:e}");
+    // and it is not the unconstrained fit
+    let free = op.fit(&y, &opts(lam, 1e-13)).unwrap();
+    assert!(max_rel(&free.hval, &want) > 100.0 * e);
+}
+
+#[test]
+fn conservative_and_bounded_together() {
+    let (op, y) = problem(400, 9, 9);
+    let o = FitOptions { conservative: true, lower: Bound::Value(0.0), max_outer: 50, ..opts(0.01, 1e-12) };
+    let fit = op.fit(&y, &o).unwrap();
+    let sum: f64 = fit.hval.iter().sum();
+    let target = conserved_target(&op, &y);
+    assert!(fit.hval.iter().all(|&v| v >= 0.0));
+    assert!((sum - target).abs() <= 1e-9 * target.abs(), "Σ hval {sum} vs {target}");
+}
+
+#[test]
+fn per_row_bounded_batch_equals_singles() {
+    let (op, y) = problem(400, 9, 11);
+    let rows: Vec<Vec<f64>> =
+        (0..3).map(|r| y.iter().map(|v| v * (1.0 + r as f64) - 0.05 * r as f64).collect()).collect();
+    for o in [
+        FitOptions { lower: Bound::Value(0.0), stopping: Stopping::PerRow, ..opts(0.01, 1e-10) },
+        FitOptions { lower: Bound::Input, conservative: true, stopping: Stopping::PerRow, ..opts(0.01, 1e-10) },
+    ] {
+        let all: Vec<f64> = rows.concat();
+        let batch = op.fit(&all, &o).unwrap();
+        for (r, row) in rows.iter().enumerate() {
+            let one = op.fit(row, &o).unwrap();
+            let k = op.k();
+            assert!(
+                batch.hval[r * k..(r + 1) * k].iter().zip(&one.hval).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "row {r} differs between batch and single"
+            );
+            let (bi, oi) = (batch.info.as_ref().unwrap(), one.info.as_ref().unwrap());
+            assert_eq!(bi.n_clipped_low[r], oi.n_clipped_low[0]);
+            assert_eq!(bi.row_iterations[r], oi.row_iterations[0]);
+        }
+    }
+}
+
+/// Cells none of whose linked samples is valid, counted from `hi` (caller order).
+fn empty_from_hi(op: &PsfResampler<f64>, y: &[f64]) -> Vec<bool> {
+    let mut supported = vec![false; op.k()];
+    for (i, links) in op.hi().chunks(op.npt()).enumerate() {
+        if !y[i].is_nan() {
+            for &h in links.iter().filter(|&&h| h >= 0) {
+                supported[h as usize] = true;
+            }
+        }
+    }
+    supported.iter().map(|s| !s).collect()
+}
+
+#[test]
+fn cells_without_valid_samples_are_missing() {
+    let (lon, lat) = regional(600, 9, 2.0, 13);
+    let op = PsfResampler::<f64>::new(&lon, &lat, &Params::new(9)).unwrap();
+    let mid = lon.iter().sum::<f64>() / lon.len() as f64;
+    // "land": every sample west of the middle missing in row 0; row 1 complete
+    let sea: Vec<f64> =
+        lon.iter().zip(&lat).map(|(&x, &y)| if x < mid { f64::NAN } else { 10.0 + (3.0 * y).sin() }).collect();
+    let full: Vec<f64> = lon.iter().zip(&lat).map(|(&x, &y)| 10.0 + (3.0 * y).sin() + 0.1 * x).collect();
+    let val = [sea.clone(), full].concat();
+    let k = op.k();
+    let fit = op.fit(&val, &opts(1e-2, 1e-10)).unwrap();
+    let info = fit.info.as_ref().unwrap();
+    let empty = empty_from_hi(&op, &sea);
+    let n_empty = empty.iter().filter(|&&e| e).count();
+    assert!(n_empty > 10, "the land mask should leave cells without data ({n_empty})");
+    assert_eq!(info.empty_cells, vec![n_empty, 0]);
+    for (c, &e) in empty.iter().enumerate() {
+        assert_eq!(fit.hval[c].is_nan(), e, "cell {c}");
+    }
+    assert!(fit.hval[k..].iter().all(|v| v.is_finite()));
+
+    // the reference's behaviour on request: numbers (fitted to the zero-filled land)
+    let fitted = op.fit(&val, &FitOptions { empty_cells: EmptyCells::Fitted, ..opts(1e-2, 1e-10) }).unwrap();
+    assert!(fitted.hval.iter().all(|v| v.is_finite()));
+    let land: Vec<f64> = (0..k).filter(|&c| empty[c]).map(|c| fitted.hval[c]).collect();
+    eprintln!(
+        "{n_empty} of {k} cells without valid samples; the reference-style fit gives them {:.2} .. {:.2} (data 9..11)",
+        land.iter().cloned().fold(f64::MAX, f64::min),
+        land.iter().cloned().fold(f64::MIN, f64::max)
+    );
+}
+
+#[test]
+fn residual_statistics_match_resample() {
+    let (op, y) = problem(400, 9, 15);
+    let mut y = y;
+    y[7] = f64::NAN;
+    let fit: Fit<f64> = op.fit(&y, &opts(1e-2, 1e-10)).unwrap();
+    let back = op.resample(&fit.hval).unwrap();
+    let d: Vec<f64> = back.iter().zip(&y).filter(|(_, v)| !v.is_nan()).map(|(b, v)| b - v).collect();
+    let rms = (d.iter().map(|x| x * x).sum::<f64>() / d.len() as f64).sqrt();
+    let max = d.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let info = fit.info.unwrap();
+    assert!((info.residual_rms[0] - rms).abs() <= 1e-14 * rms.max(1e-300));
+    assert_eq!(info.residual_max[0], max);
+}
+
+fn param_name(e: Error) -> &'static str {
+    match e {
+        Error::InvalidParameter { name, .. } => name,
+        other => panic!("expected InvalidParameter, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_bounds_are_typed_errors() {
+    let (op, y) = problem(300, 9, 17);
+    let base = opts(1e-2, 1e-8);
+    let e = op.fit(&y, &FitOptions { lower: Bound::Value(f64::NAN), ..base.clone() }).unwrap_err();
+    assert_eq!(param_name(e), "lower");
+    let e = op.fit(&y, &FitOptions { upper: Bound::Value(f64::NAN), ..base.clone() }).unwrap_err();
+    assert_eq!(param_name(e), "upper");
+    let e = op.fit(&y, &FitOptions { lower: Bound::Value(2.0), upper: Bound::Value(1.0), ..base.clone() }).unwrap_err();
+    assert_eq!(param_name(e), "lower");
+    let e = op.fit(&y, &FitOptions { lower: Bound::Value(f64::INFINITY), ..base.clone() }).unwrap_err();
+    assert_eq!(param_name(e), "lower");
+    let e = op.fit(&y, &FitOptions { lower: Bound::Value(0.0), max_outer: 0, ..base.clone() }).unwrap_err();
+    assert_eq!(param_name(e), "max_outer");
+    // a row whose valid samples lie above a fixed upper bound cannot satisfy lower = "input"
+    let e = op.fit(&y, &FitOptions { lower: Bound::Input, upper: Bound::Value(-1.0), ..base.clone() }).unwrap_err();
+    assert_eq!(param_name(e), "lower");
+    // ±infinity is no bound; an equal pair pins every cell
+    let f = op.fit(&y, &FitOptions { lower: Bound::Value(f64::NEG_INFINITY), ..base.clone() }).unwrap();
+    assert!(f.hval.iter().all(|v| v.is_finite()));
+    let f = op.fit(&y, &FitOptions { lower: Bound::Value(0.25), upper: Bound::Value(0.25), ..base }).unwrap();
+    assert!(f.hval.iter().all(|&v| v == 0.25));
+}
