@@ -147,7 +147,8 @@ typedef struct {
    */
   int32_t device;
   /*
-   0 (default): the reference's automatic estimate; 1: uniform; 2: explicit (`area`, `area_len`).
+   0 (default): automatic (`Area::Auto`); 1: uniform; 2: explicit (`area`, `area_len`); 3: the
+   reference's estimate (`Area::ReferenceAuto`, for parity); 4: from the sample spacing (`Area::Spacing`).
    */
   int32_t area_mode;
   /*

@@ -787,7 +787,9 @@ fn any_threshold() -> impl Strategy<Value = f64> {
 
 fn any_area() -> impl Strategy<Value = Area> {
     prop_oneof![
-        6 => Just(Area::ReferenceAuto),
+        3 => Just(Area::Auto),
+        3 => Just(Area::ReferenceAuto),
+        2 => Just(Area::Spacing),
         1 => Just(Area::Uniform),
         1 => prop::collection::vec(prop_oneof![4 => 0.0..10.0f64, 1 => Just(-1.0), 1 => Just(f64::NAN)], 0..40)
             .prop_map(Area::Explicit),

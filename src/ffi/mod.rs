@@ -200,7 +200,8 @@ pub struct HpsfParams {
     pub verbose: i32,
     /// −1 (default): CPU; n ≥ 0: CUDA device n.
     pub device: i32,
-    /// 0 (default): the reference's automatic estimate; 1: uniform; 2: explicit (`area`, `area_len`).
+    /// 0 (default): automatic (`Area::Auto`); 1: uniform; 2: explicit (`area`, `area_len`); 3: the
+    /// reference's estimate (`Area::ReferenceAuto`, for parity); 4: from the sample spacing (`Area::Spacing`).
     pub area_mode: i32,
     /// Per-sample areas for `area_mode` 2 (`area_len` = N); copied during `hpsf_new_*`.
     pub area: *const f64,
@@ -252,11 +253,19 @@ impl HpsfParams {
             e => return Err(bad("ellipsoid", e.to_string(), "0 = WGS84, 1 = sphere")),
         };
         let area = match self.area_mode {
-            0 => Area::ReferenceAuto,
+            0 => Area::Auto,
             1 => Area::Uniform,
+            3 => Area::ReferenceAuto,
+            4 => Area::Spacing,
             2 if self.area.is_null() => return Err(null("params.area (area_mode 2)")),
             2 => Area::Explicit(slice(self.area, self.area_len, "params.area")?.to_vec()),
-            m => return Err(bad("area_mode", m.to_string(), "0 = automatic, 1 = uniform, 2 = explicit")),
+            m => {
+                return Err(bad(
+                    "area_mode",
+                    m.to_string(),
+                    "0 = automatic, 1 = uniform, 2 = explicit, 3 = the reference's estimate, 4 = from the spacing",
+                ))
+            }
         };
         let device = match self.device {
             -1 => Device::Cpu,

@@ -1,14 +1,134 @@
 //! Per-sample area weights (SPEC §3 step 1).
+//!
+//! Besides the reference's estimate (kept for parity), `spacing` estimates the area each sample
+//! stands for from the distances to its neighbours, with no ring structure assumed: the distance
+//! `d1` to the nearest other sample times the distance `d2` to the nearest one in a direction at
+//! least 45° away from the first. On a regular longitude/latitude grid of step Δ this is
+//! `R²Δ²·cos φ` (the cell's area, edge rows included); on a curvilinear grid (NEMO ORCA) the local
+//! cell size; on scattered points a noisy local density. Coincident samples share their area.
 
 use super::Area;
+use crate::geometry::{chord2, distance_from_chord2_m, Ellipsoid, Grid};
+use rayon::prelude::*;
 
 /// The area of each sample, in f64, for a validated `mode`.
-pub(crate) fn areas(mode: &Area, _lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
+pub(crate) fn areas(mode: &Area, lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
     match mode {
         Area::Uniform => vec![1.0; lat.len()],
         Area::Explicit(a) => a.clone(),
         Area::ReferenceAuto => reference_auto(lat, radius).unwrap_or_else(|| vec![1.0; lat.len()]),
+        Area::Spacing => spacing(lon, lat, radius),
+        Area::Auto => match ring_structure(lat) {
+            true => spacing(lon, lat, radius),
+            false => vec![1.0; lat.len()],
+        },
     }
+}
+
+/// The reference's test for a grid of latitude rings: at least 3 samples per distinct latitude on
+/// average.
+fn ring_structure(lat: &[f64]) -> bool {
+    let mut u: Vec<f64> = lat.to_vec();
+    u.sort_unstable_by(|a, b| a.partial_cmp(b).expect("latitudes are validated"));
+    u.dedup_by(|a, b| a == b);
+    !u.is_empty() && (lat.len() as f64) / (u.len() as f64) >= 3.0
+}
+
+/// Candidates examined per sample for `d1` and `d2`.
+const CANDIDATES: usize = 12;
+
+/// The spacing estimate of every sample's area in m² (see the module docs). Samples with no
+/// neighbour found (isolated, or N = 1) get the median of the others (1 when there are none).
+pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
+    let n = lat.len();
+    // buckets: the finest level whose occupied cells hold ≥ 2 samples on average
+    let fine = 24u8;
+    let g = Grid::new(fine, true, Ellipsoid::Sphere).expect("valid level");
+    let mut h: Vec<u64> = lon.par_iter().zip(lat.par_iter()).map(|(&x, &y)| g.hash_nested(x, y)).collect();
+    h.par_sort_unstable();
+    let level = (0..=fine)
+        .rev()
+        .find(|&l| {
+            let shift = 2 * (fine - l) as u32;
+            let distinct = 1 + h.windows(2).filter(|w| w[0] >> shift != w[1] >> shift).count();
+            n as f64 / distinct as f64 >= 2.0
+        })
+        .unwrap_or(0);
+    drop(h);
+    let grid = Grid::new(level, true, Ellipsoid::Sphere).expect("valid level");
+    let smp = super::samples::Samples::new(&grid, lon, lat);
+    let ring = 2u32.min(grid.nside());
+    let mut by_position: Vec<f64> = (0..smp.unique.len())
+        .into_par_iter()
+        .flat_map_iter(|u| {
+            let mut near: Vec<usize> = Vec::new();
+            for c in grid.kth_neighbourhood_nested(smp.unique[u], ring) {
+                if let Ok(v) = smp.unique.binary_search(&c) {
+                    near.extend(smp.positions(v));
+                }
+            }
+            if level == 0 {
+                near = (0..smp.n()).collect(); // the whole sphere is a few cells
+            }
+            let smp = &smp;
+            smp.positions(u).map(move |p| area_at(&smp.xyz, p, &near, radius)).collect::<Vec<_>>()
+        })
+        .collect();
+    let mut known: Vec<f64> = by_position.iter().copied().filter(|a| a.is_finite()).collect();
+    let fill = if known.is_empty() {
+        1.0
+    } else {
+        let mid = known.len() / 2;
+        *known.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1
+    };
+    by_position.iter_mut().filter(|a| !a.is_finite()).for_each(|a| *a = fill);
+    let mut out = vec![0.0; n];
+    for (p, &i) in smp.order.iter().enumerate() {
+        out[i as usize] = by_position[p];
+    }
+    out
+}
+
+/// `d1·d2 / (coincident samples + 1)` for the sample at position p among the candidates `near`
+/// (NaN when no other sample is found).
+fn area_at(xyz: &[[f64; 3]], p: usize, near: &[usize], radius: f64) -> f64 {
+    let a = &xyz[p];
+    let mut coincident = 0usize;
+    let mut best: Vec<(f64, usize)> = Vec::with_capacity(CANDIDATES + 1);
+    for &q in near {
+        if q == p {
+            continue;
+        }
+        let c2 = chord2(a, &xyz[q]);
+        if c2 == 0.0 {
+            coincident += 1;
+            continue;
+        }
+        if best.len() < CANDIDATES || c2 < best[best.len() - 1].0 {
+            let at = best.partition_point(|&(d, _)| d <= c2);
+            best.insert(at, (c2, q));
+            best.truncate(CANDIDATES);
+        }
+    }
+    let Some(&(c1, q1)) = best.first() else { return f64::NAN };
+    let d1 = distance_from_chord2_m(c1, radius);
+    // directions in the tangent plane at a
+    let tangent = |q: usize| {
+        let b = &xyz[q];
+        let dot = a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+        let t = [b[0] - dot * a[0], b[1] - dot * a[1], b[2] - dot * a[2]];
+        let len = (t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt();
+        [t[0] / len, t[1] / len, t[2] / len]
+    };
+    let u1 = tangent(q1);
+    let d2 = best[1..]
+        .iter()
+        .find(|&&(_, q)| {
+            let u = tangent(q);
+            (u[0] * u1[0] + u[1] * u1[1] + u[2] * u1[2]).abs() < std::f64::consts::FRAC_1_SQRT_2
+        })
+        .map_or(d1, |&(c2, _)| distance_from_chord2_m(c2, radius));
+    d1 * d2 / (coincident + 1) as f64
 }
 
 /// The reference's `estimate_pixel_area`: samples sharing an exact latitude form a ring spanning
@@ -66,6 +186,44 @@ mod tests {
         // equatorial cell ≈ (1° in radians)² on the unit sphere
         let eq = a[90 * 360];
         assert!((eq / 1f64.to_radians().powi(2) - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn spacing_gives_cell_areas_on_a_regular_grid() {
+        // a regional 0.5° grid from 30°N to 60°N: area = R²·Δλ·(sin φ+ − sin φ−), edges included
+        let (mut lon, mut lat) = (Vec::new(), Vec::new());
+        for i in 0..61 {
+            for j in 0..40 {
+                lon.push(10.0 + 0.5 * j as f64);
+                lat.push(30.0 + 0.5 * i as f64);
+            }
+        }
+        let a = spacing(&lon, &lat, 1.0);
+        let step = 0.5f64.to_radians();
+        for (k, &y) in lat.iter().enumerate() {
+            let phi = y.to_radians();
+            let exact = step * ((phi + step / 2.0).sin() - (phi - step / 2.0).sin());
+            assert!((a[k] / exact - 1.0).abs() < 2e-3, "lat {y}: {} vs {exact}", a[k]);
+        }
+        // the reference's estimate puts the southern row's bound at −90°
+        let r = reference_auto(&lat, 1.0).unwrap();
+        assert!(r[0] / r[40 * 30] > 20.0);
+    }
+
+    #[test]
+    fn coincident_samples_share_their_area() {
+        let (mut lon, mut lat) = (Vec::new(), Vec::new());
+        for i in 0..20 {
+            for j in 0..20 {
+                lon.push(j as f64 * 0.1);
+                lat.push(i as f64 * 0.1);
+            }
+        }
+        lon.push(lon[210]);
+        lat.push(lat[210]);
+        let a = spacing(&lon, &lat, 1.0);
+        assert!((a[210] / a[211] - 0.5).abs() < 1e-3 && a[210] == a[400]);
+        assert!(spacing(&[1.0], &[2.0], 1.0) == vec![1.0]);
     }
 
     #[test]

@@ -25,12 +25,25 @@ use crate::sparse::{self, CellLinks, SampleLinks, Triplets};
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub enum Area {
-    /// The reference's automatic estimate (`area=None`/`"auto"`): where samples share exact latitudes
-    /// (at least 3 per distinct latitude on average) each gets the area of its latitude ring divided
-    /// by the ring's sample count; otherwise every area is 1. Beware: on a regional grid the first and
-    /// last rows get ring bounds at ±90° and so far too large areas (SPEC §7.1).
+    /// The automatic choice (default): where samples share exact latitudes (at least 3 per distinct
+    /// latitude on average, the reference's test for a grid) each gets its [`Area::Spacing`]
+    /// estimate; otherwise every area is 1, as in the reference. Equal to the reference's choice on
+    /// scattered samples; on grids it gives every row its own cell area where the reference's
+    /// estimate misfires.
     #[default]
+    Auto,
+    /// The reference's automatic estimate (`area=None`/`"auto"`), for parity: where samples share
+    /// exact latitudes (at least 3 per distinct latitude on average) each gets the area of its
+    /// latitude ring divided by the ring's sample count; otherwise every area is 1. Beware: on a
+    /// regional grid the first and last rows get ring bounds at ±90° and so 100–1000× too large
+    /// areas (SPEC §7.1), and on curvilinear grids (NEMO ORCA) each northern point is taken for a
+    /// full ring, spreading areas over six orders of magnitude (§7.12).
     ReferenceAuto,
+    /// Estimated from the sample spacing, with no ring structure assumed: the distance to the
+    /// nearest other sample times the distance to the nearest one at least 45° away in direction
+    /// (`R²Δ²·cos φ` on a regular grid of step Δ, edges included; the local cell size on a
+    /// curvilinear grid); coincident samples share their area.
+    Spacing,
     /// Every sample weighs 1.
     Uniform,
     /// One non-negative finite area per sample (any unit; only ratios matter).
@@ -112,7 +125,7 @@ impl Params {
             ring_search_max: None,
             num_threads: 0,
             verbose: false,
-            area: Area::ReferenceAuto,
+            area: Area::Auto,
             device: Device::Cpu,
         }
     }

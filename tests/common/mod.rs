@@ -116,9 +116,11 @@ impl Case {
         params.radius = p.get("radius").and_then(Value::as_f64).unwrap_or(6_371_000.0);
         params.ellipsoid =
             p.get("ellipsoid").and_then(Value::as_str).map(|s| s.parse::<Ellipsoid>().unwrap()).unwrap_or_default();
-        if p.get("area_arg").and_then(Value::as_str) == Some("file") {
-            params.area = Area::Explicit(self.read::<f64>("area_in"));
-        }
+        params.area = if p.get("area_arg").and_then(Value::as_str) == Some("file") {
+            Area::Explicit(self.read::<f64>("area_in"))
+        } else {
+            Area::ReferenceAuto
+        };
         params
     }
 
