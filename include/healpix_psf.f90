@@ -51,6 +51,9 @@ module healpix_psf
      integer(c_int32_t) :: area_mode
      type(c_ptr) :: area
      integer(c_size_t) :: area_len
+     type(c_ptr) :: out_cell_ids
+     integer(c_size_t) :: out_cell_ids_len
+     integer(c_int32_t) :: fill_missing_out_cells
   end type hpsf_params
 
   type, bind(c), public :: hpsf_fit_options
@@ -59,6 +62,13 @@ module healpix_psf
      integer(c_size_t) :: max_iter
      real(c_double) :: tol
      integer(c_int32_t) :: stopping
+     integer(c_int32_t) :: lower_mode
+     real(c_double) :: lower
+     integer(c_int32_t) :: upper_mode
+     real(c_double) :: upper
+     integer(c_size_t) :: max_outer
+     integer(c_int32_t) :: conservative
+     integer(c_int32_t) :: empty_cells
   end type hpsf_fit_options
 
   type, bind(c), public :: hpsf_fit_info
@@ -72,6 +82,12 @@ module healpix_psf
      type(c_ptr) :: converged
      type(c_ptr) :: residual_norms
      integer(c_size_t) :: norms_stride
+     integer(c_size_t) :: outer_passes
+     type(c_ptr) :: n_clipped_low
+     type(c_ptr) :: n_clipped_high
+     type(c_ptr) :: empty_cells
+     type(c_ptr) :: residual_rms
+     type(c_ptr) :: residual_max
   end type hpsf_fit_info
 
   ! ---- raw interfaces ----

@@ -159,6 +159,20 @@ typedef struct {
    Length of `area`.
    */
   size_t area_len;
+  /*
+   Cells to restrict the output to (ids in the grid's scheme), or NULL (default) for all;
+   copied during `hpsf_new_*`. Requested cells without enough support come out NaN.
+   */
+  const int64_t *out_cell_ids;
+  /*
+   Length of `out_cell_ids`.
+   */
+  size_t out_cell_ids_len;
+  /*
+   1: give requested cells without enough support the value of their nearest sample instead
+   of NaN (default 0).
+   */
+  int32_t fill_missing_out_cells;
 } hpsf_params;
 
 /*
@@ -185,6 +199,36 @@ typedef struct {
    0 (default): the reference's pooled stopping rule; 1: per row.
    */
   int32_t stopping;
+  /*
+   Lower bound on the fitted values: 0 (default) none; 1 the value `lower`; 2 each row's
+   smallest valid sample.
+   */
+  int32_t lower_mode;
+  /*
+   The lower bound for `lower_mode` 1.
+   */
+  double lower;
+  /*
+   Upper bound: 0 (default) none; 1 the value `upper`; 2 each row's largest valid sample.
+   */
+  int32_t upper_mode;
+  /*
+   The upper bound for `upper_mode` 1.
+   */
+  double upper;
+  /*
+   Most active-set passes of a bounded fit (default 10).
+   */
+  size_t max_outer;
+  /*
+   1: conserve each row's area-weighted mean exactly (default 0).
+   */
+  int32_t conservative;
+  /*
+   Cells none of whose linked samples is valid: 0 (default) NaN; 1 the fitted number (the
+   reference's behaviour).
+   */
+  int32_t empty_cells;
 } hpsf_fit_options;
 
 /*
@@ -233,6 +277,30 @@ typedef struct {
    Norms kept per row in `residual_norms` (e.g. max_iter + 1).
    */
   size_t norms_stride;
+  /*
+   Out: active-set passes of a bounded fit (0 without bounds).
+   */
+  size_t outer_passes;
+  /*
+   Buffer of `capacity` counts of cells held at the lower bound per row, or NULL.
+   */
+  size_t *n_clipped_low;
+  /*
+   Buffer of `capacity` counts of cells held at the upper bound per row, or NULL.
+   */
+  size_t *n_clipped_high;
+  /*
+   Buffer of `capacity` counts of cells without any valid linked sample per row, or NULL.
+   */
+  size_t *empty_cells;
+  /*
+   Buffer of `capacity` residual RMS values (`hval·MT − val` over valid samples) per row, or NULL.
+   */
+  double *residual_rms;
+  /*
+   Buffer of `capacity` largest |residual| per row, or NULL.
+   */
+  double *residual_max;
 } hpsf_fit_info;
 
 #ifdef __cplusplus

@@ -282,3 +282,68 @@ fn bad_bounds_are_typed_errors() {
     let f = op.fit(&y, &FitOptions { lower: Bound::Value(0.25), upper: Bound::Value(0.25), ..base }).unwrap();
     assert!(f.hval.iter().all(|&v| v == 0.25));
 }
+
+#[test]
+fn restricted_output_and_nearest_fill() {
+    use healpix_psf::geometry::unit_vector;
+    let level = 10;
+    let (lon, lat) = regional(1500, level, 1.5, 21);
+    // wide kernel, few links: many kept cells get no or little support
+    let base = Params { npt: 4, sigma_m: Some(15_000.0), ..Params::new(level) };
+    let full = PsfResampler::<f64>::new(&lon, &lat, &base).unwrap();
+    // request every cell of a lattice over the samples' box (kept cells no sample links to among
+    // them), in descending order with repeats, plus one far away (never kept)
+    let far = full.grid().cell(lon[0] + 90.0, 0.0).unwrap();
+    let (x0, x1) = lon.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    let (y0, y1) = lat.iter().fold((f64::MAX, f64::MIN), |(a, b), &y| (a.min(y), b.max(y)));
+    let (mut glon, mut glat) = (Vec::new(), Vec::new());
+    for i in 0..=100 {
+        for j in 0..=100 {
+            glon.push(x0 - 0.2 + (x1 - x0 + 0.4) * i as f64 / 100.0);
+            glat.push(y0 - 0.2 + (y1 - y0 + 0.4) * j as f64 / 100.0);
+        }
+    }
+    let mut want = full.grid().cells(&glon, &glat).unwrap();
+    want.push(far);
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    let p = Params { out_cell_ids: Some(want.clone()), ..base.clone() };
+    let op = PsfResampler::<f64>::new(&lon, &lat, &p).unwrap();
+    assert!(op.cell_ids().iter().all(|c| want.contains(c)) && op.cell_index(far).is_none());
+    let bad = op.uncomputable_cells().to_vec();
+    assert!(!bad.is_empty(), "this layout should leave requested cells without support");
+    let val: Vec<f64> = lon.iter().zip(&lat).map(|(x, y)| x.sin() + y.cos()).collect();
+    let fit = op.fit(&val, &opts(1e-2, 1e-10)).unwrap();
+    for c in 0..op.k() {
+        assert_eq!(fit.hval[c].is_nan(), bad.contains(&(c as u32)), "cell {c}");
+    }
+
+    // filled from the nearest sample: checked by brute force over all samples
+    let filled_op =
+        PsfResampler::<f64>::new(&lon, &lat, &Params { fill_missing_out_cells: true, ..p.clone() }).unwrap();
+    let filled = filled_op.fit(&val, &opts(1e-2, 1e-10)).unwrap();
+    let xyz: Vec<[f64; 3]> = lon.iter().zip(&lat).map(|(&x, &y)| unit_vector(x.to_radians(), y.to_radians())).collect();
+    for &c in &bad {
+        let (clon, clat) = filled_op.grid().center(filled_op.cell_ids()[c as usize]).unwrap();
+        let cx = unit_vector(clon.to_radians(), clat.to_radians());
+        let d2 = |a: &[f64; 3]| (0..3).map(|t| (a[t] - cx[t]).powi(2)).sum::<f64>();
+        let nearest = (0..xyz.len()).min_by(|&i, &j| d2(&xyz[i]).total_cmp(&d2(&xyz[j])).then(i.cmp(&j))).unwrap();
+        assert_eq!(filled.hval[c as usize], val[nearest], "cell {c}");
+    }
+    // the other cells are the same fit
+    for c in (0..op.k()).filter(|c| !bad.contains(&(*c as u32))) {
+        assert_eq!(filled.hval[c].to_bits(), fit.hval[c].to_bits());
+    }
+}
+
+#[test]
+fn bad_out_cell_ids_are_typed_errors() {
+    let (lon, lat) = regional(300, 9, 2.0, 23);
+    let p = |ids: Vec<u64>| Params { out_cell_ids: Some(ids), ..Params::new(9) };
+    let name = |r: healpix_psf::Result<PsfResampler<f64>>| param_name(r.unwrap_err());
+    assert_eq!(name(PsfResampler::new(&lon, &lat, &p(vec![]))), "out_cell_ids");
+    assert_eq!(name(PsfResampler::new(&lon, &lat, &p(vec![12 * 4u64.pow(9)]))), "out_cell_ids");
+    // a cell far from every sample never passes the keep threshold
+    let far =
+        healpix_psf::geometry::Grid::new(9, true, Default::default()).unwrap().cell(lon[0] + 180.0, -lat[0]).unwrap();
+    assert_eq!(name(PsfResampler::new(&lon, &lat, &p(vec![far]))), "out_cell_ids");
+}

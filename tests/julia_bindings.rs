@@ -39,6 +39,7 @@ fn julia_type(c: &str) -> Vec<String> {
             "size_t" => "Csize_t",
             "int32_t" => "Int32",
             "uint64_t" => "UInt64",
+            "int64_t" => "Int64",
             "hpsf_status" => "Cint",
             "void" => "Cvoid",
             "hpsf_params" => "HpsfParams",

@@ -101,6 +101,12 @@ fn check<F: Real + Pod>(name: &str) {
     // ipix and centres: exact
     assert_eq!(op.grid().cells(&lon, &lat).unwrap(), case.read::<u64>("ipix"), "{name}: ipix");
 
+    // out_cell_ids: the uncomputable cells (support ≤ threshold), exactly
+    if case.has("uncomputable_out_cells") {
+        let want: Vec<u32> = case.read::<i64>("uncomputable_out_cells").iter().map(|&c| c as u32).collect();
+        assert_eq!(op.uncomputable_cells(), &want[..], "{name}: uncomputable cells");
+    }
+
     // tie context
     let tie_cells: HashSet<u64> = if case.has("tie_cells") {
         case.read::<i64>("tie_cells").iter().map(|&c| c as u64).collect()
@@ -222,6 +228,10 @@ macro_rules! cases {
 
 cases! {
     antimeridian_l9: "antimeridian_l9_npt9_b2" => f64,
+    area_file_l10: "area_file_l10_b2" => f64,
+    outcells_all_l9: "outcells_all_l9" => f64,
+    outcells_half_l10: "outcells_half_l10_b2" => f64,
+    outcells_wide_l10: "outcells_wide_l10_b2" => f64,
     clip_blobs_l10: "clip_blobs_l10_b2" => f64,
     clip_box_l10_f32: "clip_box_l10_f32" => f32,
     clip_input_l11_nan: "clip_input_l11_b3_nan" => f64,

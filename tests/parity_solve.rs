@@ -127,6 +127,10 @@ macro_rules! cases {
 
 cases! {
     antimeridian_l9: "antimeridian_l9_npt9_b2" => f64;
+    area_file_l10: "area_file_l10_b2" => f64;
+    outcells_all_l9: "outcells_all_l9" => f64;
+    outcells_half_l10: "outcells_half_l10_b2" => f64;
+    outcells_wide_l10: "outcells_wide_l10_b2" => f64;
     clip_blobs_l10: "clip_blobs_l10_b2" => f64, borderline;
     clip_box_l10_f32: "clip_box_l10_f32" => f32, borderline;
     clip_input_l11_nan: "clip_input_l11_b3_nan" => f64;

@@ -50,6 +50,9 @@ struct HpsfParams
     area_mode::Int32
     area::Ptr{Float64}
     area_len::Csize_t
+    out_cell_ids::Ptr{Int64}
+    out_cell_ids_len::Csize_t
+    fill_missing_out_cells::Int32
 end
 
 struct HpsfFitOptions
@@ -58,6 +61,13 @@ struct HpsfFitOptions
     max_iter::Csize_t
     tol::Float64
     stopping::Int32
+    lower_mode::Int32
+    lower::Float64
+    upper_mode::Int32
+    upper::Float64
+    max_outer::Csize_t
+    conservative::Int32
+    empty_cells::Int32
 end
 
 struct HpsfFitInfo
@@ -71,6 +81,12 @@ struct HpsfFitInfo
     converged::Ptr{Int32}
     residual_norms::Ptr{Float64}
     norms_stride::Csize_t
+    outer_passes::Csize_t
+    n_clipped_low::Ptr{Csize_t}
+    n_clipped_high::Ptr{Csize_t}
+    empty_cells::Ptr{Csize_t}
+    residual_rms::Ptr{Float64}
+    residual_max::Ptr{Float64}
 end
 
 # ---- raw wrappers: one per C function ---------------------------------------------------------
@@ -153,7 +169,8 @@ function Operator{T}(lon::AbstractVector{<:Real}, lat::AbstractVector{<:Real}; l
     d = r[]
     p = HpsfParams(d.size, d.level, Csize_t(npt), Float64(sigma_m), Float64(threshold), Int32(nest), Float64(radius),
                    Int32(sphere), d.ring_weight, d.ring_search_init, d.ring_search_max, Csize_t(num_threads), d.verbose,
-                   Int32(device), d.area_mode, d.area, d.area_len)
+                   Int32(device), d.area_mode, d.area, d.area_len, d.out_cell_ids, d.out_cell_ids_len,
+                   d.fill_missing_out_cells)
     lo, la = Vector{Float64}(lon), Vector{Float64}(lat)
     out = Ref{Ptr{Cvoid}}(C_NULL)
     new = T === Float64 ? hpsf_new_f64 : hpsf_new_f32
@@ -179,16 +196,23 @@ function cell_ids(op::Operator{T}) where {T}
 end
 
 """
-    fit(op, val; lam = 0, max_iter = 100, tol = 1e-8, per_row = false) -> K×B matrix
+    fit(op, val; lam = 0, max_iter = 100, tol = 1e-8, per_row = false, lower = nothing, upper = nothing,
+        conservative = false) -> K×B matrix
 
-Fits the cell field of `val` (`N×B`, or a vector of `N`; NaN = missing).
+Fits the cell field of `val` (`N×B`, or a vector of `N`; NaN = missing). `lower`/`upper`: `nothing`
+(no bound), a number, or `:input` (each row's valid range), imposed inside the fit; `conservative`
+keeps each row's area-weighted mean exactly. Cells without any valid sample come out NaN.
 """
 function fit(op::Operator{T}, val::AbstractVecOrMat; lam::Real = 0.0, max_iter::Integer = 100, tol::Real = 1e-8,
-             per_row::Bool = false) where {T}
+             per_row::Bool = false, lower = nothing, upper = nothing, conservative::Bool = false) where {T}
     v = Matrix{T}(reshape(val, size(val, 1), :))
     r = Ref{HpsfFitOptions}()
     check(hpsf_fit_options_init(r))
-    o = HpsfFitOptions(r[].size, Float64(lam), Csize_t(max_iter), Float64(tol), Int32(per_row))
+    d = r[]
+    mode(b) = b === nothing ? Int32(0) : b === :input ? Int32(2) : Int32(1)
+    num(b) = b isa Real ? Float64(b) : 0.0
+    o = HpsfFitOptions(d.size, Float64(lam), Csize_t(max_iter), Float64(tol), Int32(per_row), mode(lower), num(lower),
+                       mode(upper), num(upper), d.max_outer, Int32(conservative), d.empty_cells)
     hval = Matrix{T}(undef, ncells(op), size(v, 2))
     f = T === Float64 ? hpsf_fit_f64 : hpsf_fit_f32
     check(f(op.handle, v, Csize_t(length(v)), Ref(o), Ptr{T}(C_NULL), Csize_t(0), hval, Csize_t(length(hval)),

@@ -13,7 +13,7 @@
 //! * Thread safety: an operator may be used by several threads at once for everything but
 //!   `hpsf_free_*`.
 
-use crate::{Area, Device, Ellipsoid, Error, FitOptions, Params, PsfResampler, Real, Stopping};
+use crate::{Area, Bound, Device, Ellipsoid, EmptyCells, Error, FitOptions, Params, PsfResampler, Real, Stopping};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -207,6 +207,14 @@ pub struct HpsfParams {
     pub area: *const f64,
     /// Length of `area`.
     pub area_len: usize,
+    /// Cells to restrict the output to (ids in the grid's scheme), or NULL (default) for all;
+    /// copied during `hpsf_new_*`. Requested cells without enough support come out NaN.
+    pub out_cell_ids: *const i64,
+    /// Length of `out_cell_ids`.
+    pub out_cell_ids_len: usize,
+    /// 1: give requested cells without enough support the value of their nearest sample instead
+    /// of NaN (default 0).
+    pub fill_missing_out_cells: i32,
 }
 
 impl HpsfParams {
@@ -229,13 +237,17 @@ impl HpsfParams {
             area_mode: 0,
             area: std::ptr::null(),
             area_len: 0,
+            out_cell_ids: std::ptr::null(),
+            out_cell_ids_len: 0,
+            fill_missing_out_cells: 0,
         }
     }
 
     /// The Rust parameters, checking the C-only encodings.
     ///
     /// # Safety
-    /// `area` must point to `area_len` values when `area_mode` is 2.
+    /// `area` must point to `area_len` values when `area_mode` is 2, `out_cell_ids` to
+    /// `out_cell_ids_len` values unless NULL.
     unsafe fn to_params(self) -> Result<Params, Fail> {
         let bad = |name: &'static str, v: String, why: &str| Fail::from(Error::param(name, v, why));
         let level =
@@ -272,7 +284,18 @@ impl HpsfParams {
             d if d >= 0 => Device::Cuda(d as usize),
             d => return Err(bad("device", d.to_string(), "−1 = CPU, n ≥ 0 = CUDA device n")),
         };
+        let out_cell_ids = if self.out_cell_ids.is_null() {
+            None
+        } else {
+            let ids = slice(self.out_cell_ids, self.out_cell_ids_len, "params.out_cell_ids")?;
+            if let Some(&c) = ids.iter().find(|&&c| c < 0) {
+                return Err(bad("out_cell_ids", c.to_string(), "cell ids are ≥ 0"));
+            }
+            Some(ids.iter().map(|&c| c as u64).collect())
+        };
         Ok(Params {
+            out_cell_ids,
+            fill_missing_out_cells: self.fill_missing_out_cells != 0,
             level,
             npt: self.npt,
             sigma_m: if self.sigma_m == 0.0 { None } else { Some(self.sigma_m) },
@@ -305,11 +328,75 @@ pub struct HpsfFitOptions {
     pub tol: f64,
     /// 0 (default): the reference's pooled stopping rule; 1: per row.
     pub stopping: i32,
+    /// Lower bound on the fitted values: 0 (default) none; 1 the value `lower`; 2 each row's
+    /// smallest valid sample.
+    pub lower_mode: i32,
+    /// The lower bound for `lower_mode` 1.
+    pub lower: f64,
+    /// Upper bound: 0 (default) none; 1 the value `upper`; 2 each row's largest valid sample.
+    pub upper_mode: i32,
+    /// The upper bound for `upper_mode` 1.
+    pub upper: f64,
+    /// Most active-set passes of a bounded fit (default 10).
+    pub max_outer: usize,
+    /// 1: conserve each row's area-weighted mean exactly (default 0).
+    pub conservative: i32,
+    /// Cells none of whose linked samples is valid: 0 (default) NaN; 1 the fitted number (the
+    /// reference's behaviour).
+    pub empty_cells: i32,
 }
 
 impl HpsfFitOptions {
     fn defaults() -> Self {
-        HpsfFitOptions { size: std::mem::size_of::<HpsfFitOptions>(), lam: 0.0, max_iter: 100, tol: 1e-8, stopping: 0 }
+        HpsfFitOptions {
+            size: std::mem::size_of::<HpsfFitOptions>(),
+            lam: 0.0,
+            max_iter: 100,
+            tol: 1e-8,
+            stopping: 0,
+            lower_mode: 0,
+            lower: 0.0,
+            upper_mode: 0,
+            upper: 0.0,
+            max_outer: 10,
+            conservative: 0,
+            empty_cells: 0,
+        }
+    }
+
+    /// The Rust options (x0 apart).
+    fn to_options<F>(self) -> Result<FitOptions<F>, Fail> {
+        let stopping = match self.stopping {
+            0 => Stopping::Pooled,
+            1 => Stopping::PerRow,
+            s => return Err(Error::param("stopping", s, "0 = pooled (the reference's), 1 = per row").into()),
+        };
+        let bound = |name: &'static str, mode: i32, v: f64| -> Result<Bound, Fail> {
+            match mode {
+                0 => Ok(Bound::Unbounded),
+                1 => Ok(Bound::Value(v)),
+                2 => Ok(Bound::Input),
+                m => Err(Error::param(name, m, "0 = none, 1 = the value given, 2 = the row's valid range").into()),
+            }
+        };
+        let empty_cells = match self.empty_cells {
+            0 => EmptyCells::Missing,
+            1 => EmptyCells::Fitted,
+            e => return Err(Error::param("empty_cells", e, "0 = NaN, 1 = the fitted number").into()),
+        };
+        Ok(FitOptions {
+            lam: self.lam,
+            max_iter: self.max_iter,
+            tol: self.tol,
+            x0: None,
+            return_info: true,
+            stopping,
+            lower: bound("lower_mode", self.lower_mode, self.lower)?,
+            upper: bound("upper_mode", self.upper_mode, self.upper)?,
+            max_outer: self.max_outer,
+            conservative: self.conservative != 0,
+            empty_cells,
+        })
     }
 }
 
@@ -339,6 +426,18 @@ pub struct HpsfFitInfo {
     pub residual_norms: *mut f64,
     /// Norms kept per row in `residual_norms` (e.g. max_iter + 1).
     pub norms_stride: usize,
+    /// Out: active-set passes of a bounded fit (0 without bounds).
+    pub outer_passes: usize,
+    /// Buffer of `capacity` counts of cells held at the lower bound per row, or NULL.
+    pub n_clipped_low: *mut usize,
+    /// Buffer of `capacity` counts of cells held at the upper bound per row, or NULL.
+    pub n_clipped_high: *mut usize,
+    /// Buffer of `capacity` counts of cells without any valid linked sample per row, or NULL.
+    pub empty_cells: *mut usize,
+    /// Buffer of `capacity` residual RMS values (`hval·MT − val` over valid samples) per row, or NULL.
+    pub residual_rms: *mut f64,
+    /// Buffer of `capacity` largest |residual| per row, or NULL.
+    pub residual_max: *mut f64,
 }
 
 impl HpsfFitInfo {
@@ -354,6 +453,12 @@ impl HpsfFitInfo {
             converged: std::ptr::null_mut(),
             residual_norms: std::ptr::null_mut(),
             norms_stride: 0,
+            outer_passes: 0,
+            n_clipped_low: std::ptr::null_mut(),
+            n_clipped_high: std::ptr::null_mut(),
+            empty_cells: std::ptr::null_mut(),
+            residual_rms: std::ptr::null_mut(),
+            residual_max: std::ptr::null_mut(),
         }
     }
 }
@@ -448,22 +553,9 @@ unsafe fn fit_impl<F: Real>(
     } else {
         read_versioned(options, HpsfFitOptions::defaults())
     };
-    let stopping = match o.stopping {
-        0 => Stopping::Pooled,
-        1 => Stopping::PerRow,
-        s => return Err(Error::param("stopping", s, "0 = pooled (the reference's), 1 = per row").into()),
-    };
+    let mut opts = o.to_options::<F>()?;
     let val = slice(val, val_len, "val")?;
-    let x0 = if x0.is_null() { None } else { Some(slice(x0, x0_len, "x0")?.to_vec()) };
-    let opts = FitOptions {
-        lam: o.lam,
-        max_iter: o.max_iter,
-        tol: o.tol,
-        x0,
-        return_info: true,
-        stopping,
-        ..FitOptions::default()
-    };
+    opts.x0 = if x0.is_null() { None } else { Some(slice(x0, x0_len, "x0")?.to_vec()) };
     let fit = op.fit(val, &opts)?;
     let resampled = match back {
         Some(_) => Some(op.resample(&fit.hval)?),
@@ -473,7 +565,14 @@ unsafe fn fit_impl<F: Real>(
     let mut ci = if info.is_null() { None } else { Some(read_versioned(info, HpsfFitInfo::defaults())) };
     if let Some(ci) = &ci {
         let b = fit.rows;
-        let wants = !ci.row_iterations.is_null() || !ci.converged.is_null() || !ci.residual_norms.is_null();
+        let wants = !ci.row_iterations.is_null()
+            || !ci.converged.is_null()
+            || !ci.residual_norms.is_null()
+            || !ci.n_clipped_low.is_null()
+            || !ci.n_clipped_high.is_null()
+            || !ci.empty_cells.is_null()
+            || !ci.residual_rms.is_null()
+            || !ci.residual_max.is_null();
         if wants && ci.capacity < b {
             return Err(length("info.capacity", b, ci.capacity));
         }
@@ -492,6 +591,22 @@ unsafe fn fit_impl<F: Real>(
         ci.rows = fit.rows;
         ci.rows_converged = fi.converged.iter().filter(|&&c| c).count();
         ci.rows_without_data = fi.has_data.iter().filter(|&&h| !h).count();
+        ci.outer_passes = fi.outer_passes;
+        let per_row: [(*mut usize, &[usize]); 3] = [
+            (ci.n_clipped_low, &fi.n_clipped_low),
+            (ci.n_clipped_high, &fi.n_clipped_high),
+            (ci.empty_cells, &fi.empty_cells),
+        ];
+        for (ptr, v) in per_row {
+            if !ptr.is_null() {
+                std::ptr::copy_nonoverlapping(v.as_ptr(), ptr, v.len());
+            }
+        }
+        for (ptr, v) in [(ci.residual_rms, &fi.residual_rms), (ci.residual_max, &fi.residual_max)] {
+            if !ptr.is_null() {
+                std::ptr::copy_nonoverlapping(v.as_ptr(), ptr, v.len());
+            }
+        }
         for (j, &it) in fi.row_iterations.iter().enumerate() {
             if !ci.row_iterations.is_null() {
                 ci.row_iterations.add(j).write(it);

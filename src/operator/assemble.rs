@@ -114,6 +114,8 @@ pub(crate) fn assemble<F: Real>(grid: Grid, cfg: Config, links: Links<F>) -> Psf
         position: inverse(&order),
         order,
         info: Default::default(),
+        uncomputable: Vec::new(),
+        fill_from: Vec::new(),
         #[cfg(feature = "cuda")]
         cuda: None,
     }
@@ -149,6 +151,25 @@ pub(crate) fn csr_pattern(hi: &[i32], npt: usize, k_count: usize) -> (Vec<usize>
         }
     }
     (ptr, sample)
+}
+
+impl<F: Real> PsfResampler<F> {
+    /// Cells whose raw (area-free) Gaussian support `Σ exp(−2d²/s²)` over their links is ≤ the
+    /// threshold (SPEC §3.1; note ≤, where the keep rule is ≥), summed in the type F as the reference.
+    pub(crate) fn weak_cells(&self) -> Vec<u32> {
+        let s2 = F::from_f64(self.cfg.sigma_m * self.cfg.sigma_m);
+        let (minus_two, thr) = (F::from_f64(-2.0), F::from_f64(self.cfg.threshold));
+        let npt = self.cfg.npt;
+        let mut raw = vec![F::ZERO; self.cell_ids.len()];
+        for (row_h, row_d) in self.samples.hi.chunks_exact(npt).zip(self.d_m.chunks_exact(npt)) {
+            for (&h, &d) in row_h.iter().zip(row_d) {
+                if h >= 0 {
+                    raw[h as usize] += (minus_two * (d * d) / s2).exp();
+                }
+            }
+        }
+        (0..raw.len() as u32).filter(|&k| raw[k as usize] <= thr).collect()
+    }
 }
 
 /// The operator with weights computed on a GPU (see `backend::cuda`), kept there for the solve.
@@ -190,6 +211,8 @@ pub(crate) fn assemble_on_gpu<F: Real>(
         position: inverse(&order),
         order,
         info: Default::default(),
+        uncomputable: Vec::new(),
+        fill_from: Vec::new(),
         cuda: Some(std::sync::Arc::new(dev)),
     })
 }

@@ -237,6 +237,15 @@ impl<F: Real> PsfResampler<F> {
                     }
                 }
             }
+            // requested cells without enough support (out_cell_ids): NaN, or the nearest sample
+            for &row in &sel {
+                for (i, &c) in self.uncomputable.iter().enumerate() {
+                    hval[row * k + c as usize] = match self.fill_from.get(i) {
+                        Some(&smp) => val[row * n + smp as usize],
+                        None => F::from_f64(f64::NAN),
+                    };
+                }
+            }
             if opts.return_info {
                 let back = self.resample(&hval)?;
                 for &row in &sel {
@@ -362,6 +371,11 @@ impl<F: Real> PsfResampler<F> {
                             }
                         }
                         solved.norms = norms;
+                        // uncomputable cells are not counted as held (they come out NaN)
+                        for &c in &self.uncomputable {
+                            held.0[c as usize * s..(c as usize + 1) * s].iter_mut().for_each(|h| *h = false);
+                            held.1[c as usize * s..(c as usize + 1) * s].iter_mut().for_each(|h| *h = false);
+                        }
                         for j in 0..s {
                             solved.n_low[j] = column(&held.0, s, j).filter(|&h| h).count();
                             solved.n_high[j] = column(&held.1, s, j).filter(|&h| h).count();

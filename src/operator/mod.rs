@@ -12,6 +12,7 @@ mod area;
 mod assemble;
 mod fit;
 mod keep;
+mod nearest;
 mod samples;
 mod search;
 
@@ -101,6 +102,16 @@ pub struct Params {
     pub area: Area,
     /// Where to build and run (default CPU).
     pub device: Device,
+    /// Restrict the output to these cells (ids in the grid's scheme, any order, repeats allowed;
+    /// default none). As in the reference, the operator's cells are the requested cells that pass
+    /// the keep threshold (others are absent from `cell_ids`), none is pruned, and a cell whose raw
+    /// Gaussian support `Σ exp(−2d²/s²)` over its links is ≤ `threshold` is *uncomputable*: NaN in
+    /// every fit ([`PsfResampler::uncomputable_cells`]).
+    pub out_cell_ids: Option<Vec<u64>>,
+    /// With `out_cell_ids`: give uncomputable cells the value of the sample nearest to their centre
+    /// (NaN where that sample is missing) instead of NaN (default false). The reference instead
+    /// links such a cell to its nearest sample inside M (a Python loop, O(cells × samples)).
+    pub fill_missing_out_cells: bool,
 }
 
 impl Default for Params {
@@ -127,6 +138,8 @@ impl Params {
             verbose: false,
             area: Area::Auto,
             device: Device::Cpu,
+            out_cell_ids: None,
+            fill_missing_out_cells: false,
         }
     }
 }
@@ -311,6 +324,11 @@ pub struct PsfResampler<F: Real> {
     /// The inverse of `order`: the position of each of the caller's samples.
     position: Vec<u32>,
     info: BuildInfo,
+    /// With `out_cell_ids`: indices of the cells without enough support (NaN in fits), ascending.
+    uncomputable: Vec<u32>,
+    /// With `fill_missing_out_cells`: the caller's index of the sample nearest to each uncomputable
+    /// cell (same order as `uncomputable`).
+    fill_from: Vec<u32>,
     /// The operator on a GPU, when built with `Device::Cuda`.
     #[cfg(feature = "cuda")]
     cuda: Option<std::sync::Arc<crate::backend::cuda::CudaOperator<F>>>,
@@ -340,7 +358,9 @@ impl<F: Real> PsfResampler<F> {
     /// `cell_ids` (K, ascending ids of `params`' grid), `hi` (n×npt cell indices, −1 = no link, no
     /// cell twice in a row), `d_m` (n×npt distances in metres, ≥ 0 where linked) and `area` (n
     /// values ≥ 0) are validated; `params.npt`, `sigma_m`, `radius`, `level`, `nest` and `ellipsoid`
-    /// are used, `params.area` is ignored.
+    /// are used, `params.area` is ignored. With `params.out_cell_ids` set (to any list), the cells
+    /// are taken as requested ones and those whose raw support is ≤ `threshold` are uncomputable;
+    /// `fill_missing_out_cells` is ignored here (it needs the sample coordinates).
     ///
     /// # Examples
     /// ```
@@ -442,7 +462,12 @@ impl<F: Real> PsfResampler<F> {
         let order = (0..n as u32).collect();
         let links =
             assemble::Links { cell_ids: cell_ids.to_vec(), hi: hi.to_vec(), d_m: d, area: area.to_vec(), order };
-        Ok(assemble::assemble::<F>(grid, cfg, links))
+        let mut op = assemble::assemble::<F>(grid, cfg, links);
+        if params.out_cell_ids.is_some() {
+            // the cells are taken as the requested ones: flag those without enough support
+            op.uncomputable = op.weak_cells();
+        }
+        Ok(op)
     }
 
     /// What the construction found and the time of each stage (all zero for [`PsfResampler::from_links`]).
@@ -501,6 +526,19 @@ impl<F: Real> PsfResampler<F> {
     /// HEALPix ids of the K cells, ascending, in the operator's scheme.
     pub fn cell_ids(&self) -> &[u64] {
         &self.cell_ids
+    }
+    /// The index in [`PsfResampler::cell_ids`] of a cell id, if the operator has that cell.
+    pub fn cell_index(&self, id: u64) -> Option<usize> {
+        self.cell_ids.binary_search(&id).ok()
+    }
+    /// With `out_cell_ids`: indices of the cells whose raw support is ≤ `threshold` (NaN in every
+    /// fit, or filled with `fill_missing_out_cells`), ascending. Empty otherwise.
+    pub fn uncomputable_cells(&self) -> &[u32] {
+        &self.uncomputable
+    }
+    /// The number of samples linked to each cell (K).
+    pub fn cell_sample_counts(&self) -> Vec<u32> {
+        self.cells.ptr.windows(2).map(|w| (w[1] - w[0]) as u32).collect()
     }
     /// A copy of [`PsfResampler::cell_ids`] (the name of the original API).
     ///
@@ -620,6 +658,32 @@ fn validate_samples(lon: &[f64], lat: &[f64]) -> Result<()> {
     Ok(())
 }
 
+/// The kept cells (nested, ascending) that were requested (ids in the grid's scheme).
+fn restrict(grid: &Grid, kept: Vec<u64>, ids: &[u64]) -> Result<Vec<u64>> {
+    if ids.is_empty() {
+        return Err(Error::param("out_cell_ids", 0.0, "the list of requested cells is empty"));
+    }
+    if let Some(&bad) = ids.iter().find(|&&c| c >= grid.n_cells()) {
+        return Err(Error::param(
+            "out_cell_ids",
+            bad,
+            format!("level {} has cell ids 0..{}", grid.level(), grid.n_cells()),
+        ));
+    }
+    let mut want: Vec<u64> = ids.iter().map(|&c| grid.nested_id(c)).collect();
+    want.sort_unstable();
+    want.dedup();
+    let out: Vec<u64> = kept.into_iter().filter(|c| want.binary_search(c).is_ok()).collect();
+    if out.is_empty() {
+        return Err(Error::param(
+            "out_cell_ids",
+            want.len() as f64,
+            "none of the requested cells passed the keep threshold (no sample is near them)",
+        ));
+    }
+    Ok(out)
+}
+
 fn validate_area(a: &[f64], n: usize) -> Result<()> {
     if a.len() != n {
         return Err(Error::LengthMismatch { what: "area", expected: n, got: a.len() });
@@ -643,7 +707,7 @@ fn build<F: Real>(
     let mut progress = Progress::new(params.verbose);
     let mut info = BuildInfo::default();
     let n = lon.len();
-    let smp = samples::Samples::new(&grid, lon, lat);
+    let mut smp = samples::Samples::new(&grid, lon, lat);
     info.n_sample_cells = smp.n_unique();
     info.hash_s = progress.stage(format_args!("hashed {n} samples into {} distinct cells", smp.n_unique()));
 
@@ -657,21 +721,27 @@ fn build<F: Real>(
         cfg.threshold
     ));
 
-    let kept = keep::KeptCells::index(&grid, kept.nested);
+    let restricted = params.out_cell_ids.is_some();
+    let kept_nested = match &params.out_cell_ids {
+        None => kept.nested,
+        Some(ids) => restrict(&grid, kept.nested, ids)?,
+    };
+    let kept = keep::KeptCells::index(&grid, kept_nested);
     if kept.len() > i32::MAX as usize {
         return Err(Error::TooLarge { what: "number of kept cells", value: kept.len() as u64, limit: i32::MAX as u64 });
     }
     let found = search::nearest::<F>(&grid, &cfg, &smp, &kept);
     info.n_partial_rows = found.n_partial;
     info.n_empty_rows = found.n_empty;
-    let (cell_ids, hi, d_m, kept_of) = search::prune(found, &kept);
+    let (cell_ids, hi, d_m, kept_of) = search::prune(found, &kept, !restricted);
     #[cfg(feature = "cuda")]
     let cell_xyz: Vec<[f64; 3]> =
         if gpu.is_some() { kept_of.iter().map(|&k| kept.xyz[k as usize]).collect() } else { Vec::new() };
     #[cfg(not(feature = "cuda"))]
     let _ = (kept_of, gpu);
     drop(kept);
-    let order = smp.order;
+    let need_samples = restricted && params.fill_missing_out_cells;
+    let order = if need_samples { smp.order.clone() } else { std::mem::take(&mut smp.order) };
     info.search_s = progress.stage(format_args!(
         "search: {} partial rows ({} empty); pruned to K = {} cells",
         info.n_partial_rows,
@@ -693,6 +763,17 @@ fn build<F: Real>(
     #[cfg(not(feature = "cuda"))]
     let mut op = assemble::assemble::<F>(grid, cfg, links);
     info.assemble_s = progress.stage(format_args!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
+    if restricted {
+        op.uncomputable = op.weak_cells();
+        if params.fill_missing_out_cells && !op.uncomputable.is_empty() {
+            let centres: Vec<[f64; 3]> = op
+                .uncomputable
+                .iter()
+                .map(|&c| grid.center_nested_xyz(grid.nested_id(op.cell_ids[c as usize])))
+                .collect();
+            op.fill_from = nearest::nearest_samples(&grid, &smp, &centres);
+        }
+    }
     op.info = info;
     Ok(op)
 }

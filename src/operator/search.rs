@@ -124,11 +124,12 @@ fn search_block<F: Real>(
     (n_partial, n_empty)
 }
 
-/// Drops kept cells that no sample links to (SPEC §2.5) and renumbers `hi`.
+/// Drops kept cells that no sample links to (SPEC §2.5; only with `prune`, which `out_cell_ids`
+/// turns off) and renumbers `hi`.
 /// Returns (cell_ids in the operator's scheme ascending, hi, d, the keep index of each cell).
-pub(crate) fn prune<F: Real>(found: Found<F>, kept: &KeptCells) -> (Vec<u64>, Vec<i32>, Vec<F>, Vec<u32>) {
+pub(crate) fn prune<F: Real>(found: Found<F>, kept: &KeptCells, prune: bool) -> (Vec<u64>, Vec<i32>, Vec<F>, Vec<u32>) {
     let Found { mut hi, d, .. } = found;
-    let mut used = vec![false; kept.len()];
+    let mut used = vec![!prune; kept.len()];
     for &h in &hi {
         if h >= 0 {
             used[h as usize] = true;

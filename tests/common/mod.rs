@@ -116,6 +116,9 @@ impl Case {
         params.radius = p.get("radius").and_then(Value::as_f64).unwrap_or(6_371_000.0);
         params.ellipsoid =
             p.get("ellipsoid").and_then(Value::as_str).map(|s| s.parse::<Ellipsoid>().unwrap()).unwrap_or_default();
+        if p.get("out_cell_ids_file").is_some_and(|f| !f.is_null()) {
+            params.out_cell_ids = Some(self.read::<i64>("out_cell_ids").iter().map(|&c| c as u64).collect());
+        }
         params.area = if p.get("area_arg").and_then(Value::as_str) == Some("file") {
             Area::Explicit(self.read::<f64>("area_in"))
         } else {
