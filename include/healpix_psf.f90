@@ -93,10 +93,11 @@ module healpix_psf
   ! ---- raw interfaces ----
   public :: hpsf_params_init, hpsf_fit_options_init, hpsf_fit_info_init, hpsf_version, hpsf_has_cuda, &
        hpsf_last_error, hpsf_new_f64, hpsf_free_f64, hpsf_n_f64, hpsf_k_f64, hpsf_npt_f64, hpsf_nnz_f64, &
-       hpsf_device_f64, hpsf_cell_ids_f64, hpsf_hi_f64, hpsf_d_m_f64, hpsf_cell_weight_f64, hpsf_fit_f64, &
+       hpsf_device_f64, hpsf_cell_ids_f64, hpsf_hi_f64, hpsf_d_m_f64, hpsf_cell_weight_f64, &
+       hpsf_cell_sample_counts_f64, hpsf_fit_f64, &
        hpsf_resample_f64, hpsf_fit_resample_f64, hpsf_new_f32, hpsf_free_f32, hpsf_n_f32, hpsf_k_f32, &
        hpsf_npt_f32, hpsf_nnz_f32, hpsf_device_f32, hpsf_cell_ids_f32, hpsf_hi_f32, hpsf_d_m_f32, &
-       hpsf_cell_weight_f32, hpsf_fit_f32, hpsf_resample_f32, hpsf_fit_resample_f32
+       hpsf_cell_weight_f32, hpsf_cell_sample_counts_f32, hpsf_fit_f32, hpsf_resample_f32, hpsf_fit_resample_f32
 
   interface
      integer(c_int) function hpsf_params_init(params, level) bind(c, name="hpsf_params_init")
@@ -183,6 +184,12 @@ module healpix_psf
        real(c_double), intent(out) :: out(*)
        integer(c_size_t), value :: len
      end function hpsf_cell_weight_f64
+     integer(c_int) function hpsf_cell_sample_counts_f64(op, out, len) bind(c, name="hpsf_cell_sample_counts_f64")
+       import :: c_int, c_ptr, c_double, c_size_t, c_int32_t
+       type(c_ptr), value :: op
+       integer(c_int32_t), intent(out) :: out(*)
+       integer(c_size_t), value :: len
+     end function hpsf_cell_sample_counts_f64
      integer(c_int) function hpsf_fit_f64(op, val, val_len, options, x0, x0_len, hval, hval_len, info) &
           bind(c, name="hpsf_fit_f64")
        import :: c_int, c_ptr, c_double, c_size_t, hpsf_fit_options
@@ -281,6 +288,12 @@ module healpix_psf
        real(c_float), intent(out) :: out(*)
        integer(c_size_t), value :: len
      end function hpsf_cell_weight_f32
+     integer(c_int) function hpsf_cell_sample_counts_f32(op, out, len) bind(c, name="hpsf_cell_sample_counts_f32")
+       import :: c_int, c_ptr, c_float, c_size_t, c_int32_t
+       type(c_ptr), value :: op
+       integer(c_int32_t), intent(out) :: out(*)
+       integer(c_size_t), value :: len
+     end function hpsf_cell_sample_counts_f32
      integer(c_int) function hpsf_fit_f32(op, val, val_len, options, x0, x0_len, hval, hval_len, info) &
           bind(c, name="hpsf_fit_f32")
        import :: c_int, c_ptr, c_float, c_size_t, hpsf_fit_options

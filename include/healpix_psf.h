@@ -443,6 +443,14 @@ hpsf_status hpsf_d_m_f64(const hpsf_op_f64 *op, double *out, size_t len);
 hpsf_status hpsf_cell_weight_f64(const hpsf_op_f64 *op, double *out, size_t len);
 
 /*
+ The number of samples linked to each cell, K values (`len` = K).
+
+ # Safety
+ `out` must point to `len` writable values.
+ */
+hpsf_status hpsf_cell_sample_counts_f64(const hpsf_op_f64 *op, uint32_t *out, size_t len);
+
+/*
  Fits the cell field of B rows of N sample values (`val`, row-major, NaN = missing, `val_len` =
  B·N) into `hval` (`hval_len` = B·K). `options` NULL = the defaults; `x0` NULL or B·K initial
  updates (`x0_len`); `info` NULL or an initialised `hpsf_fit_info`. Nothing is written on failure.
@@ -585,6 +593,14 @@ hpsf_status hpsf_d_m_f32(const hpsf_op_f32 *op, float *out, size_t len);
  `out` must point to `len` writable values.
  */
 hpsf_status hpsf_cell_weight_f32(const hpsf_op_f32 *op, float *out, size_t len);
+
+/*
+ The number of samples linked to each cell, K values (`len` = K).
+
+ # Safety
+ `out` must point to `len` writable values.
+ */
+hpsf_status hpsf_cell_sample_counts_f32(const hpsf_op_f32 *op, uint32_t *out, size_t len);
 
 /*
  Fits the cell field of B rows of N sample values (`val`, row-major, NaN = missing, `val_len` =

@@ -40,6 +40,7 @@ fn julia_type(c: &str) -> Vec<String> {
             "int32_t" => "Int32",
             "uint64_t" => "UInt64",
             "int64_t" => "Int64",
+            "uint32_t" => "UInt32",
             "hpsf_status" => "Cint",
             "void" => "Cvoid",
             "hpsf_params" => "HpsfParams",

@@ -818,6 +818,15 @@ pub unsafe extern "C" fn hpsf_cell_weight_f64(op: *const HpsfOpF64, out: *mut f6
     array(op, out, len, "cell_weight", |h| h.0.op.cell_weight().to_vec())
 }
 
+/// The number of samples linked to each cell, K values (`len` = K).
+///
+/// # Safety
+/// `out` must point to `len` writable values.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_cell_sample_counts_f64(op: *const HpsfOpF64, out: *mut u32, len: usize) -> HpsfStatus {
+    array(op, out, len, "cell_sample_counts", |h| h.0.op.cell_sample_counts())
+}
+
 /// Fits the cell field of B rows of N sample values (`val`, row-major, NaN = missing, `val_len` =
 /// B·N) into `hval` (`hval_len` = B·K). `options` NULL = the defaults; `x0` NULL or B·K initial
 /// updates (`x0_len`); `info` NULL or an initialised `hpsf_fit_info`. Nothing is written on failure.
@@ -999,6 +1008,15 @@ pub unsafe extern "C" fn hpsf_d_m_f32(op: *const HpsfOpF32, out: *mut f32, len: 
 #[no_mangle]
 pub unsafe extern "C" fn hpsf_cell_weight_f32(op: *const HpsfOpF32, out: *mut f32, len: usize) -> HpsfStatus {
     array(op, out, len, "cell_weight", |h| h.0.op.cell_weight().to_vec())
+}
+
+/// The number of samples linked to each cell, K values (`len` = K).
+///
+/// # Safety
+/// `out` must point to `len` writable values.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_cell_sample_counts_f32(op: *const HpsfOpF32, out: *mut u32, len: usize) -> HpsfStatus {
+    array(op, out, len, "cell_sample_counts", |h| h.0.op.cell_sample_counts())
 }
 
 /// Fits the cell field of B rows of N sample values (`val`, row-major, NaN = missing, `val_len` =

@@ -65,9 +65,76 @@ static double rel_err_f(const float *a, const double *b, size_t n) {
     return scale > 0 ? diff / scale : diff;
 }
 
+/* A bounded fit (bounds = each row's valid range) against a golden --clip input input case: hval,
+ * the cells held at each bound, the per-row diagnostics and the per-cell sample counts. */
+static void check_bounded(const char *dir, int level, double lam) {
+    size_t bytes;
+    double *lon = read_file(dir, "lon.bin", &bytes);
+    size_t n = bytes / sizeof(double);
+    double *lat = read_file(dir, "lat.bin", &bytes);
+    double *val = read_file(dir, "val.bin", &bytes);
+    size_t b = bytes / sizeof(double) / n;
+    double *gold_hval = read_file(dir, "hval.bin", &bytes);
+    size_t k = bytes / sizeof(double) / b;
+    int64_t *gold_low = read_file(dir, "n_clipped_low.bin", &bytes);
+    int64_t *gold_high = read_file(dir, "n_clipped_high.bin", &bytes);
+
+    hpsf_params p;
+    hpsf_params_init(&p, level);
+    p.area_mode = 3; /* the reference's estimate, for parity */
+    hpsf_op_f64 *op = NULL;
+    CHECK(hpsf_new_f64(lon, lat, n, &p, &op) == HPSF_STATUS_OK, "bounded case: new (%s)", hpsf_last_error());
+    if (!op) return;
+    hpsf_fit_options o;
+    hpsf_fit_options_init(&o);
+    CHECK(o.lower_mode == 0 && o.upper_mode == 0 && o.max_outer == 10 && o.conservative == 0 && o.empty_cells == 0,
+          "bounded options defaults");
+    o.lam = lam;
+    o.lower_mode = 2;
+    o.upper_mode = 2;
+    o.empty_cells = 1;
+    hpsf_fit_info info;
+    hpsf_fit_info_init(&info);
+    size_t *low = calloc(b, sizeof(size_t)), *high = calloc(b, sizeof(size_t)), *empty = calloc(b, sizeof(size_t));
+    double *rms = calloc(b, sizeof(double)), *rmax = calloc(b, sizeof(double));
+    info.capacity = b;
+    info.n_clipped_low = low;
+    info.n_clipped_high = high;
+    info.empty_cells = empty;
+    info.residual_rms = rms;
+    info.residual_max = rmax;
+    double *hval = malloc(b * k * sizeof(double));
+    hpsf_status st = hpsf_fit_f64(op, val, b * n, &o, NULL, 0, hval, b * k, &info);
+    CHECK(st == HPSF_STATUS_OK, "bounded fit: %d (%s)", (int)st, hpsf_last_error());
+    double e = rel_err_d(hval, gold_hval, b * k);
+    CHECK(e <= 1e-5, "bounded hval error %.3g", e);
+    int same = 1, sane = 1;
+    for (size_t j = 0; j < b; j++) {
+        same &= low[j] == (size_t)gold_low[j] && high[j] == (size_t)gold_high[j];
+        sane &= empty[j] < k && rms[j] > 0 && rmax[j] >= rms[j];
+    }
+    CHECK(same, "held cells equal the reference's (row 0: %zu/%zu, reference %lld/%lld)", low[0], high[0],
+          (long long)gold_low[0], (long long)gold_high[0]);
+    CHECK(sane && info.outer_passes >= 1, "per-row diagnostics");
+    printf("bounded fit: hval error %.2e, held %zu low / %zu high in row 0, %zu passes, residual RMS %.3g\n", e,
+           low[0], high[0], info.outer_passes, rms[0]);
+    uint32_t *counts = malloc(k * sizeof(uint32_t));
+    size_t nnz = 0, total = 0;
+    CHECK(hpsf_cell_sample_counts_f64(op, counts, k) == HPSF_STATUS_OK && hpsf_nnz_f64(op, &nnz) == HPSF_STATUS_OK,
+          "cell_sample_counts");
+    for (size_t c = 0; c < k; c++) total += counts[c];
+    CHECK(total == nnz, "sample counts add up to the links: %zu vs %zu", total, nnz);
+    o.lower_mode = 7;
+    CHECK(hpsf_fit_f64(op, val, b * n, &o, NULL, 0, hval, b * k, NULL) == HPSF_STATUS_INVALID_PARAMETER,
+          "lower_mode 7 rejected");
+    hpsf_free_f64(op);
+    free(lon), free(lat), free(val), free(gold_hval), free(gold_low), free(gold_high), free(low), free(high);
+    free(empty), free(rms), free(rmax), free(hval), free(counts);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        printf("usage: capi_test CASE_DIR LEVEL NPT LAM CG_ITERS\n");
+    if (argc != 6 && argc != 9) {
+        printf("usage: capi_test CASE_DIR LEVEL NPT LAM CG_ITERS [CLIP_DIR CLIP_LEVEL CLIP_LAM]\n");
         return 2;
     }
     const char *dir = argv[1];
@@ -234,6 +301,7 @@ int main(int argc, char **argv) {
     hpsf_free_f32(NULL);
     free(lon), free(lat), free(val), free(gold_ids), free(gold_hval), free(gold_invert), free(ids), free(hi);
     free(row_it), free(conv), free(norms), free(hval), free(back), free(again), free(val32), free(hval32);
+    if (argc > 8) check_bounded(argv[6], atoi(argv[7]), atof(argv[8]));
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
