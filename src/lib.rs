@@ -52,6 +52,14 @@
 //! * Results are bitwise identical for any number of threads.
 //! * The CG's breakdown test does not depend on the units of the data, and
 //!   [`Stopping::PerRow`] offers per-row convergence next to the reference's pooled rule.
+//! * Cells none of whose linked samples is valid come out NaN ([`EmptyCells`]), and the default
+//!   area weights ([`Area::Auto`]) come from the sample spacing where the reference's estimate
+//!   misfires (regional and curvilinear grids); the reference's behaviour is an option for both.
+//!
+//! ## Beyond the reference's first design
+//! Bounds inside the fit ([`Bound`], active-set CG), exact conservation of the area-weighted mean
+//! ([`FitOptions::conservative`]), restricted output (`Params::out_cell_ids`), per-row residual and
+//! per-cell diagnostics, and kernel helpers in [`kernel`] (FWHM ↔ `sigma_m`, `recommend_npt`).
 
 #![warn(missing_docs)]
 
