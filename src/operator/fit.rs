@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
 use crate::solver::{
-    bounded_cg, cg, conserve, conserve_bounded, keep_columns, put_column, Bound, BoundedOut, EmptyCells, Fit, FitInfo,
-    FitOptions, Normal, Stopping,
+    bounded_cg, cg, clamp, conserve, conserve_bounded, keep_columns, put_column, Bound, BoundedOut, EmptyCells, Fit,
+    FitInfo, FitOptions, Normal, Stopping,
 };
 use crate::sparse::{m_product, mt_product, MExtras, CHUNK};
 use rayon::prelude::*;
@@ -504,15 +504,6 @@ impl<F> Solved<F> {
 fn add<F: Real>(mut a: Vec<F>, b: &[F]) -> Vec<F> {
     a.iter_mut().zip(b).for_each(|(x, &d)| *x += d);
     a
-}
-
-fn clamp<F: Real>(v: F, lo: F, hi: F) -> F {
-    let v = if v < lo { lo } else { v };
-    if v > hi {
-        hi
-    } else {
-        v
-    }
 }
 
 /// The blocks of rows solved together: all of them with the pooled rule, each alone per row.

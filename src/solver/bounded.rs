@@ -40,7 +40,7 @@ fn residual<F: Real>(a: &impl LinOp<F>, b: &[F], x: &[F], s: usize, u: &mut Vec<
     b.iter().zip(&ax).map(|(&bi, &v)| bi - v).collect()
 }
 
-fn clamp<F: Real>(v: F, lo: F, hi: F) -> F {
+pub(crate) fn clamp<F: Real>(v: F, lo: F, hi: F) -> F {
     // as torch.minimum(torch.maximum(v, lo), hi)
     let v = if v < lo { lo } else { v };
     if v > hi {

@@ -22,7 +22,7 @@ mod bounded;
 
 use crate::real::Real;
 use crate::sparse::{cg_direction, cg_update, m_product, mt_product, wdot, CellLinks, MExtras, SampleLinks};
-pub(crate) use bounded::{bounded_cg, conserve, conserve_bounded, BoundedOut};
+pub(crate) use bounded::{bounded_cg, clamp, conserve, conserve_bounded, BoundedOut};
 
 /// When the CG stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -65,15 +65,29 @@ static double rel_err_f(const float *a, const double *b, size_t n) {
     return scale > 0 ? diff / scale : diff;
 }
 
+/* The samples of a case: lon, lat (N) and val (B×N). */
+typedef struct {
+    double *lon, *lat, *val;
+    size_t n, b;
+} samples;
+
+static samples read_samples(const char *dir) {
+    samples s;
+    size_t bytes;
+    s.lon = read_file(dir, "lon.bin", &bytes);
+    s.n = bytes / sizeof(double);
+    s.lat = read_file(dir, "lat.bin", &bytes);
+    s.val = read_file(dir, "val.bin", &bytes);
+    s.b = bytes / sizeof(double) / s.n;
+    return s;
+}
+
 /* A bounded fit (bounds = each row's valid range) against a golden --clip input input case: hval,
  * the cells held at each bound, the per-row diagnostics and the per-cell sample counts. */
 static void check_bounded(const char *dir, int level, double lam) {
-    size_t bytes;
-    double *lon = read_file(dir, "lon.bin", &bytes);
-    size_t n = bytes / sizeof(double);
-    double *lat = read_file(dir, "lat.bin", &bytes);
-    double *val = read_file(dir, "val.bin", &bytes);
-    size_t b = bytes / sizeof(double) / n;
+    samples sm = read_samples(dir);
+    double *lon = sm.lon, *lat = sm.lat, *val = sm.val;
+    size_t n = sm.n, b = sm.b, bytes;
     double *gold_hval = read_file(dir, "hval.bin", &bytes);
     size_t k = bytes / sizeof(double) / b;
     int64_t *gold_low = read_file(dir, "n_clipped_low.bin", &bytes);
@@ -143,12 +157,9 @@ int main(int argc, char **argv) {
     double lam = atof(argv[4]);
     size_t cg_iters = (size_t)atol(argv[5]);
 
-    size_t bytes;
-    double *lon = read_file(dir, "lon.bin", &bytes);
-    size_t n = bytes / sizeof(double);
-    double *lat = read_file(dir, "lat.bin", &bytes);
-    double *val = read_file(dir, "val.bin", &bytes);
-    size_t b = bytes / sizeof(double) / n;
+    samples sm = read_samples(dir);
+    double *lon = sm.lon, *lat = sm.lat, *val = sm.val;
+    size_t n = sm.n, b = sm.b, bytes;
     int64_t *gold_ids = read_file(dir, "cell_ids.bin", &bytes);
     size_t k = bytes / sizeof(int64_t);
     double *gold_hval = read_file(dir, "hval.bin", &bytes);
