@@ -383,14 +383,17 @@ contains
   end function psf_new
 
   !> Fits hval(K, B) from val(N, B) (NaN = missing). Optional: lam (0), max_iter (100), tol (1e-8),
-  !> per_row stopping (.false.), and the CG iterations run.
-  integer function psf_fit(op, val, hval, lam, max_iter, tol, per_row, iterations) result(status)
+  !> per_row stopping (.false.), bounds lower / upper imposed inside the fit (none), conservative
+  !> (.false.: keep each row's area-weighted mean exactly), and the CG iterations run. Cells without
+  !> any valid sample come out NaN.
+  integer function psf_fit(op, val, hval, lam, max_iter, tol, per_row, iterations, lower, upper, conservative) &
+       result(status)
     type(psf_operator), intent(in) :: op
     real(c_double), intent(in), contiguous :: val(:, :)
     real(c_double), intent(inout), contiguous :: hval(:, :)
-    real(c_double), intent(in), optional :: lam, tol
+    real(c_double), intent(in), optional :: lam, tol, lower, upper
     integer, intent(in), optional :: max_iter
-    logical, intent(in), optional :: per_row
+    logical, intent(in), optional :: per_row, conservative
     integer, intent(out), optional :: iterations
     type(hpsf_fit_options), target :: o
     type(hpsf_fit_info), target :: info
@@ -400,6 +403,17 @@ contains
     if (present(max_iter)) o%max_iter = int(max_iter, c_size_t)
     if (present(per_row)) then
        if (per_row) o%stopping = 1
+    end if
+    if (present(lower)) then
+       o%lower_mode = 1
+       o%lower = lower
+    end if
+    if (present(upper)) then
+       o%upper_mode = 1
+       o%upper = upper
+    end if
+    if (present(conservative)) then
+       if (conservative) o%conservative = 1
     end if
     status = hpsf_fit_info_init(info)
     status = hpsf_fit_f64(op%handle, val, int(size(val), c_size_t), o, c_null_ptr, 0_c_size_t, hval, &

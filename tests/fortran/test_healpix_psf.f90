@@ -6,8 +6,9 @@ program test_healpix_psf
   implicit none
   character(len=4096) :: dir, arg
   integer :: level, npt, cg_iters, n, k, b, iters, npass = 0, nfail = 0, status
-  real(c_double) :: lam, e
-  real(c_double), allocatable :: lon(:), lat(:), val(:, :), gold_hval(:, :), gold_inv(:, :), hval(:, :), back(:, :)
+  real(c_double) :: lam, e, floor_value
+  real(c_double), allocatable :: lon(:), lat(:), val(:, :), gold_hval(:, :), gold_inv(:, :), hval(:, :), back(:, :), &
+       bounded(:, :)
   integer(c_int64_t), allocatable :: gold_ids(:), ids(:)
   type(psf_operator) :: op, other
   type(hpsf_params) :: p
@@ -48,6 +49,14 @@ program test_healpix_psf
   call check(psf_resample(op, hval, back) == HPSF_OK, "psf_resample")
   call check(rel_err(back, gold_inv) <= 1d-5, "invert error")
   print '(a, es9.2, a, i0, a, i0, a)', "fit: hval error ", e, ", ", iters, " iterations (reference ", cg_iters, ")"
+
+  ! a bounded, conservative fit: no cell below the bound (NaN cells have no valid sample)
+  allocate (bounded(k, b))
+  floor_value = sum(hval) / size(hval)
+  call check(psf_fit(op, val, bounded, lam=lam, lower=floor_value, conservative=.true.) == HPSF_OK, &
+       "bounded fit: "//hpsf_message())
+  call check(all(bounded >= floor_value .or. bounded /= bounded), "bounded fit stays above its bound")
+  call check(any(bounded == floor_value), "some cells are held at the bound")
 
   ! bad input: statuses and messages, no crash
   call check(psf_fit(op, val(1:n - 1, :), hval, lam=lam) == HPSF_LENGTH_MISMATCH, "wrong val size")
