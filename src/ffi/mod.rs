@@ -389,7 +389,7 @@ impl HpsfFitOptions {
             max_iter: self.max_iter,
             tol: self.tol,
             x0: None,
-            return_info: true,
+            return_info: false,
             stopping,
             lower: bound("lower_mode", self.lower_mode, self.lower)?,
             upper: bound("upper_mode", self.upper_mode, self.upper)?,
@@ -554,14 +554,15 @@ unsafe fn fit_impl<F: Real>(
         read_versioned(options, HpsfFitOptions::defaults())
     };
     let mut opts = o.to_options::<F>()?;
+    // the info (and the residual statistics, one more product) only when the caller wants it
+    opts.return_info = !info.is_null();
     let val = slice(val, val_len, "val")?;
     opts.x0 = if x0.is_null() { None } else { Some(slice(x0, x0_len, "x0")?.to_vec()) };
-    let fit = op.fit(val, &opts)?;
-    let resampled = match back {
-        Some(_) => Some(op.resample(&fit.hval)?),
-        None => None,
+    let (fit, resampled) = match back {
+        Some(_) => op.fit_resample(val, &opts).map(|(f, r)| (f, Some(r)))?,
+        None => (op.fit(val, &opts)?, None),
     };
-    let fi = fit.info.expect("info asked for");
+    let fi = fit.info.unwrap_or_default();
     let mut ci = if info.is_null() { None } else { Some(read_versioned(info, HpsfFitInfo::defaults())) };
     if let Some(ci) = &ci {
         let b = fit.rows;

@@ -18,20 +18,20 @@ pub(crate) fn areas(mode: &Area, lon: &[f64], lat: &[f64], radius: f64) -> Vec<f
         Area::Explicit(a) => a.clone(),
         Area::ReferenceAuto => reference_auto(lat, radius).unwrap_or_else(|| vec![1.0; lat.len()]),
         Area::Spacing => spacing(lon, lat, radius),
-        Area::Auto => match ring_structure(lat) {
-            true => spacing(lon, lat, radius),
-            false => vec![1.0; lat.len()],
+        Area::Auto => match latitude_rings(lat) {
+            Some(_) => spacing(lon, lat, radius),
+            None => vec![1.0; lat.len()],
         },
     }
 }
 
-/// The reference's test for a grid of latitude rings: at least 3 samples per distinct latitude on
-/// average.
-fn ring_structure(lat: &[f64]) -> bool {
+/// The distinct latitudes, ascending, when the samples pass the reference's test for a grid of
+/// latitude rings (at least 3 samples per distinct latitude on average); `None` otherwise.
+fn latitude_rings(lat: &[f64]) -> Option<Vec<f64>> {
     let mut u: Vec<f64> = lat.to_vec();
     u.sort_unstable_by(|a, b| a.partial_cmp(b).expect("latitudes are validated"));
     u.dedup_by(|a, b| a == b);
-    !u.is_empty() && (lat.len() as f64) / (u.len() as f64) >= 3.0
+    (!u.is_empty() && (lat.len() as f64) / (u.len() as f64) >= 3.0).then_some(u)
 }
 
 /// Candidates examined per sample for `d1` and `d2`.
@@ -61,15 +61,11 @@ pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
     let mut by_position: Vec<f64> = (0..smp.unique.len())
         .into_par_iter()
         .flat_map_iter(|u| {
-            let mut near: Vec<usize> = Vec::new();
-            for c in grid.kth_neighbourhood_nested(smp.unique[u], ring) {
-                if let Ok(v) = smp.unique.binary_search(&c) {
-                    near.extend(smp.positions(v));
-                }
-            }
-            if level == 0 {
-                near = (0..smp.n()).collect(); // the whole sphere is a few cells
-            }
+            let near: Vec<usize> = if level == 0 {
+                (0..smp.n()).collect() // the whole sphere is a few cells
+            } else {
+                smp.around(&grid, smp.unique[u], ring).collect()
+            };
             let smp = &smp;
             smp.positions(u).map(move |p| area_at(&smp.xyz, p, &near, radius)).collect::<Vec<_>>()
         })
@@ -136,14 +132,8 @@ fn area_at(xyz: &[[f64; 3]], p: usize, near: &[usize], radius: f64) -> f64 {
 /// gets the ring's area over its sample count. `None` (uniform areas) when there are fewer than 3
 /// samples per distinct latitude on average.
 pub(crate) fn reference_auto(lat: &[f64], radius: f64) -> Option<Vec<f64>> {
-    let n = lat.len();
-    let mut u: Vec<f64> = lat.to_vec();
-    u.sort_unstable_by(|a, b| a.partial_cmp(b).expect("latitudes are validated"));
-    u.dedup_by(|a, b| a == b);
+    let u = latitude_rings(lat)?;
     let j = u.len();
-    if j == 0 || (n as f64) / (j as f64) < 3.0 {
-        return None;
-    }
     let ring = |x: f64| u.partition_point(|&v| v < x);
     let mut count = vec![0usize; j];
     for &x in lat {

@@ -42,7 +42,6 @@ pub(crate) fn assemble<F: Real>(grid: Grid, cfg: Config, links: Links<F>) -> Psf
     let k_count = cell_ids.len();
     let area: Vec<F> = area.par_iter().map(|&x| F::from_f64(x)).collect();
     let s2 = F::from_f64(cfg.sigma_m * cfg.sigma_m);
-    let minus_two = F::from_f64(-2.0);
 
     // Raw area-weighted weights W (kept in `mt` until normalised), Dy, and MT = W / Dy.
     let mut mt = vec![F::ZERO; n * npt];
@@ -52,7 +51,7 @@ pub(crate) fn assemble<F: Real>(grid: Grid, cfg: Config, links: Links<F>) -> Psf
         let links = hi[i * npt..(i + 1) * npt].iter().zip(&d_m[i * npt..(i + 1) * npt]);
         for (w, (&h, &dd)) in row.iter_mut().zip(links) {
             if h >= 0 {
-                *w = (minus_two * (dd * dd) / s2).exp() * area[i];
+                *w = gaussian(dd, s2) * area[i];
                 sum += *w;
             }
         }
@@ -153,18 +152,25 @@ pub(crate) fn csr_pattern(hi: &[i32], npt: usize, k_count: usize) -> (Vec<usize>
     (ptr, sample)
 }
 
+/// The raw weight of a link at distance `d`, `exp((−2·(d·d)) / s²)`, in the type F and in torch's
+/// order of operations (SPEC §3 step 2).
+#[inline(always)]
+fn gaussian<F: Real>(d: F, s2: F) -> F {
+    (F::from_f64(-2.0) * (d * d) / s2).exp()
+}
+
 impl<F: Real> PsfResampler<F> {
     /// Cells whose raw (area-free) Gaussian support `Σ exp(−2d²/s²)` over their links is ≤ the
     /// threshold (SPEC §3.1; note ≤, where the keep rule is ≥), summed in the type F as the reference.
     pub(crate) fn weak_cells(&self) -> Vec<u32> {
         let s2 = F::from_f64(self.cfg.sigma_m * self.cfg.sigma_m);
-        let (minus_two, thr) = (F::from_f64(-2.0), F::from_f64(self.cfg.threshold));
+        let thr = F::from_f64(self.cfg.threshold);
         let npt = self.cfg.npt;
         let mut raw = vec![F::ZERO; self.cell_ids.len()];
         for (row_h, row_d) in self.samples.hi.chunks_exact(npt).zip(self.d_m.chunks_exact(npt)) {
             for (&h, &d) in row_h.iter().zip(row_d) {
                 if h >= 0 {
-                    raw[h as usize] += (minus_two * (d * d) / s2).exp();
+                    raw[h as usize] += gaussian(d, s2);
                 }
             }
         }

@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
 use crate::solver::{
-    bounded_cg, cg, clamp, conserve, conserve_bounded, keep_columns, put_column, Bound, BoundedOut, EmptyCells, Fit,
-    FitInfo, FitOptions, Normal, Stopping,
+    bounded_cg, cg, clamp, conserve, conserve_bounded, keep_columns, pow2_scales, put_column, Bound, BoundedOut,
+    EmptyCells, Fit, FitInfo, FitOptions, Normal, Stopping,
 };
 use crate::sparse::{m_product, mt_product, MExtras, CHUNK};
 use rayon::prelude::*;
@@ -62,25 +62,6 @@ fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<&[u32]>) 
         }
     });
     out
-}
-
-/// Per-column powers of two near the magnitude of an E×s block (the largest |value| rounded down to
-/// a power of two, 1 for an all-zero column); with `common`, one factor (the largest) for all.
-fn pow2_scales<F: Real>(v: &[F], s: usize, common: bool) -> Vec<f64> {
-    let mut m = vec![0.0f64; s];
-    for row in v.chunks_exact(s) {
-        for (mj, x) in m.iter_mut().zip(row) {
-            *mj = mj.max(x.abs().to_f64());
-        }
-    }
-    if common {
-        let top = m.iter().copied().fold(0.0, f64::max);
-        m.iter_mut().for_each(|x| *x = top);
-    }
-    // keep 1/scale representable in f32 too
-    m.iter()
-        .map(|&x| if x > 0.0 && x.is_finite() { 2f64.powi((x.log2().floor() as i32).clamp(-100, 100)) } else { 1.0 })
-        .collect()
 }
 
 /// Multiplies column j of an E×s block by `f[j]`.
@@ -189,6 +170,12 @@ impl<F: Real> PsfResampler<F> {
     /// # Ok::<(), healpix_psf::Error>(())
     /// ```
     pub fn fit(&self, val: &[F], opts: &FitOptions<F>) -> Result<Fit<F>> {
+        Ok(self.fit_and_back(val, opts)?.0)
+    }
+
+    /// [`PsfResampler::fit`], and with `return_info` the resampled fit its residual statistics were
+    /// taken from (so that `fit_resample` does not compute it again).
+    fn fit_and_back(&self, val: &[F], opts: &FitOptions<F>) -> Result<(Fit<F>, Option<Vec<F>>)> {
         let (n, k) = (self.n, self.k());
         let b = rows_of(val.len(), n, "val")?;
         check_fit_options(val, b, k, opts)?;
@@ -211,6 +198,7 @@ impl<F: Real> PsfResampler<F> {
             residual_rms: vec![f64::NAN; b],
             residual_max: vec![f64::NAN; b],
         };
+        let mut back = None;
         if s > 0 {
             let solved = with_threads(self.cfg.num_threads, || self.solve_rows(val, &sel, boxes.as_ref(), opts))??;
             for (j, &row) in sel.iter().enumerate() {
@@ -228,10 +216,11 @@ impl<F: Real> PsfResampler<F> {
             for (j, norms) in solved.norms.into_iter().enumerate() {
                 info.residual_norms[sel[j]] = norms;
             }
-            for &row in &sel {
+            let missing = opts.empty_cells == EmptyCells::Missing;
+            for &row in sel.iter().filter(|_| missing || opts.return_info) {
                 let empty = self.empty_cells(&val[row * n..(row + 1) * n]);
                 info.empty_cells[row] = empty.iter().filter(|&&e| e).count();
-                if opts.empty_cells == EmptyCells::Missing {
+                if missing {
                     for (h, _) in hval[row * k..(row + 1) * k].iter_mut().zip(&empty).filter(|(_, &e)| e) {
                         *h = F::from_f64(f64::NAN);
                     }
@@ -247,15 +236,16 @@ impl<F: Real> PsfResampler<F> {
                 }
             }
             if opts.return_info {
-                let back = self.resample(&hval)?;
+                let resampled = self.resample(&hval)?;
                 for &row in &sel {
-                    let (rms, max) = residual_stats(&back[row * n..(row + 1) * n], &val[row * n..(row + 1) * n]);
+                    let (rms, max) = residual_stats(&resampled[row * n..(row + 1) * n], &val[row * n..(row + 1) * n]);
                     info.residual_rms[row] = rms;
                     info.residual_max[row] = max;
                 }
+                back = Some(resampled);
             }
         }
-        Ok(Fit { hval, rows: b, info: opts.return_info.then_some(info) })
+        Ok((Fit { hval, rows: b, info: opts.return_info.then_some(info) }, back))
     }
 
     /// The fit of the selected rows `sel` (each with valid samples): hval K×s interleaved, in the
@@ -315,72 +305,8 @@ impl<F: Real> PsfResampler<F> {
                         let lo: Vec<F> = lo.iter().zip(&inv).map(|(&v, &c)| v * c).collect();
                         let hi: Vec<F> = hi.iter().zip(&inv).map(|(&v, &c)| v * c).collect();
                         let target = if opts.conservative { self.conservation_targets(val, sel, &inv) } else { vec![] };
-                        let (x0, x_ref) = (x0.as_deref(), x_ref.as_slice());
-                        let mut hval = vec![F::ZERO; k * s];
-                        let mut held = (vec![false; k * s], vec![false; k * s]);
-                        let mut norms = vec![Vec::new(); s];
-                        for group in groups(s, opts.stopping) {
-                            let g = group.len();
-                            let part = |v: &[F]| keep_columns(v, s, &group);
-                            let pick = |v: &[F]| group.iter().map(|&j| v[j]).collect::<Vec<F>>();
-                            let (xr, glo, ghi) = (part(x_ref), pick(&lo), pick(&hi));
-                            let lower: Vec<F> = xr.iter().enumerate().map(|(e, &x)| glo[e % g] - x).collect();
-                            let upper: Vec<F> = xr.iter().enumerate().map(|(e, &x)| ghi[e % g] - x).collect();
-                            let x0g = x0.map(part);
-                            let out = bounded_cg(
-                                &a,
-                                &part(&rhs),
-                                x0g.as_deref(),
-                                &lower,
-                                &upper,
-                                g,
-                                opts.max_iter,
-                                opts.tol,
-                                opts.max_outer,
-                            );
-                            let BoundedOut { x, mut held_lo, mut held_hi, iterations, norms: gn, converged, outer } =
-                                out;
-                            let mut h = add(xr, &x);
-                            if opts.conservative {
-                                let t: Vec<f64> = group.iter().map(|&j| target[j]).collect();
-                                h = conserve_bounded(
-                                    &a,
-                                    &h,
-                                    &t,
-                                    &glo,
-                                    &ghi,
-                                    &mut held_lo,
-                                    &mut held_hi,
-                                    g,
-                                    opts.max_iter,
-                                    opts.tol,
-                                );
-                            }
-                            // remove the rounding of x_ref + (bound − x_ref)
-                            for (e, v) in h.iter_mut().enumerate() {
-                                *v = clamp(*v, glo[e % g], ghi[e % g]);
-                            }
-                            solved.outer = solved.outer.max(outer);
-                            for (c, &j) in group.iter().enumerate() {
-                                put_column(&mut hval, s, j, &h, g, c);
-                                put_column(&mut held.0, s, j, &held_lo, g, c);
-                                put_column(&mut held.1, s, j, &held_hi, g, c);
-                                solved.iterations[j] = iterations[c];
-                                solved.converged[j] = converged[c];
-                                norms[j] = gn[c].clone();
-                            }
-                        }
-                        solved.norms = norms;
-                        // uncomputable cells are not counted as held (they come out NaN)
-                        for &c in &self.uncomputable {
-                            held.0[c as usize * s..(c as usize + 1) * s].iter_mut().for_each(|h| *h = false);
-                            held.1[c as usize * s..(c as usize + 1) * s].iter_mut().for_each(|h| *h = false);
-                        }
-                        for j in 0..s {
-                            solved.n_low[j] = column(&held.0, s, j).filter(|&h| h).count();
-                            solved.n_high[j] = column(&held.1, s, j).filter(|&h| h).count();
-                        }
-                        hval
+                        let bounds = RowBox { lo: &lo, hi: &hi, target: &target };
+                        self.solve_bounded(&a, &x_ref, &rhs, x0.as_deref(), bounds, opts, &mut solved)
                     }
                 }
             }
@@ -392,6 +318,69 @@ impl<F: Real> PsfResampler<F> {
         }
         solved.hval = hval;
         Ok(solved)
+    }
+
+    /// The bounded fit (and its conservation correction) of s rows from x_ref and the right-hand
+    /// side (K×s, scaled), the box of each row on the fitted values: the fitted values, with the CG
+    /// record, held counts and passes written to `solved`. Rows are solved in the blocks `groups`
+    /// gives (all together with the pooled rule, one by one per row).
+    #[allow(clippy::too_many_arguments)]
+    fn solve_bounded(
+        &self,
+        a: &Normal<'_, F>,
+        x_ref: &[F],
+        rhs: &[F],
+        x0: Option<&[F]>,
+        bounds: RowBox<'_, F>,
+        opts: &FitOptions<F>,
+        solved: &mut Solved<F>,
+    ) -> Vec<F> {
+        let RowBox { lo, hi, target } = bounds;
+        let (k, s) = (self.k(), lo.len());
+        let mut hval = vec![F::ZERO; k * s];
+        let mut held = (vec![false; k * s], vec![false; k * s]);
+        let mut norms = vec![Vec::new(); s];
+        for group in groups(s, opts.stopping) {
+            let g = group.len();
+            let part = |v: &[F]| keep_columns(v, s, &group);
+            let pick = |v: &[F]| group.iter().map(|&j| v[j]).collect::<Vec<F>>();
+            let (xr, glo, ghi) = (part(x_ref), pick(lo), pick(hi));
+            let lower: Vec<F> = xr.iter().enumerate().map(|(e, &x)| glo[e % g] - x).collect();
+            let upper: Vec<F> = xr.iter().enumerate().map(|(e, &x)| ghi[e % g] - x).collect();
+            let x0g = x0.map(part);
+            let out =
+                bounded_cg(a, &part(rhs), x0g.as_deref(), &lower, &upper, g, opts.max_iter, opts.tol, opts.max_outer);
+            let BoundedOut { x, mut held_lo, mut held_hi, iterations, norms: mut gn, converged, outer } = out;
+            let mut h = add(xr, &x);
+            if opts.conservative {
+                let t: Vec<f64> = group.iter().map(|&j| target[j]).collect();
+                h = conserve_bounded(a, &h, &t, &glo, &ghi, &mut held_lo, &mut held_hi, g, opts.max_iter, opts.tol);
+            }
+            // remove the rounding of x_ref + (bound − x_ref)
+            for (e, v) in h.iter_mut().enumerate() {
+                *v = clamp(*v, glo[e % g], ghi[e % g]);
+            }
+            solved.outer = solved.outer.max(outer);
+            for (c, &j) in group.iter().enumerate() {
+                put_column(&mut hval, s, j, &h, g, c);
+                put_column(&mut held.0, s, j, &held_lo, g, c);
+                put_column(&mut held.1, s, j, &held_hi, g, c);
+                solved.iterations[j] = iterations[c];
+                solved.converged[j] = converged[c];
+                norms[j] = std::mem::take(&mut gn[c]);
+            }
+        }
+        solved.norms = norms;
+        // uncomputable cells are not counted as held (they come out NaN)
+        for &c in &self.uncomputable {
+            held.0[c as usize * s..(c as usize + 1) * s].iter_mut().for_each(|h| *h = false);
+            held.1[c as usize * s..(c as usize + 1) * s].iter_mut().for_each(|h| *h = false);
+        }
+        for j in 0..s {
+            solved.n_low[j] = column(&held.0, s, j).filter(|&h| h).count();
+            solved.n_high[j] = column(&held.1, s, j).filter(|&h| h).count();
+        }
+        hval
     }
 
     /// `Σ_k hval_k` each selected row must reach: K × the area-weighted mean of its valid samples,
@@ -477,10 +466,22 @@ impl<F: Real> PsfResampler<F> {
     /// # Ok::<(), healpix_psf::Error>(())
     /// ```
     pub fn fit_resample(&self, val: &[F], opts: &FitOptions<F>) -> Result<(Fit<F>, Vec<F>)> {
-        let fit = self.fit(val, opts)?;
-        let back = self.resample(&fit.hval)?;
+        let (fit, back) = self.fit_and_back(val, opts)?;
+        let back = match back {
+            Some(back) => back,
+            None => self.resample(&fit.hval)?,
+        };
         Ok((fit, back))
     }
+}
+
+/// The box of each selected row on the fitted values (scaled) and its conservation target (empty
+/// without `conservative`).
+#[derive(Clone, Copy)]
+struct RowBox<'a, F> {
+    lo: &'a [F],
+    hi: &'a [F],
+    target: &'a [f64],
 }
 
 /// What `solve_rows` returns for the s selected rows.

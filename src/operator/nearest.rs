@@ -22,11 +22,7 @@ fn nearest(grid: &Grid, smp: &Samples, p: &[f64; 3]) -> u32 {
     let best_in = |positions: &mut dyn Iterator<Item = usize>| -> Option<(f64, u32)> {
         positions.map(|q| (chord2(p, &smp.xyz[q]), smp.order[q])).min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
     };
-    let square = |r: u32| -> Option<(f64, u32)> {
-        let cells = grid.kth_neighbourhood_nested(cell, r);
-        let mut it = cells.iter().filter_map(|c| smp.unique.binary_search(c).ok()).flat_map(|u| smp.positions(u));
-        best_in(&mut it)
-    };
+    let square = |r: u32| best_in(&mut smp.around(grid, cell, r));
     let limit = MAX_RING.min(grid.nside() / 2);
     let mut r = 1;
     while r <= limit {

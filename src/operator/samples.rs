@@ -63,6 +63,15 @@ impl Samples {
         (0..self.unique.len()).step_by(BLOCK).map(|s| s..(s + BLOCK).min(self.unique.len())).collect()
     }
 
+    /// Sorted positions of the samples in the (2r+1)² square of cells around the nested `cell` of
+    /// `grid` (the grid these samples were hashed with; r ≤ nside).
+    pub fn around(&self, grid: &Grid, cell: u64, r: u32) -> impl Iterator<Item = usize> + '_ {
+        grid.kth_neighbourhood_nested(cell, r)
+            .into_iter()
+            .filter_map(|c| self.unique.binary_search(&c).ok())
+            .flat_map(|u| self.positions(u))
+    }
+
     /// Sorted positions of the samples of distinct cell `u`.
     #[inline]
     pub fn positions(&self, u: usize) -> std::ops::Range<usize> {

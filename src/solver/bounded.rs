@@ -17,7 +17,7 @@
 //! Both follow the reference's pooled rules: one decision for all rows of the block (any row
 //! clamping starts another pass for all). The per-row stopping rule runs each row as its own block.
 
-use super::{cg, LinOp, Masked, Stopping};
+use super::{cg, pow2_scales, LinOp, Masked, Stopping};
 use crate::real::Real;
 use crate::sparse::wdot;
 
@@ -179,11 +179,8 @@ pub(crate) fn conserve<F: Real>(
 /// `v` divided by a power of two near its largest magnitude (exact): the correction `μ·w` does not
 /// depend on the scale of w, but CG's absolute breakdown test would.
 fn scaled<F: Real>(mut v: Vec<F>) -> Vec<F> {
-    let top = v.iter().fold(0.0f64, |m, x| m.max(x.abs().to_f64()));
-    if top > 0.0 && top.is_finite() {
-        let f = F::from_f64(2f64.powi(-(top.log2().floor() as i32).clamp(-100, 100)));
-        v.iter_mut().for_each(|x| *x *= f);
-    }
+    let f = F::from_f64(1.0 / pow2_scales(&v, 1, true)[0]);
+    v.iter_mut().for_each(|x| *x *= f);
     v
 }
 

@@ -242,6 +242,25 @@ impl<F: Real, O: LinOp<F>> LinOp<F> for Masked<'_, F, O> {
     }
 }
 
+/// Per-column powers of two near the magnitude of an E×s block (the largest |value| rounded down to
+/// a power of two, 1 for an all-zero column); with `common`, one factor (the largest) for all.
+pub(crate) fn pow2_scales<F: Real>(v: &[F], s: usize, common: bool) -> Vec<f64> {
+    let mut m = vec![0.0f64; s];
+    for row in v.chunks_exact(s) {
+        for (mj, x) in m.iter_mut().zip(row) {
+            *mj = mj.max(x.abs().to_f64());
+        }
+    }
+    if common {
+        let top = m.iter().copied().fold(0.0, f64::max);
+        m.iter_mut().for_each(|x| *x = top);
+    }
+    // keep 1/scale representable in f32 too
+    m.iter()
+        .map(|&x| if x > 0.0 && x.is_finite() { 2f64.powi((x.log2().floor() as i32).clamp(-100, 100)) } else { 1.0 })
+        .collect()
+}
+
 /// CG outcome for the selected rows: δ (K×s interleaved) and per-row info.
 pub(crate) struct CgOut<F> {
     pub x: Vec<F>,
