@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::dense::Dense;
+use common::dense::{to_f64s, Dense};
 use common::synth::{regional, Region, Rng};
 use healpix_psf::{EmptyCells, Error, Fit, FitInfo, FitOptions, Params, PsfResampler, Real, Stopping};
 use proptest::prelude::*;
@@ -19,10 +19,6 @@ use proptest::prelude::*;
 
 fn build<F: Real>(lon: &[f64], lat: &[f64], level: u8, npt: usize) -> PsfResampler<F> {
     PsfResampler::<F>::new(lon, lat, &Params { npt, ..Params::new(level) }).expect("operator builds")
-}
-
-fn to_f64s<F: Real>(v: &[F]) -> Vec<f64> {
-    v.iter().map(|x| x.to_f64()).collect()
 }
 
 fn from_f64s<F: Real>(v: &[f64]) -> Vec<F> {

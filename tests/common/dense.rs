@@ -3,7 +3,8 @@
 
 use healpix_psf::{PsfResampler, Real};
 
-fn to_f64s<F: Real>(v: &[F]) -> Vec<f64> {
+/// The values as f64.
+pub fn to_f64s<F: Real>(v: &[F]) -> Vec<f64> {
     v.iter().map(|x| x.to_f64()).collect()
 }
 
