@@ -40,10 +40,12 @@ pub enum Area {
     /// areas (SPEC §7.1), and on curvilinear grids (NEMO ORCA) each northern point is taken for a
     /// full ring, spreading areas over six orders of magnitude (§7.12).
     ReferenceAuto,
-    /// Estimated from the sample spacing, with no ring structure assumed: the distance to the
-    /// nearest other sample times the distance to the nearest one at least 45° away in direction
-    /// (`R²Δ²·cos φ` on a regular grid of step Δ, edges included; the local cell size on a
-    /// curvilinear grid); coincident samples share their area.
+    /// Estimated from the sample spacing, with no ring structure assumed: the spacing towards the
+    /// nearest other sample times the spacing in a direction at least 45° away, each the mean of
+    /// the distances to the nearest samples on either side (`R²Δ²·cos φ` on a regular grid of step
+    /// Δ, edges included; the area between the midpoints to the neighbours on a stretched or
+    /// curvilinear grid: within 1 % of the cell polygons for 99.7 % of the ocean points of NEMO
+    /// ORCA2); coincident samples share their area.
     Spacing,
     /// Every sample weighs 1.
     Uniform,
