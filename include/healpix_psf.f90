@@ -54,6 +54,8 @@ module healpix_psf
      type(c_ptr) :: out_cell_ids
      integer(c_size_t) :: out_cell_ids_len
      integer(c_int32_t) :: fill_missing_out_cells
+     type(c_ptr) :: sample_mask
+     integer(c_size_t) :: sample_mask_len
   end type hpsf_params
 
   type, bind(c), public :: hpsf_fit_options
@@ -359,12 +361,17 @@ contains
   end function psf_params_default
 
   !> Builds `op` from sample longitudes and latitudes (degrees); frees what `op` held before.
-  integer function psf_new(op, lon, lat, params) result(status)
+  !> Optional `mask` (one per sample): build from the samples marked .true. only, e.g.
+  !> `mask = any(val == val, dim=2)` for a land mask; fits ignore the others and psf_resample gives
+  !> them NaN.
+  integer function psf_new(op, lon, lat, params, mask) result(status)
     type(psf_operator), intent(inout) :: op
     real(c_double), intent(in), contiguous :: lon(:), lat(:)
     type(hpsf_params), intent(in), optional :: params
+    logical, intent(in), optional :: mask(:)
     type(hpsf_params) :: p
     type(c_ptr) :: h
+    integer(c_int8_t), allocatable, target :: m(:)
     if (size(lon) /= size(lat)) then
        status = HPSF_LENGTH_MISMATCH
        return
@@ -373,6 +380,11 @@ contains
        p = params
     else
        status = hpsf_params_init(p, 10_c_int32_t)
+    end if
+    if (present(mask)) then
+       m = merge(1_c_int8_t, 0_c_int8_t, mask)
+       p%sample_mask = c_loc(m)
+       p%sample_mask_len = int(size(m), c_size_t)
     end if
     h = c_null_ptr
     status = hpsf_new_f64(lon, lat, int(size(lon), c_size_t), p, h)

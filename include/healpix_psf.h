@@ -173,6 +173,16 @@ typedef struct {
    of NaN (default 0).
    */
   int32_t fill_missing_out_cells;
+  /*
+   Build the operator from the samples whose entry is non-zero only (`sample_mask_len` = N),
+   or NULL (default) for all; copied during `hpsf_new_*`. For a fixed missing pattern (a land
+   mask): values at samples left out are ignored by fits and come back NaN from resample.
+   */
+  const uint8_t *sample_mask;
+  /*
+   Length of `sample_mask`.
+   */
+  size_t sample_mask_len;
 } hpsf_params;
 
 /*

@@ -81,6 +81,6 @@ pub mod sparse;
 
 pub use error::{Error, Result};
 pub use geometry::Ellipsoid;
-pub use operator::{Area, BuildInfo, Device, Params, PsfResampler};
+pub use operator::{valid_samples, Area, BuildInfo, Device, Params, PsfResampler};
 pub use real::Real;
 pub use solver::{Bound, EmptyCells, Fit, FitInfo, FitOptions, Stopping};

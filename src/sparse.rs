@@ -92,7 +92,8 @@ impl<F: Real> SampleLinks<F> {
 
 /// `MT` (K×N) as triplets sorted by (k, i) with i the caller's sample index (`order[p]` for
 /// position p): the CSR order of the reference.
-pub(crate) fn mt_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, order: &[u32]) -> Triplets<F> {
+/// `n` is the caller's number of samples (`order` may list only some of them).
+pub(crate) fn mt_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, order: &[u32], n: usize) -> Triplets<F> {
     let k_count = c.ptr.len() - 1;
     let nnz = c.sample.len();
     let (mut rows, mut cols, mut vals) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz), Vec::with_capacity(nnz));
@@ -110,19 +111,20 @@ pub(crate) fn mt_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, order: 
             vals.push(v);
         }
     }
-    Triplets { n_rows: k_count, n_cols: order.len(), rows, cols, vals }
+    Triplets { n_rows: k_count, n_cols: n, rows, cols, vals }
 }
 
 /// `M` (N×K) as triplets sorted by (i, k) with i the caller's sample index: the coalesced COO
 /// order of the reference.
-/// `position[i]` is the position of the caller's sample i (the inverse of the operator's order).
+/// `position[i]` is the position of the caller's sample i (the inverse of the operator's order;
+/// `LEFT_OUT` for samples the operator was not built from).
 pub(crate) fn m_triplets<F: Real>(s: &SampleLinks<F>, c: &CellLinks<F>, position: &[u32]) -> Triplets<F> {
     let k_count = c.ptr.len() - 1;
     let n = position.len();
     let nnz = c.sample.len();
     let (mut rows, mut cols, mut vals) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz), Vec::with_capacity(nnz));
     let mut ks: Vec<u32> = Vec::with_capacity(s.npt);
-    for (i, &p) in position.iter().enumerate() {
+    for (i, &p) in position.iter().enumerate().filter(|(_, &p)| p != crate::operator::LEFT_OUT) {
         let p = p as usize;
         ks.clear();
         ks.extend(s.hi[p * s.npt..(p + 1) * s.npt].iter().filter(|&&h| h >= 0).map(|&h| h as u32));

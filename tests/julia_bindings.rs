@@ -41,6 +41,7 @@ fn julia_type(c: &str) -> Vec<String> {
             "uint64_t" => "UInt64",
             "int64_t" => "Int64",
             "uint32_t" => "UInt32",
+            "uint8_t" => "UInt8",
             "hpsf_status" => "Cint",
             "void" => "Cvoid",
             "hpsf_params" => "HpsfParams",

@@ -53,6 +53,8 @@ struct HpsfParams
     out_cell_ids::Ptr{Int64}
     out_cell_ids_len::Csize_t
     fill_missing_out_cells::Int32
+    sample_mask::Ptr{UInt8}
+    sample_mask_len::Csize_t
 end
 
 struct HpsfFitOptions
@@ -157,26 +159,33 @@ end
 
 """
     Operator{T}(lon, lat; level, npt = 9, sigma_m = 0, threshold = 0.1, nest = true, radius = 6371000,
-                sphere = false, num_threads = 0, device = -1)
+                sphere = false, num_threads = 0, device = -1, mask = nothing)
 
 Builds the PSF operator of the samples (degrees). `sigma_m = 0` means the cell size; `device = -1` is
-the CPU, `n >= 0` CUDA device `n`.
+the CPU, `n >= 0` CUDA device `n`. `mask` (one Bool per sample) builds the operator from the samples
+marked `true` only, e.g. `mask = vec(any(!isnan, val; dims = 2))` for a land mask (val N×B); fits
+ignore the others and `resample` gives them NaN.
 """
 function Operator{T}(lon::AbstractVector{<:Real}, lat::AbstractVector{<:Real}; level::Integer, npt::Integer = 9,
                      sigma_m::Real = 0.0, threshold::Real = 0.1, nest::Bool = true, radius::Real = 6371000.0,
-                     sphere::Bool = false, num_threads::Integer = 0, device::Integer = -1) where {T<:Union{Float32,Float64}}
+                     sphere::Bool = false, num_threads::Integer = 0, device::Integer = -1,
+                     mask::Union{Nothing,AbstractVector{Bool}} = nothing) where {T<:Union{Float32,Float64}}
     length(lon) == length(lat) || throw(DimensionMismatch("lon has $(length(lon)) values, lat $(length(lat))"))
     r = Ref{HpsfParams}()
     check(hpsf_params_init(r, Int32(level)))
     d = r[]
-    p = HpsfParams(d.size, d.level, Csize_t(npt), Float64(sigma_m), Float64(threshold), Int32(nest), Float64(radius),
-                   Int32(sphere), d.ring_weight, d.ring_search_init, d.ring_search_max, Csize_t(num_threads), d.verbose,
-                   Int32(device), d.area_mode, d.area, d.area_len, d.out_cell_ids, d.out_cell_ids_len,
-                   d.fill_missing_out_cells)
+    m = mask === nothing ? UInt8[] : Vector{UInt8}(mask)
     lo, la = Vector{Float64}(lon), Vector{Float64}(lat)
     out = Ref{Ptr{Cvoid}}(C_NULL)
     new = T === Float64 ? hpsf_new_f64 : hpsf_new_f32
-    check(new(lo, la, Csize_t(length(lo)), Ref(p), out))
+    GC.@preserve m begin
+        p = HpsfParams(d.size, d.level, Csize_t(npt), Float64(sigma_m), Float64(threshold), Int32(nest),
+                       Float64(radius), Int32(sphere), d.ring_weight, d.ring_search_init, d.ring_search_max,
+                       Csize_t(num_threads), d.verbose, Int32(device), d.area_mode, d.area, d.area_len,
+                       d.out_cell_ids, d.out_cell_ids_len, d.fill_missing_out_cells,
+                       mask === nothing ? Ptr{UInt8}(C_NULL) : pointer(m), Csize_t(length(m)))
+        check(new(lo, la, Csize_t(length(lo)), Ref(p), out))
+    end
     op = Operator{T}(out[])
     finalizer(close, op)
     return op

@@ -215,6 +215,12 @@ pub struct HpsfParams {
     /// 1: give requested cells without enough support the value of their nearest sample instead
     /// of NaN (default 0).
     pub fill_missing_out_cells: i32,
+    /// Build the operator from the samples whose entry is non-zero only (`sample_mask_len` = N),
+    /// or NULL (default) for all; copied during `hpsf_new_*`. For a fixed missing pattern (a land
+    /// mask): values at samples left out are ignored by fits and come back NaN from resample.
+    pub sample_mask: *const u8,
+    /// Length of `sample_mask`.
+    pub sample_mask_len: usize,
 }
 
 impl HpsfParams {
@@ -240,6 +246,8 @@ impl HpsfParams {
             out_cell_ids: std::ptr::null(),
             out_cell_ids_len: 0,
             fill_missing_out_cells: 0,
+            sample_mask: std::ptr::null(),
+            sample_mask_len: 0,
         }
     }
 
@@ -247,7 +255,7 @@ impl HpsfParams {
     ///
     /// # Safety
     /// `area` must point to `area_len` values when `area_mode` is 2, `out_cell_ids` to
-    /// `out_cell_ids_len` values unless NULL.
+    /// `out_cell_ids_len` values and `sample_mask` to `sample_mask_len` values unless NULL.
     unsafe fn to_params(self) -> Result<Params, Fail> {
         let bad = |name: &'static str, v: String, why: &str| Fail::from(Error::param(name, v, why));
         let level =
@@ -293,7 +301,13 @@ impl HpsfParams {
             }
             Some(ids.iter().map(|&c| c as u64).collect())
         };
+        let sample_mask = if self.sample_mask.is_null() {
+            None
+        } else {
+            Some(slice(self.sample_mask, self.sample_mask_len, "params.sample_mask")?.iter().map(|&m| m != 0).collect())
+        };
         Ok(Params {
+            sample_mask,
             out_cell_ids,
             fill_missing_out_cells: self.fill_missing_out_cells != 0,
             level,

@@ -3,7 +3,7 @@
 //! Values are row-major: B rows of N sample values in, B rows of K cell values out (one row is just
 //! N or K values). Internally the selected rows are interleaved (element-major), see `sparse`.
 
-use super::PsfResampler;
+use super::{PsfResampler, LEFT_OUT};
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
@@ -23,11 +23,11 @@ fn rows_of(len: usize, width: usize, what: &'static str) -> Result<usize> {
 }
 
 /// Rows `sel` of a B×E row-major block, interleaved E×|sel|. With `order`, element p of the result
-/// is element `order[p]` of the input (samples into the operator's order); NaN becomes 0 when
-/// `zero_nan` (missing samples).
+/// is element `order[p]` of the input (samples into the operator's order; the result has
+/// `order.len()` elements per row); NaN becomes 0 when `zero_nan` (missing samples).
 fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize], order: Option<&[u32]>, zero_nan: bool) -> Vec<F> {
     let s = sel.len();
-    let mut out = vec![F::ZERO; e * s];
+    let mut out = vec![F::ZERO; order.map_or(e, <[u32]>::len) * s];
     out.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, chunk)| {
         for (dp, o) in chunk.chunks_exact_mut(s).enumerate() {
             let p = c * CHUNK + dp;
@@ -42,8 +42,8 @@ fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize], order: Option<&[u32]>, 
 }
 
 /// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
-/// from position `position[i]` (samples back to the caller's order). Each output row is written
-/// sequentially, chunk by chunk in parallel.
+/// from position `position[i]` (samples back to the caller's order; NaN for samples left out). Each
+/// output row is written sequentially, chunk by chunk in parallel.
 fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<&[u32]>) -> Vec<F> {
     let mut out = vec![F::ZERO; e * s];
     let mut parts: Vec<Vec<&mut [F]>> = (0..e.div_ceil(CHUNK)).map(|_| Vec::with_capacity(s)).collect();
@@ -55,7 +55,12 @@ fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<&[u32]>) 
     parts.into_par_iter().enumerate().for_each(|(c, mut rows)| {
         for di in 0..rows.first().map_or(0, |r| r.len()) {
             let i = c * CHUNK + di;
-            let p = position.map_or(i, |pos| pos[i] as usize);
+            let p = position.map_or(i as u32, |pos| pos[i]);
+            if p == LEFT_OUT {
+                rows.iter_mut().for_each(|row| row[di] = F::from_f64(f64::NAN));
+                continue;
+            }
+            let p = p as usize;
             for (j, row) in rows.iter_mut().enumerate() {
                 row[di] = v[p * s + j];
             }
@@ -94,6 +99,7 @@ impl<F: Real> PsfResampler<F> {
     /// ```
     pub fn apply_m(&self, val: &[F]) -> Result<Vec<F>> {
         let b = rows_of(val.len(), self.n, "val")?;
+        let val = &*self.used_values(val);
         check_no_infinity(val, "val")?;
         let all: Vec<usize> = (0..b).collect();
         with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
@@ -113,7 +119,8 @@ impl<F: Real> PsfResampler<F> {
 
     /// Values at the samples of B cell fields: `hval·MT`, each sample's normalised Gaussian
     /// interpolation of its linked cells. `hval` is B×K row-major; returns B×N. A NaN cell reaches
-    /// only the samples linked to it; a sample with no link gets 0. Infinite values are an error.
+    /// only the samples linked to it; a sample with no link gets 0, one left out by `sample_mask`
+    /// NaN. Infinite values are an error.
     ///
     /// # Examples
     /// ```
@@ -139,7 +146,7 @@ impl<F: Real> PsfResampler<F> {
                 #[cfg(feature = "cuda")]
                 Some(dev) => dev.apply_mt(&v, b)?,
                 _ => {
-                    let mut out = vec![F::ZERO; self.n * b];
+                    let mut out = vec![F::ZERO; self.n_used() * b];
                     mt_product(&self.samples, &v, b, &mut out);
                     out
                 }
@@ -178,6 +185,7 @@ impl<F: Real> PsfResampler<F> {
     fn fit_and_back(&self, val: &[F], opts: &FitOptions<F>) -> Result<(Fit<F>, Option<Vec<F>>)> {
         let (n, k) = (self.n, self.k());
         let b = rows_of(val.len(), n, "val")?;
+        let val = &*self.used_values(val);
         check_fit_options(val, b, k, opts)?;
         let has_data: Vec<bool> = val.chunks_exact(n).map(|r| r.iter().any(|v| !v.is_nan())).collect();
         let sel: Vec<usize> = (0..b).filter(|&r| has_data[r]).collect();
@@ -257,7 +265,7 @@ impl<F: Real> PsfResampler<F> {
         boxes: Option<&(Vec<F>, Vec<F>)>,
         opts: &FitOptions<F>,
     ) -> Result<Solved<F>> {
-        let (n, k, s) = (self.n, self.k(), sel.len());
+        let (n, m, k, s) = (self.n, self.n_used(), self.k(), sel.len());
         // work on the data divided by a power of two (exact): see `solver`
         let mut y0 = interleave(val, n, sel, Some(&self.order), true);
         let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);
@@ -288,7 +296,7 @@ impl<F: Real> PsfResampler<F> {
                 add(x_ref, &out.x)
             }
             _ => {
-                let a = Normal { samples: &self.samples, cells: &self.cells, dx: &self.cell_weight, lam, n };
+                let a = Normal { samples: &self.samples, cells: &self.cells, dx: &self.cell_weight, lam, n: m };
                 let (x_ref, rhs) = self.rhs_cpu(y0, s);
                 match boxes {
                     None => {
@@ -424,12 +432,12 @@ impl<F: Real> PsfResampler<F> {
     }
 
     /// x_ref = y0·M and the right-hand side (y0 − x_ref·MT)·M on the CPU for s selected rows
-    /// (y0: N×s in the operator's order).
+    /// (y0: n_used×s in the operator's order).
     fn rhs_cpu(&self, mut y0: Vec<F>, s: usize) -> (Vec<F>, Vec<F>) {
-        let (n, k) = (self.n, self.k());
+        let (m, k) = (self.n_used(), self.k());
         let mut x_ref = vec![F::ZERO; k * s];
         m_product(&self.cells, &y0, s, &mut x_ref, MExtras::none());
-        let mut t = vec![F::ZERO; n * s];
+        let mut t = vec![F::ZERO; m * s];
         mt_product(&self.samples, &x_ref, s, &mut t);
         for (y, &v) in y0.iter_mut().zip(&t) {
             *y -= v;
@@ -438,6 +446,21 @@ impl<F: Real> PsfResampler<F> {
         let mut rhs = vec![F::ZERO; k * s];
         m_product(&self.cells, &y0, s, &mut rhs, MExtras::none());
         (x_ref, rhs)
+    }
+
+    /// `val` (rows of N) with the samples left out by `sample_mask` set to NaN, so that they take
+    /// no part in a fit; borrowed as it is when every sample is used.
+    fn used_values<'a>(&self, val: &'a [F]) -> std::borrow::Cow<'a, [F]> {
+        if self.n_used() == self.n {
+            return std::borrow::Cow::Borrowed(val);
+        }
+        let mut v = val.to_vec();
+        for row in v.chunks_exact_mut(self.n) {
+            for (x, _) in row.iter_mut().zip(&self.position).filter(|(_, &p)| p == LEFT_OUT) {
+                *x = F::from_f64(f64::NAN);
+            }
+        }
+        std::borrow::Cow::Owned(v)
     }
 
     /// The operator on a GPU, when it was built there.

@@ -114,6 +114,14 @@ pub struct Params {
     /// (NaN where that sample is missing) instead of NaN (default false). The reference instead
     /// links such a cell to its nearest sample inside M (a Python loop, O(cells × samples)).
     pub fill_missing_out_cells: bool,
+    /// Build the operator from these samples only (`true` = used; one entry per sample; default
+    /// none = all). For a fixed missing pattern — a land mask — build from the samples that are
+    /// valid in some row ([`valid_samples`]): cells fed only by missing samples are then not part
+    /// of the operator, and the kernel weights, areas and normalisations come from valid samples
+    /// alone. [`PsfResampler::n`] stays the number of samples given; values at samples left out are
+    /// ignored by the fits (their coordinates are not even checked) and come back NaN from
+    /// [`PsfResampler::resample`]; they have no link in `hi` (−1), `d_m` (+∞), `M` and `MT`.
+    pub sample_mask: Option<Vec<bool>>,
 }
 
 impl Default for Params {
@@ -142,6 +150,7 @@ impl Params {
             device: Device::Cpu,
             out_cell_ids: None,
             fill_missing_out_cells: false,
+            sample_mask: None,
         }
     }
 }
@@ -321,9 +330,11 @@ pub struct PsfResampler<F: Real> {
     cell_weight: Vec<F>,
     sample_weight: Vec<F>,
     /// Position p of the sample axis (links, `d_m`, `area`, `sample_weight`) → the caller's sample
-    /// index: samples are stored in cell order so that both products gather nearby memory.
+    /// index: samples are stored in cell order so that both products gather nearby memory. Holds
+    /// the used samples only (all of them unless `sample_mask` left some out).
     order: Vec<u32>,
-    /// The inverse of `order`: the position of each of the caller's samples.
+    /// The position of each of the caller's samples (N): the inverse of `order`, [`LEFT_OUT`] for
+    /// a sample left out by `sample_mask`.
     position: Vec<u32>,
     info: BuildInfo,
     /// With `out_cell_ids`: indices of the cells without enough support (NaN in fits), ascending.
@@ -347,11 +358,36 @@ impl<F: Real> PsfResampler<F> {
         let cfg = Config::resolve(params)?;
         cfg.check_float::<F>()?;
         let grid = Grid::new(params.level, params.nest, params.ellipsoid)?;
-        validate_samples(lon_deg, lat_deg)?;
+        let used = validate_samples(lon_deg, lat_deg, params.sample_mask.as_deref())?;
         if let Area::Explicit(a) = &params.area {
-            validate_area(a, lon_deg.len())?;
+            validate_area(a, lon_deg.len(), used.as_deref())?;
         }
-        with_threads(params.num_threads, || build(grid, cfg, lon_deg, lat_deg, params, gpu))?
+        let Some(used) = used else {
+            return with_threads(params.num_threads, || build(grid, cfg, lon_deg, lat_deg, params, gpu))?;
+        };
+        let pick = |v: &[f64]| -> Vec<f64> { used.iter().map(|&i| v[i as usize]).collect() };
+        let (lon, lat) = (pick(lon_deg), pick(lat_deg));
+        let mut sub = Params { sample_mask: None, area: Area::Uniform, ..params.clone() };
+        sub.area = match &params.area {
+            Area::Explicit(a) => Area::Explicit(pick(a)),
+            other => other.clone(),
+        };
+        let mut op = with_threads(params.num_threads, || build(grid, cfg, &lon, &lat, &sub, gpu))??;
+        op.use_caller_indices(&used, lon_deg.len());
+        Ok(op)
+    }
+
+    /// After a construction from the used samples `used` (ascending caller indices) of `n`: the
+    /// sample maps in the caller's indices.
+    fn use_caller_indices(&mut self, used: &[u32], n: usize) {
+        for i in self.order.iter_mut().chain(self.fill_from.iter_mut()) {
+            *i = used[*i as usize];
+        }
+        self.position = vec![LEFT_OUT; n];
+        for (p, &i) in self.order.iter().enumerate() {
+            self.position[i as usize] = p as u32;
+        }
+        self.n = n;
     }
 
     /// Assembles the operators from links computed elsewhere (SPEC §3 only: no keep or search stage):
@@ -360,7 +396,7 @@ impl<F: Real> PsfResampler<F> {
     /// `cell_ids` (K, ascending ids of `params`' grid), `hi` (n×npt cell indices, −1 = no link, no
     /// cell twice in a row), `d_m` (n×npt distances in metres, ≥ 0 where linked) and `area` (n
     /// values ≥ 0) are validated; `params.npt`, `sigma_m`, `radius`, `level`, `nest` and `ellipsoid`
-    /// are used, `params.area` is ignored. With `params.out_cell_ids` set (to any list), the cells
+    /// are used, `params.area` is ignored and `params.sample_mask` must be unset. With `params.out_cell_ids` set (to any list), the cells
     /// are taken as requested ones and those whose raw support is ≤ `threshold` are uncomputable;
     /// `fill_missing_out_cells` is ignored here (it needs the sample coordinates).
     ///
@@ -385,6 +421,13 @@ impl<F: Real> PsfResampler<F> {
         let cfg = Config::resolve(params)?;
         cfg.check_float::<F>()?;
         let grid = Grid::new(params.level, params.nest, params.ellipsoid)?;
+        if params.sample_mask.is_some() {
+            return Err(Error::param(
+                "sample_mask",
+                "set",
+                "from_links takes the links of the samples to use: give those only and leave sample_mask unset",
+            ));
+        }
         let npt = cfg.npt;
         if n == 0 {
             return Err(Error::EmptyInput);
@@ -409,7 +452,7 @@ impl<F: Real> PsfResampler<F> {
                 return Err(Error::LengthMismatch { what, expected: links, got: len });
             }
         }
-        validate_area(area, n)?;
+        validate_area(area, n, None)?;
         for (index, w) in cell_ids.windows(2).enumerate() {
             if w[0] >= w[1] {
                 return Err(Error::InvalidValue {
@@ -477,9 +520,13 @@ impl<F: Real> PsfResampler<F> {
         &self.info
     }
 
-    /// Number of samples N.
+    /// Number of samples N (as given, including any left out by `sample_mask`).
     pub fn n(&self) -> usize {
         self.n
+    }
+    /// Number of samples the operator is built from: N, or those `sample_mask` kept.
+    pub fn n_used(&self) -> usize {
+        self.order.len()
     }
     /// Number of cells K.
     pub fn k(&self) -> usize {
@@ -560,15 +607,15 @@ impl<F: Real> PsfResampler<F> {
     /// fewer than npt links. Each sample's links are sorted by ascending distance (ties: lower cell
     /// index first). A copy: the operator stores samples in cell order ([`PsfResampler::sample_order`]).
     pub fn hi(&self) -> Vec<i32> {
-        self.to_caller_order(&self.samples.hi, self.cfg.npt)
+        self.to_caller_order(&self.samples.hi, self.cfg.npt, -1)
     }
     /// Distance (m) of each link, N×npt row-major in the caller's sample order; +∞ where missing.
     pub fn d_m(&self) -> Vec<F> {
-        self.to_caller_order(&self.d_m, self.cfg.npt)
+        self.to_caller_order(&self.d_m, self.cfg.npt, F::INFINITY)
     }
-    /// Per-sample area weights used in `M`, in the caller's sample order.
+    /// Per-sample area weights used in `M`, in the caller's sample order (0 for samples left out).
     pub fn area(&self) -> Vec<F> {
-        self.to_caller_order(&self.area, 1)
+        self.to_caller_order(&self.area, 1, F::ZERO)
     }
     /// `Dx`: the per-cell sum of area-weighted raw weights, the normalisation of M's columns and the
     /// weight of the CG inner product.
@@ -576,11 +623,12 @@ impl<F: Real> PsfResampler<F> {
         &self.cell_weight
     }
     /// `Dy`: the per-sample sum of area-weighted raw weights (the normalisation of MT's columns), in
-    /// the caller's sample order.
+    /// the caller's sample order (0 for samples left out).
     pub fn sample_weight(&self) -> Vec<F> {
-        self.to_caller_order(&self.sample_weight, 1)
+        self.to_caller_order(&self.sample_weight, 1, F::ZERO)
     }
-    /// The operator's internal sample axis: position p holds the caller's sample `sample_order()[p]`.
+    /// The operator's internal sample axis ([`PsfResampler::n_used`] positions): position p holds
+    /// the caller's sample `sample_order()[p]`.
     /// Samples are kept in cell order so that both products read nearby memory; the link views
     /// [`PsfResampler::sample_links`] and [`PsfResampler::cell_links`] use these positions.
     pub fn sample_order(&self) -> &[u32] {
@@ -602,15 +650,19 @@ impl<F: Real> PsfResampler<F> {
     }
     /// `MT` (K×N) as triplets sorted by (cell, sample), with the caller's sample indices.
     pub fn mt_triplets(&self) -> Triplets<F> {
-        sparse::mt_triplets(&self.samples, &self.cells, &self.order)
+        sparse::mt_triplets(&self.samples, &self.cells, &self.order, self.n)
     }
 
-    /// A per-sample array of `width` values per sample, from cell order to the caller's order.
-    fn to_caller_order<T: Copy + Default>(&self, v: &[T], width: usize) -> Vec<T> {
-        let mut out = vec![T::default(); v.len()];
+    /// A per-sample array of `width` values per sample, from cell order to the caller's order;
+    /// `missing` for samples left out.
+    fn to_caller_order<T: Copy>(&self, v: &[T], width: usize, missing: T) -> Vec<T> {
+        let mut out = vec![missing; self.n * width];
         for (i, o) in out.chunks_exact_mut(width).enumerate() {
-            let p = self.position[i] as usize;
-            o.copy_from_slice(&v[p * width..(p + 1) * width]);
+            let p = self.position[i];
+            if p != LEFT_OUT {
+                let p = p as usize;
+                o.copy_from_slice(&v[p * width..(p + 1) * width]);
+            }
         }
         out
     }
@@ -644,20 +696,73 @@ fn open_device(device: Device) -> Result<GpuHandle> {
     }
 }
 
-fn validate_samples(lon: &[f64], lat: &[f64]) -> Result<()> {
+/// The position of a sample left out by `sample_mask`.
+pub(crate) const LEFT_OUT: u32 = u32::MAX;
+
+/// Checks the samples' sizes and the coordinates of those used; with a mask, the used samples'
+/// indices (ascending).
+fn validate_samples(lon: &[f64], lat: &[f64], mask: Option<&[bool]>) -> Result<Option<Vec<u32>>> {
     if lon.is_empty() && lat.is_empty() {
         return Err(Error::EmptyInput);
     }
     if lon.len() != lat.len() {
         return Err(Error::LengthMismatch { what: "lat_deg", expected: lon.len(), got: lat.len() });
     }
-    if lon.len() > u32::MAX as usize {
-        return Err(Error::TooLarge { what: "number of samples", value: lon.len() as u64, limit: u32::MAX as u64 });
+    // u32::MAX itself marks a sample left out
+    if lon.len() >= u32::MAX as usize {
+        return Err(Error::TooLarge { what: "number of samples", value: lon.len() as u64, limit: u32::MAX as u64 - 1 });
     }
-    for (i, (&lo, &la)) in lon.iter().zip(lat).enumerate() {
-        crate::geometry::check_lonlat(i, lo, la)?;
+    let used = match mask {
+        None => None,
+        Some(m) if m.len() != lon.len() => {
+            return Err(Error::LengthMismatch { what: "sample_mask", expected: lon.len(), got: m.len() })
+        }
+        Some(m) => {
+            let used: Vec<u32> = (0..m.len() as u32).filter(|&i| m[i as usize]).collect();
+            if used.is_empty() {
+                return Err(Error::param("sample_mask", 0, "the mask leaves no sample to build from"));
+            }
+            Some(used)
+        }
+    };
+    match &used {
+        None => {
+            lon.iter().zip(lat).enumerate().try_for_each(|(i, (&lo, &la))| crate::geometry::check_lonlat(i, lo, la))
+        }
+        Some(u) => {
+            u.iter().try_for_each(|&i| crate::geometry::check_lonlat(i as usize, lon[i as usize], lat[i as usize]))
+        }
+    }?;
+    Ok(used)
+}
+
+/// The mask of the samples that have a value (not NaN) in at least one of the B rows of N values
+/// in `val` (row-major): for [`Params::sample_mask`] when the missing pattern is fixed (a land
+/// mask) — the operator is then built from valid samples only.
+///
+/// # Examples
+/// ```
+/// use healpix_psf::{valid_samples, Params, PsfResampler};
+/// // two rows of three samples; the last one (land) is missing in both
+/// let val = [1.0, f64::NAN, f64::NAN, 2.0, 3.0, f64::NAN];
+/// let mask = valid_samples(&val, 3)?;
+/// assert_eq!(mask, vec![true, true, false]);
+/// let (lon, lat) = ([8.0, 8.01, f64::NAN], [45.0, 45.01, 45.0]); // land coordinates may even be NaN
+/// let op = PsfResampler::<f64>::new(&lon, &lat, &Params { sample_mask: Some(mask), ..Params::new(10) })?;
+/// assert_eq!((op.n(), op.n_used()), (3, 2));
+/// # Ok::<(), healpix_psf::Error>(())
+/// ```
+pub fn valid_samples<F: Real>(val: &[F], n: usize) -> Result<Vec<bool>> {
+    if n == 0 || val.is_empty() || !val.len().is_multiple_of(n) {
+        return Err(Error::LengthMismatch { what: "val", expected: n, got: val.len() });
     }
-    Ok(())
+    let mut mask = vec![false; n];
+    for row in val.chunks_exact(n) {
+        for (m, v) in mask.iter_mut().zip(row) {
+            *m |= !v.is_nan();
+        }
+    }
+    Ok(mask)
 }
 
 /// The kept cells (nested, ascending) that were requested (ids in the grid's scheme).
@@ -686,11 +791,17 @@ fn restrict(grid: &Grid, kept: Vec<u64>, ids: &[u64]) -> Result<Vec<u64>> {
     Ok(out)
 }
 
-fn validate_area(a: &[f64], n: usize) -> Result<()> {
+/// Checks explicit areas (of the used samples only, with a mask).
+fn validate_area(a: &[f64], n: usize, used: Option<&[u32]>) -> Result<()> {
     if a.len() != n {
         return Err(Error::LengthMismatch { what: "area", expected: n, got: a.len() });
     }
-    for (index, &value) in a.iter().enumerate() {
+    let checked: Box<dyn Iterator<Item = usize>> = match used {
+        None => Box::new(0..n),
+        Some(u) => Box::new(u.iter().map(|&i| i as usize)),
+    };
+    for index in checked {
+        let value = a[index];
         if !value.is_finite() || value < 0.0 {
             return Err(Error::InvalidValue { what: "area", index, value, reason: "areas must be finite and ≥ 0" });
         }

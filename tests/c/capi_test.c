@@ -146,6 +146,53 @@ static void check_bounded(const char *dir, int level, double lam) {
     free(empty), free(rms), free(rmax), free(hval), free(counts);
 }
 
+/* An operator built from some samples (sample_mask) against one built from their coordinates alone:
+ * the same cells and fit; the samples left out come back NaN. */
+static void check_masked(const double *lon, const double *lat, const double *val, size_t n, size_t b,
+                         const hpsf_params *base, double lam) {
+    uint8_t *mask = malloc(n);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) m += (mask[i] = (uint8_t)(i % 4 != 0));
+    double *sl = malloc(m * sizeof(double)), *sa = malloc(m * sizeof(double)), *sv = malloc(b * m * sizeof(double));
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (!mask[i]) continue;
+        sl[j] = lon[i], sa[j] = lat[i];
+        for (size_t r = 0; r < b; r++) sv[r * m + j] = val[r * n + i];
+        j++;
+    }
+    hpsf_params p = *base;
+    hpsf_op_f64 *sub = NULL, *op = NULL, *none = NULL;
+    CHECK(hpsf_new_f64(sl, sa, m, &p, &sub) == HPSF_STATUS_OK, "subset operator (%s)", hpsf_last_error());
+    p.sample_mask = mask;
+    p.sample_mask_len = n;
+    CHECK(hpsf_new_f64(lon, lat, n, &p, &op) == HPSF_STATUS_OK, "masked operator (%s)", hpsf_last_error());
+    if (!op || !sub) return;
+    size_t k = 0, ks = 0, got_n = 0;
+    hpsf_k_f64(op, &k), hpsf_k_f64(sub, &ks), hpsf_n_f64(op, &got_n);
+    CHECK(k == ks && got_n == n, "masked: K %zu vs %zu, N %zu", k, ks, got_n);
+    hpsf_fit_options o;
+    hpsf_fit_options_init(&o);
+    o.lam = lam;
+    double *h = malloc(b * k * sizeof(double)), *hs = malloc(b * k * sizeof(double));
+    double *back = malloc(b * n * sizeof(double)), *back_s = malloc(b * m * sizeof(double));
+    CHECK(hpsf_fit_resample_f64(op, val, b * n, &o, NULL, 0, h, b * k, back, b * n, NULL) == HPSF_STATUS_OK &&
+              hpsf_fit_resample_f64(sub, sv, b * m, &o, NULL, 0, hs, b * k, back_s, b * m, NULL) == HPSF_STATUS_OK,
+          "masked fits (%s)", hpsf_last_error());
+    int same = 1;
+    for (size_t i = 0; i < b * k; i++) same &= h[i] == hs[i];
+    for (size_t r = 0; r < b; r++)
+        for (size_t i = 0, j = 0; i < n; i++) same &= mask[i] ? back[r * n + i] == back_s[r * m + j++] : isnan(back[r * n + i]);
+    CHECK(same, "masked fit and resample equal the subset's");
+    p.sample_mask_len = n - 1;
+    CHECK(hpsf_new_f64(lon, lat, n, &p, &none) == HPSF_STATUS_LENGTH_MISMATCH && none == NULL, "mask length");
+    memset(mask, 0, n);
+    p.sample_mask_len = n;
+    CHECK(hpsf_new_f64(lon, lat, n, &p, &none) == HPSF_STATUS_INVALID_PARAMETER && none == NULL, "empty mask");
+    printf("masked operator: %zu of %zu samples, K = %zu, equal to the subset's\n", m, n, k);
+    hpsf_free_f64(op), hpsf_free_f64(sub);
+    free(mask), free(sl), free(sa), free(sv), free(h), free(hs), free(back), free(back_s);
+}
+
 int main(int argc, char **argv) {
     if (argc != 6 && argc != 9) {
         printf("usage: capi_test CASE_DIR LEVEL NPT LAM CG_ITERS [CLIP_DIR CLIP_LEVEL CLIP_LAM]\n");
@@ -304,6 +351,8 @@ int main(int argc, char **argv) {
     CHECK(hpsf_new_f64(lon, lat, n, &old, &op_old) == HPSF_STATUS_OK, "short params (%s)", hpsf_last_error());
     int dev_old = 9;
     CHECK(hpsf_device_f64(op_old, &dev_old) == HPSF_STATUS_OK && dev_old == -1, "short params device %d", dev_old);
+
+    check_masked(lon, lat, val, n, b, &p, lam);
 
     hpsf_free_f64(op_old);
     hpsf_free_f64(op);

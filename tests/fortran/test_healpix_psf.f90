@@ -10,6 +10,7 @@ program test_healpix_psf
   real(c_double), allocatable :: lon(:), lat(:), val(:, :), gold_hval(:, :), gold_inv(:, :), hval(:, :), back(:, :), &
        bounded(:, :)
   integer(c_int64_t), allocatable :: gold_ids(:), ids(:)
+  logical, allocatable :: keep(:)
   type(psf_operator) :: op, other
   type(hpsf_params) :: p
 
@@ -57,6 +58,22 @@ program test_healpix_psf
        "bounded fit: "//hpsf_message())
   call check(all(bounded >= floor_value .or. bounded /= bounded), "bounded fit stays above its bound")
   call check(any(bounded == floor_value), "some cells are held at the bound")
+
+  ! an operator built from the samples of odd index only: the others come back NaN
+  allocate (keep(n))
+  keep = mod([(iters, iters = 1, n)], 2) == 1
+  call check(psf_new(other, lon, lat, p, mask=keep) == HPSF_OK, "masked psf_new: "//hpsf_message())
+  call check(other%n_samples() == n .and. other%n_cells() > 0, "masked N")
+  deallocate (hval)
+  allocate (hval(other%n_cells(), b))
+  call check(psf_fit(other, val, hval, lam=lam) == HPSF_OK, "masked fit")
+  call check(psf_resample(other, hval, back) == HPSF_OK, "masked resample")
+  call check(all((back /= back) .or. spread(keep, 2, b)), "samples left out come back NaN")
+  call check(count(back == back) > n / 4, "samples used come back as numbers")
+  call check(psf_new(other, lon, lat, p, mask=keep(1:n - 1)) == HPSF_LENGTH_MISMATCH, "mask length")
+  call other%free()
+  deallocate (hval)
+  allocate (hval(k, b))
 
   ! bad input: statuses and messages, no crash
   call check(psf_fit(op, val(1:n - 1, :), hval, lam=lam) == HPSF_LENGTH_MISMATCH, "wrong val size")
