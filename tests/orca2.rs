@@ -137,7 +137,11 @@ fn land_mask_operator_on_orca2() {
     let c = ocean.fit(&o.sst, &clip).unwrap();
     let ci = c.info.as_ref().unwrap();
     assert!(c.hval.iter().all(|&v| (lo..=hi).contains(&v)));
-    assert!(ci.residual_rms[0] < 1.1 * info.residual_rms[0], "{} vs {}", ci.residual_rms[0], info.residual_rms[0]);
+    println!(
+        "bounded by the data range: residual rms {:.5} vs {:.5} unbounded",
+        ci.residual_rms[0], info.residual_rms[0]
+    );
+    assert!(ci.residual_rms[0] < 1.1 * info.residual_rms[0]);
     // conservative: the cells' mean is the area-weighted mean of the ocean samples
     let cons = ocean.fit(&o.sst, &FitOptions { conservative: true, ..opts }).unwrap();
     let mean = cons.hval.iter().sum::<f64>() / cons.hval.len() as f64;
