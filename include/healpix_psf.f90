@@ -71,6 +71,7 @@ module healpix_psf
      integer(c_size_t) :: max_outer
      integer(c_int32_t) :: conservative
      integer(c_int32_t) :: empty_cells
+     integer(c_int32_t) :: progress
   end type hpsf_fit_options
 
   type, bind(c), public :: hpsf_fit_info

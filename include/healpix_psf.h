@@ -239,6 +239,10 @@ typedef struct {
    reference's behaviour).
    */
   int32_t empty_cells;
+  /*
+   1: report the CG's progress on stderr (iteration, residual, rate, time left; default 0).
+   */
+  int32_t progress;
 } hpsf_fit_options;
 
 /*

@@ -48,3 +48,68 @@ impl Progress {
         dt
     }
 }
+
+thread_local! {
+    /// Whether the CG of the fit running on this thread reports its progress (see
+    /// [`report_cg_progress`]): set around a solve rather than passed down every solver layer.
+    static CG_PROGRESS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Turns CG progress reports on this thread on (`on`) until the returned guard is dropped.
+pub(crate) fn report_cg_progress(on: bool) -> impl Drop {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CG_PROGRESS.with(|c| c.set(self.0));
+        }
+    }
+    Restore(CG_PROGRESS.with(|c| c.replace(on)))
+}
+
+/// CG progress lines on stderr, at most every half second: iteration, residual, rate, time left.
+pub(crate) struct CgProgress {
+    max_iter: usize,
+    start: Instant,
+    last: Instant,
+    /// (iteration, ln residual) of recent reports, for the convergence rate
+    history: Vec<(usize, f64)>,
+}
+
+impl CgProgress {
+    /// A reporter when progress is on for this thread.
+    pub(crate) fn new(max_iter: usize) -> Option<Self> {
+        CG_PROGRESS.with(|c| c.get()).then(|| {
+            let now = Instant::now();
+            CgProgress { max_iter, start: now, last: now, history: Vec::new() }
+        })
+    }
+
+    /// Before iteration `it`: the worst row's residual `norm` and the one it must reach.
+    pub(crate) fn iteration(&mut self, it: usize, norm: f64, wanted: f64) {
+        let now = Instant::now();
+        if norm > 0.0 && norm.is_finite() {
+            self.history.push((it, norm.ln()));
+        }
+        if it == 0 || (now - self.last).as_secs_f64() < 0.5 {
+            return;
+        }
+        self.last = now;
+        let elapsed = (now - self.start).as_secs_f64();
+        let rate = it as f64 / elapsed;
+        // iterations left from the recent decrease of ln(residual), at most those max_iter allows
+        let recent = self.history.iter().rev().find(|(i, _)| it - i >= 10).or(self.history.first());
+        let by_rate = match (recent, self.history.last()) {
+            (Some(&(i0, l0)), Some(&(i1, l1))) if i1 > i0 && l0 > l1 && wanted > 0.0 => {
+                Some(((l1 - wanted.ln()) / ((l0 - l1) / (i1 - i0) as f64)).max(0.0))
+            }
+            _ => None,
+        };
+        let left = by_rate.map_or((self.max_iter - it) as f64, |n| n.min((self.max_iter - it) as f64));
+        eprintln!(
+            "[healpix-psf] CG iteration {it}/{}: residual {norm:.3e} (wanted {wanted:.3e}), {rate:.1} it/s, \
+             ETA {:.1} s",
+            self.max_iter,
+            left / rate
+        );
+    }
+}

@@ -70,6 +70,7 @@ struct HpsfFitOptions
     max_outer::Csize_t
     conservative::Int32
     empty_cells::Int32
+    progress::Int32
 end
 
 struct HpsfFitInfo
@@ -223,7 +224,8 @@ function fit(op::Operator{T}, val::AbstractVecOrMat; lam::Real = 0.0, max_iter::
     mode(b) = b === nothing ? Int32(0) : b === :input ? Int32(2) : Int32(1)
     num(b) = b isa Real ? Float64(b) : 0.0
     o = HpsfFitOptions(d.size, Float64(lam), Csize_t(max_iter), Float64(tol), Int32(per_row), mode(lower), num(lower),
-                       mode(upper), num(upper), d.max_outer, Int32(conservative), d.empty_cells)
+                       mode(upper), num(upper), d.max_outer, Int32(conservative), d.empty_cells,
+                       d.progress)
     hval = Matrix{T}(undef, ncells(op), size(v, 2))
     f = T === Float64 ? hpsf_fit_f64 : hpsf_fit_f32
     check(f(op.handle, v, Csize_t(length(v)), Ref(o), Ptr{T}(C_NULL), Csize_t(0), hval, Csize_t(length(hval)),

@@ -358,6 +358,8 @@ pub struct HpsfFitOptions {
     /// Cells none of whose linked samples is valid: 0 (default) NaN; 1 the fitted number (the
     /// reference's behaviour).
     pub empty_cells: i32,
+    /// 1: report the CG's progress on stderr (iteration, residual, rate, time left; default 0).
+    pub progress: i32,
 }
 
 impl HpsfFitOptions {
@@ -375,6 +377,7 @@ impl HpsfFitOptions {
             max_outer: 10,
             conservative: 0,
             empty_cells: 0,
+            progress: 0,
         }
     }
 
@@ -410,6 +413,7 @@ impl HpsfFitOptions {
             max_outer: self.max_outer,
             conservative: self.conservative != 0,
             empty_cells,
+            progress: self.progress != 0,
         })
     }
 }

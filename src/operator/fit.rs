@@ -266,6 +266,7 @@ impl<F: Real> PsfResampler<F> {
         opts: &FitOptions<F>,
     ) -> Result<Solved<F>> {
         let (n, m, k, s) = (self.n, self.n_used(), self.k(), sel.len());
+        let _progress = crate::parallel::report_cg_progress(opts.progress);
         // work on the data divided by a power of two (exact): see `solver`
         let mut y0 = interleave(val, n, sel, Some(&self.order), true);
         let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);

@@ -72,6 +72,9 @@ pub struct FitOptions<F> {
     /// What becomes of cells none of whose linked samples is valid in a row (default
     /// [`EmptyCells::Missing`]).
     pub empty_cells: EmptyCells,
+    /// Report the CG's progress on stderr about twice a second: iteration, residual against the
+    /// one wanted, iteration rate and an estimate of the time left (default false).
+    pub progress: bool,
 }
 
 impl<F> Default for FitOptions<F> {
@@ -88,6 +91,7 @@ impl<F> Default for FitOptions<F> {
             max_outer: 10,
             conservative: false,
             empty_cells: EmptyCells::Missing,
+            progress: false,
         }
     }
 }
@@ -348,11 +352,20 @@ pub(crate) fn cg<F: Real>(
     }
     let mut p = r.clone();
     let mut ap = vec![F::ZERO; k * active.len()];
+    let mut report = crate::parallel::CgProgress::new(max_iter);
 
-    for _ in 0..max_iter {
+    for it in 0..max_iter {
         let m = active.len();
         if m == 0 {
             break;
+        }
+        if let Some(report) = report.as_mut() {
+            // the active row furthest from its threshold
+            let worst =
+                (0..m).map(|j| (rs[j].sqrt(), thr[active[j]])).max_by(|a, b| (a.0 * b.1).total_cmp(&(b.0 * a.1)));
+            if let Some((norm, wanted)) = worst {
+                report.iteration(it, norm, wanted);
+            }
         }
         let den = a.apply(&p, &mut ap, &active, &mut u);
         // breakdown: the reference stops everything; per row, only the rows concerned
