@@ -46,6 +46,47 @@ pub fn cell_size_m(level: u8) -> Result<f64> {
     Ok(crate::geometry::cell_size_m(level, EARTH_RADIUS_M))
 }
 
+/// The typical distance between neighbouring samples, metres: the median over the samples of the
+/// square root of their [`crate::Area::Spacing`] estimate (on a sphere of radius [`EARTH_RADIUS_M`]).
+/// Errors on empty or mismatched input and bad coordinates.
+///
+/// # Examples
+/// ```
+/// use healpix_psf::kernel::{level_for_spacing, sample_spacing_m};
+/// // a 0.5° grid near the equator: ~55 km apart; level 7 cells are 51 km wide, level 6 ones 102 km
+/// let (lon, lat): (Vec<f64>, Vec<f64>) = (0..400).map(|i| (0.5 * (i % 20) as f64, 0.5 * (i / 20) as f64)).unzip();
+/// let d = sample_spacing_m(&lon, &lat)?;
+/// assert!((d / 55_000.0 - 1.0).abs() < 0.02, "{d}");
+/// assert_eq!(level_for_spacing(d)?, 6);
+/// assert_eq!(level_for_spacing(50_000.0)?, 7);
+/// # Ok::<(), healpix_psf::Error>(())
+/// ```
+pub fn sample_spacing_m(lon_deg: &[f64], lat_deg: &[f64]) -> Result<f64> {
+    if lon_deg.is_empty() {
+        return Err(Error::EmptyInput);
+    }
+    if lon_deg.len() != lat_deg.len() {
+        return Err(Error::LengthMismatch { what: "lat_deg", expected: lon_deg.len(), got: lat_deg.len() });
+    }
+    for (i, (&x, &y)) in lon_deg.iter().zip(lat_deg).enumerate() {
+        crate::geometry::check_lonlat(i, x, y)?;
+    }
+    let mut a = crate::operator::spacing_areas(lon_deg, lat_deg, EARTH_RADIUS_M);
+    let mid = a.len() / 2;
+    Ok(a.select_nth_unstable_by(mid, f64::total_cmp).1.sqrt())
+}
+
+/// The finest HEALPix level whose cells ([`cell_size_m`]) are at least `spacing_m` wide, so that
+/// cells do not outnumber the samples (where they do, the fit is weakly determined: SPEC §7.13);
+/// level 0 when the spacing exceeds even its cells. Errors unless `spacing_m` is a positive number.
+pub fn level_for_spacing(spacing_m: f64) -> Result<u8> {
+    if !(spacing_m.is_finite() && spacing_m > 0.0) {
+        return Err(Error::param("spacing_m", spacing_m, "the spacing must be a positive number of metres"));
+    }
+    let size = |l: u8| crate::geometry::cell_size_m(l, EARTH_RADIUS_M);
+    Ok((0..=MAX_LEVEL).rev().find(|&l| size(l) >= spacing_m).unwrap_or(0))
+}
+
 /// What [`recommend_npt`] found.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NptRecommendation {

@@ -16,6 +16,8 @@ mod nearest;
 mod samples;
 mod search;
 
+pub(crate) use area::spacing as spacing_areas;
+
 use crate::error::{Error, Result};
 use crate::geometry::{cell_size_m, Ellipsoid, Grid, EARTH_RADIUS_M};
 use crate::parallel::{with_threads, Progress};

@@ -1,0 +1,313 @@
+//! Reading a variable and its longitudes/latitudes from a NetCDF file (CF conventions).
+//!
+//! The variable's dimensions split into *spatial* ones — those of its longitude/latitude
+//! coordinates: one (unstructured points), two shared by 2-D coordinates (curvilinear grids such as
+//! NEMO's ORCA), or the two of 1-D coordinates on different dimensions (regular grids) — and *batch*
+//! ones (time, depth, ensemble …), which become rows solved together.
+
+use crate::CliError;
+use netcdf::{AttributeValue, Variable};
+
+/// A variable read for regridding: B rows (the batch dimensions flattened) of N samples.
+pub struct Input {
+    pub var: String,
+    /// Longitude and latitude of each sample (degrees; NaN where the file has a fill value).
+    pub lon: Vec<f64>,
+    pub lat: Vec<f64>,
+    /// B×N row-major; NaN = missing (fill value, missing value, outside the valid range, NaN).
+    pub values: Vec<f64>,
+    /// The batch dimensions in the variable's order (name, length); empty when B = 1.
+    pub batch_dims: Vec<(String, usize)>,
+    /// The spatial dimensions in the variable's order.
+    pub spatial_dims: Vec<(String, usize)>,
+    /// The variable's attributes.
+    pub attrs: Vec<(String, AttributeValue)>,
+    /// The variable is stored in single precision (or a narrower type).
+    pub single: bool,
+    pub lon_name: String,
+    pub lat_name: String,
+}
+
+impl Input {
+    pub fn n(&self) -> usize {
+        self.lon.len()
+    }
+    pub fn b(&self) -> usize {
+        self.values.len() / self.n().max(1)
+    }
+}
+
+fn attr_string(v: &Variable<'_>, name: &str) -> Option<String> {
+    match v.attribute_value(name)?.ok()? {
+        AttributeValue::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Numbers of an attribute, as f64 (empty when it is absent or not numeric).
+fn attr_numbers(v: &Variable<'_>, name: &str) -> Vec<f64> {
+    let Some(Ok(a)) = v.attribute_value(name) else { return Vec::new() };
+    use AttributeValue as A;
+    match a {
+        A::Uchar(x) => vec![x as f64],
+        A::Schar(x) => vec![x as f64],
+        A::Ushort(x) => vec![x as f64],
+        A::Short(x) => vec![x as f64],
+        A::Uint(x) => vec![x as f64],
+        A::Int(x) => vec![x as f64],
+        A::Ulonglong(x) => vec![x as f64],
+        A::Longlong(x) => vec![x as f64],
+        A::Float(x) => vec![x as f64],
+        A::Double(x) => vec![x],
+        A::Uchars(x) => x.into_iter().map(f64::from).collect(),
+        A::Schars(x) => x.into_iter().map(f64::from).collect(),
+        A::Ushorts(x) => x.into_iter().map(f64::from).collect(),
+        A::Shorts(x) => x.into_iter().map(f64::from).collect(),
+        A::Uints(x) => x.into_iter().map(f64::from).collect(),
+        A::Ints(x) => x.into_iter().map(f64::from).collect(),
+        A::Ulonglongs(x) => x.into_iter().map(|v| v as f64).collect(),
+        A::Longlongs(x) => x.into_iter().map(|v| v as f64).collect(),
+        A::Floats(x) => x.into_iter().map(f64::from).collect(),
+        A::Doubles(x) => x,
+        A::Str(_) | A::Strs(_) => Vec::new(),
+    }
+}
+
+fn dim_names(v: &Variable<'_>) -> Vec<String> {
+    v.dimensions().iter().map(|d| d.name()).collect()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Axis {
+    Lon,
+    Lat,
+}
+
+impl Axis {
+    fn word(self) -> &'static str {
+        match self {
+            Axis::Lon => "longitude",
+            Axis::Lat => "latitude",
+        }
+    }
+    fn flag(self) -> &'static str {
+        match self {
+            Axis::Lon => "--lon",
+            Axis::Lat => "--lat",
+        }
+    }
+    /// Whether a variable is this axis by its CF attributes or, failing those, its name.
+    fn matches(self, v: &Variable<'_>) -> bool {
+        if attr_string(v, "standard_name").is_some_and(|s| s == self.word()) {
+            return true;
+        }
+        let units = attr_string(v, "units").unwrap_or_default().to_ascii_lowercase();
+        let (unit_ok, names): (&[&str], &[&str]) = match self {
+            Axis::Lon => (
+                &["degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"],
+                &["lon", "longitude", "nav_lon", "glamt", "xlon", "long"],
+            ),
+            Axis::Lat => (
+                &["degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"],
+                &["lat", "latitude", "nav_lat", "gphit", "xlat"],
+            ),
+        };
+        unit_ok.contains(&units.as_str()) || names.contains(&v.name().to_ascii_lowercase().as_str())
+    }
+}
+
+/// The name of the variable's longitude or latitude: `given`, else from the `coordinates`
+/// attribute, the dimension coordinates, then any variable of the file on the variable's dimensions.
+fn find_axis(file: &netcdf::File, var: &Variable<'_>, axis: Axis, given: Option<&str>, path: &str) -> Result<String, CliError> {
+    let dims = dim_names(var);
+    if let Some(name) = given {
+        let v = file.variable(name).ok_or_else(|| {
+            CliError(format!("{path}: no variable '{name}' for {} ({} {name})", axis.word(), axis.flag()))
+        })?;
+        if !dim_names(&v).iter().all(|d| dims.contains(d)) {
+            return Err(CliError(format!(
+                "{path}: the {} '{name}' has dimensions {:?}, not among those of '{}' {:?}",
+                axis.word(),
+                dim_names(&v),
+                var.name(),
+                dims
+            )));
+        }
+        return Ok(name.to_string());
+    }
+    let fits = |v: &Variable<'_>| {
+        let d = dim_names(v);
+        !d.is_empty() && d.iter().all(|x| dims.contains(x)) && axis.matches(v)
+    };
+    let mut candidates: Vec<String> = attr_string(var, "coordinates")
+        .map(|c| c.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    candidates.extend(dims.iter().cloned());
+    candidates.extend(file.variables().map(|v| v.name()));
+    candidates
+        .into_iter()
+        .find(|c| file.variable(c).is_some_and(|v| fits(&v)))
+        .ok_or_else(|| {
+            CliError(format!(
+                "{path}: cannot find the {} of '{}' (no variable on its dimensions {:?} has standard_name \
+                 \"{}\" or {} units): name it with {} NAME",
+                axis.word(),
+                var.name(),
+                dims,
+                axis.word(),
+                axis.word(),
+                axis.flag()
+            ))
+        })
+}
+
+/// Reads a coordinate variable as f64 with its fill values as NaN.
+fn read_coord(v: &Variable<'_>, path: &str) -> Result<Vec<f64>, CliError> {
+    let mut x: Vec<f64> =
+        v.get_values::<f64, _>(..).map_err(|e| CliError(format!("{path}: reading '{}': {e}", v.name())))?;
+    let fill = [attr_numbers(v, "_FillValue"), attr_numbers(v, "missing_value")].concat();
+    for a in x.iter_mut() {
+        if fill.contains(a) {
+            *a = f64::NAN;
+        }
+    }
+    Ok(x)
+}
+
+/// Strides of a C-order array of `dims` (names), for each name in `along` (0 when absent).
+fn strides_along(dims: &[(String, usize)], along: &[(String, usize)]) -> Vec<usize> {
+    let mut stride = vec![0usize; dims.len()];
+    let mut s = 1;
+    for (i, (_, len)) in dims.iter().enumerate().rev() {
+        stride[i] = s;
+        s *= len;
+    }
+    along.iter().map(|(name, _)| dims.iter().position(|(d, _)| d == name).map_or(0, |i| stride[i])).collect()
+}
+
+/// For each element of the C-order space `dims`, the offset Σ idx·stride.
+fn offsets(dims: &[(String, usize)], stride: &[usize]) -> Vec<usize> {
+    let total: usize = dims.iter().map(|d| d.1).product();
+    let mut out = Vec::with_capacity(total);
+    let mut idx = vec![0usize; dims.len()];
+    let mut off = 0usize;
+    for _ in 0..total {
+        out.push(off);
+        for a in (0..dims.len()).rev() {
+            idx[a] += 1;
+            off += stride[a];
+            if idx[a] < dims[a].1 {
+                break;
+            }
+            off -= stride[a] * idx[a];
+            idx[a] = 0;
+        }
+    }
+    out
+}
+
+/// Reads `var` of the file at `path` with its coordinates (`lon`/`lat` override the search).
+pub fn read(path: &str, var_name: &str, lon: Option<&str>, lat: Option<&str>) -> Result<Input, CliError> {
+    let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
+    let var = file.variable(var_name).ok_or_else(|| {
+        let names: Vec<String> = file.variables().filter(|v| v.dimensions().len() >= 1).map(|v| v.name()).collect();
+        CliError(format!("{path}: no variable '{var_name}'; the file has: {}", names.join(", ")))
+    })?;
+    let dims: Vec<(String, usize)> = var.dimensions().iter().map(|d| (d.name(), d.len())).collect();
+    let lon_name = find_axis(&file, &var, Axis::Lon, lon, path)?;
+    let lat_name = find_axis(&file, &var, Axis::Lat, lat, path)?;
+    let (lon_v, lat_v) = (file.variable(&lon_name).expect("found"), file.variable(&lat_name).expect("found"));
+    let (lon_d, lat_d) = (dim_names(&lon_v), dim_names(&lat_v));
+    let spatial_names: Vec<String> = if lon_d == lat_d && lon_d.len() <= 2 {
+        lon_d.clone()
+    } else if lon_d.len() == 1 && lat_d.len() == 1 {
+        vec![lat_d[0].clone(), lon_d[0].clone()]
+    } else {
+        return Err(CliError(format!(
+            "{path}: cannot pair longitude '{lon_name}' {lon_d:?} with latitude '{lat_name}' {lat_d:?}: \
+             give 1-D coordinates on two dimensions (a regular grid) or on one (points), or 2-D ones on the same two"
+        )));
+    };
+    let spatial: Vec<(String, usize)> = dims.iter().filter(|d| spatial_names.contains(&d.0)).cloned().collect();
+    let batch: Vec<(String, usize)> = dims.iter().filter(|d| !spatial_names.contains(&d.0)).cloned().collect();
+    let n: usize = spatial.iter().map(|d| d.1).product();
+    let b: usize = batch.iter().map(|d| d.1).product();
+    if n == 0 || b == 0 {
+        return Err(CliError(format!("{path}: '{var_name}' is empty (dimensions {dims:?})")));
+    }
+
+    // coordinates of each sample, in the variable's order of the spatial dimensions
+    let coords = |v: &Variable<'_>| -> Result<Vec<f64>, CliError> {
+        let raw = read_coord(v, path)?;
+        let vd: Vec<(String, usize)> = v.dimensions().iter().map(|d| (d.name(), d.len())).collect();
+        let at = offsets(&spatial, &strides_along(&vd, &spatial));
+        Ok(at.into_iter().map(|o| raw[o]).collect())
+    };
+    let lon_s = coords(&lon_v)?;
+    let lat_s = coords(&lat_v)?;
+
+    // values: fill/missing/valid range → NaN, then unpacked
+    let raw: Vec<f64> =
+        var.get_values::<f64, _>(..).map_err(|e| CliError(format!("{path}: reading '{var_name}': {e}")))?;
+    let fill = [attr_numbers(&var, "_FillValue"), attr_numbers(&var, "missing_value")].concat();
+    let range = attr_numbers(&var, "valid_range");
+    let (vmin, vmax) = match range.as_slice() {
+        [a, b] => (*a, *b),
+        _ => (
+            attr_numbers(&var, "valid_min").first().copied().unwrap_or(f64::NEG_INFINITY),
+            attr_numbers(&var, "valid_max").first().copied().unwrap_or(f64::INFINITY),
+        ),
+    };
+    let scale = attr_numbers(&var, "scale_factor").first().copied().unwrap_or(1.0);
+    let offset = attr_numbers(&var, "add_offset").first().copied().unwrap_or(0.0);
+    let unpack = |x: f64| {
+        if x.is_nan() || fill.contains(&x) || x < vmin || x > vmax || x.is_infinite() {
+            f64::NAN
+        } else {
+            x * scale + offset
+        }
+    };
+    // rows: batch index major, sample index minor
+    let row_of = offsets(&batch, &strides_along(&dims, &batch));
+    let col_of = offsets(&spatial, &strides_along(&dims, &spatial));
+    let mut values = Vec::with_capacity(b * n);
+    for &r in &row_of {
+        values.extend(col_of.iter().map(|&c| unpack(raw[r + c])));
+    }
+    use netcdf::types::{FloatType, IntType, NcVariableType as T};
+    let single = matches!(
+        var.vartype(),
+        T::Float(FloatType::F32) | T::Int(IntType::U8 | IntType::I8 | IntType::U16 | IntType::I16)
+    );
+    let attrs = var.attributes().filter_map(|a| Some((a.name().to_string(), a.value().ok()?))).collect();
+    Ok(Input {
+        var: var_name.to_string(),
+        lon: lon_s,
+        lat: lat_s,
+        values,
+        batch_dims: batch,
+        spatial_dims: spatial,
+        attrs,
+        single,
+        lon_name,
+        lat_name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_walk_a_permuted_space() {
+        // a (2, 3) array in C order, walked along (3, 2): its transpose
+        let dims = vec![("a".to_string(), 2), ("b".to_string(), 3)];
+        let along = vec![("b".to_string(), 3), ("a".to_string(), 2)];
+        let o = offsets(&along, &strides_along(&dims, &along));
+        assert_eq!(o, vec![0, 3, 1, 4, 2, 5]);
+        // a dimension the array lacks has stride 0 (broadcast)
+        let lon_dims = vec![("x".to_string(), 3)];
+        let grid = vec![("y".to_string(), 2), ("x".to_string(), 3)];
+        assert_eq!(offsets(&grid, &strides_along(&lon_dims, &grid)), vec![0, 1, 2, 0, 1, 2]);
+    }
+}

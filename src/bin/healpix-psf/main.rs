@@ -1,0 +1,438 @@
+//! `healpix-psf`: regrid a variable of a NetCDF file onto HEALPix cells with the PSF fit, write it as
+//! CF/xdggs NetCDF and, optionally, draw it.
+//!
+//! ```text
+//! healpix-psf regrid tests/data/nemo_orca1_sst_2015-01.nc --var tos -o sst_healpix.nc --png sst.png
+//! ```
+
+mod input;
+mod output;
+mod render;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use healpix_psf::{kernel, valid_samples, Area, Bound, Device, Ellipsoid, EmptyCells, FitInfo, FitOptions, Params};
+use healpix_psf::{PsfResampler, Real, Stopping};
+use netcdf::AttributeValue;
+use std::time::Instant;
+
+/// An error for the user: what went wrong, naming the file and variable, and what to do.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "healpix-psf", version, about = "Regrid longitude/latitude data onto HEALPix cells with a Gaussian point-spread fit")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Regrid a variable of a NetCDF file to HEALPix cells and write them as NetCDF (CF 1.13
+    /// HEALPix grid mapping, xdggs attributes).
+    ///
+    /// Longitude and latitude come from the variable's CF attributes (`coordinates`, `standard_name`,
+    /// `units`): 1-D coordinates (regular grids or point lists) and 2-D ones (curvilinear grids such
+    /// as NEMO's tripolar ORCA) both work. Every other dimension (time, depth, ensemble …) becomes
+    /// rows fitted together and is restored in the output. Fill values, `missing_value` and values
+    /// outside `valid_range` are missing; points missing in every row (land) are left out of the
+    /// operator.
+    Regrid(RegridArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AreaArg {
+    /// From the sample spacing on gridded data, uniform on scattered points.
+    Auto,
+    /// From the sample spacing, any layout.
+    Spacing,
+    /// The reference implementation's latitude-ring estimate (for comparisons only).
+    Reference,
+    /// Every sample weighs the same.
+    Uniform,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Dtype {
+    F32,
+    F64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EmptyArg {
+    /// Missing (NaN).
+    Missing,
+    /// The fitted number (the reference implementation's behaviour).
+    Fitted,
+}
+
+#[derive(clap::Args)]
+struct RegridArgs {
+    /// The NetCDF file to read.
+    input: String,
+    /// The variable to regrid.
+    #[arg(long)]
+    var: String,
+    /// The NetCDF file to write.
+    #[arg(short, long)]
+    output: String,
+    /// HEALPix level 0–29, or `auto`: the finest level whose cells are at least as wide as the
+    /// valid points are apart (median spacing), so that cells do not outnumber points.
+    #[arg(long, default_value = "auto")]
+    level: String,
+    /// The longitude variable (default: found from CF attributes).
+    #[arg(long)]
+    lon: Option<String>,
+    /// The latitude variable (default: found from CF attributes).
+    #[arg(long)]
+    lat: Option<String>,
+
+    /// Cells linked to each sample (its nearest kept cells).
+    #[arg(long, default_value_t = 9)]
+    npt: usize,
+    /// Kernel scale s in metres, w = exp(−2d²/s²) (s = 2σ); default the cell size.
+    #[arg(long, conflicts_with = "fwhm_m")]
+    sigma_m: Option<f64>,
+    /// Kernel full width at half maximum in metres (instead of --sigma-m; FWHM = 1.1774 s).
+    #[arg(long)]
+    fwhm_m: Option<f64>,
+    /// Keep a cell when the summed kernel weight of the samples near it reaches this.
+    #[arg(long, default_value_t = 0.1)]
+    threshold: f64,
+    /// Number cells in the ring scheme (default nested).
+    #[arg(long)]
+    ring: bool,
+    /// Place samples on a sphere (default: WGS84 latitudes, mapped to the authalic sphere).
+    #[arg(long)]
+    sphere: bool,
+    /// Sphere radius in metres, for distances and the default kernel scale.
+    #[arg(long, default_value_t = 6_371_000.0)]
+    radius: f64,
+    /// Neighbourhood ring of the keep stage (default from --npt).
+    #[arg(long)]
+    ring_weight: Option<u32>,
+    /// First ring of the nearest-cell search (default from --npt).
+    #[arg(long)]
+    ring_search_init: Option<u32>,
+    /// Last ring of the nearest-cell search (default from --npt).
+    #[arg(long)]
+    ring_search_max: Option<u32>,
+    /// Per-sample area weights.
+    #[arg(long, value_enum, default_value = "auto")]
+    area: AreaArg,
+    /// Floating-point precision of the operator and the solve.
+    #[arg(long, value_enum, default_value = "f64")]
+    dtype: Dtype,
+    /// `cpu`, `cuda` or `cuda:N` (a build with the `cuda` feature and an NVIDIA GPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Keep points that are missing in every row in the operator (by default they are left out,
+    /// as land is for ocean data: cells reached only by them are then not in the output).
+    #[arg(long)]
+    keep_missing_points: bool,
+
+    /// Damping λ ≥ 0 of the least-squares fit. The default 1e-2 keeps the solution stable: with
+    /// λ = 0 (the reference implementation's default) the problem is singular wherever cells
+    /// outnumber samples locally and the field oscillates between them.
+    #[arg(long, default_value_t = 1e-2)]
+    lam: f64,
+    /// Most conjugate-gradient iterations.
+    #[arg(long, default_value_t = 200)]
+    max_iter: usize,
+    /// Relative tolerance of the conjugate gradient.
+    #[arg(long, default_value_t = 1e-8)]
+    tol: f64,
+    /// Stop each row on its own residual (default: all rows until the worst meets the pooled one).
+    #[arg(long)]
+    per_row: bool,
+    /// Lower bound on the output, imposed inside the fit: a number, or `input` (each row's smallest
+    /// valid value).
+    #[arg(long)]
+    lower: Option<String>,
+    /// Upper bound on the output: a number, or `input` (each row's largest valid value).
+    #[arg(long)]
+    upper: Option<String>,
+    /// Most active-set passes of a bounded fit.
+    #[arg(long, default_value_t = 10)]
+    max_outer: usize,
+    /// Keep each row's area-weighted mean exactly.
+    #[arg(long)]
+    conservative: bool,
+    /// Cells none of whose linked samples is valid in a row.
+    #[arg(long, value_enum, default_value = "missing")]
+    empty_cells: EmptyArg,
+
+    /// Also draw the result as a PNG map.
+    #[arg(long)]
+    png: Option<String>,
+    /// Draw the input samples beside the result (first row).
+    #[arg(long)]
+    png_input: bool,
+    /// Map projection of the PNG.
+    #[arg(long, value_enum, default_value = "mollweide")]
+    projection: render::Projection,
+    /// Width in pixels of each map panel of the PNG.
+    #[arg(long, default_value_t = 1000)]
+    png_width: usize,
+    /// No progress messages on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let Command::Regrid(args) = cli.command;
+    if let Err(e) = regrid(&args) {
+        eprintln!("healpix-psf: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// A bound from the command line.
+fn bound(s: &Option<String>, flag: &str) -> Result<Bound, CliError> {
+    match s.as_deref() {
+        None => Ok(Bound::Unbounded),
+        Some("input") => Ok(Bound::Input),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .map(Bound::Value)
+            .ok_or_else(|| CliError(format!("{flag} {v}: give a number or `input`"))),
+    }
+}
+
+fn device(s: &str) -> Result<Device, CliError> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| CliError(format!("--device {s}: use cpu, cuda or cuda:N"))),
+    }
+}
+
+/// What a fit gives back, in f64 whatever the precision used.
+struct Regridded {
+    cell_ids: Vec<u64>,
+    centres: Vec<(f64, f64)>,
+    hval: Vec<f64>,
+    info: FitInfo,
+    grid: healpix_psf::geometry::Grid,
+}
+
+fn fit_with<F: Real>(
+    lon: &[f64],
+    lat: &[f64],
+    values: &[f64],
+    params: &Params,
+    opts: &FitOptions<f64>,
+) -> Result<Regridded, healpix_psf::Error> {
+    let op = PsfResampler::<F>::new(lon, lat, params)?;
+    let v: Vec<F> = values.iter().map(|&x| F::from_f64(x)).collect();
+    let o = FitOptions::<F> {
+        lam: opts.lam,
+        max_iter: opts.max_iter,
+        tol: opts.tol,
+        x0: None,
+        return_info: true,
+        stopping: opts.stopping,
+        lower: opts.lower,
+        upper: opts.upper,
+        max_outer: opts.max_outer,
+        conservative: opts.conservative,
+        empty_cells: opts.empty_cells,
+        progress: opts.progress,
+    };
+    let fit = op.fit(&v, &o)?;
+    Ok(Regridded {
+        cell_ids: op.cell_ids().to_vec(),
+        centres: op.cell_lonlat(),
+        hval: fit.hval.iter().map(|x| x.to_f64()).collect(),
+        info: fit.info.expect("asked for"),
+        grid: op.grid().clone(),
+    })
+}
+
+fn regrid(a: &RegridArgs) -> Result<(), CliError> {
+    let t0 = Instant::now();
+    let say = |s: String| {
+        if !a.quiet {
+            eprintln!("[healpix-psf] {:>8.3} s  {s}", t0.elapsed().as_secs_f64());
+        }
+    };
+    let at = format!("{}: variable '{}'", a.input, a.var);
+    let input = input::read(&a.input, &a.var, a.lon.as_deref(), a.lat.as_deref())?;
+    let (n, b) = (input.n(), input.b());
+    let dims = |d: &[(String, usize)]| d.iter().map(|(n, l)| format!("{n}={l}")).collect::<Vec<_>>().join(", ");
+    say(format!(
+        "read '{}' from {}: {n} points ({}; lon '{}', lat '{}') × {b} rows ({})",
+        a.var,
+        a.input,
+        dims(&input.spatial_dims),
+        input.lon_name,
+        input.lat_name,
+        if input.batch_dims.is_empty() { "no other dimension".to_string() } else { dims(&input.batch_dims) }
+    ));
+    let mask = valid_samples(&input.values, n).map_err(|e| CliError(format!("{at}: {e}")))?;
+    let n_valid = mask.iter().filter(|&&m| m).count();
+    if n_valid == 0 {
+        return Err(CliError(format!(
+            "{at}: every value is missing (fill value, missing_value or outside valid_range); check --var"
+        )));
+    }
+    if !a.keep_missing_points {
+        say(format!("{n_valid} points have data in some row; the {} others are left out of the operator", n - n_valid));
+    }
+    let (ulon, ulat): (Vec<f64>, Vec<f64>) = (0..n).filter(|&i| mask[i]).map(|i| (input.lon[i], input.lat[i])).unzip();
+    let level: u8 = if a.level == "auto" {
+        let d = kernel::sample_spacing_m(&ulon, &ulat).map_err(|e| CliError(format!("{at}: coordinates: {e}")))?;
+        let l = kernel::level_for_spacing(d).map_err(|e| CliError(e.to_string()))?;
+        say(format!(
+            "--level auto: median spacing of the valid points {:.1} km → level {l} (cells {:.1} km wide)",
+            d / 1e3,
+            kernel::cell_size_m(l).unwrap_or(f64::NAN) / 1e3
+        ));
+        l
+    } else {
+        a.level
+            .parse()
+            .ok()
+            .filter(|&l: &u8| l <= 29)
+            .ok_or_else(|| CliError(format!("--level {}: give 0–29 or auto", a.level)))?
+    };
+    let params = Params {
+        npt: a.npt,
+        sigma_m: a.sigma_m.or(a.fwhm_m.map(kernel::fwhm_to_scale)),
+        threshold: a.threshold,
+        nest: !a.ring,
+        radius: a.radius,
+        ellipsoid: if a.sphere { Ellipsoid::Sphere } else { Ellipsoid::Wgs84 },
+        ring_weight: a.ring_weight,
+        ring_search_init: a.ring_search_init,
+        ring_search_max: a.ring_search_max,
+        num_threads: a.threads,
+        verbose: !a.quiet,
+        area: match a.area {
+            AreaArg::Auto => Area::Auto,
+            AreaArg::Spacing => Area::Spacing,
+            AreaArg::Reference => Area::ReferenceAuto,
+            AreaArg::Uniform => Area::Uniform,
+        },
+        device: device(&a.device)?,
+        sample_mask: (!a.keep_missing_points).then(|| mask.clone()),
+        ..Params::new(level)
+    };
+    let opts = FitOptions::<f64> {
+        lam: a.lam,
+        max_iter: a.max_iter,
+        tol: a.tol,
+        stopping: if a.per_row { Stopping::PerRow } else { Stopping::Pooled },
+        lower: bound(&a.lower, "--lower")?,
+        upper: bound(&a.upper, "--upper")?,
+        max_outer: a.max_outer,
+        conservative: a.conservative,
+        empty_cells: match a.empty_cells {
+            EmptyArg::Missing => EmptyCells::Missing,
+            EmptyArg::Fitted => EmptyCells::Fitted,
+        },
+        progress: !a.quiet,
+        ..FitOptions::default()
+    };
+    let t_fit = Instant::now();
+    let r = match a.dtype {
+        Dtype::F32 => fit_with::<f32>(&input.lon, &input.lat, &input.values, &params, &opts),
+        Dtype::F64 => fit_with::<f64>(&input.lon, &input.lat, &input.values, &params, &opts),
+    }
+    .map_err(|e| CliError(format!("{at}: {e}")))?;
+    let k = r.cell_ids.len();
+    let units = input
+        .attrs
+        .iter()
+        .find(|(n, _)| n == "units")
+        .and_then(|(_, v)| if let AttributeValue::Str(s) = v { Some(s.clone()) } else { None })
+        .unwrap_or_default();
+    let worst = |v: &[f64]| v.iter().copied().filter(|x| x.is_finite()).fold(f64::NAN, f64::max);
+    say(format!(
+        "regridded to {k} cells of level {level} in {:.3} s: {} CG iterations (most in a row), {}; \
+         residual at the valid points RMS {:.4} {units}, max {:.4} {units} (worst row)",
+        t_fit.elapsed().as_secs_f64(),
+        r.info.iterations,
+        if r.info.converged.iter().all(|&c| c) { "converged".to_string() } else { "NOT converged: raise --max-iter or --lam".to_string() },
+        worst(&r.info.residual_rms),
+        worst(&r.info.residual_max),
+    ));
+
+    let settings: Vec<(String, AttributeValue)> = vec![
+        ("healpix_psf_level".into(), (level as i32).into()),
+        ("healpix_psf_npt".into(), (a.npt as i32).into()),
+        ("healpix_psf_sigma_m".into(), params.sigma_m.unwrap_or(healpix_psf::geometry::cell_size_m(level, a.radius)).into()),
+        ("healpix_psf_threshold".into(), a.threshold.into()),
+        ("healpix_psf_lam".into(), a.lam.into()),
+        ("healpix_psf_tol".into(), a.tol.into()),
+        ("healpix_psf_max_iter".into(), (a.max_iter as i32).into()),
+        ("healpix_psf_dtype".into(), (if a.dtype == Dtype::F32 { "float32" } else { "float64" }).into()),
+        ("healpix_psf_points_left_out".into(), (if a.keep_missing_points { 0 } else { (n - n_valid) as i64 }).into()),
+    ];
+    let history = format!(
+        "healpix-psf {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    let bounded = opts.is_bounded();
+    output::write(
+        &a.output,
+        &output::Output {
+            input: &input,
+            in_path: &a.input,
+            cell_ids: &r.cell_ids,
+            centres: &r.centres,
+            hval: &r.hval,
+            level,
+            nest: !a.ring,
+            ellipsoid: params.ellipsoid,
+            radius: a.radius,
+            info: &r.info,
+            bounded,
+            settings,
+            history,
+        },
+    )?;
+    say(format!("wrote {} ({k} cells × {b} rows)", a.output));
+
+    if let Some(png) = &a.png {
+        let first = &r.hval[..k];
+        let range = render::value_range(first)
+            .ok_or_else(|| CliError(format!("{at}: the first row has no value to draw")))?;
+        let mut panels = Vec::new();
+        if a.png_input {
+            panels.push(render::Panel::Points {
+                lon: &input.lon,
+                lat: &input.lat,
+                values: &input.values[..n],
+                label: format!("input: {n_valid} valid points"),
+            });
+        }
+        panels.push(render::Panel::Cells {
+            grid: &r.grid,
+            ids: &r.cell_ids,
+            values: first,
+            label: format!("HEALPix level {level}: {k} cells"),
+        });
+        let title = if units.is_empty() { a.var.clone() } else { format!("{} ({units})", a.var) };
+        render::render(png, &panels, &title, range, a.projection, a.png_width)?;
+        say(format!("drew {png}"));
+    }
+    Ok(())
+}
