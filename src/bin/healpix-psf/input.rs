@@ -118,7 +118,13 @@ impl Axis {
 
 /// The name of the variable's longitude or latitude: `given`, else from the `coordinates`
 /// attribute, the dimension coordinates, then any variable of the file on the variable's dimensions.
-fn find_axis(file: &netcdf::File, var: &Variable<'_>, axis: Axis, given: Option<&str>, path: &str) -> Result<String, CliError> {
+fn find_axis(
+    file: &netcdf::File,
+    var: &Variable<'_>,
+    axis: Axis,
+    given: Option<&str>,
+    path: &str,
+) -> Result<String, CliError> {
     let dims = dim_names(var);
     if let Some(name) = given {
         let v = file.variable(name).ok_or_else(|| {
@@ -139,26 +145,22 @@ fn find_axis(file: &netcdf::File, var: &Variable<'_>, axis: Axis, given: Option<
         let d = dim_names(v);
         !d.is_empty() && d.iter().all(|x| dims.contains(x)) && axis.matches(v)
     };
-    let mut candidates: Vec<String> = attr_string(var, "coordinates")
-        .map(|c| c.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default();
+    let mut candidates: Vec<String> =
+        attr_string(var, "coordinates").map(|c| c.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
     candidates.extend(dims.iter().cloned());
     candidates.extend(file.variables().map(|v| v.name()));
-    candidates
-        .into_iter()
-        .find(|c| file.variable(c).is_some_and(|v| fits(&v)))
-        .ok_or_else(|| {
-            CliError(format!(
-                "{path}: cannot find the {} of '{}' (no variable on its dimensions {:?} has standard_name \
+    candidates.into_iter().find(|c| file.variable(c).is_some_and(|v| fits(&v))).ok_or_else(|| {
+        CliError(format!(
+            "{path}: cannot find the {} of '{}' (no variable on its dimensions {:?} has standard_name \
                  \"{}\" or {} units): name it with {} NAME",
-                axis.word(),
-                var.name(),
-                dims,
-                axis.word(),
-                axis.word(),
-                axis.flag()
-            ))
-        })
+            axis.word(),
+            var.name(),
+            dims,
+            axis.word(),
+            axis.word(),
+            axis.flag()
+        ))
+    })
 }
 
 /// Reads a coordinate variable as f64 with its fill values as NaN.

@@ -26,7 +26,11 @@ impl std::fmt::Display for CliError {
 }
 
 #[derive(Parser)]
-#[command(name = "healpix-psf", version, about = "Regrid longitude/latitude data onto HEALPix cells with a Gaussian point-spread fit")]
+#[command(
+    name = "healpix-psf",
+    version,
+    about = "Regrid longitude/latitude data onto HEALPix cells with a Gaussian point-spread fit"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -369,7 +373,11 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
          residual at the valid points RMS {:.4} {units}, max {:.4} {units} (worst row)",
         t_fit.elapsed().as_secs_f64(),
         r.info.iterations,
-        if r.info.converged.iter().all(|&c| c) { "converged".to_string() } else { "NOT converged: raise --max-iter or --lam".to_string() },
+        if r.info.converged.iter().all(|&c| c) {
+            "converged".to_string()
+        } else {
+            "NOT converged: raise --max-iter or --lam".to_string()
+        },
         worst(&r.info.residual_rms),
         worst(&r.info.residual_max),
     ));
@@ -377,7 +385,10 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
     let settings: Vec<(String, AttributeValue)> = vec![
         ("healpix_psf_level".into(), (level as i32).into()),
         ("healpix_psf_npt".into(), (a.npt as i32).into()),
-        ("healpix_psf_sigma_m".into(), params.sigma_m.unwrap_or(healpix_psf::geometry::cell_size_m(level, a.radius)).into()),
+        (
+            "healpix_psf_sigma_m".into(),
+            params.sigma_m.unwrap_or(healpix_psf::geometry::cell_size_m(level, a.radius)).into(),
+        ),
         ("healpix_psf_threshold".into(), a.threshold.into()),
         ("healpix_psf_lam".into(), a.lam.into()),
         ("healpix_psf_tol".into(), a.tol.into()),
@@ -385,11 +396,8 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
         ("healpix_psf_dtype".into(), (if a.dtype == Dtype::F32 { "float32" } else { "float64" }).into()),
         ("healpix_psf_points_left_out".into(), (if a.keep_missing_points { 0 } else { (n - n_valid) as i64 }).into()),
     ];
-    let history = format!(
-        "healpix-psf {}: {}",
-        env!("CARGO_PKG_VERSION"),
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
+    let history =
+        format!("healpix-psf {}: {}", env!("CARGO_PKG_VERSION"), std::env::args().collect::<Vec<_>>().join(" "));
     let bounded = opts.is_bounded();
     output::write(
         &a.output,
@@ -413,8 +421,8 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
 
     if let Some(png) = &a.png {
         let first = &r.hval[..k];
-        let range = render::value_range(first)
-            .ok_or_else(|| CliError(format!("{at}: the first row has no value to draw")))?;
+        let range =
+            render::value_range(first).ok_or_else(|| CliError(format!("{at}: the first row has no value to draw")))?;
         let mut panels = Vec::new();
         if a.png_input {
             panels.push(render::Panel::Points {

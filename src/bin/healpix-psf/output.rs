@@ -81,16 +81,52 @@ pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
         nc("an attribute", path, f.add_attribute(name, v.clone()))?;
     }
 
-    // coordinates of the batch dimensions (time, depth …), values and attributes
-    for v in input_file.variables() {
-        let dims: Vec<String> = v.dimensions().iter().map(|d| d.name()).collect();
-        let numeric = matches!(v.vartype(), netcdf::types::NcVariableType::Int(_) | netcdf::types::NcVariableType::Float(_));
-        if v.name() == o.input.var || dims.is_empty() || !numeric || !dims.iter().all(|d| batch_names.contains(&d.as_str())) {
-            continue;
+    // coordinates of the batch dimensions (time, depth …) and their bounds, values and attributes
+    let spatial: Vec<&str> = o.input.spatial_dims.iter().map(|d| d.0.as_str()).collect();
+    let dims_of = |v: &netcdf::Variable<'_>| v.dimensions().iter().map(|d| d.name()).collect::<Vec<String>>();
+    let numeric = |v: &netcdf::Variable<'_>| {
+        matches!(v.vartype(), netcdf::types::NcVariableType::Int(_) | netcdf::types::NcVariableType::Float(_))
+    };
+    let mut copy: Vec<String> = input_file
+        .variables()
+        .filter(|v| {
+            let d = dims_of(v);
+            v.name() != o.input.var
+                && !d.is_empty()
+                && numeric(v)
+                && d.iter().all(|x| batch_names.contains(&x.as_str()))
+        })
+        .map(|v| v.name())
+        .collect();
+    let bounds: Vec<String> = copy
+        .iter()
+        .filter_map(|c| match input_file.variable(c)?.attribute_value("bounds")?.ok()? {
+            AttributeValue::Str(b) => Some(b),
+            _ => None,
+        })
+        .filter(|b| {
+            input_file.variable(b).is_some_and(|v| {
+                let d = dims_of(&v);
+                numeric(&v)
+                    && d.first().is_some_and(|x| batch_names.contains(&x.as_str()))
+                    && d.iter().all(|x| !spatial.contains(&x.as_str()) && x != "cell")
+            })
+        })
+        .collect();
+    for b in bounds {
+        for d in input_file.variable(&b).expect("checked").dimensions() {
+            if f.dimension(&d.name()).is_none() {
+                nc("a dimension", path, f.add_dimension(&d.name(), d.len()))?;
+            }
         }
+        copy.push(b);
+    }
+    for name in &copy {
+        let v = input_file.variable(name).expect("listed");
         let values: Vec<f64> = nc("a coordinate", path, v.get_values::<f64, _>(..))?;
+        let dims = dims_of(&v);
         let dim_refs: Vec<&str> = dims.iter().map(String::as_str).collect();
-        let mut out = nc("a coordinate", path, f.add_variable::<f64>(&v.name(), &dim_refs))?;
+        let mut out = nc("a coordinate", path, f.add_variable::<f64>(name, &dim_refs))?;
         for a in v.attributes() {
             if a.name() != "_FillValue" {
                 if let Ok(val) = a.value() {
@@ -121,20 +157,26 @@ pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
     nc("crs", path, crs.put_attribute("healpix_order", if o.nest { "nest" } else { "ring" }))?;
     nc("crs", path, crs.put_value(0i32, ..))?;
 
+    // the cell ids twice: as the `cell` dimension coordinate with the CF standard name (what CF
+    // readers and easygems look for) and as `cell_ids` with exactly the xdggs attributes (xdggs
+    // rejects any other attribute on it)
+    let as_i64: Vec<i64> = o.cell_ids.iter().map(|&c| c as i64).collect();
+    let mut cf = nc("cell", path, f.add_variable::<i64>("cell", &["cell"]))?;
+    nc("cell", path, cf.put_attribute("standard_name", "healpix_index"))?;
+    nc("cell", path, cf.put_attribute("long_name", "HEALPix cell index"))?;
+    nc("cell", path, cf.put_attribute("units", "1"))?;
+    nc("cell", path, cf.put_values(&as_i64, ..))?;
     let mut ids = nc("cell_ids", path, f.add_variable::<i64>("cell_ids", &["cell"]))?;
-    nc("cell_ids", path, ids.put_attribute("standard_name", "healpix_index"))?;
-    nc("cell_ids", path, ids.put_attribute("long_name", "HEALPix cell index"))?;
     nc("cell_ids", path, ids.put_attribute("grid_name", "healpix"))?;
     nc("cell_ids", path, ids.put_attribute("level", o.level as i32))?;
     nc("cell_ids", path, ids.put_attribute("indexing_scheme", scheme))?;
-    let ell = if o.ellipsoid == Ellipsoid::Wgs84 { "WGS84" } else { "sphere" };
-    nc("cell_ids", path, ids.put_attribute("ellipsoid", ell))?;
-    let as_i64: Vec<i64> = o.cell_ids.iter().map(|&c| c as i64).collect();
+    if o.ellipsoid == Ellipsoid::Wgs84 {
+        nc("cell_ids", path, ids.put_attribute("ellipsoid", "WGS84"))?;
+    }
     nc("cell_ids", path, ids.put_values(&as_i64, ..))?;
-    for (name, axis, units, pick) in [
-        ("lon", "longitude", "degrees_east", 0usize),
-        ("lat", "latitude", "degrees_north", 1usize),
-    ] {
+    for (name, axis, units, pick) in
+        [("lon", "longitude", "degrees_east", 0usize), ("lat", "latitude", "degrees_north", 1usize)]
+    {
         let mut v = nc(name, path, f.add_variable::<f64>(name, &["cell"]))?;
         nc(name, path, v.put_attribute("standard_name", axis))?;
         nc(name, path, v.put_attribute("long_name", format!("{axis} of the cell centre").as_str()))?;
@@ -167,7 +209,9 @@ pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
         }
     }
     nc(name, path, var.put_attribute("grid_mapping", "crs"))?;
-    nc(name, path, var.put_attribute("coordinates", "cell_ids lat lon"))?;
+    // crs among the coordinates too, so that xarray attaches it to the variable (easygems reads
+    // the grid from a DataArray's grid mapping coordinate)
+    nc(name, path, var.put_attribute("coordinates", "cell_ids lat lon crs"))?;
     if o.input.single {
         let v: Vec<f32> = o.hval.iter().map(|&x| x as f32).collect();
         nc(name, path, var.put_values(&v, ..))?;
@@ -187,9 +231,24 @@ pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
             o.info.converged.iter().map(|&c| c as u8 as f64).collect(),
             false,
         ),
-        ("fit_residual_rms", format!("RMS of the fitted field at the valid samples minus {name}"), o.info.residual_rms.clone(), true),
-        ("fit_residual_max", format!("largest |fitted field at a valid sample minus {name}|"), o.info.residual_max.clone(), true),
-        ("fit_empty_cells", "cells without any valid linked sample (missing in the output)".into(), as_f64(&o.info.empty_cells), false),
+        (
+            "fit_residual_rms",
+            format!("RMS of the fitted field at the valid samples minus {name}"),
+            o.info.residual_rms.clone(),
+            true,
+        ),
+        (
+            "fit_residual_max",
+            format!("largest |fitted field at a valid sample minus {name}|"),
+            o.info.residual_max.clone(),
+            true,
+        ),
+        (
+            "fit_empty_cells",
+            "cells without any valid linked sample (missing in the output)".into(),
+            as_f64(&o.info.empty_cells),
+            false,
+        ),
     ];
     if o.bounded {
         diag.push(("fit_held_low", "cells held at the lower bound".into(), as_f64(&o.info.n_clipped_low), false));
