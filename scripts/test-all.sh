@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it (.ci/run): the CPU build (with the C and Fortran programs of the
-# C ABI, which need gfortran and valgrind: installed here when missing), then the CUDA build. The CUDA build
+# The whole test suite, as CI runs it (.ci/run): the CPU build with the command-line tool (NetCDF-C
+# installed when missing) and the C and Fortran programs of the C ABI (gfortran and valgrind installed
+# when missing), then the CUDA build. The CUDA build
 # installs nvcc from PyPI and libclang if missing (scripts/setup-cuda.sh), compiles the kernels and
 # runs every test; tests that need a GPU print a SKIP line when there is none.
 set -euo pipefail
@@ -14,7 +15,13 @@ for tool in gfortran valgrind; do
       echo "test-all: could not install $tool: its tests will SKIP" >&2
   fi
 done
-cargo test --release
+# the CPU suite with the command-line tool (needs NetCDF-C; without it, the suite without the tool)
+if bash scripts/netcdf-dev.sh; then
+  cargo test --release --features cli
+else
+  echo "SKIP: the healpix-psf command and its tests (no NetCDF-C library)" >&2
+  cargo test --release
+fi
 eval "$(bash scripts/setup-cuda.sh | tail -1)"
 cargo test --release --features cuda
 echo "== GPU tests (SKIP lines mean no GPU here) =="

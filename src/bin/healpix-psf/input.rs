@@ -212,7 +212,7 @@ fn offsets(dims: &[(String, usize)], stride: &[usize]) -> Vec<usize> {
 pub fn read(path: &str, var_name: &str, lon: Option<&str>, lat: Option<&str>) -> Result<Input, CliError> {
     let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
     let var = file.variable(var_name).ok_or_else(|| {
-        let names: Vec<String> = file.variables().filter(|v| v.dimensions().len() >= 1).map(|v| v.name()).collect();
+        let names: Vec<String> = file.variables().filter(|v| !v.dimensions().is_empty()).map(|v| v.name()).collect();
         CliError(format!("{path}: no variable '{var_name}'; the file has: {}", names.join(", ")))
     })?;
     let dims: Vec<(String, usize)> = var.dimensions().iter().map(|d| (d.name(), d.len())).collect();

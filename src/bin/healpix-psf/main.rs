@@ -265,7 +265,7 @@ fn fit_with<F: Real>(
         centres: op.cell_lonlat(),
         hval: fit.hval.iter().map(|x| x.to_f64()).collect(),
         info: fit.info.expect("asked for"),
-        grid: op.grid().clone(),
+        grid: *op.grid(),
     })
 }
 

@@ -92,8 +92,8 @@ impl Canvas {
     fn blend(&mut self, x: usize, y: usize, c: [u8; 3], a: f64) {
         if x < self.w && y < self.h {
             let i = (y * self.w + x) * 3;
-            for k in 0..3 {
-                self.rgb[i + k] = (self.rgb[i + k] as f64 * (1.0 - a) + c[k] as f64 * a).round() as u8;
+            for (p, &q) in self.rgb[i..i + 3].iter_mut().zip(&c) {
+                *p = (*p as f64 * (1.0 - a) + q as f64 * a).round() as u8;
             }
         }
     }
