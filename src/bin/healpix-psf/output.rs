@@ -46,6 +46,15 @@ const DROPPED: &[&str] = &[
     "_Netcdf4Dimid",
 ];
 
+/// Deflate (with shuffle) in chunks of up to 65 536 cells along `cell`.
+fn compress(v: &mut netcdf::VariableMut<'_>, k: usize, path: &str) -> Result<(), CliError> {
+    if k > 0 {
+        nc("a chunking", path, v.set_chunking(&[k.min(1 << 16)]))?;
+        nc("compression", path, v.set_compression(4, true))?;
+    }
+    Ok(())
+}
+
 pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
     let input_file = netcdf::open(o.in_path).map_err(|e| CliError(format!("cannot reopen {}: {e}", o.in_path)))?;
     let mut f = nc("the file", path, netcdf::create(path))?;
@@ -162,11 +171,13 @@ pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
     // rejects any other attribute on it)
     let as_i64: Vec<i64> = o.cell_ids.iter().map(|&c| c as i64).collect();
     let mut cf = nc("cell", path, f.add_variable::<i64>("cell", &["cell"]))?;
+    compress(&mut cf, k, path)?;
     nc("cell", path, cf.put_attribute("standard_name", "healpix_index"))?;
     nc("cell", path, cf.put_attribute("long_name", "HEALPix cell index"))?;
     nc("cell", path, cf.put_attribute("units", "1"))?;
     nc("cell", path, cf.put_values(&as_i64, ..))?;
     let mut ids = nc("cell_ids", path, f.add_variable::<i64>("cell_ids", &["cell"]))?;
+    compress(&mut ids, k, path)?;
     nc("cell_ids", path, ids.put_attribute("grid_name", "healpix"))?;
     nc("cell_ids", path, ids.put_attribute("level", o.level as i32))?;
     nc("cell_ids", path, ids.put_attribute("indexing_scheme", scheme))?;
@@ -178,6 +189,7 @@ pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
         [("lon", "longitude", "degrees_east", 0usize), ("lat", "latitude", "degrees_north", 1usize)]
     {
         let mut v = nc(name, path, f.add_variable::<f64>(name, &["cell"]))?;
+        compress(&mut v, k, path)?;
         nc(name, path, v.put_attribute("standard_name", axis))?;
         nc(name, path, v.put_attribute("long_name", format!("{axis} of the cell centre").as_str()))?;
         nc(name, path, v.put_attribute("units", units))?;
