@@ -15,7 +15,12 @@ for tool in gfortran valgrind; do
       echo "test-all: could not install $tool: its tests will SKIP" >&2
   fi
 done
-# the CPU suite with the command-line tool (needs NetCDF-C; without it, the suite without the tool)
+# the CPU suite with the command-line tool (needs NetCDF-C; without it, the suite without the tool);
+# its output is checked with xdggs and easygems from a venv made here
+if [ ! -x .venv-check/bin/python ]; then
+  { python3 -m venv .venv-check && .venv-check/bin/pip install -q xarray netCDF4 xdggs easygems; } ||
+    { echo "test-all: could not make .venv-check: the xdggs/easygems check will SKIP" >&2; rm -rf .venv-check; }
+fi
 if bash scripts/netcdf-dev.sh; then
   cargo test --release --features cli
 else

@@ -163,6 +163,18 @@ fn orca1_round_trip_land_and_metadata() {
     }
     assert!(read_f64(&g, "fit_empty_cells")[0] > 5000.0);
 
+    // read by xdggs and easygems (Python, in the venv scripts/test-all.sh makes)
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-check/bin/python");
+    if py.exists() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_healpix_output.py");
+        let r = Command::new(&py).arg(&script).arg(&out).args(["tos", "6"]).output().unwrap();
+        let said = String::from_utf8_lossy(&r.stdout).into_owned() + &String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.success(), "xdggs/easygems check failed:\n{said}");
+        print!("{said}");
+    } else {
+        println!("SKIP: xdggs/easygems check (no .venv-check; scripts/test-all.sh makes it)");
+    }
+
     // the picture: a PNG of the expected size (two 1000 × 500 panels and margins)
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
@@ -210,6 +222,7 @@ fn write_grid_file(path: &Path) -> (Vec<f64>, Vec<f64>) {
     v.set_fill_value(-999.0f64).unwrap();
     v.put_attribute("units", "K").unwrap();
     v.put_attribute("long_name", "test temperature").unwrap();
+    v.put_attribute("cell_measures", "area: cellarea").unwrap();
     v.put_values(&temp, ..).unwrap();
     // packed shorts: value = raw·0.01 + 20, raw −32767 = missing
     let mut packed = Vec::new();
@@ -237,6 +250,10 @@ fn write_grid_file(path: &Path) -> (Vec<f64>, Vec<f64>) {
     }
     let mut v = f.add_variable::<f64>("perm", &["lon", "time", "lat"]).unwrap();
     v.put_values(&perm, ..).unwrap();
+    // cell areas (∝ cos latitude on a regular grid)
+    let area: Vec<f64> = lat.iter().flat_map(|y| std::iter::repeat_n(y.to_radians().cos(), nx)).collect();
+    let mut v = f.add_variable::<f64>("cellarea", &["lat", "lon"]).unwrap();
+    v.put_values(&area, ..).unwrap();
     // no coordinates at all
     let mut v = f.add_variable::<f64>("bare", &["depth"]).unwrap();
     v.put_values(&[1.0, 2.0], ..).unwrap();
@@ -249,7 +266,8 @@ fn regular_grid_batch_dimensions_in_any_order() {
     write_grid_file(&input);
     let i = input.to_str().unwrap();
     let out = tmp("grid_temp.nc");
-    ok(&["regrid", i, "--var", "temp", "-o", out.to_str().unwrap(), "--level", "6", "-q"]);
+    let log = ok(&["regrid", i, "--var", "temp", "-o", out.to_str().unwrap(), "--level", "6"]);
+    assert!(log.contains("areas from the variable 'cellarea'"), "{log}");
     let f = netcdf::open(&out).unwrap();
     let temp = f.variable("temp").unwrap();
     let dims: Vec<(String, usize)> = temp.dimensions().iter().map(|d| (d.name(), d.len())).collect();
@@ -268,14 +286,44 @@ fn regular_grid_batch_dimensions_in_any_order() {
             assert!((mean - want).abs() < 2.1, "row t={t} d={d}: mean {mean}, want {want} ± 2");
         }
     }
-    assert_eq!(read_f64(&f, "fit_iterations").len(), 6);
+    let iterations = read_f64(&f, "fit_iterations");
+    assert_eq!(iterations.len(), 6);
+    let ids: Vec<i64> = f.variable("cell_ids").unwrap().get_values(..).unwrap();
+
+    // onto the cells of that output (its level taken), and warm-started from it
+    let again = tmp("grid_again.nc");
+    let log = ok(&[
+        "regrid",
+        i,
+        "--var",
+        "temp",
+        "-o",
+        again.to_str().unwrap(),
+        "--cells",
+        out.to_str().unwrap(),
+        "--x0",
+        out.to_str().unwrap(),
+    ]);
+    assert!(log.contains("level 6 of the cells"), "{log}");
+    let g = netcdf::open(&again).unwrap();
+    assert_eq!(g.variable("cell_ids").unwrap().get_values::<i64, _>(..).unwrap(), ids);
+    let warm = read_f64(&g, "fit_iterations");
+    assert!(warm.iter().sum::<f64>() < 0.5 * iterations.iter().sum::<f64>(), "{warm:?} vs {iterations:?}");
+    let h2 = read_f64(&g, "temp");
+    let worst = h
+        .iter()
+        .zip(&h2)
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-3, "{worst}");
 
     // the same numbers stored as (lon, time, lat) and as packed shorts over (lat, time, lon)
     // (another storage order sorts tied samples differently: rounding differences only)
     // (packing rounds to 0.01; the fit, a deconvolution, amplifies that a little)
     for (var, tol) in [("perm", 1e-6), ("packed", 0.2)] {
         let o = tmp(&format!("grid_{var}.nc"));
-        ok(&["regrid", i, "--var", var, "-o", o.to_str().unwrap(), "--level", "6", "-q"]);
+        ok(&["regrid", i, "--var", var, "-o", o.to_str().unwrap(), "--level", "6", "--area-var", "cellarea", "-q"]);
         let g = netcdf::open(&o).unwrap();
         let dims: Vec<String> = g.variable(var).unwrap().dimensions().iter().map(|d| d.name()).collect();
         assert_eq!(dims, ["time", "cell"], "{var}");
@@ -316,6 +364,12 @@ fn clear_errors() {
     assert!(e.contains("'nope'"), "{e}");
     let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--level", "40"]);
     assert!(e.contains("--level 40"), "{e}");
+    let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--area-var", "nope", "-q"]);
+    assert!(e.contains("'nope'") && e.contains("--area-var"), "{e}");
+    let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--cells", i, "-q"]);
+    assert!(e.contains("cell_ids"), "{e}");
+    let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--x0", i, "--level", "5", "-q"]);
+    assert!(e.contains("cell_ids"), "{e}");
     let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--lower", "abc"]);
     assert!(e.contains("--lower abc"), "{e}");
     let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--lam=-1", "-q"]);

@@ -176,6 +176,71 @@ fn read_coord(v: &Variable<'_>, path: &str) -> Result<Vec<f64>, CliError> {
     Ok(x)
 }
 
+/// A variable on (some of) the spatial dimensions, one value per sample (in the variable's order of
+/// the spatial dimensions), fill values as NaN.
+fn on_samples(v: &Variable<'_>, spatial: &[(String, usize)], path: &str) -> Result<Vec<f64>, CliError> {
+    let raw = read_coord(v, path)?;
+    let vd: Vec<(String, usize)> = v.dimensions().iter().map(|d| (d.name(), d.len())).collect();
+    let at = offsets(spatial, &strides_along(&vd, spatial));
+    Ok(at.into_iter().map(|o| raw[o]).collect())
+}
+
+/// Per-sample areas from the variable `name` of the file (on the variable's spatial dimensions).
+pub fn areas(path: &str, name: &str, input: &Input) -> Result<Vec<f64>, CliError> {
+    let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
+    let v = file.variable(name).ok_or_else(|| CliError(format!("{path}: no area variable '{name}' (--area-var)")))?;
+    let spatial: Vec<&str> = input.spatial_dims.iter().map(|d| d.0.as_str()).collect();
+    let d = dim_names(&v);
+    if d.is_empty() || !d.iter().all(|x| spatial.contains(&x.as_str())) {
+        return Err(CliError(format!(
+            "{path}: the area variable '{name}' has dimensions {d:?}, not among the spatial dimensions {spatial:?} of '{}'",
+            input.var
+        )));
+    }
+    on_samples(&v, &input.spatial_dims, path)
+}
+
+/// The name of the cell-area variable a CF `cell_measures = "area: NAME"` attribute of the variable
+/// points to, when the file has it.
+pub fn cell_measures_area(path: &str, var: &str) -> Option<String> {
+    let file = netcdf::open(path).ok()?;
+    let m = attr_string(&file.variable(var)?, "cell_measures")?;
+    let mut words = m.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "area:" {
+            let name = words.next()?.to_string();
+            return file.variable(&name).is_some().then_some(name);
+        }
+    }
+    None
+}
+
+/// HEALPix cell ids from a NetCDF file (`cell_ids`, or the variable with standard name
+/// `healpix_index`), with the level and scheme its attributes give, if any.
+pub fn cell_ids(path: &str) -> Result<(Vec<u64>, Option<i64>, Option<String>), CliError> {
+    let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
+    let v = file
+        .variable("cell_ids")
+        .or_else(|| file.variables().find(|v| attr_string(v, "standard_name").as_deref() == Some("healpix_index")))
+        .ok_or_else(|| CliError(format!("{path}: no `cell_ids` variable and none with standard_name healpix_index")))?;
+    let ids: Vec<i64> = v.get_values(..).map_err(|e| CliError(format!("{path}: reading '{}': {e}", v.name())))?;
+    if let Some(bad) = ids.iter().find(|&&c| c < 0) {
+        return Err(CliError(format!("{path}: negative cell id {bad} in '{}'", v.name())));
+    }
+    let level = attr_numbers(&v, "level").first().map(|&l| l as i64);
+    let scheme = attr_string(&v, "indexing_scheme");
+    Ok((ids.into_iter().map(|c| c as u64).collect(), level, scheme))
+}
+
+/// A previous output's field `var` (B×K) on its cells, for a warm start.
+pub fn field_on_cells(path: &str, var: &str) -> Result<(Vec<u64>, Vec<f64>), CliError> {
+    let (ids, _, _) = cell_ids(path)?;
+    let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
+    let v = file.variable(var).ok_or_else(|| CliError(format!("{path}: no variable '{var}' to start from (--x0)")))?;
+    let x: Vec<f64> = v.get_values(..).map_err(|e| CliError(format!("{path}: reading '{var}': {e}")))?;
+    Ok((ids, x))
+}
+
 /// Strides of a C-order array of `dims` (names), for each name in `along` (0 when absent).
 fn strides_along(dims: &[(String, usize)], along: &[(String, usize)]) -> Vec<usize> {
     let mut stride = vec![0usize; dims.len()];
@@ -238,15 +303,8 @@ pub fn read(path: &str, var_name: &str, lon: Option<&str>, lat: Option<&str>) ->
         return Err(CliError(format!("{path}: '{var_name}' is empty (dimensions {dims:?})")));
     }
 
-    // coordinates of each sample, in the variable's order of the spatial dimensions
-    let coords = |v: &Variable<'_>| -> Result<Vec<f64>, CliError> {
-        let raw = read_coord(v, path)?;
-        let vd: Vec<(String, usize)> = v.dimensions().iter().map(|d| (d.name(), d.len())).collect();
-        let at = offsets(&spatial, &strides_along(&vd, &spatial));
-        Ok(at.into_iter().map(|o| raw[o]).collect())
-    };
-    let lon_s = coords(&lon_v)?;
-    let lat_s = coords(&lat_v)?;
+    let lon_s = on_samples(&lon_v, &spatial, path)?;
+    let lat_s = on_samples(&lat_v, &spatial, path)?;
 
     // values: fill/missing/valid range → NaN, then unpacked
     let raw: Vec<f64> =

@@ -127,9 +127,21 @@ struct RegridArgs {
     /// Last ring of the nearest-cell search (default from --npt).
     #[arg(long)]
     ring_search_max: Option<u32>,
-    /// Per-sample area weights.
+    /// Per-sample area weights (a variable named by the input's CF `cell_measures = "area: NAME"`
+    /// attribute is used when present, unless another choice is given here).
     #[arg(long, value_enum, default_value = "auto")]
     area: AreaArg,
+    /// Per-sample areas from this variable of the input (on its spatial dimensions, any unit).
+    #[arg(long)]
+    area_var: Option<String>,
+    /// Regrid onto the cells of this NetCDF file only (its `cell_ids`, e.g. an earlier output);
+    /// its level is used with `--level auto`. Requested cells without enough support come out
+    /// missing.
+    #[arg(long)]
+    cells: Option<String>,
+    /// With --cells: give requested cells without enough support the value of the nearest point.
+    #[arg(long, requires = "cells")]
+    fill_missing_cells: bool,
     /// Floating-point precision of the operator and the solve.
     #[arg(long, value_enum, default_value = "f64")]
     dtype: Dtype,
@@ -171,6 +183,10 @@ struct RegridArgs {
     /// Keep each row's area-weighted mean exactly.
     #[arg(long)]
     conservative: bool,
+    /// Start the fit from an earlier output of the same variable on the same cells (a warm start,
+    /// e.g. the previous time step regridded with the same settings and --cells).
+    #[arg(long)]
+    x0: Option<String>,
     /// Cells none of whose linked samples is valid in a row.
     #[arg(long, value_enum, default_value = "missing")]
     empty_cells: EmptyArg,
@@ -236,20 +252,50 @@ struct Regridded {
     grid: healpix_psf::geometry::Grid,
 }
 
+/// Builds the operator and fits; `start` = an earlier field (cell ids, B×K values) to start from.
 fn fit_with<F: Real>(
     lon: &[f64],
     lat: &[f64],
     values: &[f64],
     params: &Params,
     opts: &FitOptions<f64>,
-) -> Result<Regridded, healpix_psf::Error> {
-    let op = PsfResampler::<F>::new(lon, lat, params)?;
+    start: Option<&(Vec<u64>, Vec<f64>)>,
+) -> Result<Regridded, CliError> {
+    let op = PsfResampler::<F>::new(lon, lat, params).map_err(|e| CliError(e.to_string()))?;
     let v: Vec<F> = values.iter().map(|&x| F::from_f64(x)).collect();
+    let x0 = match start {
+        None => None,
+        Some((ids, prev)) => {
+            if ids.as_slice() != op.cell_ids() {
+                return Err(CliError(format!(
+                    "--x0: its {} cells are not this operator's {} (regrid with --cells on that file)",
+                    ids.len(),
+                    op.k()
+                )));
+            }
+            if prev.len() != v.len() / op.n() * op.k() {
+                return Err(CliError(format!(
+                    "--x0: {} values, not {} rows of {} cells",
+                    prev.len(),
+                    v.len() / op.n(),
+                    op.k()
+                )));
+            }
+            // the fit's unknown is the update of x_ref = y·M
+            let x_ref = op.apply_m(&v).map_err(|e| CliError(e.to_string()))?;
+            Some(
+                prev.iter()
+                    .zip(&x_ref)
+                    .map(|(&p, &x)| if p.is_finite() && x.is_finite() { F::from_f64(p) - x } else { F::ZERO })
+                    .collect(),
+            )
+        }
+    };
     let o = FitOptions::<F> {
         lam: opts.lam,
         max_iter: opts.max_iter,
         tol: opts.tol,
-        x0: None,
+        x0,
         return_info: true,
         stopping: opts.stopping,
         lower: opts.lower,
@@ -259,7 +305,7 @@ fn fit_with<F: Real>(
         empty_cells: opts.empty_cells,
         progress: opts.progress,
     };
-    let fit = op.fit(&v, &o)?;
+    let fit = op.fit(&v, &o).map_err(|e| CliError(e.to_string()))?;
     Ok(Regridded {
         cell_ids: op.cell_ids().to_vec(),
         centres: op.cell_lonlat(),
@@ -300,7 +346,12 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
         say(format!("{n_valid} points have data in some row; the {} others are left out of the operator", n - n_valid));
     }
     let (ulon, ulat): (Vec<f64>, Vec<f64>) = (0..n).filter(|&i| mask[i]).map(|i| (input.lon[i], input.lat[i])).unzip();
-    let level: u8 = if a.level == "auto" {
+    let cells = a.cells.as_deref().map(input::cell_ids).transpose()?;
+    let cells_level = cells.as_ref().and_then(|c| c.1);
+    let level: u8 = if let (Some(l), "auto") = (cells_level, a.level.as_str()) {
+        say(format!("--level auto: level {l} of the cells in {}", a.cells.as_deref().unwrap_or_default()));
+        u8::try_from(l).ok().filter(|&l| l <= 29).ok_or_else(|| CliError(format!("--cells: level {l} is not 0–29")))?
+    } else if a.level == "auto" {
         let d = kernel::sample_spacing_m(&ulon, &ulat).map_err(|e| CliError(format!("{at}: coordinates: {e}")))?;
         let l = kernel::level_for_spacing(d).map_err(|e| CliError(e.to_string()))?;
         say(format!(
@@ -316,6 +367,35 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
             .filter(|&l: &u8| l <= 29)
             .ok_or_else(|| CliError(format!("--level {}: give 0–29 or auto", a.level)))?
     };
+    if let (Some(l), Some(path)) = (cells_level, a.cells.as_deref()) {
+        if l != level as i64 {
+            return Err(CliError(format!("--cells {path} holds level-{l} cells, but --level is {level}")));
+        }
+    }
+    if let (Some((_, _, Some(scheme))), Some(path)) = (&cells, a.cells.as_deref()) {
+        let want = if a.ring { "ring" } else { "nested" };
+        if scheme != want {
+            return Err(CliError(format!(
+                "--cells {path} numbers cells in the {scheme} scheme: {}",
+                if a.ring { "drop --ring" } else { "add --ring" }
+            )));
+        }
+    }
+    let area_var = a
+        .area_var
+        .clone()
+        .or_else(|| matches!(a.area, AreaArg::Auto).then(|| input::cell_measures_area(&a.input, &a.var)).flatten());
+    let area = match (&area_var, a.area) {
+        (Some(name), _) => {
+            say(format!("areas from the variable '{name}'"));
+            Area::Explicit(input::areas(&a.input, name, &input)?)
+        }
+        (None, AreaArg::Auto) => Area::Auto,
+        (None, AreaArg::Spacing) => Area::Spacing,
+        (None, AreaArg::Reference) => Area::ReferenceAuto,
+        (None, AreaArg::Uniform) => Area::Uniform,
+    };
+    let start = a.x0.as_deref().map(|p| input::field_on_cells(p, &a.var)).transpose()?;
     let params = Params {
         npt: a.npt,
         sigma_m: a.sigma_m.or(a.fwhm_m.map(kernel::fwhm_to_scale)),
@@ -328,12 +408,9 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
         ring_search_max: a.ring_search_max,
         num_threads: a.threads,
         verbose: !a.quiet,
-        area: match a.area {
-            AreaArg::Auto => Area::Auto,
-            AreaArg::Spacing => Area::Spacing,
-            AreaArg::Reference => Area::ReferenceAuto,
-            AreaArg::Uniform => Area::Uniform,
-        },
+        area,
+        out_cell_ids: cells.map(|c| c.0),
+        fill_missing_out_cells: a.fill_missing_cells,
         device: device(&a.device)?,
         sample_mask: (!a.keep_missing_points).then(|| mask.clone()),
         ..Params::new(level)
@@ -356,10 +433,10 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
     };
     let t_fit = Instant::now();
     let r = match a.dtype {
-        Dtype::F32 => fit_with::<f32>(&input.lon, &input.lat, &input.values, &params, &opts),
-        Dtype::F64 => fit_with::<f64>(&input.lon, &input.lat, &input.values, &params, &opts),
+        Dtype::F32 => fit_with::<f32>(&input.lon, &input.lat, &input.values, &params, &opts, start.as_ref()),
+        Dtype::F64 => fit_with::<f64>(&input.lon, &input.lat, &input.values, &params, &opts, start.as_ref()),
     }
-    .map_err(|e| CliError(format!("{at}: {e}")))?;
+    .map_err(|e| CliError(format!("{at}: {}", e.0)))?;
     let k = r.cell_ids.len();
     let units = input
         .attrs
