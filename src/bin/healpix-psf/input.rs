@@ -215,9 +215,16 @@ pub fn cell_measures_area(path: &str, var: &str) -> Option<String> {
     None
 }
 
+/// HEALPix cells read from a file: ids, and the level and scheme its attributes give, if any.
+pub struct Cells {
+    pub ids: Vec<u64>,
+    pub level: Option<i64>,
+    pub scheme: Option<String>,
+}
+
 /// HEALPix cell ids from a NetCDF file (`cell_ids`, or the variable with standard name
-/// `healpix_index`), with the level and scheme its attributes give, if any.
-pub fn cell_ids(path: &str) -> Result<(Vec<u64>, Option<i64>, Option<String>), CliError> {
+/// `healpix_index`).
+pub fn cell_ids(path: &str) -> Result<Cells, CliError> {
     let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
     let v = file
         .variable("cell_ids")
@@ -229,12 +236,12 @@ pub fn cell_ids(path: &str) -> Result<(Vec<u64>, Option<i64>, Option<String>), C
     }
     let level = attr_numbers(&v, "level").first().map(|&l| l as i64);
     let scheme = attr_string(&v, "indexing_scheme");
-    Ok((ids.into_iter().map(|c| c as u64).collect(), level, scheme))
+    Ok(Cells { ids: ids.into_iter().map(|c| c as u64).collect(), level, scheme })
 }
 
 /// A previous output's field `var` (B×K) on its cells, for a warm start.
 pub fn field_on_cells(path: &str, var: &str) -> Result<(Vec<u64>, Vec<f64>), CliError> {
-    let (ids, _, _) = cell_ids(path)?;
+    let ids = cell_ids(path)?.ids;
     let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
     let v = file.variable(var).ok_or_else(|| CliError(format!("{path}: no variable '{var}' to start from (--x0)")))?;
     let x: Vec<f64> = v.get_values(..).map_err(|e| CliError(format!("{path}: reading '{var}': {e}")))?;

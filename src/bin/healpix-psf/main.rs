@@ -347,7 +347,7 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
     }
     let (ulon, ulat): (Vec<f64>, Vec<f64>) = (0..n).filter(|&i| mask[i]).map(|i| (input.lon[i], input.lat[i])).unzip();
     let cells = a.cells.as_deref().map(input::cell_ids).transpose()?;
-    let cells_level = cells.as_ref().and_then(|c| c.1);
+    let cells_level = cells.as_ref().and_then(|c| c.level);
     let level: u8 = if let (Some(l), "auto") = (cells_level, a.level.as_str()) {
         say(format!("--level auto: level {l} of the cells in {}", a.cells.as_deref().unwrap_or_default()));
         u8::try_from(l).ok().filter(|&l| l <= 29).ok_or_else(|| CliError(format!("--cells: level {l} is not 0–29")))?
@@ -372,7 +372,7 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
             return Err(CliError(format!("--cells {path} holds level-{l} cells, but --level is {level}")));
         }
     }
-    if let (Some((_, _, Some(scheme))), Some(path)) = (&cells, a.cells.as_deref()) {
+    if let (Some(input::Cells { scheme: Some(scheme), .. }), Some(path)) = (&cells, a.cells.as_deref()) {
         let want = if a.ring { "ring" } else { "nested" };
         if scheme != want {
             return Err(CliError(format!(
@@ -409,7 +409,7 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
         num_threads: a.threads,
         verbose: !a.quiet,
         area,
-        out_cell_ids: cells.map(|c| c.0),
+        out_cell_ids: cells.map(|c| c.ids),
         fill_missing_out_cells: a.fill_missing_cells,
         device: device(&a.device)?,
         sample_mask: (!a.keep_missing_points).then(|| mask.clone()),
