@@ -32,6 +32,11 @@ impl Progress {
         Progress { verbose, start: now, last: now }
     }
 
+    /// Seconds since the previous stage ended (or the start).
+    pub(crate) fn lap(&self) -> f64 {
+        (Instant::now() - self.last).as_secs_f64()
+    }
+
     /// Reports a finished stage and returns its duration in seconds.
     pub(crate) fn stage(&mut self, what: std::fmt::Arguments<'_>) -> f64 {
         let now = Instant::now();
