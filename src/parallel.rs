@@ -32,22 +32,13 @@ impl Progress {
         Progress { verbose, start: now, last: now }
     }
 
-    /// Seconds since the previous stage ended (or the start).
-    pub(crate) fn lap(&self) -> f64 {
-        (Instant::now() - self.last).as_secs_f64()
-    }
-
-    /// Reports a finished stage and returns its duration in seconds.
-    pub(crate) fn stage(&mut self, what: std::fmt::Arguments<'_>) -> f64 {
+    /// Reports a finished stage, described by `what` from its duration in seconds (called only
+    /// when verbose), and returns that duration.
+    pub(crate) fn stage(&mut self, what: impl FnOnce(f64) -> String) -> f64 {
         let now = Instant::now();
         let dt = (now - self.last).as_secs_f64();
         if self.verbose {
-            eprintln!(
-                "[healpix-psf] {:>8.3} s (+{:.3} s) {}",
-                (now - self.start).as_secs_f64(),
-                (now - self.last).as_secs_f64(),
-                what
-            );
+            eprintln!("[healpix-psf] {:>8.3} s (+{dt:.3} s) {}", (now - self.start).as_secs_f64(), what(dt));
         }
         self.last = now;
         dt

@@ -6,7 +6,7 @@
 //! `Dy_i = Σ_t W_it`, `Dx_k = Σ_{links to k} W` (summed in the operator's sample order),
 //! `MT[k,i] = W/Dy_i`, `M[i,k] = W/Dx_k`, with 0 wherever a denominator is exactly 0.
 
-use super::{Config, PsfResampler};
+use super::{Config, PsfResampler, LEFT_OUT};
 use crate::geometry::Grid;
 use crate::real::Real;
 use crate::sparse::{CellLinks, SampleLinks};
@@ -110,7 +110,7 @@ pub(crate) fn assemble<F: Real>(grid: Grid, cfg: Config, links: Links<F>) -> Psf
         area,
         cell_weight,
         sample_weight,
-        position: inverse(&order),
+        position: inverse(&order, order.len()),
         order,
         info: Default::default(),
         uncomputable: Vec::new(),
@@ -120,9 +120,10 @@ pub(crate) fn assemble<F: Real>(grid: Grid, cfg: Config, links: Links<F>) -> Psf
     }
 }
 
-/// The inverse of a permutation.
-fn inverse(order: &[u32]) -> Vec<u32> {
-    let mut pos = vec![0u32; order.len()];
+/// The position of each of `n` samples on the axis `order` (position → sample): the inverse of
+/// the permutation, [`LEFT_OUT`] for samples `order` does not list.
+pub(crate) fn inverse(order: &[u32], n: usize) -> Vec<u32> {
+    let mut pos = vec![LEFT_OUT; n];
     for (p, &i) in order.iter().enumerate() {
         pos[i as usize] = p as u32;
     }
@@ -214,7 +215,7 @@ pub(crate) fn assemble_on_gpu<F: Real>(
         area: area.iter().map(|&a| F::from_f64(a)).collect(),
         cell_weight: w.dx,
         sample_weight: w.dy,
-        position: inverse(&order),
+        position: inverse(&order, order.len()),
         order,
         info: Default::default(),
         uncomputable: Vec::new(),

@@ -369,11 +369,11 @@ impl<F: Real> PsfResampler<F> {
         };
         let pick = |v: &[f64]| -> Vec<f64> { used.iter().map(|&i| v[i as usize]).collect() };
         let (lon, lat) = (pick(lon_deg), pick(lat_deg));
-        let mut sub = Params { sample_mask: None, area: Area::Uniform, ..params.clone() };
-        sub.area = match &params.area {
+        let area = match &params.area {
             Area::Explicit(a) => Area::Explicit(pick(a)),
             other => other.clone(),
         };
+        let sub = Params { sample_mask: None, area, ..params.clone() };
         let mut op = with_threads(params.num_threads, || build(grid, cfg, &lon, &lat, &sub, gpu))??;
         op.use_caller_indices(&used, lon_deg.len());
         Ok(op)
@@ -385,10 +385,7 @@ impl<F: Real> PsfResampler<F> {
         for i in self.order.iter_mut().chain(self.fill_from.iter_mut()) {
             *i = used[*i as usize];
         }
-        self.position = vec![LEFT_OUT; n];
-        for (p, &i) in self.order.iter().enumerate() {
-            self.position[i as usize] = p as u32;
-        }
+        self.position = assemble::inverse(&self.order, n);
         self.n = n;
     }
 
@@ -727,15 +724,18 @@ fn validate_samples(lon: &[f64], lat: &[f64], mask: Option<&[bool]>) -> Result<O
             Some(used)
         }
     };
-    match &used {
-        None => {
-            lon.iter().zip(lat).enumerate().try_for_each(|(i, (&lo, &la))| crate::geometry::check_lonlat(i, lo, la))
-        }
-        Some(u) => {
-            u.iter().try_for_each(|&i| crate::geometry::check_lonlat(i as usize, lon[i as usize], lat[i as usize]))
-        }
-    }?;
+    for i in used_indices(lon.len(), used.as_deref()) {
+        crate::geometry::check_lonlat(i, lon[i], lat[i])?;
+    }
     Ok(used)
+}
+
+/// The caller's indices of the samples used: all `n`, or those `used` lists.
+fn used_indices(n: usize, used: Option<&[u32]>) -> Box<dyn Iterator<Item = usize> + '_> {
+    match used {
+        None => Box::new(0..n),
+        Some(u) => Box::new(u.iter().map(|&i| i as usize)),
+    }
 }
 
 /// The mask of the samples that have a value (not NaN) in at least one of the B rows of N values
@@ -798,11 +798,7 @@ fn validate_area(a: &[f64], n: usize, used: Option<&[u32]>) -> Result<()> {
     if a.len() != n {
         return Err(Error::LengthMismatch { what: "area", expected: n, got: a.len() });
     }
-    let checked: Box<dyn Iterator<Item = usize>> = match used {
-        None => Box::new(0..n),
-        Some(u) => Box::new(u.iter().map(|&i| i as usize)),
-    };
-    for index in checked {
+    for index in used_indices(n, used) {
         let value = a[index];
         if !value.is_finite() || value < 0.0 {
             return Err(Error::InvalidValue { what: "area", index, value, reason: "areas must be finite and ≥ 0" });
@@ -827,22 +823,22 @@ fn build<F: Real>(
     // rates, and the time left from the stages' typical shares of a construction (benches/RESULTS.md:
     // keep 58 %, search 25 %, assembly 17 % of what follows the hashing)
     let rate = |dt: f64| format!("{:.2} M samples/s", n as f64 / dt.max(1e-9) / 1e6);
-    let hash_dt = progress.lap();
     info.hash_s =
-        progress.stage(format_args!("hashed {n} samples into {} distinct cells ({})", smp.n_unique(), rate(hash_dt)));
+        progress.stage(|dt| format!("hashed {n} samples into {} distinct cells ({})", smp.n_unique(), rate(dt)));
 
     let kept = keep::keep_stage(&grid, &cfg, &smp)?;
     info.n_candidates = kept.n_candidates;
     info.n_kept = kept.nested.len();
-    let keep_dt = progress.lap();
-    info.keep_s = progress.stage(format_args!(
-        "keep stage: {} candidate cells, {} with weight sum ≥ {} ({}; about {:.1} s to go)",
-        kept.n_candidates,
-        kept.nested.len(),
-        cfg.threshold,
-        rate(keep_dt),
-        keep_dt * 0.73
-    ));
+    info.keep_s = progress.stage(|dt| {
+        format!(
+            "keep stage: {} candidate cells, {} with weight sum ≥ {} ({}; about {:.1} s to go)",
+            kept.n_candidates,
+            kept.nested.len(),
+            cfg.threshold,
+            rate(dt),
+            dt * 0.73
+        )
+    });
 
     let restricted = params.out_cell_ids.is_some();
     let kept_nested = match &params.out_cell_ids {
@@ -865,15 +861,16 @@ fn build<F: Real>(
     drop(kept);
     let need_samples = restricted && params.fill_missing_out_cells;
     let order = if need_samples { smp.order.clone() } else { std::mem::take(&mut smp.order) };
-    let search_dt = progress.lap();
-    info.search_s = progress.stage(format_args!(
-        "search: {} partial rows ({} empty); pruned to K = {} cells ({}; about {:.1} s to go)",
-        info.n_partial_rows,
-        info.n_empty_rows,
-        cell_ids.len(),
-        rate(search_dt),
-        search_dt * 0.66
-    ));
+    info.search_s = progress.stage(|dt| {
+        format!(
+            "search: {} partial rows ({} empty); pruned to K = {} cells ({}; about {:.1} s to go)",
+            info.n_partial_rows,
+            info.n_empty_rows,
+            cell_ids.len(),
+            rate(dt),
+            dt * 0.66
+        )
+    });
     if cell_ids.is_empty() {
         return Err(Error::NoSampleLinked { ring_search_max: cfg.ring_search_max });
     }
@@ -888,7 +885,7 @@ fn build<F: Real>(
     };
     #[cfg(not(feature = "cuda"))]
     let mut op = assemble::assemble::<F>(grid, cfg, links);
-    info.assemble_s = progress.stage(format_args!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
+    info.assemble_s = progress.stage(|_| format!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
     if restricted {
         op.uncomputable = op.weak_cells();
         if params.fill_missing_out_cells && !op.uncomputable.is_empty() {
