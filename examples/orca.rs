@@ -9,67 +9,57 @@
 //! ```
 //! The directory holds lon/lat/sst/area `.f32` files as written by `scripts/orca_fixture.py`.
 
-use healpix_psf::{valid_samples, Area, Bound, EmptyCells, FitOptions, Params, PsfResampler};
-use std::time::Instant;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
-fn read(dir: &str, name: &str) -> Vec<f64> {
-    let raw = std::fs::read(format!("{dir}/{name}.f32")).unwrap_or_else(|e| panic!("{dir}/{name}.f32: {e}"));
-    raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect()
-}
+use common::orca::{fixture_dir, implausible, Orca};
+use healpix_psf::{valid_samples, Area, Bound, EmptyCells, FitOptions, Params, PsfResampler};
+use std::path::PathBuf;
+use std::time::Instant;
 
 fn main() -> Result<(), healpix_psf::Error> {
     let args: Vec<String> = std::env::args().collect();
-    let dir = args.get(1).map_or("tests/fixtures/orca2_grid", String::as_str);
+    let dir = args.get(1).map_or_else(fixture_dir, PathBuf::from);
     let level: u8 = args.get(2).map_or(6, |s| s.parse().expect("level"));
     let lam: f64 = args.get(3).map_or(1e-2, |s| s.parse().expect("lam"));
-    let (lon, lat, sst, poly) = (read(dir, "lon"), read(dir, "lat"), read(dir, "sst"), read(dir, "area"));
+    let o = Orca::read(&dir);
+    let (lon, lat, sst) = (&o.lon, &o.lat, &o.sst);
     let n = lon.len();
-    let ocean: Vec<usize> = (0..n).filter(|&i| sst[i].is_finite()).collect();
-    println!("{dir}: N = {n}, {} ocean points; level {level}, lam {lam}", ocean.len());
+    println!("{}: N = {n}, {} ocean points; level {level}, lam {lam}", dir.display(), o.ocean().count());
 
-    // areas: polygon area shared among repeated positions (the north fold)
-    let mut count = std::collections::HashMap::new();
-    (0..n).for_each(|i| *count.entry((lon[i].to_bits(), lat[i].to_bits())).or_insert(0.0) += 1.0);
-    let exact: Vec<f64> = (0..n).map(|i| poly[i] / count[&(lon[i].to_bits(), lat[i].to_bits())]).collect();
-    let mean = |w: &[f64]| {
-        let s: f64 = ocean.iter().map(|&i| w[i] * sst[i]).sum();
-        s / ocean.iter().map(|&i| w[i]).sum::<f64>()
-    };
-    println!("area-weighted mean SST from the cell polygons: {:.4} °C", mean(&exact));
+    // areas against the cell polygons (shared among repeated positions: the north fold)
+    println!("area-weighted mean SST from the cell polygons: {:.4} °C", o.weighted_mean(&o.exact));
     for (name, area) in [("spacing", Area::Spacing), ("reference", Area::ReferenceAuto), ("uniform", Area::Uniform)] {
-        let a = PsfResampler::<f64>::new(&lon, &lat, &Params { area, ..Params::new(level) })?.area();
-        let mut r: Vec<f64> = ocean.iter().map(|&i| a[i] / exact[i]).collect();
-        r.sort_by(f64::total_cmp);
-        let med = r[r.len() / 2];
-        let within = r.iter().filter(|&&x| (x / med - 1.0).abs() <= 0.01).count() as f64 / r.len() as f64;
+        let a = PsfResampler::<f64>::new(lon, lat, &Params { area, ..Params::new(level) })?.area();
+        let r = o.ratios(&a);
+        let within = r.iter().filter(|&&x| (x - 1.0).abs() <= 0.01).count() as f64 / r.len() as f64;
         println!(
             "  {name:9}: ocean area / polygon area (÷ median) in [{:.3e}, {:.3e}], {:.2} % within 1 %; mean SST {:.4} °C",
-            r[0] / med,
-            r[r.len() - 1] / med,
+            r[0],
+            r[r.len() - 1],
             100.0 * within,
-            mean(&a)
+            o.weighted_mean(&a)
         );
     }
 
-    let implausible = |h: &[f64]| h.iter().filter(|v| v.is_finite() && !(-3.0..=35.0).contains(*v)).count();
     let t = Instant::now();
-    let all = PsfResampler::<f64>::new(&lon, &lat, &Params::new(level))?;
+    let all = PsfResampler::<f64>::new(lon, lat, &Params::new(level))?;
     let t_all = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let mask = Some(valid_samples(&sst, n)?);
-    let sea = PsfResampler::<f64>::new(&lon, &lat, &Params { sample_mask: mask, ..Params::new(level) })?;
+    let mask = Some(valid_samples(sst, n)?);
+    let sea = PsfResampler::<f64>::new(lon, lat, &Params { sample_mask: mask, ..Params::new(level) })?;
     let t_sea = t.elapsed().as_secs_f64();
     println!("operator: all samples K = {} ({t_all:.3} s), ocean only K = {} ({t_sea:.3} s)", all.k(), sea.k());
-    let o = FitOptions { lam, return_info: true, ..FitOptions::default() };
+    let base = FitOptions { lam, return_info: true, ..FitOptions::default() };
     let cases = [
-        ("all samples, reference (land = 0)", &all, FitOptions { empty_cells: EmptyCells::Fitted, ..o.clone() }),
-        ("all samples, land-only cells NaN", &all, o.clone()),
-        ("ocean only", &sea, o.clone()),
-        ("ocean only, bounded by the data", &sea, FitOptions { lower: Bound::Input, upper: Bound::Input, ..o.clone() }),
+        ("all samples, reference (land = 0)", &all, FitOptions { empty_cells: EmptyCells::Fitted, ..base.clone() }),
+        ("all samples, land-only cells NaN", &all, base.clone()),
+        ("ocean only", &sea, base.clone()),
+        ("ocean only, bounded by the data", &sea, FitOptions { lower: Bound::Input, upper: Bound::Input, ..base }),
     ];
     for (name, op, opts) in cases {
         let t = Instant::now();
-        let f = op.fit(&sst, &opts)?;
+        let f = op.fit(sst, &opts)?;
         let el = t.elapsed().as_secs_f64();
         let i = f.info.as_ref().expect("info");
         let (lo, hi) =

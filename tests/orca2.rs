@@ -3,51 +3,18 @@
 //! cell polygons (computed independently from the cell vertices stored in the file), and fits with
 //! the operator built from the ocean points only (`sample_mask`) against fits with land as missing.
 
+mod common;
+
+use common::orca::{fixture_dir, implausible, Orca};
 use healpix_psf::{valid_samples, Area, Bound, EmptyCells, FitOptions, Params, PsfResampler};
-use std::collections::HashMap;
-
-fn read_f32(name: &str) -> Vec<f64> {
-    let path = format!("{}/tests/fixtures/orca2_grid/{name}.f32", env!("CARGO_MANIFEST_DIR"));
-    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect()
-}
-
-struct Orca {
-    lon: Vec<f64>,
-    lat: Vec<f64>,
-    sst: Vec<f64>,
-    /// polygon area shared among the samples at the same position (the fold row repeats points)
-    exact: Vec<f64>,
-}
 
 fn orca2() -> Orca {
-    let (lon, lat, sst, poly) = (read_f32("lon"), read_f32("lat"), read_f32("sst"), read_f32("area"));
-    let key = |i: usize| (lon[i].to_bits(), lat[i].to_bits());
-    let mut count: HashMap<(u64, u64), usize> = HashMap::new();
-    (0..lon.len()).for_each(|i| *count.entry(key(i)).or_default() += 1);
-    let exact = (0..lon.len()).map(|i| poly[i] / count[&key(i)] as f64).collect();
-    Orca { lon, lat, sst, exact }
+    Orca::read(&fixture_dir())
 }
 
 fn areas(o: &Orca, area: Area) -> Vec<f64> {
     let p = Params { area, ..Params::new(6) };
     PsfResampler::<f64>::new(&o.lon, &o.lat, &p).unwrap().area()
-}
-
-/// Area-weighted mean of the valid (ocean) values.
-fn weighted_mean(o: &Orca, w: &[f64]) -> f64 {
-    let (s, ws) = (0..o.sst.len())
-        .filter(|&i| o.sst[i].is_finite())
-        .fold((0.0, 0.0), |(s, ws), i| (s + w[i] * o.sst[i], ws + w[i]));
-    s / ws
-}
-
-/// The ratios estimate / polygon area over the ocean samples, divided by their median, sorted.
-fn ratios(o: &Orca, a: &[f64]) -> Vec<f64> {
-    let mut r: Vec<f64> = (0..o.sst.len()).filter(|&i| o.sst[i].is_finite()).map(|i| a[i] / o.exact[i]).collect();
-    r.sort_by(f64::total_cmp);
-    let med = r[r.len() / 2];
-    r.iter().map(|x| x / med).collect()
 }
 
 #[test]
@@ -56,7 +23,7 @@ fn spacing_areas_match_the_cell_polygons_on_orca2() {
     assert_eq!(o.lon.len(), 148 * 180);
     let a = areas(&o, Area::Spacing);
     assert_eq!(a, areas(&o, Area::Auto), "ORCA passes the ring test, so Auto is the spacing estimate");
-    let r = ratios(&o, &a);
+    let r = o.ratios(&a);
     let within = |tol: f64| r.iter().filter(|&&x| (x - 1.0).abs() <= tol).count() as f64 / r.len() as f64;
     println!(
         "ORCA2 ocean samples: spacing/polygon area ratio, min {:.4} max {:.4}; within 1 %: {:.4}, within 0.5 %: {:.4}",
@@ -68,7 +35,7 @@ fn spacing_areas_match_the_cell_polygons_on_orca2() {
     assert!(within(0.01) >= 0.99, "{}", within(0.01));
     assert!(r[0] > 0.9 && r[r.len() - 1] < 1.15, "{} {}", r[0], r[r.len() - 1]);
     // the area-weighted mean temperature, the conservation target of a fit
-    let (m, exact) = (weighted_mean(&o, &a), weighted_mean(&o, &o.exact));
+    let (m, exact) = (o.weighted_mean(&a), o.weighted_mean(&o.exact));
     println!("area-weighted mean SST: spacing {m:.4} °C, polygons {exact:.4} °C");
     assert!((m - exact).abs() < 5e-3, "{m} vs {exact}");
 }
@@ -77,18 +44,13 @@ fn spacing_areas_match_the_cell_polygons_on_orca2() {
 fn the_reference_estimate_misfires_on_orca2() {
     // SPEC §7.12: each northern point is taken for a whole latitude ring
     let o = orca2();
-    let r = ratios(&o, &areas(&o, Area::ReferenceAuto));
+    let r = o.ratios(&areas(&o, Area::ReferenceAuto));
     let spread = r[r.len() - 1] / r[0];
-    let (m, exact) = (weighted_mean(&o, &areas(&o, Area::ReferenceAuto)), weighted_mean(&o, &o.exact));
-    let uniform = weighted_mean(&o, &vec![1.0; o.sst.len()]);
+    let (m, exact) = (o.weighted_mean(&areas(&o, Area::ReferenceAuto)), o.weighted_mean(&o.exact));
+    let uniform = o.weighted_mean(&vec![1.0; o.sst.len()]);
     println!("reference estimate: ratio spread {spread:.2e}, mean SST {m:.4} °C; uniform {uniform:.4} °C; polygons {exact:.4} °C");
     assert!(spread > 1e6, "{spread}");
     assert!((m - exact).abs() > 0.02 && (uniform - exact).abs() > 1.0);
-}
-
-/// Cells whose fitted temperature is outside [−3, 35] °C (sea water is never there).
-fn implausible(h: &[f64]) -> usize {
-    h.iter().filter(|v| v.is_finite() && !(-3.0..=35.0).contains(*v)).count()
 }
 
 #[test]
@@ -145,6 +107,6 @@ fn land_mask_operator_on_orca2() {
     // conservative: the cells' mean is the area-weighted mean of the ocean samples
     let cons = ocean.fit(&o.sst, &FitOptions { conservative: true, ..opts }).unwrap();
     let mean = cons.hval.iter().sum::<f64>() / cons.hval.len() as f64;
-    let target = weighted_mean(&o, &ocean.area());
+    let target = o.weighted_mean(&ocean.area());
     assert!((mean - target).abs() < 1e-9 * target.abs(), "{mean} vs {target}");
 }

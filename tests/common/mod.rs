@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dense;
+pub mod orca;
 pub mod synth;
 
 use healpix_psf::{Area, Bound, Ellipsoid, EmptyCells, FitOptions, Params, PsfResampler, Real};
