@@ -10,6 +10,9 @@ use netcdf::{AttributeValue, Variable};
 
 /// A variable read for regridding: B rows (the batch dimensions flattened) of N samples.
 pub struct Input {
+    /// The file, kept open for what else is read from it (areas, metadata for the output).
+    pub file: netcdf::File,
+    pub path: String,
     pub var: String,
     /// Longitude and latitude of each sample (degrees; NaN where the file has a fill value).
     pub lon: Vec<f64>,
@@ -73,8 +76,14 @@ fn attr_numbers(v: &Variable<'_>, name: &str) -> Vec<f64> {
     }
 }
 
-fn dim_names(v: &Variable<'_>) -> Vec<String> {
+/// The names of a variable's dimensions, in order.
+pub fn dim_names(v: &Variable<'_>) -> Vec<String> {
     v.dimensions().iter().map(|d| d.name()).collect()
+}
+
+/// A variable's dimensions (name, length), in order.
+fn dim_sizes(v: &Variable<'_>) -> Vec<(String, usize)> {
+    v.dimensions().iter().map(|d| (d.name(), d.len())).collect()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -180,15 +189,22 @@ fn read_coord(v: &Variable<'_>, path: &str) -> Result<Vec<f64>, CliError> {
 /// the spatial dimensions), fill values as NaN.
 fn on_samples(v: &Variable<'_>, spatial: &[(String, usize)], path: &str) -> Result<Vec<f64>, CliError> {
     let raw = read_coord(v, path)?;
-    let vd: Vec<(String, usize)> = v.dimensions().iter().map(|d| (d.name(), d.len())).collect();
+    let vd = dim_sizes(v);
     let at = offsets(spatial, &strides_along(&vd, spatial));
     Ok(at.into_iter().map(|o| raw[o]).collect())
 }
 
-/// Per-sample areas from the variable `name` of the file (on the variable's spatial dimensions).
-pub fn areas(path: &str, name: &str, input: &Input) -> Result<Vec<f64>, CliError> {
-    let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
-    let v = file.variable(name).ok_or_else(|| CliError(format!("{path}: no area variable '{name}' (--area-var)")))?;
+/// Opens a NetCDF file for reading.
+pub fn open(path: &str) -> Result<netcdf::File, CliError> {
+    netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))
+}
+
+/// Per-sample areas from the variable `name` of the input file (on the variable's spatial
+/// dimensions).
+pub fn areas(input: &Input, name: &str) -> Result<Vec<f64>, CliError> {
+    let path = input.path.as_str();
+    let v =
+        input.file.variable(name).ok_or_else(|| CliError(format!("{path}: no area variable '{name}' (--area-var)")))?;
     let spatial: Vec<&str> = input.spatial_dims.iter().map(|d| d.0.as_str()).collect();
     let d = dim_names(&v);
     if d.is_empty() || !d.iter().all(|x| spatial.contains(&x.as_str())) {
@@ -202,9 +218,9 @@ pub fn areas(path: &str, name: &str, input: &Input) -> Result<Vec<f64>, CliError
 
 /// The name of the cell-area variable a CF `cell_measures = "area: NAME"` attribute of the variable
 /// points to, when the file has it.
-pub fn cell_measures_area(path: &str, var: &str) -> Option<String> {
-    let file = netcdf::open(path).ok()?;
-    let m = attr_string(&file.variable(var)?, "cell_measures")?;
+pub fn cell_measures_area(input: &Input) -> Option<String> {
+    let file = &input.file;
+    let m = attr_string(&file.variable(&input.var)?, "cell_measures")?;
     let mut words = m.split_whitespace();
     while let Some(w) = words.next() {
         if w == "area:" {
@@ -225,7 +241,10 @@ pub struct Cells {
 /// HEALPix cell ids from a NetCDF file (`cell_ids`, or the variable with standard name
 /// `healpix_index`).
 pub fn cell_ids(path: &str) -> Result<Cells, CliError> {
-    let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
+    cells_in(&open(path)?, path)
+}
+
+fn cells_in(file: &netcdf::File, path: &str) -> Result<Cells, CliError> {
     let v = file
         .variable("cell_ids")
         .or_else(|| file.variables().find(|v| attr_string(v, "standard_name").as_deref() == Some("healpix_index")))
@@ -241,8 +260,8 @@ pub fn cell_ids(path: &str) -> Result<Cells, CliError> {
 
 /// A previous output's field `var` (B×K) on its cells, for a warm start.
 pub fn field_on_cells(path: &str, var: &str) -> Result<(Vec<u64>, Vec<f64>), CliError> {
-    let ids = cell_ids(path)?.ids;
-    let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
+    let file = open(path)?;
+    let ids = cells_in(&file, path)?.ids;
     let v = file.variable(var).ok_or_else(|| CliError(format!("{path}: no variable '{var}' to start from (--x0)")))?;
     let x: Vec<f64> = v.get_values(..).map_err(|e| CliError(format!("{path}: reading '{var}': {e}")))?;
     Ok((ids, x))
@@ -282,12 +301,12 @@ fn offsets(dims: &[(String, usize)], stride: &[usize]) -> Vec<usize> {
 
 /// Reads `var` of the file at `path` with its coordinates (`lon`/`lat` override the search).
 pub fn read(path: &str, var_name: &str, lon: Option<&str>, lat: Option<&str>) -> Result<Input, CliError> {
-    let file = netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))?;
+    let file = open(path)?;
     let var = file.variable(var_name).ok_or_else(|| {
         let names: Vec<String> = file.variables().filter(|v| !v.dimensions().is_empty()).map(|v| v.name()).collect();
         CliError(format!("{path}: no variable '{var_name}'; the file has: {}", names.join(", ")))
     })?;
-    let dims: Vec<(String, usize)> = var.dimensions().iter().map(|d| (d.name(), d.len())).collect();
+    let dims = dim_sizes(&var);
     let lon_name = find_axis(&file, &var, Axis::Lon, lon, path)?;
     let lat_name = find_axis(&file, &var, Axis::Lat, lat, path)?;
     let (lon_v, lat_v) = (file.variable(&lon_name).expect("found"), file.variable(&lat_name).expect("found"));
@@ -348,6 +367,8 @@ pub fn read(path: &str, var_name: &str, lon: Option<&str>, lat: Option<&str>) ->
     );
     let attrs = var.attributes().filter_map(|a| Some((a.name().to_string(), a.value().ok()?))).collect();
     Ok(Input {
+        file,
+        path: path.to_string(),
         var: var_name.to_string(),
         lon: lon_s,
         lat: lat_s,

@@ -243,6 +243,27 @@ fn device(s: &str) -> Result<Device, CliError> {
     }
 }
 
+/// The fit options of the command line (with `return_info`; no start).
+fn fit_options<F>(a: &RegridArgs) -> Result<FitOptions<F>, CliError> {
+    Ok(FitOptions {
+        lam: a.lam,
+        max_iter: a.max_iter,
+        tol: a.tol,
+        return_info: true,
+        stopping: if a.per_row { Stopping::PerRow } else { Stopping::Pooled },
+        lower: bound(&a.lower, "--lower")?,
+        upper: bound(&a.upper, "--upper")?,
+        max_outer: a.max_outer,
+        conservative: a.conservative,
+        empty_cells: match a.empty_cells {
+            EmptyArg::Missing => EmptyCells::Missing,
+            EmptyArg::Fitted => EmptyCells::Fitted,
+        },
+        progress: !a.quiet,
+        ..FitOptions::default()
+    })
+}
+
 /// What a fit gives back, in f64 whatever the precision used.
 struct Regridded {
     cell_ids: Vec<u64>,
@@ -258,12 +279,12 @@ fn fit_with<F: Real>(
     lat: &[f64],
     values: &[f64],
     params: &Params,
-    opts: &FitOptions<f64>,
+    mut opts: FitOptions<F>,
     start: Option<&(Vec<u64>, Vec<f64>)>,
 ) -> Result<Regridded, CliError> {
     let op = PsfResampler::<F>::new(lon, lat, params).map_err(|e| CliError(e.to_string()))?;
     let v: Vec<F> = values.iter().map(|&x| F::from_f64(x)).collect();
-    let x0 = match start {
+    opts.x0 = match start {
         None => None,
         Some((ids, prev)) => {
             if ids.as_slice() != op.cell_ids() {
@@ -291,21 +312,7 @@ fn fit_with<F: Real>(
             )
         }
     };
-    let o = FitOptions::<F> {
-        lam: opts.lam,
-        max_iter: opts.max_iter,
-        tol: opts.tol,
-        x0,
-        return_info: true,
-        stopping: opts.stopping,
-        lower: opts.lower,
-        upper: opts.upper,
-        max_outer: opts.max_outer,
-        conservative: opts.conservative,
-        empty_cells: opts.empty_cells,
-        progress: opts.progress,
-    };
-    let fit = op.fit(&v, &o).map_err(|e| CliError(e.to_string()))?;
+    let fit = op.fit(&v, &opts).map_err(|e| CliError(e.to_string()))?;
     Ok(Regridded {
         cell_ids: op.cell_ids().to_vec(),
         centres: op.cell_lonlat(),
@@ -384,11 +391,11 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
     let area_var = a
         .area_var
         .clone()
-        .or_else(|| matches!(a.area, AreaArg::Auto).then(|| input::cell_measures_area(&a.input, &a.var)).flatten());
+        .or_else(|| matches!(a.area, AreaArg::Auto).then(|| input::cell_measures_area(&input)).flatten());
     let area = match (&area_var, a.area) {
         (Some(name), _) => {
             say(format!("areas from the variable '{name}'"));
-            Area::Explicit(input::areas(&a.input, name, &input)?)
+            Area::Explicit(input::areas(&input, name)?)
         }
         (None, AreaArg::Auto) => Area::Auto,
         (None, AreaArg::Spacing) => Area::Spacing,
@@ -415,26 +422,11 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
         sample_mask: (!a.keep_missing_points).then(|| mask.clone()),
         ..Params::new(level)
     };
-    let opts = FitOptions::<f64> {
-        lam: a.lam,
-        max_iter: a.max_iter,
-        tol: a.tol,
-        stopping: if a.per_row { Stopping::PerRow } else { Stopping::Pooled },
-        lower: bound(&a.lower, "--lower")?,
-        upper: bound(&a.upper, "--upper")?,
-        max_outer: a.max_outer,
-        conservative: a.conservative,
-        empty_cells: match a.empty_cells {
-            EmptyArg::Missing => EmptyCells::Missing,
-            EmptyArg::Fitted => EmptyCells::Fitted,
-        },
-        progress: !a.quiet,
-        ..FitOptions::default()
-    };
     let t_fit = Instant::now();
+    let (lon, lat, values) = (&input.lon, &input.lat, &input.values);
     let r = match a.dtype {
-        Dtype::F32 => fit_with::<f32>(&input.lon, &input.lat, &input.values, &params, &opts, start.as_ref()),
-        Dtype::F64 => fit_with::<f64>(&input.lon, &input.lat, &input.values, &params, &opts, start.as_ref()),
+        Dtype::F32 => fit_with::<f32>(lon, lat, values, &params, fit_options(a)?, start.as_ref()),
+        Dtype::F64 => fit_with::<f64>(lon, lat, values, &params, fit_options(a)?, start.as_ref()),
     }
     .map_err(|e| CliError(format!("{at}: {}", e.0)))?;
     let k = r.cell_ids.len();
@@ -475,12 +467,11 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
     ];
     let history =
         format!("healpix-psf {}: {}", env!("CARGO_PKG_VERSION"), std::env::args().collect::<Vec<_>>().join(" "));
-    let bounded = opts.is_bounded();
+    let bounded = a.lower.is_some() || a.upper.is_some();
     output::write(
         &a.output,
         &output::Output {
             input: &input,
-            in_path: &a.input,
             cell_ids: &r.cell_ids,
             centres: &r.centres,
             hval: &r.hval,

@@ -2,7 +2,7 @@
 //! CF HEALPix grid mapping (`crs`) and the xdggs attributes, the batch dimensions restored, the
 //! variable's attributes kept and the fit's diagnostics per row.
 
-use crate::input::Input;
+use crate::input::{dim_names, Input};
 use crate::CliError;
 use healpix_psf::{Ellipsoid, FitInfo};
 use netcdf::AttributeValue;
@@ -10,7 +10,6 @@ use netcdf::AttributeValue;
 /// Everything the output file holds besides the input's metadata.
 pub struct Output<'a> {
     pub input: &'a Input,
-    pub in_path: &'a str,
     pub cell_ids: &'a [u64],
     /// Cell centres (longitude, latitude), degrees.
     pub centres: &'a [(f64, f64)],
@@ -56,7 +55,7 @@ fn compress(v: &mut netcdf::VariableMut<'_>, k: usize, path: &str) -> Result<(),
 }
 
 pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
-    let input_file = netcdf::open(o.in_path).map_err(|e| CliError(format!("cannot reopen {}: {e}", o.in_path)))?;
+    let input_file = &o.input.file;
     let mut f = nc("the file", path, netcdf::create(path))?;
     let k = o.cell_ids.len();
     let batch = &o.input.batch_dims;
@@ -84,7 +83,7 @@ pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
     }
     nc("an attribute", path, f.add_attribute("Conventions", "CF-1.13"))?;
     nc("an attribute", path, f.add_attribute("history", history.as_str()))?;
-    let source = format!("healpix-psf {} (PSF regridding of {})", env!("CARGO_PKG_VERSION"), o.in_path);
+    let source = format!("healpix-psf {} (PSF regridding of {})", env!("CARGO_PKG_VERSION"), o.input.path);
     nc("an attribute", path, f.add_attribute("source", source.as_str()))?;
     for (name, v) in &o.settings {
         nc("an attribute", path, f.add_attribute(name, v.clone()))?;
@@ -92,14 +91,13 @@ pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
 
     // coordinates of the batch dimensions (time, depth …) and their bounds, values and attributes
     let spatial: Vec<&str> = o.input.spatial_dims.iter().map(|d| d.0.as_str()).collect();
-    let dims_of = |v: &netcdf::Variable<'_>| v.dimensions().iter().map(|d| d.name()).collect::<Vec<String>>();
     let numeric = |v: &netcdf::Variable<'_>| {
         matches!(v.vartype(), netcdf::types::NcVariableType::Int(_) | netcdf::types::NcVariableType::Float(_))
     };
     let mut copy: Vec<String> = input_file
         .variables()
         .filter(|v| {
-            let d = dims_of(v);
+            let d = dim_names(v);
             v.name() != o.input.var
                 && !d.is_empty()
                 && numeric(v)
@@ -115,7 +113,7 @@ pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
         })
         .filter(|b| {
             input_file.variable(b).is_some_and(|v| {
-                let d = dims_of(&v);
+                let d = dim_names(&v);
                 numeric(&v)
                     && d.first().is_some_and(|x| batch_names.contains(&x.as_str()))
                     && d.iter().all(|x| !spatial.contains(&x.as_str()) && x != "cell")
@@ -133,7 +131,7 @@ pub fn write(path: &str, o: &Output<'_>) -> Result<(), CliError> {
     for name in &copy {
         let v = input_file.variable(name).expect("listed");
         let values: Vec<f64> = nc("a coordinate", path, v.get_values::<f64, _>(..))?;
-        let dims = dims_of(&v);
+        let dims = dim_names(&v);
         let dim_refs: Vec<&str> = dims.iter().map(String::as_str).collect();
         let mut out = nc("a coordinate", path, f.add_variable::<f64>(name, &dim_refs))?;
         for a in v.attributes() {
