@@ -100,7 +100,8 @@ impl CgProgress {
             }
             _ => None,
         };
-        let left = by_rate.map_or((self.max_iter - it) as f64, |n| n.min((self.max_iter - it) as f64));
+        let allowed = (self.max_iter - it) as f64;
+        let left = by_rate.map_or(allowed, |n| n.min(allowed));
         eprintln!(
             "[healpix-psf] CG iteration {it}/{}: residual {norm:.3e} (wanted {wanted:.3e}), {rate:.1} it/s, \
              ETA {:.1} s",

@@ -81,7 +81,7 @@ fn masked_fits_equal_fits_on_the_used_samples() {
             row[i] = if r == 0 { f64::INFINITY } else { 1e6 };
         }
     }
-    row_missing(&mut val, n, 1, used[5]); // a NaN at a used sample, in one row
+    val[n + used[5]] = f64::NAN; // a NaN at a used sample, in row 1
     let sub_val: Vec<f64> = val.chunks(n).flat_map(|row| pick(row, &used, 1)).collect();
     let base = FitOptions { lam: 1e-2, return_info: true, ..FitOptions::default() };
     let variants = [
@@ -115,10 +115,6 @@ fn masked_fits_equal_fits_on_the_used_samples() {
     (0..n).filter(|&i| !mask[i]).for_each(|i| only_land[i] = 1.0);
     let f = op.fit(&only_land, &base).unwrap();
     assert!(f.hval.iter().all(|v| v.is_nan()) && !f.info.unwrap().has_data[0]);
-}
-
-fn row_missing(val: &mut [f64], n: usize, row: usize, i: usize) {
-    val[row * n + i] = f64::NAN;
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! spacings. On a regular longitude/latitude grid of step Δ this is `R²Δ²·cos φ` (the cell's area,
 //! edge rows included); on a stretched or curvilinear grid (NEMO ORCA) it is the area between the
 //! midpoints to the neighbours — within 1 % of the cell polygons for 99.7 % of ORCA2's ocean points
-//! (`tests/areas.rs`); on scattered points a noisy local density. Coincident samples share their
+//! (`tests/orca2.rs`); on scattered points a noisy local density. Coincident samples share their
 //! area.
 
 use super::Area;
@@ -89,8 +89,8 @@ pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
     out
 }
 
-/// The product of the two spacings (module docs) over (coincident samples + 1) for the sample at position p among the candidates `near`
-/// (NaN when no other sample is found).
+/// The product of the two spacings (module docs) over (coincident samples + 1) for the sample at
+/// position p among the candidates `near` (NaN when no other sample is found).
 fn area_at(xyz: &[[f64; 3]], p: usize, near: &[usize], radius: f64) -> f64 {
     let a = &xyz[p];
     let mut coincident = 0usize;

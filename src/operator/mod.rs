@@ -395,9 +395,10 @@ impl<F: Real> PsfResampler<F> {
     /// `cell_ids` (K, ascending ids of `params`' grid), `hi` (n×npt cell indices, −1 = no link, no
     /// cell twice in a row), `d_m` (n×npt distances in metres, ≥ 0 where linked) and `area` (n
     /// values ≥ 0) are validated; `params.npt`, `sigma_m`, `radius`, `level`, `nest` and `ellipsoid`
-    /// are used, `params.area` is ignored and `params.sample_mask` must be unset. With `params.out_cell_ids` set (to any list), the cells
-    /// are taken as requested ones and those whose raw support is ≤ `threshold` are uncomputable;
-    /// `fill_missing_out_cells` is ignored here (it needs the sample coordinates).
+    /// are used, `params.area` is ignored and `params.sample_mask` must be unset. With
+    /// `params.out_cell_ids` set (to any list), the cells are taken as requested ones and those
+    /// whose raw support is ≤ `threshold` are uncomputable; `fill_missing_out_cells` is ignored
+    /// here (it needs the sample coordinates).
     ///
     /// # Examples
     /// ```
