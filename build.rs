@@ -1,8 +1,10 @@
 //! Build script.
 //!
-//! Without the `cuda` feature there is nothing to do. With it, the kernels in `csrc/` are compiled by
-//! nvcc (through the `cc` crate) into a static library, the CUDA runtime is linked statically, and
-//! bindgen turns `include/hpsf_kernels.h` into the Rust declarations of the launchers.
+//! Always: the rules shared by every backend (`csrc/rules.h`) are compiled for the host from
+//! `csrc/host.cpp` by the system's C++ compiler (through the `cc` crate; no C++ runtime is linked).
+//! With the `cuda` feature, the kernels in `csrc/` are compiled by nvcc into a static library, the
+//! CUDA runtime is linked statically, and bindgen turns `include/hpsf_kernels.h` into the Rust
+//! declarations of the launchers.
 //!
 //! Environment:
 //! * `CUDA_HOME` (or `CUDA_PATH`): the CUDA toolkit holding `bin/nvcc`, `include/` and
@@ -15,13 +17,30 @@
 use std::path::{Path, PathBuf};
 
 /// The kernel sources, one per kernel family.
-const KERNELS: &[&str] = &["csrc/weights.cu", "csrc/spmm.cu", "csrc/cg.cu"];
-const HEADERS: &[&str] = &["csrc/common.cuh", "include/hpsf_kernels.h"];
+const KERNELS: &[&str] = &["csrc/weights.cu", "csrc/spmm.cu", "csrc/cg.cu", "csrc/vec.cu"];
+const HEADERS: &[&str] = &["csrc/common.cuh", "csrc/rules.h", "include/hpsf_kernels.h"];
 const DEFAULT_GENCODE: &str = "-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 \
                                -gencode=arch=compute_90,code=compute_90";
 
+/// The host build of the shared rules.
+const HOST: &str = "csrc/host.cpp";
+const RULES: &str = "csrc/rules.h";
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    for f in [HOST, RULES] {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    // the same arithmetic as Rust's: no contraction of a·b + c into FMA
+    cc::Build::new()
+        .cpp(true)
+        .cpp_link_stdlib(None)
+        .file(HOST)
+        .flag_if_supported("-std=c++14")
+        .flag_if_supported("-fno-exceptions")
+        .flag_if_supported("-fno-rtti")
+        .flag_if_supported("-ffp-contract=off")
+        .compile("hpsf_host");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
@@ -67,7 +86,10 @@ fn main() {
             .header("include/hpsf_kernels.h")
             .allowlist_function("hpsf_.*")
             .allowlist_type("hpsf_stream")
-            .allowlist_var("HPSF_BLOCK")
+            .allowlist_var("HPSF_.*")
+            // the CG scalars' layout is written once, in src/backend/mod.rs
+            .blocklist_type("hpsf_cg_scalars")
+            .raw_line("use crate::backend::hpsf_cg_scalars;")
             .layout_tests(false)
             .generate()
     });

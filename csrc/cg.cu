@@ -1,43 +1,62 @@
-// Conjugate-gradient kernels (SPEC §4): Dx-weighted dot products reduced deterministically, the fused
-// update x += αp, r −= αAp with <r, r>_w, the new direction, and the per-row scalars α and β computed
-// on the device with the reference's zero guards, breakdown test and stopping rule, so the host
-// never has to synchronise per iteration (kernels return at once when *done is set).
+// Reductions and the conjugate gradient's kernels (SPEC §4): per-column dot products as per-block
+// partials reduced in a fixed order (bitwise reproducible), the fused update x += αp, r −= αAp with
+// <r, r>_Dx, the direction p = r + βp, and the per-column scalar step of csrc/rules.h run in one
+// thread between them, so the host never waits inside an iteration (kernels return at once once
+// *done is set).
 #include "common.cuh"
 
 template <typename T>
-__global__ void wdot(const T *a, const T *b, const T *w, int32_t k, int32_t s, double *partials) {
+__global__ void row_dots(const T *a, const T *b, const T *w, const uint8_t *mask, int64_t len, int32_t s,
+                         double *partials) {
     __shared__ double sh[HPSF_BLOCK];
     int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     double v = 0.0;
-    if (e < (int64_t)k * s) v = (double)a[e] * (double)b[e] * (double)w[e / s];
+    if (e < len && !(mask && !(mask[e] & HPSF_FREE))) {
+        v = (double)a[e];
+        if (b) v *= (double)b[e];
+        if (w) v *= (double)w[e / s];
+    }
     hpsf_block_partials(v, sh, (int64_t)blockIdx.x * HPSF_BLOCK, s, partials);
 }
 
-// One block per row j: fixed-order tree sum of the row's partials.
-__global__ void reduce_partials(const double *partials, int32_t nblocks, int32_t s, double *out, const int32_t *done) {
+template <typename T>
+__global__ void row_max_abs(const T *a, int64_t len, int32_t s, double *partials) {
+    __shared__ double sh[HPSF_BLOCK];
+    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    double v = e < len ? fabs((double)a[e]) : 0.0;
+    hpsf_block_partials<true>(v, sh, (int64_t)blockIdx.x * HPSF_BLOCK, s, partials);
+}
+
+// One block per column j: a fixed-order tree over the column's partials.
+__global__ void reduce_partials(const double *partials, int32_t nblocks, int32_t s, int32_t op, double *out,
+                                const int32_t *done) {
     __shared__ double sh[HPSF_BLOCK];
     if (done && *done) return;
     int32_t j = blockIdx.x;
     double acc = 0.0;
-    for (int32_t b = threadIdx.x; b < nblocks; b += blockDim.x) acc += partials[(int64_t)b * s + j];
+    for (int32_t b = threadIdx.x; b < nblocks; b += blockDim.x) {
+        double v = partials[(int64_t)b * s + j];
+        acc = op ? fmax(acc, v) : acc + v;
+    }
     sh[threadIdx.x] = acc;
     __syncthreads();
     for (int32_t half = blockDim.x / 2; half > 0; half /= 2) {
-        if (threadIdx.x < half) sh[threadIdx.x] += sh[threadIdx.x + half];
+        if (threadIdx.x < half) sh[threadIdx.x] = op ? fmax(sh[threadIdx.x], sh[threadIdx.x + half])
+                                                     : sh[threadIdx.x] + sh[threadIdx.x + half];
         __syncthreads();
     }
     if (threadIdx.x == 0) out[j] = sh[0];
 }
 
 template <typename T>
-__global__ void cg_update(T *x, T *r, const T *p, const T *ap, const T *alpha, const T *w, int32_t k, int32_t s,
+__global__ void cg_update(T *x, T *r, const T *p, const T *ap, const double *alpha, const T *w, int32_t k, int32_t s,
                           double *partials, const int32_t *done) {
     __shared__ double sh[HPSF_BLOCK];
     if (*done) return;
     int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     double v = 0.0;
     if (e < (int64_t)k * s) {
-        T a = alpha[e % s];
+        T a = (T)alpha[e % s];
         x[e] += a * p[e];
         T rr = r[e] - a * ap[e];
         r[e] = rr;
@@ -47,92 +66,87 @@ __global__ void cg_update(T *x, T *r, const T *p, const T *ap, const T *alpha, c
 }
 
 template <typename T>
-__global__ void cg_direction(T *p, const T *r, const T *beta, int32_t k, int32_t s, const int32_t *done) {
+__global__ void cg_direction(T *p, const T *r, const double *beta, int32_t k, int32_t s, const int32_t *done) {
     if (*done) return;
     int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (e < (int64_t)k * s) p[e] = r[e] + beta[e % s] * p[e];
+    if (e < (int64_t)k * s) p[e] = r[e] + (T)beta[e % s] * p[e];
 }
 
-// state: rs[s], den[s], rs_new[s], thr[s], norms[(max_iter + 1) * s]
-template <typename T>
-__global__ void cg_alpha(double *state, int32_t s, int32_t per_row, int32_t *flags, T *alpha, int32_t *done) {
-    if (threadIdx.x != 0 || *done) return;
-    const double *rs = state, *den = state + s;
-    double worst = 0.0;
-    for (int32_t j = 0; j < s; ++j) worst = fmax(worst, fabs(den[j]));
-    bool all_broken = !per_row && worst < 1e-30;
-    int32_t running = 0;
-    for (int32_t j = 0; j < s; ++j) {
-        bool broken = all_broken || (per_row && flags[j] == 0 && fabs(den[j]) < 1e-30);
-        if (broken && flags[j] == 0) flags[j] = 2;
-        alpha[j] = (flags[j] == 0 && den[j] != 0.0) ? (T)(rs[j] / den[j]) : (T)0;
-        running += flags[j] == 0;
-    }
-    if (running == 0) *done = 1;  // breakdown: no step, no new norm
+__global__ void cg_alpha(hpsf_cg_scalars c) {
+    if (threadIdx.x == 0 && blockIdx.x == 0) hpsf_cg_alpha_rule(&c);
+}
+
+__global__ void cg_beta(hpsf_cg_scalars c) {
+    if (threadIdx.x == 0 && blockIdx.x == 0) hpsf_cg_beta_rule(&c);
 }
 
 template <typename T>
-__global__ void cg_beta(double *state, int32_t s, int32_t per_row, int32_t max_iter, int32_t *flags,
-                        int32_t *counters, T *beta, int32_t *done) {
-    if (threadIdx.x != 0 || *done) return;
-    double *rs = state, *rs_new = state + 2 * s, *thr = state + 3 * s, *norms = state + 4 * s;
-    int32_t it = ++counters[0];
-    bool all_within = true;
-    for (int32_t j = 0; j < s; ++j) all_within = all_within && sqrt(rs_new[j]) <= thr[j];
-    int32_t running = 0;
-    for (int32_t j = 0; j < s; ++j) {
-        if (flags[j] == 0) {
-            counters[1 + j] = it;
-            norms[(int64_t)it * s + j] = sqrt(rs_new[j]);
-            bool conv = per_row ? sqrt(rs_new[j]) <= thr[j] : all_within;
-            if (conv) flags[j] = 1;
-        }
-        beta[j] = rs[j] != 0.0 ? (T)(rs_new[j] / rs[j]) : (T)0;
-        if (flags[j] == 0) rs[j] = rs_new[j];
-        running += flags[j] == 0;
-    }
-    if (running == 0 || it >= max_iter) *done = 1;
-}
-
-extern "C" int hpsf_reduce_partials(const double *partials, int32_t nblocks, int32_t s, double *out,
-                                    const int32_t *done, hpsf_stream stream) {
-    if (s <= 0) return 0;
-    reduce_partials<<<s, HPSF_BLOCK, 0, stream>>>(partials, nblocks, s, out, done);
+static int dots_launch(const void *a, const void *b, const void *w, const uint8_t *mask, int64_t e, int32_t s,
+                       double *partials, hpsf_stream stream) {
+    if (e * s <= 0) return 0;
+    row_dots<T><<<hpsf_grid(e * s), HPSF_BLOCK, 0, stream>>>((const T *)a, (const T *)b, (const T *)w, mask, e * s,
+                                                             s, partials);
     HPSF_LAUNCH_CHECK();
 }
 
-#define CG(SUF, T)                                                                                            \
-    extern "C" int hpsf_wdot_##SUF(const T *a, const T *b, const T *w, int32_t k, int32_t s, double *partials, \
-                                   hpsf_stream stream) {                                                      \
-        if ((int64_t)k * s <= 0) return 0;                                                                    \
-        wdot<T><<<hpsf_blocks((int64_t)k * s), HPSF_BLOCK, 0, stream>>>(a, b, w, k, s, partials);             \
-        HPSF_LAUNCH_CHECK();                                                                                  \
-    }                                                                                                         \
-    extern "C" int hpsf_cg_update_##SUF(T *x, T *r, const T *p, const T *ap, const T *alpha, const T *w,     \
-                                        int32_t k, int32_t s, double *partials, const int32_t *done,          \
-                                        hpsf_stream stream) {                                                 \
-        if ((int64_t)k * s <= 0) return 0;                                                                    \
-        cg_update<T><<<hpsf_blocks((int64_t)k * s), HPSF_BLOCK, 0, stream>>>(x, r, p, ap, alpha, w, k, s,     \
-                                                                             partials, done);                 \
-        HPSF_LAUNCH_CHECK();                                                                                  \
-    }                                                                                                         \
-    extern "C" int hpsf_cg_direction_##SUF(T *p, const T *r, const T *beta, int32_t k, int32_t s,             \
-                                           const int32_t *done, hpsf_stream stream) {                         \
-        if ((int64_t)k * s <= 0) return 0;                                                                    \
-        cg_direction<T><<<hpsf_blocks((int64_t)k * s), HPSF_BLOCK, 0, stream>>>(p, r, beta, k, s, done);      \
-        HPSF_LAUNCH_CHECK();                                                                                  \
-    }                                                                                                         \
-    extern "C" int hpsf_cg_alpha_##SUF(double *state, int32_t s, int32_t per_row, int32_t *flags, T *alpha,   \
-                                       int32_t *done, hpsf_stream stream) {                                   \
-        cg_alpha<T><<<1, 1, 0, stream>>>(state, s, per_row, flags, alpha, done);                              \
-        HPSF_LAUNCH_CHECK();                                                                                  \
-    }                                                                                                         \
-    extern "C" int hpsf_cg_beta_##SUF(double *state, int32_t s, int32_t per_row, int32_t max_iter,            \
-                                      int32_t *flags, int32_t *counters, T *beta, int32_t *done,              \
-                                      hpsf_stream stream) {                                                   \
-        cg_beta<T><<<1, 1, 0, stream>>>(state, s, per_row, max_iter, flags, counters, beta, done);            \
-        HPSF_LAUNCH_CHECK();                                                                                  \
-    }
+template <typename T>
+static int max_launch(const void *a, int64_t e, int32_t s, double *partials, hpsf_stream stream) {
+    if (e * s <= 0) return 0;
+    row_max_abs<T><<<hpsf_grid(e * s), HPSF_BLOCK, 0, stream>>>((const T *)a, e * s, s, partials);
+    HPSF_LAUNCH_CHECK();
+}
 
-CG(f32, float)
-CG(f64, double)
+template <typename T>
+static int update_launch(void *x, void *r, const void *p, const void *ap, const double *alpha, const void *w,
+                         int32_t k, int32_t s, double *partials, const int32_t *done, hpsf_stream stream) {
+    if ((int64_t)k * s <= 0) return 0;
+    cg_update<T><<<hpsf_grid((int64_t)k * s), HPSF_BLOCK, 0, stream>>>(
+        (T *)x, (T *)r, (const T *)p, (const T *)ap, alpha, (const T *)w, k, s, partials, done);
+    HPSF_LAUNCH_CHECK();
+}
+
+template <typename T>
+static int direction_launch(void *p, const void *r, const double *beta, int32_t k, int32_t s, const int32_t *done,
+                            hpsf_stream stream) {
+    if ((int64_t)k * s <= 0) return 0;
+    cg_direction<T><<<hpsf_grid((int64_t)k * s), HPSF_BLOCK, 0, stream>>>((T *)p, (const T *)r, beta, k, s, done);
+    HPSF_LAUNCH_CHECK();
+}
+
+extern "C" int hpsf_row_dots(int32_t dtype, const void *a, const void *b, const void *w, const uint8_t *mask,
+                             int64_t e, int32_t s, double *partials, hpsf_stream stream) {
+    return HPSF_TYPED(dtype, dots_launch, a, b, w, mask, e, s, partials, stream);
+}
+
+extern "C" int hpsf_row_max_abs(int32_t dtype, const void *a, int64_t e, int32_t s, double *partials,
+                                hpsf_stream stream) {
+    return HPSF_TYPED(dtype, max_launch, a, e, s, partials, stream);
+}
+
+extern "C" int hpsf_reduce(const double *partials, int32_t nblocks, int32_t s, int32_t op, double *out,
+                           const int32_t *done, hpsf_stream stream) {
+    if (s <= 0) return 0;
+    reduce_partials<<<s, HPSF_BLOCK, 0, stream>>>(partials, nblocks, s, op, out, done);
+    HPSF_LAUNCH_CHECK();
+}
+
+extern "C" int hpsf_cg_update(int32_t dtype, void *x, void *r, const void *p, const void *ap, const double *alpha,
+                              const void *w, int32_t k, int32_t s, double *partials, const int32_t *done,
+                              hpsf_stream stream) {
+    return HPSF_TYPED(dtype, update_launch, x, r, p, ap, alpha, w, k, s, partials, done, stream);
+}
+
+extern "C" int hpsf_cg_direction(int32_t dtype, void *p, const void *r, const double *beta, int32_t k, int32_t s,
+                                 const int32_t *done, hpsf_stream stream) {
+    return HPSF_TYPED(dtype, direction_launch, p, r, beta, k, s, done, stream);
+}
+
+extern "C" int hpsf_cg_alpha(const hpsf_cg_scalars *c, hpsf_stream stream) {
+    cg_alpha<<<1, 1, 0, stream>>>(*c);
+    HPSF_LAUNCH_CHECK();
+}
+
+extern "C" int hpsf_cg_beta(const hpsf_cg_scalars *c, hpsf_stream stream) {
+    cg_beta<<<1, 1, 0, stream>>>(*c);
+    HPSF_LAUNCH_CHECK();
+}

@@ -1,11 +1,11 @@
 // Both products of the PSF operators with s right-hand sides, as gathers (no atomics):
 // v.MT gathers by sample position (fixed width npt), u.M by cell (CSR). One thread per element
-// (e, j) of the interleaved E x s output, so consecutive threads read consecutive rows j.
+// (e, j) of the interleaved E x s output, so consecutive threads read consecutive columns j.
 #include "common.cuh"
 
 template <typename T>
-__global__ void mt_product(const int32_t *hi, const T *mt, int32_t n, int32_t npt, const T *v, int32_t s, T *out,
-                           const int32_t *done) {
+__global__ void mt_product(const int32_t *hi, const T *mt, int32_t n, int32_t npt, const T *v, int32_t s,
+                           const uint8_t *valid, T *out, const int32_t *done) {
     if (done && *done) return;
     int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= (int64_t)n * s) return;
@@ -16,7 +16,7 @@ __global__ void mt_product(const int32_t *hi, const T *mt, int32_t n, int32_t np
         int32_t h = hi[p * npt + t];
         if (h >= 0) acc += mt[p * npt + t] * v[(int64_t)h * s + j];
     }
-    out[e] = acc;
+    out[e] = (valid && !(valid[e] & HPSF_FREE)) ? (T)0 : acc;
 }
 
 template <typename T>
@@ -38,21 +38,34 @@ __global__ void m_product(const int64_t *ptr, const uint32_t *sample, const T *m
     if (dx) hpsf_block_partials(contrib, sh, (int64_t)blockIdx.x * HPSF_BLOCK, s, partials);
 }
 
-#define SPMM(SUF, T)                                                                                          \
-    extern "C" int hpsf_mt_product_##SUF(const int32_t *hi, const T *mt, int32_t n, int32_t npt, const T *v,  \
-                                         int32_t s, T *out, const int32_t *done, hpsf_stream stream) {        \
-        if ((int64_t)n * s <= 0) return 0;                                                                    \
-        mt_product<T><<<hpsf_blocks((int64_t)n * s), HPSF_BLOCK, 0, stream>>>(hi, mt, n, npt, v, s, out, done); \
-        HPSF_LAUNCH_CHECK();                                                                                  \
-    }                                                                                                         \
-    extern "C" int hpsf_m_product_##SUF(const int64_t *ptr, const uint32_t *sample, const T *m, int32_t k,    \
-                                        const T *u, int32_t s, T lam, const T *add, const T *dx,              \
-                                        double *partials, T *out, const int32_t *done, hpsf_stream stream) {  \
-        if ((int64_t)k * s <= 0) return 0;                                                                    \
-        m_product<T><<<hpsf_blocks((int64_t)k * s), HPSF_BLOCK, 0, stream>>>(ptr, sample, m, k, u, s, lam,    \
-                                                                             add, dx, partials, out, done);   \
-        HPSF_LAUNCH_CHECK();                                                                                  \
-    }
+template <typename T>
+static int mt_launch(const int32_t *hi, const void *mt, int32_t n, int32_t npt, const void *v, int32_t s,
+                     const uint8_t *valid, void *out, const int32_t *done, hpsf_stream stream) {
+    if ((int64_t)n * s <= 0) return 0;
+    mt_product<T><<<hpsf_grid((int64_t)n * s), HPSF_BLOCK, 0, stream>>>(hi, (const T *)mt, n, npt, (const T *)v, s,
+                                                                       valid, (T *)out, done);
+    HPSF_LAUNCH_CHECK();
+}
 
-SPMM(f32, float)
-SPMM(f64, double)
+template <typename T>
+static int m_launch(const int64_t *ptr, const uint32_t *sample, const void *m, int32_t k, const void *u, int32_t s,
+                    double lam, const void *add, const void *dx, double *partials, void *out, const int32_t *done,
+                    hpsf_stream stream) {
+    if ((int64_t)k * s <= 0) return 0;
+    m_product<T><<<hpsf_grid((int64_t)k * s), HPSF_BLOCK, 0, stream>>>(
+        ptr, sample, (const T *)m, k, (const T *)u, s, (T)lam, (const T *)add, (const T *)dx, partials, (T *)out,
+        done);
+    HPSF_LAUNCH_CHECK();
+}
+
+extern "C" int hpsf_mt_product(int32_t dtype, const int32_t *hi, const void *mt, int32_t n, int32_t npt,
+                               const void *v, int32_t s, const uint8_t *valid, void *out, const int32_t *done,
+                               hpsf_stream stream) {
+    return HPSF_TYPED(dtype, mt_launch, hi, mt, n, npt, v, s, valid, out, done, stream);
+}
+
+extern "C" int hpsf_m_product(int32_t dtype, const int64_t *ptr, const uint32_t *sample, const void *m, int32_t k,
+                              const void *u, int32_t s, double lam, const void *add, const void *dx,
+                              double *partials, void *out, const int32_t *done, hpsf_stream stream) {
+    return HPSF_TYPED(dtype, m_launch, ptr, sample, m, k, u, s, lam, add, dx, partials, out, done, stream);
+}

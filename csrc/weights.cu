@@ -48,25 +48,33 @@ __global__ void weights_by_cell(const double *sample_xyz, const double *cell_xyz
     for (int64_t q = ptr[c]; q < ptr[c + 1]; ++q) m[q] = sum != (T)0 ? m[q] / sum : (T)0;
 }
 
-#define WEIGHTS(SUF, T)                                                                                        \
-    extern "C" int hpsf_weights_by_sample_##SUF(const double *sample_xyz, const double *cell_xyz,             \
-                                                const int32_t *hi, const T *area, int32_t n, int32_t npt,     \
-                                                double radius, double s2, T *d_m, T *mt, T *dy,               \
-                                                hpsf_stream stream) {                                          \
-        if (n <= 0) return 0;                                                                                  \
-        weights_by_sample<T><<<hpsf_blocks(n), HPSF_BLOCK, 0, stream>>>(sample_xyz, cell_xyz, hi, area, n,     \
-                                                                        npt, radius, (T)s2, d_m, mt, dy);      \
-        HPSF_LAUNCH_CHECK();                                                                                   \
-    }                                                                                                          \
-    extern "C" int hpsf_weights_by_cell_##SUF(const double *sample_xyz, const double *cell_xyz,               \
-                                              const int64_t *ptr, const uint32_t *sample, const T *area,       \
-                                              int32_t k, double radius, double s2, T *m, T *dx,                \
-                                              hpsf_stream stream) {                                            \
-        if (k <= 0) return 0;                                                                                  \
-        weights_by_cell<T><<<hpsf_blocks(k), HPSF_BLOCK, 0, stream>>>(sample_xyz, cell_xyz, ptr, sample, area, \
-                                                                      k, radius, (T)s2, m, dx);                \
-        HPSF_LAUNCH_CHECK();                                                                                   \
-    }
+template <typename T>
+static int by_sample(const double *sample_xyz, const double *cell_xyz, const int32_t *hi, const void *area,
+                     int32_t n, int32_t npt, double radius, double s2, void *d_m, void *mt, void *dy,
+                     hpsf_stream stream) {
+    if (n <= 0) return 0;
+    weights_by_sample<T><<<hpsf_grid(n), HPSF_BLOCK, 0, stream>>>(sample_xyz, cell_xyz, hi, (const T *)area, n, npt,
+                                                                  radius, (T)s2, (T *)d_m, (T *)mt, (T *)dy);
+    HPSF_LAUNCH_CHECK();
+}
 
-WEIGHTS(f32, float)
-WEIGHTS(f64, double)
+template <typename T>
+static int by_cell(const double *sample_xyz, const double *cell_xyz, const int64_t *ptr, const uint32_t *sample,
+                   const void *area, int32_t k, double radius, double s2, void *m, void *dx, hpsf_stream stream) {
+    if (k <= 0) return 0;
+    weights_by_cell<T><<<hpsf_grid(k), HPSF_BLOCK, 0, stream>>>(sample_xyz, cell_xyz, ptr, sample, (const T *)area, k,
+                                                                radius, (T)s2, (T *)m, (T *)dx);
+    HPSF_LAUNCH_CHECK();
+}
+
+extern "C" int hpsf_weights_by_sample(int32_t dtype, const double *sample_xyz, const double *cell_xyz,
+                                      const int32_t *hi, const void *area, int32_t n, int32_t npt, double radius,
+                                      double s2, void *d_m, void *mt, void *dy, hpsf_stream stream) {
+    return HPSF_TYPED(dtype, by_sample, sample_xyz, cell_xyz, hi, area, n, npt, radius, s2, d_m, mt, dy, stream);
+}
+
+extern "C" int hpsf_weights_by_cell(int32_t dtype, const double *sample_xyz, const double *cell_xyz,
+                                    const int64_t *ptr, const uint32_t *sample, const void *area, int32_t k,
+                                    double radius, double s2, void *m, void *dx, hpsf_stream stream) {
+    return HPSF_TYPED(dtype, by_cell, sample_xyz, cell_xyz, ptr, sample, area, k, radius, s2, m, dx, stream);
+}

@@ -72,6 +72,7 @@ module healpix_psf
      integer(c_int32_t) :: conservative
      integer(c_int32_t) :: empty_cells
      integer(c_int32_t) :: progress
+     integer(c_int32_t) :: missing
   end type hpsf_fit_options
 
   type, bind(c), public :: hpsf_fit_info
@@ -397,16 +398,17 @@ contains
 
   !> Fits hval(K, B) from val(N, B) (NaN = missing). Optional: lam (0), max_iter (100), tol (1e-8),
   !> per_row stopping (.false.), bounds lower / upper imposed inside the fit (none), conservative
-  !> (.false.: keep each row's area-weighted mean exactly), and the CG iterations run. Cells without
-  !> any valid sample come out NaN.
-  integer function psf_fit(op, val, hval, lam, max_iter, tol, per_row, iterations, lower, upper, conservative) &
-       result(status)
+  !> (.false.: keep each row's area-weighted mean exactly), zero_fill (.false.: a sample missing in a
+  !> row is left out of that row's problem; .true.: counted as 0, the reference's behaviour), and the
+  !> CG iterations run. Cells without any valid sample come out NaN.
+  integer function psf_fit(op, val, hval, lam, max_iter, tol, per_row, iterations, lower, upper, conservative, &
+       zero_fill) result(status)
     type(psf_operator), intent(in) :: op
     real(c_double), intent(in), contiguous :: val(:, :)
     real(c_double), intent(inout), contiguous :: hval(:, :)
     real(c_double), intent(in), optional :: lam, tol, lower, upper
     integer, intent(in), optional :: max_iter
-    logical, intent(in), optional :: per_row, conservative
+    logical, intent(in), optional :: per_row, conservative, zero_fill
     integer, intent(out), optional :: iterations
     type(hpsf_fit_options), target :: o
     type(hpsf_fit_info), target :: info
@@ -427,6 +429,9 @@ contains
     end if
     if (present(conservative)) then
        if (conservative) o%conservative = 1
+    end if
+    if (present(zero_fill)) then
+       if (zero_fill) o%missing = 1
     end if
     status = hpsf_fit_info_init(info)
     status = hpsf_fit_f64(op%handle, val, int(size(val), c_size_t), o, c_null_ptr, 0_c_size_t, hval, &

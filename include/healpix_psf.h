@@ -243,6 +243,11 @@ typedef struct {
    1: report the CG's progress on stderr (iteration, residual, rate, time left; default 0).
    */
   int32_t progress;
+  /*
+   A sample missing (NaN) in some rows: 0 (default) left out of those rows' problems; 1 counted
+   as 0, the reference's behaviour (needed for `empty_cells` = 1).
+   */
+  int32_t missing;
 } hpsf_fit_options;
 
 /*

@@ -67,8 +67,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-#[doc(hidden)]
-pub mod backend;
+mod backend;
 pub mod error;
 pub mod ffi;
 pub mod geometry;
@@ -83,4 +82,4 @@ pub use error::{Error, Result};
 pub use geometry::Ellipsoid;
 pub use operator::{valid_samples, Area, BuildInfo, Device, Params, PsfResampler};
 pub use real::Real;
-pub use solver::{Bound, EmptyCells, Fit, FitInfo, FitOptions, Stopping};
+pub use solver::{Bound, EmptyCells, Fit, FitInfo, FitOptions, MissingData, Stopping};

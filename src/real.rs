@@ -16,7 +16,6 @@ mod sealed {
 /// The element type of an operator: implemented for `f32` and `f64` only.
 pub trait Real:
     sealed::Sealed
-    + crate::backend::DeviceReal
     + Copy
     + Send
     + Sync
@@ -45,6 +44,9 @@ pub trait Real:
     const EPSILON: Self;
     /// The type's name as numpy spells it (`"float32"`, `"float64"`).
     const NAME: &'static str;
+    /// Whether this is `f64` (the backends pick their f32 or f64 kernels by it).
+    #[doc(hidden)]
+    const IS_F64: bool;
     /// Conversion from `f64` (rounding to nearest for `f32`).
     fn from_f64(x: f64) -> Self;
     /// Exact conversion to `f64`.
@@ -62,13 +64,14 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal) => {
+    ($t:ty, $name:literal, $is_f64:literal) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const INFINITY: Self = <$t>::INFINITY;
             const EPSILON: Self = <$t>::EPSILON;
             const NAME: &'static str = $name;
+            const IS_F64: bool = $is_f64;
             #[inline(always)]
             fn from_f64(x: f64) -> Self {
                 x as $t
@@ -100,5 +103,5 @@ macro_rules! impl_real {
         }
     };
 }
-impl_real!(f32, "float32");
-impl_real!(f64, "float64");
+impl_real!(f32, "float32", false);
+impl_real!(f64, "float64", true);

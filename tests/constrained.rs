@@ -7,7 +7,7 @@ mod common;
 
 use common::dense::{lu_apply, vec_mat, Dense};
 use common::synth::{regional, Rng};
-use healpix_psf::{Bound, EmptyCells, Error, Fit, FitOptions, Params, PsfResampler, Stopping};
+use healpix_psf::{Bound, EmptyCells, Error, Fit, FitOptions, MissingData, Params, PsfResampler, Stopping};
 
 /// A field of sharp positive blobs on a zero background (the unconstrained fit rings below 0).
 fn blobs(lon: &[f64], lat: &[f64], seed: u64) -> Vec<f64> {
@@ -227,7 +227,8 @@ fn cells_without_valid_samples_are_missing() {
     assert!(fit.hval[k..].iter().all(|v| v.is_finite()));
 
     // the reference's behaviour on request: numbers (fitted to the zero-filled land)
-    let fitted = op.fit(&val, &FitOptions { empty_cells: EmptyCells::Fitted, ..opts(1e-2, 1e-10) }).unwrap();
+    let zero_fill = FitOptions { empty_cells: EmptyCells::Fitted, missing: MissingData::ZeroFill, ..opts(1e-2, 1e-10) };
+    let fitted = op.fit(&val, &zero_fill).unwrap();
     assert!(fitted.hval.iter().all(|v| v.is_finite()));
     let land: Vec<f64> = (0..k).filter(|&c| empty[c]).map(|c| fitted.hval[c]).collect();
     eprintln!(

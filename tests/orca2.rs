@@ -6,7 +6,7 @@
 mod common;
 
 use common::orca::{fixture_dir, implausible, Orca};
-use healpix_psf::{valid_samples, Area, Bound, EmptyCells, FitOptions, Params, PsfResampler};
+use healpix_psf::{valid_samples, Area, Bound, EmptyCells, FitOptions, MissingData, Params, PsfResampler};
 
 fn orca2() -> Orca {
     Orca::read(&fixture_dir())
@@ -63,21 +63,25 @@ fn land_mask_operator_on_orca2() {
     let ocean =
         PsfResampler::<f64>::new(&o.lon, &o.lat, &Params { sample_mask: Some(mask), ..Params::new(6) }).unwrap();
     let opts = FitOptions { lam: 1e-2, return_info: true, ..FitOptions::default() };
-    // land as missing in the full operator: the reference's numbers on land-only cells, or NaN
-    let fitted = all.fit(&o.sst, &FitOptions { empty_cells: EmptyCells::Fitted, ..opts.clone() }).unwrap();
-    let missing = all.fit(&o.sst, &opts).unwrap();
+    // land as missing in the full operator, counted as 0 (the reference's way): its numbers on
+    // land-only cells, or NaN there; and land left out of the row's problem (the default)
+    let zero_fill = FitOptions { missing: MissingData::ZeroFill, ..opts.clone() };
+    let fitted = all.fit(&o.sst, &FitOptions { empty_cells: EmptyCells::Fitted, ..zero_fill.clone() }).unwrap();
+    let missing = all.fit(&o.sst, &zero_fill).unwrap();
+    let per_row = all.fit(&o.sst, &opts).unwrap();
     let (f, back) = ocean.fit_resample(&o.sst, &opts).unwrap();
     let info = f.info.as_ref().unwrap();
     println!(
         "ORCA2 level 6, lam 1e-2: all samples K = {} ({} cells without ocean support), ocean only K = {} \
-         (n_used {}); cells outside [-3, 35] °C: reference {} / land missing {} / ocean only {}; \
-         residual rms {:.4} °C",
+         (n_used {}); cells outside [-3, 35] °C: reference {} / land missing {} / land left out per row {} / \
+         ocean only {}; residual rms {:.4} °C",
         all.k(),
         missing.info.as_ref().unwrap().empty_cells[0],
         ocean.k(),
         ocean.n_used(),
         implausible(&fitted.hval),
         implausible(&missing.hval),
+        implausible(&per_row.hval),
         implausible(&f.hval),
         info.residual_rms[0]
     );
@@ -90,6 +94,9 @@ fn land_mask_operator_on_orca2() {
     // implausible temperatures: hundreds with land in the operator, a handful without
     assert!(implausible(&fitted.hval) > 200 && implausible(&missing.hval) > 200);
     assert!(implausible(&f.hval) * 50 < implausible(&missing.hval), "{}", implausible(&f.hval));
+    // per-row missing data keeps land out of the fit like the ocean-only operator
+    assert!(implausible(&per_row.hval) * 50 < implausible(&missing.hval), "{}", implausible(&per_row.hval));
+    assert_eq!(per_row.info.as_ref().unwrap().empty_cells, missing.info.as_ref().unwrap().empty_cells);
     // back at the samples: NaN on land, the ocean reproduced
     assert!((0..n).all(|i| back[i].is_nan() == o.sst[i].is_nan()));
     assert!(info.residual_rms[0] < 0.02 && info.converged[0]);

@@ -10,7 +10,7 @@ mod common;
 
 use common::dense::{to_f64s, Dense};
 use common::synth::{regional, Region, Rng};
-use healpix_psf::{EmptyCells, Error, Fit, FitInfo, FitOptions, Params, PsfResampler, Real, Stopping};
+use healpix_psf::{EmptyCells, Error, Fit, FitInfo, FitOptions, MissingData, Params, PsfResampler, Real, Stopping};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -54,8 +54,9 @@ fn with_nans(mut v: Vec<f64>, first: usize, every: usize) -> Vec<f64> {
     v
 }
 
-/// Options of these checks: the plain least-squares solution everywhere, cells without valid
-/// samples included (tests/constrained.rs checks that they become NaN by default).
+/// Options of these checks: the reference's problem (missing samples count as 0) and its plain
+/// least-squares solution everywhere, cells without valid samples included (tests/constrained.rs
+/// checks that they become NaN by default; section 7 checks per-row missing data).
 fn opts<F>(lam: f64, tol: f64, max_iter: usize, stopping: Stopping) -> FitOptions<F> {
     FitOptions {
         lam,
@@ -64,6 +65,7 @@ fn opts<F>(lam: f64, tol: f64, max_iter: usize, stopping: Stopping) -> FitOption
         x0: None,
         return_info: true,
         stopping,
+        missing: MissingData::ZeroFill,
         empty_cells: EmptyCells::Fitted,
         ..FitOptions::default()
     }

@@ -71,6 +71,7 @@ struct HpsfFitOptions
     conservative::Int32
     empty_cells::Int32
     progress::Int32
+    missing::Int32
 end
 
 struct HpsfFitInfo
@@ -209,14 +210,17 @@ end
 
 """
     fit(op, val; lam = 0, max_iter = 100, tol = 1e-8, per_row = false, lower = nothing, upper = nothing,
-        conservative = false) -> K×B matrix
+        conservative = false, zero_fill = false) -> K×B matrix
 
 Fits the cell field of `val` (`N×B`, or a vector of `N`; NaN = missing). `lower`/`upper`: `nothing`
 (no bound), a number, or `:input` (each row's valid range), imposed inside the fit; `conservative`
-keeps each row's area-weighted mean exactly. Cells without any valid sample come out NaN.
+keeps each row's area-weighted mean exactly. A sample missing in a row is left out of that row's
+problem (`zero_fill = true`: counted as 0, the reference's behaviour). Cells without any valid sample
+come out NaN.
 """
 function fit(op::Operator{T}, val::AbstractVecOrMat; lam::Real = 0.0, max_iter::Integer = 100, tol::Real = 1e-8,
-             per_row::Bool = false, lower = nothing, upper = nothing, conservative::Bool = false) where {T}
+             per_row::Bool = false, lower = nothing, upper = nothing, conservative::Bool = false,
+             zero_fill::Bool = false) where {T}
     v = Matrix{T}(reshape(val, size(val, 1), :))
     r = Ref{HpsfFitOptions}()
     check(hpsf_fit_options_init(r))
@@ -225,7 +229,7 @@ function fit(op::Operator{T}, val::AbstractVecOrMat; lam::Real = 0.0, max_iter::
     num(b) = b isa Real ? Float64(b) : 0.0
     o = HpsfFitOptions(d.size, Float64(lam), Csize_t(max_iter), Float64(tol), Int32(per_row), mode(lower), num(lower),
                        mode(upper), num(upper), d.max_outer, Int32(conservative), d.empty_cells,
-                       d.progress)
+                       d.progress, Int32(zero_fill))
     hval = Matrix{T}(undef, ncells(op), size(v, 2))
     f = T === Float64 ? hpsf_fit_f64 : hpsf_fit_f32
     check(f(op.handle, v, Csize_t(length(v)), Ref(o), Ptr{T}(C_NULL), Csize_t(0), hval, Csize_t(length(hval)),

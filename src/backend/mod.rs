@@ -1,21 +1,446 @@
-//! Compute backends. The CPU backend is the crate's own code (`sparse`, `solver`, rayon); the CUDA
-//! backend (feature `cuda`) runs the same products and CG on an NVIDIA GPU with the kernels of
-//! `csrc/`.
+//! Compute backends: where an operator's links live and the solver's primitives run.
+//!
+//! [`Backend`] is the seam. The solver (`crate::solver`: one conjugate gradient, the active-set and
+//! conservation layers, per-row missing data) is written once, generically over it; a backend only
+//! stores blocks of values and performs whole-array operations on them — the two products, per-row
+//! weighted dot products, the fused CG update and direction, masks, and the rules of
+//! `csrc/rules.h` (the CG's per-column scalar step and the element rules of the active set), which
+//! every backend compiles from the same source.
+//!
+//! * [`cpu`] — the reference for every other backend: rayon over the host copy of the operator.
+//! * `cuda` (feature `cuda`) — cudarc device buffers and the kernels of `csrc/`, launched through
+//!   wrappers that check every length first; no algorithm of its own.
+//!
+//! A new backend is a module here implementing [`Backend`], a variant of [`Placed`] (where an
+//! operator lives) and of [`Target`] (the opened device), and its arms in [`with_backend!`] and
+//! [`open`]: `cfg(feature = …)` appears in this module tree only.
+//!
+//! Blocks hold s columns (the rows of a batch) interleaved: element (e, j) of an E×s block is at
+//! `e·s + j`, so that each link gathers s contiguous values.
 
+pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda;
 
-/// What a float type needs for the compiled backends: the launchers of its CUDA kernels when the
-/// `cuda` feature is on, nothing otherwise. Implemented for `f32` and `f64` only.
-#[doc(hidden)]
-#[cfg(feature = "cuda")]
-pub trait DeviceReal: cuda::GpuReal {}
-#[cfg(feature = "cuda")]
-impl<T: cuda::GpuReal> DeviceReal for T {}
+use crate::error::{Error, Result};
+use crate::operator::Device;
+use crate::real::Real;
 
-/// What a float type needs for the compiled backends (nothing without the `cuda` feature).
-#[doc(hidden)]
-#[cfg(not(feature = "cuda"))]
-pub trait DeviceReal {}
-#[cfg(not(feature = "cuda"))]
-impl<T> DeviceReal for T {}
+/// The solver's primitives on one operator (the links by sample holding `MT`, the links by cell
+/// holding `M`, and `Dx`). Every method is a whole-array operation; those returning host values
+/// (`dots`, `max_abs`, the box counts, `cg_read`, `download*`) wait for the backend, the others may
+/// run asynchronously (a GPU backend only enqueues them).
+pub(crate) trait Backend<F: Real>: Sync {
+    /// An E×s block of values.
+    type Vals: Send;
+    /// An E×s block of bytes: a valid-sample mask (bit 0 = valid) or the cell codes of
+    /// `csrc/rules.h` (bit 0 = free, [`HELD_LOW`], [`HELD_HIGH`]; 0 = not part of the problem).
+    type Mask: Send;
+    /// The scalars of a running CG, where the kernels read and write them.
+    type Scalars;
+
+    /// Samples the operator is built from.
+    fn n(&self) -> usize;
+    /// Cells.
+    fn k(&self) -> usize;
+    /// CG iterations between two looks at its scalars from the host (1 = every iteration).
+    fn poll_every(&self) -> usize;
+
+    /// A block holding `v`.
+    fn upload(&self, v: Vec<F>) -> Result<Self::Vals>;
+    /// A block of `len` zeros.
+    fn zeros(&self, len: usize) -> Result<Self::Vals>;
+    /// The values of a block.
+    fn download(&self, v: Self::Vals) -> Result<Vec<F>>;
+    /// `dst = src` (same lengths).
+    fn copy_into(&self, dst: &mut Self::Vals, src: &Self::Vals) -> Result<()>;
+    /// A mask holding `m`.
+    fn upload_mask(&self, m: Vec<u8>) -> Result<Self::Mask>;
+    /// The bytes of a mask.
+    fn download_mask(&self, m: &Self::Mask) -> Result<Vec<u8>>;
+    /// The columns `cols` of an E×s block, as an E×|cols| block.
+    fn select(&self, v: &Self::Vals, s: usize, cols: &[usize]) -> Result<Self::Vals>;
+    /// The columns `cols` of an E×s mask.
+    fn select_mask(&self, m: &Self::Mask, s: usize, cols: &[usize]) -> Result<Self::Mask>;
+    /// Column `from` of the E×m block `src` into column `to` of the E×t block `dst`, for each pair.
+    fn put_columns(
+        &self,
+        dst: &mut Self::Vals,
+        t: usize,
+        src: &Self::Vals,
+        m: usize,
+        pairs: &[(usize, usize)],
+    ) -> Result<()>;
+
+    /// `out (N×s) = (v (K×s)·MT) ⊙ valid`; skipped once the CG `cg` is done.
+    fn mt(
+        &self,
+        v: &Self::Vals,
+        s: usize,
+        out: &mut Self::Vals,
+        valid: Option<&Self::Mask>,
+        cg: Option<&Self::Scalars>,
+    ) -> Result<()>;
+    /// `out (K×s) = u (N×s)·M + lam·add`. With `den` (and `add`): skipped once that CG is done, and
+    /// `<out, add>_Dx` per column is written as its `den`.
+    fn m(
+        &self,
+        u: &Self::Vals,
+        s: usize,
+        out: &mut Self::Vals,
+        add: Option<(F, &Self::Vals)>,
+        den: Option<&mut Self::Scalars>,
+    ) -> Result<()>;
+
+    /// Per column `Σ_e a·b·Dx_k·mask` (b = 1 when `None`, Dx = 1 unless `weighted`, mask bit 0 = 1
+    /// when `None`), in f64, in an order that depends on the sizes only.
+    fn dots(
+        &self,
+        a: &Self::Vals,
+        b: Option<&Self::Vals>,
+        s: usize,
+        weighted: bool,
+        mask: Option<&Self::Mask>,
+    ) -> Result<Vec<f64>>;
+    /// Per column the largest |value|.
+    fn max_abs(&self, v: &Self::Vals, s: usize) -> Result<Vec<f64>>;
+
+    /// `y = a_j·x + b·y` (a per column, `a.len()` = s).
+    fn axpby(&self, y: &mut Self::Vals, a: &[F], x: &Self::Vals, b: F) -> Result<()>;
+    /// `v = v·(mask bit 0)`.
+    fn mul_mask(&self, v: &mut Self::Vals, mask: &Self::Mask) -> Result<()>;
+    /// Per-row missing data: in the columns j with `rows[j]`, `x = x / w` where w ≠ 0 and 0 where
+    /// w = 0 (x, w: K×s). Returns the cell codes: free, but 0 where such a column has w = 0.
+    fn renormalise(&self, x: &mut Self::Vals, w: &Self::Vals, rows: &[bool]) -> Result<Self::Mask>;
+    /// `1/Dx` per cell (0 where Dx = 0), K×1.
+    fn reciprocal_dx(&self) -> Result<Self::Vals>;
+    /// `scale·src` (K×1) in each of s columns, 0 where `codes` (K×s) has bit 0 clear.
+    fn broadcast(&self, src: &Self::Vals, s: usize, scale: F, codes: Option<&Self::Mask>) -> Result<Self::Vals>;
+
+    /// The update x clamped into the box (cells with code 0 left alone).
+    fn box_clamp(&self, x: &mut Self::Vals, b: &BoxBounds<'_, F, Self::Vals>, codes: Option<&Self::Mask>)
+        -> Result<()>;
+    /// Recomputes the codes of the cells in the problem from x and the residual r (`kkt` per column).
+    fn box_classify(
+        &self,
+        x: &Self::Vals,
+        r: &Self::Vals,
+        b: &BoxBounds<'_, F, Self::Vals>,
+        kkt: &[F],
+        codes: &mut Self::Mask,
+    ) -> Result<()>;
+    /// `x = clamp(x + d on free cells)`; the number of cells whose unclamped value left the box.
+    fn box_step(
+        &self,
+        x: &mut Self::Vals,
+        d: &Self::Vals,
+        b: &BoxBounds<'_, F, Self::Vals>,
+        codes: &Self::Mask,
+    ) -> Result<u64>;
+    /// The number of held cells that want to be released.
+    fn box_release(&self, r: &Self::Vals, kkt: &[F], codes: &Self::Mask) -> Result<u64>;
+    /// Holds the free cells whose `cand` leaves the box at the bound crossed (their `base` set to
+    /// it); the number held.
+    fn box_hold(
+        &self,
+        cand: &Self::Vals,
+        base: &mut Self::Vals,
+        b: &BoxBounds<'_, F, Self::Vals>,
+        codes: &mut Self::Mask,
+    ) -> Result<u64>;
+
+    /// The scalars of a new CG.
+    fn cg_start(&self, init: &CgInit) -> Result<Self::Scalars>;
+    /// Its state, read on the host.
+    fn cg_read(&self, c: &Self::Scalars) -> Result<CgSnapshot>;
+    /// The rule after the product: breakdown test and α.
+    fn cg_alpha(&self, c: &mut Self::Scalars) -> Result<()>;
+    /// `x += α p; r −= α Ap`, writing `<r, r>_Dx` as the scalars' `rs_new`.
+    fn cg_update(
+        &self,
+        x: &mut Self::Vals,
+        r: &mut Self::Vals,
+        p: &Self::Vals,
+        ap: &Self::Vals,
+        c: &mut Self::Scalars,
+    ) -> Result<()>;
+    /// The rule after the update: count, record, stop, β.
+    fn cg_beta(&self, c: &mut Self::Scalars) -> Result<()>;
+    /// `p = r + β p`.
+    fn cg_direction(&self, p: &mut Self::Vals, r: &Self::Vals, c: &Self::Scalars) -> Result<()>;
+}
+
+/// Code bit of a cell held at its lower bound (`HPSF_AT_LOW` of `csrc/rules.h`).
+pub(crate) const HELD_LOW: u8 = 2;
+/// Code bit of a cell held at its upper bound (`HPSF_AT_HIGH`).
+pub(crate) const HELD_HIGH: u8 = 4;
+/// Code of a free cell, and mask value of a valid sample (`HPSF_FREE`).
+pub(crate) const FREE: u8 = 1;
+
+/// The box of a bounded fit: per column bounds `lo`, `hi` on the fitted values; the bounds of an
+/// element of the update are those minus its offset `off` (x_ref; none: the bounds themselves).
+pub(crate) struct BoxBounds<'a, F, V> {
+    pub lo: &'a [F],
+    pub hi: &'a [F],
+    pub off: Option<&'a V>,
+}
+
+/// How a CG starts: per column its `<r, r>_Dx` and stopping threshold.
+pub(crate) struct CgInit {
+    pub rs: Vec<f64>,
+    pub thr: Vec<f64>,
+    pub per_row: bool,
+    pub max_iter: usize,
+    /// Entries of the residual record per column (at least `poll_every() + 1`).
+    pub ring: usize,
+}
+
+/// The state of a CG as the host sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct CgSnapshot {
+    /// Iterations run.
+    pub it: usize,
+    /// Whether it has stopped.
+    pub done: bool,
+    /// Per column: 0 running, 1 converged, 2 broken down (`HPSF_CG_*`).
+    pub flags: Vec<i32>,
+    /// Per column: iterations.
+    pub iters: Vec<usize>,
+    /// Per column: the current `<r, r>_Dx`.
+    pub rs: Vec<f64>,
+    norms: Vec<f64>,
+    ring: usize,
+}
+
+impl CgSnapshot {
+    /// `‖r‖` of column j after its t-th iteration (valid for the last `ring − 1` iterations).
+    pub fn norm(&self, j: usize, t: usize) -> f64 {
+        self.norms[(t % self.ring) * self.flags.len() + j]
+    }
+}
+
+/// The C layout of the CG scalars (`hpsf_cg_scalars` in `csrc/rules.h`): pointers into one f64
+/// and one i32 buffer laid out by [`CgLayout`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(non_camel_case_types)]
+pub struct hpsf_cg_scalars {
+    s: i32,
+    per_row: i32,
+    max_iter: i32,
+    ring: i32,
+    rs: *mut f64,
+    den: *mut f64,
+    rs_new: *mut f64,
+    thr: *mut f64,
+    alpha: *mut f64,
+    beta: *mut f64,
+    norms: *mut f64,
+    flags: *mut i32,
+    iters: *mut i32,
+    it: *mut i32,
+    done: *mut i32,
+}
+
+/// Where each CG scalar sits in the two buffers a backend keeps them in: f64 `[rs, den, rs_new,
+/// thr, alpha, beta]` × s then `norms` ring × s; i32 `[flags, iters]` × s, `it`, `done`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CgLayout {
+    pub s: usize,
+    pub ring: usize,
+    pub per_row: bool,
+    pub max_iter: usize,
+}
+
+impl CgLayout {
+    const RS: usize = 0;
+    const DEN: usize = 1;
+    const RS_NEW: usize = 2;
+    const THR: usize = 3;
+    const ALPHA: usize = 4;
+    const BETA: usize = 5;
+    const NORMS: usize = 6;
+
+    pub fn of(init: &CgInit) -> Self {
+        CgLayout { s: init.rs.len(), ring: init.ring.max(2), per_row: init.per_row, max_iter: init.max_iter }
+    }
+    pub fn f64_len(&self) -> usize {
+        (Self::NORMS + self.ring) * self.s
+    }
+    pub fn i32_len(&self) -> usize {
+        2 * self.s + 2
+    }
+    /// Offset (in f64) of `den` and of `rs_new`, where the products and the update write.
+    pub fn den(&self) -> usize {
+        Self::DEN * self.s
+    }
+    pub fn rs_new(&self) -> usize {
+        Self::RS_NEW * self.s
+    }
+    pub fn alpha(&self) -> usize {
+        Self::ALPHA * self.s
+    }
+    pub fn beta(&self) -> usize {
+        Self::BETA * self.s
+    }
+    /// Offset (in i32) of `done`.
+    pub fn done(&self) -> usize {
+        2 * self.s + 1
+    }
+    /// The initial contents of both buffers.
+    pub fn initial(&self, init: &CgInit) -> Result<(Vec<f64>, Vec<i32>)> {
+        let s = self.s;
+        i32::try_from(init.max_iter).map_err(|_| Error::param("max_iter", init.max_iter, "at most 2^31 − 1"))?;
+        let mut f = vec![0.0; self.f64_len()];
+        f[Self::RS * s..(Self::RS + 1) * s].copy_from_slice(&init.rs);
+        f[Self::THR * s..(Self::THR + 1) * s].copy_from_slice(&init.thr);
+        let mut i = vec![0; self.i32_len()];
+        i[self.done()] = (init.max_iter == 0 || s == 0) as i32;
+        Ok((f, i))
+    }
+    /// The host's view of both buffers.
+    pub fn snapshot(&self, f: &[f64], i: &[i32]) -> CgSnapshot {
+        let s = self.s;
+        CgSnapshot {
+            it: i[2 * s].max(0) as usize,
+            done: i[self.done()] != 0,
+            flags: i[..s].to_vec(),
+            iters: i[s..2 * s].iter().map(|&t| t.max(0) as usize).collect(),
+            rs: f[Self::RS * s..(Self::RS + 1) * s].to_vec(),
+            norms: f[Self::NORMS * s..].to_vec(),
+            ring: self.ring,
+        }
+    }
+    /// The C view of buffers starting at `f` (f64_len values) and `i` (i32_len values).
+    pub fn raw(&self, f: *mut f64, i: *mut i32) -> hpsf_cg_scalars {
+        let s = self.s;
+        let at = |slot: usize| f.wrapping_add(slot * s);
+        hpsf_cg_scalars {
+            s: s as i32,
+            per_row: self.per_row as i32,
+            max_iter: self.max_iter as i32,
+            ring: self.ring as i32,
+            rs: at(Self::RS),
+            den: at(Self::DEN),
+            rs_new: at(Self::RS_NEW),
+            thr: at(Self::THR),
+            alpha: at(Self::ALPHA),
+            beta: at(Self::BETA),
+            norms: at(Self::NORMS),
+            flags: i,
+            iters: i.wrapping_add(s),
+            it: i.wrapping_add(2 * s),
+            done: i.wrapping_add(2 * s + 1),
+        }
+    }
+}
+
+/// The links' weights of an operator as its backend computed them (samples in the operator's
+/// order; see `operator::assemble`).
+pub(crate) struct LinkWeights<F> {
+    /// Distances (m), N×npt, +∞ where there is no link.
+    pub d_m: Vec<F>,
+    /// `MT` by sample, N×npt.
+    pub mt: Vec<F>,
+    /// `Dy` per sample.
+    pub dy: Vec<F>,
+    /// `M` by cell, in the CSR order.
+    pub m: Vec<F>,
+    /// `Dx` per cell.
+    pub dx: Vec<F>,
+}
+
+/// What the weights are computed from.
+pub(crate) struct WeightInputs<'a, F> {
+    /// Cell index of each link, N×npt, −1 where missing.
+    pub hi: &'a [i32],
+    /// The distances of the links as found by the search (cast to F).
+    pub d_m: Vec<F>,
+    /// Per-sample areas.
+    pub area: &'a [f64],
+    /// The by-cell CSR pattern: row offsets and sample positions.
+    pub ptr: &'a [usize],
+    pub sample: &'a [u32],
+    pub npt: usize,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub radius: f64,
+    pub sigma_m: f64,
+    /// Unit vectors of the samples and of the cells (given when [`Target::needs_coordinates`]).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub sample_xyz: &'a [[f64; 3]],
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub cell_xyz: Vec<[f64; 3]>,
+}
+
+/// An opened device, before an operator is built on it.
+#[derive(Debug)]
+pub(crate) enum Target {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(cuda::Gpu),
+}
+
+impl Target {
+    /// Whether the weights are computed from the unit vectors of samples and cells.
+    pub fn needs_coordinates(&self) -> bool {
+        !matches!(self, Target::Cpu)
+    }
+}
+
+/// Opens the device an operator is to be built on, or says why it cannot be.
+pub(crate) fn open(device: Device) -> Result<Target> {
+    match device {
+        Device::Cpu => Ok(Target::Cpu),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => cuda::Gpu::new(ordinal).map(Target::Cuda),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(Error::DeviceUnavailable(
+            "this build of healpix-psf was not compiled with CUDA (enable the `cuda` feature)".into(),
+        )),
+    }
+}
+
+/// Where an operator lives: the host copy always exists (the links' views, triplets and the CPU
+/// products use it); with a device, the products and the solve run there.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Placed<F: Real> {
+    #[default]
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(std::sync::Arc<cuda::CudaOperator<F>>),
+    #[doc(hidden)]
+    #[allow(dead_code)]
+    _Never(std::convert::Infallible, std::marker::PhantomData<F>),
+}
+
+/// Computes the links' weights on `target` and keeps the operator there.
+pub(crate) fn link_weights<F: Real>(target: Target, w: WeightInputs<'_, F>) -> Result<(LinkWeights<F>, Placed<F>)> {
+    match target {
+        Target::Cpu => Ok((cpu::link_weights(w), Placed::Cpu)),
+        #[cfg(feature = "cuda")]
+        Target::Cuda(gpu) => {
+            let (op, weights) = cuda::CudaOperator::build(gpu, w)?;
+            Ok((weights, Placed::Cuda(std::sync::Arc::new(op))))
+        }
+    }
+}
+
+/// Runs `$body` with `$b` bound to the backend an operator is placed on: `$cpu` (an expression
+/// making the CPU backend, evaluated only when it is the one) or the device operator.
+macro_rules! with_backend {
+    ($placed:expr, $cpu:expr, |$b:ident| $body:expr) => {
+        match $placed {
+            $crate::backend::Placed::Cpu => {
+                let $b = &$cpu;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::backend::Placed::Cuda(op) => {
+                let $b = &**op;
+                $body
+            }
+            $crate::backend::Placed::_Never(never, _) => match *never {},
+        }
+    };
+}
+pub(crate) use with_backend;

@@ -13,7 +13,9 @@
 //! * Thread safety: an operator may be used by several threads at once for everything but
 //!   `hpsf_free_*`.
 
-use crate::{Area, Bound, Device, Ellipsoid, EmptyCells, Error, FitOptions, Params, PsfResampler, Real, Stopping};
+use crate::{
+    Area, Bound, Device, Ellipsoid, EmptyCells, Error, FitOptions, MissingData, Params, PsfResampler, Real, Stopping,
+};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -360,6 +362,9 @@ pub struct HpsfFitOptions {
     pub empty_cells: i32,
     /// 1: report the CG's progress on stderr (iteration, residual, rate, time left; default 0).
     pub progress: i32,
+    /// A sample missing (NaN) in some rows: 0 (default) left out of those rows' problems; 1 counted
+    /// as 0, the reference's behaviour (needed for `empty_cells` = 1).
+    pub missing: i32,
 }
 
 impl HpsfFitOptions {
@@ -378,6 +383,7 @@ impl HpsfFitOptions {
             conservative: 0,
             empty_cells: 0,
             progress: 0,
+            missing: 0,
         }
     }
 
@@ -401,7 +407,17 @@ impl HpsfFitOptions {
             1 => EmptyCells::Fitted,
             e => return Err(Error::param("empty_cells", e, "0 = NaN, 1 = the fitted number").into()),
         };
+        let missing = match self.missing {
+            0 => MissingData::PerRow,
+            1 => MissingData::ZeroFill,
+            m => {
+                return Err(
+                    Error::param("missing", m, "0 = left out per row, 1 = counted as 0 (the reference's)").into()
+                )
+            }
+        };
         Ok(FitOptions {
+            missing,
             lam: self.lam,
             max_iter: self.max_iter,
             tol: self.tol,

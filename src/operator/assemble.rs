@@ -2,24 +2,16 @@
 //! order after a construction, see `PsfResampler::sample_order`); rows of the by-cell CSR list
 //! sample positions ascending.
 //!
-//! In the operator's float type: `g = exp((−2·d²)/s²)` from the cast distances, `W = g·a`,
-//! `Dy_i = Σ_t W_it`, `Dx_k = Σ_{links to k} W` (summed in the operator's sample order),
-//! `MT[k,i] = W/Dy_i`, `M[i,k] = W/Dx_k`, with 0 wherever a denominator is exactly 0.
+//! The weights themselves (`g = exp((−2·d²)/s²)`, `W = g·a`, `Dy`, `Dx`, `M = W/Dx`, `MT = W/Dy`,
+//! SPEC §3) are computed by the backend the operator is built on (`backend::link_weights`).
 
 use super::{Config, PsfResampler, LEFT_OUT};
+use crate::backend::cpu::gaussian;
+use crate::backend::{self, LinkWeights, Target, WeightInputs};
+use crate::error::Result;
 use crate::geometry::Grid;
 use crate::real::Real;
 use crate::sparse::{CellLinks, SampleLinks};
-use rayon::prelude::*;
-
-#[inline(always)]
-fn safe_div<F: Real>(w: F, s: F) -> F {
-    if s != F::ZERO {
-        w / s
-    } else {
-        F::ZERO
-    }
-}
 
 /// The links of an operator, samples in the operator's order.
 pub(crate) struct Links<F> {
@@ -35,89 +27,50 @@ pub(crate) struct Links<F> {
     pub order: Vec<u32>,
 }
 
-pub(crate) fn assemble<F: Real>(grid: Grid, cfg: Config, links: Links<F>) -> PsfResampler<F> {
+/// The operator of the links, with its weights computed on `target` (where it then lives);
+/// `sample_xyz` and `cell_xyz` are the unit vectors of samples and cells when
+/// [`Target::needs_coordinates`] (else empty).
+pub(crate) fn assemble<F: Real>(
+    grid: Grid,
+    cfg: Config,
+    links: Links<F>,
+    target: Target,
+    sample_xyz: &[[f64; 3]],
+    cell_xyz: Vec<[f64; 3]>,
+) -> Result<PsfResampler<F>> {
     let Links { cell_ids, hi, d_m, area, order } = links;
-    let n = order.len();
-    let npt = cfg.npt;
-    let k_count = cell_ids.len();
-    let area: Vec<F> = area.par_iter().map(|&x| F::from_f64(x)).collect();
-    let s2 = F::from_f64(cfg.sigma_m * cfg.sigma_m);
-
-    // Raw area-weighted weights W (kept in `mt` until normalised), Dy, and MT = W / Dy.
-    let mut mt = vec![F::ZERO; n * npt];
-    let mut sample_weight = vec![F::ZERO; n];
-    mt.par_chunks_mut(npt).zip(sample_weight.par_iter_mut()).enumerate().for_each(|(i, (row, dy))| {
-        let mut sum = F::ZERO;
-        let links = hi[i * npt..(i + 1) * npt].iter().zip(&d_m[i * npt..(i + 1) * npt]);
-        for (w, (&h, &dd)) in row.iter_mut().zip(links) {
-            if h >= 0 {
-                *w = gaussian(dd, s2) * area[i];
-                sum += *w;
-            }
-        }
-        *dy = sum;
-    });
-
-    // CSR by cell, holding W until normalised
-    let (ptr, sample) = csr_pattern(&hi, npt, k_count);
-    let mut m = vec![F::ZERO; sample.len()];
-    let mut next = ptr[..k_count].to_vec();
-    for (row_h, row_w) in hi.chunks_exact(npt).zip(mt.chunks_exact(npt)) {
-        for (&h, &w) in row_h.iter().zip(row_w) {
-            if h >= 0 {
-                m[next[h as usize]] = w;
-                next[h as usize] += 1;
-            }
-        }
-    }
-    // Dx per cell (links in sample order), then M = W / Dx.
-    let mut cell_weight = vec![F::ZERO; k_count];
-    {
-        let mut rows: Vec<&mut [F]> = Vec::with_capacity(k_count);
-        let mut rest = &mut m[..];
-        for k in 0..k_count {
-            let (row, r) = std::mem::take(&mut rest).split_at_mut(ptr[k + 1] - ptr[k]);
-            rows.push(row);
-            rest = r;
-        }
-        rows.into_par_iter().zip(cell_weight.par_iter_mut()).for_each(|(row, dx)| {
-            let mut sum = F::ZERO;
-            for &w in row.iter() {
-                sum += w;
-            }
-            *dx = sum;
-            for w in row.iter_mut() {
-                *w = safe_div(*w, sum);
-            }
-        });
-    }
-
-    // MT = W / Dy.
-    mt.par_chunks_mut(npt).zip(sample_weight.par_iter()).for_each(|(row, &dy)| {
-        for w in row.iter_mut() {
-            *w = safe_div(*w, dy);
-        }
-    });
-
-    PsfResampler {
+    let (ptr, sample) = csr_pattern(&hi, cfg.npt, cell_ids.len());
+    let inputs = WeightInputs {
+        hi: &hi,
+        d_m,
+        area: &area,
+        ptr: &ptr,
+        sample: &sample,
+        npt: cfg.npt,
+        radius: cfg.radius,
+        sigma_m: cfg.sigma_m,
+        sample_xyz,
+        cell_xyz,
+    };
+    let (LinkWeights { d_m, mt, dy, m, dx }, placed) = backend::link_weights(target, inputs)?;
+    Ok(PsfResampler {
         grid,
         cfg,
-        n,
+        n: order.len(),
         cell_ids,
-        samples: SampleLinks { npt, hi, mt },
+        samples: SampleLinks { npt: cfg.npt, hi, mt },
         cells: CellLinks { ptr, sample, m },
         d_m,
-        area,
-        cell_weight,
-        sample_weight,
+        area: area.iter().map(|&a| F::from_f64(a)).collect(),
+        cell_weight: dx,
+        sample_weight: dy,
         position: inverse(&order, order.len()),
         order,
         info: Default::default(),
         uncomputable: Vec::new(),
         fill_from: Vec::new(),
-        #[cfg(feature = "cuda")]
-        cuda: None,
-    }
+        placed,
+    })
 }
 
 /// The position of each of `n` samples on the axis `order` (position → sample): the inverse of
@@ -153,13 +106,6 @@ pub(crate) fn csr_pattern(hi: &[i32], npt: usize, k_count: usize) -> (Vec<usize>
     (ptr, sample)
 }
 
-/// The raw weight of a link at distance `d`, `exp((−2·(d·d)) / s²)`, in the type F and in torch's
-/// order of operations (SPEC §3 step 2).
-#[inline(always)]
-fn gaussian<F: Real>(d: F, s2: F) -> F {
-    (F::from_f64(-2.0) * (d * d) / s2).exp()
-}
-
 impl<F: Real> PsfResampler<F> {
     /// Cells whose raw (area-free) Gaussian support `Σ exp(−2d²/s²)` over their links is ≤ the
     /// threshold (SPEC §3.1; note ≤, where the keep rule is ≥), summed in the type F as the reference.
@@ -177,49 +123,4 @@ impl<F: Real> PsfResampler<F> {
         }
         (0..raw.len() as u32).filter(|&k| raw[k as usize] <= thr).collect()
     }
-}
-
-/// The operator with weights computed on a GPU (see `backend::cuda`), kept there for the solve.
-#[cfg(feature = "cuda")]
-pub(crate) fn assemble_on_gpu<F: Real>(
-    grid: Grid,
-    cfg: Config,
-    links: Links<F>,
-    sample_xyz: &[[f64; 3]],
-    cell_xyz: &[[f64; 3]],
-    gpu: crate::backend::cuda::Gpu,
-) -> crate::error::Result<PsfResampler<F>> {
-    use crate::backend::cuda::{CudaOperator, WeightInputs};
-    let Links { cell_ids, hi, area, order, .. } = links;
-    let (ptr, sample) = csr_pattern(&hi, cfg.npt, cell_ids.len());
-    let inputs = WeightInputs {
-        sample_xyz,
-        cell_xyz,
-        hi: &hi,
-        area: &area,
-        ptr: &ptr,
-        sample: &sample,
-        npt: cfg.npt,
-        radius: cfg.radius,
-        sigma_m: cfg.sigma_m,
-    };
-    let (dev, w) = CudaOperator::<F>::build(gpu, &inputs)?;
-    Ok(PsfResampler {
-        grid,
-        cfg,
-        n: order.len(),
-        cell_ids,
-        samples: SampleLinks { npt: cfg.npt, hi, mt: w.mt },
-        cells: CellLinks { ptr, sample, m: w.m },
-        d_m: w.d_m,
-        area: area.iter().map(|&a| F::from_f64(a)).collect(),
-        cell_weight: w.dx,
-        sample_weight: w.dy,
-        position: inverse(&order, order.len()),
-        order,
-        info: Default::default(),
-        uncomputable: Vec::new(),
-        fill_from: Vec::new(),
-        cuda: Some(std::sync::Arc::new(dev)),
-    })
 }

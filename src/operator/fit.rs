@@ -4,14 +4,14 @@
 //! N or K values). Internally the selected rows are interleaved (element-major), see `sparse`.
 
 use super::{PsfResampler, LEFT_OUT};
+use crate::backend::cpu::{Cpu, CHUNK};
+use crate::backend::{with_backend, Backend};
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
 use crate::solver::{
-    bounded_cg, cg, clamp, conserve, conserve_bounded, keep_columns, pow2_scales, put_column, Bound, BoundedOut,
-    EmptyCells, Fit, FitInfo, FitOptions, Normal, Stopping,
+    self, held_counts, pow2_scales, Bound, EmptyCells, Fit, FitInfo, FitOptions, MissingData, Problem, Stopping,
 };
-use crate::sparse::{m_product, mt_product, MExtras, CHUNK};
 use rayon::prelude::*;
 
 /// Number of rows of a row-major block of `len` values of width `width`.
@@ -104,17 +104,64 @@ impl<F: Real> PsfResampler<F> {
         let all: Vec<usize> = (0..b).collect();
         with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
             let y0 = interleave(val, self.n, &all, Some(&self.order), true);
-            let x = match self.gpu() {
-                #[cfg(feature = "cuda")]
-                Some(dev) => dev.apply_m(&y0, b)?,
-                _ => {
-                    let mut x = vec![F::ZERO; self.k() * b];
-                    m_product(&self.cells, &y0, b, &mut x, MExtras::none());
-                    x
-                }
-            };
+            let x = with_backend!(&self.placed, self.cpu(), |be| {
+                let u = be.upload(y0)?;
+                let mut out = be.zeros(self.k() * b)?;
+                be.m(&u, b, &mut out, None, None)?;
+                be.download(out)
+            })?;
             Ok(deinterleave(&x, self.k(), b, None))
         })?
+    }
+
+    /// The field a fit of B rows of N sample values starts from, `x_ref` (B×K; see
+    /// [`MissingData`]): each cell's area-weighted Gaussian average of the samples, over the row's
+    /// valid samples with [`MissingData::PerRow`] (NaN in a cell where none carries weight), or with
+    /// missing samples counted as 0 with [`MissingData::ZeroFill`] (then equal to
+    /// [`PsfResampler::apply_m`]). A fit's `x0` is an update of this field: to start from an
+    /// earlier fit `h`, give `x0 = h − x_ref`. Rows without valid samples are NaN.
+    ///
+    /// # Examples
+    /// ```
+    /// use healpix_psf::{MissingData, Params, PsfResampler};
+    /// let (lon, lat): (Vec<f64>, Vec<f64>) = (0..400).map(|i| (8.0 + 0.01 * (i % 20) as f64, 45.0 + 0.01 * (i / 20) as f64)).unzip();
+    /// let op = PsfResampler::<f64>::new(&lon, &lat, &Params::new(10))?;
+    /// // a constant field with a gap
+    /// let mut val = vec![3.0; op.n()];
+    /// val[..40].iter_mut().for_each(|v| *v = f64::NAN);
+    /// // over the valid samples, the average of a constant is that constant
+    /// let x = op.x_ref(&val, MissingData::PerRow)?;
+    /// assert!(x.iter().all(|v| v.is_nan() || (v - 3.0).abs() < 1e-12));
+    /// // counting the gap as zeros pulls the cells near it down
+    /// let z = op.x_ref(&val, MissingData::ZeroFill)?;
+    /// assert!(z.iter().any(|&v| v < 2.9));
+    /// assert_eq!(z, op.apply_m(&val)?);
+    /// # Ok::<(), healpix_psf::Error>(())
+    /// ```
+    pub fn x_ref(&self, val: &[F], missing: MissingData) -> Result<Vec<F>> {
+        let (n, k) = (self.n, self.k());
+        let b = rows_of(val.len(), n, "val")?;
+        let val = &*self.used_values(val);
+        check_no_infinity(val, "val")?;
+        let sel: Vec<usize> = (0..b).filter(|&r| val[r * n..(r + 1) * n].iter().any(|v| !v.is_nan())).collect();
+        let mut out = vec![F::from_f64(f64::NAN); b * k];
+        if sel.is_empty() {
+            return Ok(out);
+        }
+        let x = with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
+            let y0 = interleave(val, n, &sel, Some(&self.order), true);
+            let (valid, masked_rows) = match missing {
+                MissingData::PerRow => self.valid_samples(val, &sel),
+                MissingData::ZeroFill => (None, vec![false; sel.len()]),
+            };
+            with_backend!(&self.placed, self.cpu(), |be| solver::reference_field(be, y0, valid, &masked_rows))
+        })??;
+        for (j, &row) in sel.iter().enumerate() {
+            for (h, v) in out[row * k..(row + 1) * k].iter_mut().zip(column(&x, sel.len(), j)) {
+                *h = v;
+            }
+        }
+        Ok(out)
     }
 
     /// Values at the samples of B cell fields: `hval·MT`, each sample's normalised Gaussian
@@ -142,15 +189,12 @@ impl<F: Real> PsfResampler<F> {
         with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
             // NaN cells stay NaN: they reach only the samples linked to them
             let v = interleave(hval, self.k(), &all, None, false);
-            let out = match self.gpu() {
-                #[cfg(feature = "cuda")]
-                Some(dev) => dev.apply_mt(&v, b)?,
-                _ => {
-                    let mut out = vec![F::ZERO; self.n_used() * b];
-                    mt_product(&self.samples, &v, b, &mut out);
-                    out
-                }
-            };
+            let out = with_backend!(&self.placed, self.cpu(), |be| {
+                let v = be.upload(v)?;
+                let mut out = be.zeros(self.n_used() * b)?;
+                be.mt(&v, b, &mut out, None, None)?;
+                be.download(out)
+            })?;
             Ok(deinterleave(&out, self.n, b, Some(&self.position)))
         })?
     }
@@ -225,8 +269,14 @@ impl<F: Real> PsfResampler<F> {
                 info.residual_norms[sel[j]] = norms;
             }
             let missing = opts.empty_cells == EmptyCells::Missing;
-            for &row in sel.iter().filter(|_| missing || opts.return_info) {
-                let empty = self.empty_cells(&val[row * n..(row + 1) * n]);
+            for (j, &row) in sel.iter().enumerate().filter(|_| missing || opts.return_info) {
+                let mut empty = self.empty_cells(&val[row * n..(row + 1) * n]);
+                if let Some(codes) = solved.no_data.as_ref().filter(|_| solved.masked_rows[j]) {
+                    // per-row missing data: also the cells in which no valid sample carries weight
+                    for (e, row_codes) in empty.iter_mut().zip(codes.chunks_exact(s)) {
+                        *e |= row_codes[j] == 0;
+                    }
+                }
                 info.empty_cells[row] = empty.iter().filter(|&&e| e).count();
                 if missing {
                     for (h, _) in hval[row * k..(row + 1) * k].iter_mut().zip(&empty).filter(|(_, &e)| e) {
@@ -256,8 +306,8 @@ impl<F: Real> PsfResampler<F> {
         Ok((Fit { hval, rows: b, info: opts.return_info.then_some(info) }, back))
     }
 
-    /// The fit of the selected rows `sel` (each with valid samples): hval K×s interleaved, in the
-    /// caller's units, with its CG and active-set record.
+    /// The fit of the selected rows `sel` (each with valid samples) on the operator's backend:
+    /// hval K×s interleaved, in the caller's units, with its CG and active-set record.
     fn solve_rows(
         &self,
         val: &[F],
@@ -265,136 +315,82 @@ impl<F: Real> PsfResampler<F> {
         boxes: Option<&(Vec<F>, Vec<F>)>,
         opts: &FitOptions<F>,
     ) -> Result<Solved<F>> {
-        let (n, m, k, s) = (self.n, self.n_used(), self.k(), sel.len());
+        let (n, k, s) = (self.n, self.k(), sel.len());
         let _progress = crate::parallel::report_cg_progress(opts.progress);
         // work on the data divided by a power of two (exact): see `solver`
         let mut y0 = interleave(val, n, sel, Some(&self.order), true);
         let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);
         let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
         scale_columns(&mut y0, &inv);
-        let x0 = opts.x0.as_ref().map(|x0| {
+        let x0 = opts.x0.as_ref().filter(|x0| x0.iter().any(|&v| v != F::ZERO)).map(|x0| {
             let mut x0 = interleave(x0, k, sel, None, false);
             scale_columns(&mut x0, &inv);
             x0
         });
-        let lam = F::from_f64(opts.lam);
-        #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
-        let constrained = boxes.is_some() || opts.conservative;
-        let mut solved = Solved {
-            hval: Vec::new(),
-            iterations: vec![0; s],
-            norms: Vec::new(),
-            converged: vec![false; s],
-            n_low: vec![0; s],
-            n_high: vec![0; s],
-            outer: 0,
+        let (valid, masked_rows) = match opts.missing {
+            MissingData::PerRow => self.valid_samples(val, sel),
+            MissingData::ZeroFill => (None, vec![false; s]),
         };
-        let mut hval = match self.gpu() {
-            #[cfg(feature = "cuda")]
-            Some(dev) if !constrained => {
-                let (x_ref, out) = dev.solve(&y0, x0, s, opts)?;
-                solved.record(out.iterations, out.norms, out.converged);
-                add(x_ref, &out.x)
-            }
-            _ => {
-                let a = Normal { samples: &self.samples, cells: &self.cells, dx: &self.cell_weight, lam, n: m };
-                let (x_ref, rhs) = self.rhs_cpu(y0, s);
-                match boxes {
-                    None => {
-                        let out = cg(&a, rhs, x0, s, opts.max_iter, opts.tol, opts.stopping);
-                        solved.record(out.iterations, out.norms, out.converged);
-                        let mut hval = add(x_ref, &out.x);
-                        if opts.conservative {
-                            let target = self.conservation_targets(val, sel, &inv);
-                            conserve(&a, &mut hval, &target, s, opts.max_iter, opts.tol);
-                        }
-                        hval
-                    }
-                    Some((lo, hi)) => {
-                        let lo: Vec<F> = lo.iter().zip(&inv).map(|(&v, &c)| v * c).collect();
-                        let hi: Vec<F> = hi.iter().zip(&inv).map(|(&v, &c)| v * c).collect();
-                        let target = if opts.conservative { self.conservation_targets(val, sel, &inv) } else { vec![] };
-                        let bounds = RowBox { lo: &lo, hi: &hi, target: &target };
-                        self.solve_bounded(&a, &x_ref, &rhs, x0.as_deref(), bounds, opts, &mut solved)
-                    }
-                }
-            }
+        let scaled = |v: &[F]| -> Vec<F> { v.iter().zip(&inv).map(|(&x, &c)| x * c).collect() };
+        let problem = Problem {
+            y0,
+            valid,
+            masked_rows: masked_rows.clone(),
+            x0,
+            bounds: boxes.map(|(lo, hi)| (scaled(lo), scaled(hi))),
+            means: opts.conservative.then(|| self.conservation_means(val, sel, &inv)),
+            opts,
         };
+        let sol = with_backend!(&self.placed, self.cpu(), |be| solver::solve(be, problem))?;
+        let mut hval = sol.hval;
         let back: Vec<F> = scale.iter().map(|&c| F::from_f64(c)).collect();
         scale_columns(&mut hval, &back);
-        for (norms, &c) in solved.norms.iter_mut().zip(&scale) {
+        let mut norms = sol.norms;
+        for (norms, &c) in norms.iter_mut().zip(&scale) {
             norms.iter_mut().for_each(|v| *v *= c);
         }
-        solved.hval = hval;
-        Ok(solved)
+        let (n_low, n_high) = match (&sol.codes, boxes) {
+            (Some(codes), Some(_)) => held_counts(codes, s, &self.uncomputable),
+            _ => (vec![0; s], vec![0; s]),
+        };
+        Ok(Solved {
+            hval,
+            iterations: sol.iterations,
+            norms,
+            converged: sol.converged,
+            n_low,
+            n_high,
+            outer: sol.outer,
+            no_data: sol.codes,
+            masked_rows,
+        })
     }
 
-    /// The bounded fit (and its conservation correction) of s rows from x_ref and the right-hand
-    /// side (K×s, scaled), the box of each row on the fitted values: the fitted values, with the CG
-    /// record, held counts and passes written to `solved`. Rows are solved in the blocks `groups`
-    /// gives (all together with the pooled rule, one by one per row).
-    #[allow(clippy::too_many_arguments)]
-    fn solve_bounded(
-        &self,
-        a: &Normal<'_, F>,
-        x_ref: &[F],
-        rhs: &[F],
-        x0: Option<&[F]>,
-        bounds: RowBox<'_, F>,
-        opts: &FitOptions<F>,
-        solved: &mut Solved<F>,
-    ) -> Vec<F> {
-        let RowBox { lo, hi, target } = bounds;
-        let (k, s) = (self.k(), lo.len());
-        let mut hval = vec![F::ZERO; k * s];
-        let mut held = (vec![false; k * s], vec![false; k * s]);
-        let mut norms = vec![Vec::new(); s];
-        for group in groups(s, opts.stopping) {
-            let g = group.len();
-            let part = |v: &[F]| keep_columns(v, s, &group);
-            let pick = |v: &[F]| group.iter().map(|&j| v[j]).collect::<Vec<F>>();
-            let (xr, glo, ghi) = (part(x_ref), pick(lo), pick(hi));
-            let lower: Vec<F> = xr.iter().enumerate().map(|(e, &x)| glo[e % g] - x).collect();
-            let upper: Vec<F> = xr.iter().enumerate().map(|(e, &x)| ghi[e % g] - x).collect();
-            let x0g = x0.map(part);
-            let out =
-                bounded_cg(a, &part(rhs), x0g.as_deref(), &lower, &upper, g, opts.max_iter, opts.tol, opts.max_outer);
-            let BoundedOut { x, mut held_lo, mut held_hi, iterations, norms: mut gn, converged, outer } = out;
-            let mut h = add(xr, &x);
-            if opts.conservative {
-                let t: Vec<f64> = group.iter().map(|&j| target[j]).collect();
-                h = conserve_bounded(a, &h, &t, &glo, &ghi, &mut held_lo, &mut held_hi, g, opts.max_iter, opts.tol);
-            }
-            // remove the rounding of x_ref + (bound − x_ref)
-            for (e, v) in h.iter_mut().enumerate() {
-                *v = clamp(*v, glo[e % g], ghi[e % g]);
-            }
-            solved.outer = solved.outer.max(outer);
-            for (c, &j) in group.iter().enumerate() {
-                put_column(&mut hval, s, j, &h, g, c);
-                put_column(&mut held.0, s, j, &held_lo, g, c);
-                put_column(&mut held.1, s, j, &held_hi, g, c);
-                solved.iterations[j] = iterations[c];
-                solved.converged[j] = converged[c];
-                norms[j] = std::mem::take(&mut gn[c]);
-            }
+    /// Per-row missing data of the selected rows: the valid mask at the operator's samples (N×s,
+    /// bit 0 = valid) and which rows miss a sample; no mask when none does.
+    fn valid_samples(&self, val: &[F], sel: &[usize]) -> (Option<Vec<u8>>, Vec<bool>) {
+        let n = self.n;
+        let masked: Vec<bool> =
+            sel.iter().map(|&row| self.order.par_iter().any(|&i| val[row * n + i as usize].is_nan())).collect();
+        if !masked.contains(&true) {
+            return (None, masked);
         }
-        solved.norms = norms;
-        // uncomputable cells are not counted as held (they come out NaN)
-        for &c in &self.uncomputable {
-            held.0[c as usize * s..(c as usize + 1) * s].iter_mut().for_each(|h| *h = false);
-            held.1[c as usize * s..(c as usize + 1) * s].iter_mut().for_each(|h| *h = false);
-        }
-        for j in 0..s {
-            solved.n_low[j] = column(&held.0, s, j).filter(|&h| h).count();
-            solved.n_high[j] = column(&held.1, s, j).filter(|&h| h).count();
-        }
-        hval
+        let s = sel.len();
+        let mut mask = vec![0u8; self.order.len() * s];
+        mask.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, chunk)| {
+            for (dp, m) in chunk.chunks_exact_mut(s).enumerate() {
+                let i = self.order[c * CHUNK + dp] as usize;
+                for (x, &row) in m.iter_mut().zip(sel) {
+                    *x = !val[row * n + i].is_nan() as u8;
+                }
+            }
+        });
+        (Some(mask), masked)
     }
 
-    /// `Σ_k hval_k` each selected row must reach: K × the area-weighted mean of its valid samples,
-    /// in the scaled units (NaN where the valid samples have no area).
-    fn conservation_targets(&self, val: &[F], sel: &[usize], inv: &[F]) -> Vec<f64> {
+    /// The area-weighted mean of each selected row's valid samples, in the scaled units (NaN where
+    /// the valid samples have no area): the mean the conservative fit keeps.
+    fn conservation_means(&self, val: &[F], sel: &[usize], inv: &[F]) -> Vec<f64> {
         let n = self.n;
         sel.iter()
             .zip(inv)
@@ -408,7 +404,7 @@ impl<F: Real> PsfResampler<F> {
                     }
                 }
                 if den > 0.0 {
-                    num / den * c.to_f64() * self.k() as f64
+                    num / den * c.to_f64()
                 } else {
                     f64::NAN
                 }
@@ -432,23 +428,6 @@ impl<F: Real> PsfResampler<F> {
             .collect()
     }
 
-    /// x_ref = y0·M and the right-hand side (y0 − x_ref·MT)·M on the CPU for s selected rows
-    /// (y0: n_used×s in the operator's order).
-    fn rhs_cpu(&self, mut y0: Vec<F>, s: usize) -> (Vec<F>, Vec<F>) {
-        let (m, k) = (self.n_used(), self.k());
-        let mut x_ref = vec![F::ZERO; k * s];
-        m_product(&self.cells, &y0, s, &mut x_ref, MExtras::none());
-        let mut t = vec![F::ZERO; m * s];
-        mt_product(&self.samples, &x_ref, s, &mut t);
-        for (y, &v) in y0.iter_mut().zip(&t) {
-            *y -= v;
-        }
-        drop(t);
-        let mut rhs = vec![F::ZERO; k * s];
-        m_product(&self.cells, &y0, s, &mut rhs, MExtras::none());
-        (x_ref, rhs)
-    }
-
     /// `val` (rows of N) with the samples left out by `sample_mask` set to NaN, so that they take
     /// no part in a fit; borrowed as it is when every sample is used.
     fn used_values<'a>(&self, val: &'a [F]) -> std::borrow::Cow<'a, [F]> {
@@ -464,16 +443,9 @@ impl<F: Real> PsfResampler<F> {
         std::borrow::Cow::Owned(v)
     }
 
-    /// The operator on a GPU, when it was built there.
-    #[cfg(feature = "cuda")]
-    fn gpu(&self) -> Option<&crate::backend::cuda::CudaOperator<F>> {
-        self.cuda.as_deref()
-    }
-
-    /// Without the `cuda` feature there is never a GPU operator.
-    #[cfg(not(feature = "cuda"))]
-    fn gpu(&self) -> Option<std::convert::Infallible> {
-        None
+    /// The operator's host copy as the CPU backend.
+    fn cpu(&self) -> Cpu<'_, F> {
+        Cpu { samples: &self.samples, cells: &self.cells, dx: &self.cell_weight }
     }
 
     /// [`PsfResampler::fit`] followed by [`PsfResampler::resample`] of its result: the fitted field
@@ -499,15 +471,6 @@ impl<F: Real> PsfResampler<F> {
     }
 }
 
-/// The box of each selected row on the fitted values (scaled) and its conservation target (empty
-/// without `conservative`).
-#[derive(Clone, Copy)]
-struct RowBox<'a, F> {
-    lo: &'a [F],
-    hi: &'a [F],
-    target: &'a [f64],
-}
-
 /// What `solve_rows` returns for the s selected rows.
 struct Solved<F> {
     hval: Vec<F>,
@@ -517,26 +480,10 @@ struct Solved<F> {
     n_low: Vec<usize>,
     n_high: Vec<usize>,
     outer: usize,
-}
-
-impl<F> Solved<F> {
-    fn record(&mut self, iterations: Vec<usize>, norms: Vec<Vec<f64>>, converged: Vec<bool>) {
-        (self.iterations, self.norms, self.converged) = (iterations, norms, converged);
-    }
-}
-
-/// `a + b` elementwise, reusing `a`.
-fn add<F: Real>(mut a: Vec<F>, b: &[F]) -> Vec<F> {
-    a.iter_mut().zip(b).for_each(|(x, &d)| *x += d);
-    a
-}
-
-/// The blocks of rows solved together: all of them with the pooled rule, each alone per row.
-fn groups(s: usize, stopping: Stopping) -> Vec<Vec<usize>> {
-    match stopping {
-        Stopping::Pooled => vec![(0..s).collect()],
-        Stopping::PerRow => (0..s).map(|j| vec![j]).collect(),
-    }
+    /// K×s cell codes when the solve made them (0: no data in the row).
+    no_data: Option<Vec<u8>>,
+    /// Rows solved with per-row missing data.
+    masked_rows: Vec<bool>,
 }
 
 /// RMS and largest |back − y| over the valid samples where `back` is a number.
@@ -620,6 +567,14 @@ fn check_fit_options<F: Real>(val: &[F], b: usize, k: usize, opts: &FitOptions<F
                 return Err(Error::param(name, v, "a bound must be a number (±infinity for none), not NaN"));
             }
         }
+    }
+    if opts.empty_cells == EmptyCells::Fitted && opts.missing == MissingData::PerRow {
+        return Err(Error::param(
+            "empty_cells",
+            "Fitted",
+            "cells without a valid sample have no fitted number with per-row missing data; the reference's number \
+             (fitted to zero-filled samples) needs missing = ZeroFill as well",
+        ));
     }
     if opts.is_bounded() && opts.max_outer == 0 {
         return Err(Error::param("max_outer", 0.0, "a bounded fit needs at least one active-set pass"));

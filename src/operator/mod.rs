@@ -18,6 +18,7 @@ mod search;
 
 pub(crate) use area::spacing as spacing_areas;
 
+use crate::backend::{self, Placed, Target};
 use crate::error::{Error, Result};
 use crate::geometry::{cell_size_m, Ellipsoid, Grid, EARTH_RADIUS_M};
 use crate::parallel::{with_threads, Progress};
@@ -344,9 +345,8 @@ pub struct PsfResampler<F: Real> {
     /// With `fill_missing_out_cells`: the caller's index of the sample nearest to each uncomputable
     /// cell (same order as `uncomputable`).
     fill_from: Vec<u32>,
-    /// The operator on a GPU, when built with `Device::Cuda`.
-    #[cfg(feature = "cuda")]
-    cuda: Option<std::sync::Arc<crate::backend::cuda::CudaOperator<F>>>,
+    /// Where the products and the solve run (the CPU, or a device holding a copy of the links).
+    placed: Placed<F>,
 }
 
 impl<F: Real> PsfResampler<F> {
@@ -356,7 +356,7 @@ impl<F: Real> PsfResampler<F> {
     /// Errors: empty or mismatched input, bad coordinates, impossible parameters, an explicit area of
     /// the wrong length or with negative/NaN entries, and no cell passing the threshold.
     pub fn new(lon_deg: &[f64], lat_deg: &[f64], params: &Params) -> Result<Self> {
-        let gpu = open_device(params.device)?;
+        let target = backend::open(params.device)?;
         let cfg = Config::resolve(params)?;
         cfg.check_float::<F>()?;
         let grid = Grid::new(params.level, params.nest, params.ellipsoid)?;
@@ -365,7 +365,7 @@ impl<F: Real> PsfResampler<F> {
             validate_area(a, lon_deg.len(), used.as_deref())?;
         }
         let Some(used) = used else {
-            return with_threads(params.num_threads, || build(grid, cfg, lon_deg, lat_deg, params, gpu))?;
+            return with_threads(params.num_threads, || build(grid, cfg, lon_deg, lat_deg, params, target))?;
         };
         let pick = |v: &[f64]| -> Vec<f64> { used.iter().map(|&i| v[i as usize]).collect() };
         let (lon, lat) = (pick(lon_deg), pick(lat_deg));
@@ -374,7 +374,7 @@ impl<F: Real> PsfResampler<F> {
             other => other.clone(),
         };
         let sub = Params { sample_mask: None, area, ..params.clone() };
-        let mut op = with_threads(params.num_threads, || build(grid, cfg, &lon, &lat, &sub, gpu))??;
+        let mut op = with_threads(params.num_threads, || build(grid, cfg, &lon, &lat, &sub, target))??;
         op.use_caller_indices(&used, lon_deg.len());
         Ok(op)
     }
@@ -507,7 +507,7 @@ impl<F: Real> PsfResampler<F> {
         let order = (0..n as u32).collect();
         let links =
             assemble::Links { cell_ids: cell_ids.to_vec(), hi: hi.to_vec(), d_m: d, area: area.to_vec(), order };
-        let mut op = assemble::assemble::<F>(grid, cfg, links);
+        let mut op = assemble::assemble::<F>(grid, cfg, links, backend::open(params.device)?, &[], Vec::new())?;
         if params.out_cell_ids.is_some() {
             // the cells are taken as the requested ones: flag those without enough support
             op.uncomputable = op.weak_cells();
@@ -672,30 +672,6 @@ impl<F: Real> PsfResampler<F> {
     }
 }
 
-/// The GPU for `Device::Cuda`, or why there is none.
-#[cfg(feature = "cuda")]
-type GpuHandle = Option<crate::backend::cuda::Gpu>;
-#[cfg(not(feature = "cuda"))]
-type GpuHandle = Option<std::convert::Infallible>;
-
-#[cfg(feature = "cuda")]
-fn open_device(device: Device) -> Result<GpuHandle> {
-    match device {
-        Device::Cpu => Ok(None),
-        Device::Cuda(ordinal) => crate::backend::cuda::Gpu::new(ordinal).map(Some),
-    }
-}
-
-#[cfg(not(feature = "cuda"))]
-fn open_device(device: Device) -> Result<GpuHandle> {
-    match device {
-        Device::Cpu => Ok(None),
-        Device::Cuda(_) => Err(Error::DeviceUnavailable(
-            "this build of healpix-psf was not compiled with CUDA (enable the `cuda` feature)".into(),
-        )),
-    }
-}
-
 /// The position of a sample left out by `sample_mask`.
 pub(crate) const LEFT_OUT: u32 = u32::MAX;
 
@@ -814,7 +790,7 @@ fn build<F: Real>(
     lon: &[f64],
     lat: &[f64],
     params: &Params,
-    gpu: GpuHandle,
+    target: Target,
 ) -> Result<PsfResampler<F>> {
     let mut progress = Progress::new(params.verbose);
     let mut info = BuildInfo::default();
@@ -854,11 +830,8 @@ fn build<F: Real>(
     info.n_partial_rows = found.n_partial;
     info.n_empty_rows = found.n_empty;
     let (cell_ids, hi, d_m, kept_of) = search::prune(found, &kept, !restricted);
-    #[cfg(feature = "cuda")]
     let cell_xyz: Vec<[f64; 3]> =
-        if gpu.is_some() { kept_of.iter().map(|&k| kept.xyz[k as usize]).collect() } else { Vec::new() };
-    #[cfg(not(feature = "cuda"))]
-    let _ = (kept_of, gpu);
+        if target.needs_coordinates() { kept_of.iter().map(|&k| kept.xyz[k as usize]).collect() } else { Vec::new() };
     drop(kept);
     let need_samples = restricted && params.fill_missing_out_cells;
     let order = if need_samples { smp.order.clone() } else { std::mem::take(&mut smp.order) };
@@ -879,13 +852,7 @@ fn build<F: Real>(
     let area = area::areas(&params.area, lon, lat, cfg.radius);
     let area: Vec<f64> = order.iter().map(|&i| area[i as usize]).collect();
     let links = assemble::Links { cell_ids, hi, d_m, area, order };
-    #[cfg(feature = "cuda")]
-    let mut op = match gpu {
-        Some(gpu) => assemble::assemble_on_gpu::<F>(grid, cfg, links, &smp.xyz, &cell_xyz, gpu)?,
-        None => assemble::assemble::<F>(grid, cfg, links),
-    };
-    #[cfg(not(feature = "cuda"))]
-    let mut op = assemble::assemble::<F>(grid, cfg, links);
+    let mut op = assemble::assemble::<F>(grid, cfg, links, target, &smp.xyz, cell_xyz)?;
     info.assemble_s = progress.stage(|_| format!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
     if restricted {
         op.uncomputable = op.weak_cells();

@@ -17,12 +17,23 @@
 //! breakdown (`max_rows |<p, Ap>_w| < 1e-30`) stops every row. It under-solves rows whose right-hand
 //! side is small next to the others (SPEC §7.2). [`Stopping::PerRow`] holds each row to its own
 //! right-hand side and drops converged rows from the work.
+//!
+//! Missing data ([`MissingData`]): by default each row's problem is restricted to its valid samples
+//! — `x_ref_b` is each cell's Gaussian average renormalised over the row's valid samples and the
+//! operator of row b is `v ↦ ((v·MT) ⊙ valid_b)·M + λv` — so that a gap pulls nothing towards zero;
+//! [`MissingData::ZeroFill`] is the reference's way (a missing sample counts as 0).
+//!
+//! Layout: `cg` is the one conjugate gradient, `bounded` the active-set and conservation layers
+//! around it, `problem` the fit of a block of rows (x_ref, right-hand side, dispatch); all are
+//! generic over [`crate::backend::Backend`], so every backend runs exactly this algorithm.
 
 mod bounded;
+mod cg;
+mod problem;
+
+pub(crate) use problem::{held_counts, reference_field, solve, Problem};
 
 use crate::real::Real;
-use crate::sparse::{cg_direction, cg_update, m_product, mt_product, wdot, CellLinks, MExtras, SampleLinks};
-pub(crate) use bounded::{bounded_cg, clamp, conserve, conserve_bounded, BoundedOut};
 
 /// When the CG stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,6 +86,9 @@ pub struct FitOptions<F> {
     /// Report the CG's progress on stderr about twice a second: iteration, residual against the
     /// one wanted, iteration rate and an estimate of the time left (default false).
     pub progress: bool,
+    /// How a sample missing (NaN) in some rows only enters those rows' fits (default
+    /// [`MissingData::PerRow`]).
+    pub missing: MissingData,
 }
 
 impl<F> Default for FitOptions<F> {
@@ -92,6 +106,7 @@ impl<F> Default for FitOptions<F> {
             conservative: false,
             empty_cells: EmptyCells::Missing,
             progress: false,
+            missing: MissingData::PerRow,
         }
     }
 }
@@ -137,8 +152,38 @@ pub enum EmptyCells {
     /// zeros that stand for missing samples (−124 to 199 °C on NEMO ORCA1 SST, SPEC §7.11).
     #[default]
     Missing,
-    /// The fitted number, as the reference does (for parity).
+    /// The fitted number, as the reference does (for parity). Only with
+    /// [`MissingData::ZeroFill`]: with per-row missing data such a cell is not part of the row's
+    /// problem and has no number (asking for one is an error).
     Fitted,
+}
+
+/// How a fit treats a sample that is missing (NaN) in a row.
+///
+/// # Examples
+/// ```
+/// use healpix_psf::{FitOptions, MissingData};
+/// // the reference's behaviour, for parity
+/// let o = FitOptions::<f64> { missing: MissingData::ZeroFill, ..FitOptions::default() };
+/// assert_eq!(FitOptions::<f64>::default().missing, MissingData::PerRow);
+/// # let _ = o;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingData {
+    /// The sample is left out of that row's problem (default): with `valid_b` the row's valid
+    /// samples, `x_ref_b` is each cell's Gaussian average renormalised over them,
+    /// `x_ref_b[k] = Σ_i valid_b[i]·y_b[i]·M[i,k] / Σ_i valid_b[i]·M[i,k]`, and δ solves
+    /// `((δ·MT) ⊙ valid_b)·M + λδ = ((y_b − x_ref_b·MT) ⊙ valid_b)·M`, the normal equations of
+    /// `min_δ ‖((x_ref_b + δ)·MT − y_b) ⊙ valid_b‖²_Dy + λ‖δ‖²_Dx`. A cell in which no valid sample
+    /// carries weight has no data in that row: it is not part of the row's problem and comes back
+    /// NaN. One operator serves all rows; a row without missing samples is solved exactly as with
+    /// `ZeroFill`.
+    #[default]
+    PerRow,
+    /// The reference's behaviour (SPEC §4 step 1): a missing sample counts as 0 in the row's fit,
+    /// which pulls the field towards zero around every gap.
+    ZeroFill,
 }
 
 /// How the CG went, per input row.
@@ -183,69 +228,6 @@ pub struct Fit<F> {
     pub info: Option<FitInfo>,
 }
 
-/// A linear operator CG can run on: self-adjoint and positive semi-definite in the `Dx` inner
-/// product, applied to K×m interleaved blocks.
-pub(crate) trait LinOp<F: Real> {
-    /// The CG weight `Dx` (K).
-    fn dx(&self) -> &[F];
-    /// `ap = A p` for a K×m block whose columns are the rows `rows` of the problem (so that a
-    /// per-row operator can pick its own data); `u` is scratch. Returns `<p, Ap>_w` per column.
-    fn apply(&self, p: &[F], ap: &mut [F], rows: &[usize], u: &mut Vec<F>) -> Vec<f64>;
-}
-
-/// The normal operator `v ↦ (v·MT)·M + λv` over K×s interleaved blocks.
-pub(crate) struct Normal<'a, F: Real> {
-    pub samples: &'a SampleLinks<F>,
-    pub cells: &'a CellLinks<F>,
-    pub dx: &'a [F],
-    pub lam: F,
-    pub n: usize,
-}
-
-impl<F: Real> LinOp<F> for Normal<'_, F> {
-    fn dx(&self) -> &[F] {
-        self.dx
-    }
-    fn apply(&self, p: &[F], ap: &mut [F], rows: &[usize], u: &mut Vec<F>) -> Vec<f64> {
-        let s = rows.len();
-        u.resize(self.n * s, F::ZERO);
-        mt_product(self.samples, p, s, u);
-        m_product(self.cells, u, s, ap, MExtras { add: Some((self.lam, p)), dot_with: Some((p, self.dx)) })
-    }
-}
-
-/// `v ↦ f·A(f·v)` with `f` a 0/1 mask per cell and row (K×rows interleaved): the operator restricted
-/// to the free cells of a bounded fit. Still self-adjoint and semi-definite in the `Dx` product.
-pub(crate) struct Masked<'a, F: Real, O: LinOp<F>> {
-    pub inner: &'a O,
-    /// K×`rows` interleaved 0/1 mask.
-    pub free: &'a [F],
-    pub rows: usize,
-}
-
-impl<F: Real, O: LinOp<F>> LinOp<F> for Masked<'_, F, O> {
-    fn dx(&self) -> &[F] {
-        self.inner.dx()
-    }
-    fn apply(&self, p: &[F], ap: &mut [F], rows: &[usize], u: &mut Vec<F>) -> Vec<f64> {
-        let m = rows.len();
-        let mut fp = p.to_vec();
-        for (fr, mr) in fp.chunks_exact_mut(m).zip(self.free.chunks_exact(self.rows)) {
-            for (x, &j) in fr.iter_mut().zip(rows) {
-                *x *= mr[j];
-            }
-        }
-        // <f·p, A(f·p)>_w = <p, f·A(f·p)>_w for a 0/1 mask
-        let dots = self.inner.apply(&fp, ap, rows, u);
-        for (ar, mr) in ap.chunks_exact_mut(m).zip(self.free.chunks_exact(self.rows)) {
-            for (x, &j) in ar.iter_mut().zip(rows) {
-                *x *= mr[j];
-            }
-        }
-        dots
-    }
-}
-
 /// Per-column powers of two near the magnitude of an E×s block (the largest |value| rounded down to
 /// a power of two, 1 for an all-zero column); with `common`, one factor (the largest) for all.
 pub(crate) fn pow2_scales<F: Real>(v: &[F], s: usize, common: bool) -> Vec<f64> {
@@ -263,176 +245,4 @@ pub(crate) fn pow2_scales<F: Real>(v: &[F], s: usize, common: bool) -> Vec<f64> 
     m.iter()
         .map(|&x| if x > 0.0 && x.is_finite() { 2f64.powi((x.log2().floor() as i32).clamp(-100, 100)) } else { 1.0 })
         .collect()
-}
-
-/// CG outcome for the selected rows: δ (K×s interleaved) and per-row info.
-pub(crate) struct CgOut<F> {
-    pub x: Vec<F>,
-    pub iterations: Vec<usize>,
-    pub norms: Vec<Vec<f64>>,
-    pub converged: Vec<bool>,
-}
-
-/// Keeps the columns `keep` of a E×s interleaved block.
-pub(crate) fn keep_columns<F: Copy>(v: &[F], s: usize, keep: &[usize]) -> Vec<F> {
-    let mut out = Vec::with_capacity(v.len() / s * keep.len());
-    for row in v.chunks_exact(s) {
-        out.extend(keep.iter().map(|&j| row[j]));
-    }
-    out
-}
-
-/// Writes column `j` of an E×s block into column `col` of an E×t block.
-pub(crate) fn put_column<F: Copy>(dst: &mut [F], t: usize, col: usize, src: &[F], s: usize, j: usize) {
-    for (d, r) in dst.chunks_exact_mut(t).zip(src.chunks_exact(s)) {
-        d[col] = r[j];
-    }
-}
-
-/// Solves `A δ = rhs` for s rows (K×s interleaved) from `x0` (K×s, or zeros).
-pub(crate) fn cg<F: Real>(
-    a: &impl LinOp<F>,
-    rhs: Vec<F>,
-    x0: Option<Vec<F>>,
-    s: usize,
-    max_iter: usize,
-    tol: f64,
-    stopping: Stopping,
-) -> CgOut<F> {
-    let k = a.dx().len();
-    let mut u = Vec::new();
-    let mut x = x0.unwrap_or_else(|| vec![F::ZERO; k * s]);
-    let rhs_dots = wdot(&rhs, &rhs, a.dx(), s);
-    let mut r = rhs;
-    if x.iter().any(|&v| v != F::ZERO) {
-        let mut ax = vec![F::ZERO; k * s];
-        a.apply(&x, &mut ax, &(0..s).collect::<Vec<_>>(), &mut u);
-        for (ri, &v) in r.iter_mut().zip(&ax) {
-            *ri -= v;
-        }
-    }
-    let mut rs = wdot(&r, &r, a.dx(), s);
-
-    let mut out = CgOut {
-        x: vec![F::ZERO; k * s],
-        iterations: vec![0; s],
-        norms: rs.iter().map(|v| vec![v.sqrt()]).collect(),
-        converged: vec![false; s],
-    };
-    // stopping thresholds per row
-    let pooled = tol * rhs_dots.iter().sum::<f64>().sqrt();
-    let thr: Vec<f64> = match stopping {
-        Stopping::Pooled => vec![pooled; s],
-        Stopping::PerRow => rhs_dots.iter().map(|d| tol * d.sqrt()).collect(),
-    };
-    // rows still iterating (indices into 0..s). With a zero right-hand side the minimiser is δ = 0:
-    // the per-row rule returns it; the pooled rule returns x0 untouched, as the reference does, and
-    // calls it converged only if x0 leaves no residual.
-    let mut active: Vec<usize> = match stopping {
-        Stopping::Pooled if pooled == 0.0 => vec![],
-        Stopping::Pooled => (0..s).collect(),
-        Stopping::PerRow => (0..s).filter(|&j| thr[j] > 0.0).collect(),
-    };
-    for (j, &rsj) in rs.iter().enumerate().filter(|(j, _)| !active.contains(j)) {
-        match stopping {
-            Stopping::Pooled => {
-                out.converged[j] = rsj == 0.0;
-                put_column(&mut out.x, s, j, &x, s, j);
-            }
-            Stopping::PerRow => {
-                out.converged[j] = true;
-                out.norms[j] = vec![0.0];
-            }
-        }
-    }
-    if active.len() < s {
-        x = keep_columns(&x, s, &active);
-        r = keep_columns(&r, s, &active);
-        rs = active.iter().map(|&j| rs[j]).collect();
-    }
-    let mut p = r.clone();
-    let mut ap = vec![F::ZERO; k * active.len()];
-    let mut report = crate::parallel::CgProgress::new(max_iter);
-
-    for it in 0..max_iter {
-        let m = active.len();
-        if m == 0 {
-            break;
-        }
-        if let Some(report) = report.as_mut() {
-            // the active row furthest from its threshold
-            let worst =
-                (0..m).map(|j| (rs[j].sqrt(), thr[active[j]])).max_by(|a, b| (a.0 * b.1).total_cmp(&(b.0 * a.1)));
-            if let Some((norm, wanted)) = worst {
-                report.iteration(it, norm, wanted);
-            }
-        }
-        let den = a.apply(&p, &mut ap, &active, &mut u);
-        // breakdown: the reference stops everything; per row, only the rows concerned
-        let broken: Vec<bool> = match stopping {
-            Stopping::Pooled => vec![den.iter().fold(0.0f64, |acc, d| acc.max(d.abs())) < 1e-30; m],
-            Stopping::PerRow => den.iter().map(|d| d.abs() < 1e-30).collect(),
-        };
-        let alpha: Vec<F> =
-            (0..m).map(|j| if den[j] != 0.0 && !broken[j] { F::from_f64(rs[j] / den[j]) } else { F::ZERO }).collect();
-        let rs_new = cg_update(&mut x, &mut r, &p, &ap, &alpha, a.dx());
-        let mut done = vec![false; m];
-        for j in 0..m {
-            if broken[j] {
-                done[j] = true; // no step was taken: no new norm
-                continue;
-            }
-            let row = active[j];
-            out.iterations[row] += 1;
-            out.norms[row].push(rs_new[j].sqrt());
-        }
-        let converged_now: Vec<bool> = match stopping {
-            Stopping::Pooled => {
-                // every row within the pooled threshold (a NaN norm never passes)
-                let all_within = rs_new.iter().all(|v| v.sqrt() <= pooled);
-                vec![all_within && !broken[0]; m]
-            }
-            Stopping::PerRow => (0..m).map(|j| !broken[j] && rs_new[j].sqrt() <= thr[active[j]]).collect(),
-        };
-        for j in 0..m {
-            if converged_now[j] {
-                done[j] = true;
-                out.converged[active[j]] = true;
-            }
-        }
-        let beta: Vec<F> =
-            (0..m).map(|j| if rs[j] != 0.0 { F::from_f64(rs_new[j] / rs[j]) } else { F::ZERO }).collect();
-        rs = rs_new;
-        if done.iter().any(|&d| d) {
-            let keep: Vec<usize> = (0..m).filter(|&j| !done[j]).collect();
-            for j in (0..m).filter(|&j| done[j]) {
-                put_column(&mut out.x, s, active[j], &x, m, j);
-            }
-            if keep.is_empty() {
-                active.clear();
-                break;
-            }
-            x = keep_columns(&x, m, &keep);
-            r = keep_columns(&r, m, &keep);
-            p = keep_columns(&p, m, &keep);
-            ap.truncate(k * keep.len());
-            rs = keep.iter().map(|&j| rs[j]).collect();
-            let beta: Vec<F> = keep.iter().map(|&j| beta[j]).collect();
-            active = keep.iter().map(|&j| active[j]).collect();
-            cg_direction(&mut p, &r, &beta);
-        } else {
-            cg_direction(&mut p, &r, &beta);
-        }
-    }
-    // rows that ran out of iterations
-    let m = active.len();
-    for (j, &row) in active.iter().enumerate() {
-        put_column(&mut out.x, s, row, &x, m, j);
-    }
-    for ((conv, norms), &t) in out.converged.iter_mut().zip(&out.norms).zip(&thr) {
-        if !*conv {
-            *conv = norms.last().is_some_and(|&v| v <= t);
-        }
-    }
-    out
 }

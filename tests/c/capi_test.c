@@ -107,6 +107,7 @@ static void check_bounded(const char *dir, int level, double lam) {
     o.lower_mode = 2;
     o.upper_mode = 2;
     o.empty_cells = 1;
+    o.missing = 1; /* the reference's zero-filling, for parity */
     hpsf_fit_info info;
     hpsf_fit_info_init(&info);
     size_t *low = calloc(b, sizeof(size_t)), *high = calloc(b, sizeof(size_t)), *empty = calloc(b, sizeof(size_t));
@@ -241,8 +242,10 @@ int main(int argc, char **argv) {
 
     /* ---- fit and resample against the golden values ---- */
     hpsf_fit_options o;
-    CHECK(hpsf_fit_options_init(&o) == HPSF_STATUS_OK && o.max_iter == 100 && o.tol == 1e-8, "options defaults");
+    CHECK(hpsf_fit_options_init(&o) == HPSF_STATUS_OK && o.max_iter == 100 && o.tol == 1e-8 && o.missing == 0,
+          "options defaults");
     o.lam = lam;
+    o.missing = 1; /* the reference's zero-filling, for parity */
     hpsf_fit_info info;
     CHECK(hpsf_fit_info_init(&info) == HPSF_STATUS_OK, "info_init");
     size_t stride = o.max_iter + 1;

@@ -6,7 +6,7 @@ pub mod dense;
 pub mod orca;
 pub mod synth;
 
-use healpix_psf::{Area, Bound, Ellipsoid, EmptyCells, FitOptions, Params, PsfResampler, Real};
+use healpix_psf::{Area, Bound, Ellipsoid, EmptyCells, FitOptions, MissingData, Params, PsfResampler, Real};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -233,7 +233,8 @@ impl Case {
             upper: self.bound(1),
             max_outer: self.meta["params"].get("max_outer").and_then(Value::as_u64).unwrap_or(10) as usize,
             conservative: self.meta["params"].get("conservative").and_then(Value::as_bool).unwrap_or(false),
-            // the reference fits cells that have no valid sample
+            // the reference counts missing samples as 0 and fits cells that have no valid sample
+            missing: MissingData::ZeroFill,
             empty_cells: EmptyCells::Fitted,
             ..FitOptions::default()
         }

@@ -10,7 +10,9 @@ mod output;
 mod render;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use healpix_psf::{kernel, valid_samples, Area, Bound, Device, Ellipsoid, EmptyCells, FitInfo, FitOptions, Params};
+use healpix_psf::{
+    kernel, valid_samples, Area, Bound, Device, Ellipsoid, EmptyCells, FitInfo, FitOptions, MissingData, Params,
+};
 use healpix_psf::{PsfResampler, Real, Stopping};
 use netcdf::AttributeValue;
 use std::time::Instant;
@@ -68,7 +70,7 @@ enum Dtype {
     F64,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum EmptyArg {
     /// Missing (NaN).
     Missing,
@@ -187,9 +189,14 @@ struct RegridArgs {
     /// e.g. the previous time step regridded with the same settings and --cells).
     #[arg(long)]
     x0: Option<String>,
-    /// Cells none of whose linked samples is valid in a row.
+    /// Cells none of whose linked samples is valid in a row (`fitted` needs --zero-fill-missing).
     #[arg(long, value_enum, default_value = "missing")]
     empty_cells: EmptyArg,
+    /// Count a point missing in some rows as 0 in those rows' fits, as the reference does (which
+    /// pulls the field towards zero around every gap). By default such a point is left out of the
+    /// rows it is missing in.
+    #[arg(long)]
+    zero_fill_missing: bool,
 
     /// Also draw the result as a PNG map.
     #[arg(long)]
@@ -245,7 +252,15 @@ fn device(s: &str) -> Result<Device, CliError> {
 
 /// The fit options of the command line (with `return_info`; no start).
 fn fit_options<F>(a: &RegridArgs) -> Result<FitOptions<F>, CliError> {
+    if a.empty_cells == EmptyArg::Fitted && !a.zero_fill_missing {
+        return Err(CliError(
+            "--empty-cells fitted: cells without a valid point have a fitted number only when missing points count \
+             as 0: add --zero-fill-missing (the reference's behaviour)"
+                .into(),
+        ));
+    }
     Ok(FitOptions {
+        missing: if a.zero_fill_missing { MissingData::ZeroFill } else { MissingData::PerRow },
         lam: a.lam,
         max_iter: a.max_iter,
         tol: a.tol,
@@ -302,8 +317,8 @@ fn fit_with<F: Real>(
                     op.k()
                 )));
             }
-            // the fit's unknown is the update of x_ref = y·M
-            let x_ref = op.apply_m(&v).map_err(|e| CliError(e.to_string()))?;
+            // the fit's unknown is the update of x_ref, the Gaussian average of the valid points
+            let x_ref = op.x_ref(&v, opts.missing).map_err(|e| CliError(e.to_string()))?;
             Some(
                 prev.iter()
                     .zip(&x_ref)

@@ -1,0 +1,309 @@
+//! The CUDA backend: device buffers through cudarc's driver API and the kernels of `csrc/`, launched
+//! through the `extern "C"` launchers of `include/hpsf_kernels.h` (declarations made by bindgen).
+//!
+//! No algorithm lives here: [`ops`] implements the [`super::Backend`] primitives, each a launch
+//! preceded by a check of every length it relies on (a mismatch is an [`Error::Cuda`], never a
+//! kernel reading out of bounds). The CUDA runtime (statically linked) and cudarc's driver context
+//! share the device's primary context, so buffers allocated here are valid for the launchers. All
+//! work runs on one stream, in order; cudarc's per-buffer event tracking is off.
+
+mod ops;
+
+use super::{cpu, LinkWeights, WeightInputs};
+use crate::error::{Error, Result};
+use crate::real::Real;
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+#[allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code, missing_docs, clippy::all)]
+mod sys {
+    include!(concat!(env!("OUT_DIR"), "/hpsf_kernels.rs"));
+}
+
+/// Threads per block of the kernels (one reduction partial per block and column).
+const BLOCK: usize = sys::HPSF_BLOCK as usize;
+
+/// Blocks of a kernel over `elements` elements.
+fn blocks(elements: usize) -> usize {
+    elements.div_ceil(BLOCK).max(1)
+}
+
+fn cuda_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
+    move |e| Error::Cuda(format!("{what}: {e}"))
+}
+
+/// A size as the kernels' 32-bit count.
+fn i32_len(n: usize, what: &'static str) -> Result<i32> {
+    i32::try_from(n).map_err(|_| Error::TooLarge { what, value: n as u64, limit: i32::MAX as u64 })
+}
+
+/// Fails unless a buffer holds what a launch will read or write.
+fn need(got: usize, expected: usize, what: &str) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::Cuda(format!(
+            "{what} holds {got} values where the kernel needs {expected} (a bug in healpix-psf: please report it)"
+        )))
+    }
+}
+
+/// The bytes of a slice of plain numbers (f32, f64 and the integer types used here: no padding,
+/// every bit pattern valid).
+fn bytes_of<T: Copy>(v: &[T]) -> &[u8] {
+    // SAFETY: T is a plain number type (see above); the byte view covers exactly v's memory.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+fn bytes_of_mut<T: Copy>(v: &mut [T]) -> &mut [u8] {
+    // SAFETY: as in bytes_of; any bytes written are a valid T.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+/// A GPU: its primary context and the stream all work runs on.
+#[derive(Clone)]
+pub(crate) struct Gpu {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    ordinal: usize,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gpu(cuda:{})", self.ordinal)
+    }
+}
+
+/// A device array of `len` values of T, kept as bytes (so that any of the sealed float types and
+/// the index types can be held without further bounds).
+pub(crate) struct Buf<T> {
+    bytes: CudaSlice<u8>,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T> Buf<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+    /// The device address, for a launch on the GPU's stream (event tracking is off, so cudarc's
+    /// guard has nothing to record and is dropped at once).
+    fn ptr(&self, g: &Gpu) -> *const c_void {
+        let (p, _guard) = self.bytes.device_ptr(&g.stream);
+        p as usize as *const c_void
+    }
+    fn ptr_mut(&mut self, g: &Gpu) -> *mut c_void {
+        let (p, _guard) = self.bytes.device_ptr_mut(&g.stream);
+        p as usize as *mut c_void
+    }
+}
+
+impl Gpu {
+    /// Opens GPU `ordinal`, or explains why there is none.
+    pub fn new(ordinal: usize) -> Result<Gpu> {
+        // With dynamic loading, cudarc panics if libcuda is missing: ask first.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(Error::DeviceUnavailable(
+                "no CUDA driver (libcuda.so) on this machine: the CUDA device needs an NVIDIA GPU and its driver"
+                    .into(),
+            ));
+        }
+        let count = CudaContext::device_count().map_err(|e| Error::DeviceUnavailable(format!("CUDA driver: {e}")))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::DeviceUnavailable(format!("no CUDA device {ordinal}: this machine has {count}")));
+        }
+        let ctx =
+            CudaContext::new(ordinal).map_err(|e| Error::DeviceUnavailable(format!("CUDA device {ordinal}: {e}")))?;
+        // SAFETY: every buffer of this crate is used on this context's single default stream, so no
+        // cross-stream synchronisation is needed and the per-use event records are pure overhead.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        Ok(Gpu { ctx, stream, ordinal })
+    }
+
+    /// The error of a failed allocation of `bytes`, with the GPU's free memory.
+    fn out_of_memory(&self, bytes: usize, e: cudarc::driver::DriverError) -> Error {
+        let mib = |b: usize| b as f64 / 1048576.0;
+        match self.ctx.mem_get_info() {
+            Ok((free, total)) => Error::Cuda(format!(
+                "allocating {:.1} MiB on cuda:{} failed ({e}): {:.1} MiB free of {:.1} MiB",
+                mib(bytes),
+                self.ordinal,
+                mib(free),
+                mib(total)
+            )),
+            Err(_) => Error::Cuda(format!("allocating {:.1} MiB on cuda:{} failed: {e}", mib(bytes), self.ordinal)),
+        }
+    }
+
+    /// `len` zeros.
+    fn alloc<T>(&self, len: usize) -> Result<Buf<T>> {
+        let bytes = len * std::mem::size_of::<T>();
+        self.bind()?;
+        let buf = self.stream.alloc_zeros::<u8>(bytes.max(1)).map_err(|e| self.out_of_memory(bytes, e))?;
+        Ok(Buf { bytes: buf, len, _t: PhantomData })
+    }
+
+    /// A device copy of `v`.
+    fn put<T: Copy>(&self, v: &[T]) -> Result<Buf<T>> {
+        let mut buf = self.alloc::<T>(v.len())?;
+        if !v.is_empty() {
+            let mut dst = buf.bytes.slice_mut(..std::mem::size_of_val(v));
+            self.stream.memcpy_htod(bytes_of(v), &mut dst).map_err(cuda_err("copying to the GPU"))?;
+        }
+        Ok(buf)
+    }
+
+    /// The values of a device array (waits for the work before it).
+    fn get<T: Copy + Default>(&self, b: &Buf<T>) -> Result<Vec<T>> {
+        let mut v = vec![T::default(); b.len];
+        if b.len > 0 {
+            self.bind()?;
+            let src = b.bytes.slice(..std::mem::size_of_val(v.as_slice()));
+            self.stream.memcpy_dtoh(&src, bytes_of_mut(&mut v)).map_err(cuda_err("copying from the GPU"))?;
+        }
+        Ok(v)
+    }
+
+    /// `dst = src` on the device (same lengths).
+    fn copy<T>(&self, dst: &mut Buf<T>, src: &Buf<T>, what: &str) -> Result<()> {
+        need(dst.len, src.len, what)?;
+        if src.len > 0 {
+            self.bind()?;
+            let n = src.len * std::mem::size_of::<T>();
+            let mut d = dst.bytes.slice_mut(..n);
+            self.stream.memcpy_dtod(&src.bytes.slice(..n), &mut d).map_err(cuda_err("copying on the GPU"))?;
+        }
+        Ok(())
+    }
+
+    fn stream(&self) -> sys::hpsf_stream {
+        self.stream.cu_stream() as sys::hpsf_stream
+    }
+
+    /// Makes this GPU's context current on the calling thread: the launchers use the CUDA runtime,
+    /// which launches into the thread's current context (fits run on worker threads).
+    fn bind(&self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(cuda_err("binding the CUDA context"))
+    }
+
+    /// Runs a launch (after binding the context) and turns its status into a result.
+    fn launch(&self, what: &str, f: impl FnOnce(sys::hpsf_stream) -> i32) -> Result<()> {
+        self.bind()?;
+        match f(self.stream()) {
+            0 => Ok(()),
+            code => Err(Error::Cuda(format!("launching {what} failed (cudaError {code})"))),
+        }
+    }
+}
+
+/// The kernels' element type of F.
+fn dtype<F: Real>() -> i32 {
+    if F::IS_F64 {
+        sys::HPSF_F64 as i32
+    } else {
+        sys::HPSF_F32 as i32
+    }
+}
+
+/// The operator's links and values on a GPU.
+pub(crate) struct CudaOperator<F: Real> {
+    gpu: Gpu,
+    n: usize,
+    k: usize,
+    npt: usize,
+    hi: Buf<i32>,
+    mt: Buf<F>,
+    ptr: Buf<i64>,
+    sample: Buf<u32>,
+    m: Buf<F>,
+    dx: Buf<F>,
+}
+
+impl<F: Real> std::fmt::Debug for CudaOperator<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaOperator({:?}, n = {}, k = {}, npt = {})", self.gpu, self.n, self.k, self.npt)
+    }
+}
+
+impl<F: Real> CudaOperator<F> {
+    /// The operator of the links `w` on the GPU, and its weights for the host copy: computed on the
+    /// GPU (the fused gather-weight kernels) from the unit vectors of samples and cells, or, for
+    /// links given without coordinates (`PsfResampler::from_links`), on the CPU and copied there.
+    pub fn build(gpu: Gpu, w: WeightInputs<'_, F>) -> Result<(Self, LinkWeights<F>)> {
+        let (n, k, npt, nnz) = (w.area.len(), w.ptr.len() - 1, w.npt, w.sample.len());
+        need(w.hi.len(), n * npt, "the links by sample")?;
+        need(w.ptr[k], nnz, "the links by cell")?;
+        let (n32, k32, npt32) = (i32_len(n, "samples")?, i32_len(k, "cells")?, i32_len(npt, "npt")?);
+        let ptr64: Vec<i64> = w.ptr.iter().map(|&p| p as i64).collect();
+        let (hi, ptr, sample) = (gpu.put(w.hi)?, gpu.put(&ptr64)?, gpu.put(w.sample)?);
+        if w.sample_xyz.len() != n || w.cell_xyz.len() != k {
+            let weights = cpu::link_weights(w);
+            let op = CudaOperator {
+                mt: gpu.put(&weights.mt)?,
+                m: gpu.put(&weights.m)?,
+                dx: gpu.put(&weights.dx)?,
+                gpu,
+                n,
+                k,
+                npt,
+                hi,
+                ptr,
+                sample,
+            };
+            return Ok((op, weights));
+        }
+        let xyz = gpu.put(w.sample_xyz.as_flattened())?;
+        let cxyz = gpu.put(w.cell_xyz.as_flattened())?;
+        let area = gpu.put(&w.area.iter().map(|&a| F::from_f64(a)).collect::<Vec<F>>())?;
+        let (mut d_m, mut mt, mut dy) = (gpu.alloc::<F>(n * npt)?, gpu.alloc::<F>(n * npt)?, gpu.alloc::<F>(n)?);
+        let (mut m, mut dx) = (gpu.alloc::<F>(nnz)?, gpu.alloc::<F>(k)?);
+        let s2 = w.sigma_m * w.sigma_m;
+        let g = &gpu;
+        // SAFETY (both launches): every buffer was allocated above with the lengths the launchers
+        // read and write (n samples of npt links, k cells, nnz links; checked against the pattern).
+        g.launch("the weights by sample", |st| unsafe {
+            sys::hpsf_weights_by_sample(
+                dtype::<F>(),
+                xyz.ptr(g).cast(),
+                cxyz.ptr(g).cast(),
+                hi.ptr(g).cast(),
+                area.ptr(g),
+                n32,
+                npt32,
+                w.radius,
+                s2,
+                d_m.ptr_mut(g),
+                mt.ptr_mut(g),
+                dy.ptr_mut(g),
+                st,
+            )
+        })?;
+        g.launch("the weights by cell", |st| unsafe {
+            sys::hpsf_weights_by_cell(
+                dtype::<F>(),
+                xyz.ptr(g).cast(),
+                cxyz.ptr(g).cast(),
+                ptr.ptr(g).cast(),
+                sample.ptr(g).cast(),
+                area.ptr(g),
+                k32,
+                w.radius,
+                s2,
+                m.ptr_mut(g),
+                dx.ptr_mut(g),
+                st,
+            )
+        })?;
+        let weights = LinkWeights {
+            d_m: gpu.get(&d_m)?,
+            mt: gpu.get(&mt)?,
+            dy: gpu.get(&dy)?,
+            m: gpu.get(&m)?,
+            dx: gpu.get(&dx)?,
+        };
+        Ok((CudaOperator { gpu, n, k, npt, hi, mt, ptr, sample, m, dx }, weights))
+    }
+}
