@@ -1,13 +1,18 @@
 //! The CUDA backend (feature `cuda`). Tests that need a GPU print a SKIP line and pass when there is
-//! none (CI has no GPU); on a machine with one they check CPU↔GPU parity and determinism.
+//! none (CI has no GPU); on a machine with one they check the GPU against the CPU — the reference
+//! backend, itself checked against dense solves and the golden cases — and determinism.
 //!
 //! Tolerances (relative to the largest value): f64 operators to 1e-12, a fit stopped after a fixed
-//! number of iterations to 1e-9, full fits to 1e-6; f32 to 1e-5 / 1e-4 / 1e-3.
+//! number of iterations to 1e-9, full fits to 1e-9 with the same CG iteration counts and held cells;
+//! f32 to 1e-5 / 1e-4 / 1e-3 (iterations within one).
 #![cfg(feature = "cuda")]
 
 mod common;
 
-use healpix_psf::{Device, Error, FitOptions, Params, PsfResampler, Real, Stopping};
+use common::synth::regional;
+use healpix_psf::{
+    Bound, Device, EmptyCells, Error, Fit, FitOptions, MissingData, Params, PsfResampler, Real, Stopping,
+};
 
 /// Builds on GPU 0, or prints why not and returns None (no GPU, no driver).
 fn on_gpu<F: Real>(lon: &[f64], lat: &[f64], p: &Params) -> Option<PsfResampler<F>> {
@@ -23,7 +28,7 @@ fn on_gpu<F: Real>(lon: &[f64], lat: &[f64], p: &Params) -> Option<PsfResampler<
 
 #[test]
 fn asking_for_a_missing_device_is_a_clear_error() {
-    let (lon, lat) = common::synth::regional(500, 9, 1.5, 1);
+    let (lon, lat) = regional(500, 9, 1.5, 1);
     for ordinal in [0usize, 97] {
         match PsfResampler::<f32>::new(&lon, &lat, &Params { device: Device::Cuda(ordinal), ..Params::new(9) }) {
             Ok(op) => assert!(ordinal == 0 && op.k() > 0),
@@ -36,8 +41,50 @@ fn asking_for_a_missing_device_is_a_clear_error() {
     }
 }
 
-fn parity<F: Real>(t_op: f64, t_fixed: f64, t_full: f64) {
-    let (lon, lat) = common::synth::regional(20_000, 11, 1.5, 5);
+/// B rows of a smooth field; with `gaps`, row 1 misses a band of samples (cells without data) and
+/// row 2 every seventh sample.
+fn rows<F: Real>(lon: &[f64], lat: &[f64], b: usize, gaps: bool) -> Vec<F> {
+    let mid = lon.iter().sum::<f64>() / lon.len() as f64;
+    (0..b)
+        .flat_map(|j| {
+            lon.iter().zip(lat).enumerate().map(move |(i, (x, y))| {
+                let v = 10.0 + (x * (1.0 + j as f64)).sin() + (3.0 * y).cos();
+                let missing = gaps && ((j == 1 && (x - mid).abs() < 0.2) || (j == 2 && i % 7 == 3));
+                F::from_f64(if missing { f64::NAN } else { v })
+            })
+        })
+        .collect()
+}
+
+/// Asserts NaN in the same cells and the numbers within `tol`; returns the error.
+fn same_field<F: Real>(gpu: &[F], cpu: &[F], tol: f64, what: &str) -> f64 {
+    for (c, (g, h)) in gpu.iter().zip(cpu).enumerate() {
+        assert_eq!(g.is_nan(), h.is_nan(), "{what}: cell {c} is {g} on the GPU, {h} on the CPU");
+    }
+    let keep = |v: &[F]| v.iter().copied().filter(|x| !x.is_nan()).collect::<Vec<F>>();
+    let e = common::rel_err("gpu vs cpu", &keep(gpu), &keep(cpu));
+    assert!(e <= tol, "{what}: GPU vs CPU {e:e}");
+    e
+}
+
+/// Compares a fit on the GPU with the same fit on the CPU: the fields, and the record.
+fn same_fit<F: Real>(g: &Fit<F>, c: &Fit<F>, tol: f64, exact_counts: bool, what: &str) -> f64 {
+    let e = same_field(&g.hval, &c.hval, tol, what);
+    let (gi, ci) = (g.info.as_ref().unwrap(), c.info.as_ref().unwrap());
+    let close = |a: usize, b: usize| if exact_counts { a == b } else { a.abs_diff(b) <= 1 };
+    for r in 0..gi.row_iterations.len() {
+        assert!(close(gi.row_iterations[r], ci.row_iterations[r]), "{what}: row {r} iterations {gi:?} vs {ci:?}");
+        assert!(close(gi.n_clipped_low[r], ci.n_clipped_low[r]), "{what}: row {r} held low");
+        assert!(close(gi.n_clipped_high[r], ci.n_clipped_high[r]), "{what}: row {r} held high");
+        assert_eq!(gi.empty_cells[r], ci.empty_cells[r], "{what}: row {r} cells without data");
+        assert_eq!(gi.converged[r], ci.converged[r], "{what}: row {r} converged");
+    }
+    assert!(gi.outer_passes.abs_diff(ci.outer_passes) <= 1, "{what}: passes");
+    e
+}
+
+fn parity<F: Real>(t_op: f64, t_fixed: f64, t_full: f64, exact_counts: bool) {
+    let (lon, lat) = regional(20_000, 11, 1.5, 5);
     let p = Params::new(11);
     let Some(gpu) = on_gpu::<F>(&lon, &lat, &p) else { return };
     let cpu = PsfResampler::<F>::new(&lon, &lat, &p).unwrap();
@@ -50,55 +97,154 @@ fn parity<F: Real>(t_op: f64, t_fixed: f64, t_full: f64) {
     let e_dx = common::rel_err("gpu vs cpu", gpu.cell_weight(), cpu.cell_weight());
     assert!(e_m <= t_op && e_mt <= t_op && e_dx <= t_op, "operators: M {e_m:e} MT {e_mt:e} Dx {e_dx:e}");
 
-    let b = 3;
-    let val: Vec<F> = (0..b)
-        .flat_map(|j| {
-            lon.iter().zip(&lat).map(move |(x, y)| F::from_f64((x * (1.0 + j as f64)).sin() + (3.0 * y).cos()))
-        })
-        .collect();
+    let val: Vec<F> = rows(&lon, &lat, 3, false);
     for stopping in [Stopping::Pooled, Stopping::PerRow] {
         let fixed = FitOptions { max_iter: 10, tol: 1e-300, return_info: true, stopping, ..FitOptions::default() };
         let (g, c) = (gpu.fit(&val, &fixed).unwrap(), cpu.fit(&val, &fixed).unwrap());
         let e_fixed = common::rel_err("gpu vs cpu", &g.hval, &c.hval);
         assert!(e_fixed <= t_fixed, "{stopping:?} fit after 10 iterations: {e_fixed:e}");
-        let full = FitOptions { lam: 1e-2, return_info: true, stopping, ..FitOptions::default() };
+        let full = FitOptions { lam: 1e-2, tol: 1e-10, return_info: true, stopping, ..FitOptions::default() };
         let (g, c) = (gpu.fit(&val, &full).unwrap(), cpu.fit(&val, &full).unwrap());
-        let e_full = common::rel_err("gpu vs cpu", &g.hval, &c.hval);
-        assert!(e_full <= t_full, "{stopping:?} full fit: {e_full:e}");
-        let (gi, ci) = (g.info.unwrap(), c.info.unwrap());
-        assert!(gi.converged.iter().all(|&x| x) && ci.converged.iter().all(|&x| x));
-        assert!(gi.iterations.abs_diff(ci.iterations) <= 1, "iterations {} vs {}", gi.iterations, ci.iterations);
+        let e_full = same_fit(&g, &c, t_full, exact_counts, &format!("{stopping:?} full fit"));
+        assert!(g.info.as_ref().unwrap().converged.iter().all(|&x| x));
         let e_res = common::rel_err("gpu vs cpu", &gpu.resample(&g.hval).unwrap(), &cpu.resample(&g.hval).unwrap());
         assert!(e_res <= t_op * 10.0, "resample {e_res:e}");
+        let e_m = common::rel_err("gpu vs cpu", &gpu.apply_m(&val).unwrap(), &cpu.apply_m(&val).unwrap());
+        assert!(e_m <= t_op * 10.0, "apply_m {e_m:e}");
         println!(
-            "{} {stopping:?}: M {e_m:.1e} MT {e_mt:.1e} Dx {e_dx:.1e} fixed {e_fixed:.1e} full {e_full:.1e} ({} vs {} it.)",
+            "{} {stopping:?}: M {e_m:.1e} MT {e_mt:.1e} Dx {e_dx:.1e} fixed {e_fixed:.1e} full {e_full:.1e} ({} it.)",
             F::NAME,
-            gi.iterations,
-            ci.iterations
+            g.info.unwrap().iterations
         );
     }
 }
 
 #[test]
 fn gpu_matches_cpu_f64() {
-    parity::<f64>(1e-12, 1e-9, 1e-6);
+    parity::<f64>(1e-12, 1e-9, 1e-9, true);
 }
 
 #[test]
 fn gpu_matches_cpu_f32() {
-    parity::<f32>(1e-5, 1e-4, 1e-3);
+    parity::<f32>(1e-5, 1e-4, 1e-3, false);
+}
+
+/// Every fit option on the GPU against the CPU: bounds, conservation, both, a warm start, per-row
+/// missing data (alone and with the others), the reference's zero-filling, both stopping rules,
+/// progress reports.
+fn options_parity<F: Real>(tol: f64, exact_counts: bool) {
+    let (lon, lat) = regional(20_000, 11, 1.5, 7);
+    let p = Params::new(11);
+    let Some(gpu) = on_gpu::<F>(&lon, &lat, &p) else { return };
+    let cpu = PsfResampler::<F>::new(&lon, &lat, &p).unwrap();
+    let base = FitOptions::<F> { lam: 1e-2, tol: 1e-10, max_iter: 500, return_info: true, ..FitOptions::default() };
+    let gappy: Vec<F> = rows(&lon, &lat, 4, true);
+    let complete: Vec<F> = rows(&lon, &lat, 4, false);
+    // a warm start: the CPU fit of slightly different data, as an update of x_ref
+    let shifted: Vec<F> = complete.iter().map(|&v| v * F::from_f64(1.01)).collect();
+    let prev = cpu.fit(&shifted, &base).unwrap().hval;
+    let x_ref = cpu.x_ref(&complete, MissingData::PerRow).unwrap();
+    let x0: Vec<F> = prev.iter().zip(&x_ref).map(|(&h, &x)| h - x).collect();
+    let cases: Vec<(&str, FitOptions<F>, &[F])> = vec![
+        ("bounded", FitOptions { lower: Bound::Value(10.0), ..base.clone() }, &complete),
+        ("bounded by the input", FitOptions { lower: Bound::Input, upper: Bound::Input, ..base.clone() }, &complete),
+        ("conservative", FitOptions { conservative: true, ..base.clone() }, &complete),
+        (
+            "bounded + conservative",
+            FitOptions { lower: Bound::Value(10.0), conservative: true, ..base.clone() },
+            &complete,
+        ),
+        ("x0", FitOptions { x0: Some(x0), ..base.clone() }, &complete),
+        ("per-row missing data", base.clone(), &gappy),
+        ("per-row missing data, bounded", FitOptions { lower: Bound::Value(10.0), ..base.clone() }, &gappy),
+        ("per-row missing data, conservative", FitOptions { conservative: true, ..base.clone() }, &gappy),
+        (
+            "per-row missing data, bounded + conservative",
+            FitOptions { lower: Bound::Input, conservative: true, ..base.clone() },
+            &gappy,
+        ),
+        (
+            "zero-filled missing data (the reference's)",
+            FitOptions { missing: MissingData::ZeroFill, empty_cells: EmptyCells::Fitted, ..base.clone() },
+            &gappy,
+        ),
+        ("progress", FitOptions { progress: true, ..base.clone() }, &gappy),
+    ];
+    for (name, o, val) in cases {
+        for stopping in [Stopping::Pooled, Stopping::PerRow] {
+            let o = FitOptions { stopping, ..o.clone() };
+            let (g, c) = (gpu.fit(val, &o).unwrap(), cpu.fit(val, &o).unwrap());
+            let what = format!("{} {name} ({stopping:?})", F::NAME);
+            let e = same_fit(&g, &c, tol, exact_counts, &what);
+            let gi = g.info.unwrap();
+            println!(
+                "{what}: {e:.1e}, {} iterations, {} passes, held {:?}/{:?}, empty {:?}",
+                gi.iterations, gi.outer_passes, gi.n_clipped_low, gi.n_clipped_high, gi.empty_cells
+            );
+        }
+    }
+}
+
+#[test]
+fn every_fit_option_on_the_gpu_matches_the_cpu_f64() {
+    options_parity::<f64>(1e-9, true);
+}
+
+#[test]
+fn every_fit_option_on_the_gpu_matches_the_cpu_f32() {
+    options_parity::<f32>(2e-3, false);
+}
+
+/// A land mask (`sample_mask`), restricted output (`out_cell_ids` with uncomputable cells) and
+/// links given from outside (`from_links`) on the GPU.
+#[test]
+fn masks_restricted_output_and_given_links_on_the_gpu() {
+    let (lon, lat) = regional(20_000, 11, 1.5, 11);
+    let mid = lon.iter().sum::<f64>() / lon.len() as f64;
+    let mask: Vec<bool> = lon.iter().map(|&x| x > mid - 0.3).collect();
+    let p = Params { sample_mask: Some(mask), ..Params::new(11) };
+    let Some(gpu) = on_gpu::<f64>(&lon, &lat, &p) else { return };
+    let cpu = PsfResampler::<f64>::new(&lon, &lat, &p).unwrap();
+    let val: Vec<f64> = rows(&lon, &lat, 2, true);
+    let o = FitOptions { lam: 1e-2, tol: 1e-10, return_info: true, ..FitOptions::default() };
+    let (g, c) = (gpu.fit_resample(&val, &o).unwrap(), cpu.fit_resample(&val, &o).unwrap());
+    same_fit(&g.0, &c.0, 1e-9, true, "sample_mask");
+    same_field(&g.1, &c.1, 1e-9, "sample_mask resample");
+
+    let ids: Vec<u64> = cpu.cell_ids().iter().step_by(3).copied().collect();
+    let p = Params { out_cell_ids: Some(ids), ..Params::new(11) };
+    let Some(gpu) = on_gpu::<f64>(&lon, &lat, &p) else { return };
+    let cpu = PsfResampler::<f64>::new(&lon, &lat, &p).unwrap();
+    assert_eq!(gpu.uncomputable_cells(), cpu.uncomputable_cells());
+    let (g, c) = (gpu.fit(&val, &o).unwrap(), cpu.fit(&val, &o).unwrap());
+    same_fit(&g, &c, 1e-9, true, "out_cell_ids");
+
+    let plain = PsfResampler::<f64>::new(&lon, &lat, &Params::new(11)).unwrap();
+    let d: Vec<f64> = plain.d_m().iter().map(|x| x.to_f64()).collect();
+    let given = Params { device: Device::Cuda(0), ..Params::new(11) };
+    let fed =
+        PsfResampler::<f64>::from_links(lon.len(), plain.cell_ids(), &plain.hi(), &d, &plain.area(), &given).unwrap();
+    let host =
+        PsfResampler::<f64>::from_links(lon.len(), plain.cell_ids(), &plain.hi(), &d, &plain.area(), &Params::new(11))
+            .unwrap();
+    let (g, c) = (fed.fit(&val, &o).unwrap(), host.fit(&val, &o).unwrap());
+    same_fit(&g, &c, 1e-9, true, "from_links");
 }
 
 #[test]
 fn gpu_results_are_deterministic() {
-    let (lon, lat) = common::synth::regional(20_000, 11, 1.5, 9);
+    let (lon, lat) = regional(20_000, 11, 1.5, 9);
     let p = Params::new(11);
     let Some(gpu) = on_gpu::<f32>(&lon, &lat, &p) else { return };
     for b in [1usize, 64] {
-        let val: Vec<f32> = (0..b).flat_map(|j| lon.iter().map(move |x| ((x * 7.0 + j as f64).sin()) as f32)).collect();
-        let o = FitOptions { max_iter: 30, lam: 1e-3, ..FitOptions::default() };
-        let one = gpu.fit(&val, &o).unwrap().hval;
-        let two = gpu.fit(&val, &o).unwrap().hval;
-        assert!(one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()), "B = {b}: two runs differ");
+        let val: Vec<f32> = rows(&lon, &lat, b, true);
+        for o in [
+            FitOptions { max_iter: 30, lam: 1e-3, ..FitOptions::default() },
+            FitOptions { lam: 1e-3, lower: Bound::Value(10.0), conservative: true, ..FitOptions::default() },
+        ] {
+            let one = gpu.fit(&val, &o).unwrap().hval;
+            let two = gpu.fit(&val, &o).unwrap().hval;
+            assert!(one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()), "B = {b}: two runs differ");
+        }
     }
 }

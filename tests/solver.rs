@@ -689,3 +689,112 @@ fn operators_are_shared_between_threads() {
         assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "concurrent fits differ");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. per-row missing data (MissingData::PerRow, the default)
+// ---------------------------------------------------------------------------------------------
+
+fn per_row_opts<F>(lam: f64, tol: f64, max_iter: usize, stopping: Stopping) -> FitOptions<F> {
+    FitOptions { missing: MissingData::PerRow, empty_cells: EmptyCells::Missing, ..opts(lam, tol, max_iter, stopping) }
+}
+
+/// Three rows with different gaps: scattered samples, a band across the region (so that some cells
+/// have no valid sample at all), and none.
+fn gappy_rows(lon: &[f64], lat: &[f64]) -> Vec<Vec<f64>> {
+    let mid = lon.iter().sum::<f64>() / lon.len() as f64;
+    let band: Vec<f64> = field(lon, lat, 81, 2.0)
+        .iter()
+        .zip(lon)
+        .map(|(&v, &x)| if (x - mid).abs() < 0.3 { f64::NAN } else { v })
+        .collect();
+    vec![with_nans(field(lon, lat, 80, 1.0), 1, 5), band, field(lon, lat, 82, 3.0)]
+}
+
+/// NaN in the same places and the numbers within `tol` (relative to the largest).
+fn assert_same_field(got: &[f64], want: &[f64], tol: f64, what: &str) -> f64 {
+    for (c, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.is_nan(), w.is_nan(), "{what}: cell {c} is {g} where the reference has {w}");
+    }
+    let (g, w): (Vec<f64>, Vec<f64>) = got.iter().zip(want).filter(|(g, _)| !g.is_nan()).map(|(&g, &w)| (g, w)).unzip();
+    let e = rel_err(&g, &w);
+    assert!(e <= tol, "{what}: {e:e}");
+    e
+}
+
+#[test]
+fn per_row_missing_data_matches_dense_restricted_solves() {
+    let (lon, lat) = regional(500, 9, 1.5, 91);
+    let op = build::<f64>(&lon, &lat, 9, 9);
+    let d = Dense::new(&op);
+    let k = op.k();
+    let rows = gappy_rows(&lon, &lat);
+    let without_data = k - d.per_row(&rows[1], 0.1).cells.len();
+    assert!(without_data > 3, "the band should leave cells without data ({without_data})");
+    for lam in [1e-3, 1e-1] {
+        for stopping in [Stopping::Pooled, Stopping::PerRow] {
+            let f = fit(&op, &rows.concat(), &per_row_opts(lam, 1e-13, 3000, stopping));
+            let fi = info(&f);
+            assert!(fi.converged.iter().all(|&c| c), "{stopping:?} lam {lam}: {:?}", fi.converged);
+            for (b, y) in rows.iter().enumerate() {
+                let want = d.solve_per_row(y, lam);
+                let e = assert_same_field(row(&f.hval, k, b), &want, 1e-10, &format!("{stopping:?} lam {lam} row {b}"));
+                assert_eq!(fi.empty_cells[b], want.iter().filter(|v| v.is_nan()).count());
+                eprintln!(
+                    "per-row missing data, {stopping:?} lam {lam:e} row {b}: vs dense {e:.1e}, {} empty cells",
+                    fi.empty_cells[b]
+                );
+            }
+        }
+    }
+    // the field a fit starts from: each cell's average over the valid samples
+    let x = op.x_ref(&rows.concat(), MissingData::PerRow).unwrap();
+    for (b, y) in rows.iter().enumerate() {
+        let p = d.per_row(y, 0.0);
+        let want: Vec<f64> = (0..k).map(|c| if p.cells.contains(&c) { p.x_ref[c] } else { f64::NAN }).collect();
+        assert_same_field(row(&x, k, b), &want, 1e-13, &format!("x_ref row {b}"));
+    }
+    assert_eq!(op.x_ref(&rows[0], MissingData::ZeroFill).unwrap(), op.apply_m(&rows[0]).unwrap());
+}
+
+#[test]
+fn per_row_missing_data_changes_only_rows_with_gaps() {
+    let (lon, lat) = regional(500, 9, 1.5, 93);
+    let op = build::<f64>(&lon, &lat, 9, 9);
+    let k = op.k();
+    let rows = gappy_rows(&lon, &lat);
+    // a complete row is solved exactly as with zero-filling, alone or beside rows with gaps
+    let alone = fit(&op, &rows[2], &opts(1e-3, 1e-10, 500, Stopping::PerRow));
+    let beside = fit(&op, &rows.concat(), &per_row_opts(1e-3, 1e-10, 500, Stopping::PerRow));
+    assert_eq!(bits(row(&beside.hval, k, 2)), bits(&alone.hval));
+    assert_eq!(info(&beside).residual_norms[2], info(&alone).residual_norms[0]);
+    // and a batch equals its rows one by one, gaps and all
+    assert_batch_equals_singles(&op, &rows, &per_row_opts(1e-3, 1e-10, 500, Stopping::PerRow));
+    let bi = assert_batch_equals_singles(&op, &rows, &per_row_opts(1e-3, 1e-300, 25, Stopping::Pooled));
+    assert_eq!(bi.row_iterations, vec![25; 3]);
+    // zero-filling pulls the cells around the gaps towards 0: the two differ there only
+    let zero = fit(&op, &rows[0], &opts(1e-3, 1e-10, 500, Stopping::PerRow));
+    let kept = fit(&op, &rows[0], &per_row_opts(1e-3, 1e-10, 500, Stopping::PerRow));
+    let (z, p): (Vec<f64>, Vec<f64>) =
+        zero.hval.iter().zip(&kept.hval).filter(|(_, p)| !p.is_nan()).map(|(&z, &p)| (z, p)).unzip();
+    assert!(rel_err(&z, &p) > 1e-3);
+    // the reference's number for a cell without data needs its zero-filling
+    let o = FitOptions { empty_cells: EmptyCells::Fitted, ..per_row_opts(1e-3, 1e-10, 500, Stopping::PerRow) };
+    match op.fit(&rows[1], &o) {
+        Err(Error::InvalidParameter { name: "empty_cells", reason, .. }) => {
+            assert!(reason.contains("ZeroFill"), "{reason}")
+        }
+        other => panic!("expected an empty_cells error, got {other:?}"),
+    }
+}
+
+#[test]
+fn per_row_missing_data_in_f32_matches_f64() {
+    let (lon, lat) = regional(500, 9, 1.5, 95);
+    let rows = gappy_rows(&lon, &lat).concat();
+    let o32 = per_row_opts::<f32>(1e-2, 1e-6, 500, Stopping::Pooled);
+    let o64 = per_row_opts::<f64>(1e-2, 1e-12, 500, Stopping::Pooled);
+    let f32fit = fit(&build::<f32>(&lon, &lat, 9, 9), &rows, &o32);
+    let f64fit = fit(&build::<f64>(&lon, &lat, 9, 9), &rows, &o64);
+    let e = assert_same_field(&to_f64s(&f32fit.hval), &f64fit.hval, 1e-4, "f32 vs f64");
+    eprintln!("per-row missing data f32 vs f64: {e:.1e}");
+}

@@ -22,23 +22,60 @@ fn rows_of(len: usize, width: usize, what: &'static str) -> Result<usize> {
     Ok(len / width)
 }
 
-/// Rows `sel` of a B×E row-major block, interleaved E×|sel|. With `order`, element p of the result
-/// is element `order[p]` of the input (samples into the operator's order; the result has
-/// `order.len()` elements per row); NaN becomes 0 when `zero_nan` (missing samples).
-fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize], order: Option<&[u32]>, zero_nan: bool) -> Vec<F> {
+/// Rows `sel` of a B×E row-major block, interleaved E×|sel|.
+fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
     let s = sel.len();
-    let mut out = vec![F::ZERO; order.map_or(e, <[u32]>::len) * s];
+    let mut out = vec![F::ZERO; e * s];
     out.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, chunk)| {
         for (dp, o) in chunk.chunks_exact_mut(s).enumerate() {
-            let p = c * CHUNK + dp;
-            let i = order.map_or(p, |ord| ord[p] as usize);
+            let i = c * CHUNK + dp;
             for (x, &b) in o.iter_mut().zip(sel) {
-                let y = v[b * e + i];
-                *x = if zero_nan && y.is_nan() { F::ZERO } else { y };
+                *x = v[b * e + i];
             }
         }
     });
     out
+}
+
+/// Rows `sel` of B×N sample values at the operator's samples (`order`), interleaved N_used×|sel|,
+/// missing (NaN) samples as 0. With `mask`, also which samples are valid (bit 0) — `None` when no
+/// row misses a sample — and which rows miss one.
+fn sample_block<F: Real>(v: &[F], n: usize, sel: &[usize], order: &[u32], mask: bool) -> SampleBlock<F> {
+    let s = sel.len();
+    let mut y0 = vec![F::ZERO; order.len() * s];
+    // zeroed lazily: untouched (no page is ever written) without `mask`
+    let mut valid = vec![0u8; order.len() * s];
+    let missing: Vec<Vec<bool>> = y0
+        .par_chunks_mut(CHUNK * s)
+        .zip(valid.par_chunks_mut(CHUNK * s))
+        .enumerate()
+        .map(|(c, (chunk, m))| {
+            let mut missing = vec![false; s];
+            for (dp, o) in chunk.chunks_exact_mut(s).enumerate() {
+                let i = order[c * CHUNK + dp] as usize;
+                for (j, (x, &b)) in o.iter_mut().zip(sel).enumerate() {
+                    let y = v[b * n + i];
+                    let nan = y.is_nan();
+                    *x = if nan { F::ZERO } else { y };
+                    missing[j] |= nan;
+                    if mask {
+                        m[dp * s + j] = !nan as u8;
+                    }
+                }
+            }
+            missing
+        })
+        .collect();
+    let rows: Vec<bool> = (0..s).map(|j| missing.iter().any(|m| m[j])).collect();
+    let valid = (mask && rows.contains(&true)).then_some(valid);
+    SampleBlock { y0, valid, rows }
+}
+
+/// Sample values of the selected rows in the operator's sample order (see [`sample_block`]).
+struct SampleBlock<F> {
+    y0: Vec<F>,
+    valid: Option<Vec<u8>>,
+    rows: Vec<bool>,
 }
 
 /// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
@@ -103,7 +140,7 @@ impl<F: Real> PsfResampler<F> {
         check_no_infinity(val, "val")?;
         let all: Vec<usize> = (0..b).collect();
         with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
-            let y0 = interleave(val, self.n, &all, Some(&self.order), true);
+            let y0 = sample_block(val, self.n, &all, &self.order, false).y0;
             let x = with_backend!(&self.placed, self.cpu(), |be| {
                 let u = be.upload(y0)?;
                 let mut out = be.zeros(self.k() * b)?;
@@ -149,12 +186,14 @@ impl<F: Real> PsfResampler<F> {
             return Ok(out);
         }
         let x = with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
-            let y0 = interleave(val, n, &sel, Some(&self.order), true);
-            let (valid, masked_rows) = match missing {
-                MissingData::PerRow => self.valid_samples(val, &sel),
-                MissingData::ZeroFill => (None, vec![false; sel.len()]),
-            };
-            with_backend!(&self.placed, self.cpu(), |be| solver::reference_field(be, y0, valid, &masked_rows))
+            let block = sample_block(val, n, &sel, &self.order, missing == MissingData::PerRow);
+            let masked_rows = if block.valid.is_some() { block.rows } else { vec![false; sel.len()] };
+            with_backend!(&self.placed, self.cpu(), |be| solver::reference_field(
+                be,
+                block.y0,
+                block.valid,
+                &masked_rows
+            ))
         })??;
         for (j, &row) in sel.iter().enumerate() {
             for (h, v) in out[row * k..(row + 1) * k].iter_mut().zip(column(&x, sel.len(), j)) {
@@ -188,7 +227,7 @@ impl<F: Real> PsfResampler<F> {
         let all: Vec<usize> = (0..b).collect();
         with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
             // NaN cells stay NaN: they reach only the samples linked to them
-            let v = interleave(hval, self.k(), &all, None, false);
+            let v = interleave(hval, self.k(), &all);
             let out = with_backend!(&self.placed, self.cpu(), |be| {
                 let v = be.upload(v)?;
                 let mut out = be.zeros(self.n_used() * b)?;
@@ -318,19 +357,17 @@ impl<F: Real> PsfResampler<F> {
         let (n, k, s) = (self.n, self.k(), sel.len());
         let _progress = crate::parallel::report_cg_progress(opts.progress);
         // work on the data divided by a power of two (exact): see `solver`
-        let mut y0 = interleave(val, n, sel, Some(&self.order), true);
+        let block = sample_block(val, n, sel, &self.order, opts.missing == MissingData::PerRow);
+        let (mut y0, valid) = (block.y0, block.valid);
+        let masked_rows = if valid.is_some() { block.rows } else { vec![false; s] };
         let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);
         let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
         scale_columns(&mut y0, &inv);
         let x0 = opts.x0.as_ref().filter(|x0| x0.iter().any(|&v| v != F::ZERO)).map(|x0| {
-            let mut x0 = interleave(x0, k, sel, None, false);
+            let mut x0 = interleave(x0, k, sel);
             scale_columns(&mut x0, &inv);
             x0
         });
-        let (valid, masked_rows) = match opts.missing {
-            MissingData::PerRow => self.valid_samples(val, sel),
-            MissingData::ZeroFill => (None, vec![false; s]),
-        };
         let scaled = |v: &[F]| -> Vec<F> { v.iter().zip(&inv).map(|(&x, &c)| x * c).collect() };
         let problem = Problem {
             y0,
@@ -364,28 +401,6 @@ impl<F: Real> PsfResampler<F> {
             no_data: sol.codes,
             masked_rows,
         })
-    }
-
-    /// Per-row missing data of the selected rows: the valid mask at the operator's samples (N×s,
-    /// bit 0 = valid) and which rows miss a sample; no mask when none does.
-    fn valid_samples(&self, val: &[F], sel: &[usize]) -> (Option<Vec<u8>>, Vec<bool>) {
-        let n = self.n;
-        let masked: Vec<bool> =
-            sel.iter().map(|&row| self.order.par_iter().any(|&i| val[row * n + i as usize].is_nan())).collect();
-        if !masked.contains(&true) {
-            return (None, masked);
-        }
-        let s = sel.len();
-        let mut mask = vec![0u8; self.order.len() * s];
-        mask.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, chunk)| {
-            for (dp, m) in chunk.chunks_exact_mut(s).enumerate() {
-                let i = self.order[c * CHUNK + dp] as usize;
-                for (x, &row) in m.iter_mut().zip(sel) {
-                    *x = !val[row * n + i].is_nan() as u8;
-                }
-            }
-        });
-        (Some(mask), masked)
     }
 
     /// The area-weighted mean of each selected row's valid samples, in the scaled units (NaN where

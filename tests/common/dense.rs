@@ -175,3 +175,58 @@ impl Dense {
         v.iter().zip(&self.dx).map(|(x, w)| x * x * w).sum::<f64>().sqrt()
     }
 }
+
+/// One row's problem with its missing samples left out (`MissingData::PerRow`), densely: the cells
+/// in which a valid sample carries weight, x_ref (K, 0 elsewhere), and on those cells the normal
+/// matrix `A = MT·diag(valid)·M + λI` (row convention: δ·A = rhs) and the right-hand side.
+pub struct PerRow {
+    pub cells: Vec<usize>,
+    pub x_ref: Vec<f64>,
+    pub a: Vec<f64>,
+    pub rhs: Vec<f64>,
+}
+
+impl Dense {
+    /// The per-row problem of the row `y` (NaN = missing).
+    pub fn per_row(&self, y: &[f64], lam: f64) -> PerRow {
+        let (n, k) = (self.n, self.k);
+        let valid: Vec<f64> = y.iter().map(|v| if v.is_nan() { 0.0 } else { 1.0 }).collect();
+        let y0: Vec<f64> = y.iter().map(|&v| if v.is_nan() { 0.0 } else { v }).collect();
+        let w = vec_mat(&valid, &self.m, n, k);
+        let num = vec_mat(&y0, &self.m, n, k);
+        let cells: Vec<usize> = (0..k).filter(|&c| w[c] != 0.0).collect();
+        let x_ref: Vec<f64> = (0..k).map(|c| if w[c] != 0.0 { num[c] / w[c] } else { 0.0 }).collect();
+        let back = self.resample(&x_ref);
+        let e: Vec<f64> = (0..n).map(|i| valid[i] * (y0[i] - back[i])).collect();
+        let rhs_all = vec_mat(&e, &self.m, n, k);
+        let kk = cells.len();
+        let mut a = vec![0.0; kk * kk];
+        for (ra, &r) in cells.iter().enumerate() {
+            let masked: Vec<f64> = (0..n).map(|i| self.mt[r * n + i] * valid[i]).collect();
+            let row = vec_mat(&masked, &self.m, n, k);
+            for (ca, &c) in cells.iter().enumerate() {
+                a[ra * kk + ca] = row[c] + if r == c { lam } else { 0.0 };
+            }
+        }
+        PerRow { rhs: cells.iter().map(|&c| rhs_all[c]).collect(), cells, x_ref, a }
+    }
+
+    /// hval of the row `y` fitted with its missing samples left out, by a dense LU solve; NaN on the
+    /// cells where no valid sample carries weight.
+    pub fn solve_per_row(&self, y: &[f64], lam: f64) -> Vec<f64> {
+        let p = self.per_row(y, lam);
+        let kk = p.cells.len();
+        let mut at = vec![0.0; kk * kk];
+        for i in 0..kk {
+            for j in 0..kk {
+                at[j * kk + i] = p.a[i * kk + j];
+            }
+        }
+        let delta = lu_apply(&lu_factor(at, kk).expect("the per-row system is nonsingular"), &p.rhs);
+        let mut h = vec![f64::NAN; self.k];
+        for (i, &c) in p.cells.iter().enumerate() {
+            h[c] = p.x_ref[c] + delta[i];
+        }
+        h
+    }
+}
