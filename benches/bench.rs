@@ -4,6 +4,8 @@
 //! cargo run --release --example bench -- --n 1000000 --level 12 --npt 9 --dtype f32 \
 //!     [--batch B --iters I] [--device cpu] [--threads T] [--density 1.5] [--seed S] [--reps R] [--verbose]
 //!     [--constrained]   (also times plain, bounded, conservative and bounded+conservative full fits)
+//!     [--gaps G]        (each row misses about the fraction G of its samples, in patches: fits with
+//!                        per-row missing data)
 //! ```
 //! Samples: uniform on the sphere in a box centred on 8°E 45°N holding ~density samples per cell
 //! (as the reference generator's `--region regional --density 1.5`). `build_s` is the best of
@@ -31,6 +33,7 @@ struct Args {
     reps: usize,
     verbose: bool,
     constrained: bool,
+    gaps: f64,
 }
 
 fn parse() -> Result<Args, String> {
@@ -48,6 +51,7 @@ fn parse() -> Result<Args, String> {
         reps: 1,
         verbose: false,
         constrained: false,
+        gaps: 0.0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -74,6 +78,7 @@ fn parse() -> Result<Args, String> {
             "--density" => a.density = v.parse().map_err(|e| bad(&e))?,
             "--seed" => a.seed = v.parse().map_err(|e| bad(&e))?,
             "--reps" => a.reps = v.parse().map_err(|e| bad(&e))?,
+            "--gaps" => a.gaps = v.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -117,6 +122,20 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
             F::from_f64(10.0 + (0.7 * x + 0.1 * j as f64).sin() + (0.5 * y).cos() + 0.3 * (40.0 * x + 30.0 * y).sin())
         }));
     }
+    // gaps: patches of a few cells (a different pattern in each row) where the row has no value
+    let mut missing = 0usize;
+    if a.gaps > 0.0 {
+        let cut = (1.0 - 2.0 * a.gaps).clamp(-1.0, 1.0);
+        for (j, row) in val.chunks_exact_mut(n).enumerate() {
+            for ((v, x), y) in row.iter_mut().zip(&lon).zip(&lat) {
+                let w = (9.0 * x + 1.3 * j as f64).sin() * (7.0 * y - 0.7 * j as f64).cos();
+                if w > cut {
+                    *v = F::from_f64(f64::NAN);
+                    missing += 1;
+                }
+            }
+        }
+    }
     let opts = |max_iter| FitOptions::<F> { max_iter, tol: 1e-300, ..FitOptions::default() };
     let time_fit = |max_iter| -> Result<f64, healpix_psf::Error> {
         let mut best = f64::INFINITY;
@@ -141,7 +160,8 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         "{{\"n\": {}, \"k\": {}, \"nnz\": {}, \"level\": {}, \"npt\": {}, \"dtype\": \"{}\", \"device\": \"{}\", \
          \"threads\": {}, \"batch\": {}, \"build_s\": {:.4}, \"reps\": {}, \"hash_s\": {:.4}, \"keep_s\": {:.4}, \
          \"search_s\": {:.4}, \"assemble_s\": {:.4}, \"iters\": {}, \"fit_s\": {:.4}, \"setup_s\": {:.4}, \
-         \"iter_ms\": {:.3}, \"resample_ms\": {:.3}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}}}",
+         \"iter_ms\": {:.3}, \"resample_ms\": {:.3}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}, \
+         \"missing_fraction\": {:.3}}}",
         op.n(),
         op.k(),
         op.nnz(),
@@ -163,7 +183,8 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         iter_ms,
         resample_ms,
         peak_rss_mb(),
-        rss_data
+        rss_data,
+        missing as f64 / (n * b) as f64
     );
     if a.constrained {
         // full fits (lam 1e-2, tol 1e-6): plain, bounded below at 9.5 (the field spans about 7.7 to

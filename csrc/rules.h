@@ -32,7 +32,7 @@
 #define HPSF_CG_BROKEN 2
 
 // The scalars of a CG on s columns: where the backend keeps them (device memory on a GPU). Mirrored
-// by `backend::CgScalarsRaw` in Rust.
+// by `backend::hpsf_cg_scalars` in Rust (laid out by `backend::CgLayout`).
 typedef struct hpsf_cg_scalars {
     int32_t s;         // columns
     int32_t per_row;   // 1: each column stops on its own threshold; 0: the reference's pooled rule

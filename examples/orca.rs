@@ -13,7 +13,7 @@
 mod common;
 
 use common::orca::{fixture_dir, implausible, Orca};
-use healpix_psf::{valid_samples, Area, Bound, EmptyCells, FitOptions, Params, PsfResampler};
+use healpix_psf::{valid_samples, Area, Bound, EmptyCells, FitOptions, MissingData, Params, PsfResampler};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -51,9 +51,11 @@ fn main() -> Result<(), healpix_psf::Error> {
     let t_sea = t.elapsed().as_secs_f64();
     println!("operator: all samples K = {} ({t_all:.3} s), ocean only K = {} ({t_sea:.3} s)", all.k(), sea.k());
     let base = FitOptions { lam, return_info: true, ..FitOptions::default() };
+    let zero = FitOptions { missing: MissingData::ZeroFill, ..base.clone() };
     let cases = [
-        ("all samples, reference (land = 0)", &all, FitOptions { empty_cells: EmptyCells::Fitted, ..base.clone() }),
-        ("all samples, land-only cells NaN", &all, base.clone()),
+        ("all samples, reference (land = 0)", &all, FitOptions { empty_cells: EmptyCells::Fitted, ..zero.clone() }),
+        ("all samples, land-only cells NaN", &all, zero),
+        ("all samples, land left out per row", &all, base.clone()),
         ("ocean only", &sea, base.clone()),
         ("ocean only, bounded by the data", &sea, FitOptions { lower: Bound::Input, upper: Bound::Input, ..base }),
     ];

@@ -10,7 +10,7 @@ eval "$(bash scripts/setup-cuda.sh | tail -1)"
 mkdir -p .gpu
 cargo build --release --features cuda --example bench --example demo
 cp target/release/examples/bench target/release/examples/demo .gpu/
-for t in cuda solver invariants; do
+for t in cuda solver constrained invariants; do
   exe=$(cargo test --release --features cuda --test "$t" --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json,sys
 for l in sys.stdin:
@@ -21,9 +21,10 @@ for l in sys.stdin:
 done
 ls -la .gpu
 cat <<'USAGE'
-On the GPU machine, from the repository root:
-  .gpu/test-cuda --nocapture                 # CPU<->GPU parity and determinism (prints the errors)
-  .gpu/test-solver && .gpu/test-invariants   # the CPU suites, for reference
+On the GPU machine, from the repository root (OUT=<log folder>):
+  bash scripts/gpu-check.sh                  # everything below, logs to $OUT, a summary table last
+  .gpu/test-cuda --nocapture                 # CPU<->GPU parity of every fit option, determinism
+  .gpu/test-solver && .gpu/test-constrained && .gpu/test-invariants   # the CPU suites, for reference
   .gpu/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 1 --iters 100 --device cuda:0 --reps 3
   .gpu/demo
 USAGE

@@ -55,11 +55,24 @@
 //! * Cells none of whose linked samples is valid come out NaN ([`EmptyCells`]), and the default
 //!   area weights ([`Area::Auto`]) come from the sample spacing where the reference's estimate
 //!   misfires (regional and curvilinear grids); the reference's behaviour is an option for both.
+//! * A sample missing in a row is left out of that row's problem ([`MissingData::PerRow`]) instead
+//!   of counting as 0 ([`MissingData::ZeroFill`], the reference's way, which pulls the field towards
+//!   0 around every gap).
 //!
 //! ## Beyond the reference's first design
 //! Bounds inside the fit ([`Bound`], active-set CG), exact conservation of the area-weighted mean
-//! ([`FitOptions::conservative`]), restricted output (`Params::out_cell_ids`), per-row residual and
+//! ([`FitOptions::conservative`]), per-row missing data ([`MissingData`]), land masks
+//! (`Params::sample_mask`), restricted output (`Params::out_cell_ids`), per-row residual and
 //! per-cell diagnostics, and kernel helpers in [`kernel`] (FWHM ↔ `sigma_m`, `recommend_npt`).
+//!
+//! ## Backends
+//! An operator lives on a [`Device`]: the CPU (rayon) or, with the `cuda` feature, an NVIDIA GPU.
+//! The solver — one conjugate gradient, the active-set and conservation layers, per-row missing
+//! data — is written once, generically over a backend trait whose primitives are whole-array
+//! operations (the two products, per-row dot products, the fused CG update, masks); the CG's scalar
+//! step and the active set's element rules are one C++ source (`csrc/rules.h`) compiled for the
+//! host and into the CUDA kernels. Every option gives the same answer on every backend (to
+//! rounding). A new backend is one module under `src/backend/`.
 
 #![warn(missing_docs)]
 
@@ -78,8 +91,9 @@ pub mod real;
 pub mod solver;
 pub mod sparse;
 
+pub use backend::Device;
 pub use error::{Error, Result};
 pub use geometry::Ellipsoid;
-pub use operator::{valid_samples, Area, BuildInfo, Device, Params, PsfResampler};
+pub use operator::{valid_samples, Area, BuildInfo, Params, PsfResampler};
 pub use real::Real;
 pub use solver::{Bound, EmptyCells, Fit, FitInfo, FitOptions, MissingData, Stopping};

@@ -23,7 +23,6 @@ pub(crate) mod cpu;
 pub(crate) mod cuda;
 
 use crate::error::{Error, Result};
-use crate::operator::Device;
 use crate::real::Real;
 
 /// The solver's primitives on one operator (the links by sample holding `MT`, the links by cell
@@ -169,6 +168,23 @@ pub(crate) trait Backend<F: Real>: Sync {
     /// `p = r + β p`.
     fn cg_direction(&self, p: &mut Self::Vals, r: &Self::Vals, c: &Self::Scalars) -> Result<()>;
 }
+
+/// Where the operator lives and its products run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Device {
+    /// The CPU, with `num_threads` worker threads.
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU by ordinal (needs the `cuda` feature).
+    Cuda(usize),
+}
+
+/// The device backends compiled into this build.
+pub(crate) const COMPILED_DEVICES: &[&str] = &[
+    #[cfg(feature = "cuda")]
+    "cuda",
+];
 
 /// Code bit of a cell held at its lower bound (`HPSF_AT_LOW` of `csrc/rules.h`).
 pub(crate) const HELD_LOW: u8 = 2;

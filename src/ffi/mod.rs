@@ -555,7 +555,7 @@ pub extern "C" fn hpsf_version() -> *const c_char {
 /// 1 when the library was compiled with CUDA support, 0 otherwise.
 #[no_mangle]
 pub extern "C" fn hpsf_has_cuda() -> i32 {
-    cfg!(feature = "cuda") as i32
+    crate::backend::COMPILED_DEVICES.contains(&"cuda") as i32
 }
 
 /// The message of the last failed call on this thread ("" after a success). Valid until the next

@@ -18,7 +18,7 @@ mod search;
 
 pub(crate) use area::spacing as spacing_areas;
 
-use crate::backend::{self, Placed, Target};
+use crate::backend::{self, Device, Placed, Target};
 use crate::error::{Error, Result};
 use crate::geometry::{cell_size_m, Ellipsoid, Grid, EARTH_RADIUS_M};
 use crate::parallel::{with_threads, Progress};
@@ -54,17 +54,6 @@ pub enum Area {
     Uniform,
     /// One non-negative finite area per sample (any unit; only ratios matter).
     Explicit(Vec<f64>),
-}
-
-/// Where the operator lives and its products run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Device {
-    /// The CPU, with `num_threads` worker threads.
-    #[default]
-    Cpu,
-    /// An NVIDIA GPU by ordinal (needs the `cuda` feature).
-    Cuda(usize),
 }
 
 /// Construction parameters. Start from [`Params::new`] (or `Default`, level 10) and set fields.

@@ -60,3 +60,42 @@ impl Orca {
 pub fn implausible(h: &[f64]) -> usize {
     h.iter().filter(|v| v.is_finite() && !(-3.0..=35.0).contains(*v)).count()
 }
+
+/// A synthetic cloud mask over the valid points (`valid`): discs of radius 150–400 km at random
+/// places (seeded), added until about `fraction` of the valid points are under one. Returns the
+/// mask (true = under a cloud) and the fraction reached.
+pub fn clouds(lon: &[f64], lat: &[f64], valid: &[bool], fraction: f64, seed: u64) -> (Vec<bool>, f64) {
+    let mut rng = super::synth::Rng::new(seed);
+    let unit = |lo: f64, la: f64| {
+        let (lo, la) = (lo.to_radians(), la.to_radians());
+        [la.cos() * lo.cos(), la.cos() * lo.sin(), la.sin()]
+    };
+    let points: Vec<[f64; 3]> = lon.iter().zip(lat).map(|(&x, &y)| unit(x, y)).collect();
+    let total = valid.iter().filter(|&&v| v).count();
+    let mut under = vec![false; lon.len()];
+    let mut covered = 0usize;
+    while (covered as f64) < fraction * total as f64 {
+        // a centre at a valid point, so that clouds fall where there are data
+        let i = (rng.uniform() * lon.len() as f64) as usize;
+        if !valid[i] {
+            continue;
+        }
+        let radius = rng.range(150e3, 400e3) / 6_371e3;
+        let cos_r = radius.cos();
+        let c = points[i];
+        for (p, u) in points.iter().zip(under.iter_mut()) {
+            if !*u && p[0] * c[0] + p[1] * c[1] + p[2] * c[2] >= cos_r {
+                *u = true;
+            }
+        }
+        covered = under.iter().zip(valid).filter(|(&u, &v)| u && v).count();
+    }
+    (under, covered as f64 / total as f64)
+}
+
+/// RMS and largest |a − b| over the cells where both are numbers, and how many.
+pub fn field_error(a: &[f64], b: &[f64]) -> (f64, f64, usize) {
+    let d: Vec<f64> = a.iter().zip(b).filter(|(x, y)| x.is_finite() && y.is_finite()).map(|(x, y)| x - y).collect();
+    let rms = (d.iter().map(|x| x * x).sum::<f64>() / d.len().max(1) as f64).sqrt();
+    (rms, d.iter().fold(0.0f64, |m, x| m.max(x.abs())), d.len())
+}

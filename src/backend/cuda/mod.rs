@@ -22,6 +22,9 @@ mod sys {
     include!(concat!(env!("OUT_DIR"), "/hpsf_kernels.rs"));
 }
 
+/// `cudaErrorInsufficientDriver`: the installed driver is older than the runtime.
+const CUDA_ERROR_INSUFFICIENT_DRIVER: i32 = 35;
+
 /// Threads per block of the kernels (one reduction partial per block and column).
 const BLOCK: usize = sys::HPSF_BLOCK as usize;
 
@@ -82,6 +85,14 @@ pub(crate) struct Buf<T> {
     bytes: CudaSlice<u8>,
     len: usize,
     _t: PhantomData<T>,
+}
+
+impl<T> Drop for Buf<T> {
+    fn drop(&mut self) {
+        // cudarc frees the memory without making its context current: an operator dropped on a
+        // thread that never used CUDA (freed through the C ABI, say) would otherwise leak it
+        let _ = self.bytes.context().bind_to_thread();
+    }
 }
 
 impl<T> Buf<T> {
@@ -194,6 +205,11 @@ impl Gpu {
         self.bind()?;
         match f(self.stream()) {
             0 => Ok(()),
+            CUDA_ERROR_INSUFFICIENT_DRIVER => Err(Error::DeviceUnavailable(format!(
+                "the NVIDIA driver of cuda:{} is older than the CUDA 13 runtime this build links: update the driver \
+                 (R580 or newer)",
+                self.ordinal
+            ))),
             code => Err(Error::Cuda(format!("launching {what} failed (cudaError {code})"))),
         }
     }

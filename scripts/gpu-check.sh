@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU checks of the backend seam, in one call on a machine with an NVIDIA GPU (no Rust needed):
+# the binaries come from `bash scripts/build-gpu-tests.sh` (.gpu/, carried with the call). Writes
+# every log under $OUT (default ./gpu-out) and prints a summary table last.
+#
+#   bash scripts/gpu-check.sh
+#
+# 1. tests/cuda.rs: GPU vs CPU for the operators, plain fits (both stopping rules), every fit option
+#    (bounds, conservative, both, x0, per-row missing data alone and with the others, zero-filling,
+#    progress), sample_mask, out_cell_ids, from_links; determinism at B = 1 and 64.
+# 2. compute-sanitizer memcheck on the parity tests and racecheck on the determinism test.
+# 3. The CPU suites (solver, constrained, invariants) built with the cuda feature.
+# 4. Benchmarks at N = 1e6, level 12, npt 9 on cuda:0: f32/f64 × B = 1/8 (100 iterations), with
+#    per-row gaps (B = 8, ~25 % missing), and the constrained fits (B = 1 and 4).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+G=.gpu
+summary=()
+run() { # name, command...
+  local name=$1; shift
+  local t0=$(date +%s.%N)
+  "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  local dt=$(echo "$(date +%s.%N) - $t0" | bc)
+  summary+=("$(printf '%-34s rc=%-3s %7.1f s' "$name" "$rc" "$dt")")
+  return 0
+}
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
+run test-cuda $G/test-cuda --nocapture --test-threads=1
+if command -v compute-sanitizer >/dev/null; then
+  run memcheck compute-sanitizer --tool memcheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
+      every_fit_option_on_the_gpu_matches_the_cpu_f64 masks_restricted_output
+  run racecheck compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
+      gpu_results_are_deterministic
+fi
+run test-solver $G/test-solver
+run test-constrained $G/test-constrained
+run test-invariants $G/test-invariants
+for dt in f32 f64; do
+  for b in 1 8; do
+    run "bench-$dt-b$b" $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch $b --iters 100 --reps 3 --device cuda:0
+    run "bench-cpu-$dt-b$b" $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch $b --iters 20 --reps 1
+  done
+  run "bench-$dt-b8-gaps" $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch 8 --iters 100 --reps 3 --gaps 0.3 --device cuda:0
+done
+run bench-constrained-b1 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --device cuda:0
+run bench-constrained-b4 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --batch 4 --device cuda:0
+grep -h "test result\|SKIP\|panicked" "$OUT"/test-*.log > "$OUT/tests-summary.txt" 2>&1
+grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$OUT"/memcheck.log "$OUT"/racecheck.log >> "$OUT/tests-summary.txt" 2>&1
+echo "== $(cat "$OUT/gpu.txt" | tail -1)"
+printf '%s\n' "${summary[@]}"
+cat "$OUT/tests-summary.txt"
+for f in "$OUT"/bench-*.log; do
+  printf '%-26s ' "$(basename "$f" .log)"
+  grep -o '"iter_ms": [0-9.]*\|"build_s": [0-9.]*\|"setup_s": [0-9.]*\|"fit": "[a-z+]*"\|"fit_s": [0-9.]*\|"iterations": [0-9]*' "$f" | tr '\n' ' '
+  echo
+done
