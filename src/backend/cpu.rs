@@ -579,22 +579,23 @@ macro_rules! dispatch_rows {
 }
 
 /// `out (N×s) = (v (K×s) · MT) ⊙ valid`: each sample gathers its linked cells; where `valid` (N×s,
-/// bit 0) is clear, 0.
+/// bit 0) is clear, 0 (a second, cheap pass, so that the unmasked product stays as lean as it was).
 pub(crate) fn mt_product<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, out: &mut [F], valid: Option<&[u8]>) {
     out.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, chunk)| {
-        let valid = valid.map(|m| &m[c * CHUNK * s..c * CHUNK * s + chunk.len()]);
-        dispatch_rows!(s, mt_chunk, mt_chunk_dyn, (l, v, s, c * CHUNK, chunk, valid));
+        dispatch_rows!(s, mt_chunk, mt_chunk_dyn, (l, v, s, c * CHUNK, chunk));
     });
+    if let Some(valid) = valid {
+        out.par_chunks_mut(CHUNK * s).zip(valid.par_chunks(CHUNK * s)).for_each(|(o, m)| {
+            for (x, &mj) in o.iter_mut().zip(m) {
+                if mj & FREE == 0 {
+                    *x = F::ZERO;
+                }
+            }
+        });
+    }
 }
 
-fn mt_chunk<F: Real, const S: usize>(
-    l: &SampleLinks<F>,
-    v: &[F],
-    _s: usize,
-    i0: usize,
-    chunk: &mut [F],
-    valid: Option<&[u8]>,
-) {
+fn mt_chunk<F: Real, const S: usize>(l: &SampleLinks<F>, v: &[F], _s: usize, i0: usize, chunk: &mut [F]) {
     let npt = l.npt;
     for (di, o) in chunk.chunks_exact_mut(S).enumerate() {
         let i = (i0 + di) * npt;
@@ -607,18 +608,11 @@ fn mt_chunk<F: Real, const S: usize>(
                 }
             }
         }
-        if let Some(m) = valid {
-            for j in 0..S {
-                if m[di * S + j] & FREE == 0 {
-                    acc[j] = F::ZERO;
-                }
-            }
-        }
         o.copy_from_slice(&acc);
     }
 }
 
-fn mt_chunk_dyn<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, i0: usize, chunk: &mut [F], valid: Option<&[u8]>) {
+fn mt_chunk_dyn<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, i0: usize, chunk: &mut [F]) {
     let npt = l.npt;
     for (di, o) in chunk.chunks_exact_mut(s).enumerate() {
         let i = (i0 + di) * npt;
@@ -627,13 +621,6 @@ fn mt_chunk_dyn<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, i0: usize, chunk
             if h >= 0 {
                 for (a, &b) in o.iter_mut().zip(&v[h as usize * s..(h as usize + 1) * s]) {
                     *a += w * b;
-                }
-            }
-        }
-        if let Some(m) = valid {
-            for (a, &mj) in o.iter_mut().zip(&m[di * s..(di + 1) * s]) {
-                if mj & FREE == 0 {
-                    *a = F::ZERO;
                 }
             }
         }
@@ -751,25 +738,33 @@ fn sum_partials(partials: Vec<Vec<f64>>, s: usize) -> Vec<f64> {
 }
 
 /// Per-row dot products `Σ_k a[k,j]·b[k,j]·w[k]·mask[k,j]` of E×s blocks (b, w = 1 and every
-/// element counted when absent).
+/// element counted when absent; the terms are formed as `a·b·w` in f64).
 pub(crate) fn dots<F: Real>(a: &[F], b: Option<&[F]>, s: usize, w: Option<&[F]>, mask: Option<&[u8]>) -> Vec<f64> {
     let partials: Vec<Vec<f64>> = a
         .par_chunks(CHUNK * s)
         .enumerate()
         .map(|(c, ca)| {
-            let at = c * CHUNK * s;
+            let (at, k0) = (c * CHUNK * s, c * CHUNK);
             let mut dots = vec![0.0f64; s];
+            // the options are decided once per chunk, not per element
+            let cb = b.map(|b| &b[at..at + ca.len()]);
+            let cm = mask.map(|m| &m[at..at + ca.len()]);
             for (dk, ra) in ca.chunks_exact(s).enumerate() {
-                let wk = w.map_or(1.0, |w| w[c * CHUNK + dk].to_f64());
-                let e0 = at + dk * s;
-                for (j, &x) in ra.iter().enumerate() {
-                    if mask.is_some_and(|m| m[e0 + j] & FREE == 0) {
-                        continue;
+                let wk = w.map_or(1.0, |w| w[k0 + dk].to_f64());
+                let (rb, rm) = (cb.map(|v| &v[dk * s..(dk + 1) * s]), cm.map(|v| &v[dk * s..(dk + 1) * s]));
+                match (rb, rm) {
+                    (Some(rb), None) => {
+                        for ((d, &x), &y) in dots.iter_mut().zip(ra).zip(rb) {
+                            *d += x.to_f64() * y.to_f64() * wk;
+                        }
                     }
-                    dots[j] += match b {
-                        Some(b) => x.to_f64() * b[e0 + j].to_f64() * wk,
-                        None => x.to_f64() * wk,
-                    };
+                    _ => {
+                        for (j, (d, &x)) in dots.iter_mut().zip(ra).enumerate() {
+                            if rm.is_none_or(|m| m[j] & FREE != 0) {
+                                *d += x.to_f64() * rb.map_or(1.0, |v| v[j].to_f64()) * wk;
+                            }
+                        }
+                    }
                 }
             }
             dots
