@@ -89,7 +89,8 @@ fn main() {
             .allowlist_var("HPSF_.*")
             // the CG scalars' layout is written once, in src/backend/mod.rs
             .blocklist_type("hpsf_cg_scalars")
-            .raw_line("use crate::backend::hpsf_cg_scalars;")
+            .blocklist_type("hpsf_box_args")
+            .raw_line("use crate::backend::{hpsf_box_args, hpsf_cg_scalars};")
             .layout_tests(false)
             .generate()
     });

@@ -119,7 +119,7 @@ HPSF_HD T hpsf_clamp(T v, T lo, T hi) {
 // The box of element e (column j = e % s) in the units of the update: the row's bounds lo[j], hi[j]
 // on the fitted value minus the element's offset (x_ref; none when off is NULL).
 template <typename T>
-struct hpsf_box {
+struct hpsf_box_bounds {
     const T *lo, *hi, *off;
     int32_t s;
     HPSF_HD T lower(int64_t e) const { return off ? lo[e % s] - off[e] : lo[e % s]; }
@@ -128,7 +128,7 @@ struct hpsf_box {
 
 // x clamped into the box (cells outside the problem are left alone).
 template <typename T>
-HPSF_HD void hpsf_box_clamp_at(int64_t e, hpsf_box<T> b, T *x, const uint8_t *codes) {
+HPSF_HD void hpsf_box_clamp_at(int64_t e, hpsf_box_bounds<T> b, T *x, const uint8_t *codes) {
     if (codes && codes[e] == 0) return;
     x[e] = hpsf_clamp(x[e], b.lower(e), b.upper(e));
 }
@@ -137,7 +137,8 @@ HPSF_HD void hpsf_box_clamp_at(int64_t e, hpsf_box<T> b, T *x, const uint8_t *co
 // when x <= lower and r <= kkt (the gradient points out of the box), at the upper when x >= upper
 // and r >= -kkt; free otherwise. kkt per column.
 template <typename T>
-HPSF_HD void hpsf_box_classify_at(int64_t e, hpsf_box<T> b, const T *x, const T *r, const T *kkt, uint8_t *codes) {
+HPSF_HD void hpsf_box_classify_at(int64_t e, hpsf_box_bounds<T> b, const T *x, const T *r, const T *kkt,
+                                  uint8_t *codes) {
     if (codes[e] == 0) return;
     const T k = kkt[e % b.s];
     const bool low = x[e] <= b.lower(e) && r[e] <= k;
@@ -148,7 +149,7 @@ HPSF_HD void hpsf_box_classify_at(int64_t e, hpsf_box<T> b, const T *x, const T 
 // The step of a pass: x + d on the free cells, clamped into the box. Returns 1 where the unclamped
 // value left the box (another pass is needed), else 0.
 template <typename T>
-HPSF_HD int hpsf_box_step_at(int64_t e, hpsf_box<T> b, T *x, const T *d, const uint8_t *codes) {
+HPSF_HD int hpsf_box_step_at(int64_t e, hpsf_box_bounds<T> b, T *x, const T *d, const uint8_t *codes) {
     if (codes[e] == 0) return 0;
     const T v = (codes[e] & HPSF_FREE) ? x[e] + d[e] : x[e];
     const T lo = b.lower(e), hi = b.upper(e);
@@ -167,7 +168,7 @@ HPSF_HD int hpsf_box_release_at(int64_t e, int32_t s, const T *r, const T *kkt, 
 // leaves [lo_j, hi_j] is held at the bound it crosses and its base value set to that bound.
 // Returns 1 for such a cell, else 0.
 template <typename T>
-HPSF_HD int hpsf_box_hold_at(int64_t e, hpsf_box<T> b, const T *cand, T *base, uint8_t *codes) {
+HPSF_HD int hpsf_box_hold_at(int64_t e, hpsf_box_bounds<T> b, const T *cand, T *base, uint8_t *codes) {
     if (!(codes[e] & HPSF_FREE)) return 0;
     const T lo = b.lower(e), hi = b.upper(e);
     if (cand[e] < lo) {
@@ -181,6 +182,52 @@ HPSF_HD int hpsf_box_hold_at(int64_t e, hpsf_box<T> b, const T *cand, T *base, u
         return 1;
     }
     return 0;
+}
+
+// The arguments of a box rule over the elements of E×s blocks (value pointers of the caller's
+// type; what each rule reads is listed at its function above). Mirrored by `backend::hpsf_box_args`.
+typedef struct hpsf_box_args {
+    int64_t len;       // elements of the blocks (E·s)
+    int32_t s;         // columns
+    int32_t rule;      // HPSF_BOX_*
+    const void *lo;    // s lower bounds on the fitted values
+    const void *hi;    // s upper bounds
+    const void *off;   // NULL, or len offsets (x_ref)
+    void *x;           // the update: clamp, classify (read), step
+    const void *r;     // the residual: classify, release
+    const void *d;     // the step: step
+    const void *kkt;   // s tolerances: classify, release
+    const void *cand;  // the corrected field: hold
+    void *base;        // the field a correction starts from: hold
+    uint8_t *codes;    // cell codes (NULL only for clamp: every cell)
+} hpsf_box_args;
+
+#define HPSF_BOX_CLAMP 0
+#define HPSF_BOX_CLASSIFY 1
+#define HPSF_BOX_STEP 2
+#define HPSF_BOX_RELEASE 3
+#define HPSF_BOX_HOLD 4
+
+// The rule `a.rule` at element e; what it counts (step, release, hold), else 0.
+template <typename T>
+HPSF_HD int hpsf_box_rule(int64_t e, const hpsf_box_args &a) {
+    const hpsf_box_bounds<T> b = {(const T *)a.lo, (const T *)a.hi, (const T *)a.off, a.s};
+    switch (a.rule) {
+        case HPSF_BOX_CLAMP:
+            hpsf_box_clamp_at(e, b, (T *)a.x, a.codes);
+            return 0;
+        case HPSF_BOX_CLASSIFY:
+            hpsf_box_classify_at(e, b, (const T *)a.x, (const T *)a.r, (const T *)a.kkt, a.codes);
+            return 0;
+        case HPSF_BOX_STEP:
+            return hpsf_box_step_at(e, b, (T *)a.x, (const T *)a.d, a.codes);
+        case HPSF_BOX_RELEASE:
+            return hpsf_box_release_at(e, a.s, (const T *)a.r, (const T *)a.kkt, a.codes);
+        case HPSF_BOX_HOLD:
+            return hpsf_box_hold_at(e, b, (const T *)a.cand, (T *)a.base, a.codes);
+        default:
+            return 0;
+    }
 }
 
 #endif  // HPSF_RULES_H

@@ -1,6 +1,6 @@
 // Element-wise kernels: the vector operations of the solver's layers, column moves, and the box
-// rules of a bounded fit (csrc/rules.h, one thread per element; the counting ones write one
-// partial per block).
+// rules of a bounded fit (csrc/rules.h, one thread per element; those that count write one partial
+// per block).
 #include "common.cuh"
 
 #define HPSF_ELEMENT(len)                                          \
@@ -56,41 +56,14 @@ __global__ void columns(U *dst, int32_t t, const int32_t *dst_cols, const U *src
     dst[row * t + dst_cols[c]] = src[row * m + src_cols[c]];
 }
 
+// A box rule, one thread per element; with partials, the block's count (every thread of the block
+// takes part).
 template <typename T>
-__global__ void box_clamp(hpsf_box<T> b, T *x, const uint8_t *codes, int64_t len) {
-    HPSF_ELEMENT(len);
-    hpsf_box_clamp_at(e, b, x, codes);
-}
-
-template <typename T>
-__global__ void box_classify(hpsf_box<T> b, const T *x, const T *r, const T *kkt, uint8_t *codes, int64_t len) {
-    HPSF_ELEMENT(len);
-    hpsf_box_classify_at(e, b, x, r, kkt, codes);
-}
-
-// The counting rules: every thread of the block takes part in the partial.
-template <typename T>
-__global__ void box_step(hpsf_box<T> b, T *x, const T *d, const uint8_t *codes, int64_t len, double *partials) {
+__global__ void box_rule(hpsf_box_args a, double *partials) {
     __shared__ double sh[HPSF_BLOCK];
     int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    double v = e < len ? (double)hpsf_box_step_at(e, b, x, d, codes) : 0.0;
-    hpsf_block_partials(v, sh, 0, 1, partials);
-}
-
-template <typename T>
-__global__ void box_release(int32_t s, const T *r, const T *kkt, const uint8_t *codes, int64_t len, double *partials) {
-    __shared__ double sh[HPSF_BLOCK];
-    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    double v = e < len ? (double)hpsf_box_release_at(e, s, r, kkt, codes) : 0.0;
-    hpsf_block_partials(v, sh, 0, 1, partials);
-}
-
-template <typename T>
-__global__ void box_hold(hpsf_box<T> b, const T *cand, T *base, uint8_t *codes, int64_t len, double *partials) {
-    __shared__ double sh[HPSF_BLOCK];
-    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    double v = e < len ? (double)hpsf_box_hold_at(e, b, cand, base, codes) : 0.0;
-    hpsf_block_partials(v, sh, 0, 1, partials);
+    double v = e < a.len ? (double)hpsf_box_rule<T>(e, a) : 0.0;
+    if (partials) hpsf_block_partials(v, sh, 0, 1, partials);
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
@@ -135,49 +108,9 @@ static int broadcast_launch(void *out, const void *src, double scale, const uint
 }
 
 template <typename T>
-static hpsf_box<T> box_of(const void *lo, const void *hi, const void *off, int32_t s) {
-    hpsf_box<T> b = {(const T *)lo, (const T *)hi, (const T *)off, s};
-    return b;
-}
-
-template <typename T>
-static int clamp_launch(int64_t len, int32_t s, const void *lo, const void *hi, const void *off, void *x,
-                        const uint8_t *codes, hpsf_stream stream) {
-    if (len <= 0) return 0;
-    box_clamp<T><<<HPSF_GRID(len)>>>(box_of<T>(lo, hi, off, s), (T *)x, codes, len);
-    HPSF_LAUNCH_CHECK();
-}
-
-template <typename T>
-static int classify_launch(int64_t len, int32_t s, const void *lo, const void *hi, const void *off, const void *x,
-                           const void *r, const void *kkt, uint8_t *codes, hpsf_stream stream) {
-    if (len <= 0) return 0;
-    box_classify<T><<<HPSF_GRID(len)>>>(box_of<T>(lo, hi, off, s), (const T *)x, (const T *)r, (const T *)kkt, codes,
-                                        len);
-    HPSF_LAUNCH_CHECK();
-}
-
-template <typename T>
-static int step_launch(int64_t len, int32_t s, const void *lo, const void *hi, const void *off, void *x,
-                       const void *d, const uint8_t *codes, double *partials, hpsf_stream stream) {
-    if (len <= 0) return 0;
-    box_step<T><<<HPSF_GRID(len)>>>(box_of<T>(lo, hi, off, s), (T *)x, (const T *)d, codes, len, partials);
-    HPSF_LAUNCH_CHECK();
-}
-
-template <typename T>
-static int release_launch(int64_t len, int32_t s, const void *r, const void *kkt, const uint8_t *codes,
-                          double *partials, hpsf_stream stream) {
-    if (len <= 0) return 0;
-    box_release<T><<<HPSF_GRID(len)>>>(s, (const T *)r, (const T *)kkt, codes, len, partials);
-    HPSF_LAUNCH_CHECK();
-}
-
-template <typename T>
-static int hold_launch(int64_t len, int32_t s, const void *lo, const void *hi, const void *cand, void *base,
-                       uint8_t *codes, double *partials, hpsf_stream stream) {
-    if (len <= 0) return 0;
-    box_hold<T><<<HPSF_GRID(len)>>>(box_of<T>(lo, hi, nullptr, s), (const T *)cand, (T *)base, codes, len, partials);
+static int box_launch(const hpsf_box_args *a, double *partials, hpsf_stream stream) {
+    if (a->len <= 0) return 0;
+    box_rule<T><<<HPSF_GRID(a->len)>>>(*a, partials);
     HPSF_LAUNCH_CHECK();
 }
 
@@ -228,28 +161,7 @@ int hpsf_columns(void *dst, int32_t t, const int32_t *dst_cols, const void *src,
     HPSF_LAUNCH_CHECK();
 }
 
-int hpsf_box_clamp(int32_t dtype, int64_t len, int32_t s, const void *lo, const void *hi, const void *off, void *x,
-                   const uint8_t *codes, hpsf_stream stream) {
-    return HPSF_TYPED(dtype, clamp_launch, len, s, lo, hi, off, x, codes, stream);
-}
-
-int hpsf_box_classify(int32_t dtype, int64_t len, int32_t s, const void *lo, const void *hi, const void *off,
-                      const void *x, const void *r, const void *kkt, uint8_t *codes, hpsf_stream stream) {
-    return HPSF_TYPED(dtype, classify_launch, len, s, lo, hi, off, x, r, kkt, codes, stream);
-}
-
-int hpsf_box_step(int32_t dtype, int64_t len, int32_t s, const void *lo, const void *hi, const void *off, void *x,
-                  const void *d, const uint8_t *codes, double *partials, hpsf_stream stream) {
-    return HPSF_TYPED(dtype, step_launch, len, s, lo, hi, off, x, d, codes, partials, stream);
-}
-
-int hpsf_box_release(int32_t dtype, int64_t len, int32_t s, const void *r, const void *kkt, const uint8_t *codes,
-                     double *partials, hpsf_stream stream) {
-    return HPSF_TYPED(dtype, release_launch, len, s, r, kkt, codes, partials, stream);
-}
-
-int hpsf_box_hold(int32_t dtype, int64_t len, int32_t s, const void *lo, const void *hi, const void *cand,
-                  void *base, uint8_t *codes, double *partials, hpsf_stream stream) {
-    return HPSF_TYPED(dtype, hold_launch, len, s, lo, hi, cand, base, codes, partials, stream);
+int hpsf_box(int32_t dtype, const hpsf_box_args *a, double *partials, hpsf_stream stream) {
+    return HPSF_TYPED(dtype, box_launch, a, partials, stream);
 }
 }

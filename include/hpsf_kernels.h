@@ -30,8 +30,9 @@ typedef struct CUstream_st *hpsf_stream;
 #define HPSF_F32 0
 #define HPSF_F64 1
 
-/* The CG scalars (csrc/rules.h), as a struct of device pointers passed by value. */
+/* The CG scalars and the arguments of a box rule (csrc/rules.h), structs of device pointers. */
 struct hpsf_cg_scalars;
+struct hpsf_box_args;
 
 /* ---- fused gather-weight (construction) ------------------------------------------------------
  * By sample position p: for each link t with hi[p*npt+t] >= 0, d = 2R asin(|x_p - c_k|/2) from the
@@ -102,19 +103,10 @@ int hpsf_broadcast(int32_t dtype, void *out, const void *src, double scale, cons
 int hpsf_columns(void *dst, int32_t t, const int32_t *dst_cols, const void *src, int32_t m, const int32_t *src_cols,
                  int32_t ncols, int64_t rows, int32_t elem_bytes, hpsf_stream stream);
 
-/* ---- the box of a bounded fit (the rules of csrc/rules.h, one thread per element) --------------
- * lo, hi: s bounds (of the type); off: NULL or the len-element offset; kkt: s values. The counting
- * rules write one partial per block (the block's count, as a double) to partials.                 */
-int hpsf_box_clamp(int32_t dtype, int64_t len, int32_t s, const void *lo, const void *hi, const void *off, void *x,
-                   const uint8_t *codes, hpsf_stream stream);
-int hpsf_box_classify(int32_t dtype, int64_t len, int32_t s, const void *lo, const void *hi, const void *off,
-                      const void *x, const void *r, const void *kkt, uint8_t *codes, hpsf_stream stream);
-int hpsf_box_step(int32_t dtype, int64_t len, int32_t s, const void *lo, const void *hi, const void *off, void *x,
-                  const void *d, const uint8_t *codes, double *partials, hpsf_stream stream);
-int hpsf_box_release(int32_t dtype, int64_t len, int32_t s, const void *r, const void *kkt, const uint8_t *codes,
-                     double *partials, hpsf_stream stream);
-int hpsf_box_hold(int32_t dtype, int64_t len, int32_t s, const void *lo, const void *hi, const void *cand,
-                  void *base, uint8_t *codes, double *partials, hpsf_stream stream);
+/* ---- the box of a bounded fit -------------------------------------------------------------------
+ * The box rule a->rule of csrc/rules.h at every element (a holds device pointers). With partials
+ * != NULL, one partial per block: the block's count, as a double.                                 */
+int hpsf_box(int32_t dtype, const struct hpsf_box_args *a, double *partials, hpsf_stream stream);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,9 @@
 //! The CG's scalar step and the active set's element rules are the C++ of `csrc/rules.h`, compiled
 //! for the host by build.rs (`csrc/host.cpp`) — the same source the CUDA kernels compile.
 
-use super::{Backend, BoxBounds, CgInit, CgLayout, CgSnapshot, LinkWeights, WeightInputs, FREE};
+use super::{
+    hpsf_box_args, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, LinkWeights, WeightInputs, FREE,
+};
 use crate::error::Result;
 use crate::real::Real;
 use crate::sparse::{CellLinks, SampleLinks};
@@ -45,90 +47,23 @@ impl HostScalars {
 }
 
 mod rules {
-    use crate::backend::hpsf_cg_scalars;
+    use crate::backend::{hpsf_box_args, hpsf_cg_scalars};
     extern "C" {
         pub fn hpsf_cg_alpha_host(c: *const hpsf_cg_scalars);
         pub fn hpsf_cg_beta_host(c: *const hpsf_cg_scalars);
+        pub fn hpsf_box_host(f64: i32, a: *const hpsf_box_args, begin: i64, end: i64) -> i64;
     }
-    macro_rules! box_rules {
-        ($t:ty, $clamp:ident, $classify:ident, $step:ident, $release:ident, $hold:ident) => {
-            extern "C" {
-                pub fn $clamp(
-                    b: i64,
-                    e: i64,
-                    s: i32,
-                    lo: *const $t,
-                    hi: *const $t,
-                    off: *const $t,
-                    x: *mut $t,
-                    codes: *const u8,
-                );
-                pub fn $classify(
-                    b: i64,
-                    e: i64,
-                    s: i32,
-                    lo: *const $t,
-                    hi: *const $t,
-                    off: *const $t,
-                    x: *const $t,
-                    r: *const $t,
-                    kkt: *const $t,
-                    codes: *mut u8,
-                );
-                pub fn $step(
-                    b: i64,
-                    e: i64,
-                    s: i32,
-                    lo: *const $t,
-                    hi: *const $t,
-                    off: *const $t,
-                    x: *mut $t,
-                    d: *const $t,
-                    codes: *const u8,
-                ) -> i64;
-                pub fn $release(b: i64, e: i64, s: i32, r: *const $t, kkt: *const $t, codes: *const u8) -> i64;
-                pub fn $hold(
-                    b: i64,
-                    e: i64,
-                    s: i32,
-                    lo: *const $t,
-                    hi: *const $t,
-                    cand: *const $t,
-                    base: *mut $t,
-                    codes: *mut u8,
-                ) -> i64;
-            }
-        };
-    }
-    box_rules!(
-        f32,
-        hpsf_box_clamp_f32,
-        hpsf_box_classify_f32,
-        hpsf_box_step_f32,
-        hpsf_box_release_f32,
-        hpsf_box_hold_f32
-    );
-    box_rules!(
-        f64,
-        hpsf_box_clamp_f64,
-        hpsf_box_classify_f64,
-        hpsf_box_step_f64,
-        hpsf_box_release_f64,
-        hpsf_box_hold_f64
-    );
 }
 
-/// Calls the f32 or f64 instance `$f32`/`$f64` of a box rule with the F-typed pointers cast to that
-/// type (F is f32 or f64, and `F::IS_F64` says which).
-macro_rules! typed {
-    ($f32:path, $f64:path, ($($arg:expr),*)) => {
-        if F::IS_F64 { $f64($($arg as _),*) } else { $f32($($arg as _),*) }
-    };
-}
+/// The arguments of a box rule, shared by the rayon tasks that apply it to disjoint element ranges.
+struct Shared(hpsf_box_args);
+// SAFETY: each task reads the per-column arrays and reads or writes only the elements of its own
+// range [begin, end) of the blocks (the rules of csrc/rules.h touch element e alone).
+unsafe impl Sync for Shared {}
 
-/// Null for `None`.
-fn ptr_or_null<T>(v: Option<&[T]>) -> *const T {
-    v.map_or(std::ptr::null(), <[T]>::as_ptr)
+/// The host address of a block, or null.
+fn addr<T>(v: Option<&Vec<T>>) -> *const std::ffi::c_void {
+    v.map_or(std::ptr::null(), |v| v.as_ptr().cast())
 }
 
 impl<F: Real> Backend<F> for Cpu<'_, F> {
@@ -287,138 +222,43 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         Ok(out)
     }
 
-    fn box_clamp(&self, x: &mut Vec<F>, b: &BoxBounds<'_, F, Vec<F>>, codes: Option<&Vec<u8>>) -> Result<()> {
-        let s = b.lo.len();
-        x.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, xc)| {
-            let at = c * CHUNK * s;
-            let off = ptr_or_null(b.off.map(|o| &o[at..]));
-            let codes = ptr_or_null(codes.map(|m| &m[at..]));
-            // SAFETY: every array holds the chunk's elements from `at` on (x, off, codes) or s values
-            // (lo, hi); the rule reads and writes elements 0..len of the chunk only.
-            unsafe {
-                typed!(
-                    rules::hpsf_box_clamp_f32,
-                    rules::hpsf_box_clamp_f64,
-                    (0i64, xc.len() as i64, s as i32, b.lo.as_ptr(), b.hi.as_ptr(), off, xc.as_mut_ptr(), codes)
-                )
+    fn box_rule(&self, rule: BoxRule<'_, F, Vec<F>, Vec<u8>>) -> Result<u64> {
+        let (len, s) = rule.shape(Vec::len, Vec::len)?;
+        let mut a = hpsf_box_args::new(rule.code(), len, s);
+        let bounds = |b: &BoxBounds<'_, F, Vec<F>>| (b.lo.as_ptr().cast(), b.hi.as_ptr().cast(), addr(b.off));
+        match rule {
+            BoxRule::Clamp { x, b, codes } => {
+                (a.lo, a.hi, a.off) = bounds(b);
+                (a.x, a.codes) = (x.as_mut_ptr().cast(), addr(codes) as *mut u8);
             }
-        });
-        Ok(())
-    }
-    fn box_classify(
-        &self,
-        x: &Vec<F>,
-        r: &Vec<F>,
-        b: &BoxBounds<'_, F, Vec<F>>,
-        kkt: &[F],
-        codes: &mut Vec<u8>,
-    ) -> Result<()> {
-        let s = b.lo.len();
-        codes.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, cc)| {
-            let at = c * CHUNK * s;
-            let off = ptr_or_null(b.off.map(|o| &o[at..]));
-            // SAFETY: as in box_clamp; x and r hold the chunk's elements from `at` on, kkt s values.
-            unsafe {
-                typed!(
-                    rules::hpsf_box_classify_f32,
-                    rules::hpsf_box_classify_f64,
-                    (
-                        0i64,
-                        cc.len() as i64,
-                        s as i32,
-                        b.lo.as_ptr(),
-                        b.hi.as_ptr(),
-                        off,
-                        x[at..].as_ptr(),
-                        r[at..].as_ptr(),
-                        kkt.as_ptr(),
-                        cc.as_mut_ptr()
-                    )
-                )
+            BoxRule::Classify { x, r, b, kkt, codes } => {
+                (a.lo, a.hi, a.off) = bounds(b);
+                (a.x, a.r, a.kkt, a.codes) =
+                    (x.as_ptr() as *mut _, r.as_ptr().cast(), kkt.as_ptr().cast(), codes.as_mut_ptr());
             }
-        });
-        Ok(())
-    }
-    fn box_step(&self, x: &mut Vec<F>, d: &Vec<F>, b: &BoxBounds<'_, F, Vec<F>>, codes: &Vec<u8>) -> Result<u64> {
-        let s = b.lo.len();
-        let n: i64 = x
-            .par_chunks_mut(CHUNK * s)
-            .zip(codes.par_chunks(CHUNK * s))
-            .enumerate()
-            .map(|(c, (xc, cc))| {
-                let at = c * CHUNK * s;
-                let off = ptr_or_null(b.off.map(|o| &o[at..]));
-                // SAFETY: as in box_clamp; d holds the chunk's elements from `at` on.
-                unsafe {
-                    typed!(
-                        rules::hpsf_box_step_f32,
-                        rules::hpsf_box_step_f64,
-                        (
-                            0i64,
-                            xc.len() as i64,
-                            s as i32,
-                            b.lo.as_ptr(),
-                            b.hi.as_ptr(),
-                            off,
-                            xc.as_mut_ptr(),
-                            d[at..].as_ptr(),
-                            cc.as_ptr()
-                        )
-                    )
-                }
-            })
-            .sum();
-        Ok(n as u64)
-    }
-    fn box_release(&self, r: &Vec<F>, kkt: &[F], codes: &Vec<u8>) -> Result<u64> {
-        let s = kkt.len();
-        let n: i64 = r
-            .par_chunks(CHUNK * s)
-            .zip(codes.par_chunks(CHUNK * s))
-            .map(|(rc, cc)| {
-                // SAFETY: r and codes hold the chunk's elements, kkt s values.
-                unsafe {
-                    typed!(
-                        rules::hpsf_box_release_f32,
-                        rules::hpsf_box_release_f64,
-                        (0i64, rc.len() as i64, s as i32, rc.as_ptr(), kkt.as_ptr(), cc.as_ptr())
-                    )
-                }
-            })
-            .sum();
-        Ok(n as u64)
-    }
-    fn box_hold(
-        &self,
-        cand: &Vec<F>,
-        base: &mut Vec<F>,
-        b: &BoxBounds<'_, F, Vec<F>>,
-        codes: &mut Vec<u8>,
-    ) -> Result<u64> {
-        let s = b.lo.len();
-        let n: i64 = base
-            .par_chunks_mut(CHUNK * s)
-            .zip(codes.par_chunks_mut(CHUNK * s))
-            .enumerate()
-            .map(|(c, (bc, cc))| {
-                let at = c * CHUNK * s;
-                // SAFETY: cand, base and codes hold the chunk's elements from `at` on, lo and hi s values.
-                unsafe {
-                    typed!(
-                        rules::hpsf_box_hold_f32,
-                        rules::hpsf_box_hold_f64,
-                        (
-                            0i64,
-                            bc.len() as i64,
-                            s as i32,
-                            b.lo.as_ptr(),
-                            b.hi.as_ptr(),
-                            cand[at..].as_ptr(),
-                            bc.as_mut_ptr(),
-                            cc.as_mut_ptr()
-                        )
-                    )
-                }
+            BoxRule::Step { x, d, b, codes } => {
+                (a.lo, a.hi, a.off) = bounds(b);
+                (a.x, a.d, a.codes) = (x.as_mut_ptr().cast(), d.as_ptr().cast(), codes.as_ptr() as *mut u8);
+            }
+            BoxRule::Release { r, kkt, codes } => {
+                (a.r, a.kkt, a.codes) = (r.as_ptr().cast(), kkt.as_ptr().cast(), codes.as_ptr() as *mut u8);
+            }
+            BoxRule::Hold { cand, base, b, codes } => {
+                (a.lo, a.hi, a.off) = bounds(b);
+                (a.cand, a.base, a.codes) = (cand.as_ptr().cast(), base.as_mut_ptr().cast(), codes.as_mut_ptr());
+            }
+        }
+        let shared = Shared(a);
+        let a = &shared; // the closure must capture the Sync wrapper, not the field
+        let step = CHUNK * s;
+        let n: i64 = (0..len.div_ceil(step))
+            .into_par_iter()
+            .map(|c| {
+                let (begin, end) = (c * step, ((c + 1) * step).min(len));
+                // SAFETY: every block holds `len` elements and every per-column array s values (checked by
+                // `shape`); the rules only write what the rule owns mutably (x, base, codes), element by
+                // element, in this task's range.
+                unsafe { rules::hpsf_box_host(F::IS_F64 as i32, &a.0, begin as i64, end as i64) }
             })
             .sum();
         Ok(n as u64)

@@ -24,10 +24,11 @@ pub(crate) mod cuda;
 
 use crate::error::{Error, Result};
 use crate::real::Real;
+use std::ffi::c_void;
 
 /// The solver's primitives on one operator (the links by sample holding `MT`, the links by cell
 /// holding `M`, and `Dx`). Every method is a whole-array operation; those returning host values
-/// (`dots`, `max_abs`, the box counts, `cg_read`, `download*`) wait for the backend, the others may
+/// (`dots`, `max_abs`, `box_rule`, `cg_read`, `download*`) wait for the backend, the others may
 /// run asynchronously (a GPU backend only enqueues them).
 pub(crate) trait Backend<F: Real>: Sync {
     /// An E×s block of values.
@@ -116,37 +117,9 @@ pub(crate) trait Backend<F: Real>: Sync {
     /// `scale·src` (K×1) in each of s columns, 0 where `codes` (K×s) has bit 0 clear.
     fn broadcast(&self, src: &Self::Vals, s: usize, scale: F, codes: Option<&Self::Mask>) -> Result<Self::Vals>;
 
-    /// The update x clamped into the box (cells with code 0 left alone).
-    fn box_clamp(&self, x: &mut Self::Vals, b: &BoxBounds<'_, F, Self::Vals>, codes: Option<&Self::Mask>)
-        -> Result<()>;
-    /// Recomputes the codes of the cells in the problem from x and the residual r (`kkt` per column).
-    fn box_classify(
-        &self,
-        x: &Self::Vals,
-        r: &Self::Vals,
-        b: &BoxBounds<'_, F, Self::Vals>,
-        kkt: &[F],
-        codes: &mut Self::Mask,
-    ) -> Result<()>;
-    /// `x = clamp(x + d on free cells)`; the number of cells whose unclamped value left the box.
-    fn box_step(
-        &self,
-        x: &mut Self::Vals,
-        d: &Self::Vals,
-        b: &BoxBounds<'_, F, Self::Vals>,
-        codes: &Self::Mask,
-    ) -> Result<u64>;
-    /// The number of held cells that want to be released.
-    fn box_release(&self, r: &Self::Vals, kkt: &[F], codes: &Self::Mask) -> Result<u64>;
-    /// Holds the free cells whose `cand` leaves the box at the bound crossed (their `base` set to
-    /// it); the number held.
-    fn box_hold(
-        &self,
-        cand: &Self::Vals,
-        base: &mut Self::Vals,
-        b: &BoxBounds<'_, F, Self::Vals>,
-        codes: &mut Self::Mask,
-    ) -> Result<u64>;
+    /// Applies a rule of the box of a bounded fit (`csrc/rules.h`) to every element; returns the
+    /// number of elements it counted (0 for the rules that count nothing).
+    fn box_rule(&self, rule: BoxRule<'_, F, Self::Vals, Self::Mask>) -> Result<u64>;
 
     /// The scalars of a new CG.
     fn cg_start(&self, init: &CgInit) -> Result<Self::Scalars>;
@@ -199,6 +172,108 @@ pub(crate) struct BoxBounds<'a, F, V> {
     pub lo: &'a [F],
     pub hi: &'a [F],
     pub off: Option<&'a V>,
+}
+
+/// A rule of the box of a bounded fit, with the blocks it reads and writes (all E×s, the bounds
+/// and `kkt` s values each).
+pub(crate) enum BoxRule<'a, F, V, M> {
+    /// x clamped into the box (cells with code 0 left alone; with no codes, every cell).
+    Clamp { x: &'a mut V, b: &'a BoxBounds<'a, F, V>, codes: Option<&'a M> },
+    /// The codes of the cells in the problem, recomputed from the update x and the residual
+    /// r = b − A x (`kkt` per column).
+    Classify { x: &'a V, r: &'a V, b: &'a BoxBounds<'a, F, V>, kkt: &'a [F], codes: &'a mut M },
+    /// `x = clamp(x + d on the free cells)`; counts the cells whose unclamped value left the box.
+    Step { x: &'a mut V, d: &'a V, b: &'a BoxBounds<'a, F, V>, codes: &'a M },
+    /// Counts the held cells that want to be released (their gradient points into the box).
+    Release { r: &'a V, kkt: &'a [F], codes: &'a M },
+    /// Holds the free cells whose `cand` leaves the box (bounds on the fitted values, no offset) at
+    /// the bound crossed, their `base` set to it; counts them.
+    Hold { cand: &'a V, base: &'a mut V, b: &'a BoxBounds<'a, F, V>, codes: &'a mut M },
+}
+
+impl<F, V, M> BoxRule<'_, F, V, M> {
+    /// The rule's number in `csrc/rules.h` (`HPSF_BOX_*`).
+    pub fn code(&self) -> i32 {
+        match self {
+            BoxRule::Clamp { .. } => 0,
+            BoxRule::Classify { .. } => 1,
+            BoxRule::Step { .. } => 2,
+            BoxRule::Release { .. } => 3,
+            BoxRule::Hold { .. } => 4,
+        }
+    }
+
+    /// (elements, columns), after checking that every block and mask has as many elements and
+    /// every per-column array as many values (`len` gives the lengths of blocks, `mlen` of masks).
+    pub fn shape(&self, len: impl Fn(&V) -> usize, mlen: impl Fn(&M) -> usize) -> Result<(usize, usize)> {
+        let bounds = |b: &BoxBounds<'_, F, V>| [Some(b.lo.len()), Some(b.hi.len())];
+        let off = |b: &BoxBounds<'_, F, V>| b.off.map(&len);
+        let (blocks, cols): (Vec<Option<usize>>, Vec<Option<usize>>) = match self {
+            BoxRule::Clamp { x, b, codes } => (vec![Some(len(x)), off(b), codes.map(&mlen)], bounds(b).to_vec()),
+            BoxRule::Classify { x, r, b, kkt, codes } => (
+                vec![Some(len(x)), Some(len(r)), off(b), Some(mlen(codes))],
+                [bounds(b)[0], bounds(b)[1], Some(kkt.len())].to_vec(),
+            ),
+            BoxRule::Step { x, d, b, codes } => {
+                (vec![Some(len(x)), Some(len(d)), off(b), Some(mlen(codes))], bounds(b).to_vec())
+            }
+            BoxRule::Release { r, kkt, codes } => (vec![Some(len(r)), Some(mlen(codes))], vec![Some(kkt.len())]),
+            BoxRule::Hold { cand, base, b, codes } => {
+                (vec![Some(len(cand)), Some(len(base)), off(b), Some(mlen(codes))], bounds(b).to_vec())
+            }
+        };
+        let (blocks, cols): (Vec<usize>, Vec<usize>) =
+            (blocks.into_iter().flatten().collect(), cols.into_iter().flatten().collect());
+        let (e, s) = (blocks[0], cols[0]);
+        if blocks.iter().any(|&l| l != e) || cols.iter().any(|&l| l != s) || s == 0 || e % s != 0 {
+            return Err(Error::Cuda(format!(
+                "a box rule on blocks of {blocks:?} elements with {cols:?} columns (a bug in healpix-psf: please report it)"
+            )));
+        }
+        Ok((e, s))
+    }
+}
+
+/// The C arguments of a box rule (`hpsf_box_args` in `csrc/rules.h`): host or device addresses.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(non_camel_case_types)]
+pub struct hpsf_box_args {
+    pub len: i64,
+    pub s: i32,
+    pub rule: i32,
+    pub lo: *const c_void,
+    pub hi: *const c_void,
+    pub off: *const c_void,
+    pub x: *mut c_void,
+    pub r: *const c_void,
+    pub d: *const c_void,
+    pub kkt: *const c_void,
+    pub cand: *const c_void,
+    pub base: *mut c_void,
+    pub codes: *mut u8,
+}
+
+impl hpsf_box_args {
+    /// The arguments of rule `rule` over `len` elements of s columns, every address null.
+    pub fn new(rule: i32, len: usize, s: usize) -> Self {
+        let null = std::ptr::null();
+        hpsf_box_args {
+            len: len as i64,
+            s: s as i32,
+            rule,
+            lo: null,
+            hi: null,
+            off: null,
+            x: std::ptr::null_mut(),
+            r: null,
+            d: null,
+            kkt: null,
+            cand: null,
+            base: std::ptr::null_mut(),
+            codes: std::ptr::null_mut(),
+        }
+    }
 }
 
 /// How a CG starts: per column its `<r, r>_Dx` and stopping threshold.

@@ -588,7 +588,8 @@ fn check_fit_options<F: Real>(val: &[F], b: usize, k: usize, opts: &FitOptions<F
             "empty_cells",
             "Fitted",
             "cells without a valid sample have no fitted number with per-row missing data; the reference's number \
-             (fitted to zero-filled samples) needs missing = ZeroFill as well",
+             (fitted to zero-filled samples) needs its zero-filling as well: missing = MissingData::ZeroFill (C: \
+             missing = 1, Fortran: zero_fill = .true., Julia: zero_fill = true)",
         ));
     }
     if opts.is_bounded() && opts.max_outer == 0 {

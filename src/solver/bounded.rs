@@ -22,7 +22,7 @@
 
 use super::cg::{cg, LinOp, Masked, Normal, Work};
 use super::{pow2_scales, Stopping};
-use crate::backend::{Backend, BoxBounds};
+use crate::backend::{Backend, BoxBounds, BoxRule};
 use crate::error::Result;
 use crate::real::Real;
 
@@ -79,7 +79,7 @@ pub(crate) fn bounded_cg<F: Real, B: Backend<F>>(
         Some(x0) => x0,
         None => b.zeros(b.k() * s)?,
     };
-    b.box_clamp(&mut x, bx, Some(&codes))?;
+    b.box_rule(BoxRule::Clamp { x: &mut x, b: bx, codes: Some(&codes) })?;
     let eps = F::from_f64(lim.tol.max(100.0 * F::EPSILON.to_f64()));
     let kkt: Vec<F> = b.max_abs(rhs, s)?.iter().map(|&m| eps * F::from_f64(m)).collect();
     let (mut iterations, mut norms) = (vec![0; s], vec![Vec::new(); s]);
@@ -87,7 +87,7 @@ pub(crate) fn bounded_cg<F: Real, B: Backend<F>>(
     for pass in 1..=lim.max_outer {
         outer = pass;
         let r = residual(b, a, rhs, &x, s, &mut work)?;
-        b.box_classify(&x, &r, bx, &kkt, &mut codes)?;
+        b.box_rule(BoxRule::Classify { x: &x, r: &r, b: bx, kkt: &kkt, codes: &mut codes })?;
         let mut rhs_free = r;
         b.mul_mask(&mut rhs_free, &codes)?;
         let masked = Masked { inner: a.clone(), codes };
@@ -97,17 +97,17 @@ pub(crate) fn bounded_cg<F: Real, B: Backend<F>>(
             iterations[j] += step.iterations[j];
             norms[j].extend_from_slice(&step.norms[j]);
         }
-        if b.box_step(&mut x, &step.x, bx, &codes)? > 0 {
+        if b.box_rule(BoxRule::Step { x: &mut x, d: &step.x, b: bx, codes: &codes })? > 0 {
             continue;
         }
         let r = residual(b, a, rhs, &x, s, &mut work)?;
-        if b.box_release(&r, &kkt, &codes)? == 0 {
+        if b.box_rule(BoxRule::Release { r: &r, kkt: &kkt, codes: &codes })? == 0 {
             settled = true;
             break;
         }
     }
     let r = residual(b, a, rhs, &x, s, &mut work)?;
-    b.box_classify(&x, &r, bx, &kkt, &mut codes)?;
+    b.box_rule(BoxRule::Classify { x: &x, r: &r, b: bx, kkt: &kkt, codes: &mut codes })?;
     // converged: the active set settled and the residual on the free cells meets the tolerance
     // (relative to the right-hand sides pooled over the block, as the CG's own test)
     let rn = b.dots(&r, Some(&r), s, true, Some(&codes))?;
@@ -185,7 +185,7 @@ pub(crate) fn conserve_rounds<F: Real, B: Backend<F>>(
         let mu = corrections::<F>(target, &have, &w_sum);
         b.copy_into(&mut cand, &base)?;
         b.axpby(&mut cand, &mu, &w, F::ONE)?;
-        if b.box_hold(&cand, &mut base, bx, &mut codes)? == 0 {
+        if b.box_rule(BoxRule::Hold { cand: &cand, base: &mut base, b: bx, codes: &mut codes })? == 0 {
             break;
         }
     }

@@ -295,7 +295,15 @@ fn iterate<F: Real, B: Backend<F>, A: LinOp<F, B>>(
                 progress(report, &snap, &run.rows, rules.thr, run.it_base + snap.it);
             }
             if snap.done || launched >= max_iter {
-                finish(b, &run, &snap, (0..run.rows.len()).collect(), s, out)?;
+                if is_all(&run.rows, s) {
+                    // every column of the problem is here, in order: the result is x itself
+                    for (c, &flag) in snap.flags.iter().enumerate() {
+                        out.converged[c] = flag == 1;
+                    }
+                    out.x = run.x;
+                } else {
+                    finish(b, &run, &snap, (0..run.rows.len()).collect(), s, out)?;
+                }
                 return Ok(());
             }
             let stopped: Vec<usize> = (0..run.rows.len()).filter(|&c| snap.flags[c] != 0).collect();

@@ -4,7 +4,7 @@
 use super::bounded::{bounded_cg, conserve_rounds, conserve_shared, BoundedOut, Limits};
 use super::cg::{cg, LinOp, Normal};
 use super::{FitOptions, Stopping};
-use crate::backend::{Backend, BoxBounds, FREE, HELD_HIGH, HELD_LOW};
+use crate::backend::{Backend, BoxBounds, BoxRule, FREE, HELD_HIGH, HELD_LOW};
 use crate::error::Result;
 use crate::real::Real;
 use std::sync::Arc;
@@ -232,7 +232,7 @@ fn solve_bounded<F: Real, B: Backend<F>>(
             (h, gc) = conserve_rounds(b, &a, h, &pick_f64(t, &group), &fitted, gc, lim)?;
         }
         // remove the rounding of x_ref + (bound − x_ref)
-        b.box_clamp(&mut h, &fitted, Some(&gc))?;
+        b.box_rule(BoxRule::Clamp { x: &mut h, b: &fitted, codes: Some(&gc) })?;
         b.put_columns(&mut hval, s, &h, g, &group.iter().copied().enumerate().collect::<Vec<_>>())?;
         let gc = b.download_mask(&gc)?;
         for (c, &j) in group.iter().enumerate() {

@@ -327,6 +327,15 @@ int main(int argc, char **argv) {
     bad = o;
     bad.stopping = 5;
     CHECK(hpsf_fit_f64(op, val, b * n, &bad, NULL, 0, hval, b * k, NULL) == HPSF_STATUS_INVALID_PARAMETER, "stopping 5");
+    bad = o;
+    bad.missing = 2;
+    CHECK(hpsf_fit_f64(op, val, b * n, &bad, NULL, 0, hval, b * k, NULL) == HPSF_STATUS_INVALID_PARAMETER, "missing 2");
+    bad = o;
+    bad.missing = 0;
+    bad.empty_cells = 1; /* the reference's numbers for cells without data need its zero-filling */
+    CHECK(hpsf_fit_f64(op, val, b * n, &bad, NULL, 0, hval, b * k, NULL) == HPSF_STATUS_INVALID_PARAMETER &&
+              strstr(hpsf_last_error(), "ZeroFill") != NULL,
+          "empty_cells 1 with per-row missing data: %s", hpsf_last_error());
     double saved = val[3];
     val[3] = INFINITY;
     CHECK(hpsf_fit_f64(op, val, b * n, &o, NULL, 0, hval, b * k, NULL) == HPSF_STATUS_INVALID_VALUE, "inf value");

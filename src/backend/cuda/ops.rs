@@ -3,7 +3,7 @@
 //! launch relies on checked first.
 
 use super::{blocks, dtype, i32_len, need, sys, Buf, CudaOperator, Gpu};
-use crate::backend::{Backend, BoxBounds, CgInit, CgLayout, CgSnapshot};
+use crate::backend::{hpsf_box_args, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot};
 use crate::error::Result;
 use crate::real::Real;
 use std::ffi::c_void;
@@ -99,15 +99,6 @@ impl<F: Real> CudaOperator<F> {
                 st,
             )
         })
-    }
-
-    /// A box's device arrays: the bounds (s values each) and kkt.
-    fn bounds(&self, b: &BoxBounds<'_, F, Buf<F>>, len: usize) -> Result<(Buf<F>, Buf<F>)> {
-        need(b.hi.len(), b.lo.len(), "the upper bounds")?;
-        if let Some(off) = b.off {
-            need(off.len(), len, "the offsets of a box")?;
-        }
-        Ok((self.gpu.put(b.lo)?, self.gpu.put(b.hi)?))
     }
 
     /// The count of a counting box rule from its per-block partials.
@@ -408,144 +399,54 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
         Ok(out)
     }
 
-    fn box_clamp(&self, x: &mut Buf<F>, b: &BoxBounds<'_, F, Buf<F>>, codes: Option<&Buf<u8>>) -> Result<()> {
+    fn box_rule(&self, rule: BoxRule<'_, F, Buf<F>, Buf<u8>>) -> Result<u64> {
         let g = &self.gpu;
-        let (lo, hi) = self.bounds(b, x.len())?;
-        if let Some(c) = codes {
-            need(c.len(), x.len(), "the codes of a box")?;
+        let (len, s) = rule.shape(Buf::len, Buf::len)?;
+        let mut a = hpsf_box_args::new(rule.code(), len, s);
+        // the per-column arrays on the device, alive until the launch has been enqueued
+        let (mut lo, mut hi, mut kkt_d) = (None, None, None);
+        let mut bounds = |b: &BoxBounds<'_, F, Buf<F>>, a: &mut hpsf_box_args| -> Result<()> {
+            let (l, h) = (g.put(b.lo)?, g.put(b.hi)?);
+            (a.lo, a.hi, a.off) = (l.ptr(g), h.ptr(g), opt(g, b.off));
+            (lo, hi) = (Some(l), Some(h));
+            Ok(())
+        };
+        let counts = matches!(rule, BoxRule::Step { .. } | BoxRule::Release { .. } | BoxRule::Hold { .. });
+        match rule {
+            BoxRule::Clamp { x, b, codes } => {
+                bounds(b, &mut a)?;
+                (a.x, a.codes) = (x.ptr_mut(g), opt(g, codes) as *mut u8);
+            }
+            BoxRule::Classify { x, r, b, kkt, codes } => {
+                bounds(b, &mut a)?;
+                let k = g.put(kkt)?;
+                (a.x, a.r, a.kkt, a.codes) = (x.ptr(g) as *mut c_void, r.ptr(g), k.ptr(g), codes.ptr_mut(g).cast());
+                kkt_d = Some(k);
+            }
+            BoxRule::Step { x, d, b, codes } => {
+                bounds(b, &mut a)?;
+                (a.x, a.d, a.codes) = (x.ptr_mut(g), d.ptr(g), codes.ptr(g) as *mut u8);
+            }
+            BoxRule::Release { r, kkt, codes } => {
+                let k = g.put(kkt)?;
+                (a.r, a.kkt, a.codes) = (r.ptr(g), k.ptr(g), codes.ptr(g) as *mut u8);
+                kkt_d = Some(k);
+            }
+            BoxRule::Hold { cand, base, b, codes } => {
+                bounds(b, &mut a)?;
+                (a.cand, a.base, a.codes) = (cand.ptr(g), base.ptr_mut(g), codes.ptr_mut(g).cast());
+            }
         }
-        need(x.len() % b.lo.len().max(1), 0, "a block")?;
-        let s32 = i32_len(b.lo.len(), "rows")?;
-        // SAFETY: x, off and codes hold len values, lo and hi s (checked).
-        g.launch("the box clamp", |st| unsafe {
-            sys::hpsf_box_clamp(
-                dtype::<F>(),
-                x.len() as i64,
-                s32,
-                lo.ptr(g),
-                hi.ptr(g),
-                opt(g, b.off),
-                x.ptr_mut(g),
-                opt(g, codes).cast(),
-                st,
-            )
-        })
-    }
-    fn box_classify(
-        &self,
-        x: &Buf<F>,
-        r: &Buf<F>,
-        b: &BoxBounds<'_, F, Buf<F>>,
-        kkt: &[F],
-        codes: &mut Buf<u8>,
-    ) -> Result<()> {
-        let g = &self.gpu;
-        let len = x.len();
-        let (lo, hi) = self.bounds(b, len)?;
-        need(r.len(), len, "the residual of a box")?;
-        need(codes.len(), len, "the codes of a box")?;
-        need(kkt.len(), b.lo.len(), "the KKT tolerances")?;
-        need(len % b.lo.len().max(1), 0, "a block")?;
-        let kkt = g.put(kkt)?;
-        let s32 = i32_len(b.lo.len(), "rows")?;
-        // SAFETY: x, r, off and codes hold len values, lo, hi and kkt s (checked).
-        g.launch("the active set", |st| unsafe {
-            sys::hpsf_box_classify(
-                dtype::<F>(),
-                len as i64,
-                s32,
-                lo.ptr(g),
-                hi.ptr(g),
-                opt(g, b.off),
-                x.ptr(g),
-                r.ptr(g),
-                kkt.ptr(g),
-                codes.ptr_mut(g).cast(),
-                st,
-            )
-        })
-    }
-    fn box_step(&self, x: &mut Buf<F>, d: &Buf<F>, b: &BoxBounds<'_, F, Buf<F>>, codes: &Buf<u8>) -> Result<u64> {
-        let g = &self.gpu;
-        let len = x.len();
-        let (lo, hi) = self.bounds(b, len)?;
-        need(d.len(), len, "the step of a box")?;
-        need(codes.len(), len, "the codes of a box")?;
-        need(len % b.lo.len().max(1), 0, "a block")?;
-        let mut partials = g.alloc::<f64>(blocks(len))?;
-        let s32 = i32_len(b.lo.len(), "rows")?;
-        // SAFETY: x, d, off and codes hold len values, lo and hi s, partials one per block (checked).
-        g.launch("the step of a pass", |st| unsafe {
-            sys::hpsf_box_step(
-                dtype::<F>(),
-                len as i64,
-                s32,
-                lo.ptr(g),
-                hi.ptr(g),
-                opt(g, b.off),
-                x.ptr_mut(g),
-                d.ptr(g),
-                codes.ptr(g).cast(),
-                partials.ptr_mut(g).cast(),
-                st,
-            )
-        })?;
-        self.count(&partials, len)
-    }
-    fn box_release(&self, r: &Buf<F>, kkt: &[F], codes: &Buf<u8>) -> Result<u64> {
-        let g = &self.gpu;
-        let len = r.len();
-        need(codes.len(), len, "the codes of a box")?;
-        need(len % kkt.len().max(1), 0, "a block")?;
-        let kkt_d = g.put(kkt)?;
-        let mut partials = g.alloc::<f64>(blocks(len))?;
-        let s32 = i32_len(kkt.len(), "rows")?;
-        // SAFETY: r and codes hold len values, kkt s, partials one per block (checked).
-        g.launch("the release test", |st| unsafe {
-            sys::hpsf_box_release(
-                dtype::<F>(),
-                len as i64,
-                s32,
-                r.ptr(g),
-                kkt_d.ptr(g),
-                codes.ptr(g).cast(),
-                partials.ptr_mut(g).cast(),
-                st,
-            )
-        })?;
-        self.count(&partials, len)
-    }
-    fn box_hold(
-        &self,
-        cand: &Buf<F>,
-        base: &mut Buf<F>,
-        b: &BoxBounds<'_, F, Buf<F>>,
-        codes: &mut Buf<u8>,
-    ) -> Result<u64> {
-        let g = &self.gpu;
-        let len = base.len();
-        let (lo, hi) = self.bounds(b, len)?;
-        need(cand.len(), len, "the corrected field")?;
-        need(codes.len(), len, "the codes of a box")?;
-        need(len % b.lo.len().max(1), 0, "a block")?;
-        let mut partials = g.alloc::<f64>(blocks(len))?;
-        let s32 = i32_len(b.lo.len(), "rows")?;
-        // SAFETY: cand, base and codes hold len values, lo and hi s, partials one per block (checked).
-        g.launch("the conservation's box", |st| unsafe {
-            sys::hpsf_box_hold(
-                dtype::<F>(),
-                len as i64,
-                s32,
-                lo.ptr(g),
-                hi.ptr(g),
-                cand.ptr(g),
-                base.ptr_mut(g),
-                codes.ptr_mut(g).cast(),
-                partials.ptr_mut(g).cast(),
-                st,
-            )
-        })?;
-        self.count(&partials, len)
+        let mut partials = if counts { Some(g.alloc::<f64>(blocks(len))?) } else { None };
+        let p = partials.as_mut().map_or(std::ptr::null_mut(), |p| p.ptr_mut(g).cast::<f64>());
+        // SAFETY: every block holds len elements and every per-column array s values (checked by
+        // `shape`); the partials one value per block; the struct is copied into the launch.
+        g.launch("a rule of the box", |st| unsafe { sys::hpsf_box(dtype::<F>(), &a, p, st) })?;
+        drop((lo, hi, kkt_d));
+        match partials {
+            Some(p) => self.count(&p, len),
+            None => Ok(0),
+        }
     }
 
     fn cg_start(&self, init: &CgInit) -> Result<GpuScalars> {
