@@ -219,34 +219,23 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
         let (k32, s32) = (i32_len(self.k, "cells")?, i32_len(s, "rows")?);
         let lam = add.map_or(0.0, |(l, _)| l.to_f64());
         let add_ptr = opt(g, add.map(|(_, a)| a));
-        let Some(c) = den else {
-            // SAFETY: ptr holds k+1 offsets into sample and m; u n·s, out and add k·s (checked).
-            return g.launch("the M product", |st| unsafe {
-                sys::hpsf_m_product(
-                    dtype::<F>(),
-                    self.ptr.ptr(g).cast(),
-                    self.sample.ptr(g).cast(),
-                    self.m.ptr(g),
-                    k32,
-                    u.ptr(g),
-                    s32,
-                    lam,
-                    add_ptr,
-                    std::ptr::null(),
-                    std::ptr::null_mut(),
-                    out.ptr_mut(g),
-                    std::ptr::null(),
-                    st,
-                )
-            });
-        };
-        need(add.is_some() as usize, 1, "the direction of <p, Ap>")?;
-        need(c.layout.s, s, "the CG scalars")?;
+        // inside a CG: the partials of <out, add>_Dx, reduced into the scalars' den; skipped once done
         let nb = blocks(self.k * s);
-        need(c.partials.len(), nb * s, "the partials of <p, Ap>")?;
-        let (done, den_slot) = (c.done(g), c.slot(g, c.layout.den()));
-        let partials = c.partials.ptr_mut(g).cast::<f64>();
-        // SAFETY: as above; dx holds k values, partials nb·s (checked), the den slot s doubles.
+        let fused = match den {
+            None => None,
+            Some(c) => {
+                need(add.is_some() as usize, 1, "the direction of <p, Ap>")?;
+                need(c.layout.s, s, "the CG scalars")?;
+                need(c.partials.len(), nb * s, "the partials of <p, Ap>")?;
+                Some((c.done(g), c.slot(g, c.layout.den()), c.partials.ptr_mut(g).cast::<f64>()))
+            }
+        };
+        let (dx, partials, done) = match fused {
+            Some((done, _, partials)) => (self.dx.ptr(g), partials, done),
+            None => (std::ptr::null(), std::ptr::null_mut(), std::ptr::null()),
+        };
+        // SAFETY: ptr holds k+1 offsets into sample and m; u n·s, out and add k·s, dx k, partials
+        // nb·s (checked).
         g.launch("the M product", |st| unsafe {
             sys::hpsf_m_product(
                 dtype::<F>(),
@@ -258,13 +247,14 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
                 s32,
                 lam,
                 add_ptr,
-                self.dx.ptr(g),
+                dx,
                 partials,
                 out.ptr_mut(g),
                 done,
                 st,
             )
         })?;
+        let Some((done, den_slot, partials)) = fused else { return Ok(()) };
         let nb32 = i32_len(nb, "blocks")?;
         // SAFETY: partials nb·s values, the den slot s doubles of the scalars.
         g.launch("the reduction of <p, Ap>", |st| unsafe {
