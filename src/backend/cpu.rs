@@ -209,7 +209,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         Ok(codes)
     }
     fn reciprocal_dx(&self) -> Result<Vec<F>> {
-        Ok(self.dx.iter().map(|&d| if d != F::ZERO { F::ONE / d } else { F::ZERO }).collect())
+        Ok(self.dx.iter().map(|&d| safe_div(F::ONE, d)).collect())
     }
     fn broadcast(&self, src: &Vec<F>, s: usize, scale: F, codes: Option<&Vec<u8>>) -> Result<Vec<F>> {
         let mut out = vec![F::ZERO; src.len() * s];

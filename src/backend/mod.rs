@@ -206,24 +206,22 @@ impl<F, V, M> BoxRule<'_, F, V, M> {
     /// (elements, columns), after checking that every block and mask has as many elements and
     /// every per-column array as many values (`len` gives the lengths of blocks, `mlen` of masks).
     pub fn shape(&self, len: impl Fn(&V) -> usize, mlen: impl Fn(&M) -> usize) -> Result<(usize, usize)> {
-        let bounds = |b: &BoxBounds<'_, F, V>| [Some(b.lo.len()), Some(b.hi.len())];
+        let bounds = |b: &BoxBounds<'_, F, V>| vec![b.lo.len(), b.hi.len()];
         let off = |b: &BoxBounds<'_, F, V>| b.off.map(&len);
-        let (blocks, cols): (Vec<Option<usize>>, Vec<Option<usize>>) = match self {
-            BoxRule::Clamp { x, b, codes } => (vec![Some(len(x)), off(b), codes.map(&mlen)], bounds(b).to_vec()),
-            BoxRule::Classify { x, r, b, kkt, codes } => (
-                vec![Some(len(x)), Some(len(r)), off(b), Some(mlen(codes))],
-                [bounds(b)[0], bounds(b)[1], Some(kkt.len())].to_vec(),
-            ),
-            BoxRule::Step { x, d, b, codes } => {
-                (vec![Some(len(x)), Some(len(d)), off(b), Some(mlen(codes))], bounds(b).to_vec())
+        let (blocks, cols): (Vec<Option<usize>>, Vec<usize>) = match self {
+            BoxRule::Clamp { x, b, codes } => (vec![Some(len(x)), off(b), codes.map(&mlen)], bounds(b)),
+            BoxRule::Classify { x, r, b, kkt, codes } => {
+                (vec![Some(len(x)), Some(len(r)), off(b), Some(mlen(codes))], [bounds(b), vec![kkt.len()]].concat())
             }
-            BoxRule::Release { r, kkt, codes } => (vec![Some(len(r)), Some(mlen(codes))], vec![Some(kkt.len())]),
+            BoxRule::Step { x, d, b, codes } => {
+                (vec![Some(len(x)), Some(len(d)), off(b), Some(mlen(codes))], bounds(b))
+            }
+            BoxRule::Release { r, kkt, codes } => (vec![Some(len(r)), Some(mlen(codes))], vec![kkt.len()]),
             BoxRule::Hold { cand, base, b, codes } => {
-                (vec![Some(len(cand)), Some(len(base)), off(b), Some(mlen(codes))], bounds(b).to_vec())
+                (vec![Some(len(cand)), Some(len(base)), off(b), Some(mlen(codes))], bounds(b))
             }
         };
-        let (blocks, cols): (Vec<usize>, Vec<usize>) =
-            (blocks.into_iter().flatten().collect(), cols.into_iter().flatten().collect());
+        let blocks: Vec<usize> = blocks.into_iter().flatten().collect();
         let (e, s) = (blocks[0], cols[0]);
         if blocks.iter().any(|&l| l != e) || cols.iter().any(|&l| l != s) || s == 0 || e % s != 0 {
             return Err(Error::Cuda(format!(

@@ -38,8 +38,8 @@ fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
 }
 
 /// Rows `sel` of B×N sample values at the operator's samples (`order`), interleaved N_used×|sel|,
-/// missing (NaN) samples as 0. With `mask`, also which samples are valid (bit 0) — `None` when no
-/// row misses a sample — and which rows miss one.
+/// missing (NaN) samples as 0. With `mask` (per-row missing data), also which samples are valid
+/// (bit 0) and which rows miss one — no mask, and no such row, when none does.
 fn sample_block<F: Real>(v: &[F], n: usize, sel: &[usize], order: &[u32], mask: bool) -> SampleBlock<F> {
     let s = sel.len();
     let mut y0 = vec![F::ZERO; order.len() * s];
@@ -66,16 +66,17 @@ fn sample_block<F: Real>(v: &[F], n: usize, sel: &[usize], order: &[u32], mask: 
             missing
         })
         .collect();
-    let rows: Vec<bool> = (0..s).map(|j| missing.iter().any(|m| m[j])).collect();
-    let valid = (mask && rows.contains(&true)).then_some(valid);
-    SampleBlock { y0, valid, rows }
+    let masked_rows: Vec<bool> = (0..s).map(|j| mask && missing.iter().any(|m| m[j])).collect();
+    let valid = masked_rows.contains(&true).then_some(valid);
+    SampleBlock { y0, valid, masked_rows }
 }
 
 /// Sample values of the selected rows in the operator's sample order (see [`sample_block`]).
 struct SampleBlock<F> {
     y0: Vec<F>,
     valid: Option<Vec<u8>>,
-    rows: Vec<bool>,
+    /// The rows solved with per-row missing data (all false without a mask).
+    masked_rows: Vec<bool>,
 }
 
 /// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
@@ -115,9 +116,14 @@ fn scale_columns<F: Real>(v: &mut [F], f: &[F]) {
     }
 }
 
-/// Column j of an E×s interleaved block.
-fn column<F: Copy>(v: &[F], s: usize, j: usize) -> impl Iterator<Item = F> + '_ {
-    v.chunks_exact(s).map(move |r| r[j])
+/// Column j of the E×|sel| interleaved block `v` into row `sel[j]` of the B×E row-major `out`, for
+/// every j.
+fn put_rows<F: Copy>(out: &mut [F], e: usize, sel: &[usize], v: &[F]) {
+    for (j, &row) in sel.iter().enumerate() {
+        for (h, r) in out[row * e..(row + 1) * e].iter_mut().zip(v.chunks_exact(sel.len())) {
+            *h = r[j];
+        }
+    }
 }
 
 impl<F: Real> PsfResampler<F> {
@@ -187,19 +193,14 @@ impl<F: Real> PsfResampler<F> {
         }
         let x = with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
             let block = sample_block(val, n, &sel, &self.order, missing == MissingData::PerRow);
-            let masked_rows = if block.valid.is_some() { block.rows } else { vec![false; sel.len()] };
             with_backend!(&self.placed, self.cpu(), |be| solver::reference_field(
                 be,
                 block.y0,
                 block.valid,
-                &masked_rows
+                &block.masked_rows
             ))
         })??;
-        for (j, &row) in sel.iter().enumerate() {
-            for (h, v) in out[row * k..(row + 1) * k].iter_mut().zip(column(&x, sel.len(), j)) {
-                *h = v;
-            }
-        }
+        put_rows(&mut out, k, &sel, &x);
         Ok(out)
     }
 
@@ -292,11 +293,8 @@ impl<F: Real> PsfResampler<F> {
         let mut back = None;
         if s > 0 {
             let solved = with_threads(self.cfg.num_threads, || self.solve_rows(val, &sel, boxes.as_ref(), opts))??;
+            put_rows(&mut hval, k, &sel, &solved.hval);
             for (j, &row) in sel.iter().enumerate() {
-                let dst = &mut hval[row * k..(row + 1) * k];
-                for (h, v) in dst.iter_mut().zip(column(&solved.hval, s, j)) {
-                    *h = v;
-                }
                 info.row_iterations[row] = solved.iterations[j];
                 info.converged[row] = solved.converged[j];
                 info.n_clipped_low[row] = solved.n_low[j];
@@ -357,9 +355,8 @@ impl<F: Real> PsfResampler<F> {
         let (n, k, s) = (self.n, self.k(), sel.len());
         let _progress = crate::parallel::report_cg_progress(opts.progress);
         // work on the data divided by a power of two (exact): see `solver`
-        let block = sample_block(val, n, sel, &self.order, opts.missing == MissingData::PerRow);
-        let (mut y0, valid) = (block.y0, block.valid);
-        let masked_rows = if valid.is_some() { block.rows } else { vec![false; s] };
+        let SampleBlock { mut y0, valid, masked_rows } =
+            sample_block(val, n, sel, &self.order, opts.missing == MissingData::PerRow);
         let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);
         let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
         scale_columns(&mut y0, &inv);

@@ -50,15 +50,20 @@ pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F>) -> Result<
     if let (Some(x0), Some(c)) = (x0.as_mut(), codes.as_ref()) {
         b.mul_mask(x0, c)?; // cells without data in a row take no part in its problem
     }
-    // conservation targets: K (or the cells with data) × the mean
-    let counts: Vec<usize> = match &codes {
-        None => vec![k; s],
-        Some(c) => {
-            let host = b.download_mask(c)?;
-            (0..s).map(|j| host.iter().skip(j).step_by(s).filter(|&&c| c != 0).count()).collect()
+    // conservation targets: the mean × K, or × the cells with data
+    let targets = match p.means {
+        None => None,
+        Some(means) => {
+            let counts: Vec<usize> = match &codes {
+                None => vec![k; s],
+                Some(c) => {
+                    let host = b.download_mask(c)?;
+                    (0..s).map(|j| host.iter().skip(j).step_by(s).filter(|&&c| c != 0).count()).collect()
+                }
+            };
+            Some(means.iter().zip(&counts).map(|(&v, &n)| v * n as f64).collect::<Vec<f64>>())
         }
     };
-    let targets = p.means.map(|m| m.iter().zip(&counts).map(|(&v, &n)| v * n as f64).collect::<Vec<f64>>());
 
     let mut sol = Solution {
         hval: Vec::new(),
@@ -214,22 +219,19 @@ fn solve_bounded<F: Real, B: Backend<F>>(
     sol.norms = vec![Vec::new(); s];
     for group in groups {
         let g = group.len();
-        let whole = g == s;
-        let part =
-            |v: &B::Vals| if whole { b.select(v, s, &(0..s).collect::<Vec<_>>()) } else { b.select(v, s, &group) };
-        let pick = |v: &[F]| group.iter().map(|&j| v[j]).collect::<Vec<F>>();
-        let (xr, glo, ghi) = (part(p.x_ref)?, pick(p.lo), pick(p.hi));
+        let part = |v: &B::Vals| b.select(v, s, &group);
+        let (xr, glo, ghi) = (part(p.x_ref)?, pick(p.lo, &group), pick(p.hi, &group));
         let a = p.a.select(b, s, &group)?;
         let x0 = p.x0.map(part).transpose()?;
         let gcodes = b.select_mask(p.codes, s, &group)?;
         let bx = BoxBounds { lo: &glo, hi: &ghi, off: Some(&xr) };
-        let BoundedOut { x, codes: mut gc, iterations, norms, converged, outer } =
+        let BoundedOut { x, codes: mut gc, iterations, mut norms, converged, outer } =
             bounded_cg(b, &a, &part(p.rhs)?, x0, &bx, gcodes, lim)?;
         let mut h = xr;
         b.axpby(&mut h, &vec![F::ONE; g], &x, F::ONE)?;
         let fitted = BoxBounds { lo: &glo, hi: &ghi, off: None };
         if let Some(t) = p.targets {
-            (h, gc) = conserve_rounds(b, &a, h, &pick_f64(t, &group), &fitted, gc, lim)?;
+            (h, gc) = conserve_rounds(b, &a, h, &pick(t, &group), &fitted, gc, lim)?;
         }
         // remove the rounding of x_ref + (bound − x_ref)
         b.box_rule(BoxRule::Clamp { x: &mut h, b: &fitted, codes: Some(&gc) })?;
@@ -241,14 +243,15 @@ fn solve_bounded<F: Real, B: Backend<F>>(
             }
             sol.iterations[j] = iterations[c];
             sol.converged[j] = converged[c];
-            sol.norms[j] = norms[c].clone();
+            sol.norms[j] = std::mem::take(&mut norms[c]);
         }
         sol.outer = sol.outer.max(outer);
     }
     Ok((hval, codes))
 }
 
-fn pick_f64(v: &[f64], group: &[usize]) -> Vec<f64> {
+/// The values of the rows `group` of a per-row array.
+fn pick<T: Copy>(v: &[T], group: &[usize]) -> Vec<T> {
     group.iter().map(|&j| v[j]).collect()
 }
 

@@ -101,6 +101,17 @@ impl<F: Real> CudaOperator<F> {
         })
     }
 
+    /// The columns `cols` of an E×s block of values or bytes, as an E×|cols| block.
+    fn select_columns<T>(&self, v: &Buf<T>, s: usize, cols: &[usize]) -> Result<Buf<T>> {
+        let rows = v.len() / s.max(1);
+        need(v.len(), rows * s, "a block")?;
+        let mut out = self.gpu.alloc::<T>(rows * cols.len())?;
+        let pairs: Vec<(usize, usize)> = cols.iter().copied().zip(0..).collect();
+        let dst = out.ptr_mut(&self.gpu);
+        self.move_columns(dst, cols.len(), v.ptr(&self.gpu), s, &pairs, rows, std::mem::size_of::<T>())?;
+        Ok(out)
+    }
+
     /// The count of a counting box rule from its per-block partials.
     fn count(&self, partials: &Buf<f64>, len: usize) -> Result<u64> {
         Ok(self.reduced(partials, len, 1, 0)?[0] as u64)
@@ -141,22 +152,10 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
         self.gpu.get(m)
     }
     fn select(&self, v: &Buf<F>, s: usize, cols: &[usize]) -> Result<Buf<F>> {
-        let rows = v.len() / s.max(1);
-        need(v.len(), rows * s, "a block")?;
-        let mut out = self.gpu.alloc::<F>(rows * cols.len())?;
-        let pairs: Vec<(usize, usize)> = cols.iter().copied().zip(0..).collect();
-        let dst = out.ptr_mut(&self.gpu);
-        self.move_columns(dst, cols.len(), v.ptr(&self.gpu), s, &pairs, rows, std::mem::size_of::<F>())?;
-        Ok(out)
+        self.select_columns(v, s, cols)
     }
     fn select_mask(&self, m: &Buf<u8>, s: usize, cols: &[usize]) -> Result<Buf<u8>> {
-        let rows = m.len() / s.max(1);
-        need(m.len(), rows * s, "a mask")?;
-        let mut out = self.gpu.alloc::<u8>(rows * cols.len())?;
-        let pairs: Vec<(usize, usize)> = cols.iter().copied().zip(0..).collect();
-        let dst = out.ptr_mut(&self.gpu);
-        self.move_columns(dst, cols.len(), m.ptr(&self.gpu), s, &pairs, rows, 1)?;
-        Ok(out)
+        self.select_columns(m, s, cols)
     }
     fn put_columns(&self, dst: &mut Buf<F>, t: usize, src: &Buf<F>, m: usize, pairs: &[(usize, usize)]) -> Result<()> {
         if pairs.is_empty() {
