@@ -27,9 +27,19 @@ fn ok(args: &[&str]) -> String {
 }
 
 fn fails(args: &[&str]) -> String {
+    fails_with(1, args)
+}
+
+/// A usage error: status 2, before any input is read.
+fn usage(args: &[&str]) -> String {
+    fails_with(2, args)
+}
+
+fn fails_with(code: i32, args: &[&str]) -> String {
     let out = run(args);
-    assert_eq!(out.status.code(), Some(1), "healpix-psf {args:?} should fail with status 1");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "healpix-psf {args:?} should fail with status {code}:\n{err}");
+    err
 }
 
 fn str_attr(v: &netcdf::Variable<'_>, name: &str) -> String {
@@ -61,6 +71,11 @@ fn command_line_regridder() {
     orca1_round_trip_land_and_metadata();
     regular_grid_batch_dimensions_in_any_order();
     clear_errors();
+    gap_in_one_step_stays_in_range();
+    damaged_inputs();
+    outputs_are_whole_or_absent();
+    metadata_appends_and_drops();
+    many_files_one_operator();
 }
 
 fn orca1_round_trip_land_and_metadata() {
@@ -355,14 +370,14 @@ fn clear_errors() {
     let text = tmp("not_netcdf.nc");
     std::fs::write(&text, "hello").unwrap();
     let e = fails(&["regrid", text.to_str().unwrap(), "--var", "a", "-o", o]);
-    assert!(e.contains("cannot open") && e.contains("not_netcdf.nc"), "{e}");
+    assert!(e.contains("not a NetCDF file") && e.contains("not_netcdf.nc"), "{e}");
     let e = fails(&["regrid", i, "--var", "tmp", "-o", o]);
     assert!(e.contains("no variable 'tmp'") && e.contains("temp"), "{e}");
     let e = fails(&["regrid", i, "--var", "bare", "-o", o]);
     assert!(e.contains("'bare'") && e.contains("--lon"), "{e}");
     let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--lon", "nope"]);
     assert!(e.contains("'nope'"), "{e}");
-    let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--level", "40"]);
+    let e = usage(&["regrid", i, "--var", "temp", "-o", o, "--level", "40"]);
     assert!(e.contains("--level 40"), "{e}");
     let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--area-var", "nope", "-q"]);
     assert!(e.contains("'nope'") && e.contains("--area-var"), "{e}");
@@ -370,12 +385,349 @@ fn clear_errors() {
     assert!(e.contains("cell_ids"), "{e}");
     let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--x0", i, "--level", "5", "-q"]);
     assert!(e.contains("cell_ids"), "{e}");
-    let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--lower", "abc"]);
+    let e = usage(&["regrid", i, "--var", "temp", "-o", o, "--lower", "abc"]);
     assert!(e.contains("--lower abc"), "{e}");
-    let e = fails(&["regrid", i, "--var", "temp", "-o", o, "--lam=-1", "-q"]);
-    assert!(e.contains("temp") && e.contains("lam"), "{e}");
-    let e = fails(&["regrid", i, "--var", "temp", "-o", "/nonexistent/dir/out.nc", "-q", "--level", "5"]);
-    assert!(e.contains("/nonexistent/dir/out.nc"), "{e}");
+    let e = usage(&["regrid", i, "--var", "temp", "-o", o, "--lam=-1", "-q"]);
+    assert!(e.contains("lam"), "{e}");
+    // usage errors come before any input is read: a missing input is not even looked at
+    for (args, said) in [
+        (&["--level", "30"][..], "--level 30"),
+        (&["--device", "gpu"], "--device gpu"),
+        (&["--npt", "0"], "npt"),
+        (&["--sigma-m=-1"], "--sigma-m"),
+        (&["--tol", "0"], "tol"),
+        (&["--png-width", "5"], "--png-width"),
+        (&["--empty-cells", "fitted"], "--zero-fill-missing"),
+    ] {
+        let mut a = vec!["regrid", "/nonexistent/x.nc", "--var", "temp", "-o", o];
+        a.extend_from_slice(args);
+        let e = usage(&a);
+        assert!(e.contains(said), "{args:?}: {e}");
+    }
+    if !cfg!(feature = "cuda") {
+        let e = usage(&["regrid", "/nonexistent/x.nc", "--var", "temp", "-o", o, "--device", "cuda"]);
+        assert!(e.contains("CUDA"), "{e}");
+    }
+    let e = usage(&["regrid", i, "--var", "temp", "-o", "/nonexistent/dir/out.nc", "-q", "--level", "5"]);
+    assert!(e.contains("/nonexistent/dir/out.nc") && e.contains("folder /nonexistent/dir does not exist"), "{e}");
+    let e = usage(&["regrid", i, "--var", "temp", "-o", i]);
+    assert!(e.contains("that is the input"), "{e}");
+    let e = usage(&["regrid", i, "--var", "temp", "-o", o, "--png", o]);
+    assert!(e.contains("the same file as -o"), "{e}");
+    let e = usage(&["regrid", i, i, "--var", "temp", "-o", o]);
+    assert!(e.contains("existing folder") && e.contains("--concat"), "{e}");
+    let e = usage(&["regrid", &format!("{}/nomatch_*.nc", tmp("").display()), "--var", "temp", "-o", o]);
+    assert!(e.contains("no file matches"), "{e}");
     // a usage error is clap's (status 2)
     assert_eq!(run(&["regrid", i]).status.code(), Some(2));
+}
+
+/// A global 1° `tas` (K) with three time steps, the middle one with a missing patch (a cloud, a
+/// sensor dropout), written in the given NetCDF format, with NEMO-like grid globals and a history.
+fn write_tas(path: &Path, fmt: netcdf::Options, patch: bool) -> Vec<f64> {
+    let (ny, nx, nt) = (180usize, 360usize, 3usize);
+    let nc4 = fmt.contains(netcdf::Options::NETCDF4);
+    let mut f = netcdf::create_with(path, fmt).unwrap();
+    f.add_dimension("time", nt).unwrap();
+    f.add_dimension("lat", ny).unwrap();
+    f.add_dimension("lon", nx).unwrap();
+    f.add_attribute("title", "synthetic tas").unwrap();
+    f.add_attribute("history", "made by tests/cli.rs").unwrap();
+    f.add_attribute("ni", 360i32).unwrap();
+    f.add_attribute("ibegin", 1i32).unwrap();
+    let lat: Vec<f64> = (0..ny).map(|j| -89.5 + j as f64).collect();
+    let lon: Vec<f64> = (0..nx).map(|i| 0.5 + i as f64).collect();
+    let mut tas = Vec::with_capacity(nt * ny * nx);
+    for t in 0..nt {
+        for &y in &lat {
+            for &x in &lon {
+                let gap = patch && t == 1 && (100.0..140.0).contains(&x) && (-10.0..20.0).contains(&y);
+                let val = 300.0 - 50.0 * y.to_radians().sin().powi(2) + 3.0 * (x.to_radians() * 2.0).sin() + t as f64;
+                tas.push(if gap { f32::NAN } else { val as f32 });
+            }
+        }
+    }
+    // (classic formats: everything defined before any value is written)
+    for (name, units) in [("lat", "degrees_north"), ("lon", "degrees_east"), ("time", "days since 2015-01-01")] {
+        f.add_variable::<f64>(name, &[name]).unwrap().put_attribute("units", units).unwrap();
+    }
+    f.variable_mut("time").unwrap().put_attribute("calendar", "noleap").unwrap();
+    let mut v = f.add_variable::<f32>("tas", &["time", "lat", "lon"]).unwrap();
+    v.put_attribute("units", "K").unwrap();
+    v.put_attribute("standard_name", "air_temperature").unwrap();
+    if !nc4 {
+        f.enddef().unwrap();
+    }
+    f.variable_mut("lat").unwrap().put_values(&lat, ..).unwrap();
+    f.variable_mut("lon").unwrap().put_values(&lon, ..).unwrap();
+    f.variable_mut("time").unwrap().put_values(&[15.5, 45.0, 74.5], ..).unwrap();
+    f.variable_mut("tas").unwrap().put_values(&tas, ..).unwrap();
+    f.close().unwrap();
+    tas.into_iter().map(f64::from).collect()
+}
+
+/// The reported −270 K case: a missing patch in one of three steps. Per-row missing data keeps
+/// every cell inside the data's range; the reference's zero-filling does not, and --strict refuses
+/// to write that.
+fn gap_in_one_step_stays_in_range() {
+    let input = tmp("tas_gap.nc");
+    let tas = write_tas(&input, netcdf::Options::NETCDF4, true);
+    let i = input.to_str().unwrap();
+    let out = tmp("tas_gap_hp.nc");
+    let log = ok(&["regrid", i, "--var", "tas", "-o", out.to_str().unwrap()]);
+    assert!(!log.contains("warning"), "{log}");
+    let f = netcdf::open(&out).unwrap();
+    let h = read_f64(&f, "tas");
+    let k = f.dimension_len("cell").unwrap();
+    let (lo, hi) = tas.iter().filter(|v| v.is_finite()).fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    // the documented range: the data's, widened by 10 % of its span (a deconvolution overshoots
+    // a little where samples crowd, as at the poles of a regular grid)
+    let m = 0.1 * (hi - lo);
+    for r in 0..3 {
+        let row = &h[r * k..(r + 1) * k];
+        let (a, b) = row.iter().filter(|v| v.is_finite()).fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(a >= lo - m && b <= hi + m, "row {r}: cells in [{a}, {b}], data in [{lo}, {hi}]");
+    }
+    let oor: Vec<i32> = f.variable("fit_cells_out_of_range").unwrap().get_values(..).unwrap();
+    assert_eq!(oor, [0, 0, 0]);
+    // the patch's cells are missing in that step only
+    let empty: Vec<i32> = f.variable("fit_empty_cells").unwrap().get_values(..).unwrap();
+    assert!(empty[0] == 0 && empty[1] > 50 && empty[2] == 0, "{empty:?}");
+
+    // zero-filled as the reference does: cells far below absolute zero, flagged and refused
+    let zf = tmp("tas_gap_zf.nc");
+    let e = ok(&["regrid", i, "--var", "tas", "-o", zf.to_str().unwrap(), "--zero-fill-missing", "-q"]);
+    assert!(e.contains("warning") && e.contains("time = 2015-02-15"), "{e}");
+    let g = netcdf::open(&zf).unwrap();
+    let oor: Vec<i32> = g.variable("fit_cells_out_of_range").unwrap().get_values(..).unwrap();
+    assert!(oor[0] == 0 && oor[1] > 10 && oor[2] == 0, "{oor:?}");
+    let strict = tmp("tas_gap_strict.nc");
+    let e =
+        fails(&["regrid", i, "--var", "tas", "-o", strict.to_str().unwrap(), "--zero-fill-missing", "--strict", "-q"]);
+    assert!(e.contains("--strict") && e.contains("row 1"), "{e}");
+    assert!(!strict.exists());
+}
+
+/// Truncated classic, 64-bit-offset and NetCDF-4 files, an empty one, one without variables and
+/// absurd attributes: each a clear error naming the file.
+fn damaged_inputs() {
+    let o = tmp("damaged_out.nc");
+    let o = o.to_str().unwrap();
+    for (name, fmt) in [
+        ("classic", netcdf::Options::CLASSIC),
+        ("offset64", netcdf::Options::_64BIT_OFFSET),
+        ("netcdf4", netcdf::Options::NETCDF4),
+    ] {
+        let whole = tmp(&format!("tas_{name}.nc"));
+        write_tas(&whole, fmt, false);
+        let bytes = std::fs::read(&whole).unwrap();
+        let cut = tmp(&format!("tas_{name}_cut.nc"));
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let e = fails(&["regrid", cut.to_str().unwrap(), "--var", "tas", "-o", o, "-q"]);
+        assert!(e.contains(cut.to_str().unwrap()), "{name}: {e}");
+        if name == "netcdf4" {
+            assert!(e.contains("truncated") || e.contains("damaged"), "{name}: {e}");
+        } else {
+            let want = format!("truncated: expected {} bytes, found {}", bytes.len(), bytes.len() / 2);
+            assert!(e.contains(&want), "{name}: {e}");
+        }
+        assert!(!Path::new(o).exists(), "{name}: an output was written");
+    }
+    let empty = tmp("empty.nc");
+    std::fs::write(&empty, b"").unwrap();
+    let e = fails(&["regrid", empty.to_str().unwrap(), "--var", "tas", "-o", o]);
+    assert!(e.contains("empty") && e.contains("empty.nc"), "{e}");
+    let novars = tmp("novars.nc");
+    netcdf::create(&novars).unwrap().add_attribute("title", "nothing").unwrap();
+    let e = fails(&["regrid", novars.to_str().unwrap(), "--var", "tas", "-o", o]);
+    assert!(e.contains("no variable 'tas'") && e.contains("no variable with dimensions"), "{e}");
+    // absurd attributes
+    for (attr, value, said) in [
+        ("scale_factor", netcdf::AttributeValue::Double(0.0), "scale_factor"),
+        ("scale_factor", netcdf::AttributeValue::Double(f64::NAN), "scale_factor"),
+        ("valid_range", netcdf::AttributeValue::Doubles(vec![400.0, 100.0]), "reversed"),
+    ] {
+        let p = tmp("absurd.nc");
+        write_tas(&p, netcdf::Options::NETCDF4, false);
+        netcdf::append(&p).unwrap().variable_mut("tas").unwrap().put_attribute(attr, value).unwrap();
+        let e = fails(&["regrid", p.to_str().unwrap(), "--var", "tas", "-o", o, "-q"]);
+        assert!(e.contains(said) && e.contains("'tas'"), "{attr}: {e}");
+    }
+}
+
+/// Names in `dir` that are leftovers of an interrupted write.
+fn partials(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains(".partial-"))
+        .collect()
+}
+
+/// A failing map write leaves neither the NetCDF nor the map, and an earlier output untouched.
+fn outputs_are_whole_or_absent() {
+    let input = tmp("grid_atomic.nc");
+    write_grid_file(&input);
+    let dir = tmp("atomic");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (o, png) = (dir.join("out.nc"), dir.join("out.png"));
+    let args = [
+        "regrid",
+        input.to_str().unwrap(),
+        "--var",
+        "temp",
+        "-o",
+        o.to_str().unwrap(),
+        "--png",
+        png.to_str().unwrap(),
+        "-q",
+    ];
+    let r =
+        Command::new(env!("CARGO_BIN_EXE_healpix-psf")).args(args).env("HEALPIX_PSF_FAULT", "png").output().unwrap();
+    assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(!o.exists() && !png.exists(), "a partial output was left");
+    assert!(partials(&dir).is_empty(), "{:?}", partials(&dir));
+    ok(&args);
+    let before = std::fs::read(&o).unwrap();
+    let r =
+        Command::new(env!("CARGO_BIN_EXE_healpix-psf")).args(args).env("HEALPIX_PSF_FAULT", "png").output().unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert_eq!(std::fs::read(&o).unwrap(), before, "the earlier output was touched");
+    assert!(partials(&dir).is_empty());
+}
+
+/// history appended, counters as integers, the source grid's globals dropped, descriptive kept.
+fn metadata_appends_and_drops() {
+    let input = tmp("tas_meta.nc");
+    write_tas(&input, netcdf::Options::NETCDF4, false);
+    let out = tmp("tas_meta_hp.nc");
+    ok(&["regrid", input.to_str().unwrap(), "--var", "tas", "-o", out.to_str().unwrap(), "--level", "4", "-q"]);
+    let f = netcdf::open(&out).unwrap();
+    let history = match f.attribute("history").unwrap().value().unwrap() {
+        netcdf::AttributeValue::Str(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let lines: Vec<&str> = history.lines().collect();
+    assert!(lines.len() == 2 && lines[0].contains("healpix-psf") && lines[1] == "made by tests/cli.rs", "{history}");
+    assert!(f.attribute("title").is_some());
+    assert!(f.attribute("ni").is_none() && f.attribute("ibegin").is_none());
+    use netcdf::types::{IntType, NcVariableType as T};
+    for name in ["fit_iterations", "fit_empty_cells", "fit_cells_out_of_range"] {
+        assert_eq!(f.variable(name).unwrap().vartype(), T::Int(IntType::I32), "{name}");
+    }
+    assert_eq!(f.variable("fit_converged").unwrap().vartype(), T::Int(IntType::I8));
+}
+
+/// A time series split over files: one operator, one output per input or one concatenated; the
+/// same numbers as regridding the whole series from one file.
+fn many_files_one_operator() {
+    let whole = tmp("grid_series.nc");
+    write_grid_file(&whole);
+    let dir = tmp("series");
+    let outdir = dir.join("out");
+    std::fs::create_dir_all(&outdir).unwrap();
+    // the three time steps of `perm` (lon, time, lat) as three files
+    let src = netcdf::open(&whole).unwrap();
+    let (lon, lat) = (read_f64(&src, "lon"), read_f64(&src, "lat"));
+    let perm = read_f64(&src, "perm");
+    let (nx, ny) = (lon.len(), lat.len());
+    for t in 0..3 {
+        let mut f = netcdf::create(dir.join(format!("step_{t}.nc"))).unwrap();
+        for (d, n) in [("time", 1), ("lat", ny), ("lon", nx)] {
+            f.add_dimension(d, n).unwrap();
+        }
+        let mut v = f.add_variable::<f64>("lat", &["lat"]).unwrap();
+        v.put_attribute("units", "degrees_north").unwrap();
+        v.put_values(&lat, ..).unwrap();
+        let mut v = f.add_variable::<f64>("lon", &["lon"]).unwrap();
+        v.put_attribute("units", "degrees_east").unwrap();
+        v.put_values(&lon, ..).unwrap();
+        let mut v = f.add_variable::<f64>("time", &["time"]).unwrap();
+        v.put_attribute("units", "days since 2000-01-01").unwrap();
+        v.put_values(&[[0.0, 31.0, 59.0][t]], ..).unwrap();
+        let row: Vec<f64> =
+            (0..ny).flat_map(|y| (0..nx).map(move |x| (x, y))).map(|(x, y)| perm[(x * 3 + t) * ny + y]).collect();
+        f.add_variable::<f64>("perm", &["time", "lat", "lon"]).unwrap().put_values(&row, ..).unwrap();
+    }
+    let one = tmp("series_whole.nc");
+    ok(&[
+        "regrid",
+        whole.to_str().unwrap(),
+        "--var",
+        "perm",
+        "-o",
+        one.to_str().unwrap(),
+        "--level",
+        "6",
+        "--area",
+        "uniform",
+        "--per-row",
+        "-q",
+    ]);
+    let want = read_f64(&netcdf::open(&one).unwrap(), "perm");
+    let glob = format!("{}/step_*.nc", dir.display());
+    let log = ok(&[
+        "regrid",
+        &glob,
+        "--var",
+        "perm",
+        "-o",
+        outdir.to_str().unwrap(),
+        "--level",
+        "6",
+        "--area",
+        "uniform",
+        "--per-row",
+    ]);
+    assert!(log.contains("3/3 files") && log.matches("assembled M").count() == 1, "{log}");
+    let mut got = Vec::new();
+    for t in 0..3 {
+        got.extend(read_f64(&netcdf::open(outdir.join(format!("step_{t}.nc"))).unwrap(), "perm"));
+    }
+    // (the whole file stores `perm` as (lon, time, lat): its samples come in another order, which
+    // changes rounding only; --per-row makes each row's iterations its own in every layout)
+    let worst = |a: &[f64], b: &[f64]| {
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter().zip(b).all(|(x, y)| x.is_nan() == y.is_nan()));
+        a.iter().zip(b).filter(|(x, _)| x.is_finite()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    };
+    let d = worst(&got, &want);
+    assert!(d < 1e-6, "per-file outputs differ from the whole series by {d}");
+    let cat = tmp("series_cat.nc");
+    let files: Vec<String> = (0..3).map(|t| dir.join(format!("step_{t}.nc")).to_str().unwrap().to_string()).collect();
+    let mut args = vec!["regrid"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend([
+        "--var",
+        "perm",
+        "-o",
+        cat.to_str().unwrap(),
+        "--concat",
+        "--level",
+        "6",
+        "--area",
+        "uniform",
+        "--per-row",
+    ]);
+    let png = tmp("series_cat.png");
+    args.extend(["--png", png.to_str().unwrap(), "--png-row", "2"]);
+    let log = ok(&args);
+    assert!(log.contains("row 2 of 3"), "{log}");
+    let g = netcdf::open(&cat).unwrap();
+    let d = worst(&read_f64(&g, "perm"), &want);
+    assert!(d < 1e-6, "the concatenated output differs from the whole series by {d}");
+    assert_eq!(read_f64(&g, "time"), [0.0, 31.0, 59.0]);
+    // another grid is refused
+    let e = fails(&[
+        "regrid",
+        files[0].as_str(),
+        whole.to_str().unwrap(),
+        "--var",
+        "perm",
+        "-o",
+        cat.to_str().unwrap(),
+        "--concat",
+        "-q",
+    ]);
+    assert!(e.contains("not on the grid of the first input"), "{e}");
 }

@@ -477,15 +477,29 @@ impl Target {
 }
 
 /// Opens the device an operator is to be built on, or says why it cannot be.
+/// Whether `device`'s backend is compiled into this build (without opening the device).
+pub(crate) fn check_compiled(device: Device) -> Result<()> {
+    match device {
+        Device::Cpu => Ok(()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => Ok(()),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(not_compiled()),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn not_compiled() -> Error {
+    Error::DeviceUnavailable("this build of healpix-psf was not compiled with CUDA (enable the `cuda` feature)".into())
+}
+
 pub(crate) fn open(device: Device) -> Result<Target> {
     match device {
         Device::Cpu => Ok(Target::Cpu),
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => cuda::Gpu::new(ordinal).map(Target::Cuda),
         #[cfg(not(feature = "cuda"))]
-        Device::Cuda(_) => Err(Error::DeviceUnavailable(
-            "this build of healpix-psf was not compiled with CUDA (enable the `cuda` feature)".into(),
-        )),
+        Device::Cuda(_) => Err(not_compiled()),
     }
 }
 

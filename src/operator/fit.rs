@@ -554,12 +554,7 @@ fn row_bounds<F: Real>(val: &[F], n: usize, sel: &[usize], opts: &FitOptions<F>)
 /// Validates the fit options against B rows of values and K cells.
 fn check_fit_options<F: Real>(val: &[F], b: usize, k: usize, opts: &FitOptions<F>) -> Result<()> {
     check_no_infinity(val, "val")?;
-    if !(opts.lam.is_finite() && opts.lam >= 0.0 && F::from_f64(opts.lam).is_finite()) {
-        return Err(Error::param("lam", opts.lam, format!("the damping must be finite in {} and ≥ 0", F::NAME)));
-    }
-    if !(opts.tol.is_finite() && opts.tol > 0.0) {
-        return Err(Error::param("tol", opts.tol, "the tolerance must be a positive number"));
-    }
+    opts.check()?;
     if let Some(x0) = &opts.x0 {
         if x0.len() != b * k {
             return Err(Error::LengthMismatch { what: "x0", expected: b * k, got: x0.len() });
@@ -573,26 +568,41 @@ fn check_fit_options<F: Real>(val: &[F], b: usize, k: usize, opts: &FitOptions<F
             });
         }
     }
-    for (name, bound) in [("lower", opts.lower), ("upper", opts.upper)] {
-        if let Bound::Value(v) = bound {
-            if v.is_nan() {
-                return Err(Error::param(name, v, "a bound must be a number (±infinity for none), not NaN"));
+    Ok(())
+}
+
+impl<F: Real> FitOptions<F> {
+    /// Checks the options that do not depend on the data (damping representable in `F`, tolerance,
+    /// bounds, empty cells against missing data, active-set passes), as `fit` does first. Lets a
+    /// program reject bad settings before it reads its data.
+    pub fn check(&self) -> Result<()> {
+        if !(self.lam.is_finite() && self.lam >= 0.0 && F::from_f64(self.lam).is_finite()) {
+            return Err(Error::param("lam", self.lam, format!("the damping must be finite in {} and ≥ 0", F::NAME)));
+        }
+        if !(self.tol.is_finite() && self.tol > 0.0) {
+            return Err(Error::param("tol", self.tol, "the tolerance must be a positive number"));
+        }
+        for (name, bound) in [("lower", self.lower), ("upper", self.upper)] {
+            if let Bound::Value(v) = bound {
+                if v.is_nan() {
+                    return Err(Error::param(name, v, "a bound must be a number (±infinity for none), not NaN"));
+                }
             }
         }
+        if self.empty_cells == EmptyCells::Fitted && self.missing == MissingData::PerRow {
+            return Err(Error::param(
+                "empty_cells",
+                "Fitted",
+                "cells without a valid sample have no fitted number with per-row missing data; the reference's \
+                 number (fitted to zero-filled samples) needs its zero-filling as well: missing = \
+                 MissingData::ZeroFill (C: missing = 1, Fortran: zero_fill = .true., Julia: zero_fill = true)",
+            ));
+        }
+        if self.is_bounded() && self.max_outer == 0 {
+            return Err(Error::param("max_outer", 0.0, "a bounded fit needs at least one active-set pass"));
+        }
+        Ok(())
     }
-    if opts.empty_cells == EmptyCells::Fitted && opts.missing == MissingData::PerRow {
-        return Err(Error::param(
-            "empty_cells",
-            "Fitted",
-            "cells without a valid sample have no fitted number with per-row missing data; the reference's number \
-             (fitted to zero-filled samples) needs its zero-filling as well: missing = MissingData::ZeroFill (C: \
-             missing = 1, Fortran: zero_fill = .true., Julia: zero_fill = true)",
-        ));
-    }
-    if opts.is_bounded() && opts.max_outer == 0 {
-        return Err(Error::param("max_outer", 0.0, "a bounded fit needs at least one active-set pass"));
-    }
-    Ok(())
 }
 
 fn check_no_infinity<F: Real>(v: &[F], what: &'static str) -> Result<()> {

@@ -145,6 +145,15 @@ impl Params {
             sample_mask: None,
         }
     }
+
+    /// Checks the parameters as the constructor would before it looks at any sample: the level,
+    /// radius, kernel scale, threshold, npt and rings against this level, and that the device's
+    /// backend is compiled in (whether the device itself works is known only when it is opened).
+    /// Lets a program reject bad settings before it reads its data.
+    pub fn check(&self) -> Result<()> {
+        Config::resolve(self)?;
+        backend::check_compiled(self.device)
+    }
 }
 
 /// Parameters after defaults are resolved and everything is validated.

@@ -5,8 +5,10 @@
 //! NEMO's ORCA), or the two of 1-D coordinates on different dimensions (regular grids) — and *batch*
 //! ones (time, depth, ensemble …), which become rows solved together.
 
+use crate::output::Coord;
 use crate::CliError;
 use netcdf::{AttributeValue, Variable};
+use std::path::Path;
 
 /// A variable read for regridding: B rows (the batch dimensions flattened) of N samples.
 pub struct Input {
@@ -27,6 +29,9 @@ pub struct Input {
     pub attrs: Vec<(String, AttributeValue)>,
     /// The variable is stored in single precision (or a narrower type).
     pub single: bool,
+    /// The valid range its attributes declare (`valid_range`, `valid_min`, `valid_max`), unpacked;
+    /// ±∞ for a side not declared, None when neither is.
+    pub valid: Option<(f64, f64)>,
     pub lon_name: String,
     pub lat_name: String,
 }
@@ -35,8 +40,9 @@ impl Input {
     pub fn n(&self) -> usize {
         self.lon.len()
     }
+    /// Rows: the product of the batch dimensions (1 when there is none).
     pub fn b(&self) -> usize {
-        self.values.len() / self.n().max(1)
+        self.batch_dims.iter().map(|d| d.1).product()
     }
 }
 
@@ -174,8 +180,7 @@ fn find_axis(
 
 /// Reads a coordinate variable as f64 with its fill values as NaN.
 fn read_coord(v: &Variable<'_>, path: &str) -> Result<Vec<f64>, CliError> {
-    let mut x: Vec<f64> =
-        v.get_values::<f64, _>(..).map_err(|e| CliError(format!("{path}: reading '{}': {e}", v.name())))?;
+    let mut x: Vec<f64> = v.get_values::<f64, _>(..).map_err(|e| damaged(path, &v.name(), e))?;
     let fill = [attr_numbers(v, "_FillValue"), attr_numbers(v, "missing_value")].concat();
     for a in x.iter_mut() {
         if fill.contains(a) {
@@ -194,8 +199,18 @@ fn on_samples(v: &Variable<'_>, spatial: &[(String, usize)], path: &str) -> Resu
     Ok(at.into_iter().map(|o| raw[o]).collect())
 }
 
-/// Opens a NetCDF file for reading.
+/// A failed read of a variable: NetCDF-C read the header but not the data.
+fn damaged(path: &str, var: &str, e: netcdf::Error) -> CliError {
+    CliError(format!(
+        "{path}: reading the variable '{var}' failed ({e}): the file looks damaged (truncated or corrupted); \
+         fetch or write it again"
+    ))
+}
+
+/// Opens a NetCDF file for reading, after checking that it is whole (a truncated classic file
+/// would otherwise read as zeros).
 pub fn open(path: &str) -> Result<netcdf::File, CliError> {
+    crate::integrity::check(Path::new(path)).map_err(|e| CliError(format!("cannot read {path}: {e}")))?;
     netcdf::open(path).map_err(|e| CliError(format!("cannot open {path} as NetCDF: {e}")))
 }
 
@@ -249,7 +264,7 @@ fn cells_in(file: &netcdf::File, path: &str) -> Result<Cells, CliError> {
         .variable("cell_ids")
         .or_else(|| file.variables().find(|v| attr_string(v, "standard_name").as_deref() == Some("healpix_index")))
         .ok_or_else(|| CliError(format!("{path}: no `cell_ids` variable and none with standard_name healpix_index")))?;
-    let ids: Vec<i64> = v.get_values(..).map_err(|e| CliError(format!("{path}: reading '{}': {e}", v.name())))?;
+    let ids: Vec<i64> = v.get_values(..).map_err(|e| damaged(path, &v.name(), e))?;
     if let Some(bad) = ids.iter().find(|&&c| c < 0) {
         return Err(CliError(format!("{path}: negative cell id {bad} in '{}'", v.name())));
     }
@@ -263,7 +278,7 @@ pub fn field_on_cells(path: &str, var: &str) -> Result<(Vec<u64>, Vec<f64>), Cli
     let file = open(path)?;
     let ids = cells_in(&file, path)?.ids;
     let v = file.variable(var).ok_or_else(|| CliError(format!("{path}: no variable '{var}' to start from (--x0)")))?;
-    let x: Vec<f64> = v.get_values(..).map_err(|e| CliError(format!("{path}: reading '{var}': {e}")))?;
+    let x: Vec<f64> = v.get_values(..).map_err(|e| damaged(path, var, e))?;
     Ok((ids, x))
 }
 
@@ -304,6 +319,9 @@ pub fn read(path: &str, var_name: &str, lon: Option<&str>, lat: Option<&str>) ->
     let file = open(path)?;
     let var = file.variable(var_name).ok_or_else(|| {
         let names: Vec<String> = file.variables().filter(|v| !v.dimensions().is_empty()).map(|v| v.name()).collect();
+        if names.is_empty() {
+            return CliError(format!("{path}: no variable '{var_name}'; the file has no variable with dimensions"));
+        }
         CliError(format!("{path}: no variable '{var_name}'; the file has: {}", names.join(", ")))
     })?;
     let dims = dim_sizes(&var);
@@ -332,33 +350,14 @@ pub fn read(path: &str, var_name: &str, lon: Option<&str>, lat: Option<&str>) ->
     let lon_s = on_samples(&lon_v, &spatial, path)?;
     let lat_s = on_samples(&lat_v, &spatial, path)?;
 
-    // values: fill/missing/valid range → NaN, then unpacked
-    let raw: Vec<f64> =
-        var.get_values::<f64, _>(..).map_err(|e| CliError(format!("{path}: reading '{var_name}': {e}")))?;
-    let fill = [attr_numbers(&var, "_FillValue"), attr_numbers(&var, "missing_value")].concat();
-    let range = attr_numbers(&var, "valid_range");
-    let (vmin, vmax) = match range.as_slice() {
-        [a, b] => (*a, *b),
-        _ => (
-            attr_numbers(&var, "valid_min").first().copied().unwrap_or(f64::NEG_INFINITY),
-            attr_numbers(&var, "valid_max").first().copied().unwrap_or(f64::INFINITY),
-        ),
-    };
-    let scale = attr_numbers(&var, "scale_factor").first().copied().unwrap_or(1.0);
-    let offset = attr_numbers(&var, "add_offset").first().copied().unwrap_or(0.0);
-    let unpack = |x: f64| {
-        if x.is_nan() || fill.contains(&x) || x < vmin || x > vmax || x.is_infinite() {
-            f64::NAN
-        } else {
-            x * scale + offset
-        }
-    };
+    let raw: Vec<f64> = var.get_values::<f64, _>(..).map_err(|e| damaged(path, var_name, e))?;
+    let packing = Packing::of(&var, path)?;
     // rows: batch index major, sample index minor
     let row_of = offsets(&batch, &strides_along(&dims, &batch));
     let col_of = offsets(&spatial, &strides_along(&dims, &spatial));
     let mut values = Vec::with_capacity(b * n);
     for &r in &row_of {
-        values.extend(col_of.iter().map(|&c| unpack(raw[r + c])));
+        values.extend(col_of.iter().map(|&c| packing.unpack(raw[r + c])));
     }
     use netcdf::types::{FloatType, IntType, NcVariableType as T};
     let single = matches!(
@@ -377,9 +376,214 @@ pub fn read(path: &str, var_name: &str, lon: Option<&str>, lat: Option<&str>) ->
         spatial_dims: spatial,
         attrs,
         single,
+        valid: packing.valid(),
         lon_name,
         lat_name,
     })
+}
+
+/// How stored numbers become values: fill values, the valid range (in stored units) and the
+/// packing (`scale_factor`, `add_offset`), checked for sense.
+struct Packing {
+    fill: Vec<f64>,
+    range: (f64, f64),
+    declared: bool,
+    scale: f64,
+    offset: f64,
+}
+
+impl Packing {
+    fn of(var: &Variable<'_>, path: &str) -> Result<Self, CliError> {
+        let name = var.name();
+        let bad = |what: String| CliError(format!("{path}: variable '{name}': {what}; the file looks damaged"));
+        let one = |attr: &str| -> Result<Option<f64>, CliError> {
+            match attr_numbers(var, attr).as_slice() {
+                [] => Ok(None),
+                [x] => Ok(Some(*x)),
+                many => Err(bad(format!("{attr} has {} numbers, not one", many.len()))),
+            }
+        };
+        let range = match attr_numbers(var, "valid_range").as_slice() {
+            [a, b] => (*a, *b),
+            [] => (one("valid_min")?.unwrap_or(f64::NEG_INFINITY), one("valid_max")?.unwrap_or(f64::INFINITY)),
+            other => return Err(bad(format!("valid_range has {} numbers, not two", other.len()))),
+        };
+        if range.0.is_nan() || range.1.is_nan() || range.0 > range.1 {
+            return Err(bad(format!("the valid range [{}, {}] is empty or reversed", range.0, range.1)));
+        }
+        let scale = one("scale_factor")?.unwrap_or(1.0);
+        let offset = one("add_offset")?.unwrap_or(0.0);
+        if !(scale.is_finite() && scale != 0.0 && offset.is_finite()) {
+            return Err(bad(format!("scale_factor {scale} / add_offset {offset} cannot unpack values")));
+        }
+        let fill = [attr_numbers(var, "_FillValue"), attr_numbers(var, "missing_value")].concat();
+        let declared = range.0 > f64::NEG_INFINITY || range.1 < f64::INFINITY;
+        Ok(Packing { fill, range, declared, scale, offset })
+    }
+
+    /// A stored number as a value (NaN = missing).
+    fn unpack(&self, x: f64) -> f64 {
+        if !x.is_finite() || self.fill.contains(&x) || x < self.range.0 || x > self.range.1 {
+            f64::NAN
+        } else {
+            x * self.scale + self.offset
+        }
+    }
+
+    /// The declared valid range in unpacked values.
+    fn valid(&self) -> Option<(f64, f64)> {
+        let ends = [self.range.0 * self.scale + self.offset, self.range.1 * self.scale + self.offset];
+        self.declared.then(|| (ends[0].min(ends[1]), ends[0].max(ends[1])))
+    }
+}
+
+/// Global attributes of the input kept in the output: those describing the data's origin (CF,
+/// ACDD, CMIP), not its grid or its file; and the input's `history`, to append to.
+pub fn kept_globals(input: &Input) -> (Vec<(String, AttributeValue)>, Option<String>) {
+    const KEEP: &[&str] = &[
+        "title",
+        "institution",
+        "source",
+        "references",
+        "comment",
+        "summary",
+        "keywords",
+        "license",
+        "licence",
+        "acknowledgement",
+        "acknowledgment",
+        "project",
+        "product",
+        "experiment",
+        "experiment_id",
+        "activity_id",
+        "institution_id",
+        "source_id",
+        "member_id",
+        "variant_label",
+        "realm",
+        "frequency",
+        "table_id",
+        "model",
+        "contact",
+        "platform",
+        "instrument",
+        "processing_level",
+        "naming_authority",
+        "id",
+        "doi",
+        "further_info_url",
+    ];
+    const PREFIXES: &[&str] = &["creator_", "publisher_", "contributor_", "time_coverage_", "date_"];
+    let mut keep = Vec::new();
+    let mut history = None;
+    for a in input.file.attributes() {
+        let Ok(v) = a.value() else { continue };
+        match a.name() {
+            "history" => history = if let AttributeValue::Str(h) = v { Some(h) } else { None },
+            n if KEEP.contains(&n) || PREFIXES.iter().any(|p| n.starts_with(p)) => keep.push((n.to_string(), v)),
+            _ => {}
+        }
+    }
+    (keep, history)
+}
+
+/// Whether a variable holds numbers.
+fn numeric(v: &Variable<'_>) -> bool {
+    matches!(v.vartype(), netcdf::types::NcVariableType::Int(_) | netcdf::types::NcVariableType::Float(_))
+}
+
+/// The coordinates of the batch dimensions (time, depth …): numeric variables on batch
+/// dimensions only, and the bounds they name (whose second dimension is added).
+pub fn batch_coords(input: &Input) -> Result<Vec<Coord>, CliError> {
+    let file = &input.file;
+    let batch: Vec<&str> = input.batch_dims.iter().map(|d| d.0.as_str()).collect();
+    let spatial: Vec<&str> = input.spatial_dims.iter().map(|d| d.0.as_str()).collect();
+    let on_batch = |v: &Variable<'_>| {
+        let d = dim_names(v);
+        numeric(v) && !d.is_empty() && d.iter().all(|x| batch.contains(&x.as_str()))
+    };
+    let mut names: Vec<String> =
+        file.variables().filter(|v| v.name() != input.var && on_batch(v)).map(|v| v.name()).collect();
+    let bounds: Vec<String> = names
+        .iter()
+        .filter_map(|c| attr_string(&file.variable(c)?, "bounds"))
+        .filter(|b| {
+            file.variable(b).is_some_and(|v| {
+                let d = dim_names(&v);
+                numeric(&v)
+                    && d.first().is_some_and(|x| batch.contains(&x.as_str()))
+                    && d.iter().all(|x| !spatial.contains(&x.as_str()) && x != "cell")
+            })
+        })
+        .collect();
+    names.extend(bounds);
+    names.dedup();
+    names
+        .iter()
+        .map(|name| {
+            let v = file.variable(name).expect("listed");
+            let values = v.get_values::<f64, _>(..).map_err(|e| damaged(&input.path, name, e))?;
+            let attrs = v.attributes().filter_map(|a| Some((a.name().to_string(), a.value().ok()?))).collect();
+            Ok(Coord { name: name.clone(), dims: dim_sizes(&v), attrs, values })
+        })
+        .collect()
+}
+
+/// A name for each row: its batch coordinates (a time decoded to a date when its CF units allow),
+/// e.g. "time_counter = 2015-01-16 12:00, deptht = 5.0"; empty when the data has one row and no
+/// batch dimension.
+pub fn row_names(input: &Input, coords: &[Coord]) -> Vec<String> {
+    let dims = &input.batch_dims;
+    (0..input.b())
+        .map(|row| {
+            // rows enumerate the batch dimensions in C order
+            let mut rest = row;
+            let mut at = vec![0usize; dims.len()];
+            for (a, (_, len)) in dims.iter().enumerate().rev() {
+                at[a] = rest % (*len).max(1);
+                rest /= (*len).max(1);
+            }
+            let parts: Vec<String> =
+                dims.iter().zip(&at).map(|((d, _), &i)| format!("{d} = {}", coord_label(coords, d, i))).collect();
+            parts.join(", ")
+        })
+        .collect()
+}
+
+/// The label of index `i` along dimension `dim`: its coordinate value (a date for CF times) or
+/// "i of n".
+fn coord_label(coords: &[Coord], dim: &str, i: usize) -> String {
+    let Some(c) = coords.iter().find(|c| c.name == dim && c.dims.len() == 1) else { return format!("#{i}") };
+    let Some(&v) = c.values.get(i) else { return format!("#{i}") };
+    let text = |name: &str| {
+        c.attrs.iter().find(|(a, _)| a == name).and_then(|(_, v)| {
+            if let AttributeValue::Str(s) = v {
+                Some(s.clone())
+            } else {
+                None
+            }
+        })
+    };
+    let units = text("units").unwrap_or_default();
+    if let Some(date) = crate::cftime::format_cf_time(v, &units, text("calendar").as_deref()) {
+        return date;
+    }
+    if units.is_empty() {
+        format!("{v}")
+    } else {
+        format!("{v} {units}")
+    }
+}
+
+/// The variable's `units` attribute (empty when absent).
+pub fn units(input: &Input) -> String {
+    input
+        .attrs
+        .iter()
+        .find(|(n, _)| n == "units")
+        .and_then(|(_, v)| if let AttributeValue::Str(s) = v { Some(s.clone()) } else { None })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

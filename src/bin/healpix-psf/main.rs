@@ -1,20 +1,33 @@
-//! `healpix-psf`: regrid a variable of a NetCDF file onto HEALPix cells with the PSF fit, write it as
+//! `healpix-psf`: regrid a variable of NetCDF files onto HEALPix cells with the PSF fit, write it as
 //! CF/xdggs NetCDF and, optionally, draw it.
 //!
 //! ```text
 //! healpix-psf regrid tests/data/nemo_orca1_sst_2015-01.nc --var tos -o sst_healpix.nc --png sst.png
 //! ```
+//!
+//! The data's path, top to bottom: the command line becomes a checked [`args::Plan`] (status 2 on a
+//! usage error, before any input is read); the first input is read ([`input`], after
+//! [`integrity`] checks the file is whole); the points with data in any input are surveyed; the
+//! operator is built once; each input is fitted, its cells checked against the data's range, and
+//! each output ([`output`]) and map ([`render`]) written under a temporary name and renamed only
+//! when all of a job's files are complete ([`stage`]).
 
+mod args;
+mod cftime;
 mod input;
+
+mod integrity;
 mod output;
 mod render;
+mod stage;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use healpix_psf::{
-    kernel, valid_samples, Area, Bound, Device, Ellipsoid, EmptyCells, FitInfo, FitOptions, MissingData, Params,
-};
-use healpix_psf::{PsfResampler, Real, Stopping};
+use args::{AreaArg, Dtype, Job, Level, Plan, RegridArgs};
+use clap::Parser;
+use healpix_psf::{kernel, valid_samples, Area, FitInfo, FitOptions, PsfResampler, Real};
+use input::Input;
 use netcdf::AttributeValue;
+use output::{Diag, DiagValues};
+use std::path::Path;
 use std::time::Instant;
 
 /// An error for the user: what went wrong, naming the file and variable, and what to do.
@@ -27,374 +40,207 @@ impl std::fmt::Display for CliError {
     }
 }
 
-#[derive(Parser)]
-#[command(
-    name = "healpix-psf",
-    version,
-    about = "Regrid longitude/latitude data onto HEALPix cells with a Gaussian point-spread fit"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Regrid a variable of a NetCDF file to HEALPix cells and write them as NetCDF (CF 1.13
-    /// HEALPix grid mapping, xdggs attributes).
-    ///
-    /// Longitude and latitude come from the variable's CF attributes (`coordinates`, `standard_name`,
-    /// `units`): 1-D coordinates (regular grids or point lists) and 2-D ones (curvilinear grids such
-    /// as NEMO's tripolar ORCA) both work. Every other dimension (time, depth, ensemble …) becomes
-    /// rows fitted together and is restored in the output. Fill values, `missing_value` and values
-    /// outside `valid_range` are missing; points missing in every row (land) are left out of the
-    /// operator.
-    Regrid(RegridArgs),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum AreaArg {
-    /// From the sample spacing on gridded data, uniform on scattered points.
-    Auto,
-    /// From the sample spacing, any layout.
-    Spacing,
-    /// The reference implementation's latitude-ring estimate (for comparisons only).
-    Reference,
-    /// Every sample weighs the same.
-    Uniform,
-}
-
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum Dtype {
-    F32,
-    F64,
-}
-
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum EmptyArg {
-    /// Missing (NaN).
-    Missing,
-    /// The fitted number (the reference implementation's behaviour).
-    Fitted,
-}
-
-#[derive(clap::Args)]
-struct RegridArgs {
-    /// The NetCDF file to read.
-    input: String,
-    /// The variable to regrid.
-    #[arg(long)]
-    var: String,
-    /// The NetCDF file to write.
-    #[arg(short, long)]
-    output: String,
-    /// HEALPix level 0–29, or `auto`: the finest level whose cells are at least as wide as the
-    /// valid points are apart (median spacing), so that cells do not outnumber points.
-    #[arg(long, default_value = "auto")]
-    level: String,
-    /// The longitude variable (default: found from CF attributes).
-    #[arg(long)]
-    lon: Option<String>,
-    /// The latitude variable (default: found from CF attributes).
-    #[arg(long)]
-    lat: Option<String>,
-
-    /// Cells linked to each sample (its nearest kept cells).
-    #[arg(long, default_value_t = 9)]
-    npt: usize,
-    /// Kernel scale s in metres, w = exp(−2d²/s²) (s = 2σ); default the cell size.
-    #[arg(long, conflicts_with = "fwhm_m")]
-    sigma_m: Option<f64>,
-    /// Kernel full width at half maximum in metres (instead of --sigma-m; FWHM = 1.1774 s).
-    #[arg(long)]
-    fwhm_m: Option<f64>,
-    /// Keep a cell when the summed kernel weight of the samples near it reaches this.
-    #[arg(long, default_value_t = 0.1)]
-    threshold: f64,
-    /// Number cells in the ring scheme (default nested).
-    #[arg(long)]
-    ring: bool,
-    /// Place samples on a sphere (default: WGS84 latitudes, mapped to the authalic sphere).
-    #[arg(long)]
-    sphere: bool,
-    /// Sphere radius in metres, for distances and the default kernel scale.
-    #[arg(long, default_value_t = 6_371_000.0)]
-    radius: f64,
-    /// Neighbourhood ring of the keep stage (default from --npt).
-    #[arg(long)]
-    ring_weight: Option<u32>,
-    /// First ring of the nearest-cell search (default from --npt).
-    #[arg(long)]
-    ring_search_init: Option<u32>,
-    /// Last ring of the nearest-cell search (default from --npt).
-    #[arg(long)]
-    ring_search_max: Option<u32>,
-    /// Per-sample area weights (a variable named by the input's CF `cell_measures = "area: NAME"`
-    /// attribute is used when present, unless another choice is given here).
-    #[arg(long, value_enum, default_value = "auto")]
-    area: AreaArg,
-    /// Per-sample areas from this variable of the input (on its spatial dimensions, any unit).
-    #[arg(long)]
-    area_var: Option<String>,
-    /// Regrid onto the cells of this NetCDF file only (its `cell_ids`, e.g. an earlier output);
-    /// its level is used with `--level auto`. Requested cells without enough support come out
-    /// missing.
-    #[arg(long)]
-    cells: Option<String>,
-    /// With --cells: give requested cells without enough support the value of the nearest point.
-    #[arg(long, requires = "cells")]
-    fill_missing_cells: bool,
-    /// Floating-point precision of the operator and the solve.
-    #[arg(long, value_enum, default_value = "f64")]
-    dtype: Dtype,
-    /// `cpu`, `cuda` or `cuda:N` (a build with the `cuda` feature and an NVIDIA GPU).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Worker threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Keep points that are missing in every row in the operator (by default they are left out,
-    /// as land is for ocean data: cells reached only by them are then not in the output).
-    #[arg(long)]
-    keep_missing_points: bool,
-
-    /// Damping λ ≥ 0 of the least-squares fit. The default 1e-2 keeps the solution stable: with
-    /// λ = 0 (the reference implementation's default) the problem is singular wherever cells
-    /// outnumber samples locally and the field oscillates between them.
-    #[arg(long, default_value_t = 1e-2)]
-    lam: f64,
-    /// Most conjugate-gradient iterations.
-    #[arg(long, default_value_t = 200)]
-    max_iter: usize,
-    /// Relative tolerance of the conjugate gradient.
-    #[arg(long, default_value_t = 1e-8)]
-    tol: f64,
-    /// Stop each row on its own residual (default: all rows until the worst meets the pooled one).
-    #[arg(long)]
-    per_row: bool,
-    /// Lower bound on the output, imposed inside the fit: a number, or `input` (each row's smallest
-    /// valid value).
-    #[arg(long)]
-    lower: Option<String>,
-    /// Upper bound on the output: a number, or `input` (each row's largest valid value).
-    #[arg(long)]
-    upper: Option<String>,
-    /// Most active-set passes of a bounded fit.
-    #[arg(long, default_value_t = 10)]
-    max_outer: usize,
-    /// Keep each row's area-weighted mean exactly.
-    #[arg(long)]
-    conservative: bool,
-    /// Start the fit from an earlier output of the same variable on the same cells (a warm start,
-    /// e.g. the previous time step regridded with the same settings and --cells).
-    #[arg(long)]
-    x0: Option<String>,
-    /// Cells none of whose linked samples is valid in a row (`fitted` needs --zero-fill-missing).
-    #[arg(long, value_enum, default_value = "missing")]
-    empty_cells: EmptyArg,
-    /// Count a point missing in some rows as 0 in those rows' fits, as the reference does (which
-    /// pulls the field towards zero around every gap). By default such a point is left out of the
-    /// rows it is missing in.
-    #[arg(long)]
-    zero_fill_missing: bool,
-
-    /// Also draw the result as a PNG map.
-    #[arg(long)]
-    png: Option<String>,
-    /// Draw the input samples beside the result (first row).
-    #[arg(long)]
-    png_input: bool,
-    /// Map projection of the PNG.
-    #[arg(long, value_enum, default_value = "mollweide")]
-    projection: render::Projection,
-    /// Width in pixels of each map panel of the PNG.
-    #[arg(long, default_value_t = 1000)]
-    png_width: usize,
-    /// No progress messages on stderr.
-    #[arg(short, long)]
-    quiet: bool,
-}
-
 fn main() {
-    let cli = Cli::parse();
-    let Command::Regrid(args) = cli.command;
-    if let Err(e) = regrid(&args) {
+    let args::Command::Regrid(a) = args::Cli::parse().command;
+    let plan = match args::plan(&a) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("healpix-psf: error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let log = Log { t0: Instant::now(), quiet: a.quiet };
+    let done = match a.dtype {
+        Dtype::F32 => regrid::<f32>(&a, &plan, &log),
+        Dtype::F64 => regrid::<f64>(&a, &plan, &log),
+    };
+    if let Err(e) = done {
         eprintln!("healpix-psf: error: {e}");
         std::process::exit(1);
     }
 }
 
-/// A bound from the command line.
-fn bound(s: &Option<String>, flag: &str) -> Result<Bound, CliError> {
-    match s.as_deref() {
-        None => Ok(Bound::Unbounded),
-        Some("input") => Ok(Bound::Input),
-        Some(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|x| x.is_finite())
-            .map(Bound::Value)
-            .ok_or_else(|| CliError(format!("{flag} {v}: give a number or `input`"))),
+/// Progress on stderr (silenced by --quiet); warnings always.
+pub struct Log {
+    t0: Instant,
+    quiet: bool,
+}
+
+impl Log {
+    fn say(&self, s: String) {
+        if !self.quiet {
+            eprintln!("[healpix-psf] {:>8.3} s  {s}", self.t0.elapsed().as_secs_f64());
+        }
+    }
+    fn warn(&self, s: String) {
+        eprintln!("healpix-psf: warning: {s}");
     }
 }
 
-fn device(s: &str) -> Result<Device, CliError> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| CliError(format!("--device {s}: use cpu, cuda or cuda:N"))),
-    }
+/// The points of the operator: those with data in some row of some input (all with
+/// --keep-missing-points).
+struct Points {
+    lon: Vec<f64>,
+    lat: Vec<f64>,
+    mask: Vec<bool>,
+    n_valid: usize,
 }
 
-/// The fit options of the command line (with `return_info`; no start).
-fn fit_options<F>(a: &RegridArgs) -> Result<FitOptions<F>, CliError> {
-    if a.empty_cells == EmptyArg::Fitted && !a.zero_fill_missing {
-        return Err(CliError(
-            "--empty-cells fitted: cells without a valid point have a fitted number only when missing points count \
-             as 0: add --zero-fill-missing (the reference's behaviour)"
-                .into(),
-        ));
-    }
-    Ok(FitOptions {
-        missing: if a.zero_fill_missing { MissingData::ZeroFill } else { MissingData::PerRow },
-        lam: a.lam,
-        max_iter: a.max_iter,
-        tol: a.tol,
-        return_info: true,
-        stopping: if a.per_row { Stopping::PerRow } else { Stopping::Pooled },
-        lower: bound(&a.lower, "--lower")?,
-        upper: bound(&a.upper, "--upper")?,
-        max_outer: a.max_outer,
-        conservative: a.conservative,
-        empty_cells: match a.empty_cells {
-            EmptyArg::Missing => EmptyCells::Missing,
-            EmptyArg::Fitted => EmptyCells::Fitted,
-        },
-        progress: !a.quiet,
-        ..FitOptions::default()
-    })
-}
-
-/// What a fit gives back, in f64 whatever the precision used.
-struct Regridded {
-    cell_ids: Vec<u64>,
+/// The operator and what the outputs need to know of it.
+struct Operator<F: Real> {
+    op: PsfResampler<F>,
+    level: u8,
     centres: Vec<(f64, f64)>,
+    left_out: usize,
+}
+
+/// One input fitted: its metadata (values dropped) and the fit's results.
+struct Part {
+    input: Input,
+    coords: Vec<output::Coord>,
+    rows: Vec<String>,
     hval: Vec<f64>,
     info: FitInfo,
-    grid: healpix_psf::geometry::Grid,
+    out_of_range: Vec<usize>,
+    /// The input's values of the row to draw, when it is in this part.
+    drawn: Option<Vec<f64>>,
 }
 
-/// Builds the operator and fits; `start` = an earlier field (cell ids, B×K values) to start from.
-fn fit_with<F: Real>(
-    lon: &[f64],
-    lat: &[f64],
-    values: &[f64],
-    params: &Params,
-    mut opts: FitOptions<F>,
-    start: Option<&(Vec<u64>, Vec<f64>)>,
-) -> Result<Regridded, CliError> {
-    let op = PsfResampler::<F>::new(lon, lat, params).map_err(|e| CliError(e.to_string()))?;
-    let v: Vec<F> = values.iter().map(|&x| F::from_f64(x)).collect();
-    opts.x0 = match start {
-        None => None,
-        Some((ids, prev)) => {
-            if ids.as_slice() != op.cell_ids() {
-                return Err(CliError(format!(
-                    "--x0: its {} cells are not this operator's {} (regrid with --cells on that file)",
-                    ids.len(),
-                    op.k()
-                )));
-            }
-            if prev.len() != v.len() / op.n() * op.k() {
-                return Err(CliError(format!(
-                    "--x0: {} values, not {} rows of {} cells",
-                    prev.len(),
-                    v.len() / op.n(),
-                    op.k()
-                )));
-            }
-            // the fit's unknown is the update of x_ref, the Gaussian average of the valid points
-            let x_ref = op.x_ref(&v, opts.missing).map_err(|e| CliError(e.to_string()))?;
-            Some(
-                prev.iter()
-                    .zip(&x_ref)
-                    .map(|(&p, &x)| if p.is_finite() && x.is_finite() { F::from_f64(p) - x } else { F::ZERO })
-                    .collect(),
-            )
+fn regrid<F: Real>(a: &RegridArgs, plan: &Plan, log: &Log) -> Result<(), CliError> {
+    let first_path = &plan.jobs[0].inputs[0];
+    let first = read(first_path, a, log)?;
+    let points = survey(a, plan, &first, log)?;
+    let op = operator::<F>(a, plan, &first, &points, log)?;
+    let start = a.x0.as_deref().map(|p| input::field_on_cells(p, &a.var)).transpose()?;
+    let mut cached = Some(first);
+    let total: usize = plan.jobs.iter().map(|j| j.inputs.len()).sum();
+    let mut done = 0;
+    for job in &plan.jobs {
+        let mut parts: Vec<Part> = Vec::new();
+        for path in &job.inputs {
+            let row0: usize = parts.iter().map(|p| p.rows.len()).sum();
+            let input = match cached.take() {
+                Some(i) if Path::new(&i.path) == path.as_path() => i,
+                _ => read_same_grid(path, a, log, &points)?,
+            };
+            let part = fit(&op, input, plan, start.as_ref(), a.png_row.checked_sub(row0), log)?;
+            check_range(a, &part, log)?;
+            parts.push(part);
+            done += 1;
+            progress(log, done, total, path);
         }
-    };
-    let fit = op.fit(&v, &opts).map_err(|e| CliError(e.to_string()))?;
-    Ok(Regridded {
-        cell_ids: op.cell_ids().to_vec(),
-        centres: op.cell_lonlat(),
-        hval: fit.hval.iter().map(|x| x.to_f64()).collect(),
-        info: fit.info.expect("asked for"),
-        grid: *op.grid(),
-    })
+        write_job(a, plan, job, &op, &parts, log)?;
+    }
+    Ok(())
 }
 
-fn regrid(a: &RegridArgs) -> Result<(), CliError> {
-    let t0 = Instant::now();
-    let say = |s: String| {
-        if !a.quiet {
-            eprintln!("[healpix-psf] {:>8.3} s  {s}", t0.elapsed().as_secs_f64());
-        }
-    };
-    let at = format!("{}: variable '{}'", a.input, a.var);
-    let input = input::read(&a.input, &a.var, a.lon.as_deref(), a.lat.as_deref())?;
-    let (n, b) = (input.n(), input.b());
+/// A progress bar over files (with more than one).
+fn progress(log: &Log, done: usize, total: usize, path: &Path) {
+    if total > 1 {
+        let bar: String = (0..20).map(|i| if i * total < done * 20 { '#' } else { '.' }).collect();
+        log.say(format!("[{bar}] {done}/{total} files ({})", path.display()));
+    }
+}
+
+fn read(path: &Path, a: &RegridArgs, log: &Log) -> Result<Input, CliError> {
+    let p = path.to_string_lossy();
+    let input = input::read(&p, &a.var, a.lon.as_deref(), a.lat.as_deref())?;
     let dims = |d: &[(String, usize)]| d.iter().map(|(n, l)| format!("{n}={l}")).collect::<Vec<_>>().join(", ");
-    say(format!(
-        "read '{}' from {}: {n} points ({}; lon '{}', lat '{}') × {b} rows ({})",
+    log.say(format!(
+        "read '{}' from {p}: {} points ({}; lon '{}', lat '{}') × {} rows ({})",
         a.var,
-        a.input,
+        input.n(),
         dims(&input.spatial_dims),
         input.lon_name,
         input.lat_name,
+        input.b(),
         if input.batch_dims.is_empty() { "no other dimension".to_string() } else { dims(&input.batch_dims) }
     ));
-    let mask = valid_samples(&input.values, n).map_err(|e| CliError(format!("{at}: {e}")))?;
+    Ok(input)
+}
+
+/// Another input of a run: read, and checked to be on the first one's points.
+fn read_same_grid(path: &Path, a: &RegridArgs, log: &Log, points: &Points) -> Result<Input, CliError> {
+    let input = read(path, a, log)?;
+    let (lon, lat) = (&points.lon, &points.lat);
+    let same =
+        |x: &[f64], y: &[f64]| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p == q || (p.is_nan() && q.is_nan()));
+    if input.n() != points.lon.len() || !same(&input.lon, lon) || !same(&input.lat, lat) {
+        return Err(CliError(format!(
+            "{}: '{}' is not on the grid of the first input (other longitudes/latitudes): regrid it separately",
+            path.display(),
+            a.var
+        )));
+    }
+    Ok(input)
+}
+
+/// The points with data in some row of some input; the other inputs are read once here (and
+/// dropped) to find them and to check they share the first one's grid.
+fn survey(a: &RegridArgs, plan: &Plan, first: &Input, log: &Log) -> Result<Points, CliError> {
+    let at = |p: &str| format!("{p}: variable '{}'", a.var);
+    let n = first.n();
+    let mut mask = valid_samples(&first.values, n).map_err(|e| CliError(format!("{}: {e}", at(&first.path))))?;
+    let mut points = Points { lon: first.lon.clone(), lat: first.lat.clone(), mask: Vec::new(), n_valid: 0 };
+    for path in plan.jobs.iter().flat_map(|j| &j.inputs).skip(1) {
+        let other = read_same_grid(path, a, log, &points)?;
+        let m = valid_samples(&other.values, n).map_err(|e| CliError(format!("{}: {e}", at(&other.path))))?;
+        mask.iter_mut().zip(m).for_each(|(x, y)| *x |= y);
+    }
     let n_valid = mask.iter().filter(|&&m| m).count();
     if n_valid == 0 {
         return Err(CliError(format!(
-            "{at}: every value is missing (fill value, missing_value or outside valid_range); check --var"
+            "{}: every value is missing (fill value, missing_value or outside valid_range); check --var",
+            at(&first.path)
         )));
     }
     if !a.keep_missing_points {
-        say(format!("{n_valid} points have data in some row; the {} others are left out of the operator", n - n_valid));
-    }
-    let (ulon, ulat): (Vec<f64>, Vec<f64>) = (0..n).filter(|&i| mask[i]).map(|i| (input.lon[i], input.lat[i])).unzip();
-    let cells = a.cells.as_deref().map(input::cell_ids).transpose()?;
-    let cells_level = cells.as_ref().and_then(|c| c.level);
-    let level: u8 = if let (Some(l), "auto") = (cells_level, a.level.as_str()) {
-        say(format!("--level auto: level {l} of the cells in {}", a.cells.as_deref().unwrap_or_default()));
-        u8::try_from(l).ok().filter(|&l| l <= 29).ok_or_else(|| CliError(format!("--cells: level {l} is not 0–29")))?
-    } else if a.level == "auto" {
-        let d = kernel::sample_spacing_m(&ulon, &ulat).map_err(|e| CliError(format!("{at}: coordinates: {e}")))?;
-        let l = kernel::level_for_spacing(d).map_err(|e| CliError(e.to_string()))?;
-        say(format!(
-            "--level auto: median spacing of the valid points {:.1} km → level {l} (cells {:.1} km wide)",
-            d / 1e3,
-            kernel::cell_size_m(l).unwrap_or(f64::NAN) / 1e3
+        log.say(format!(
+            "{n_valid} points have data in some row; the {} others are left out of the operator",
+            n - n_valid
         ));
-        l
-    } else {
-        a.level
-            .parse()
-            .ok()
-            .filter(|&l: &u8| l <= 29)
-            .ok_or_else(|| CliError(format!("--level {}: give 0–29 or auto", a.level)))?
+    }
+    points.mask = mask;
+    points.n_valid = n_valid;
+    Ok(points)
+}
+
+/// The level: given, that of --cells, or from the spacing of the valid points.
+fn choose_level(
+    a: &RegridArgs,
+    plan: &Plan,
+    cells: Option<&input::Cells>,
+    ulon: &[f64],
+    ulat: &[f64],
+    log: &Log,
+) -> Result<u8, CliError> {
+    let from_cells = cells.and_then(|c| c.level);
+    let level = match (plan.level, from_cells) {
+        (Level::Fixed(l), _) => l,
+        (Level::Auto, Some(l)) => {
+            log.say(format!("--level auto: level {l} of the cells in {}", a.cells.as_deref().unwrap_or_default()));
+            u8::try_from(l)
+                .ok()
+                .filter(|&l| l <= 29)
+                .ok_or_else(|| CliError(format!("--cells: level {l} is not 0–29")))?
+        }
+        (Level::Auto, None) => {
+            let d = kernel::sample_spacing_m(ulon, ulat).map_err(|e| CliError(format!("coordinates: {e}")))?;
+            let l = kernel::level_for_spacing(d).map_err(|e| CliError(e.to_string()))?;
+            log.say(format!(
+                "--level auto: median spacing of the valid points {:.1} km → level {l} (cells {:.1} km wide)",
+                d / 1e3,
+                kernel::cell_size_m(l).unwrap_or(f64::NAN) / 1e3
+            ));
+            l
+        }
     };
-    if let (Some(l), Some(path)) = (cells_level, a.cells.as_deref()) {
+    if let (Some(l), Some(path)) = (from_cells, a.cells.as_deref()) {
         if l != level as i64 {
             return Err(CliError(format!("--cells {path} holds level-{l} cells, but --level is {level}")));
         }
     }
-    if let (Some(input::Cells { scheme: Some(scheme), .. }), Some(path)) = (&cells, a.cells.as_deref()) {
+    if let (Some(input::Cells { scheme: Some(scheme), .. }), Some(path)) = (cells, a.cells.as_deref()) {
         let want = if a.ring { "ring" } else { "nested" };
         if scheme != want {
             return Err(CliError(format!(
@@ -403,127 +249,439 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
             )));
         }
     }
+    Ok(level)
+}
+
+/// Per-sample areas: a variable of the first input (named, or its CF cell_measures), or a rule.
+fn areas(a: &RegridArgs, first: &Input, log: &Log) -> Result<Area, CliError> {
     let area_var = a
         .area_var
         .clone()
-        .or_else(|| matches!(a.area, AreaArg::Auto).then(|| input::cell_measures_area(&input)).flatten());
-    let area = match (&area_var, a.area) {
+        .or_else(|| matches!(a.area, AreaArg::Auto).then(|| input::cell_measures_area(first)).flatten());
+    Ok(match (&area_var, a.area) {
         (Some(name), _) => {
-            say(format!("areas from the variable '{name}'"));
-            Area::Explicit(input::areas(&input, name)?)
+            log.say(format!("areas from the variable '{name}'"));
+            Area::Explicit(input::areas(first, name)?)
         }
         (None, AreaArg::Auto) => Area::Auto,
         (None, AreaArg::Spacing) => Area::Spacing,
         (None, AreaArg::Reference) => Area::ReferenceAuto,
         (None, AreaArg::Uniform) => Area::Uniform,
-    };
-    let start = a.x0.as_deref().map(|p| input::field_on_cells(p, &a.var)).transpose()?;
-    let params = Params {
-        npt: a.npt,
-        sigma_m: a.sigma_m.or(a.fwhm_m.map(kernel::fwhm_to_scale)),
-        threshold: a.threshold,
-        nest: !a.ring,
-        radius: a.radius,
-        ellipsoid: if a.sphere { Ellipsoid::Sphere } else { Ellipsoid::Wgs84 },
-        ring_weight: a.ring_weight,
-        ring_search_init: a.ring_search_init,
-        ring_search_max: a.ring_search_max,
-        num_threads: a.threads,
-        verbose: !a.quiet,
-        area,
+    })
+}
+
+/// Builds the operator once for every input.
+fn operator<F: Real>(
+    a: &RegridArgs,
+    plan: &Plan,
+    first: &Input,
+    points: &Points,
+    log: &Log,
+) -> Result<Operator<F>, CliError> {
+    let at = format!("{}: variable '{}'", first.path, a.var);
+    let (ulon, ulat): (Vec<f64>, Vec<f64>) =
+        (0..first.n()).filter(|&i| points.mask[i]).map(|i| (first.lon[i], first.lat[i])).unzip();
+    let cells = a.cells.as_deref().map(input::cell_ids).transpose()?;
+    let level = choose_level(a, plan, cells.as_ref(), &ulon, &ulat, log).map_err(|e| CliError(format!("{at}: {e}")))?;
+    let params = healpix_psf::Params {
+        level,
+        area: areas(a, first, log)?,
         out_cell_ids: cells.map(|c| c.ids),
-        fill_missing_out_cells: a.fill_missing_cells,
-        device: device(&a.device)?,
-        sample_mask: (!a.keep_missing_points).then(|| mask.clone()),
-        ..Params::new(level)
+        sample_mask: (!a.keep_missing_points).then(|| points.mask.clone()),
+        ..plan.params.clone()
     };
-    let t_fit = Instant::now();
-    let (lon, lat, values) = (&input.lon, &input.lat, &input.values);
-    let r = match a.dtype {
-        Dtype::F32 => fit_with::<f32>(lon, lat, values, &params, fit_options(a)?, start.as_ref()),
-        Dtype::F64 => fit_with::<f64>(lon, lat, values, &params, fit_options(a)?, start.as_ref()),
+    let op = PsfResampler::<F>::new(&first.lon, &first.lat, &params).map_err(|e| CliError(format!("{at}: {e}")))?;
+    let left_out = if a.keep_missing_points { 0 } else { first.n() - points.n_valid };
+    Ok(Operator { centres: op.cell_lonlat(), op, level, left_out })
+}
+
+/// The command line's fit options in the operator's precision.
+fn options<F: Real>(o: &FitOptions<f64>) -> FitOptions<F> {
+    FitOptions {
+        lam: o.lam,
+        max_iter: o.max_iter,
+        tol: o.tol,
+        x0: None,
+        return_info: o.return_info,
+        stopping: o.stopping,
+        lower: o.lower,
+        upper: o.upper,
+        max_outer: o.max_outer,
+        conservative: o.conservative,
+        empty_cells: o.empty_cells,
+        progress: o.progress,
+        missing: o.missing,
     }
-    .map_err(|e| CliError(format!("{at}: {}", e.0)))?;
-    let k = r.cell_ids.len();
-    let units = input
-        .attrs
+}
+
+/// The fit's start from an earlier field (cell ids, B×K values): its update over x_ref.
+fn start_from<F: Real>(
+    op: &PsfResampler<F>,
+    v: &[F],
+    opts: &FitOptions<F>,
+    start: &(Vec<u64>, Vec<f64>),
+) -> Result<Vec<F>, CliError> {
+    let (ids, prev) = start;
+    if ids.as_slice() != op.cell_ids() {
+        return Err(CliError(format!(
+            "--x0: its {} cells are not this operator's {} (regrid with --cells on that file)",
+            ids.len(),
+            op.k()
+        )));
+    }
+    if prev.len() != v.len() / op.n() * op.k() {
+        return Err(CliError(format!(
+            "--x0: {} values, not {} rows of {} cells",
+            prev.len(),
+            v.len() / op.n(),
+            op.k()
+        )));
+    }
+    // the fit's unknown is the update of x_ref, the Gaussian average of the valid points
+    let x_ref = op.x_ref(v, opts.missing).map_err(|e| CliError(e.to_string()))?;
+    Ok(prev
         .iter()
-        .find(|(n, _)| n == "units")
-        .and_then(|(_, v)| if let AttributeValue::Str(s) = v { Some(s.clone()) } else { None })
-        .unwrap_or_default();
+        .zip(&x_ref)
+        .map(|(&p, &x)| if p.is_finite() && x.is_finite() { F::from_f64(p) - x } else { F::ZERO })
+        .collect())
+}
+
+/// Fits every row of one input; `png_row`: the row to draw counted from this input's first.
+fn fit<F: Real>(
+    op: &Operator<F>,
+    mut input: Input,
+    plan: &Plan,
+    start: Option<&(Vec<u64>, Vec<f64>)>,
+    png_row: Option<usize>,
+    log: &Log,
+) -> Result<Part, CliError> {
+    let at = format!("{}: variable '{}'", input.path, input.var);
+    let t = Instant::now();
+    let v: Vec<F> = input.values.iter().map(|&x| F::from_f64(x)).collect();
+    let mut opts = options::<F>(&plan.fit);
+    opts.x0 =
+        start.map(|s| start_from(&op.op, &v, &opts, s)).transpose().map_err(|e| CliError(format!("{at}: {e}")))?;
+    let fit = op.op.fit(&v, &opts).map_err(|e| CliError(format!("{at}: {e}")))?;
+    drop(v);
+    let info = fit.info.expect("asked for");
+    let hval: Vec<f64> = fit.hval.iter().map(|x| x.to_f64()).collect();
+    let (n, b, k) = (input.n(), input.b(), op.op.k());
+    let units = input::units(&input);
     let worst = |v: &[f64]| v.iter().copied().filter(|x| x.is_finite()).fold(f64::NAN, f64::max);
-    say(format!(
-        "regridded to {k} cells of level {level} in {:.3} s: {} CG iterations (most in a row), {}; \
+    log.say(format!(
+        "regridded {} rows to {k} cells of level {} in {:.3} s: {} CG iterations (most in a row), {}; \
          residual at the valid points RMS {:.4} {units}, max {:.4} {units} (worst row)",
-        t_fit.elapsed().as_secs_f64(),
-        r.info.iterations,
-        if r.info.converged.iter().all(|&c| c) {
+        b,
+        op.level,
+        t.elapsed().as_secs_f64(),
+        info.iterations,
+        if info.converged.iter().all(|&c| c) {
             "converged".to_string()
         } else {
             "NOT converged: raise --max-iter or --lam".to_string()
         },
-        worst(&r.info.residual_rms),
-        worst(&r.info.residual_max),
+        worst(&info.residual_rms),
+        worst(&info.residual_max),
     ));
+    let drawn = png_row.filter(|&r| r < b).map(|r| input.values[r * n..(r + 1) * n].to_vec());
+    let out_of_range = cells_out_of_range(&input, &hval, k);
+    input.values = Vec::new();
+    let coords = input::batch_coords(&input)?;
+    let rows = input::row_names(&input, &coords);
+    Ok(Part { input, coords, rows, hval, info, out_of_range, drawn })
+}
 
-    let settings: Vec<(String, AttributeValue)> = vec![
-        ("healpix_psf_level".into(), (level as i32).into()),
+/// Margin of the range check without declared bounds, as a fraction of the row's span.
+const RANGE_MARGIN: f64 = 0.1;
+
+/// The range a row's fitted cells should stay in: the declared valid range, else the row's
+/// valid values widened by [`RANGE_MARGIN`] of their span on each side (a deconvolution may
+/// overshoot a sharp front a little; far beyond it the fit is not to be trusted).
+fn row_range(valid: Option<(f64, f64)>, row: &[f64]) -> Option<(f64, f64)> {
+    let (lo, hi) = row
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let data = (lo <= hi).then(|| {
+        let m = RANGE_MARGIN * (hi - lo) + 1e-9 * lo.abs().max(hi.abs());
+        (lo - m, hi + m)
+    });
+    match (valid, data) {
+        (Some((a, b)), Some((c, d))) => Some((if a.is_finite() { a } else { c }, if b.is_finite() { b } else { d })),
+        (_, d) => d,
+    }
+}
+
+/// Per row, the fitted cells outside the row's range ([`row_range`]).
+fn cells_out_of_range(input: &Input, hval: &[f64], k: usize) -> Vec<usize> {
+    let n = input.n();
+    (0..input.b())
+        .map(|r| match row_range(input.valid, &input.values[r * n..(r + 1) * n]) {
+            None => 0,
+            Some((lo, hi)) => {
+                hval[r * k..(r + 1) * k].iter().filter(|x| x.is_finite() && (**x < lo || **x > hi)).count()
+            }
+        })
+        .collect()
+}
+
+/// Reports rows with cells outside the data's range; with --strict, fails.
+fn check_range(a: &RegridArgs, part: &Part, log: &Log) -> Result<(), CliError> {
+    let bad: Vec<usize> = (0..part.out_of_range.len()).filter(|&r| part.out_of_range[r] > 0).collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = bad
+        .iter()
+        .take(5)
+        .map(|&r| {
+            format!(
+                "row {r} ({}): {} cells",
+                if part.rows[r].is_empty() { "the only row" } else { &part.rows[r] },
+                part.out_of_range[r]
+            )
+        })
+        .collect();
+    let msg = format!(
+        "{}: variable '{}': {} of {} rows have fitted cells outside the data's range ({}{}): {}{}",
+        part.input.path,
+        a.var,
+        bad.len(),
+        part.out_of_range.len(),
+        if part.input.valid.is_some() {
+            "its valid_min/valid_max"
+        } else {
+            "each row's valid values ± 10 % of their span"
+        },
+        "; recorded as fit_cells_out_of_range",
+        named.join("; "),
+        if bad.len() > 5 { "; …" } else { "" }
+    );
+    if a.strict {
+        return Err(CliError(format!(
+            "{msg} (--strict: nothing written; try a larger --lam, or --lower/--upper input)"
+        )));
+    }
+    log.warn(format!("{msg} (try a larger --lam, or --lower/--upper input; --strict makes this an error)"));
+    Ok(())
+}
+
+/// The batch dimensions and coordinates of a job's parts, concatenated along the first batch
+/// dimension (one part: its own).
+/// Batch dimensions (name, length) and their coordinates.
+type Batch = (Vec<(String, usize)>, Vec<output::Coord>);
+
+fn concat(parts: &[Part]) -> Result<Batch, CliError> {
+    let first = &parts[0];
+    let mut batch = first.input.batch_dims.clone();
+    let mut coords = first.coords.clone();
+    if parts.len() == 1 {
+        return Ok((batch, coords));
+    }
+    let Some(along) = batch.first().map(|d| d.0.clone()) else {
+        return Err(CliError(format!(
+            "--concat: '{}' has no dimension besides its grid to concatenate along",
+            first.input.var
+        )));
+    };
+    for p in &parts[1..] {
+        let dims = &p.input.batch_dims;
+        let same = dims.len() == batch.len()
+            && dims.iter().zip(&batch).enumerate().all(|(i, (x, y))| x.0 == y.0 && (i == 0 || x.1 == y.1));
+        if !same {
+            return Err(CliError(format!(
+                "--concat: {} has dimensions {:?} beside its grid, {} has {:?}: only the first ('{along}') may differ in length",
+                p.input.path, dims, first.input.path, first.input.batch_dims
+            )));
+        }
+        batch[0].1 += dims[0].1;
+        for c in coords.iter_mut().filter(|c| c.dims.first().is_some_and(|d| d.0 == along)) {
+            let more = p.coords.iter().find(|o| o.name == c.name).ok_or_else(|| {
+                CliError(format!(
+                    "--concat: {} lacks the coordinate '{}' of {}",
+                    p.input.path, c.name, first.input.path
+                ))
+            })?;
+            c.values.extend_from_slice(&more.values);
+            c.dims[0].1 += more.dims.first().map_or(0, |d| d.1);
+        }
+    }
+    Ok((batch, coords))
+}
+
+/// The per-row diagnostics of the fits, rows of all parts in order.
+fn diagnostics(var: &str, parts: &[Part], bounded: bool) -> Vec<Diag> {
+    let count = |f: &dyn Fn(&Part) -> Vec<usize>| {
+        DiagValues::Count(parts.iter().flat_map(f).map(|x| i32::try_from(x).unwrap_or(i32::MAX)).collect())
+    };
+    let float = |f: &dyn Fn(&FitInfo) -> &Vec<f64>| {
+        DiagValues::Quantity(parts.iter().flat_map(|p| f(&p.info).clone()).collect())
+    };
+    let mut d = vec![
+        Diag {
+            name: "fit_iterations",
+            long_name: "conjugate-gradient iterations".into(),
+            values: count(&|p| p.info.row_iterations.clone()),
+        },
+        Diag {
+            name: "fit_converged",
+            long_name: "whether the conjugate gradient met its tolerance".into(),
+            values: DiagValues::Flag(
+                parts.iter().flat_map(|p| p.info.converged.clone()).collect(),
+                "not_converged",
+                "converged",
+            ),
+        },
+        Diag {
+            name: "fit_residual_rms",
+            long_name: format!("RMS of the fitted field at the valid samples minus {var}"),
+            values: float(&|i| &i.residual_rms),
+        },
+        Diag {
+            name: "fit_residual_max",
+            long_name: format!("largest |fitted field at a valid sample minus {var}|"),
+            values: float(&|i| &i.residual_max),
+        },
+        Diag {
+            name: "fit_empty_cells",
+            long_name: "cells without any valid linked sample (missing in the output)".into(),
+            values: count(&|p| p.info.empty_cells.clone()),
+        },
+        Diag {
+            name: "fit_cells_out_of_range",
+            long_name: format!(
+                "fitted cells outside the data's range (the input's valid_min/valid_max, else the row's valid values \
+                 widened by {} % of their span on each side)",
+                RANGE_MARGIN * 100.0
+            ),
+            values: count(&|p| p.out_of_range.clone()),
+        },
+    ];
+    if bounded {
+        d.push(Diag {
+            name: "fit_held_low",
+            long_name: "cells held at the lower bound".into(),
+            values: count(&|p| p.info.n_clipped_low.clone()),
+        });
+        d.push(Diag {
+            name: "fit_held_high",
+            long_name: "cells held at the upper bound".into(),
+            values: count(&|p| p.info.n_clipped_high.clone()),
+        });
+    }
+    d
+}
+
+/// The settings as `healpix_psf_*` global attributes.
+fn settings<F: Real>(a: &RegridArgs, plan: &Plan, op: &Operator<F>) -> Vec<(String, AttributeValue)> {
+    let sigma = plan.params.sigma_m.unwrap_or(healpix_psf::geometry::cell_size_m(op.level, a.radius));
+    vec![
+        ("healpix_psf_level".into(), (op.level as i32).into()),
         ("healpix_psf_npt".into(), (a.npt as i32).into()),
-        (
-            "healpix_psf_sigma_m".into(),
-            params.sigma_m.unwrap_or(healpix_psf::geometry::cell_size_m(level, a.radius)).into(),
-        ),
+        ("healpix_psf_sigma_m".into(), sigma.into()),
         ("healpix_psf_threshold".into(), a.threshold.into()),
         ("healpix_psf_lam".into(), a.lam.into()),
         ("healpix_psf_tol".into(), a.tol.into()),
         ("healpix_psf_max_iter".into(), (a.max_iter as i32).into()),
         ("healpix_psf_dtype".into(), (if a.dtype == Dtype::F32 { "float32" } else { "float64" }).into()),
-        ("healpix_psf_points_left_out".into(), (if a.keep_missing_points { 0 } else { (n - n_valid) as i64 }).into()),
-    ];
-    let history =
-        format!("healpix-psf {}: {}", env!("CARGO_PKG_VERSION"), std::env::args().collect::<Vec<_>>().join(" "));
-    let bounded = a.lower.is_some() || a.upper.is_some();
-    output::write(
-        &a.output,
-        &output::Output {
-            input: &input,
-            cell_ids: &r.cell_ids,
-            centres: &r.centres,
-            hval: &r.hval,
-            level,
-            nest: !a.ring,
-            ellipsoid: params.ellipsoid,
-            radius: a.radius,
-            info: &r.info,
-            bounded,
-            settings,
-            history,
-        },
-    )?;
-    say(format!("wrote {} ({k} cells × {b} rows)", a.output));
+        ("healpix_psf_missing_data".into(), (if a.zero_fill_missing { "zero_fill" } else { "per_row" }).into()),
+        ("healpix_psf_points_left_out".into(), (op.left_out as i64).into()),
+    ]
+}
 
-    if let Some(png) = &a.png {
-        let first = &r.hval[..k];
-        let range =
-            render::value_range(first).ok_or_else(|| CliError(format!("{at}: the first row has no value to draw")))?;
-        let mut panels = Vec::new();
-        if a.png_input {
-            panels.push(render::Panel::Points {
-                lon: &input.lon,
-                lat: &input.lat,
-                values: &input.values[..n],
-                label: format!("input: {n_valid} valid points"),
-            });
-        }
-        panels.push(render::Panel::Cells {
-            grid: &r.grid,
-            ids: &r.cell_ids,
-            values: first,
-            label: format!("HEALPix level {level}: {k} cells"),
-        });
-        let title = if units.is_empty() { a.var.clone() } else { format!("{} ({units})", a.var) };
-        render::render(png, &panels, &title, range, a.projection, a.png_width)?;
-        say(format!("drew {png}"));
+/// The global attributes: the input's descriptive ones, Conventions, history with this run
+/// appended (newest first, as NCO and CDO do), the settings.
+fn globals<F: Real>(a: &RegridArgs, plan: &Plan, op: &Operator<F>, first: &Input) -> Vec<(String, AttributeValue)> {
+    let (mut g, history) = input::kept_globals(first);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs() as f64);
+    let stamp = cftime::format_cf_time(now, "seconds since 1970-01-01 00:00:00", None).unwrap_or_default();
+    let line = format!(
+        "{stamp}: healpix-psf {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    let history = match history {
+        Some(h) if !h.trim().is_empty() => format!("{line}\n{h}"),
+        _ => line,
+    };
+    g.push(("Conventions".into(), "CF-1.13".into()));
+    g.push(("history".into(), history.into()));
+    g.extend(settings(a, plan, op));
+    g
+}
+
+/// Writes a job's output and map under temporary names, then renames both into place.
+fn write_job<F: Real>(
+    a: &RegridArgs,
+    plan: &Plan,
+    job: &Job,
+    op: &Operator<F>,
+    parts: &[Part],
+    log: &Log,
+) -> Result<(), CliError> {
+    let first = &parts[0].input;
+    let (batch, coords) = concat(parts)?;
+    let hval: Vec<f64> = parts.iter().flat_map(|p| p.hval.iter().copied()).collect();
+    let out = output::Output {
+        var: &a.var,
+        var_attrs: &first.attrs,
+        single: first.single,
+        batch,
+        coords,
+        cells: output::Cells {
+            ids: op.op.cell_ids(),
+            centres: &op.centres,
+            level: op.level,
+            nest: !a.ring,
+            ellipsoid: plan.params.ellipsoid,
+            radius: a.radius,
+        },
+        hval: &hval,
+        diagnostics: diagnostics(&a.var, parts, plan.fit.is_bounded()),
+        globals: globals(a, plan, op, first),
+    };
+    let mut staged = stage::Staged::default();
+    output::write(&staged.path(&job.output), &out)?;
+    if let Some(png) = &job.png {
+        let tmp = staged.path(png);
+        stage::injected("png")?;
+        draw(a, op, parts, &hval, &tmp)?;
+    }
+    staged.commit()?;
+    let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
+    log.say(format!("wrote {} ({} cells × {rows} rows)", job.output.display(), op.op.k()));
+    if let Some(png) = &job.png {
+        log.say(format!("drew {} (row {} of {rows})", png.display(), a.png_row));
     }
     Ok(())
+}
+
+/// The map of row --png-row of a job.
+fn draw<F: Real>(a: &RegridArgs, op: &Operator<F>, parts: &[Part], hval: &[f64], path: &Path) -> Result<(), CliError> {
+    let k = op.op.k();
+    let rows: Vec<&String> = parts.iter().flat_map(|p| &p.rows).collect();
+    let r = a.png_row;
+    if r >= rows.len() {
+        return Err(CliError(format!(
+            "--png-row {r}: the output has {} rows (0–{})",
+            rows.len(),
+            rows.len().saturating_sub(1)
+        )));
+    }
+    let first = &parts[0].input;
+    let (lon, lat) = (&first.lon, &first.lat);
+    let drawn = parts.iter().find_map(|p| p.drawn.as_deref());
+    let units = input::units(first);
+    render::draw(&render::MapRequest {
+        path,
+        var: &a.var,
+        units: &units,
+        row_label: rows[r].as_str(),
+        grid: op.op.grid(),
+        cell_ids: op.op.cell_ids(),
+        cell_values: &hval[r * k..(r + 1) * k],
+        input: if a.png_input { drawn.map(|values| render::MapPoints { lon, lat, values }) } else { None },
+        projection: a.projection,
+        width: a.png_width,
+    })
 }

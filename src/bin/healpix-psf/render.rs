@@ -10,6 +10,8 @@ use std::f64::consts::{PI, SQRT_2};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Projection {
+    /// The whole globe for global data, a view around regional data.
+    Auto,
     /// Longitude/latitude (plate carrée), 2:1.
     Lonlat,
     /// Mollweide (equal-area), 2:1 ellipse.
@@ -20,7 +22,7 @@ impl Projection {
     /// Pixel centre (x, y) of a w×h panel → (lon, lat) in degrees, or None off the globe.
     fn inverse(self, x: f64, y: f64, w: f64, h: f64) -> Option<(f64, f64)> {
         match self {
-            Projection::Lonlat => Some((-180.0 + x / w * 360.0, 90.0 - y / h * 180.0)),
+            Projection::Lonlat | Projection::Auto => Some((-180.0 + x / w * 360.0, 90.0 - y / h * 180.0)),
             Projection::Mollweide => {
                 let (px, py) = ((x / w * 2.0 - 1.0) * 2.0 * SQRT_2, (1.0 - y / h * 2.0) * SQRT_2);
                 if px * px / 8.0 + py * py / 2.0 > 1.0 {
@@ -39,7 +41,7 @@ impl Projection {
     fn forward(self, lon: f64, lat: f64, w: f64, h: f64) -> (f64, f64) {
         let lon = (lon + 180.0).rem_euclid(360.0) - 180.0;
         match self {
-            Projection::Lonlat => ((lon + 180.0) / 360.0 * w, (90.0 - lat) / 180.0 * h),
+            Projection::Lonlat | Projection::Auto => ((lon + 180.0) / 360.0 * w, (90.0 - lat) / 180.0 * h),
             Projection::Mollweide => {
                 let phi = lat.to_radians();
                 // 2θ + sin 2θ = π sin φ, by Newton's method
@@ -276,6 +278,39 @@ pub fn render(
     let mut writer = enc.write_header().map_err(|e| CliError(format!("{path}: {e}")))?;
     writer.write_image_data(&c.rgb).map_err(|e| CliError(format!("{path}: {e}")))?;
     writer.finish().map_err(|e| CliError(format!("{path}: {e}")))
+}
+
+/// One row of the input: N samples (NaN = missing).
+pub struct MapPoints<'a> {
+    pub lon: &'a [f64],
+    pub lat: &'a [f64],
+    pub values: &'a [f64],
+}
+
+/// A map to draw (interim: the new renderer replaces this).
+#[allow(dead_code)]
+pub struct MapRequest<'a> {
+    pub path: &'a std::path::Path,
+    pub var: &'a str,
+    pub units: &'a str,
+    pub row_label: &'a str,
+    pub grid: &'a Grid,
+    pub cell_ids: &'a [u64],
+    pub cell_values: &'a [f64],
+    pub input: Option<MapPoints<'a>>,
+    pub projection: Projection,
+    pub width: usize,
+}
+
+pub fn draw(r: &MapRequest<'_>) -> Result<(), CliError> {
+    let range = value_range(r.cell_values).ok_or_else(|| CliError("no value to draw".into()))?;
+    let mut panels = Vec::new();
+    if let Some(p) = &r.input {
+        panels.push(Panel::Points { lon: p.lon, lat: p.lat, values: p.values, label: "input".into() });
+    }
+    panels.push(Panel::Cells { grid: r.grid, ids: r.cell_ids, values: r.cell_values, label: "cells".into() });
+    let proj = if r.projection == Projection::Auto { Projection::Mollweide } else { r.projection };
+    render(&r.path.to_string_lossy(), &panels, r.var, range, proj, r.width)
 }
 
 #[cfg(test)]
