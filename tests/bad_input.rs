@@ -1011,3 +1011,44 @@ fn tiny_sigma_gives_no_nan_in_f32() {
         }
     }
 }
+
+/// `Params::check` and `FitOptions::check` give, before any sample is seen, the errors the
+/// constructor and `fit` would give for the same settings.
+#[test]
+fn settings_are_checked_before_the_data() {
+    use healpix_psf::{Bound, EmptyCells, FitOptions, MissingData};
+    let (lon, lat) = cluster();
+    for p in [
+        Params { level: 30, ..p9() },
+        Params { npt: 0, ..p9() },
+        Params { radius: -1.0, ..p9() },
+        Params { sigma_m: Some(f64::NAN), ..p9() },
+        Params { threshold: -0.5, ..p9() },
+        Params { ring_search_max: Some(1 << 20), ..p9() },
+    ] {
+        let early = p.check().expect_err("check accepts what the constructor refuses");
+        let late = build::<f64>(&lon, &lat, &p).expect_err("the constructor accepts it");
+        assert_eq!(early.to_string(), late.to_string());
+    }
+    assert!(p9().check().is_ok());
+    if !cfg!(feature = "cuda") {
+        let e = Params { device: healpix_psf::Device::Cuda(0), ..p9() }.check().unwrap_err();
+        assert!(matches!(e, Error::DeviceUnavailable(_)), "{e}");
+    }
+    let op = build::<f64>(&lon, &lat, &p9()).unwrap();
+    let v = vec![1.0; op.n()];
+    for o in [
+        FitOptions::<f64> { lam: -1.0, ..FitOptions::default() },
+        FitOptions { tol: 0.0, ..FitOptions::default() },
+        FitOptions { lower: Bound::Value(f64::NAN), ..FitOptions::default() },
+        FitOptions { empty_cells: EmptyCells::Fitted, missing: MissingData::PerRow, ..FitOptions::default() },
+        FitOptions { upper: Bound::Value(1.0), max_outer: 0, ..FitOptions::default() },
+    ] {
+        let early = o.check().expect_err("check accepts what fit refuses");
+        let late = op.fit(&v, &o).expect_err("fit accepts it");
+        assert_eq!(early.to_string(), late.to_string());
+    }
+    // f32 cannot hold this damping
+    assert!(FitOptions::<f32> { lam: 1e39, ..FitOptions::default() }.check().is_err());
+    assert!(FitOptions::<f64> { lam: 1e39, ..FitOptions::default() }.check().is_ok());
+}

@@ -327,7 +327,12 @@ pub fn read(path: &str, var_name: &str, lon: Option<&str>, lat: Option<&str>) ->
     let dims = dim_sizes(&var);
     let lon_name = find_axis(&file, &var, Axis::Lon, lon, path)?;
     let lat_name = find_axis(&file, &var, Axis::Lat, lat, path)?;
-    let (lon_v, lat_v) = (file.variable(&lon_name).expect("found"), file.variable(&lat_name).expect("found"));
+    let lookup = |name: &str| {
+        file.variable(name).ok_or_else(|| {
+            CliError(format!("{path}: the variable '{name}' is listed but cannot be opened: the file looks damaged"))
+        })
+    };
+    let (lon_v, lat_v) = (lookup(&lon_name)?, lookup(&lat_name)?);
     let (lon_d, lat_d) = (dim_names(&lon_v), dim_names(&lat_v));
     let spatial_names: Vec<String> = if lon_d == lat_d && lon_d.len() <= 2 {
         lon_d.clone()
@@ -522,7 +527,9 @@ pub fn batch_coords(input: &Input) -> Result<Vec<Coord>, CliError> {
     names
         .iter()
         .map(|name| {
-            let v = file.variable(name).expect("listed");
+            let v = file.variable(name).ok_or_else(|| {
+                CliError(format!("{}: the variable '{name}' is listed but cannot be opened: the file looks damaged", input.path))
+            })?;
             let values = v.get_values::<f64, _>(..).map_err(|e| damaged(&input.path, name, e))?;
             let attrs = v.attributes().filter_map(|a| Some((a.name().to_string(), a.value().ok()?))).collect();
             Ok(Coord { name: name.clone(), dims: dim_sizes(&v), attrs, values })
