@@ -5,6 +5,7 @@
 //! healpix-psf regrid tests/data/nemo_orca1_sst_2015-01.nc --var tos -o sst_healpix.nc --png sst.png
 //! ```
 
+mod coast;
 mod input;
 mod output;
 mod render;
@@ -204,8 +205,8 @@ struct RegridArgs {
     /// Draw the input samples beside the result (first row).
     #[arg(long)]
     png_input: bool,
-    /// Map projection of the PNG.
-    #[arg(long, value_enum, default_value = "mollweide")]
+    /// Map projection of the PNG (`auto`: fitted to the data).
+    #[arg(long, value_enum, default_value = "auto")]
     projection: render::Projection,
     /// Width in pixels of each map panel of the PNG.
     #[arg(long, default_value_t = 1000)]
@@ -503,26 +504,22 @@ fn regrid(a: &RegridArgs) -> Result<(), CliError> {
     say(format!("wrote {} ({k} cells × {b} rows)", a.output));
 
     if let Some(png) = &a.png {
-        let first = &r.hval[..k];
-        let range =
-            render::value_range(first).ok_or_else(|| CliError(format!("{at}: the first row has no value to draw")))?;
-        let mut panels = Vec::new();
-        if a.png_input {
-            panels.push(render::Panel::Points {
+        render::draw(&render::MapRequest {
+            path: std::path::Path::new(png),
+            var: &a.var,
+            units: &units,
+            row_label: "",
+            grid: &r.grid,
+            cell_ids: &r.cell_ids,
+            cell_values: &r.hval[..k],
+            input: a.png_input.then(|| render::MapPoints {
                 lon: &input.lon,
                 lat: &input.lat,
                 values: &input.values[..n],
-                label: format!("input: {n_valid} valid points"),
-            });
-        }
-        panels.push(render::Panel::Cells {
-            grid: &r.grid,
-            ids: &r.cell_ids,
-            values: first,
-            label: format!("HEALPix level {level}: {k} cells"),
-        });
-        let title = if units.is_empty() { a.var.clone() } else { format!("{} ({units})", a.var) };
-        render::render(png, &panels, &title, range, a.projection, a.png_width)?;
+            }),
+            projection: a.projection,
+            width: a.png_width,
+        })?;
         say(format!("drew {png}"));
     }
     Ok(())
