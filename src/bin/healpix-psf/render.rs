@@ -313,8 +313,9 @@ struct Extent {
 /// Global data: spread over at least this many degrees of longitude and of latitude.
 const GLOBAL_LON_SPAN: f64 = 300.0;
 const GLOBAL_LAT_SPAN: f64 = 120.0;
-/// Data reaching this close to a pole (and staying in its hemisphere) get a polar view.
-const POLAR_LAT: f64 = 75.0;
+/// Data reaching this close to a pole (and staying in its hemisphere) get a polar view: a lon/lat
+/// box stretches the last degrees before a pole too much (a grid ending at 75°N keeps its box).
+const POLAR_LAT: f64 = 80.0;
 
 /// The extent of a set of positions (None when empty): the complement of the widest longitude gap.
 fn extent(lon: &[f64], lat: &[f64]) -> Option<Extent> {
@@ -450,13 +451,91 @@ const MOST_LOCAL: f64 = 4.0;
 /// neighbourhood, per ring (HEALPix cells are diamonds, thinner than wide near the poles).
 const RING_COVER: f64 = 0.5;
 
-/// The samples with a position, bucketed by HEALPix cell for nearest-neighbour searches.
-struct SampleIndex {
-    /// Bucket cells (nested, on a sphere) about 1.5 median spacings wide.
+/// The level of the fine hashes that buckets are made from (a coarser level is a bit shift away).
+const FINE: u8 = 24;
+
+/// Samples grouped by HEALPix cell (nested, on a sphere) at one level.
+struct Buckets {
     grid: Grid,
-    /// The occupied bucket cells, ascending, and where their samples start (one more at the end).
+    /// The occupied cells, ascending, and where their samples start (one more at the end).
     cells: Vec<u64>,
     starts: Vec<usize>,
+}
+
+impl Buckets {
+    /// The buckets at `level` of samples sorted by their level-[`FINE`] hashes.
+    fn at(level: u8, sorted: &[(u64, usize)]) -> Self {
+        let shift = 2 * (FINE - level) as u32;
+        let (mut cells, mut starts) = (Vec::new(), Vec::new());
+        for (k, &(h, _)) in sorted.iter().enumerate() {
+            if cells.last() != Some(&(h >> shift)) {
+                cells.push(h >> shift);
+                starts.push(k);
+            }
+        }
+        starts.push(sorted.len());
+        Buckets { grid: Grid::new(level, true, Ellipsoid::Sphere).expect("a valid level"), cells, starts }
+    }
+
+    /// The finest level whose occupied cells hold 2 samples or more on average: cells about as
+    /// wide as the samples are apart.
+    fn spacing_level(sorted: &[(u64, usize)]) -> u8 {
+        (0..=FINE)
+            .rev()
+            .find(|&l| {
+                let shift = 2 * (FINE - l) as u32;
+                let distinct = 1 + sorted.windows(2).filter(|w| w[0].0 >> shift != w[1].0 >> shift).count();
+                sorted.len() >= 2 * distinct
+            })
+            .unwrap_or(0)
+    }
+
+    /// The positions (in bucket order) of the samples in cell `c`.
+    fn samples_of(&self, c: u64) -> Range<usize> {
+        match self.cells.binary_search(&c) {
+            Ok(b) => self.starts[b]..self.starts[b + 1],
+            Err(_) => 0..0,
+        }
+    }
+
+    /// The local sample spacing (radians) around every bucket: the square root of the area per
+    /// sample in its occupied neighbour cells (its 3×3 block).
+    fn local_spacings(&self) -> Vec<f64> {
+        let cell_area = 4.0 * PI / self.grid.n_cells() as f64;
+        (0..self.cells.len())
+            .into_par_iter()
+            .map(|b| {
+                let near = self.grid.kth_neighbourhood(self.cells[b], 1).unwrap_or_default();
+                let (mut occupied, mut count) = (0usize, 0usize);
+                for r in near.into_iter().map(|c| self.samples_of(c)).filter(|r| !r.is_empty()) {
+                    occupied += 1;
+                    count += r.len();
+                }
+                (cell_area * occupied as f64 / count.max(1) as f64).sqrt()
+            })
+            .collect()
+    }
+
+    /// The median over samples of a per-bucket quantity.
+    fn median(&self, per_bucket: &[f64]) -> f64 {
+        let mut v: Vec<(f64, usize)> =
+            per_bucket.iter().enumerate().map(|(b, &s)| (s, self.starts[b + 1] - self.starts[b])).collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let half = self.starts[self.cells.len()] / 2;
+        let mut seen = 0;
+        v.into_iter()
+            .find(|&(_, n)| {
+                seen += n;
+                seen > half
+            })
+            .map_or(0.0, |(s, _)| s)
+    }
+}
+
+/// The samples with a position, bucketed by HEALPix cell for nearest-neighbour searches.
+struct SampleIndex {
+    /// Buckets about 1.5 median sample spacings wide.
+    buckets: Buckets,
     /// Per sample, in bucket order: unit vector, value, and the squared chord within which it
     /// fills a pixel (its reach).
     xyz: Vec<[f64; 3]>,
@@ -477,6 +556,9 @@ fn chord2_of(angle: f64) -> f64 {
 impl SampleIndex {
     /// Buckets the samples with a valid position (missing values included: a pixel nearest to a
     /// missing sample, e.g. a land point of an ocean grid, is missing). None without any.
+    ///
+    /// The median spacing comes from the sample density in cells about as wide as the samples are
+    /// apart (cheaper than `kernel::sample_spacing_m`, and enough for drawing).
     fn new(p: &MapPoints<'_>) -> Option<Self> {
         let keep: Vec<usize> = (0..p.values.len())
             .filter(|&i| p.lon[i].is_finite() && p.lat[i].is_finite() && p.lat[i].abs() <= 90.0)
@@ -484,83 +566,38 @@ impl SampleIndex {
         if keep.is_empty() {
             return None;
         }
-        let (lon, lat): (Vec<f64>, Vec<f64>) = keep.iter().map(|&i| (p.lon[i], p.lat[i])).unzip();
-        let spacing = healpix_psf::kernel::sample_spacing_m(&lon, &lat)
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map_or((4.0 * PI / keep.len() as f64).sqrt(), |s| s / EARTH_RADIUS_M);
-        let level = healpix_psf::kernel::level_for_spacing(1.5 * spacing * EARTH_RADIUS_M).unwrap_or(0);
-        let grid = Grid::new(level, true, Ellipsoid::Sphere).expect("a valid level");
-        let mut order: Vec<(u64, usize)> = lon
-            .par_iter()
-            .zip(lat.par_iter())
-            .enumerate()
-            .map(|(j, (&x, &y))| (grid.cell(x, y).expect("a checked position"), j))
-            .collect();
+        let fine = Grid::new(FINE, true, Ellipsoid::Sphere).expect("a valid level");
+        let mut order: Vec<(u64, usize)> =
+            keep.par_iter().map(|&i| (fine.cell(p.lon[i], p.lat[i]).expect("a checked position"), i)).collect();
         order.par_sort_unstable();
-        let (mut cells, mut starts) = (Vec::new(), Vec::new());
-        for (k, &(c, _)) in order.iter().enumerate() {
-            if cells.last() != Some(&c) {
-                cells.push(c);
-                starts.push(k);
-            }
-        }
-        starts.push(order.len());
-        let xyz = order.iter().map(|&(_, j)| unit_vector(lon[j].to_radians(), lat[j].to_radians())).collect();
-        let values = order.iter().map(|&(_, j)| p.values[keep[j]]).collect();
-        let cell_area = 4.0 * PI / grid.n_cells() as f64;
-        let mut index = SampleIndex {
-            grid,
-            cells,
-            starts,
-            xyz,
-            values,
-            reach2: Vec::new(),
-            ring_angle: RING_COVER * cell_area.sqrt(),
-            max_ring: 1,
-        };
-        let local: Vec<f64> = (0..index.cells.len())
-            .into_par_iter()
-            .map(|b| index.local_spacing(b, cell_area).clamp(spacing, MOST_LOCAL * spacing))
-            .collect();
+        let dense = Buckets::at(Buckets::spacing_level(&order), &order);
+        let spacing = dense.median(&dense.local_spacings());
+        let level = healpix_psf::kernel::level_for_spacing(1.5 * spacing * EARTH_RADIUS_M).unwrap_or(0).min(FINE);
+        let buckets = if level == dense.grid.level() { dense } else { Buckets::at(level, &order) };
+        let local: Vec<f64> =
+            buckets.local_spacings().into_iter().map(|s| s.clamp(spacing, MOST_LOCAL * spacing)).collect();
         let mut reach2 = vec![0.0; order.len()];
         for (b, s) in local.iter().enumerate() {
-            reach2[index.starts[b]..index.starts[b + 1]].fill(chord2_of(REACH * s));
+            reach2[buckets.starts[b]..buckets.starts[b + 1]].fill(chord2_of(REACH * s));
         }
+        let ring_angle = RING_COVER * (4.0 * PI / buckets.grid.n_cells() as f64).sqrt();
         let widest = local.iter().fold(spacing, |a, &b| a.max(b)) * REACH;
-        index.max_ring = ((widest / index.ring_angle).ceil() as u32).clamp(1, grid.nside().min(6));
-        index.reach2 = reach2;
-        Some(index)
-    }
-
-    /// The samples' local spacing (radians) around bucket `b`: the square root of the area per
-    /// sample in its occupied neighbour cells.
-    fn local_spacing(&self, b: usize, cell_area: f64) -> f64 {
-        let near = self.grid.kth_neighbourhood(self.cells[b], 1).unwrap_or_default();
-        let (mut occupied, mut count) = (0usize, 0usize);
-        for c in near {
-            let r = self.samples_of(c);
-            if !r.is_empty() {
-                occupied += 1;
-                count += r.len();
-            }
-        }
-        (cell_area * occupied as f64 / count.max(1) as f64).sqrt()
-    }
-
-    /// The positions (in bucket order) of the samples in cell `c`.
-    fn samples_of(&self, c: u64) -> Range<usize> {
-        match self.cells.binary_search(&c) {
-            Ok(b) => self.starts[b]..self.starts[b + 1],
-            Err(_) => 0..0,
-        }
+        let max_ring = ((widest / ring_angle).ceil() as u32).clamp(1, buckets.grid.nside().min(6));
+        Some(SampleIndex {
+            buckets,
+            xyz: order.iter().map(|&(_, i)| unit_vector(p.lon[i].to_radians(), p.lat[i].to_radians())).collect(),
+            values: order.iter().map(|&(_, i)| p.values[i]).collect(),
+            reach2,
+            ring_angle,
+            max_ring,
+        })
     }
 
     /// The sample ranges of the ring-k neighbourhood of a cell.
     fn neighbourhood(&self, cell: u64, k: u32, out: &mut Vec<Range<usize>>) {
         out.clear();
-        for c in self.grid.kth_neighbourhood(cell, k).unwrap_or_default() {
-            let r = self.samples_of(c);
+        for c in self.buckets.grid.kth_neighbourhood(cell, k).unwrap_or_default() {
+            let r = self.buckets.samples_of(c);
             if !r.is_empty() {
                 out.push(r);
             }
@@ -568,18 +605,14 @@ impl SampleIndex {
     }
 
     /// The value at a position: its nearest sample's (NaN for a missing one), or NaN when that
-    /// sample is beyond its reach. `cache` keeps the last neighbourhood looked up (neighbouring
-    /// pixels mostly share it).
+    /// sample is beyond its reach.
     fn value_at(&self, lon: f64, lat: f64, cache: &mut NeighbourCache) -> f64 {
-        let Ok(cell) = self.grid.cell(lon, lat) else { return f64::NAN };
+        let Ok(cell) = self.buckets.grid.cell(lon, lat) else { return f64::NAN };
         let v = unit_vector(lon.to_radians(), lat.to_radians());
         let mut best: Option<(f64, usize)> = None;
         for k in 1..=self.max_ring {
-            if cache.key != Some((cell, k)) {
-                self.neighbourhood(cell, k, &mut cache.ranges);
-                cache.key = Some((cell, k));
-            }
-            for r in &cache.ranges {
+            let ranges = cache.get(self, cell, k);
+            for r in ranges {
                 for i in r.clone() {
                     let d = chord2(&v, &self.xyz[i]);
                     // on a tie (duplicated positions) a valid value wins
@@ -618,11 +651,27 @@ impl SampleIndex {
     }
 }
 
-/// The last neighbourhood looked up: (cell, ring) and its sample ranges.
+/// The last neighbourhood looked up at each ring: its cell and sample ranges (neighbouring pixels
+/// mostly share them).
 #[derive(Default)]
 struct NeighbourCache {
-    key: Option<(u64, u32)>,
-    ranges: Vec<Range<usize>>,
+    rings: Vec<(Option<u64>, Vec<Range<usize>>)>,
+}
+
+impl NeighbourCache {
+    /// The sample ranges of the ring-k neighbourhood of a cell, looked up when not cached.
+    fn get(&mut self, index: &SampleIndex, cell: u64, k: u32) -> &[Range<usize>] {
+        let k = k as usize;
+        if self.rings.len() < k {
+            self.rings.resize_with(k, Default::default);
+        }
+        let (key, ranges) = &mut self.rings[k - 1];
+        if *key != Some(cell) {
+            index.neighbourhood(cell, k as u32, ranges);
+            *key = Some(cell);
+        }
+        ranges
+    }
 }
 
 /// The value of every pixel of the cells' panel: the value of the cell its centre falls in.
@@ -1188,7 +1237,7 @@ mod tests {
     #[test]
     fn regional_data_get_a_box_around_them() {
         // North America, 170°W–50°W, 10°N–75°N
-        let (lon, lat) = grid(-170.0, 1.25, 97, 10.0, 0.83, 79);
+        let (lon, lat) = grid(-170.0, 1.25, 97, 10.0, 0.8333, 79);
         let v = choose_view(Projection::Auto, &lon, &lat);
         let Plane::Equirect { lon_c, k } = v.plane else { panic!("{v:?}") };
         assert!((lon_c + 110.0).abs() < 1.0, "{v:?}");
@@ -1225,7 +1274,7 @@ mod tests {
 
     #[test]
     fn explicit_projections_keep_the_globe() {
-        let (lon, lat) = grid(-170.0, 1.25, 97, 10.0, 0.83, 79);
+        let (lon, lat) = grid(-170.0, 1.25, 97, 10.0, 0.8333, 79);
         assert_eq!(choose_view(Projection::Lonlat, &lon, &lat), View::lonlat());
         assert_eq!(choose_view(Projection::Mollweide, &lon, &lat), View::mollweide());
     }
@@ -1256,7 +1305,7 @@ mod tests {
             assert_eq!(missing_inside(&view, &fill, w, h, [-180.0, 180.0, -90.0, 90.0], 0.0), 0, "{view:?}");
         }
         // a regional 1.25° × 0.83° grid drawn in its own view
-        let (lon, lat) = grid(-170.0, 1.25, 97, 10.0, 0.83, 79);
+        let (lon, lat) = grid(-170.0, 1.25, 97, 10.0, 0.8333, 79);
         let values = vec![1.0; lon.len()];
         let view = choose_view(Projection::Auto, &lon, &lat);
         let index = SampleIndex::new(&MapPoints { lon: &lon, lat: &lat, values: &values }).unwrap();
