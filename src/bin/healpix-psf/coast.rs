@@ -262,6 +262,18 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_coastlines_parse() {
+        // built without the data (no scripts/natural-earth.sh): no coastlines, and no error
+        let rings = parse_polygons(SHAPEFILE).unwrap();
+        if !SHAPEFILE.is_empty() {
+            let lines = coastlines();
+            let edges: usize = lines.iter().map(|l| l.len() - 1).sum();
+            let all: usize = rings.iter().map(|r| r.len().saturating_sub(1)).sum();
+            assert!(lines.len() > 100 && edges < all, "{} lines, {edges} of {all} edges", lines.len());
+        }
+    }
+
+    #[test]
     fn antimeridian_cuts_are_not_coast() {
         let ring = vec![(170.0, 0.0), (180.0, 0.0), (180.0, 10.0), (170.0, 10.0), (170.0, 0.0)];
         let lines = coast_edges(&[ring]);

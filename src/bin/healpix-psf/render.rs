@@ -1113,13 +1113,19 @@ fn draw_colour_bar(c: &mut Canvas, layout: &Layout, s: &ColourScale, label: &str
         _ => "colours span the 1st-99th percentiles; values beyond the arrows are clipped".to_string(),
     };
     c.text_centred(c.w / 2, y + bh + 40, &note, 1);
-    // the missing swatch, right of the bar
-    let sx = bx + bw + aw + 16;
-    for dx in 0..bh {
-        (0..bh).for_each(|d| c.set(sx + dx, y + d, MISSING));
+    // the missing swatch right of the bar, or at the left edge under it when the map is narrow
+    let right = bx + bw + aw + 16;
+    let (sx, sy) = if right + bh + 6 + text_width("missing", 1) <= c.w { (right, y) } else { (4, y + bh + 36) };
+    swatch(c, sx, sy, bh, MISSING, "missing");
+}
+
+/// A square of colour `fill` with a label right of it.
+fn swatch(c: &mut Canvas, x: usize, y: usize, size: usize, fill: [u8; 3], label: &str) {
+    for dx in 0..size {
+        (0..size).for_each(|d| c.set(x + dx, y + d, fill));
     }
-    outline(c, Rect { x: sx, y, w: bh, h: bh });
-    c.text(sx + bh + 6, y + 4, "missing", 1);
+    outline(c, Rect { x, y, w: size, h: size });
+    c.text(x + size + 6, y + (size - 8) / 2, label, 1);
 }
 
 /// A 1-pixel outline of a rectangle.
@@ -1214,7 +1220,7 @@ mod tests {
     }
 
     /// Positions of a regular grid: lon from `w0` eastwards over `nx` steps of `dx`, lat from `s0`.
-    fn grid(w0: f64, dx: f64, nx: usize, s0: f64, dy: f64, ny: usize) -> (Vec<f64>, Vec<f64>) {
+    fn grid_points(w0: f64, dx: f64, nx: usize, s0: f64, dy: f64, ny: usize) -> (Vec<f64>, Vec<f64>) {
         let mut lon = Vec::new();
         let mut lat = Vec::new();
         for j in 0..ny {
@@ -1228,16 +1234,16 @@ mod tests {
 
     #[test]
     fn global_data_get_the_globe() {
-        let (lon, lat) = grid(-179.5, 1.0, 360, -89.5, 1.0, 180);
+        let (lon, lat) = grid_points(-179.5, 1.0, 360, -89.5, 1.0, 180);
         assert_eq!(choose_view(Projection::Auto, &lon, &lat), View::mollweide());
-        let (lon, lat) = grid(-180.0, 5.0, 72, -78.0, 5.0, 34);
+        let (lon, lat) = grid_points(-180.0, 5.0, 72, -78.0, 5.0, 34);
         assert_eq!(choose_view(Projection::Auto, &lon, &lat), View::mollweide());
     }
 
     #[test]
     fn regional_data_get_a_box_around_them() {
         // North America, 170°W–50°W, 10°N–75°N
-        let (lon, lat) = grid(-170.0, 1.25, 97, 10.0, 0.8333, 79);
+        let (lon, lat) = grid_points(-170.0, 1.25, 97, 10.0, 0.8333, 79);
         let v = choose_view(Projection::Auto, &lon, &lat);
         let Plane::Equirect { lon_c, k } = v.plane else { panic!("{v:?}") };
         assert!((lon_c + 110.0).abs() < 1.0, "{v:?}");
@@ -1250,7 +1256,7 @@ mod tests {
     #[test]
     fn data_across_the_antimeridian_get_a_box_across_it() {
         // 160°E to 150°W across 180°, 40°S to 10°S
-        let (lon, lat) = grid(160.0, 0.5, 101, -40.0, 0.5, 61);
+        let (lon, lat) = grid_points(160.0, 0.5, 101, -40.0, 0.5, 61);
         let v = choose_view(Projection::Auto, &lon, &lat);
         let Plane::Equirect { lon_c, k } = v.plane else { panic!("{v:?}") };
         assert!((wrap180(lon_c - 185.0)).abs() < 1.0, "centred near 175°W: {v:?}");
@@ -1263,18 +1269,18 @@ mod tests {
 
     #[test]
     fn polar_data_get_a_polar_view() {
-        let (lon, lat) = grid(-180.0, 2.0, 180, 62.0, 1.0, 28);
+        let (lon, lat) = grid_points(-180.0, 2.0, 180, 62.0, 1.0, 28);
         let v = choose_view(Projection::Auto, &lon, &lat);
         assert_eq!(v.plane, Plane::Ortho { lon0: 0.0, lat0: 90.0 });
         // the cap's edge at 62°N lies at cos 62° ≈ 0.47 from the pole: a window just around it
         assert!(v.x1 < 0.6 && v.x0 > -0.6 && v.y1 < 0.6 && v.y0 > -0.6, "{v:?}");
-        let (lon, lat) = grid(-180.0, 2.0, 180, -89.0, 1.0, 25);
+        let (lon, lat) = grid_points(-180.0, 2.0, 180, -89.0, 1.0, 25);
         assert_eq!(choose_view(Projection::Auto, &lon, &lat).plane, Plane::Ortho { lon0: 0.0, lat0: -90.0 });
     }
 
     #[test]
     fn explicit_projections_keep_the_globe() {
-        let (lon, lat) = grid(-170.0, 1.25, 97, 10.0, 0.8333, 79);
+        let (lon, lat) = grid_points(-170.0, 1.25, 97, 10.0, 0.8333, 79);
         assert_eq!(choose_view(Projection::Lonlat, &lon, &lat), View::lonlat());
         assert_eq!(choose_view(Projection::Mollweide, &lon, &lat), View::mollweide());
     }
@@ -1296,7 +1302,7 @@ mod tests {
 
     #[test]
     fn nearest_fill_has_no_gaps_on_a_regular_grid() {
-        let (lon, lat) = grid(-179.5, 1.0, 360, -89.5, 1.0, 180);
+        let (lon, lat) = grid_points(-179.5, 1.0, 360, -89.5, 1.0, 180);
         let values: Vec<f64> = lat.iter().map(|y| y.to_radians().sin()).collect();
         let index = SampleIndex::new(&MapPoints { lon: &lon, lat: &lat, values: &values }).unwrap();
         for view in [View::mollweide(), View::lonlat()] {
@@ -1305,7 +1311,7 @@ mod tests {
             assert_eq!(missing_inside(&view, &fill, w, h, [-180.0, 180.0, -90.0, 90.0], 0.0), 0, "{view:?}");
         }
         // a regional 1.25° × 0.83° grid drawn in its own view
-        let (lon, lat) = grid(-170.0, 1.25, 97, 10.0, 0.8333, 79);
+        let (lon, lat) = grid_points(-170.0, 1.25, 97, 10.0, 0.8333, 79);
         let values = vec![1.0; lon.len()];
         let view = choose_view(Projection::Auto, &lon, &lat);
         let index = SampleIndex::new(&MapPoints { lon: &lon, lat: &lat, values: &values }).unwrap();
@@ -1321,7 +1327,7 @@ mod tests {
     #[test]
     fn nearest_fill_keeps_real_holes() {
         // a 1° grid with a 10° × 10° hole without samples, and a 10° × 10° block of missing values
-        let (lon, lat) = grid(-179.5, 1.0, 360, -89.5, 1.0, 180);
+        let (lon, lat) = grid_points(-179.5, 1.0, 360, -89.5, 1.0, 180);
         let inside = |x: f64, y: f64, w: f64, s: f64| x > w && x < w + 10.0 && y > s && y < s + 10.0;
         let (mut l2, mut p2, mut v2) = (Vec::new(), Vec::new(), Vec::new());
         for (&x, &y) in lon.iter().zip(&lat) {
@@ -1351,6 +1357,45 @@ mod tests {
             assert!(!h.is_empty() && h.iter().all(|&m| m), "hole at {w0} {s0}");
         }
         assert_eq!(missing_inside(&view, &fill, w, h, [-180.0, -10.0, -90.0, 90.0], 0.0), 0);
+    }
+
+    /// Draws a level-3 field beside a 5° input grid into the temporary directory; the PNG's path.
+    fn draw_sample(name: &str, projection: Projection, row_label: &str) -> std::path::PathBuf {
+        let grid = Grid::new(3, true, Ellipsoid::Wgs84).unwrap();
+        let ids: Vec<u64> = (0..grid.n_cells()).collect();
+        let values: Vec<f64> = ids.iter().map(|&c| grid.center(c).unwrap().1.to_radians().cos() * 30.0).collect();
+        let (lon, lat) = grid_points(-177.5, 5.0, 72, -87.5, 5.0, 36);
+        let input: Vec<f64> = lat
+            .iter()
+            .zip(&lon)
+            .map(|(y, x)| if x.abs() < 20.0 { f64::NAN } else { y.to_radians().cos() * 30.0 })
+            .collect();
+        let path = std::env::temp_dir().join(format!("healpix-psf-render-{}-{name}.png", std::process::id()));
+        draw(&MapRequest {
+            path: &path,
+            var: "tos",
+            units: "degC",
+            row_label,
+            grid: &grid,
+            cell_ids: &ids,
+            cell_values: &values,
+            input: Some(MapPoints { lon: &lon, lat: &lat, values: &input }),
+            projection,
+            width: 400,
+        })
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn draw_writes_a_png_of_two_panels() {
+        for (name, projection) in [("auto", Projection::Auto), ("ortho", Projection::Orthographic)] {
+            let path = draw_sample(name, projection, "time = 3 of 12");
+            let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+            let info = decoder.read_info().unwrap().info().clone();
+            assert!(info.width > 800 && info.height > 200, "{}x{}", info.width, info.height);
+            std::fs::remove_file(&path).unwrap();
+        }
     }
 
     #[test]
