@@ -443,7 +443,8 @@ fn polar_view(north: bool, e: &Extent, lon: &[f64], lat: &[f64]) -> View {
 
 /// Radius of the sphere the spacings are measured on (m).
 const EARTH_RADIUS_M: f64 = 6_371_000.0;
-/// A sample fills the pixels within this many local sample spacings of it.
+/// A sample fills the pixels within this many local sample spacings of it (plus half a pixel's
+/// diagonal, so that a pixel larger than the spacing is filled wherever it holds samples).
 const REACH: f64 = 1.0;
 /// The local spacing used is at most this many median spacings.
 const MOST_LOCAL: f64 = 4.0;
@@ -536,15 +537,14 @@ impl Buckets {
 struct SampleIndex {
     /// Buckets about 1.5 median sample spacings wide.
     buckets: Buckets,
-    /// Per sample, in bucket order: unit vector, value, and the squared chord within which it
-    /// fills a pixel (its reach).
+    /// Per sample, in bucket order: unit vector, value, and the angle (radians) within which it
+    /// fills a pixel (its reach); the largest reach.
     xyz: Vec<[f64; 3]>,
     values: Vec<f64>,
-    reach2: Vec<f64>,
-    /// The angle (radians) that each ring of neighbour cells is sure to cover, and the most rings
-    /// searched (enough for the largest reach).
+    reach: Vec<f64>,
+    widest: f64,
+    /// The angle (radians) that each ring of neighbour cells is sure to cover.
     ring_angle: f64,
-    max_ring: u32,
 }
 
 /// The squared chord of an angle (radians) on the unit sphere.
@@ -576,20 +576,19 @@ impl SampleIndex {
         let buckets = if level == dense.grid.level() { dense } else { Buckets::at(level, &order) };
         let local: Vec<f64> =
             buckets.local_spacings().into_iter().map(|s| s.clamp(spacing, MOST_LOCAL * spacing)).collect();
-        let mut reach2 = vec![0.0; order.len()];
+        let mut reach = vec![0.0; order.len()];
         for (b, s) in local.iter().enumerate() {
-            reach2[buckets.starts[b]..buckets.starts[b + 1]].fill(chord2_of(REACH * s));
+            reach[buckets.starts[b]..buckets.starts[b + 1]].fill(REACH * s);
         }
         let ring_angle = RING_COVER * (4.0 * PI / buckets.grid.n_cells() as f64).sqrt();
         let widest = local.iter().fold(spacing, |a, &b| a.max(b)) * REACH;
-        let max_ring = ((widest / ring_angle).ceil() as u32).clamp(1, buckets.grid.nside().min(6));
         Some(SampleIndex {
             buckets,
             xyz: order.iter().map(|&(_, i)| unit_vector(p.lon[i].to_radians(), p.lat[i].to_radians())).collect(),
             values: order.iter().map(|&(_, i)| p.values[i]).collect(),
-            reach2,
+            reach,
+            widest,
             ring_angle,
-            max_ring,
         })
     }
 
@@ -604,17 +603,19 @@ impl SampleIndex {
         }
     }
 
-    /// The value at a position: its nearest sample's (NaN for a missing one), or NaN when that
-    /// sample is beyond its reach.
-    fn value_at(&self, lon: f64, lat: f64, cache: &mut NeighbourCache) -> f64 {
+    /// The value at a pixel centre `v` (lon, lat given too) of a pixel `radius` wide (radians):
+    /// its nearest sample's (NaN for a missing one), or NaN when the pixel is beyond that sample's
+    /// reach.
+    fn value_at(&self, (lon, lat): (f64, f64), v: &[f64; 3], radius: f64, cache: &mut NeighbourCache) -> f64 {
         let Ok(cell) = self.buckets.grid.cell(lon, lat) else { return f64::NAN };
-        let v = unit_vector(lon.to_radians(), lat.to_radians());
+        let rings =
+            (((self.widest + radius) / self.ring_angle).ceil() as u32).clamp(1, self.buckets.grid.nside().min(8));
         let mut best: Option<(f64, usize)> = None;
-        for k in 1..=self.max_ring {
+        for k in 1..=rings {
             let ranges = cache.get(self, cell, k);
             for r in ranges {
                 for i in r.clone() {
-                    let d = chord2(&v, &self.xyz[i]);
+                    let d = chord2(v, &self.xyz[i]);
                     // on a tie (duplicated positions) a valid value wins
                     let better = match best {
                         None => true,
@@ -631,7 +632,7 @@ impl SampleIndex {
             }
         }
         match best {
-            Some((d, i)) if d <= self.reach2[i] => self.values[i],
+            Some((d, i)) if d <= chord2_of(self.reach[i] + radius) => self.values[i],
             _ => f64::NAN,
         }
     }
@@ -641,13 +642,26 @@ impl SampleIndex {
         let mut out = vec![f64::NAN; positions.len()];
         out.par_chunks_mut(w).zip(positions.par_chunks(w)).for_each(|(row, pos)| {
             let mut cache = NeighbourCache::default();
-            for (o, p) in row.iter_mut().zip(pos) {
-                if let Some((lon, lat)) = *p {
-                    *o = self.value_at(lon, lat, &mut cache);
+            let xyz: Vec<Option<[f64; 3]>> =
+                pos.iter().map(|p| p.map(|(lon, lat)| unit_vector(lon.to_radians(), lat.to_radians()))).collect();
+            for (x, o) in row.iter_mut().enumerate() {
+                if let (Some(p), Some(v)) = (pos[x], &xyz[x]) {
+                    *o = self.value_at(p, v, pixel_radius(&xyz, x), &mut cache);
                 }
             }
         });
         out
+    }
+}
+
+/// Half the diagonal (radians) of pixel x of a row of pixel-centre unit vectors, from the distance
+/// to its neighbour in the row (0 when it has none on the globe).
+fn pixel_radius(row: &[Option<[f64; 3]>], x: usize) -> f64 {
+    let here = row[x].as_ref();
+    let next = row.get(x + 1).and_then(Option::as_ref).or_else(|| x.checked_sub(1).and_then(|l| row[l].as_ref()));
+    match (here, next) {
+        (Some(a), Some(b)) => 2.0 * (chord2(a, b).sqrt() / 2.0).min(1.0).asin() * SQRT_2 / 2.0,
+        _ => 0.0,
     }
 }
 
