@@ -156,7 +156,8 @@ fn coastlines() {
         std::fs::write(&dest, []).unwrap_or_else(|e| fail(&format!("writing {}: {e}", dest.display())));
         println!(
             "cargo:warning=no Natural Earth coastlines at {}: the PNG maps will have no coastlines \
-             (run `bash scripts/natural-earth.sh`, or set HEALPIX_PSF_NATURAL_EARTH to a .shp)",
+             (run `bash scripts/natural-earth.sh` and then `touch build.rs`, or set HEALPIX_PSF_NATURAL_EARTH \
+             to a .shp)",
             src.display()
         );
     }
