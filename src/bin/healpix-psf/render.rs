@@ -107,10 +107,19 @@ pub fn draw(req: &MapRequest<'_>) -> Result<(), CliError> {
     let cells = fill_cells(req, &positions);
     let panel = Rect { x: x0, y: layout.top, w: pw, h: ph };
     paint(&mut canvas, panel, &positions, Some(&cells), &scale);
-    let n_cells = req.cell_values.iter().filter(|v| v.is_finite()).count();
-    decorate(&mut canvas, panel, &view, &format!("HEALPix level {}: {n_cells} cells", req.grid.level()));
+    decorate(&mut canvas, panel, &view, &cells_label(req));
     draw_colour_bar(&mut canvas, &layout, &scale, &bar_label(req.var, req.units));
     write_png(req.path, &canvas)
+}
+
+/// "HEALPix level L: K cells", with how many of them are missing in the row drawn.
+fn cells_label(req: &MapRequest<'_>) -> String {
+    let missing = req.cell_values.iter().filter(|v| !v.is_finite()).count();
+    let k = req.cell_ids.len();
+    match missing {
+        0 => format!("HEALPix level {}: {k} cells", req.grid.level()),
+        m => format!("HEALPix level {}: {k} cells ({m} missing)", req.grid.level()),
+    }
 }
 
 /// "var (units)", or the name alone without units.
@@ -923,7 +932,8 @@ impl Layout {
         let top = if req.row_label.is_empty() { 50 } else { 64 };
         let labels_below = if labelled { 16 } else { 0 };
         let w = margin_left + n * pw + (n - 1) * gap + 20;
-        let h = top + ph + labels_below + 110;
+        // a narrow map puts the colour bar's note on two lines and the missing swatch under it
+        let h = top + ph + labels_below + if w < 720 { 150 } else { 110 };
         Layout { w, h, margin_left, gap, top, panel_h: ph, labels_below }
     }
 }
@@ -957,7 +967,7 @@ fn decorate(c: &mut Canvas, panel: Rect, view: &View, label: &str) {
     for line in coast::coastlines() {
         polyline(c, panel, view, line, INK, 0.7);
     }
-    if !view.is_global() {
+    if view.plane != Plane::Mollweide {
         frame(c, panel);
     }
     if edge_labels(view) {
@@ -1033,9 +1043,10 @@ fn graticule(lon_step: f64, lat_step: f64) -> Vec<Vec<(f64, f64)>> {
     lines
 }
 
-/// Whether a view gets longitude/latitude labels on its edges (regional lon/lat boxes).
+/// Whether a view gets longitude/latitude labels on its edges (lon/lat boxes, where meridians and
+/// parallels meet the edges at right angles).
 fn edge_labels(view: &View) -> bool {
-    matches!(view.plane, Plane::Equirect { .. }) && !view.is_global()
+    matches!(view.plane, Plane::Equirect { .. })
 }
 
 /// A longitude as text: 120W, 0, 60E, 180.
@@ -1075,12 +1086,17 @@ fn label_edges(c: &mut Canvas, p: Rect, view: &View, lon_step: f64, lat_step: f6
     let (w, h) = (p.w as f64, p.h as f64);
     let first = ((lon_c + view.x0 / k) / lon_step).ceil() as i64;
     let last = ((lon_c + view.x1 / k) / lon_step).floor() as i64;
+    // every tick, but a label only every `every` ticks where "150W" would not fit between them
+    let tick_px = lon_step * k / (view.x1 - view.x0) * w;
+    let every = ((text_width("150W", 1) + 8) as f64 / tick_px).ceil().max(1.0) as i64;
     for i in first..=last {
         let lon = i as f64 * lon_step;
         let (px, _) = view.plane_to_pixel(((lon - lon_c) * k, view.y0), w, h);
         let x = p.x + px.round().clamp(0.0, w - 1.0) as usize;
         (0..4).for_each(|d| c.set(x, p.y + p.h + d, INK));
-        c.text_centred(x, p.y + p.h + 6, &lon_text(lon), 1);
+        if i.rem_euclid(every) == 0 {
+            c.text_centred(x, p.y + p.h + 6, &lon_text(lon), 1);
+        }
     }
     let (first, last) = ((view.y0 / lat_step).ceil() as i64, (view.y1 / lat_step).floor() as i64);
     for i in first..=last {
@@ -1122,14 +1138,25 @@ fn draw_colour_bar(c: &mut Canvas, layout: &Layout, s: &ColourScale, label: &str
         c.text_centred(x, y + bh + 8, &tick_label(t, step), 1);
     }
     c.text_centred(c.w / 2, y + bh + 24, label, 1);
-    let note = match (s.below, s.above) {
-        (false, false) => "colours span the 1st-99th percentiles of the values".to_string(),
-        _ => "colours span the 1st-99th percentiles; values beyond the arrows are clipped".to_string(),
+    let note: &[&str] = match (s.below, s.above) {
+        (false, false) => &["colours span the 1st-99th percentiles of the values"],
+        _ => &["colours span the 1st-99th percentiles;", "values beyond the arrows are clipped"],
     };
-    c.text_centred(c.w / 2, y + bh + 40, &note, 1);
-    // the missing swatch right of the bar, or at the left edge under it when the map is narrow
+    // one line where it fits, else a line each
+    let mut line_y = y + bh + 40;
+    if text_width(&note.join(" "), 1) + 8 <= c.w {
+        c.text_centred(c.w / 2, line_y, &note.join(" "), 1);
+        line_y += 12;
+    } else {
+        for part in note {
+            c.text_centred(c.w / 2, line_y, part, 1);
+            line_y += 12;
+        }
+    }
+    // the missing swatch right of the bar, or under the note when the map is narrow
     let right = bx + bw + aw + 16;
-    let (sx, sy) = if right + bh + 6 + text_width("missing", 1) <= c.w { (right, y) } else { (4, y + bh + 36) };
+    let (sx, sy) =
+        if right + bh + 6 + text_width("missing", 1) <= c.w { (right, y) } else { (c.w / 2 - 40, line_y + 4) };
     swatch(c, sx, sy, bh, MISSING, "missing");
 }
 
