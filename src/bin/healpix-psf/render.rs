@@ -97,7 +97,9 @@ pub fn draw(req: &MapRequest<'_>) -> Result<(), CliError> {
     draw_title(&mut canvas, req);
     let mut x0 = layout.margin_left;
     if let Some(points) = &req.input {
-        let n_valid = points.values.iter().filter(|v| v.is_finite()).count();
+        let n_valid = (0..points.values.len())
+            .filter(|&i| points.values[i].is_finite() && points.lon[i].is_finite() && points.lat[i].is_finite())
+            .count();
         let fill = SampleIndex::new(points).map(|index| index.fill(&positions, pw));
         let panel = Rect { x: x0, y: layout.top, w: pw, h: ph };
         paint(&mut canvas, panel, &positions, fill.as_deref(), &scale);
