@@ -975,7 +975,28 @@ fn decorate(c: &mut Canvas, panel: Rect, view: &View, label: &str) {
     if edge_labels(view) {
         label_edges(c, panel, view, lon_step, lat_step);
     }
+    if let Plane::Ortho { lon0, lat0 } = view.plane {
+        if lat0.abs() == 90.0 {
+            label_parallels(c, panel, view, lon0, lat_step);
+        }
+    }
     c.text_centred(panel.x + panel.w / 2, panel.y.saturating_sub(14), label, 1);
+}
+
+/// Labels the parallels of a polar view where they cross its central meridian.
+fn label_parallels(c: &mut Canvas, p: Rect, view: &View, lon0: f64, lat_step: f64) {
+    let (w, h) = (p.w as f64, p.h as f64);
+    let inside = |(x, y): (f64, f64)| x >= 0.0 && y >= 12.0 && x < w - 40.0 && y < h - 2.0;
+    let mut lat = (-90.0 / lat_step).ceil() * lat_step;
+    while lat < 90.0 {
+        if lat.abs() < 90.0 {
+            if let Some(at) = view.plane.project(lon0, lat).map(|q| view.plane_to_pixel(q, w, h)).filter(|&q| inside(q))
+            {
+                c.text(p.x + at.0 as usize + 4, p.y + (at.1 as usize).saturating_sub(10), &lat_text(lat), 1);
+            }
+        }
+        lat += lat_step;
+    }
 }
 
 /// A thin frame around a panel.
@@ -1013,11 +1034,14 @@ fn graticule_steps(view: &View) -> (f64, f64) {
     match view.plane {
         _ if view.is_global() => (30.0, 30.0),
         Plane::Equirect { k, .. } => (pick((view.x1 - view.x0) / k, 8.0), pick(view.y1 - view.y0, 6.0)),
-        // the window's half-width in degrees of arc from the centre, about
-        Plane::Ortho { .. } | Plane::Mollweide => {
-            let span = (view.x1 - view.x0).max(view.y1 - view.y0).min(2.0) * 90.0;
-            (30.0, pick(span, 6.0))
+        // the arc from the centre to the farthest side of the window: the latitudes a polar view
+        // shows, half those of another
+        Plane::Ortho { lat0, .. } => {
+            let reach = [view.x0, view.x1, view.y0, view.y1].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let arc = reach.min(1.0).asin().to_degrees();
+            (30.0, if lat0.abs() == 90.0 { pick(arc, 5.0) } else { pick(2.0 * arc, 6.0) })
         }
+        Plane::Mollweide => (30.0, 30.0),
     }
 }
 
