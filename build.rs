@@ -6,6 +6,9 @@
 //! CUDA runtime is linked statically, and bindgen turns `include/hpsf_kernels.h` into the Rust
 //! declarations of the launchers.
 //!
+//! With the `cli` feature: the Natural Earth coastlines for the PNG maps are copied to
+//! `OUT_DIR/coast.shp` (see [`coastlines`]).
+//!
 //! Environment:
 //! * `CUDA_HOME` (or `CUDA_PATH`): the CUDA toolkit holding `bin/nvcc`, `include/` and
 //!   `lib/libcudart_static.a` (`lib64/` also searched). Default: the `nvcc` on `PATH`'s parent.
@@ -41,6 +44,9 @@ fn main() {
         .flag_if_supported("-fno-rtti")
         .flag_if_supported("-ffp-contract=off")
         .compile("hpsf_host");
+    if std::env::var_os("CARGO_FEATURE_CLI").is_some() {
+        coastlines();
+    }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
@@ -120,6 +126,40 @@ fn cuda_home() -> PathBuf {
              13.0 from PyPI into .venv-cuda) and set CUDA_HOME to the directory it prints, or install the CUDA \
              toolkit and put its bin/ on PATH",
         ),
+    }
+}
+
+/// Where `scripts/natural-earth.sh` leaves the Natural Earth 1:110m countries (git-ignored).
+const NATURAL_EARTH: &str = ".cache/natural-earth/naturalearth_lowres.shp";
+
+/// Puts the shapefile the command's maps take their coastlines from at `OUT_DIR/coast.shp`, where
+/// `include_bytes!` embeds it: the file named by `HEALPIX_PSF_NATURAL_EARTH`, else the one
+/// `scripts/natural-earth.sh` downloads. Without either the file is empty and the maps have no
+/// coastlines (a warning says so): the data are not committed, so a build must not depend on them.
+fn coastlines() {
+    println!("cargo:rerun-if-env-changed=HEALPIX_PSF_NATURAL_EARTH");
+    let given = std::env::var_os("HEALPIX_PSF_NATURAL_EARTH").map(PathBuf::from);
+    let src = given.clone().unwrap_or(PathBuf::from(NATURAL_EARTH));
+    // a missing watched path reruns this script (and rebuilds the crate) on every build: for the
+    // default one, watch its nearest existing folder inside .cache so that a later download is seen
+    let watch = match given {
+        Some(path) => Some(path),
+        None => src.ancestors().find(|p| p.starts_with(".cache") && p.exists()).map(Path::to_path_buf),
+    };
+    if let Some(watch) = watch {
+        println!("cargo:rerun-if-changed={}", watch.display());
+    }
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("coast.shp");
+    if src.is_file() {
+        std::fs::copy(&src, &dest).unwrap_or_else(|e| fail(&format!("copying {}: {e}", src.display())));
+    } else {
+        std::fs::write(&dest, []).unwrap_or_else(|e| fail(&format!("writing {}: {e}", dest.display())));
+        println!(
+            "cargo:warning=no Natural Earth coastlines at {}: the PNG maps will have no coastlines \
+             (run `bash scripts/natural-earth.sh` and then `touch build.rs`, or set HEALPIX_PSF_NATURAL_EARTH \
+             to a .shp)",
+            src.display()
+        );
     }
 }
 

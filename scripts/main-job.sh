@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/netcdf-dev.sh
+bash scripts/natural-earth.sh # coastlines for the map (it is drawn without them if this fails)
 mkdir -p out
 cargo run --release --features cli -- regrid tests/data/nemo_orca1_sst_2015-01.nc --var tos \
   -o out/sst_healpix.nc --png out/sst_healpix.png --png-input "$@"

@@ -22,6 +22,8 @@ if [ ! -x .venv-check/bin/python ]; then
     { echo "test-all: could not make .venv-check: the xdggs/easygems check will SKIP" >&2; rm -rf .venv-check; }
 fi
 if bash scripts/netcdf-dev.sh; then
+  # the coastlines of the maps (Natural Earth, from a PyPI package; the maps draw without them)
+  bash scripts/natural-earth.sh
   cargo test --release --features cli
 else
   echo "SKIP: the healpix-psf command and its tests (no NetCDF-C library)" >&2

@@ -190,12 +190,13 @@ fn orca1_round_trip_land_and_metadata() {
         println!("SKIP: xdggs/easygems check (no .venv-check; scripts/test-all.sh makes it)");
     }
 
-    // the picture: a PNG of the expected size (two 1000 × 500 panels and margins)
+    // the picture: a PNG of the expected size (two 1000 × 500 Mollweide panels, the title and the
+    // row drawn, the colour bar)
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     let (w, h) =
         (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap()));
-    assert_eq!((w, h), (2070, 646));
+    assert_eq!((w, h), (2070, 674));
 }
 
 /// A regular 1° grid (lat 30–59, lon −20–19) with `temp(time, depth, lat, lon)` in f64 with a fill

@@ -76,9 +76,7 @@ fn small(path: &Path, fmt: netcdf::Options, v: &Variant) -> bool {
     f.variable_mut("lat").unwrap().put_values(&lat, ..).unwrap();
     f.variable_mut("lon").unwrap().put_values(&lon, ..).unwrap();
     f.variable_mut("time").unwrap().put_values(&[0.0, 1.0], ..).unwrap();
-    let raw: Vec<i16> = (0..nt * ny * nx)
-        .map(|i| if i % 97 == 5 { -32767 } else { v.raw(i) })
-        .collect();
+    let raw: Vec<i16> = (0..nt * ny * nx).map(|i| if i % 97 == 5 { -32767 } else { v.raw(i) }).collect();
     f.variable_mut("x").unwrap().put_values(&raw, ..).unwrap();
     f.close().unwrap();
     true
@@ -101,10 +99,17 @@ impl Variant {
             ("scale_factor", netcdf::AttributeValue::Double(0.01)),
             ("add_offset", netcdf::AttributeValue::Double(280.0)),
         ];
-        Variant { attrs, lat0: 30.0, lon0: -20.0, lat_on_time: false, time_units: "days since 2000-01-01", extreme: false }
+        Variant {
+            attrs,
+            lat0: 30.0,
+            lon0: -20.0,
+            lat_on_time: false,
+            time_units: "days since 2000-01-01",
+            extreme: false,
+        }
     }
     fn raw(&self, i: usize) -> i16 {
-        if self.extreme && i % 13 == 0 {
+        if self.extreme && i.is_multiple_of(13) {
             [i16::MAX, i16::MIN + 1, 0][i % 3]
         } else {
             // a smooth field over (time, lat 20, lon 30)

@@ -528,7 +528,10 @@ pub fn batch_coords(input: &Input) -> Result<Vec<Coord>, CliError> {
         .iter()
         .map(|name| {
             let v = file.variable(name).ok_or_else(|| {
-                CliError(format!("{}: the variable '{name}' is listed but cannot be opened: the file looks damaged", input.path))
+                CliError(format!(
+                    "{}: the variable '{name}' is listed but cannot be opened: the file looks damaged",
+                    input.path
+                ))
             })?;
             let values = v.get_values::<f64, _>(..).map_err(|e| damaged(&input.path, name, e))?;
             let attrs = v.attributes().filter_map(|a| Some((a.name().to_string(), a.value().ok()?))).collect();

@@ -14,6 +14,7 @@
 
 mod args;
 mod cftime;
+mod coast;
 mod input;
 
 mod integrity;
