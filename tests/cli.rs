@@ -199,6 +199,18 @@ fn orca1_round_trip_land_and_metadata() {
     assert_eq!((w, h), (2070, 674));
 }
 
+/// `lat`, `lon` and `time` coordinate variables with their CF units (NetCDF-4: each defined and
+/// written at once).
+fn put_axes(f: &mut netcdf::FileMut, lat: &[f64], lon: &[f64], time: &[f64]) {
+    for (name, units, values) in
+        [("lat", "degrees_north", lat), ("lon", "degrees_east", lon), ("time", "days since 2000-01-01", time)]
+    {
+        let mut v = f.add_variable::<f64>(name, &[name]).unwrap();
+        v.put_attribute("units", units).unwrap();
+        v.put_values(values, ..).unwrap();
+    }
+}
+
 /// A regular 1° grid (lat 30–59, lon −20–19) with `temp(time, depth, lat, lon)` in f64 with a fill
 /// value, `packed(lat, time, lon)` as shorts with scale/offset, and `perm(lon, time, lat)` holding
 /// the same numbers as `temp` at depth 0 in another dimension order.
@@ -212,15 +224,7 @@ fn write_grid_file(path: &Path) -> (Vec<f64>, Vec<f64>) {
     for (name, len) in [("time", nt), ("depth", nd), ("lat", ny), ("lon", nx)] {
         f.add_dimension(name, len).unwrap();
     }
-    let mut v = f.add_variable::<f64>("lat", &["lat"]).unwrap();
-    v.put_attribute("units", "degrees_north").unwrap();
-    v.put_values(&lat, ..).unwrap();
-    let mut v = f.add_variable::<f64>("lon", &["lon"]).unwrap();
-    v.put_attribute("units", "degrees_east").unwrap();
-    v.put_values(&lon, ..).unwrap();
-    let mut v = f.add_variable::<f64>("time", &["time"]).unwrap();
-    v.put_attribute("units", "days since 2000-01-01").unwrap();
-    v.put_values(&[0.0, 31.0, 59.0], ..).unwrap();
+    put_axes(&mut f, &lat, &lon, &[0.0, 31.0, 59.0]);
     let mut temp = Vec::new();
     for t in 0..nt {
         for d in 0..nd {
@@ -637,15 +641,7 @@ fn many_files_one_operator() {
         for (d, n) in [("time", 1), ("lat", ny), ("lon", nx)] {
             f.add_dimension(d, n).unwrap();
         }
-        let mut v = f.add_variable::<f64>("lat", &["lat"]).unwrap();
-        v.put_attribute("units", "degrees_north").unwrap();
-        v.put_values(&lat, ..).unwrap();
-        let mut v = f.add_variable::<f64>("lon", &["lon"]).unwrap();
-        v.put_attribute("units", "degrees_east").unwrap();
-        v.put_values(&lon, ..).unwrap();
-        let mut v = f.add_variable::<f64>("time", &["time"]).unwrap();
-        v.put_attribute("units", "days since 2000-01-01").unwrap();
-        v.put_values(&[[0.0, 31.0, 59.0][t]], ..).unwrap();
+        put_axes(&mut f, &lat, &lon, &[[0.0, 31.0, 59.0][t]]);
         let row: Vec<f64> =
             (0..ny).flat_map(|y| (0..nx).map(move |x| (x, y))).map(|(x, y)| perm[(x * 3 + t) * ny + y]).collect();
         f.add_variable::<f64>("perm", &["time", "lat", "lon"]).unwrap().put_values(&row, ..).unwrap();
