@@ -301,11 +301,16 @@ fn in_range(input: &Path, var: &str, output: &Path) -> Option<String> {
     let Some(valid) = valid_values(input, var) else {
         return Some("the tool accepted an input this test cannot read".into());
     };
+    if valid.is_empty() {
+        return Some("the tool wrote an output from an input without a valid value".into());
+    }
     let (lo, hi) = valid.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let m = 0.1 * (hi - lo) + 1e-6 * lo.abs().max(hi.abs());
-    let f = netcdf::open(output).ok()?;
-    let out: Vec<f64> = f.variable(var)?.get_values(..).ok()?;
-    let bad = out.iter().filter(|x| x.is_finite() && (**x < lo - m || **x > hi + m)).count();
+    let out: Option<Vec<f64>> = netcdf::open(output).ok().and_then(|f| f.variable(var)?.get_values(..).ok());
+    let Some(out) = out else {
+        return Some(format!("status 0 but the output {} cannot be read", output.display()));
+    };
+    let bad = out.iter().filter(|x| !x.is_nan() && (**x < lo - m || **x > hi + m)).count();
     (bad > 0).then(|| format!("{bad} output values outside [{lo}, {hi}] ± {m}"))
 }
 

@@ -308,7 +308,7 @@ fn fit_options(a: &RegridArgs) -> Result<FitOptions<f64>, CliError> {
         progress: !a.quiet,
         ..FitOptions::default()
     };
-    opts.check().map_err(|e| usage(format!("{e} (--{})", flag_of(&e.to_string()))))?;
+    opts.check().map_err(with_flag)?;
     if a.dtype == Dtype::F32 {
         let as32 = FitOptions::<f32> { lam: a.lam, tol: a.tol, ..FitOptions::default() };
         as32.check().map_err(|e| usage(format!("{e} (--lam with --dtype f32)")))?;
@@ -316,14 +316,12 @@ fn fit_options(a: &RegridArgs) -> Result<FitOptions<f64>, CliError> {
     Ok(opts)
 }
 
-/// The command-line flag a library error about a parameter names (its first word after
-/// "parameter"/"`", best effort), for messages that point at what to change.
-fn flag_of(msg: &str) -> String {
-    ["lam", "tol", "max_outer", "lower", "upper", "npt", "threshold", "radius", "sigma_m", "level", "ring_weight"]
-        .into_iter()
-        .chain(["ring_search_init", "ring_search_max"])
-        .find(|p| msg.contains(p))
-        .map_or_else(|| "help".to_string(), |p| p.replace('_', "-"))
+/// A library error about a parameter, with the command-line flag that sets it.
+fn with_flag(e: healpix_psf::Error) -> CliError {
+    match &e {
+        healpix_psf::Error::InvalidParameter { name, .. } => usage(format!("{e} (--{})", name.replace('_', "-"))),
+        _ => usage(e.to_string()),
+    }
 }
 
 /// Construction parameters of the command line, checked (at the given level, or at level 29
@@ -359,7 +357,7 @@ fn params(a: &RegridArgs, level: Level) -> Result<Params, CliError> {
             Level::Auto => 29,
         })
     };
-    p.check().map_err(|e| usage(format!("{e} (--{})", flag_of(&e.to_string()))))?;
+    p.check().map_err(with_flag)?;
     Ok(p)
 }
 
@@ -390,7 +388,13 @@ fn expand_inputs(given: &[String]) -> Result<Vec<PathBuf>, CliError> {
         let mut hits: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| usage(format!("{g}: cannot list {}: {e}", dir.display())))?
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_str().is_some_and(|n| wildcard(name.as_bytes(), n.as_bytes())))
+            .filter(|e| {
+                // hidden files only when the pattern asks for them, as a shell does
+                e.file_name().to_str().is_some_and(|n| {
+                    (!n.starts_with('.') || name.starts_with('.')) && wildcard(name.as_bytes(), n.as_bytes())
+                })
+            })
+            .filter(|e| e.path().is_file())
             .map(|e| e.path())
             .collect();
         if hits.is_empty() {
@@ -402,39 +406,56 @@ fn expand_inputs(given: &[String]) -> Result<Vec<PathBuf>, CliError> {
     Ok(out)
 }
 
-/// Whether `name` matches `pattern` (`*` any run, `?` one character).
+/// Whether `name` matches `pattern` (`*` any run, `?` one character), in O(|pattern|·|name|).
 fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
-    match (pattern.first(), name.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => wildcard(&pattern[1..], name) || (!name.is_empty() && wildcard(pattern, &name[1..])),
-        (Some(b'?'), Some(_)) => wildcard(&pattern[1..], &name[1..]),
-        (Some(p), Some(n)) if p == n => wildcard(&pattern[1..], &name[1..]),
-        _ => false,
+    // matched[j]: the pattern so far matches name[..j]
+    let mut matched = vec![false; name.len() + 1];
+    matched[0] = true;
+    for &p in pattern {
+        let mut next = vec![false; name.len() + 1];
+        for j in 0..=name.len() {
+            next[j] = match p {
+                b'*' => matched[j] || (j > 0 && next[j - 1]),
+                b'?' => j > 0 && matched[j - 1],
+                c => j > 0 && matched[j - 1] && name[j - 1] == c,
+            };
+        }
+        matched = next;
     }
+    matched[name.len()]
 }
 
-/// The outputs: one per input, or one for all (`--concat`, or a single input).
+/// The outputs: one per input in the folder `-o` names (an existing folder, or several inputs),
+/// or one for all (`--concat`, or a single input and a file name).
 fn jobs(a: &RegridArgs, inputs: Vec<PathBuf>) -> Result<Vec<Job>, CliError> {
     let (out, png) = (PathBuf::from(&a.output), a.png.as_ref().map(PathBuf::from));
-    if inputs.len() == 1 || a.concat {
-        if out.is_dir() {
-            return Err(usage(format!("-o {}: a folder; name the output file", out.display())));
+    let folder = out.is_dir() || a.output.ends_with('/') || a.output.ends_with(std::path::MAIN_SEPARATOR);
+    if folder && !out.is_dir() {
+        return Err(usage(format!("-o {}: the folder does not exist", a.output)));
+    }
+    if a.concat || (inputs.len() == 1 && !folder) {
+        if folder {
+            return Err(usage(format!("-o {}: a folder; with --concat name the output file", a.output)));
         }
         return Ok(vec![Job { inputs, output: out, png }]);
     }
-    if !out.is_dir() {
+    if !folder {
         return Err(usage(format!(
             "-o {}: with {} inputs give an existing folder (one output per input, named as the input) or add --concat",
             out.display(),
             inputs.len()
         )));
     }
-    if let Some(p) = &png {
+    per_input(inputs, &out, png.as_deref())
+}
+
+/// One job per input: `dir/<input's name>` and, with a map folder, `png_dir/<input's stem>.png`.
+fn per_input(inputs: Vec<PathBuf>, dir: &Path, png_dir: Option<&Path>) -> Result<Vec<Job>, CliError> {
+    if let Some(p) = png_dir {
         if !p.is_dir() {
             return Err(usage(format!(
-                "--png {}: with {} inputs give an existing folder (one map per output)",
-                p.display(),
-                inputs.len()
+                "--png {}: with one output per input give an existing folder (one map per output)",
+                p.display()
             )));
         }
     }
@@ -443,15 +464,17 @@ fn jobs(a: &RegridArgs, inputs: Vec<PathBuf>) -> Result<Vec<Job>, CliError> {
         .into_iter()
         .map(|i| {
             let name = i.file_name().ok_or_else(|| usage(format!("{}: not a file name", i.display())))?.to_owned();
-            if !seen.insert(name.clone()) {
-                return Err(usage(format!(
-                    "two inputs are named {}: their outputs in {} would collide",
-                    name.to_string_lossy(),
-                    out.display()
-                )));
+            let png = png_dir.map(|d| d.join(Path::new(&name).with_extension("png")));
+            let output = dir.join(&name);
+            for o in std::iter::once(&output).chain(png.as_ref()) {
+                if !seen.insert(o.clone()) {
+                    return Err(usage(format!(
+                        "two inputs would both write {}: rename one or regrid them separately",
+                        o.display()
+                    )));
+                }
             }
-            let png = png.as_ref().map(|d| d.join(Path::new(&name).with_extension("png")));
-            Ok(Job { output: out.join(&name), inputs: vec![i], png })
+            Ok(Job { output, inputs: vec![i], png })
         })
         .collect()
 }

@@ -421,7 +421,17 @@ impl Packing {
         if !(scale.is_finite() && scale != 0.0 && offset.is_finite()) {
             return Err(bad(format!("scale_factor {scale} / add_offset {offset} cannot unpack values")));
         }
-        let fill = [attr_numbers(var, "_FillValue"), attr_numbers(var, "missing_value")].concat();
+        let mut fill = [attr_numbers(var, "_FillValue"), attr_numbers(var, "missing_value")].concat();
+        if var.attribute("_FillValue").is_none() {
+            // without a _FillValue, unwritten values hold NetCDF's default fill: for floating-point
+            // variables 9.969e36, never a value (integer defaults can be data, and are kept)
+            use netcdf::types::{FloatType, NcVariableType as T};
+            match var.vartype() {
+                T::Float(FloatType::F32) => fill.push(f64::from(9.969_21e36_f32)),
+                T::Float(FloatType::F64) => fill.push(9.969_209_968_386_869e36),
+                _ => {}
+            }
+        }
         let declared = range.0 > f64::NEG_INFINITY || range.1 < f64::INFINITY;
         Ok(Packing { fill, range, declared, scale, offset })
     }
@@ -522,8 +532,11 @@ pub fn batch_coords(input: &Input) -> Result<Vec<Coord>, CliError> {
             })
         })
         .collect();
-    names.extend(bounds);
-    names.dedup();
+    for b in bounds {
+        if !names.contains(&b) {
+            names.push(b);
+        }
+    }
     names
         .iter()
         .map(|name| {

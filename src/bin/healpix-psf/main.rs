@@ -81,6 +81,8 @@ impl Log {
 /// The points of the operator: those with data in some row of some input (all with
 /// --keep-missing-points).
 struct Points {
+    /// Rows of each input, in the order of the jobs.
+    rows: Vec<usize>,
     lon: Vec<f64>,
     lat: Vec<f64>,
     mask: Vec<bool>,
@@ -111,6 +113,7 @@ fn regrid<F: Real>(a: &RegridArgs, plan: &Plan, log: &Log) -> Result<(), CliErro
     let first_path = &plan.jobs[0].inputs[0];
     let first = read(first_path, a, log)?;
     let points = survey(a, plan, &first, log)?;
+    check_png_row(a, plan, &points)?;
     let op = operator::<F>(a, plan, &first, &points, log)?;
     let start = a.x0.as_deref().map(|p| input::field_on_cells(p, &a.var)).transpose()?;
     let mut cached = Some(first);
@@ -131,6 +134,23 @@ fn regrid<F: Real>(a: &RegridArgs, plan: &Plan, log: &Log) -> Result<(), CliErro
             progress(log, done, total, path);
         }
         write_job(a, plan, job, &op, &parts, log)?;
+    }
+    Ok(())
+}
+
+/// --png-row names a row of every map's output (checked before any fit).
+fn check_png_row(a: &RegridArgs, plan: &Plan, points: &Points) -> Result<(), CliError> {
+    let mut rows = points.rows.iter();
+    for job in plan.jobs.iter() {
+        let total: usize = rows.by_ref().take(job.inputs.len()).sum();
+        if job.png.is_some() && a.png_row >= total {
+            return Err(CliError(format!(
+                "--png-row {}: {} has {total} rows (0–{})",
+                a.png_row,
+                job.output.display(),
+                total.saturating_sub(1)
+            )));
+        }
     }
     Ok(())
 }
@@ -182,9 +202,11 @@ fn survey(a: &RegridArgs, plan: &Plan, first: &Input, log: &Log) -> Result<Point
     let at = |p: &str| format!("{p}: variable '{}'", a.var);
     let n = first.n();
     let mut mask = valid_samples(&first.values, n).map_err(|e| CliError(format!("{}: {e}", at(&first.path))))?;
-    let mut points = Points { lon: first.lon.clone(), lat: first.lat.clone(), mask: Vec::new(), n_valid: 0 };
+    let mut points =
+        Points { rows: vec![first.b()], lon: first.lon.clone(), lat: first.lat.clone(), mask: Vec::new(), n_valid: 0 };
     for path in plan.jobs.iter().flat_map(|j| &j.inputs).skip(1) {
         let other = read_same_grid(path, a, log, &points)?;
+        points.rows.push(other.b());
         let m = valid_samples(&other.values, n).map_err(|e| CliError(format!("{}: {e}", at(&other.path))))?;
         mask.iter_mut().zip(m).for_each(|(x, y)| *x |= y);
     }
@@ -385,7 +407,7 @@ fn fit<F: Real>(
         worst(&info.residual_max),
     ));
     let drawn = png_row.filter(|&r| r < b).map(|r| input.values[r * n..(r + 1) * n].to_vec());
-    let out_of_range = cells_out_of_range(&input, &hval, k);
+    let out_of_range = cells_out_of_range(&input, &hval, k, F::EPSILON.to_f64());
     input.values = Vec::new();
     let coords = input::batch_coords(&input)?;
     let rows = input::row_names(&input, &coords);
@@ -404,7 +426,7 @@ fn row_range(valid: Option<(f64, f64)>, row: &[f64]) -> Option<(f64, f64)> {
         .filter(|x| x.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let data = (lo <= hi).then(|| {
-        let m = RANGE_MARGIN * (hi - lo) + 1e-9 * lo.abs().max(hi.abs());
+        let m = RANGE_MARGIN * (hi - lo);
         (lo - m, hi + m)
     });
     match (valid, data) {
@@ -413,14 +435,18 @@ fn row_range(valid: Option<(f64, f64)>, row: &[f64]) -> Option<(f64, f64)> {
     }
 }
 
-/// Per row, the fitted cells outside the row's range ([`row_range`]).
-fn cells_out_of_range(input: &Input, hval: &[f64], k: usize) -> Vec<usize> {
+/// Per row, the fitted cells outside the row's range ([`row_range`], widened by the rounding of
+/// the precision `eps` so that a constant row is not flagged for its last bits); an infinite cell
+/// counts, a missing one does not.
+fn cells_out_of_range(input: &Input, hval: &[f64], k: usize, eps: f64) -> Vec<usize> {
     let n = input.n();
     (0..input.b())
         .map(|r| match row_range(input.valid, &input.values[r * n..(r + 1) * n]) {
-            None => 0,
+            None => hval[r * k..(r + 1) * k].iter().filter(|x| x.is_infinite()).count(),
             Some((lo, hi)) => {
-                hval[r * k..(r + 1) * k].iter().filter(|x| x.is_finite() && (**x < lo || **x > hi)).count()
+                let slack = 64.0 * eps * lo.abs().max(hi.abs()).max(1.0);
+                let (lo, hi) = (lo - slack, hi + slack);
+                hval[r * k..(r + 1) * k].iter().filter(|x| !x.is_nan() && (**x < lo || **x > hi)).count()
             }
         })
         .collect()
@@ -496,18 +522,60 @@ fn concat(parts: &[Part]) -> Result<Batch, CliError> {
             )));
         }
         batch[0].1 += dims[0].1;
-        for c in coords.iter_mut().filter(|c| c.dims.first().is_some_and(|d| d.0 == along)) {
+        for c in coords.iter_mut() {
             let more = p.coords.iter().find(|o| o.name == c.name).ok_or_else(|| {
                 CliError(format!(
                     "--concat: {} lacks the coordinate '{}' of {}",
                     p.input.path, c.name, first.input.path
                 ))
             })?;
-            c.values.extend_from_slice(&more.values);
-            c.dims[0].1 += more.dims.first().map_or(0, |d| d.1);
+            same_meaning(c, more, &first.input.path, &p.input.path)?;
+            if c.dims.first().is_some_and(|d| d.0 == along) {
+                c.values.extend_from_slice(&more.values);
+                c.dims[0].1 += more.dims.first().map_or(0, |d| d.1);
+            } else if c.values != more.values {
+                return Err(CliError(format!(
+                    "--concat: the coordinate '{}' of {} differs from that of {}: only '{along}' may change",
+                    c.name, p.input.path, first.input.path
+                )));
+            }
         }
     }
+    increasing(&coords, &along)?;
     Ok((batch, coords))
+}
+
+/// Two files' copies of a coordinate mean the same: equal `units` and `calendar`.
+fn same_meaning(a: &output::Coord, b: &output::Coord, path_a: &str, path_b: &str) -> Result<(), CliError> {
+    let attr = |c: &output::Coord, name: &str| c.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    for name in ["units", "calendar"] {
+        if attr(a, name) != attr(b, name) {
+            return Err(CliError(format!(
+                "--concat: the {name} of '{}' differ between {path_a} ({:?}) and {path_b} ({:?}): convert them to \
+                 one first (e.g. cdo or nco), or regrid the files separately",
+                a.name,
+                attr(a, name),
+                attr(b, name)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The concatenated coordinate of the first batch dimension increases strictly (the files came in
+/// order, none twice).
+fn increasing(coords: &[output::Coord], along: &str) -> Result<(), CliError> {
+    let Some(c) = coords.iter().find(|c| c.name == along && c.dims.len() == 1) else { return Ok(()) };
+    match c.values.windows(2).position(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less)) {
+        None => Ok(()),
+        Some(i) => Err(CliError(format!(
+            "--concat: '{along}' does not increase at row {} ({} then {}): give the files in time order, each once \
+             (a glob sorts names: sst_10.nc comes before sst_9.nc)",
+            i + 1,
+            c.values[i],
+            c.values[i + 1]
+        ))),
+    }
 }
 
 /// The per-row diagnostics of the fits, rows of all parts in order.
@@ -626,7 +694,8 @@ fn write_job<F: Real>(
     let out = output::Output {
         var: &a.var,
         var_attrs: &first.attrs,
-        single: first.single,
+        // single precision as the input, unless a value would not fit (it would turn infinite)
+        single: first.single && hval.iter().all(|x| !x.is_finite() || x.abs() <= f32::MAX as f64),
         batch,
         coords,
         cells: output::Cells {

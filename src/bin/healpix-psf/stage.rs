@@ -1,6 +1,7 @@
 //! Outputs written under temporary names in their destination folder and renamed into place only
-//! when every file of a job is complete: a failure (or an interrupted run) never leaves a partial
-//! file, nor a new NetCDF beside a stale map.
+//! when every file of a job is complete: a failed run never leaves a partial file under an
+//! output's name, nor a new NetCDF beside a stale map (the map is renamed first, the NetCDF last).
+//! A run killed by a signal may leave a hidden `.NAME.partial-PID` file beside the outputs.
 
 use crate::CliError;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,9 @@ impl Staged {
 
     /// Renames every temporary file to its destination.
     pub fn commit(mut self) -> Result<(), CliError> {
-        let files = std::mem::take(&mut self.files);
+        let mut files = std::mem::take(&mut self.files);
+        // the NetCDF (staged first) is renamed last: if a map's rename fails, no new NetCDF
+        files.reverse();
         for (i, (tmp, dest)) in files.iter().enumerate() {
             if let Err(e) = std::fs::rename(tmp, dest) {
                 for (t, _) in &files[i..] {
