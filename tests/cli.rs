@@ -1,6 +1,10 @@
 //! The command-line regridder on real data (NEMO ORCA1 sea-surface temperature, bundled in
 //! tests/data) and on small NetCDF files written here: round trip, land, metadata read back,
-//! batch dimensions in any order, packing and fill values, and the errors users meet.
+//! batch dimensions in any order, packing and fill values, and the errors users meet — usage
+//! errors before any read (status 2), a gap in one time step kept inside the data's range (and
+//! --strict refusing the reference's zero-filled fit), truncated and damaged inputs, outputs whole
+//! or absent when the map's write fails, history and globals, and a series over files on one
+//! operator (per file, --concat, globs). tests/cli_fuzz.rs feeds it damaged files.
 #![cfg(feature = "cli")]
 
 use healpix_psf::{valid_samples, Params, PsfResampler};
