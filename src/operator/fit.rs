@@ -3,8 +3,9 @@
 //! Values are row-major: B rows of N sample values in, B rows of K cell values out (one row is just
 //! N or K values). Internally the selected rows are interleaved (element-major), see `sparse`.
 
+use super::layout::{deinterleave, interleave, put_rows, sample_block, scale_columns, SampleBlock};
 use super::{PsfResampler, LEFT_OUT};
-use crate::backend::cpu::{Cpu, CHUNK};
+use crate::backend::cpu::Cpu;
 use crate::backend::{with_backend, Backend};
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
@@ -20,110 +21,6 @@ fn rows_of(len: usize, width: usize, what: &'static str) -> Result<usize> {
         return Err(Error::LengthMismatch { what, expected: width, got: len });
     }
     Ok(len / width)
-}
-
-/// Rows `sel` of a B×E row-major block, interleaved E×|sel|.
-fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
-    let s = sel.len();
-    let mut out = vec![F::ZERO; e * s];
-    out.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, chunk)| {
-        for (dp, o) in chunk.chunks_exact_mut(s).enumerate() {
-            let i = c * CHUNK + dp;
-            for (x, &b) in o.iter_mut().zip(sel) {
-                *x = v[b * e + i];
-            }
-        }
-    });
-    out
-}
-
-/// Rows `sel` of B×N sample values at the operator's samples (`order`), interleaved N_used×|sel|,
-/// missing (NaN) samples as 0. With `mask` (per-row missing data), also which samples are valid
-/// (bit 0) and which rows miss one — no mask, and no such row, when none does.
-fn sample_block<F: Real>(v: &[F], n: usize, sel: &[usize], order: &[u32], mask: bool) -> SampleBlock<F> {
-    let s = sel.len();
-    let mut y0 = vec![F::ZERO; order.len() * s];
-    // zeroed lazily: untouched (no page is ever written) without `mask`
-    let mut valid = vec![0u8; order.len() * s];
-    let missing: Vec<Vec<bool>> = y0
-        .par_chunks_mut(CHUNK * s)
-        .zip(valid.par_chunks_mut(CHUNK * s))
-        .enumerate()
-        .map(|(c, (chunk, m))| {
-            let mut missing = vec![false; s];
-            for (dp, o) in chunk.chunks_exact_mut(s).enumerate() {
-                let i = order[c * CHUNK + dp] as usize;
-                for (j, (x, &b)) in o.iter_mut().zip(sel).enumerate() {
-                    let y = v[b * n + i];
-                    let nan = y.is_nan();
-                    *x = if nan { F::ZERO } else { y };
-                    missing[j] |= nan;
-                    if mask {
-                        m[dp * s + j] = !nan as u8;
-                    }
-                }
-            }
-            missing
-        })
-        .collect();
-    let masked_rows: Vec<bool> = (0..s).map(|j| mask && missing.iter().any(|m| m[j])).collect();
-    let valid = masked_rows.contains(&true).then_some(valid);
-    SampleBlock { y0, valid, masked_rows }
-}
-
-/// Sample values of the selected rows in the operator's sample order (see [`sample_block`]).
-struct SampleBlock<F> {
-    y0: Vec<F>,
-    valid: Option<Vec<u8>>,
-    /// The rows solved with per-row missing data (all false without a mask).
-    masked_rows: Vec<bool>,
-}
-
-/// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
-/// from position `position[i]` (samples back to the caller's order; NaN for samples left out). Each
-/// output row is written sequentially, chunk by chunk in parallel.
-fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<&[u32]>) -> Vec<F> {
-    let mut out = vec![F::ZERO; e * s];
-    let mut parts: Vec<Vec<&mut [F]>> = (0..e.div_ceil(CHUNK)).map(|_| Vec::with_capacity(s)).collect();
-    for row in out.chunks_mut(e) {
-        for (c, part) in row.chunks_mut(CHUNK).enumerate() {
-            parts[c].push(part);
-        }
-    }
-    parts.into_par_iter().enumerate().for_each(|(c, mut rows)| {
-        for di in 0..rows.first().map_or(0, |r| r.len()) {
-            let i = c * CHUNK + di;
-            let p = position.map_or(i as u32, |pos| pos[i]);
-            if p == LEFT_OUT {
-                rows.iter_mut().for_each(|row| row[di] = F::from_f64(f64::NAN));
-                continue;
-            }
-            let p = p as usize;
-            for (j, row) in rows.iter_mut().enumerate() {
-                row[di] = v[p * s + j];
-            }
-        }
-    });
-    out
-}
-
-/// Multiplies column j of an E×s block by `f[j]`.
-fn scale_columns<F: Real>(v: &mut [F], f: &[F]) {
-    for row in v.chunks_exact_mut(f.len()) {
-        for (x, &c) in row.iter_mut().zip(f) {
-            *x *= c;
-        }
-    }
-}
-
-/// Column j of the E×|sel| interleaved block `v` into row `sel[j]` of the B×E row-major `out`, for
-/// every j.
-fn put_rows<F: Copy>(out: &mut [F], e: usize, sel: &[usize], v: &[F]) {
-    for (j, &row) in sel.iter().enumerate() {
-        for (h, r) in out[row * e..(row + 1) * e].iter_mut().zip(v.chunks_exact(sel.len())) {
-            *h = r[j];
-        }
-    }
 }
 
 impl<F: Real> PsfResampler<F> {
@@ -235,7 +132,7 @@ impl<F: Real> PsfResampler<F> {
                 be.mt(&v, b, &mut out, None, None)?;
                 be.download(out)
             })?;
-            Ok(deinterleave(&out, self.n, b, Some(&self.position)))
+            Ok(deinterleave(&out, self.n, b, Some((&self.position, LEFT_OUT))))
         })?
     }
 

@@ -12,6 +12,7 @@ mod area;
 mod assemble;
 mod fit;
 mod keep;
+mod layout;
 mod nearest;
 mod samples;
 mod search;

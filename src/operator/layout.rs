@@ -1,0 +1,254 @@
+//! The batched values between the caller's layout and the solver's: B rows of E values row-major
+//! (the caller's) ↔ E×s interleaved blocks of the selected rows, element-major (the products'),
+//! with the operator's sample order on the way in and back.
+//!
+//! Every move is a cache-blocked transpose: a chunk of elements of every selected row is read
+//! sequentially and written into a block small enough to stay in cache (≤ [`BLOCK`] values), so
+//! each cache line of either side is loaded once. The permutation into the operator's sample order
+//! (cell order, random with respect to the caller's) moves whole cache lines: the rows are first
+//! transposed in the caller's order, a cache line's worth of rows at a time, then gathered line by
+//! line. The floor of each move is reading and writing its values once.
+
+use crate::backend::cpu::CHUNK;
+use crate::real::Real;
+use rayon::prelude::*;
+
+/// Most values in a block a chunk of the transposes writes (256 KiB of f64).
+const BLOCK: usize = 1 << 15;
+
+/// Elements per chunk of an E×s block: [`CHUNK`], fewer for wide blocks (≥ 64).
+fn chunk_len(s: usize) -> usize {
+    (BLOCK / s.max(1)).clamp(64, CHUNK)
+}
+
+/// Rows `sel` of a B×E row-major block, interleaved E×|sel|.
+pub(super) fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
+    let mut out = vec![F::ZERO; e * sel.len()];
+    interleave_into(&mut out, v, e, sel);
+    out
+}
+
+/// [`interleave`] into `out` (E×|sel| values).
+fn interleave_into<F: Real>(out: &mut [F], v: &[F], e: usize, sel: &[usize]) {
+    let s = sel.len();
+    if s == 0 {
+        return;
+    }
+    let chunk = chunk_len(s);
+    out.par_chunks_mut(chunk * s).enumerate().for_each(|(c, block)| {
+        let len = block.len() / s;
+        for (r, &b) in sel.iter().enumerate() {
+            let src = &v[b * e + c * chunk..][..len];
+            for (dp, &x) in src.iter().enumerate() {
+                block[dp * s + r] = x;
+            }
+        }
+    });
+}
+
+/// Sample values of the selected rows in the operator's sample order (see [`sample_block`]).
+pub(super) struct SampleBlock<F> {
+    pub y0: Vec<F>,
+    pub valid: Option<Vec<u8>>,
+    /// The rows solved with per-row missing data (all false without a mask).
+    pub masked_rows: Vec<bool>,
+}
+
+/// Rows `sel` of B×N sample values at the operator's samples (`order`), interleaved N_used×|sel|,
+/// missing (NaN) samples as 0. With `mask` (per-row missing data), also which samples are valid
+/// (bit 0) and which rows miss one — no mask, and no such row, when none does.
+pub(super) fn sample_block<F: Real>(v: &[F], n: usize, sel: &[usize], order: &[u32], mask: bool) -> SampleBlock<F> {
+    let s = sel.len();
+    let mut y0 = vec![F::ZERO; order.len() * s];
+    // zeroed lazily: untouched (no page is ever written) without `mask`
+    let mut valid = vec![0u8; order.len() * s];
+    let mut missing = vec![false; s];
+    // a cache line of rows at a time: transposed in the caller's order, then gathered by line
+    // (one buffer for every group: a fresh page costs a fault and the kernel's zeroing, more than
+    // the copy that fills it)
+    let g = (64 / std::mem::size_of::<F>()).clamp(1, s.max(1));
+    let mut buf = if g > 1 { vec![F::ZERO; n * g] } else { Vec::new() };
+    for (gi, rows) in sel.chunks(g).enumerate() {
+        // a single row is its own N×1 block
+        let t: &[F] = if let [b] = rows {
+            &v[b * n..(b + 1) * n]
+        } else {
+            interleave_into(&mut buf[..n * rows.len()], v, n, rows);
+            &buf[..n * rows.len()]
+        };
+        let cols = gi * g..gi * g + rows.len();
+        let found = gather_lines(t, rows.len(), order, s, cols.clone(), &mut y0, mask.then_some(&mut valid[..]));
+        missing[cols].iter_mut().zip(found).for_each(|(m, f)| *m = f);
+    }
+    let masked_rows: Vec<bool> = missing.iter().map(|&m| mask && m).collect();
+    let valid = masked_rows.contains(&true).then_some(valid);
+    SampleBlock { y0, valid, masked_rows }
+}
+
+/// Columns `cols` of the E×s block `y0` (and of `valid`) from the lines of the N×g block `t` at
+/// the samples `order` (NaN as 0, valid = not NaN); whether each column met a NaN.
+fn gather_lines<F: Real>(
+    t: &[F],
+    g: usize,
+    order: &[u32],
+    s: usize,
+    cols: std::ops::Range<usize>,
+    y0: &mut [F],
+    valid: Option<&mut [u8]>,
+) -> Vec<bool> {
+    let chunk = chunk_len(s);
+    let fill = |c: usize, yb: &mut [F], mut mb: Option<&mut [u8]>| {
+        let mut missing = vec![false; g];
+        for (dp, &i) in order[c * chunk..][..yb.len() / s].iter().enumerate() {
+            let line = &t[i as usize * g..][..g];
+            let at = dp * s + cols.start;
+            for (r, &y) in line.iter().enumerate() {
+                let nan = y.is_nan();
+                yb[at + r] = if nan { F::ZERO } else { y };
+                missing[r] |= nan;
+                if let Some(m) = mb.as_deref_mut() {
+                    m[at + r] = !nan as u8;
+                }
+            }
+        }
+        missing
+    };
+    let per_chunk: Vec<Vec<bool>> = match valid {
+        Some(valid) => y0
+            .par_chunks_mut(chunk * s)
+            .zip(valid.par_chunks_mut(chunk * s))
+            .enumerate()
+            .map(|(c, (yb, mb))| fill(c, yb, Some(mb)))
+            .collect(),
+        None => y0.par_chunks_mut(chunk * s).enumerate().map(|(c, yb)| fill(c, yb, None)).collect(),
+    };
+    (0..g).map(|r| per_chunk.iter().any(|m| m[r])).collect()
+}
+
+/// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
+/// from position `position[i]` (samples back to the caller's order; `left_out` marks samples left
+/// out, which come back NaN).
+pub(super) fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<(&[u32], u32)>) -> Vec<F> {
+    let mut out = vec![F::ZERO; e * s];
+    scatter(v, s, out.chunks_mut(e.max(1)).collect(), position);
+    out
+}
+
+/// Column j of the E×|sel| interleaved block `v` into row `sel[j]` of the B×E row-major `out`, for
+/// every j.
+pub(super) fn put_rows<F: Real>(out: &mut [F], e: usize, sel: &[usize], v: &[F]) {
+    let mut rows: Vec<Option<&mut [F]>> = out.chunks_mut(e.max(1)).map(Some).collect();
+    let picked: Vec<&mut [F]> = sel.iter().filter_map(|&b| rows[b].take()).collect();
+    debug_assert_eq!(picked.len(), sel.len(), "put_rows: a row selected twice");
+    scatter(v, sel.len(), picked, None);
+}
+
+/// The columns of the E×s block `v` into `rows` (s rows of E), chunk by chunk in parallel: each
+/// chunk's block of `v` stays in cache while every row's part of the chunk is written in turn.
+fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<(&[u32], u32)>) {
+    let e = rows.first().map_or(0, |r| r.len());
+    let chunk = chunk_len(s);
+    let mut parts: Vec<Vec<&mut [F]>> = (0..e.div_ceil(chunk)).map(|_| Vec::with_capacity(s)).collect();
+    for row in rows {
+        for (c, part) in row.chunks_mut(chunk).enumerate() {
+            parts[c].push(part);
+        }
+    }
+    parts.into_par_iter().enumerate().for_each(|(c, mut rows)| {
+        let base = c * chunk;
+        match position {
+            None => {
+                for (j, row) in rows.iter_mut().enumerate() {
+                    for (di, x) in row.iter_mut().enumerate() {
+                        *x = v[(base + di) * s + j];
+                    }
+                }
+            }
+            Some((pos, left_out)) => {
+                for di in 0..rows.first().map_or(0, |r| r.len()) {
+                    let p = pos[base + di];
+                    for (j, row) in rows.iter_mut().enumerate() {
+                        row[di] = if p == left_out { F::from_f64(f64::NAN) } else { v[p as usize * s + j] };
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Multiplies column j of an E×s block by `f[j]`.
+pub(super) fn scale_columns<F: Real>(v: &mut [F], f: &[F]) {
+    for row in v.chunks_exact_mut(f.len()) {
+        for (x, &c) in row.iter_mut().zip(f) {
+            *x *= c;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layouts against their definitions, on shapes around the chunk and group sizes.
+    #[test]
+    fn moves_match_their_definitions() {
+        for &(b, e) in &[(1usize, 5usize), (3, 2049), (17, 4100), (40, 70), (70, 3000)] {
+            let v: Vec<f64> = (0..b * e).map(|i| if i % 11 == 3 { f64::NAN } else { i as f64 }).collect();
+            let sel: Vec<usize> = (0..b).filter(|r| r % 3 != 1).collect();
+            let s = sel.len();
+            let il = interleave(&v, e, &sel);
+            for i in 0..e {
+                for (j, &r) in sel.iter().enumerate() {
+                    assert!(same(il[i * s + j], v[r * e + i]));
+                }
+            }
+            // a permutation with samples left out
+            let order: Vec<u32> = (0..e as u32).rev().filter(|i| i % 5 != 2).collect();
+            let blk = sample_block(&v, e, &sel, &order, true);
+            let valid = blk.valid.as_ref();
+            for (p, &i) in order.iter().enumerate() {
+                for (j, &r) in sel.iter().enumerate() {
+                    let x = v[r * e + i as usize];
+                    assert_eq!(blk.y0[p * s + j], if x.is_nan() { 0.0 } else { x });
+                    if let Some(m) = valid {
+                        assert_eq!(m[p * s + j], !x.is_nan() as u8);
+                    }
+                }
+            }
+            for (j, &r) in sel.iter().enumerate() {
+                let any = order.iter().any(|&i| v[r * e + i as usize].is_nan());
+                assert_eq!(blk.masked_rows[j], any);
+            }
+            // back: rows of the interleaved block, and samples back to their positions
+            let back = deinterleave(&il, e, s, None);
+            let mut out = vec![-1.0; b * e];
+            put_rows(&mut out, e, &sel, &il);
+            for (j, &r) in sel.iter().enumerate() {
+                for i in 0..e {
+                    assert!(same(back[j * e + i], v[r * e + i]) && same(out[r * e + i], v[r * e + i]));
+                }
+            }
+            let mut position = vec![u32::MAX; e];
+            for (p, &i) in order.iter().enumerate() {
+                position[i as usize] = p as u32;
+            }
+            let caller = deinterleave(&blk.y0, e, s, Some((&position, u32::MAX)));
+            for (j, &r) in sel.iter().enumerate() {
+                for i in 0..e {
+                    let want = if position[i] == u32::MAX {
+                        f64::NAN
+                    } else if v[r * e + i].is_nan() {
+                        0.0
+                    } else {
+                        v[r * e + i]
+                    };
+                    assert!(same(caller[j * e + i], want));
+                }
+            }
+        }
+    }
+
+    fn same(a: f64, b: f64) -> bool {
+        a == b || (a.is_nan() && b.is_nan())
+    }
+}
