@@ -1,7 +1,8 @@
 //! Build script.
 //!
-//! Always: the rules shared by every backend (`csrc/rules.h`) are compiled for the host from
-//! `csrc/host.cpp` by the system's C++ compiler (through the `cc` crate; no C++ runtime is linked).
+//! Always: the rules shared by every backend (`csrc/rules.h`) and the portable HEALPix geometry
+//! (`csrc/healpix.h`) are compiled for the host from `csrc/host.cpp` and `csrc/geometry_host.cpp`
+//! by the system's C++ compiler (through the `cc` crate; no C++ runtime is linked).
 //! With the `cuda` feature, the kernels in `csrc/` are compiled by nvcc into a static library, the
 //! CUDA runtime is linked statically, and bindgen turns `include/hpsf_kernels.h` into the Rust
 //! declarations of the launchers.
@@ -21,17 +22,20 @@ use std::path::{Path, PathBuf};
 
 /// The kernel sources, one per kernel family.
 const KERNELS: &[&str] = &["csrc/weights.cu", "csrc/spmm.cu", "csrc/cg.cu", "csrc/vec.cu"];
-const HEADERS: &[&str] = &["csrc/common.cuh", "csrc/rules.h", "include/hpsf_kernels.h"];
+const HEADERS: &[&str] = &["csrc/common.cuh", "csrc/rules.h", "csrc/healpix.h", "include/hpsf_kernels.h"];
 const DEFAULT_GENCODE: &str = "-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 \
                                -gencode=arch=compute_90,code=compute_90";
 
 /// The host build of the shared rules.
 const HOST: &str = "csrc/host.cpp";
 const RULES: &str = "csrc/rules.h";
+/// The host build of the portable HEALPix geometry.
+const GEOMETRY: &str = "csrc/geometry_host.cpp";
+const HEALPIX: &str = "csrc/healpix.h";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    for f in [HOST, RULES] {
+    for f in [HOST, RULES, GEOMETRY, HEALPIX] {
         println!("cargo:rerun-if-changed={f}");
     }
     // the same arithmetic as Rust's: no contraction of a·b + c into FMA
@@ -39,6 +43,7 @@ fn main() {
         .cpp(true)
         .cpp_link_stdlib(None)
         .file(HOST)
+        .file(GEOMETRY)
         .flag_if_supported("-std=c++14")
         .flag_if_supported("-fno-exceptions")
         .flag_if_supported("-fno-rtti")

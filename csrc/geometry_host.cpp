@@ -1,0 +1,34 @@
+// The HEALPix geometry of healpix.h compiled for the host, so that the CPU tests can check the very
+// source the CUDA kernels compile against cdshealpix (src/geometry/portable.rs). Built in every
+// configuration by build.rs (no CUDA needed), with -ffp-contract=off; no C++ runtime is used.
+#include "healpix.h"
+
+extern "C" {
+
+uint64_t hpsf_geo_hash_nested_host(int32_t depth, double lon_rad, double lat_rad) {
+    return hpsf_hash_nested(depth, lon_rad, lat_rad);
+}
+
+uint64_t hpsf_geo_hash_geodetic_host(int32_t depth, double lon_deg, double lat_deg, int32_t wgs84) {
+    return hpsf_hash_geodetic(depth, lon_deg, lat_deg, wgs84);
+}
+
+void hpsf_geo_center_nested_host(int32_t depth, uint64_t id, double *lon_rad, double *lat_rad) {
+    hpsf_center_nested(depth, id, lon_rad, lat_rad);
+}
+
+void hpsf_geo_center_geodetic_host(int32_t depth, uint64_t id, int32_t wgs84, double *lon_rad, double *lat_rad) {
+    hpsf_center_geodetic(depth, id, wgs84, lon_rad, lat_rad);
+}
+
+uint64_t hpsf_geo_nested_to_ring_host(int32_t depth, uint64_t id) { return hpsf_nested_to_ring(depth, id); }
+
+uint64_t hpsf_geo_ring_to_nested_host(int32_t depth, uint64_t id) { return hpsf_ring_to_nested(depth, id); }
+
+double hpsf_geo_geodetic_to_authalic_host(double phi) { return hpsf_geodetic_to_authalic(phi); }
+
+double hpsf_geo_authalic_to_geodetic_host(double xi) { return hpsf_authalic_to_geodetic(xi); }
+
+// The longitude in radians that the hash of a sample at lon_deg starts from (wrap, then convert).
+double hpsf_geo_lon_radians_host(double lon_deg) { return hpsf_to_radians(hpsf_rem_euclid(lon_deg, 360.0)); }
+}
