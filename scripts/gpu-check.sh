@@ -11,7 +11,9 @@
 # 2. compute-sanitizer memcheck on the parity tests and racecheck on the determinism test.
 # 3. The CPU suites (solver, constrained, invariants) built with the cuda feature.
 # 4. Benchmarks at N = 1e6, level 12, npt 9 on cuda:0: f32/f64 × B = 1/8 (100 iterations), with
-#    per-row gaps (B = 8, ~25 % missing), and the constrained fits (B = 1 and 4).
+#    per-row gaps (B = 8, ~25 % missing), B = 64 (setup, 30 iterations, resample), the constrained
+#    fits (B = 1 and 4); the same on the CPU's cores for comparison.
+# Order: tests, GPU benches, sanitizers, CPU benches, CPU suites; each step has a time limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -28,25 +30,32 @@ run() { # name, command...
   return 0
 }
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
-run test-cuda $G/test-cuda --nocapture --test-threads=1
-if command -v compute-sanitizer >/dev/null; then
-  run memcheck compute-sanitizer --tool memcheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
-      every_fit_option_on_the_gpu_matches_the_cpu_f64 masks_restricted_output
-  run racecheck compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
-      gpu_results_are_deterministic
-fi
-run test-solver $G/test-solver
-run test-constrained $G/test-constrained
-run test-invariants $G/test-invariants
+# the most valuable first (a call that runs out of time still returns what is done)
+run test-cuda timeout 240 $G/test-cuda --nocapture --test-threads=1
 for dt in f32 f64; do
   for b in 1 8; do
-    run "bench-$dt-b$b" $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch $b --iters 100 --reps 3 --device cuda:0
-    run "bench-cpu-$dt-b$b" $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch $b --iters 20 --reps 1
+    run "bench-$dt-b$b" timeout 120 $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch $b --iters 100 --reps 3 --device cuda:0
   done
-  run "bench-$dt-b8-gaps" $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch 8 --iters 100 --reps 3 --gaps 0.3 --device cuda:0
+  run "bench-$dt-b8-gaps" timeout 120 $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch 8 --iters 100 --reps 3 --gaps 0.3 --device cuda:0
 done
-run bench-constrained-b1 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --device cuda:0
-run bench-constrained-b4 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --batch 4 --device cuda:0
+run bench-f32-b64 timeout 120 $G/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 64 --iters 30 --reps 2 --device cuda:0
+run bench-constrained-b1 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --device cuda:0
+run bench-constrained-b4 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --batch 4 --device cuda:0
+if command -v compute-sanitizer >/dev/null; then
+  run memcheck timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
+      every_fit_option_on_the_gpu_matches_the_cpu_f64 masks_restricted_output
+  run racecheck timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
+      gpu_results_are_deterministic
+fi
+for dt in f32 f64; do
+  for b in 1 8; do
+    run "bench-cpu-$dt-b$b" timeout 60 $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch $b --iters 20 --reps 1
+  done
+done
+run bench-cpu-f32-b64 timeout 90 $G/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 64 --iters 5 --reps 1
+run test-solver timeout 120 $G/test-solver
+run test-constrained timeout 120 $G/test-constrained
+run test-invariants timeout 120 $G/test-invariants
 grep -h "test result\|SKIP\|panicked" "$OUT"/test-*.log > "$OUT/tests-summary.txt" 2>&1
 grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$OUT"/memcheck.log "$OUT"/racecheck.log >> "$OUT/tests-summary.txt" 2>&1
 echo "== $(cat "$OUT/gpu.txt" | tail -1)"
