@@ -137,6 +137,10 @@ pub(super) fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Optio
 /// Column j of the E×|sel| interleaved block `v` into row `sel[j]` of the B×E row-major `out`, for
 /// every j.
 pub(super) fn put_rows<F: Real>(out: &mut [F], e: usize, sel: &[usize], v: &[F]) {
+    if e == 0 {
+        // no element to move (and no row to pick: `out` is empty)
+        return;
+    }
     let mut rows: Vec<Option<&mut [F]>> = out.chunks_mut(e.max(1)).map(Some).collect();
     let picked: Vec<&mut [F]> = sel.iter().filter_map(|&b| rows[b].take()).collect();
     debug_assert_eq!(picked.len(), sel.len(), "put_rows: a row selected twice");
@@ -219,7 +223,9 @@ mod tests {
                 let any = order.iter().any(|&i| v[r * e + i as usize].is_nan());
                 assert_eq!(blk.masked_rows[j], any);
             }
-            // back: rows of the interleaved block, and samples back to their positions
+            // back: rows of the interleaved block, and samples back to their positions (and nothing
+            // to move for rows of no element)
+            put_rows::<f64>(&mut [], 0, &sel, &[]);
             let back = deinterleave(&il, e, s, None);
             let mut out = vec![-1.0; b * e];
             put_rows(&mut out, e, &sel, &il);
