@@ -31,4 +31,15 @@ double hpsf_geo_authalic_to_geodetic_host(double xi) { return hpsf_authalic_to_g
 
 // The longitude in radians that the hash of a sample at lon_deg starts from (wrap, then convert).
 double hpsf_geo_lon_radians_host(double lon_deg) { return hpsf_to_radians(hpsf_rem_euclid(lon_deg, 360.0)); }
+// The neighbourhood of half-width k of cell `id` (cdshealpix's order) into out[0..cap); returns how
+// many cells it has (more than cap means some were not written).
+uint64_t hpsf_geo_kth_neighbourhood_host(int32_t depth, uint64_t id, uint32_t k, uint64_t *out, uint64_t cap) {
+    uint64_t count = 0;
+    auto put = [&](uint64_t cell) {
+        if (count < cap) out[count] = cell;
+        ++count;
+    };
+    hpsf_kth_neighbourhood(depth, id, k, put);
+    return count;
+}
 }

@@ -1,8 +1,9 @@
 // HEALPix geometry written once for the host and the device: lon/lat → nested id (on the sphere,
 // or from WGS84 geodetic degrees through the authalic latitude, as the crate's `Grid` does), cell
-// centres, and nested ↔ ring ids. Header-only C++14; every function is `__host__ __device__` under
-// nvcc, so the CUDA kernels and the host build (csrc/geometry_host.cpp, compiled by build.rs through
-// the `cc` crate with -ffp-contract=off) compile this same source.
+// centres, nested ↔ ring ids, and the neighbourhoods of half-width k. Header-only C++14; every
+// function is `__host__ __device__` under nvcc, so the CUDA kernels and the host build
+// (csrc/geometry_host.cpp, compiled by build.rs through the `cc` crate with -ffp-contract=off)
+// compile this same source.
 //
 // The arithmetic is cdshealpix 0.10.1's (the crate's reference for geometry), operation for
 // operation: its projection onto the base cells (`d0h_lh_in_d0c`, the exponent trick that scales by
@@ -469,5 +470,116 @@ HPSF_HD uint64_t hpsf_ring_to_nested(int depth, uint64_t id) {
     uint32_t mask = (uint32_t)(nside - 1);
     return hpsf_build_nested(depth, d0h, (uint32_t)i_in & mask, (uint32_t)j_in & mask);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Neighbourhoods: the cells of the square of (2k+1)×(2k+1) cells around a cell, in the order
+// cdshealpix 0.10.1's `Layer::kth_neighbourhood` lists them (the keep stage pads with the last one,
+// so the order is part of the result). Cells are handed to a visitor, one at a time, so that a
+// kernel needs no buffer.
+
+/// The eight directions of the base cells around a base cell (cdshealpix's `MainWind` less C), in
+/// the order `kth_neighbours_internal` visits them.
+enum hpsf_wind { HPSF_S, HPSF_SW, HPSF_W, HPSF_NW, HPSF_N, HPSF_NE, HPSF_E, HPSF_SE };
+
+/// cdshealpix's `to_neighbour_base_cell_coo`: the base cell in direction `dir` of base cell d0h and
+/// the coordinates (i, j) — given in d0h's frame, possibly outside [0, nside) — in that cell's
+/// frame. False where there is no base cell in that direction (the E and W corners of the polar
+/// base cells, the N and S corners of the equatorial ones).
+HPSF_HD bool hpsf_neighbour_base_cell(int depth, uint32_t d0h, int64_t i, int64_t j, int dir, uint32_t *d0h_out,
+                                      int64_t *i_out, int64_t *j_out) {
+    const int64_t n = (int64_t)hpsf_nside(depth);
+    const int64_t m = 2 * n - 1;
+    const uint32_t q = d0h & 3, prev = (q + 3) & 3, next = (q + 1) & 3, oppo = (q + 2) & 3;
+    uint32_t cell;
+    int64_t a, b;
+    switch (d0h >> 2) {
+    case 0: // north polar cap
+        switch (dir) {
+        case HPSF_S: cell = q + 4 * 2; a = n + i; b = n + j; break;
+        case HPSF_SE: cell = next + 4 * 1; a = i; b = n + j; break;
+        case HPSF_SW: cell = q + 4 * 1; a = n + i; b = j; break;
+        case HPSF_NE: cell = next; a = j; b = m - i; break;
+        case HPSF_NW: cell = prev; a = m - j; b = i; break;
+        case HPSF_N: cell = oppo; a = m - i; b = m - j; break;
+        default: return false;
+        }
+        break;
+    case 1: // equatorial belt
+        switch (dir) {
+        case HPSF_SE: cell = q + 4 * 2; a = i; b = n + j; break;
+        case HPSF_E: cell = next + 4 * 1; a = i - n; b = n + j; break;
+        case HPSF_SW: cell = prev + 4 * 2; a = n + i; b = j; break;
+        case HPSF_NE: cell = q; a = i - n; b = j; break;
+        case HPSF_W: cell = prev + 4 * 1; a = n + i; b = j - n; break;
+        case HPSF_NW: cell = prev; a = i; b = j - n; break;
+        default: return false;
+        }
+        break;
+    default: // south polar cap
+        switch (dir) {
+        case HPSF_S: cell = oppo + 4 * 2; a = -i - 1; b = -j - 1; break;
+        case HPSF_SE: cell = next + 4 * 2; a = -j - 1; b = i; break;
+        case HPSF_SW: cell = prev + 4 * 2; a = j; b = -i - 1; break;
+        case HPSF_NE: cell = next + 4 * 1; a = i - n; b = j; break;
+        case HPSF_NW: cell = q + 4 * 1; a = i; b = j - n; break;
+        case HPSF_N: cell = q; a = i - n; b = j - n; break;
+        default: return false;
+        }
+        break;
+    }
+    *d0h_out = cell;
+    *i_out = a;
+    *j_out = b;
+    return true;
+}
+
+/// The border of the square of half-width k around (i, j) in base cell d0h, clipped to that base
+/// cell — i, j may lie outside it — from S towards W, N, E (cdshealpix's `partial_compute`).
+template <class Visit>
+HPSF_HD void hpsf_square_border_in(int depth, uint32_t d0h, int64_t i, int64_t j, int64_t k, Visit &visit) {
+    const int64_t n = (int64_t)hpsf_nside(depth);
+    const int64_t x0 = i - k, x1 = i + k, y0 = j - k, y1 = j + k;
+    const int64_t ylo = y0 > 0 ? y0 : 0, yhi = y1 < n ? y1 : n;             // [ylo, yhi)
+    const int64_t xlo = x0 > 0 ? x0 : 0, xhi = x1 < n ? x1 : n;             // [xlo, xhi)
+    const int64_t ylo1 = y0 + 1 > 0 ? y0 + 1 : 0, yhi1 = y1 < n - 1 ? y1 : n - 1; // [ylo1, yhi1]
+    const int64_t xlo1 = x0 + 1 > 0 ? x0 + 1 : 0, xhi1 = x1 < n - 1 ? x1 : n - 1; // [xlo1, xhi1]
+    if (x0 >= 0 && x0 < n)
+        for (int64_t y = ylo; y < yhi; ++y) visit(hpsf_build_nested(depth, d0h, (uint32_t)x0, (uint32_t)y));
+    if (y1 >= 0 && y1 < n)
+        for (int64_t x = xlo; x < xhi; ++x) visit(hpsf_build_nested(depth, d0h, (uint32_t)x, (uint32_t)y1));
+    if (x1 >= 0 && x1 < n)
+        for (int64_t y = yhi1; y >= ylo1; --y) visit(hpsf_build_nested(depth, d0h, (uint32_t)x1, (uint32_t)y));
+    if (y0 >= 0 && y0 < n)
+        for (int64_t x = xhi1; x >= xlo1; --x) visit(hpsf_build_nested(depth, d0h, (uint32_t)x, (uint32_t)y0));
+}
+
+/// The cells at Chebyshev distance exactly k (1 ≤ k ≤ nside) from nested cell `id`, across base
+/// cells where the square leaves its own: cdshealpix's `kth_neighbours_internal`, in its order.
+template <class Visit>
+HPSF_HD void hpsf_kth_ring(int depth, uint64_t id, uint32_t k, Visit &visit) {
+    const hpsf_cell_parts c = hpsf_decode_nested(depth, id);
+    const int64_t n = (int64_t)hpsf_nside(depth), i = c.i, j = c.j, kk = k;
+    const bool sw = i - kk < 0, ne = i + kk >= n, se = j - kk < 0, nw = j + kk >= n;
+    // whether the square crosses into the base cell in each direction, in the order visited
+    const bool crosses[8] = {sw && se, sw, sw && nw, nw, nw && ne, ne, se && ne, se};
+    for (int dir = HPSF_S; dir <= HPSF_SE; ++dir) {
+        uint32_t d0h;
+        int64_t a, b;
+        if (crosses[dir] && hpsf_neighbour_base_cell(depth, c.d0h, i, j, dir, &d0h, &a, &b))
+            hpsf_square_border_in(depth, d0h, a, b, kk, visit);
+    }
+    hpsf_square_border_in(depth, c.d0h, i, j, kk, visit);
+}
+
+/// The cells of the square of half-width k (0 ≤ k ≤ nside) around nested cell `id`, the cell first
+/// then ring after ring: cdshealpix's `kth_neighbourhood`, in its order.
+template <class Visit>
+HPSF_HD void hpsf_kth_neighbourhood(int depth, uint64_t id, uint32_t k, Visit &visit) {
+    visit(id);
+    for (uint32_t r = 1; r <= k; ++r) hpsf_kth_ring(depth, id, r, visit);
+}
+
+/// An upper bound on the cells of a neighbourhood of half-width k: (2k + 1)².
+HPSF_HD uint64_t hpsf_neighbourhood_capacity(uint32_t k) { return (2 * (uint64_t)k + 1) * (2 * (uint64_t)k + 1); }
 
 #endif

@@ -20,6 +20,7 @@ mod ffi {
         pub fn hpsf_geo_geodetic_to_authalic_host(phi: f64) -> f64;
         pub fn hpsf_geo_authalic_to_geodetic_host(xi: f64) -> f64;
         pub fn hpsf_geo_lon_radians_host(lon_deg: f64) -> f64;
+        pub fn hpsf_geo_kth_neighbourhood_host(depth: i32, id: u64, k: u32, out: *mut u64, cap: u64) -> u64;
     }
 }
 
@@ -90,6 +91,20 @@ pub(crate) fn authalic_to_geodetic(xi: f64) -> f64 {
 pub(crate) fn lon_radians(lon_deg: f64) -> f64 {
     // SAFETY: pure arithmetic on a value.
     unsafe { ffi::hpsf_geo_lon_radians_host(lon_deg) }
+}
+
+/// The cells of the square of half-width `k` (0..=nside) around nested cell `id`, in cdshealpix's
+/// `kth_neighbourhood` order.
+pub(crate) fn kth_neighbourhood(depth: u8, id: u64, k: u32) -> Vec<u64> {
+    check_id(depth, id);
+    assert!(k as u64 <= 1u64 << depth, "k = {k} > nside at depth {depth}");
+    let cap = (2 * k as usize + 1).pow(2);
+    let mut out = vec![0u64; cap];
+    // SAFETY: `out` holds `cap` elements; the header writes no more than that.
+    let n = unsafe { ffi::hpsf_geo_kth_neighbourhood_host(depth as i32, id, k, out.as_mut_ptr(), cap as u64) };
+    assert!(n as usize <= cap, "{n} cells in a square of {cap}");
+    out.truncate(n as usize);
+    out
 }
 
 /// Panics unless `id` is a cell of `depth` (the header would read garbage).
@@ -298,6 +313,64 @@ mod tests {
             assert_eq!(hash_nested(depth, lon, lat), cell);
         }
         println!("vertices: {n} points compared around {} cells", cells.len());
+    }
+
+    /// Asserts that the header lists the neighbourhood of half-width k of `id` as cdshealpix does.
+    fn check_neighbourhood(depth: u8, id: u64, k: u32) {
+        let want = cdshealpix::nested::get(depth).kth_neighbourhood(id, k);
+        assert_eq!(kth_neighbourhood(depth, id, k), want, "depth {depth}, cell {id}, k {k}");
+    }
+
+    #[test]
+    fn neighbourhoods_like_cdshealpix() {
+        let mut n = 0usize;
+        // every cell and every half-width at the small depths (squares that wrap around base cells)
+        for depth in 0..=3u8 {
+            for id in 0..12u64 << (2 * depth) {
+                for k in 0..=1u32 << depth {
+                    check_neighbourhood(depth, id, k);
+                    n += 1;
+                }
+            }
+        }
+        // the cells near the 4 corners and along the edges of every base cell, half-widths 0..=6 and
+        // a wide one, at depths up to 29
+        for depth in [4u8, 5, 10, 12, 20, 29] {
+            let nside = 1u32 << depth;
+            let edge: Vec<u32> = [0, 1, 2, 5, nside / 2 - 1, nside / 2, nside - 6, nside - 3, nside - 2, nside - 1]
+                .into_iter()
+                .filter(|&v| v < nside)
+                .collect();
+            for d0h in 0..12u32 {
+                for &i in &edge {
+                    for &j in &edge {
+                        let id = (d0h as u64) << (2 * depth as u32)
+                            | portable_bits(i as u64)
+                            | portable_bits(j as u64) << 1;
+                        for k in [0, 1, 2, 3, 4, 5, 6, 13.min(nside)] {
+                            check_neighbourhood(depth, id, k);
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // random cells
+        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        for depth in DEPTHS {
+            for _ in 0..20_000 {
+                let id = rng.id(depth);
+                let k = (rng.next_u64() % 8) as u32;
+                check_neighbourhood(depth, id, k.min(1 << depth));
+                n += 1;
+            }
+        }
+        println!("neighbourhoods: {n} (cell, half-width) pairs compared, order included");
+    }
+
+    /// The bits of v spread to the even bits (one axis of the z-order curve), for building ids.
+    fn portable_bits(v: u64) -> u64 {
+        (0..32).fold(0, |acc, b| acc | ((v >> b) & 1) << (2 * b))
     }
 
     #[test]
