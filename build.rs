@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 
 /// The kernel sources, one per kernel family.
-const KERNELS: &[&str] = &["csrc/weights.cu", "csrc/spmm.cu", "csrc/cg.cu", "csrc/vec.cu"];
+const KERNELS: &[&str] = &["csrc/weights.cu", "csrc/spmm.cu", "csrc/cg.cu", "csrc/vec.cu", "csrc/layout.cu"];
 const HEADERS: &[&str] = &["csrc/common.cuh", "csrc/rules.h", "csrc/healpix.h", "include/hpsf_kernels.h"];
 const DEFAULT_GENCODE: &str = "-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 \
                                -gencode=arch=compute_90,code=compute_90";

@@ -103,6 +103,29 @@ int hpsf_broadcast(int32_t dtype, void *out, const void *src, double scale, cons
 int hpsf_columns(void *dst, int32_t t, const int32_t *dst_cols, const void *src, int32_t m, const int32_t *src_cols,
                  int32_t ncols, int64_t rows, int32_t elem_bytes, hpsf_stream stream);
 
+/* ---- layouts (csrc/layout.cu) ---------------------------------------------------------------------
+ * The position of a sample left out of the operator.                                            */
+#define HPSF_LEFT_OUT 0xFFFFFFFFu
+/* Columns col0 .. col0+c-1 of out (e x s) from raw (c rows of width, row-major): out[p*s + col0 + r]
+ * = raw[r*width + order[p]] (order == NULL: p).                                                   */
+int hpsf_gather_rows(int32_t dtype, const void *raw, int32_t c, int64_t width, const uint32_t *order, int64_t e,
+                     int32_t s, int32_t col0, void *out, hpsf_stream stream);
+/* Over an e x s block v: NaN -> 0 when zero_nan, mask = 1 where not NaN (mask != NULL), and per
+ * block and column the partials (as hpsf_row_dots) of the NaN count, the infinite count and (the
+ * largest) the largest finite |v|.                                                                */
+int hpsf_clean_block(int32_t dtype, void *v, int64_t e, int32_t s, int32_t zero_nan, uint8_t *mask,
+                     double *nan_partials, double *inf_partials, double *max_partials, hpsf_stream stream);
+/* out (c rows of width, row-major) = rows r0 .. r0+c-1 of x (e x s): out[r*width + i] =
+ * x[position[i]*s + r0 + r] (position == NULL: i), NaN where position[i] == HPSF_LEFT_OUT.       */
+int hpsf_scatter_rows(int32_t dtype, const void *x, int32_t s, const uint32_t *position, int64_t width, int32_t r0,
+                      int32_t c, void *out, hpsf_stream stream);
+/* v[e] *= c[e % s].                                                                               */
+int hpsf_scale_columns(int32_t dtype, void *v, const void *c, int64_t len, int32_t s, hpsf_stream stream);
+/* out = 1 where mask bit 0 is set, else 0.                                                        */
+int hpsf_mask_values(int32_t dtype, void *out, const uint8_t *mask, int64_t len, hpsf_stream stream);
+/* v = fill where mask bit 0 is clear.                                                             */
+int hpsf_fill_masked(int32_t dtype, void *v, const uint8_t *mask, double fill, int64_t len, hpsf_stream stream);
+
 /* ---- the box of a bounded fit -------------------------------------------------------------------
  * The box rule a->rule of csrc/rules.h at every element (a holds device pointers). With partials
  * != NULL, one partial per block: the block's count, as a double.                                 */

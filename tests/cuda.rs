@@ -234,6 +234,47 @@ fn masks_restricted_output_and_given_links_on_the_gpu() {
     same_fit(&g, &c, 1e-9, true, "from_links");
 }
 
+/// The batched values' way in and out on the device (gathered into the operator's sample order,
+/// checked, scattered back), against the CPU's: with samples left out by a mask, a row without
+/// data, rows with gaps, NaN and infinite values at samples left out (ignored), NaN cells in
+/// `resample`, several upload chunks (`HPSF_STAGE_BYTES`), and the error for an infinite value.
+#[test]
+fn batched_layouts_on_the_gpu_match_the_cpu() {
+    let (lon, lat) = regional(6_000, 10, 1.5, 5);
+    let mid = lon.iter().sum::<f64>() / lon.len() as f64;
+    let mask: Vec<bool> = lon.iter().map(|&x| x > mid - 0.4).collect();
+    let p = Params { sample_mask: Some(mask.clone()), ..Params::new(10) };
+    let Some(gpu) = on_gpu::<f64>(&lon, &lat, &p) else { return };
+    let cpu = PsfResampler::<f64>::new(&lon, &lat, &p).unwrap();
+    let (n, k) = (lon.len(), cpu.k());
+    let mut val: Vec<f64> = rows(&lon, &lat, 6, true);
+    val[3 * n..4 * n].iter_mut().for_each(|v| *v = f64::NAN); // row 3: no data
+    let left_out = mask.iter().position(|&m| !m).unwrap();
+    val[4 * n + left_out] = f64::NAN; // a NaN where no sample is used
+    val[5 * n + left_out] = f64::INFINITY; // an infinity there too: ignored
+    for stage in ["1000000000", "40000"] {
+        std::env::set_var("HPSF_STAGE_BYTES", stage);
+        same_field(&gpu.apply_m(&val).unwrap(), &cpu.apply_m(&val).unwrap(), 1e-12, "apply_m");
+        for missing in [MissingData::PerRow, MissingData::ZeroFill] {
+            same_field(&gpu.x_ref(&val, missing).unwrap(), &cpu.x_ref(&val, missing).unwrap(), 1e-12, "x_ref");
+        }
+        let mut h = cpu.apply_m(&val).unwrap();
+        h[7] = f64::NAN;
+        h[k + 3] = f64::NAN;
+        same_field(&gpu.resample(&h).unwrap(), &cpu.resample(&h).unwrap(), 1e-12, "resample");
+        let o = FitOptions { lam: 1e-2, tol: 1e-10, return_info: true, ..FitOptions::default() };
+        let (g, c) = (gpu.fit_resample(&val, &o).unwrap(), cpu.fit_resample(&val, &o).unwrap());
+        same_fit(&g.0, &c.0, 1e-9, true, "batched fit");
+        same_field(&g.1, &c.1, 1e-9, "batched fit resampled");
+    }
+    std::env::remove_var("HPSF_STAGE_BYTES");
+    let used = mask.iter().position(|&m| m).unwrap();
+    val[2 * n + used] = f64::NEG_INFINITY;
+    let (g, c) = (gpu.apply_m(&val).unwrap_err(), cpu.apply_m(&val).unwrap_err());
+    assert_eq!(g.to_string(), c.to_string());
+    assert!(matches!(g, Error::InvalidValue { index, .. } if index == 2 * n + used), "{g}");
+}
+
 #[test]
 fn gpu_results_are_deterministic() {
     let (lon, lat) = regional(20_000, 11, 1.5, 9);

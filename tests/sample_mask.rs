@@ -189,3 +189,32 @@ fn valid_samples_and_mask_errors() {
     let e = PsfResampler::<f64>::from_links(1, &[5], &[0], &[0.0], &[1.0], &p).unwrap_err();
     assert!(matches!(e, Error::InvalidParameter { name: "sample_mask", .. }), "{e}");
 }
+
+/// Values of samples left out are never read: an infinity or a NaN there changes nothing (and is no
+/// error), while an infinity at a used sample is an error naming its index in the caller's values.
+/// A conservative fit averages over the used samples only.
+#[test]
+fn values_of_samples_left_out_are_ignored() {
+    let (lon, lat, mask) = land_case();
+    let n = lon.len();
+    let op =
+        PsfResampler::<f64>::new(&lon, &lat, &Params { sample_mask: Some(mask.clone()), ..Params::new(10) }).unwrap();
+    let val = field(&lon, &lat, 3);
+    let mut odd = val.clone();
+    let out = mask.iter().position(|&m| !m).unwrap();
+    odd[out] = f64::INFINITY;
+    odd[n + out] = f64::NAN;
+    odd[2 * n + out] = -1e300;
+    assert_eq!(op.apply_m(&odd).unwrap(), op.apply_m(&val).unwrap());
+    let o = FitOptions { lam: 1e-2, conservative: true, return_info: true, ..FitOptions::default() };
+    let (a, b) = (op.fit(&odd, &o).unwrap(), op.fit(&val, &o).unwrap());
+    assert_eq!(a.hval, b.hval);
+    assert_eq!(a.info.unwrap().empty_cells, b.info.unwrap().empty_cells);
+    let used = mask.iter().position(|&m| m).unwrap();
+    odd[n + used] = f64::NEG_INFINITY;
+    for e in
+        [op.apply_m(&odd).unwrap_err(), op.fit(&odd, &o).unwrap_err(), op.x_ref(&odd, Default::default()).unwrap_err()]
+    {
+        assert!(matches!(e, Error::InvalidValue { what: "val", index, .. } if index == n + used), "{e}");
+    }
+}

@@ -10,7 +10,8 @@
 //! for the host by build.rs (`csrc/host.cpp`) — the same source the CUDA kernels compile.
 
 use super::{
-    hpsf_box_args, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, LinkWeights, WeightInputs, FREE,
+    hpsf_box_args, layout, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered, LinkWeights,
+    WeightInputs, FREE, LEFT_OUT,
 };
 use crate::error::Result;
 use crate::real::Real;
@@ -81,14 +82,8 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         1
     }
 
-    fn upload(&self, v: Vec<F>) -> Result<Vec<F>> {
-        Ok(v)
-    }
     fn zeros(&self, len: usize) -> Result<Vec<F>> {
         Ok(vec![F::ZERO; len])
-    }
-    fn download(&self, v: Vec<F>) -> Result<Vec<F>> {
-        Ok(v)
     }
     fn copy_into(&self, dst: &mut Vec<F>, src: &Vec<F>) -> Result<()> {
         dst.copy_from_slice(src);
@@ -99,6 +94,51 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
     }
     fn download_mask(&self, m: &Vec<u8>) -> Result<Vec<u8>> {
         Ok(m.clone())
+    }
+    fn gather(&self, v: &[F], axis: Axis<'_>, zero_nan: bool, mask: bool) -> Result<Gathered<Vec<F>, Vec<u8>>> {
+        let s = axis.rows(v.len())?;
+        let all: Vec<usize> = (0..s).collect();
+        let (vals, valid, facts) = match axis {
+            Axis::Cells(k) => {
+                let mut x = layout::interleave(v, k, &all);
+                let valid = mask.then(|| x.par_iter().map(|y| !y.is_nan() as u8).collect());
+                if zero_nan {
+                    x.par_iter_mut().filter(|y| y.is_nan()).for_each(|y| *y = F::ZERO);
+                }
+                (x, valid, layout::row_facts(v, k, None))
+            }
+            Axis::Samples { order, position } => {
+                let n = position.len();
+                let (x, valid) = layout::sample_block(v, n, &all, order, mask, zero_nan);
+                (x, valid, layout::row_facts(v, n, Some(position)))
+            }
+        };
+        Ok(Gathered { vals, valid, facts })
+    }
+    fn scatter(&self, x: &Vec<F>, s: usize, axis: Axis<'_>) -> Result<Vec<F>> {
+        let position = match axis {
+            Axis::Cells(_) => None,
+            Axis::Samples { position, .. } => Some((position, LEFT_OUT)),
+        };
+        if x.len() != axis.elements() * s {
+            return Err(crate::error::Error::Cuda(format!(
+                "a block of {} values is not {} elements × {s} rows (a bug in healpix-psf: please report it)",
+                x.len(),
+                axis.elements()
+            )));
+        }
+        Ok(layout::deinterleave(x, axis.width(), s, position))
+    }
+    fn scale_columns(&self, v: &mut Vec<F>, c: &[F]) -> Result<()> {
+        layout::scale_columns(v, c);
+        Ok(())
+    }
+    fn mask_values(&self, m: &Vec<u8>) -> Result<Vec<F>> {
+        Ok(m.par_iter().map(|&b| if b & FREE != 0 { F::ONE } else { F::ZERO }).collect())
+    }
+    fn fill_masked(&self, v: &mut Vec<F>, m: &Vec<u8>, fill: F) -> Result<()> {
+        v.par_iter_mut().zip(m.par_iter()).filter(|(_, &b)| b & FREE == 0).for_each(|(x, _)| *x = fill);
+        Ok(())
     }
     fn select(&self, v: &Vec<F>, s: usize, cols: &[usize]) -> Result<Vec<F>> {
         Ok(columns(v, s, cols))

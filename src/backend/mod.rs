@@ -21,6 +21,7 @@
 pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda;
+pub(crate) mod layout;
 
 use crate::error::{Error, Result};
 use crate::real::Real;
@@ -46,18 +47,26 @@ pub(crate) trait Backend<F: Real>: Sync {
     /// CG iterations between two looks at its scalars from the host (1 = every iteration).
     fn poll_every(&self) -> usize;
 
-    /// A block holding `v`.
-    fn upload(&self, v: Vec<F>) -> Result<Self::Vals>;
     /// A block of `len` zeros.
     fn zeros(&self, len: usize) -> Result<Self::Vals>;
-    /// The values of a block.
-    fn download(&self, v: Self::Vals) -> Result<Vec<F>>;
     /// `dst = src` (same lengths).
     fn copy_into(&self, dst: &mut Self::Vals, src: &Self::Vals) -> Result<()>;
     /// A mask holding `m`.
     fn upload_mask(&self, m: Vec<u8>) -> Result<Self::Mask>;
     /// The bytes of a mask.
     fn download_mask(&self, m: &Self::Mask) -> Result<Vec<u8>>;
+    /// The s rows of `v` (row-major, as the caller holds them: s rows of `axis.width()` values) as
+    /// an E×s block on `axis` (E = `axis.elements()`), NaN → 0 with `zero_nan`; with `mask`, also
+    /// the mask of the values that are not NaN (bit 0); and per row what the gathered values hold.
+    fn gather(&self, v: &[F], axis: Axis<'_>, zero_nan: bool, mask: bool) -> Result<Gathered<Self::Vals, Self::Mask>>;
+    /// An E×s block on `axis` as s rows in the caller's layout (NaN for the samples left out).
+    fn scatter(&self, x: &Self::Vals, s: usize, axis: Axis<'_>) -> Result<Vec<F>>;
+    /// `v[e, j] ·= c[j]` (c.len() = s).
+    fn scale_columns(&self, v: &mut Self::Vals, c: &[F]) -> Result<()>;
+    /// The mask as values: 1 where bit 0 is set, else 0.
+    fn mask_values(&self, m: &Self::Mask) -> Result<Self::Vals>;
+    /// `v = fill` where the mask's bit 0 is clear.
+    fn fill_masked(&self, v: &mut Self::Vals, m: &Self::Mask, fill: F) -> Result<()>;
     /// The columns `cols` of an E×s block, as an E×|cols| block.
     fn select(&self, v: &Self::Vals, s: usize, cols: &[usize]) -> Result<Self::Vals>;
     /// The columns `cols` of an E×s mask.
@@ -140,6 +149,65 @@ pub(crate) trait Backend<F: Real>: Sync {
     fn cg_beta(&self, c: &mut Self::Scalars) -> Result<()>;
     /// `p = r + β p`.
     fn cg_direction(&self, p: &mut Self::Vals, r: &Self::Vals, c: &Self::Scalars) -> Result<()>;
+}
+
+/// The axis of the operator the caller's rows of values lie on, and how the caller's elements map
+/// to the block's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Axis<'a> {
+    /// The K cells, in the caller's order.
+    Cells(usize),
+    /// The samples, kept in cell order: the block's element p is the caller's sample `order[p]`;
+    /// `position[i]` is the element of the caller's sample i ([`LEFT_OUT`] for one left out).
+    Samples { order: &'a [u32], position: &'a [u32] },
+}
+
+/// `position` of a sample left out of the operator.
+pub(crate) const LEFT_OUT: u32 = u32::MAX;
+
+impl Axis<'_> {
+    /// Values per row in the caller's layout.
+    pub fn width(&self) -> usize {
+        match self {
+            Axis::Cells(k) => *k,
+            Axis::Samples { position, .. } => position.len(),
+        }
+    }
+    /// Elements per column of the block.
+    pub fn elements(&self) -> usize {
+        match self {
+            Axis::Cells(k) => *k,
+            Axis::Samples { order, .. } => order.len(),
+        }
+    }
+    /// The rows in `len` values, or why they are not whole rows.
+    pub fn rows(&self, len: usize) -> Result<usize> {
+        let w = self.width();
+        if w == 0 || !len.is_multiple_of(w) {
+            return Err(Error::Cuda(format!(
+                "{len} values are not rows of {w} (a bug in healpix-psf: please report it)"
+            )));
+        }
+        Ok(len / w)
+    }
+}
+
+/// What a row of gathered values holds (over the block's elements: samples left out do not count).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct RowFacts {
+    /// NaN values.
+    pub nan: u64,
+    /// Infinite values.
+    pub inf: u64,
+    /// The largest |value| of the finite values (0 when none).
+    pub max_abs: f64,
+}
+
+/// The caller's rows as a block, with their mask and facts (see [`Backend::gather`]).
+pub(crate) struct Gathered<V, M> {
+    pub vals: V,
+    pub valid: Option<M>,
+    pub facts: Vec<RowFacts>,
 }
 
 /// Where the operator lives and its products run.

@@ -344,9 +344,8 @@ mod tests {
             for d0h in 0..12u32 {
                 for &i in &edge {
                     for &j in &edge {
-                        let id = (d0h as u64) << (2 * depth as u32)
-                            | portable_bits(i as u64)
-                            | portable_bits(j as u64) << 1;
+                        let id =
+                            (d0h as u64) << (2 * depth as u32) | portable_bits(i as u64) | portable_bits(j as u64) << 1;
                         for k in [0, 1, 2, 3, 4, 5, 6, 13.min(nside)] {
                             check_neighbourhood(depth, id, k);
                             n += 1;

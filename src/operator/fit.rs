@@ -1,12 +1,13 @@
 //! The public solve API: `fit`, `resample`, `fit_resample`, `apply_m` (SPEC §4–§5).
 //!
 //! Values are row-major: B rows of N sample values in, B rows of K cell values out (one row is just
-//! N or K values). Internally the selected rows are interleaved (element-major), see `sparse`.
+//! N or K values). The backend gathers the caller's rows into its blocks (the rows interleaved,
+//! samples in the operator's order; on a GPU, on the device) and scatters results back
+//! (`Backend::gather`, `Backend::scatter`).
 
-use super::layout::{deinterleave, interleave, put_rows, sample_block, scale_columns, SampleBlock};
 use super::{PsfResampler, LEFT_OUT};
 use crate::backend::cpu::Cpu;
-use crate::backend::{with_backend, Backend};
+use crate::backend::{with_backend, Axis, Backend, Gathered, RowFacts};
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
@@ -39,19 +40,16 @@ impl<F: Real> PsfResampler<F> {
     /// ```
     pub fn apply_m(&self, val: &[F]) -> Result<Vec<F>> {
         let b = rows_of(val.len(), self.n, "val")?;
-        let val = &*self.used_values(val);
-        check_no_infinity(val, "val")?;
-        let all: Vec<usize> = (0..b).collect();
-        with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
-            let y0 = sample_block(val, self.n, &all, &self.order, false).y0;
-            let x = with_backend!(&self.placed, self.cpu(), |be| {
-                let u = be.upload(y0)?;
-                let mut out = be.zeros(self.k() * b)?;
-                be.m(&u, b, &mut out, None, None)?;
-                be.download(out)
-            })?;
-            Ok(deinterleave(&x, self.k(), b, None))
+        with_threads(self.cfg.num_threads, || {
+            with_backend!(&self.placed, self.cpu(), |be| self.apply_m_on(be, val, b))
         })?
+    }
+
+    fn apply_m_on<B: Backend<F>>(&self, be: &B, val: &[F], b: usize) -> Result<Vec<F>> {
+        let g = self.gather_finite(be, val, self.samples_axis(), true, false, "val")?;
+        let mut out = be.zeros(self.k() * b)?;
+        be.m(&g.vals, b, &mut out, None, None)?;
+        be.scatter(&out, b, Axis::Cells(self.k()))
     }
 
     /// The field a fit of B rows of N sample values starts from, `x_ref` (B×K; see
@@ -79,26 +77,24 @@ impl<F: Real> PsfResampler<F> {
     /// # Ok::<(), healpix_psf::Error>(())
     /// ```
     pub fn x_ref(&self, val: &[F], missing: MissingData) -> Result<Vec<F>> {
-        let (n, k) = (self.n, self.k());
-        let b = rows_of(val.len(), n, "val")?;
-        let val = &*self.used_values(val);
-        check_no_infinity(val, "val")?;
-        let sel: Vec<usize> = (0..b).filter(|&r| val[r * n..(r + 1) * n].iter().any(|v| !v.is_nan())).collect();
-        let mut out = vec![F::from_f64(f64::NAN); b * k];
-        if sel.is_empty() {
-            return Ok(out);
-        }
-        let x = with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
-            let block = sample_block(val, n, &sel, &self.order, missing == MissingData::PerRow);
-            with_backend!(&self.placed, self.cpu(), |be| solver::reference_field(
-                be,
-                block.y0,
-                block.valid,
-                &block.masked_rows
-            ))
+        let b = rows_of(val.len(), self.n, "val")?;
+        let per_row = missing == MissingData::PerRow;
+        let (x, sel) = with_threads(self.cfg.num_threads, || {
+            with_backend!(&self.placed, self.cpu(), |be| self.x_ref_on(be, val, per_row))
         })??;
-        put_rows(&mut out, k, &sel, &x);
-        Ok(out)
+        Ok(expand_rows(x, b, self.k(), &sel))
+    }
+
+    /// x_ref of the rows with data, as rows, and those rows.
+    fn x_ref_on<B: Backend<F>>(&self, be: &B, val: &[F], per_row: bool) -> Result<(Vec<F>, Vec<usize>)> {
+        let g = self.gather_finite(be, val, self.samples_axis(), true, per_row, "val")?;
+        let rows = Rows::of(&g.facts, self.n_used(), per_row);
+        if rows.sel.is_empty() {
+            return Ok((Vec::new(), rows.sel));
+        }
+        let (y0, valid) = rows.pick(be, g)?;
+        let x = solver::reference_field(be, y0, valid, &rows.masked)?;
+        Ok((be.scatter(&x, rows.sel.len(), Axis::Cells(self.k()))?, rows.sel))
     }
 
     /// Values at the samples of B cell fields: `hval·MT`, each sample's normalised Gaussian
@@ -121,19 +117,50 @@ impl<F: Real> PsfResampler<F> {
     /// ```
     pub fn resample(&self, hval: &[F]) -> Result<Vec<F>> {
         let b = rows_of(hval.len(), self.k(), "hval")?;
-        check_no_infinity(hval, "hval")?;
-        let all: Vec<usize> = (0..b).collect();
-        with_threads(self.cfg.num_threads, || -> Result<Vec<F>> {
-            // NaN cells stay NaN: they reach only the samples linked to them
-            let v = interleave(hval, self.k(), &all);
-            let out = with_backend!(&self.placed, self.cpu(), |be| {
-                let v = be.upload(v)?;
-                let mut out = be.zeros(self.n_used() * b)?;
-                be.mt(&v, b, &mut out, None, None)?;
-                be.download(out)
-            })?;
-            Ok(deinterleave(&out, self.n, b, Some((&self.position, LEFT_OUT))))
+        with_threads(self.cfg.num_threads, || {
+            with_backend!(&self.placed, self.cpu(), |be| self.resample_on(be, hval, b))
         })?
+    }
+
+    fn resample_on<B: Backend<F>>(&self, be: &B, hval: &[F], b: usize) -> Result<Vec<F>> {
+        // NaN cells stay NaN: they reach only the samples linked to them
+        let g = self.gather_finite(be, hval, Axis::Cells(self.k()), false, false, "hval")?;
+        let mut out = be.zeros(self.n_used() * b)?;
+        be.mt(&g.vals, b, &mut out, None, None)?;
+        be.scatter(&out, b, self.samples_axis())
+    }
+
+    /// The operator's sample axis: the caller's samples in cell order.
+    fn samples_axis(&self) -> Axis<'_> {
+        Axis::Samples { order: &self.order, position: &self.position }
+    }
+
+    /// The rows of `v` gathered on `axis` of `be` (see [`Backend::gather`]); an infinite value
+    /// (of a sample the operator uses) is an error naming it.
+    fn gather_finite<B: Backend<F>>(
+        &self,
+        be: &B,
+        v: &[F],
+        axis: Axis<'_>,
+        zero_nan: bool,
+        mask: bool,
+        what: &'static str,
+    ) -> Result<Gathered<B::Vals, B::Mask>> {
+        let g = be.gather(v, axis, zero_nan, mask)?;
+        if g.facts.iter().any(|f| f.inf > 0) {
+            let used = |i: usize| match axis {
+                Axis::Samples { position, .. } => position[i % position.len()] != LEFT_OUT,
+                Axis::Cells(_) => true,
+            };
+            let index = (0..v.len()).find(|&i| !v[i].is_finite() && !v[i].is_nan() && used(i)).unwrap_or(0);
+            return Err(Error::InvalidValue {
+                what,
+                index,
+                value: v[index].to_f64(),
+                reason: "values must be finite (NaN marks a missing sample)",
+            });
+        }
+        Ok(g)
     }
 
     /// Fits the cell field that best explains B rows of N sample values (row-major; NaN = missing):
@@ -166,20 +193,18 @@ impl<F: Real> PsfResampler<F> {
     fn fit_and_back(&self, val: &[F], opts: &FitOptions<F>) -> Result<(Fit<F>, Option<Vec<F>>)> {
         let (n, k) = (self.n, self.k());
         let b = rows_of(val.len(), n, "val")?;
-        let val = &*self.used_values(val);
-        check_fit_options(val, b, k, opts)?;
-        let has_data: Vec<bool> = val.chunks_exact(n).map(|r| r.iter().any(|v| !v.is_nan())).collect();
-        let sel: Vec<usize> = (0..b).filter(|&r| has_data[r]).collect();
-        let s = sel.len();
-        let boxes = if opts.is_bounded() { Some(row_bounds(val, n, &sel, opts)?) } else { None };
-
-        let mut hval = vec![F::from_f64(f64::NAN); b * k];
+        check_fit_options(b, k, opts)?;
+        let solved = with_threads(self.cfg.num_threads, || {
+            with_backend!(&self.placed, self.cpu(), |be| self.solve_rows(be, val, opts))
+        })??;
+        let has_data: Vec<bool> = solved.facts.iter().map(|f| f.nan < self.n_used() as u64).collect();
+        let sel = solved.sel;
         let mut info = FitInfo {
             iterations: 0,
             row_iterations: vec![0; b],
             residual_norms: vec![Vec::new(); b],
             converged: vec![false; b],
-            has_data: has_data.clone(),
+            has_data,
             outer_passes: 0,
             n_clipped_low: vec![0; b],
             n_clipped_high: vec![0; b],
@@ -187,10 +212,10 @@ impl<F: Real> PsfResampler<F> {
             residual_rms: vec![f64::NAN; b],
             residual_max: vec![f64::NAN; b],
         };
+        let mut hval = expand_rows(solved.hval, b, k, &sel);
         let mut back = None;
-        if s > 0 {
-            let solved = with_threads(self.cfg.num_threads, || self.solve_rows(val, &sel, boxes.as_ref(), opts))??;
-            put_rows(&mut hval, k, &sel, &solved.hval);
+        if !sel.is_empty() {
+            let s = sel.len();
             for (j, &row) in sel.iter().enumerate() {
                 info.row_iterations[row] = solved.iterations[j];
                 info.converged[row] = solved.converged[j];
@@ -204,7 +229,7 @@ impl<F: Real> PsfResampler<F> {
             }
             let missing = opts.empty_cells == EmptyCells::Missing;
             for (j, &row) in sel.iter().enumerate().filter(|_| missing || opts.return_info) {
-                let mut empty = self.empty_cells(&val[row * n..(row + 1) * n]);
+                let mut empty = self.empty_cells(&val[row * n..(row + 1) * n], solved.facts[row].nan == 0);
                 if let Some(codes) = solved.no_data.as_ref().filter(|_| solved.masked_rows[j]) {
                     // per-row missing data: also the cells in which no valid sample carries weight
                     for (e, row_codes) in empty.iter_mut().zip(codes.chunks_exact(s)) {
@@ -240,51 +265,61 @@ impl<F: Real> PsfResampler<F> {
         Ok((Fit { hval, rows: b, info: opts.return_info.then_some(info) }, back))
     }
 
-    /// The fit of the selected rows `sel` (each with valid samples) on the operator's backend:
-    /// hval K×s interleaved, in the caller's units, with its CG and active-set record.
-    fn solve_rows(
-        &self,
-        val: &[F],
-        sel: &[usize],
-        boxes: Option<&(Vec<F>, Vec<F>)>,
-        opts: &FitOptions<F>,
-    ) -> Result<Solved<F>> {
-        let (n, k, s) = (self.n, self.k(), sel.len());
+    /// The fit on `be` of the rows of `val` with a valid sample: their fitted values (rows of K, in
+    /// the caller's units) with the CG and active-set record, and what every row holds.
+    fn solve_rows<B: Backend<F>>(&self, be: &B, val: &[F], opts: &FitOptions<F>) -> Result<Solved<F>> {
+        let (n, k) = (self.n, self.k());
+        let per_row = opts.missing == MissingData::PerRow;
+        let g = self.gather_finite(be, val, self.samples_axis(), true, per_row, "val")?;
+        let facts = g.facts.clone();
+        let rows = Rows::of(&facts, self.n_used(), per_row);
+        let (sel, s) = (rows.sel.clone(), rows.sel.len());
+        if s == 0 {
+            return Ok(Solved::none(facts));
+        }
+        let boxes = if opts.is_bounded() { Some(row_bounds(&self.used_values(val), n, &sel, opts)?) } else { None };
         let _progress = crate::parallel::report_cg_progress(opts.progress);
         // work on the data divided by a power of two (exact): see `solver`
-        let SampleBlock { mut y0, valid, masked_rows } =
-            sample_block(val, n, sel, &self.order, opts.missing == MissingData::PerRow);
-        let scale = pow2_scales(&y0, s, opts.stopping == Stopping::Pooled);
+        let (mut y0, valid) = rows.pick(be, g)?;
+        let max_abs: Vec<f64> = sel.iter().map(|&r| facts[r].max_abs).collect();
+        let scale = pow2_scales(&max_abs, opts.stopping == Stopping::Pooled);
         let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
-        scale_columns(&mut y0, &inv);
-        let x0 = opts.x0.as_ref().filter(|x0| x0.iter().any(|&v| v != F::ZERO)).map(|x0| {
-            let mut x0 = interleave(x0, k, sel);
-            scale_columns(&mut x0, &inv);
-            x0
-        });
+        be.scale_columns(&mut y0, &inv)?;
+        let x0 = match opts.x0.as_ref().filter(|x0| x0.iter().any(|&v| v != F::ZERO)) {
+            None => None,
+            Some(x0) => {
+                let all = be.gather(x0, Axis::Cells(k), false, false)?.vals;
+                let mut x0 = if s == facts.len() { all } else { be.select(&all, facts.len(), &sel)? };
+                be.scale_columns(&mut x0, &inv)?;
+                Some(x0)
+            }
+        };
         let scaled = |v: &[F]| -> Vec<F> { v.iter().zip(&inv).map(|(&x, &c)| x * c).collect() };
         let problem = Problem {
             y0,
             valid,
-            masked_rows: masked_rows.clone(),
+            masked_rows: rows.masked.clone(),
             x0,
-            bounds: boxes.map(|(lo, hi)| (scaled(lo), scaled(hi))),
-            means: opts.conservative.then(|| self.conservation_means(val, sel, &inv)),
+            bounds: boxes.as_ref().map(|(lo, hi)| (scaled(lo), scaled(hi))),
+            means: opts.conservative.then(|| self.conservation_means(val, &sel, &inv)),
             opts,
         };
-        let sol = with_backend!(&self.placed, self.cpu(), |be| solver::solve(be, problem))?;
+        let sol = solver::solve(be, problem)?;
         let mut hval = sol.hval;
         let back: Vec<F> = scale.iter().map(|&c| F::from_f64(c)).collect();
-        scale_columns(&mut hval, &back);
+        be.scale_columns(&mut hval, &back)?;
+        let hval = be.scatter(&hval, s, Axis::Cells(k))?;
         let mut norms = sol.norms;
         for (norms, &c) in norms.iter_mut().zip(&scale) {
             norms.iter_mut().for_each(|v| *v *= c);
         }
-        let (n_low, n_high) = match (&sol.codes, boxes) {
+        let (n_low, n_high) = match (&sol.codes, &boxes) {
             (Some(codes), Some(_)) => held_counts(codes, s, &self.uncomputable),
             _ => (vec![0; s], vec![0; s]),
         };
         Ok(Solved {
+            sel,
+            facts,
             hval,
             iterations: sol.iterations,
             norms,
@@ -293,7 +328,7 @@ impl<F: Real> PsfResampler<F> {
             n_high,
             outer: sol.outer,
             no_data: sol.codes,
-            masked_rows,
+            masked_rows: rows.masked,
         })
     }
 
@@ -306,8 +341,9 @@ impl<F: Real> PsfResampler<F> {
             .map(|(&row, &c)| {
                 let (mut num, mut den) = (0.0f64, 0.0f64);
                 for (i, &v) in val[row * n..(row + 1) * n].iter().enumerate() {
-                    if !v.is_nan() {
-                        let a = self.area[self.position[i] as usize].to_f64();
+                    let p = self.position[i];
+                    if !v.is_nan() && p != LEFT_OUT {
+                        let a = self.area[p as usize].to_f64();
                         num += v.to_f64() * a;
                         den += a;
                     }
@@ -321,9 +357,9 @@ impl<F: Real> PsfResampler<F> {
             .collect()
     }
 
-    /// Cells none of whose linked samples is valid in this row of N values.
-    fn empty_cells(&self, row: &[F]) -> Vec<bool> {
-        let no_nan = !row.iter().any(|v| v.is_nan());
+    /// Cells none of whose linked samples is valid in this row of N values (`no_nan`: none of the
+    /// samples the operator uses is NaN).
+    fn empty_cells(&self, row: &[F], no_nan: bool) -> Vec<bool> {
         let ptr = &self.cells.ptr;
         (0..self.k())
             .into_par_iter()
@@ -380,8 +416,13 @@ impl<F: Real> PsfResampler<F> {
     }
 }
 
-/// What `solve_rows` returns for the s selected rows.
+/// What `solve_rows` returns: the s selected rows and their fit, and the facts of every row.
 struct Solved<F> {
+    /// The rows with a valid sample.
+    sel: Vec<usize>,
+    /// What each of the B rows holds.
+    facts: Vec<RowFacts>,
+    /// The fitted values, s rows of K.
     hval: Vec<F>,
     iterations: Vec<usize>,
     norms: Vec<Vec<f64>>,
@@ -393,6 +434,70 @@ struct Solved<F> {
     no_data: Option<Vec<u8>>,
     /// Rows solved with per-row missing data.
     masked_rows: Vec<bool>,
+}
+
+impl<F> Solved<F> {
+    /// No row to solve.
+    fn none(facts: Vec<RowFacts>) -> Self {
+        Solved {
+            sel: Vec::new(),
+            facts,
+            hval: Vec::new(),
+            iterations: Vec::new(),
+            norms: Vec::new(),
+            converged: Vec::new(),
+            n_low: Vec::new(),
+            n_high: Vec::new(),
+            outer: 0,
+            no_data: None,
+            masked_rows: Vec::new(),
+        }
+    }
+}
+
+/// The rows of a batch that take part in a solve: those with a valid sample (`sel`, of `b`), and
+/// which of them miss some with per-row missing data.
+struct Rows {
+    b: usize,
+    sel: Vec<usize>,
+    masked: Vec<bool>,
+}
+
+impl Rows {
+    fn of(facts: &[RowFacts], n_used: usize, per_row: bool) -> Rows {
+        let sel: Vec<usize> = (0..facts.len()).filter(|&r| facts[r].nan < n_used as u64).collect();
+        let masked = sel.iter().map(|&r| per_row && facts[r].nan > 0).collect();
+        Rows { b: facts.len(), sel, masked }
+    }
+
+    /// The selected columns of a gathered block, with its mask when a selected row is masked.
+    fn pick<F: Real, B: Backend<F>>(
+        &self,
+        be: &B,
+        g: Gathered<B::Vals, B::Mask>,
+    ) -> Result<(B::Vals, Option<B::Mask>)> {
+        let all = self.sel.len() == self.b;
+        let vals = if all { g.vals } else { be.select(&g.vals, self.b, &self.sel)? };
+        let valid = match g.valid {
+            Some(m) if self.masked.contains(&true) => {
+                Some(if all { m } else { be.select_mask(&m, self.b, &self.sel)? })
+            }
+            _ => None,
+        };
+        Ok((vals, valid))
+    }
+}
+
+/// The s = |sel| rows of `x` (rows of `e`) as rows `sel` of b rows, the others NaN.
+fn expand_rows<F: Real>(x: Vec<F>, b: usize, e: usize, sel: &[usize]) -> Vec<F> {
+    if sel.len() == b {
+        return x;
+    }
+    let mut out = vec![F::from_f64(f64::NAN); b * e];
+    for (j, &r) in sel.iter().enumerate() {
+        out[r * e..(r + 1) * e].copy_from_slice(&x[j * e..(j + 1) * e]);
+    }
+    out
 }
 
 /// RMS and largest |back − y| over the valid samples where `back` is a number.
@@ -448,9 +553,9 @@ fn row_bounds<F: Real>(val: &[F], n: usize, sel: &[usize], opts: &FitOptions<F>)
     Ok((lo, hi))
 }
 
-/// Validates the fit options against B rows of values and K cells.
-fn check_fit_options<F: Real>(val: &[F], b: usize, k: usize, opts: &FitOptions<F>) -> Result<()> {
-    check_no_infinity(val, "val")?;
+/// Validates the fit options against B rows of values and K cells (the values themselves are
+/// checked as they are gathered).
+fn check_fit_options<F: Real>(b: usize, k: usize, opts: &FitOptions<F>) -> Result<()> {
     opts.check()?;
     if let Some(x0) = &opts.x0 {
         if x0.len() != b * k {
@@ -499,17 +604,5 @@ impl<F: Real> FitOptions<F> {
             return Err(Error::param("max_outer", 0.0, "a bounded fit needs at least one active-set pass"));
         }
         Ok(())
-    }
-}
-
-fn check_no_infinity<F: Real>(v: &[F], what: &'static str) -> Result<()> {
-    match v.iter().position(|x| !x.is_finite() && !x.is_nan()) {
-        None => Ok(()),
-        Some(index) => Err(Error::InvalidValue {
-            what,
-            index,
-            value: v[index].to_f64(),
-            reason: "values must be finite (NaN marks a missing sample)",
-        }),
     }
 }

@@ -12,7 +12,6 @@ mod area;
 mod assemble;
 mod fit;
 mod keep;
-mod layout;
 mod nearest;
 mod samples;
 mod search;
@@ -672,7 +671,7 @@ impl<F: Real> PsfResampler<F> {
 }
 
 /// The position of a sample left out by `sample_mask`.
-pub(crate) const LEFT_OUT: u32 = u32::MAX;
+pub(crate) use crate::backend::LEFT_OUT;
 
 /// Checks the samples' sizes and the coordinates of those used; with a mask, the used samples'
 /// indices (ascending).

@@ -122,7 +122,7 @@ pub(crate) fn bounded_cg<F: Real, B: Backend<F>>(
 fn scaled_inverse_dx<F: Real, B: Backend<F>>(b: &B) -> Result<(B::Vals, F)> {
     let dxinv = b.reciprocal_dx()?;
     let top = b.max_abs(&dxinv, 1)?;
-    Ok((dxinv, F::from_f64(1.0 / pow2_scales(&[F::from_f64(top[0])], 1, true)[0])))
+    Ok((dxinv, F::from_f64(1.0 / pow2_scales(&[F::from_f64(top[0]).abs().to_f64()], true)[0])))
 }
 
 /// `μ_j = (target_j − Σ_k hval_jk) / Σ_k w_jk` (0 where the target is NaN or w sums to 0).

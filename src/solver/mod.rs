@@ -33,8 +33,6 @@ mod problem;
 
 pub(crate) use problem::{held_counts, reference_field, solve, Problem};
 
-use crate::real::Real;
-
 /// When the CG stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -228,15 +226,11 @@ pub struct Fit<F> {
     pub info: Option<FitInfo>,
 }
 
-/// Per-column powers of two near the magnitude of an E×s block (the largest |value| rounded down to
-/// a power of two, 1 for an all-zero column); with `common`, one factor (the largest) for all.
-pub(crate) fn pow2_scales<F: Real>(v: &[F], s: usize, common: bool) -> Vec<f64> {
-    let mut m = vec![0.0f64; s];
-    for row in v.chunks_exact(s) {
-        for (mj, x) in m.iter_mut().zip(row) {
-            *mj = mj.max(x.abs().to_f64());
-        }
-    }
+/// Per-column powers of two near the magnitude of a block, from each column's largest |value|
+/// (rounded down to a power of two, 1 for an all-zero column); with `common`, one factor (the
+/// largest) for all.
+pub(crate) fn pow2_scales(max_abs: &[f64], common: bool) -> Vec<f64> {
+    let mut m = max_abs.to_vec();
     if common {
         let top = m.iter().copied().fold(0.0, f64::max);
         m.iter_mut().for_each(|x| *x = top);

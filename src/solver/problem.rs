@@ -9,17 +9,18 @@ use crate::error::Result;
 use crate::real::Real;
 use std::sync::Arc;
 
-/// The host inputs of a fit of s rows, in the solve's units (the data divided by powers of two).
-pub(crate) struct Problem<'a, F> {
+/// The inputs of a fit of s rows, in the solve's units (the data divided by powers of two): blocks
+/// on the backend `B`, per-row values on the host.
+pub(crate) struct Problem<'a, F: Real, B: Backend<F>> {
     /// Values at the operator's samples, N×s, 0 where missing.
-    pub y0: Vec<F>,
+    pub y0: B::Vals,
     /// Per-row missing data: bit 0 set where a sample is valid (N×s); `None` = every sample counts
     /// (the reference's zero-filling, or no sample missing).
-    pub valid: Option<Vec<u8>>,
+    pub valid: Option<B::Mask>,
     /// The rows with a missing sample (renormalised; only with `valid`).
     pub masked_rows: Vec<bool>,
     /// The initial update (K×s), when not all zero.
-    pub x0: Option<Vec<F>>,
+    pub x0: Option<B::Vals>,
     /// The box of each row on the fitted values, when bounded.
     pub bounds: Option<(Vec<F>, Vec<F>)>,
     /// With `conservative`: each row's area-weighted mean of its valid samples (NaN: none).
@@ -27,9 +28,9 @@ pub(crate) struct Problem<'a, F> {
     pub opts: &'a FitOptions<F>,
 }
 
-/// The fit of the s rows: the cell values (K×s) and the record.
-pub(crate) struct Solution<F> {
-    pub hval: Vec<F>,
+/// The fit of the s rows: the cell values (K×s, on the backend) and the record.
+pub(crate) struct Solution<V> {
+    pub hval: V,
     pub iterations: Vec<usize>,
     pub norms: Vec<Vec<f64>>,
     pub converged: Vec<bool>,
@@ -40,13 +41,13 @@ pub(crate) struct Solution<F> {
 }
 
 /// Fits the s rows of `p` on `b`.
-pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F>) -> Result<Solution<F>> {
+pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F, B>) -> Result<Solution<B::Vals>> {
     let (k, s) = (b.k(), p.masked_rows.len());
     let o = p.opts;
     let lim = Limits { max_iter: o.max_iter, tol: o.tol, max_outer: o.max_outer };
     let (x_ref, rhs, valid, codes) = right_hand_side(b, p.y0, p.valid, &p.masked_rows)?;
     let a = Normal { lam: F::from_f64(o.lam), valid: valid.map(Arc::new) };
-    let mut x0 = p.x0.map(|v| b.upload(v)).transpose()?;
+    let mut x0 = p.x0;
     if let (Some(x0), Some(c)) = (x0.as_mut(), codes.as_ref()) {
         b.mul_mask(x0, c)?; // cells without data in a row take no part in its problem
     }
@@ -66,7 +67,7 @@ pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F>) -> Result<
     };
 
     let mut sol = Solution {
-        hval: Vec::new(),
+        hval: None,
         iterations: vec![0; s],
         norms: Vec::new(),
         converged: vec![false; s],
@@ -111,27 +112,22 @@ pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F>) -> Result<
             (hval, Some(codes))
         }
     };
-    sol.hval = b.download(hval)?;
     sol.codes = codes;
-    Ok(sol)
+    let Solution { iterations, norms, converged, outer, codes, .. } = sol;
+    Ok(Solution { hval, iterations, norms, converged, outer, codes })
 }
 
-/// The field a fit starts from, x_ref (K×s, host), with NaN in the cells where no valid sample
-/// carries weight in a row with missing samples (see [`solve`] for the arguments).
+/// The field a fit starts from, x_ref (K×s), with NaN in the cells where no valid sample carries
+/// weight in a row with missing samples (see [`solve`] for the arguments).
 pub(crate) fn reference_field<F: Real, B: Backend<F>>(
     b: &B,
-    y0: Vec<F>,
-    valid: Option<Vec<u8>>,
+    y0: B::Vals,
+    valid: Option<B::Mask>,
     masked_rows: &[bool],
-) -> Result<Vec<F>> {
-    let (x_ref, _, _, codes) = averages(b, y0, valid, masked_rows)?;
-    let mut x_ref = b.download(x_ref)?;
+) -> Result<B::Vals> {
+    let (mut x_ref, _, _, codes) = averages(b, y0, valid, masked_rows)?;
     if let Some(codes) = codes {
-        for (x, &c) in x_ref.iter_mut().zip(&b.download_mask(&codes)?) {
-            if c == 0 {
-                *x = F::from_f64(f64::NAN);
-            }
-        }
+        b.fill_masked(&mut x_ref, &codes, F::from_f64(f64::NAN))?;
     }
     Ok(x_ref)
 }
@@ -142,8 +138,8 @@ pub(crate) fn reference_field<F: Real, B: Backend<F>>(
 #[allow(clippy::type_complexity)]
 fn right_hand_side<F: Real, B: Backend<F>>(
     b: &B,
-    y0: Vec<F>,
-    valid: Option<Vec<u8>>,
+    y0: B::Vals,
+    valid: Option<B::Mask>,
     masked_rows: &[bool],
 ) -> Result<(B::Vals, B::Vals, Option<B::Mask>, Option<B::Mask>)> {
     let (n, k, s) = (b.n(), b.k(), masked_rows.len());
@@ -163,25 +159,23 @@ fn right_hand_side<F: Real, B: Backend<F>>(
 #[allow(clippy::type_complexity)]
 fn averages<F: Real, B: Backend<F>>(
     b: &B,
-    y0: Vec<F>,
-    valid: Option<Vec<u8>>,
+    y0: B::Vals,
+    valid: Option<B::Mask>,
     masked_rows: &[bool],
 ) -> Result<(B::Vals, B::Vals, Option<B::Mask>, Option<B::Mask>)> {
     let (k, s) = (b.k(), masked_rows.len());
-    let y0 = b.upload(y0)?;
     let mut x_ref = b.zeros(k * s)?;
     b.m(&y0, s, &mut x_ref, None, None)?;
     let (valid, codes) = match valid {
         None => (None, None),
         Some(v) => {
             // the weight of each row's valid samples in each cell: valid·M
-            let weights: Vec<F> = v.iter().map(|&m| if m & FREE != 0 { F::ONE } else { F::ZERO }).collect();
-            let weights = b.upload(weights)?;
+            let weights = b.mask_values(&v)?;
             let mut w = b.zeros(k * s)?;
             b.m(&weights, s, &mut w, None, None)?;
             drop(weights);
             let codes = b.renormalise(&mut x_ref, &w, masked_rows)?;
-            (Some(b.upload_mask(v)?), Some(codes))
+            (Some(v), Some(codes))
         }
     };
     Ok((x_ref, y0, valid, codes))
@@ -207,7 +201,7 @@ fn solve_bounded<F: Real, B: Backend<F>>(
     p: Parts<'_, F, B>,
     stopping: Stopping,
     lim: Limits,
-    sol: &mut Solution<F>,
+    sol: &mut Solution<Option<B::Vals>>,
 ) -> Result<(B::Vals, Vec<u8>)> {
     let (k, s) = (b.k(), p.lo.len());
     let groups: Vec<Vec<usize>> = match stopping {

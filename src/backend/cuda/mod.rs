@@ -7,6 +7,7 @@
 //! share the device's primary context, so buffers allocated here are valid for the launchers. All
 //! work runs on one stream, in order; cudarc's per-buffer event tracking is off.
 
+mod layout;
 mod ops;
 
 use super::{cpu, LinkWeights, WeightInputs};
@@ -167,6 +168,34 @@ impl Gpu {
         Ok(buf)
     }
 
+    /// `src` copied into the first `src.len()` values of `dst`.
+    fn write<T: Copy>(&self, dst: &mut Buf<T>, src: &[T]) -> Result<()> {
+        if src.len() > dst.len {
+            return Err(Error::Cuda(format!(
+                "copying {} values into a buffer of {} (a bug in healpix-psf: please report it)",
+                src.len(),
+                dst.len
+            )));
+        }
+        if !src.is_empty() {
+            self.bind()?;
+            let mut d = dst.bytes.slice_mut(..std::mem::size_of_val(src));
+            self.stream.memcpy_htod(bytes_of(src), &mut d).map_err(cuda_err("copying to the GPU"))?;
+        }
+        Ok(())
+    }
+
+    /// The first `dst.len()` values of `src` copied into `dst` (waits for the work before it).
+    fn read_into<T: Copy>(&self, dst: &mut [T], src: &Buf<T>) -> Result<()> {
+        need(src.len.min(dst.len()), dst.len(), "a copy back")?;
+        if !dst.is_empty() {
+            self.bind()?;
+            let s = src.bytes.slice(..std::mem::size_of_val(dst));
+            self.stream.memcpy_dtoh(&s, bytes_of_mut(dst)).map_err(cuda_err("copying from the GPU"))?;
+        }
+        Ok(())
+    }
+
     /// The values of a device array (waits for the work before it).
     fn get<T: Copy + Default>(&self, b: &Buf<T>) -> Result<Vec<T>> {
         let mut v = vec![T::default(); b.len];
@@ -236,6 +265,8 @@ pub(crate) struct CudaOperator<F: Real> {
     sample: Buf<u32>,
     m: Buf<F>,
     dx: Buf<F>,
+    /// The sample axis (`order`, `position`) on the device, copied at its first use.
+    sample_axis: std::sync::OnceLock<(Buf<u32>, Buf<u32>)>,
 }
 
 impl<F: Real> std::fmt::Debug for CudaOperator<F> {
@@ -268,6 +299,7 @@ impl<F: Real> CudaOperator<F> {
                 hi,
                 ptr,
                 sample,
+                sample_axis: Default::default(),
             };
             return Ok((op, weights));
         }
@@ -320,6 +352,7 @@ impl<F: Real> CudaOperator<F> {
             m: gpu.get(&m)?,
             dx: gpu.get(&dx)?,
         };
-        Ok((CudaOperator { gpu, n, k, npt, hi, mt, ptr, sample, m, dx }, weights))
+        let sample_axis = Default::default();
+        Ok((CudaOperator { gpu, n, k, npt, hi, mt, ptr, sample, m, dx, sample_axis }, weights))
     }
 }

@@ -3,7 +3,7 @@
 //! launch relies on checked first.
 
 use super::{blocks, dtype, i32_len, need, sys, Buf, CudaOperator, Gpu};
-use crate::backend::{hpsf_box_args, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot};
+use crate::backend::{hpsf_box_args, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered};
 use crate::error::Result;
 use crate::real::Real;
 use std::ffi::c_void;
@@ -48,7 +48,7 @@ fn cols_of(cols: impl Iterator<Item = usize>) -> Result<Vec<i32>> {
 impl<F: Real> CudaOperator<F> {
     /// Sums (op 0) or maxima (op 1) per column of the partials of a reduction over `elements`
     /// elements of s columns, on the host.
-    fn reduced(&self, partials: &Buf<f64>, elements: usize, s: usize, op: i32) -> Result<Vec<f64>> {
+    pub(super) fn reduced(&self, partials: &Buf<f64>, elements: usize, s: usize, op: i32) -> Result<Vec<f64>> {
         let g = &self.gpu;
         let nb = blocks(elements);
         need(partials.len(), nb * s, "the partials of a reduction")?;
@@ -133,14 +133,8 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
         POLL_EVERY
     }
 
-    fn upload(&self, v: Vec<F>) -> Result<Buf<F>> {
-        self.gpu.put(&v)
-    }
     fn zeros(&self, len: usize) -> Result<Buf<F>> {
         self.gpu.alloc(len)
-    }
-    fn download(&self, v: Buf<F>) -> Result<Vec<F>> {
-        self.gpu.get(&v)
     }
     fn copy_into(&self, dst: &mut Buf<F>, src: &Buf<F>) -> Result<()> {
         self.gpu.copy(dst, src, "a copy")
@@ -150,6 +144,40 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
     }
     fn download_mask(&self, m: &Buf<u8>) -> Result<Vec<u8>> {
         self.gpu.get(m)
+    }
+    fn gather(&self, v: &[F], axis: Axis<'_>, zero_nan: bool, mask: bool) -> Result<Gathered<Buf<F>, Buf<u8>>> {
+        self.gather_rows(v, axis, zero_nan, mask)
+    }
+    fn scatter(&self, x: &Buf<F>, s: usize, axis: Axis<'_>) -> Result<Vec<F>> {
+        self.scatter_rows(x, s, axis)
+    }
+    fn scale_columns(&self, v: &mut Buf<F>, c: &[F]) -> Result<()> {
+        let g = &self.gpu;
+        let s = c.len();
+        need(v.len() % s.max(1), 0, "a block")?;
+        let c = g.put(c)?;
+        let s32 = i32_len(s, "rows")?;
+        // SAFETY: v holds a whole number of rows of s values, c s values (checked).
+        g.launch("scaling columns", |st| unsafe {
+            sys::hpsf_scale_columns(dtype::<F>(), v.ptr_mut(g), c.ptr(g), v.len() as i64, s32, st)
+        })
+    }
+    fn mask_values(&self, m: &Buf<u8>) -> Result<Buf<F>> {
+        let g = &self.gpu;
+        let mut out = g.alloc::<F>(m.len())?;
+        // SAFETY: out and m hold len values.
+        g.launch("a mask's values", |st| unsafe {
+            sys::hpsf_mask_values(dtype::<F>(), out.ptr_mut(g), m.ptr(g).cast(), m.len() as i64, st)
+        })?;
+        Ok(out)
+    }
+    fn fill_masked(&self, v: &mut Buf<F>, m: &Buf<u8>, fill: F) -> Result<()> {
+        let g = &self.gpu;
+        need(m.len(), v.len(), "a mask")?;
+        // SAFETY: v and m hold len values (checked).
+        g.launch("filling masked values", |st| unsafe {
+            sys::hpsf_fill_masked(dtype::<F>(), v.ptr_mut(g), m.ptr(g).cast(), fill.to_f64(), v.len() as i64, st)
+        })
     }
     fn select(&self, v: &Buf<F>, s: usize, cols: &[usize]) -> Result<Buf<F>> {
         self.select_columns(v, s, cols)

@@ -9,7 +9,8 @@
 //! transposed in the caller's order, a cache line's worth of rows at a time, then gathered line by
 //! line. The floor of each move is reading and writing its values once.
 
-use crate::backend::cpu::CHUNK;
+use super::cpu::CHUNK;
+use super::{RowFacts, LEFT_OUT};
 use crate::real::Real;
 use rayon::prelude::*;
 
@@ -22,7 +23,7 @@ fn chunk_len(s: usize) -> usize {
 }
 
 /// Rows `sel` of a B×E row-major block, interleaved E×|sel|.
-pub(super) fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
+pub(crate) fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
     let mut out = vec![F::ZERO; e * sel.len()];
     interleave_into(&mut out, v, e, sel);
     out
@@ -46,23 +47,20 @@ fn interleave_into<F: Real>(out: &mut [F], v: &[F], e: usize, sel: &[usize]) {
     });
 }
 
-/// Sample values of the selected rows in the operator's sample order (see [`sample_block`]).
-pub(super) struct SampleBlock<F> {
-    pub y0: Vec<F>,
-    pub valid: Option<Vec<u8>>,
-    /// The rows solved with per-row missing data (all false without a mask).
-    pub masked_rows: Vec<bool>,
-}
-
 /// Rows `sel` of B×N sample values at the operator's samples (`order`), interleaved N_used×|sel|,
-/// missing (NaN) samples as 0. With `mask` (per-row missing data), also which samples are valid
-/// (bit 0) and which rows miss one — no mask, and no such row, when none does.
-pub(super) fn sample_block<F: Real>(v: &[F], n: usize, sel: &[usize], order: &[u32], mask: bool) -> SampleBlock<F> {
+/// NaN as 0 with `zero_nan`; with `mask`, also which values are not NaN (bit 0).
+pub(crate) fn sample_block<F: Real>(
+    v: &[F],
+    n: usize,
+    sel: &[usize],
+    order: &[u32],
+    mask: bool,
+    zero_nan: bool,
+) -> (Vec<F>, Option<Vec<u8>>) {
     let s = sel.len();
     let mut y0 = vec![F::ZERO; order.len() * s];
     // zeroed lazily: untouched (no page is ever written) without `mask`
     let mut valid = vec![0u8; order.len() * s];
-    let mut missing = vec![false; s];
     // a cache line of rows at a time: transposed in the caller's order, then gathered by line
     // (one buffer for every group: a fresh page costs a fault and the kernel's zeroing, more than
     // the copy that fills it)
@@ -77,74 +75,82 @@ pub(super) fn sample_block<F: Real>(v: &[F], n: usize, sel: &[usize], order: &[u
             &buf[..n * rows.len()]
         };
         let cols = gi * g..gi * g + rows.len();
-        let found = gather_lines(t, rows.len(), order, s, cols.clone(), &mut y0, mask.then_some(&mut valid[..]));
-        missing[cols].iter_mut().zip(found).for_each(|(m, f)| *m = f);
+        let lines = Lines { t, g: rows.len(), order, s, cols, zero_nan };
+        gather_lines(&lines, &mut y0, mask.then_some(&mut valid[..]));
     }
-    let masked_rows: Vec<bool> = missing.iter().map(|&m| mask && m).collect();
-    let valid = masked_rows.contains(&true).then_some(valid);
-    SampleBlock { y0, valid, masked_rows }
+    (y0, mask.then_some(valid))
 }
 
-/// Columns `cols` of the E×s block `y0` (and of `valid`) from the lines of the N×g block `t` at
-/// the samples `order` (NaN as 0, valid = not NaN); whether each column met a NaN.
-fn gather_lines<F: Real>(
-    t: &[F],
+/// What [`gather_lines`] reads: the N×g block `t` of g rows, to go to columns `cols` of an E×s
+/// block at the samples `order`.
+struct Lines<'a, F> {
+    t: &'a [F],
     g: usize,
-    order: &[u32],
+    order: &'a [u32],
     s: usize,
     cols: std::ops::Range<usize>,
-    y0: &mut [F],
-    valid: Option<&mut [u8]>,
-) -> Vec<bool> {
+    zero_nan: bool,
+}
+
+/// Columns `cols` of the E×s block `y0` (and of `valid`) from the lines of `l.t` at the samples
+/// `l.order` (NaN as 0 with `zero_nan`, valid = not NaN).
+fn gather_lines<F: Real>(l: &Lines<'_, F>, y0: &mut [F], valid: Option<&mut [u8]>) {
+    let (s, g) = (l.s, l.g);
     let chunk = chunk_len(s);
     let fill = |c: usize, yb: &mut [F], mut mb: Option<&mut [u8]>| {
-        let mut missing = vec![false; g];
-        for (dp, &i) in order[c * chunk..][..yb.len() / s].iter().enumerate() {
-            let line = &t[i as usize * g..][..g];
-            let at = dp * s + cols.start;
+        for (dp, &i) in l.order[c * chunk..][..yb.len() / s].iter().enumerate() {
+            let line = &l.t[i as usize * g..][..g];
+            let at = dp * s + l.cols.start;
             for (r, &y) in line.iter().enumerate() {
                 let nan = y.is_nan();
-                yb[at + r] = if nan { F::ZERO } else { y };
-                missing[r] |= nan;
+                yb[at + r] = if nan && l.zero_nan { F::ZERO } else { y };
                 if let Some(m) = mb.as_deref_mut() {
                     m[at + r] = !nan as u8;
                 }
             }
         }
-        missing
     };
-    let per_chunk: Vec<Vec<bool>> = match valid {
+    match valid {
         Some(valid) => y0
             .par_chunks_mut(chunk * s)
             .zip(valid.par_chunks_mut(chunk * s))
             .enumerate()
-            .map(|(c, (yb, mb))| fill(c, yb, Some(mb)))
-            .collect(),
-        None => y0.par_chunks_mut(chunk * s).enumerate().map(|(c, yb)| fill(c, yb, None)).collect(),
-    };
-    (0..g).map(|r| per_chunk.iter().any(|m| m[r])).collect()
+            .for_each(|(c, (yb, mb))| fill(c, yb, Some(mb))),
+        None => y0.par_chunks_mut(chunk * s).enumerate().for_each(|(c, yb)| fill(c, yb, None)),
+    }
+}
+
+/// What each row of `v` (rows of `width`) holds, over the elements with `position[i] != LEFT_OUT`
+/// (all without `position`).
+pub(crate) fn row_facts<F: Real>(v: &[F], width: usize, position: Option<&[u32]>) -> Vec<RowFacts> {
+    let position = position.filter(|p| p.contains(&LEFT_OUT));
+    v.par_chunks(width.max(1))
+        .map(|row| {
+            let mut f = RowFacts::default();
+            for (i, &x) in row.iter().enumerate() {
+                if position.is_some_and(|p| p[i] == LEFT_OUT) {
+                    continue;
+                }
+                if x.is_nan() {
+                    f.nan += 1;
+                } else if !x.is_finite() {
+                    f.inf += 1;
+                } else {
+                    f.max_abs = f.max_abs.max(x.abs().to_f64());
+                }
+            }
+            f
+        })
+        .collect()
 }
 
 /// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
 /// from position `position[i]` (samples back to the caller's order; `left_out` marks samples left
 /// out, which come back NaN).
-pub(super) fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<(&[u32], u32)>) -> Vec<F> {
+pub(crate) fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<(&[u32], u32)>) -> Vec<F> {
     let mut out = vec![F::ZERO; e * s];
     scatter(v, s, out.chunks_mut(e.max(1)).collect(), position);
     out
-}
-
-/// Column j of the E×|sel| interleaved block `v` into row `sel[j]` of the B×E row-major `out`, for
-/// every j.
-pub(super) fn put_rows<F: Real>(out: &mut [F], e: usize, sel: &[usize], v: &[F]) {
-    if e == 0 {
-        // no element to move (and no row to pick: `out` is empty)
-        return;
-    }
-    let mut rows: Vec<Option<&mut [F]>> = out.chunks_mut(e.max(1)).map(Some).collect();
-    let picked: Vec<&mut [F]> = sel.iter().filter_map(|&b| rows[b].take()).collect();
-    debug_assert_eq!(picked.len(), sel.len(), "put_rows: a row selected twice");
-    scatter(v, sel.len(), picked, None);
 }
 
 /// The columns of the E×s block `v` into `rows` (s rows of E), chunk by chunk in parallel: each
@@ -181,7 +187,7 @@ fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<(&[
 }
 
 /// Multiplies column j of an E×s block by `f[j]`.
-pub(super) fn scale_columns<F: Real>(v: &mut [F], f: &[F]) {
+pub(crate) fn scale_columns<F: Real>(v: &mut [F], f: &[F]) {
     for row in v.chunks_exact_mut(f.len()) {
         for (x, &c) in row.iter_mut().zip(f) {
             *x *= c;
@@ -208,37 +214,30 @@ mod tests {
             }
             // a permutation with samples left out
             let order: Vec<u32> = (0..e as u32).rev().filter(|i| i % 5 != 2).collect();
-            let blk = sample_block(&v, e, &sel, &order, true);
-            let valid = blk.valid.as_ref();
+            let (y0, valid) = sample_block(&v, e, &sel, &order, true, true);
+            let (raw, none) = sample_block(&v, e, &sel, &order, false, false);
+            assert!(none.is_none());
+            let valid = valid.expect("asked for");
             for (p, &i) in order.iter().enumerate() {
                 for (j, &r) in sel.iter().enumerate() {
                     let x = v[r * e + i as usize];
-                    assert_eq!(blk.y0[p * s + j], if x.is_nan() { 0.0 } else { x });
-                    if let Some(m) = valid {
-                        assert_eq!(m[p * s + j], !x.is_nan() as u8);
-                    }
+                    assert_eq!(y0[p * s + j], if x.is_nan() { 0.0 } else { x });
+                    assert!(same(raw[p * s + j], x));
+                    assert_eq!(valid[p * s + j], !x.is_nan() as u8);
                 }
             }
-            for (j, &r) in sel.iter().enumerate() {
-                let any = order.iter().any(|&i| v[r * e + i as usize].is_nan());
-                assert_eq!(blk.masked_rows[j], any);
-            }
-            // back: rows of the interleaved block, and samples back to their positions (and nothing
-            // to move for rows of no element)
-            put_rows::<f64>(&mut [], 0, &sel, &[]);
+            // back: rows of the interleaved block, and samples back to their positions
             let back = deinterleave(&il, e, s, None);
-            let mut out = vec![-1.0; b * e];
-            put_rows(&mut out, e, &sel, &il);
             for (j, &r) in sel.iter().enumerate() {
                 for i in 0..e {
-                    assert!(same(back[j * e + i], v[r * e + i]) && same(out[r * e + i], v[r * e + i]));
+                    assert!(same(back[j * e + i], v[r * e + i]));
                 }
             }
             let mut position = vec![u32::MAX; e];
             for (p, &i) in order.iter().enumerate() {
                 position[i as usize] = p as u32;
             }
-            let caller = deinterleave(&blk.y0, e, s, Some((&position, u32::MAX)));
+            let caller = deinterleave(&y0, e, s, Some((&position, u32::MAX)));
             for (j, &r) in sel.iter().enumerate() {
                 for i in 0..e {
                     let want = if position[i] == u32::MAX {
@@ -250,6 +249,31 @@ mod tests {
                     };
                     assert!(same(caller[j * e + i], want));
                 }
+            }
+        }
+    }
+
+    /// The facts of rows against a plain count, with and without samples left out.
+    #[test]
+    fn row_facts_count_what_rows_hold() {
+        let (b, e) = (5usize, 1000usize);
+        let v: Vec<f64> = (0..b * e)
+            .map(|i| match i % 13 {
+                1 => f64::NAN,
+                4 if i % 2 == 0 => f64::INFINITY,
+                7 => -(i as f64),
+                _ => i as f64 * 0.5,
+            })
+            .collect();
+        let position: Vec<u32> = (0..e as u32).map(|i| if i % 7 == 3 { LEFT_OUT } else { i }).collect();
+        for pos in [None, Some(&position[..])] {
+            let facts = row_facts(&v, e, pos);
+            for (r, f) in facts.iter().enumerate() {
+                let used = || (0..e).filter(|&i| pos.is_none_or(|p| p[i] != LEFT_OUT)).map(|i| v[r * e + i]);
+                assert_eq!(f.nan, used().filter(|x| x.is_nan()).count() as u64);
+                assert_eq!(f.inf, used().filter(|x| x.is_infinite()).count() as u64);
+                let max = used().filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()));
+                assert_eq!(f.max_abs, max);
             }
         }
     }
