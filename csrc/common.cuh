@@ -4,25 +4,10 @@
 #include <stdint.h>
 #include "hpsf_kernels.h"
 #include "rules.h"
+#include "construct.h"
 
-// Great-circle distance (m) from a squared chord between unit vectors: 2R asin(|a-b|/2), with the
-// same Taylor series as the CPU below 0.01 (src/geometry/mod.rs), so both backends agree.
-__device__ __forceinline__ double hpsf_distance(double c2, double radius) {
-    double x = 0.5 * sqrt(c2);
-    double a;
-    if (x < 0.01) {
-        double t = x * x;
-        a = x * (1.0 + t * (1.0 / 6.0 + t * (3.0 / 40.0 + t * (5.0 / 112.0 + t * (35.0 / 1152.0)))));
-    } else {
-        a = asin(fmin(x, 1.0));
-    }
-    return 2.0 * radius * a;
-}
-
-__device__ __forceinline__ double hpsf_chord2(const double *a, const double *b) {
-    double dx = a[0] - b[0], dy = a[1] - b[1], dz = a[2] - b[2];
-    return dx * dx + dy * dy + dz * dz;
-}
+// The distance and the squared chord (hpsf_distance, hpsf_chord2) are construct.h's, shared with
+// the host.
 
 __device__ __forceinline__ float hpsf_exp(float x) { return expf(x); }
 __device__ __forceinline__ double hpsf_exp(double x) { return exp(x); }

@@ -1,7 +1,8 @@
-// The HEALPix geometry of healpix.h compiled for the host, so that the CPU tests can check the very
-// source the CUDA kernels compile against cdshealpix (src/geometry/portable.rs). Built in every
+// The HEALPix geometry of healpix.h and the construction steps of construct.h compiled for the
+// host, so that the CPU tests can check the very source the CUDA kernels compile against cdshealpix
+// (src/geometry/portable.rs) and the crate's CPU stages (src/operator/portable.rs). Built in every
 // configuration by build.rs (no CUDA needed), with -ffp-contract=off; no C++ runtime is used.
-#include "healpix.h"
+#include "construct.h"
 
 extern "C" {
 
@@ -41,5 +42,31 @@ uint64_t hpsf_geo_kth_neighbourhood_host(int32_t depth, uint64_t id, uint32_t k,
     };
     hpsf_kth_neighbourhood(depth, id, k, put);
     return count;
+}
+
+// ---- construct.h ----
+
+void hpsf_con_sample_xyz_host(double lon_deg, double lat_deg, double *out) { hpsf_sample_xyz(lon_deg, lat_deg, out); }
+
+void hpsf_con_cell_xyz_host(int32_t depth, uint64_t id, int32_t wgs84, double *out) {
+    hpsf_cell_xyz(depth, id, wgs84, out);
+}
+
+void hpsf_con_keep_candidates_host(int32_t depth, uint64_t cell, uint32_t ring_weight, uint64_t *out) {
+    hpsf_keep_candidates(depth, cell, ring_weight, out);
+}
+
+double hpsf_con_weight_sum_host(const double *xyz, int64_t m, const double *c, double radius, double s2) {
+    return hpsf_weight_sum(xyz, m, c, radius, s2);
+}
+
+double hpsf_con_distance_host(double c2, double radius) { return hpsf_distance(c2, radius); }
+
+int32_t hpsf_con_search_host(int32_t depth, uint32_t ring_init, uint32_t ring_max, int32_t npt, const uint64_t *nested,
+                             const uint32_t *index, const double *xyz, int64_t len, uint64_t cell, const double *at,
+                             double *best_c2, uint32_t *best_k) {
+    hpsf_search_args a = {depth, ring_init, ring_max, npt};
+    hpsf_kept kept = {nested, index, xyz, len};
+    return hpsf_search_sample(&a, &kept, cell, at, best_c2, best_k);
 }
 }

@@ -13,6 +13,7 @@ mod assemble;
 mod fit;
 mod keep;
 mod nearest;
+mod portable;
 mod samples;
 mod search;
 

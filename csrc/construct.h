@@ -1,0 +1,157 @@
+// The per-sample and per-cell steps of an operator's construction (SPEC §2), written once for the
+// host and the device like healpix.h: unit vectors of samples and cell centres, the distance and
+// the Gaussian weight, the candidate cells of the keep stage and their weight sums, and the search
+// for the npt nearest kept cells of a sample. The CUDA construction runs them one thread per
+// distinct cell or sample; csrc/construct_host.cpp compiles them for the host, where the tests of
+// src/operator/ hold them to the crate's CPU stages (src/operator/keep.rs, search.rs) — the same
+// cells, links and distances.
+#ifndef HPSF_CONSTRUCT_H
+#define HPSF_CONSTRUCT_H
+
+#include "healpix.h"
+
+/// The unit vector of (lon, lat), radians (the crate's `unit_vector`).
+HPSF_HD void hpsf_unit_vector(double lon, double lat, double *out) {
+    double sl = sin(lon), cl = cos(lon), sp = sin(lat), cp = cos(lat);
+    out[0] = hpsf_mul(cp, cl);
+    out[1] = hpsf_mul(cp, sl);
+    out[2] = sp;
+}
+
+/// The unit vector of a sample in degrees as the crate computes it (longitude wrapped into
+/// [0, 360], both converted to radians; the latitude as it is: geodetic on the WGS84 path).
+HPSF_HD void hpsf_sample_xyz(double lon_deg, double lat_deg, double *out) {
+    hpsf_unit_vector(hpsf_to_radians(hpsf_rem_euclid(lon_deg, 360.0)), hpsf_to_radians(lat_deg), out);
+}
+
+/// The unit vector of the centre of nested cell `id` (geodetic latitude when `wgs84`): the crate's
+/// `Grid::center_nested_xyz`.
+HPSF_HD void hpsf_cell_xyz(int depth, uint64_t id, int wgs84, double *out) {
+    double lon, lat;
+    hpsf_center_geodetic(depth, id, wgs84, &lon, &lat);
+    hpsf_unit_vector(lon, lat, out);
+}
+
+/// The squared chord |a − b|² between unit vectors.
+HPSF_HD double hpsf_chord2(const double *a, const double *b) {
+    double dx = a[0] - b[0], dy = a[1] - b[1], dz = a[2] - b[2];
+    return hpsf_mul(dx, dx) + hpsf_mul(dy, dy) + hpsf_mul(dz, dz);
+}
+
+/// Great-circle distance (m) from a squared chord, 2R·asin(|a − b|/2), with the crate's Taylor
+/// series below 0.01 (`distance_from_chord2_m`).
+HPSF_HD double hpsf_distance(double c2, double radius) {
+    double x = hpsf_mul(0.5, sqrt(c2));
+    double a;
+    if (x < 0.01) {
+        double t = hpsf_mul(x, x);
+        double p = 5.0 / 112.0 + hpsf_mul(t, 35.0 / 1152.0);
+        p = 3.0 / 40.0 + hpsf_mul(t, p);
+        p = 1.0 / 6.0 + hpsf_mul(t, p);
+        a = hpsf_mul(x, 1.0 + hpsf_mul(t, p));
+    } else {
+        a = asin(x < 1.0 ? x : 1.0);
+    }
+    return hpsf_mul(hpsf_mul(2.0, radius), a);
+}
+
+/// The reference's Gaussian weight exp(−2d²/s²).
+HPSF_HD double hpsf_gaussian(double d, double s2) { return exp((-2.0 * hpsf_mul(d, d)) / s2); }
+
+// ---- the keep stage ------------------------------------------------------------------------------
+
+/// Candidate slots per distinct sample cell: (2·ring_weight + 1)².
+HPSF_HD int64_t hpsf_keep_slots(uint32_t ring_weight) { return (int64_t)hpsf_neighbourhood_capacity(ring_weight); }
+
+/// The candidate cells of a distinct sample cell: its neighbourhood of half-width ring_weight in
+/// cdshealpix's order, padded to hpsf_keep_slots by repeating the last cell (the reference pads
+/// with −1 and fills each −1 with the row's last entry). out holds hpsf_keep_slots ids.
+HPSF_HD void hpsf_keep_candidates(int depth, uint64_t cell, uint32_t ring_weight, uint64_t *out) {
+    const int64_t slots = hpsf_keep_slots(ring_weight);
+    int64_t count = 0;
+    auto put = [&](uint64_t c) {
+        if (count < slots) out[count] = c;
+        ++count;
+    };
+    hpsf_kth_neighbourhood(depth, cell, ring_weight, put);
+    for (int64_t t = count; t < slots; ++t) out[t] = out[count - 1];
+}
+
+/// Σ over m samples (unit vectors, 3 each) of the Gaussian weight of their distance to the unit
+/// vector c, in sample order: one slot's share of a candidate's weight sum.
+HPSF_HD double hpsf_weight_sum(const double *xyz, int64_t m, const double *c, double radius, double s2) {
+    double sum = 0.0;
+    for (int64_t p = 0; p < m; ++p) sum += hpsf_gaussian(hpsf_distance(hpsf_chord2(xyz + 3 * p, c), radius), s2);
+    return sum;
+}
+
+// ---- the search ------------------------------------------------------------------------------------
+
+/// The kept cells as the search looks them up.
+struct hpsf_kept {
+    /// Nested ids, ascending.
+    const uint64_t *nested;
+    /// Keep index of each (the position in the operator's cell order).
+    const uint32_t *index;
+    /// Centre unit vectors by keep index, 3 each.
+    const double *xyz;
+    int64_t len;
+};
+
+/// The keep index of nested cell `cell`, or −1 where it is not kept (binary search).
+HPSF_HD int64_t hpsf_kept_find(const hpsf_kept *kept, uint64_t cell) {
+    int64_t lo = 0, hi = kept->len;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (kept->nested[mid] < cell)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (lo < kept->len && kept->nested[lo] == cell) ? (int64_t)kept->index[lo] : -1;
+}
+
+/// (c2, k) before (c2', k'): nearer, or as near and the lower cell index.
+HPSF_HD bool hpsf_before(double c2, uint32_t k, double c2b, uint32_t kb) { return c2 < c2b || (c2 == c2b && k < kb); }
+
+/// Offers a candidate to the list of the npt nearest so far (ascending, `*count` of them).
+HPSF_HD void hpsf_offer(double c2, uint32_t k, double *best_c2, uint32_t *best_k, int *count, int npt) {
+    if (*count == npt && !hpsf_before(c2, k, best_c2[npt - 1], best_k[npt - 1])) return;
+    int j = *count < npt ? (*count)++ : npt - 1;
+    while (j > 0 && hpsf_before(c2, k, best_c2[j - 1], best_k[j - 1])) {
+        best_c2[j] = best_c2[j - 1];
+        best_k[j] = best_k[j - 1];
+        --j;
+    }
+    best_c2[j] = c2;
+    best_k[j] = k;
+}
+
+/// What a search looks at.
+struct hpsf_search_args {
+    int depth;
+    uint32_t ring_init;
+    uint32_t ring_max;
+    int npt;
+};
+
+/// The npt nearest kept cells of the sample at unit vector xyz in nested cell `cell` (SPEC
+/// §2.3): among the kept cells of the neighbourhood of half-width r, for the first r from ring_init
+/// to ring_max that holds npt of them (all of the last one's otherwise). best_c2/best_k (npt each)
+/// get the squared chords and keep indices, nearest first (ties: the lower index); returns how many
+/// were found (npt unless the row is partial). The CPU rebuilds each square; growing it ring by
+/// ring offers the same cells, so the same npt win.
+HPSF_HD int hpsf_search_sample(const hpsf_search_args *a, const hpsf_kept *kept, uint64_t cell, const double *xyz,
+                               double *best_c2, uint32_t *best_k) {
+    int count = 0;
+    if (a->ring_init > a->ring_max) return 0;
+    auto offer = [&](uint64_t c) {
+        int64_t k = hpsf_kept_find(kept, c);
+        if (k >= 0) hpsf_offer(hpsf_chord2(xyz, kept->xyz + 3 * k), (uint32_t)k, best_c2, best_k, &count, a->npt);
+    };
+    hpsf_kth_neighbourhood(a->depth, cell, a->ring_init, offer);
+    for (uint32_t r = a->ring_init + 1; count < a->npt && r <= a->ring_max; ++r) hpsf_kth_ring(a->depth, cell, r, offer);
+    return count;
+}
+
+#endif

@@ -1,0 +1,227 @@
+//! The construction steps of `csrc/construct.h` — the code the CUDA construction runs one thread per
+//! distinct cell or sample — called on the host, so that the tests below hold them to the CPU
+//! stages of this module (`samples`, `keep`, `search`) in CI, without a GPU: the same unit vectors,
+//! candidate cells, kept cells, links and distances.
+#![cfg(test)]
+
+mod ffi {
+    extern "C" {
+        pub fn hpsf_con_sample_xyz_host(lon_deg: f64, lat_deg: f64, out: *mut f64);
+        pub fn hpsf_con_cell_xyz_host(depth: i32, id: u64, wgs84: i32, out: *mut f64);
+        pub fn hpsf_con_keep_candidates_host(depth: i32, cell: u64, ring_weight: u32, out: *mut u64);
+        pub fn hpsf_con_weight_sum_host(xyz: *const f64, m: i64, c: *const f64, radius: f64, s2: f64) -> f64;
+        pub fn hpsf_con_distance_host(c2: f64, radius: f64) -> f64;
+        #[allow(clippy::too_many_arguments)]
+        pub fn hpsf_con_search_host(
+            depth: i32,
+            ring_init: u32,
+            ring_max: u32,
+            npt: i32,
+            nested: *const u64,
+            index: *const u32,
+            xyz: *const f64,
+            len: i64,
+            cell: u64,
+            at: *const f64,
+            best_c2: *mut f64,
+            best_k: *mut u32,
+        ) -> i32;
+    }
+}
+
+use super::keep::{keep_stage, KeptCells};
+use super::samples::Samples;
+use super::search::nearest;
+use super::Config;
+use crate::geometry::{distance_from_chord2_m, Ellipsoid, Grid};
+use crate::Params;
+
+fn sample_xyz(lon: f64, lat: f64) -> [f64; 3] {
+    let mut out = [0.0; 3];
+    // SAFETY: out holds 3 values.
+    unsafe { ffi::hpsf_con_sample_xyz_host(lon, lat, out.as_mut_ptr()) };
+    out
+}
+
+fn cell_xyz(level: u8, id: u64, wgs84: bool) -> [f64; 3] {
+    let mut out = [0.0; 3];
+    // SAFETY: out holds 3 values.
+    unsafe { ffi::hpsf_con_cell_xyz_host(level as i32, id, wgs84 as i32, out.as_mut_ptr()) };
+    out
+}
+
+fn keep_candidates(level: u8, cell: u64, ring_weight: u32) -> Vec<u64> {
+    let mut out = vec![0u64; (2 * ring_weight as usize + 1).pow(2)];
+    // SAFETY: out holds (2·ring_weight + 1)² ids, what the header writes.
+    unsafe { ffi::hpsf_con_keep_candidates_host(level as i32, cell, ring_weight, out.as_mut_ptr()) };
+    out
+}
+
+fn weight_sum(xyz: &[[f64; 3]], c: &[f64; 3], radius: f64, s2: f64) -> f64 {
+    // SAFETY: xyz holds xyz.len() unit vectors, c one.
+    unsafe { ffi::hpsf_con_weight_sum_host(xyz.as_flattened().as_ptr(), xyz.len() as i64, c.as_ptr(), radius, s2) }
+}
+
+/// The kept cells as the header's search reads them.
+struct KeptView {
+    nested: Vec<u64>,
+    index: Vec<u32>,
+    xyz: Vec<[f64; 3]>,
+}
+
+/// The header's search for one sample: (squared chord, keep index) of its links, nearest first.
+fn search(level: u8, cfg: &Config, kept: &KeptView, cell: u64, at: &[f64; 3]) -> Vec<(f64, u32)> {
+    let (mut c2, mut k) = (vec![0.0; cfg.npt], vec![0u32; cfg.npt]);
+    // SAFETY: the kept arrays hold len entries (xyz 3 each, by keep index < len); c2 and k npt.
+    let found = unsafe {
+        ffi::hpsf_con_search_host(
+            level as i32,
+            cfg.ring_search_init,
+            cfg.ring_search_max,
+            cfg.npt as i32,
+            kept.nested.as_ptr(),
+            kept.index.as_ptr(),
+            kept.xyz.as_flattened().as_ptr(),
+            kept.nested.len() as i64,
+            cell,
+            at.as_ptr(),
+            c2.as_mut_ptr(),
+            k.as_mut_ptr(),
+        )
+    };
+    c2.into_iter().zip(k).take(found as usize).collect()
+}
+
+/// xorshift64*, the same sequence on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Samples of a test case: a random scatter over a lon/lat box, and the centres of some cells of
+/// the grid (exactly equidistant candidates: the tie rule) when `centres`.
+fn case(level: u8, n: usize, lon0: f64, lat0: f64, span: f64, seed: u64, centres: bool) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = Rng(seed);
+    let (mut lon, mut lat) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        lon.push(lon0 + span * rng.unit());
+        lat.push((lat0 + span * rng.unit()).clamp(-90.0, 90.0));
+    }
+    if centres {
+        let grid = Grid::new(level, true, Ellipsoid::Sphere).unwrap();
+        for i in 0..n / 10 {
+            let c = grid.cell(lon[i], lat[i]).unwrap();
+            let (x, y) = grid.center(c).unwrap();
+            lon.push(x);
+            lat.push(y);
+        }
+    }
+    (lon, lat)
+}
+
+/// The header's steps against the CPU stages on one case; returns the number of links compared.
+fn compare(lon: &[f64], lat: &[f64], p: &Params) -> usize {
+    let grid = Grid::new(p.level, p.nest, p.ellipsoid).unwrap();
+    let cfg = Config::resolve(p).unwrap();
+    let wgs84 = p.ellipsoid == Ellipsoid::Wgs84;
+    let smp = Samples::new(&grid, lon, lat);
+    for (pos, &i) in smp.order.iter().enumerate() {
+        let want = smp.xyz[pos];
+        let got = sample_xyz(lon[i as usize], lat[i as usize]);
+        assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "sample {i}");
+    }
+
+    // keep: each (distinct cell, slot)'s share, added per candidate in (cell, slot) order
+    let s2 = cfg.sigma_m * cfg.sigma_m;
+    let mut shares: Vec<(u64, f64)> = Vec::new();
+    for (u, &cell) in smp.unique.iter().enumerate() {
+        let xyz = &smp.xyz[smp.positions(u)];
+        let want = grid.kth_neighbourhood_nested(cell, cfg.ring_weight);
+        let cands = keep_candidates(p.level, cell, cfg.ring_weight);
+        assert_eq!(&cands[..want.len()], &want[..], "candidates of cell {cell}");
+        assert!(cands[want.len()..].iter().all(|&c| c == want[want.len() - 1]), "padding of cell {cell}");
+        for c in cands {
+            let centre = cell_xyz(p.level, c, wgs84);
+            assert_eq!(centre.map(f64::to_bits), grid.center_nested_xyz(c).map(f64::to_bits), "centre of {c}");
+            shares.push((c, weight_sum(xyz, &centre, cfg.radius, s2)));
+        }
+    }
+    shares.sort_by_key(|&(c, _)| c);
+    let mut sums: Vec<(u64, f64)> = Vec::new();
+    for (c, w) in shares {
+        match sums.last_mut() {
+            Some((last, s)) if *last == c => *s += w,
+            _ => sums.push((c, w)),
+        }
+    }
+    let cpu = keep_stage(&grid, &cfg, &smp).unwrap();
+    assert_eq!(sums.len(), cpu.n_candidates, "candidate cells");
+    let kept: Vec<u64> = sums.iter().filter(|&&(_, s)| s >= cfg.threshold).map(|&(c, _)| c).collect();
+    assert_eq!(kept, cpu.nested, "kept cells");
+
+    // search: every sample's links and distances
+    let index = KeptCells::index(&grid, kept.clone());
+    let view = KeptView {
+        index: kept.iter().map(|&c| index.get(c).expect("kept")).collect(),
+        nested: kept,
+        xyz: index.xyz.clone(),
+    };
+    let found = nearest::<f64>(&grid, &cfg, &smp, &index);
+    let npt = cfg.npt;
+    let mut links = 0;
+    for (u, &cell) in smp.unique.iter().enumerate() {
+        for pos in smp.positions(u) {
+            let got = search(p.level, &cfg, &view, cell, &smp.xyz[pos]);
+            let (hi, d) = (&found.hi[pos * npt..(pos + 1) * npt], &found.d[pos * npt..(pos + 1) * npt]);
+            for t in 0..npt {
+                match got.get(t) {
+                    Some(&(c2, k)) => {
+                        assert_eq!(hi[t], k as i32, "link {t} of sample position {pos}");
+                        let dist = distance_from_chord2_m(c2, cfg.radius);
+                        // SAFETY: pure arithmetic.
+                        let header = unsafe { ffi::hpsf_con_distance_host(c2, cfg.radius) };
+                        assert_eq!(dist.to_bits(), header.to_bits());
+                        assert_eq!(d[t].to_bits(), dist.to_bits(), "distance {t} of sample position {pos}");
+                        links += 1;
+                    }
+                    None => assert_eq!(hi[t], -1, "missing link {t} of sample position {pos}"),
+                }
+            }
+        }
+    }
+    links
+}
+
+#[test]
+fn construction_steps_match_the_cpu_stages() {
+    let mut links = 0;
+    let mut cases = 0;
+    // a regional scatter with cell centres (ties), on both ellipsoids and schemes
+    for (ellipsoid, nest) in [(Ellipsoid::Wgs84, true), (Ellipsoid::Sphere, false)] {
+        let (lon, lat) = case(10, 3000, 8.0, 44.0, 1.5, 7, true);
+        let p = Params { ellipsoid, nest, ..Params::new(10) };
+        links += compare(&lon, &lat, &p);
+        cases += 1;
+    }
+    // the whole sphere at a coarse level (squares across base cells, the poles, the special
+    // vertices), and several npt and rings
+    let (lon, lat) = case(4, 4000, -180.0, -90.0, 360.0, 11, true);
+    for (npt, ring_weight, init, max) in
+        [(9, None, None, None), (1, Some(1), Some(1), Some(1)), (20, None, None, Some(6))]
+    {
+        let p = Params { npt, ring_weight, ring_search_init: init, ring_search_max: max, ..Params::new(4) };
+        links += compare(&lon, &lat, &p);
+        cases += 1;
+    }
+    // a sparse swath: rows that stay partial or empty, and a high threshold
+    let (lon, lat) = case(9, 300, 170.0, 70.0, 20.0, 3, false);
+    let p = Params { threshold: 0.5, ring_search_max: Some(3), ..Params::new(9) };
+    links += compare(&lon, &lat, &p);
+    println!("construct.h: {} cases, {links} links identical to the CPU stages", cases + 1);
+}
