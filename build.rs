@@ -21,7 +21,8 @@
 use std::path::{Path, PathBuf};
 
 /// The kernel sources, one per kernel family.
-const KERNELS: &[&str] = &["csrc/weights.cu", "csrc/spmm.cu", "csrc/cg.cu", "csrc/vec.cu", "csrc/layout.cu"];
+const KERNELS: &[&str] =
+    &["csrc/weights.cu", "csrc/spmm.cu", "csrc/cg.cu", "csrc/vec.cu", "csrc/layout.cu", "csrc/construct.cu"];
 const HEADERS: &[&str] =
     &["csrc/common.cuh", "csrc/rules.h", "csrc/healpix.h", "csrc/construct.h", "include/hpsf_kernels.h"];
 const DEFAULT_GENCODE: &str = "-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 \

@@ -126,6 +126,49 @@ int hpsf_mask_values(int32_t dtype, void *out, const uint8_t *mask, int64_t len,
 /* v = fill where mask bit 0 is clear.                                                             */
 int hpsf_fill_masked(int32_t dtype, void *v, const uint8_t *mask, double fill, int64_t len, hpsf_stream stream);
 
+/* ---- construction (csrc/construct.cu) ----------------------------------------------------------
+ * What the construction of an operator needs (SPEC §2): the grid (depth, WGS84 or sphere, nested or
+ * ring ids), the rings, npt, the sphere's radius, sigma and the keep threshold, and the element
+ * type of the distances (HPSF_F32 / HPSF_F64).                                                    */
+struct hpsf_construct_args {
+    int32_t depth;
+    int32_t wgs84;
+    int32_t nest;
+    uint32_t ring_weight;
+    uint32_t ring_init;
+    uint32_t ring_max;
+    int32_t npt;
+    int32_t dtype;
+    double radius;
+    double sigma_m;
+    double threshold;
+};
+/* What it found: distinct sample cells, candidate cells, kept cells (0: none passed the threshold;
+ * max_sum is then the largest weight sum), cells after pruning, partial and empty link rows.       */
+struct hpsf_construct_sizes {
+    int64_t n_unique;
+    int64_t n_candidates;
+    int64_t n_kept;
+    int64_t k;
+    int64_t n_partial;
+    int64_t n_empty;
+    double max_sum;
+};
+/* The results, on the device until fetched or freed.                                             */
+struct hpsf_construction;
+/* Hashes the n samples (lon, lat: host arrays, degrees), runs the keep stage, the search and the
+ * pruning on the device; *out holds the results (NULL when n_kept == 0). n < 2^31.                 */
+int hpsf_construct_run(const struct hpsf_construct_args *a, const double *lon, const double *lat, int64_t n,
+                       struct hpsf_construction **out, struct hpsf_construct_sizes *sizes, hpsf_stream stream);
+/* Copies the results to host arrays — order (n: the sample of each position, by (cell, index)),
+ * xyz (3n: the samples' unit vectors by position), hi (n*npt: pruned cell index, -1 none), d
+ * (n*npt distances in m of the element type, +inf none), cell_ids (k: ids in the grid's scheme,
+ * ascending), cell_xyz (3k: centres) — and waits for the copies.                                 */
+int hpsf_construct_fetch(struct hpsf_construction *c, uint32_t *order, double *xyz, int32_t *hi, void *d,
+                         uint64_t *cell_ids, double *cell_xyz);
+/* Frees the results (NULL: nothing).                                                             */
+void hpsf_construct_free(struct hpsf_construction *c);
+
 /* ---- the box of a bounded fit -------------------------------------------------------------------
  * The box rule a->rule of csrc/rules.h at every element (a holds device pointers). With partials
  * != NULL, one partial per block: the block's count, as a double.                                 */

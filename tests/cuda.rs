@@ -275,11 +275,60 @@ fn batched_layouts_on_the_gpu_match_the_cpu() {
     assert!(matches!(g, Error::InvalidValue { index, .. } if index == 2 * n + used), "{g}");
 }
 
+/// The GPU-built operator (hashing, keep, search and pruning on the device) equals the CPU-built one:
+/// identical cells and links, distances, M, MT and Dx to 1e-12 (f64), and the same build record —
+/// on synthetic cases (both schemes and ellipsoids, polar and global) and every fixture.
+#[test]
+fn gpu_construction_equals_cpu_construction() {
+    let mut cases: Vec<(String, Vec<f64>, Vec<f64>, Params)> = Vec::new();
+    let (lon, lat) = regional(20_000, 11, 1.5, 3);
+    cases.push(("regional".into(), lon.clone(), lat.clone(), Params::new(11)));
+    let ring = Params { nest: false, ellipsoid: healpix_psf::Ellipsoid::Sphere, ..Params::new(11) };
+    cases.push(("regional, ring, sphere".into(), lon, lat, ring));
+    let (lon, lat): (Vec<f64>, Vec<f64>) =
+        (0..30_000).map(|i| ((i as f64 * 0.6180339887).fract() * 360.0, -89.9 + 179.8 * (i as f64 / 30_000.0))).unzip();
+    cases.push(("global".into(), lon, lat, Params { npt: 4, ..Params::new(6) }));
+    for case in common::all_cases() {
+        let p = case.params();
+        if p.out_cell_ids.is_none() {
+            cases.push((case.name(), case.read::<f64>("lon"), case.read::<f64>("lat"), p));
+        }
+    }
+    for (name, lon, lat, p) in cases {
+        let Some(gpu) = on_gpu::<f64>(&lon, &lat, &p) else { return };
+        let cpu = PsfResampler::<f64>::new(&lon, &lat, &p).unwrap();
+        assert_eq!(gpu.cell_ids(), cpu.cell_ids(), "{name}: cell ids");
+        assert_eq!(gpu.hi(), cpu.hi(), "{name}: links");
+        assert_eq!(gpu.sample_order(), cpu.sample_order(), "{name}: sample order");
+        let (gi, ci) = (gpu.build_info(), cpu.build_info());
+        assert_eq!(
+            (gi.n_sample_cells, gi.n_candidates, gi.n_kept, gi.n_partial_rows, gi.n_empty_rows),
+            (ci.n_sample_cells, ci.n_candidates, ci.n_kept, ci.n_partial_rows, ci.n_empty_rows),
+            "{name}: build record"
+        );
+        same_field(&gpu.d_m(), &cpu.d_m(), 1e-12, "d_m");
+        same_field(gpu.cell_weight(), cpu.cell_weight(), 1e-12, "Dx");
+        let (gm, cm) = (gpu.m_triplets(), cpu.m_triplets());
+        assert_eq!((&gm.rows, &gm.cols), (&cm.rows, &cm.cols), "{name}: M pattern");
+        same_field(&gm.vals, &cm.vals, 1e-12, "M");
+        let (gt, ct) = (gpu.mt_triplets(), cpu.mt_triplets());
+        assert_eq!((&gt.rows, &gt.cols), (&ct.rows, &ct.cols), "{name}: MT pattern");
+        same_field(&gt.vals, &ct.vals, 1e-12, "MT");
+        println!("{name}: GPU construction = CPU construction (K = {}, {} links)", cpu.k(), cpu.nnz());
+    }
+}
+
 #[test]
 fn gpu_results_are_deterministic() {
     let (lon, lat) = regional(20_000, 11, 1.5, 9);
     let p = Params::new(11);
     let Some(gpu) = on_gpu::<f32>(&lon, &lat, &p) else { return };
+    // the construction itself
+    let again = on_gpu::<f32>(&lon, &lat, &p).unwrap();
+    assert_eq!((gpu.cell_ids(), gpu.hi()), (again.cell_ids(), again.hi()));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    assert_eq!(bits(&gpu.d_m()), bits(&again.d_m()), "two GPU builds differ");
+    assert_eq!(bits(&gpu.m_triplets().vals), bits(&again.m_triplets().vals), "two GPU builds differ");
     for b in [1usize, 64] {
         let val: Vec<f32> = rows(&lon, &lat, b, true);
         for o in [

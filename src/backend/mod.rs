@@ -542,6 +542,53 @@ impl Target {
     pub fn needs_coordinates(&self) -> bool {
         !matches!(self, Target::Cpu)
     }
+
+    /// The links of validated samples built on the device (hashing, keep stage, search, pruning),
+    /// or `None` where the CPU stages build them (the CPU).
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    pub fn construct<F: Real>(&self, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Option<Result<Constructed<F>>> {
+        match self {
+            Target::Cpu => None,
+            #[cfg(feature = "cuda")]
+            Target::Cuda(gpu) => Some(cuda::construct(gpu, lon, lat, a)),
+        }
+    }
+}
+
+/// What the construction of an operator's links needs (the resolved settings).
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) struct ConstructArgs {
+    pub level: u8,
+    pub wgs84: bool,
+    pub nest: bool,
+    pub ring_weight: u32,
+    pub ring_init: u32,
+    pub ring_max: u32,
+    pub npt: usize,
+    pub radius: f64,
+    pub sigma_m: f64,
+    pub threshold: f64,
+}
+
+/// Links built on a device, in the layout of the CPU stages (samples in (cell, index) order).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) struct Constructed<F> {
+    /// The caller's sample at each position.
+    pub order: Vec<u32>,
+    /// Unit vectors of the samples by position.
+    pub xyz: Vec<[f64; 3]>,
+    /// N×npt pruned cell indices (−1: none) and distances (m, +∞: none).
+    pub hi: Vec<i32>,
+    pub d_m: Vec<F>,
+    /// Cell ids in the grid's scheme, ascending, and the cells' centres.
+    pub cell_ids: Vec<u64>,
+    pub cell_xyz: Vec<[f64; 3]>,
+    pub n_unique: usize,
+    pub n_candidates: usize,
+    pub n_kept: usize,
+    pub n_partial: usize,
+    pub n_empty: usize,
 }
 
 /// Opens the device an operator is to be built on, or says why it cannot be.

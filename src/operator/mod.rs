@@ -19,7 +19,7 @@ mod search;
 
 pub(crate) use area::spacing as spacing_areas;
 
-use crate::backend::{self, Device, Placed, Target};
+use crate::backend::{self, ConstructArgs, Constructed, Device, Placed, Target};
 use crate::error::{Error, Result};
 use crate::geometry::{cell_size_m, Ellipsoid, Grid, EARTH_RADIUS_M};
 use crate::parallel::{with_threads, Progress};
@@ -793,8 +793,76 @@ fn build<F: Real>(
 ) -> Result<PsfResampler<F>> {
     let mut progress = Progress::new(params.verbose);
     let mut info = BuildInfo::default();
+    let restricted = params.out_cell_ids.is_some();
+    let args = ConstructArgs {
+        level: grid.level(),
+        wgs84: params.ellipsoid == Ellipsoid::Wgs84,
+        nest: grid.nest(),
+        ring_weight: cfg.ring_weight,
+        ring_init: cfg.ring_search_init,
+        ring_max: cfg.ring_search_max,
+        npt: cfg.npt,
+        radius: cfg.radius,
+        sigma_m: cfg.sigma_m,
+        threshold: cfg.threshold,
+    };
+    // a device builds the links itself (restricted output: on the host)
+    let on_device = if restricted { None } else { target.construct::<F>(lon, lat, &args) };
+    let (links, smp) = match on_device {
+        Some(built) => (device_links(built?, &cfg, &mut progress, &mut info)?, None),
+        None => {
+            let (links, smp) = host_links(&grid, &cfg, lon, lat, params, &target, &mut progress, &mut info)?;
+            (links, Some(smp))
+        }
+    };
+    let HostLinks { cell_ids, hi, d_m, order, xyz, cell_xyz } = links;
+
+    let area = area::areas(&params.area, lon, lat, cfg.radius);
+    let area: Vec<f64> = order.iter().map(|&i| area[i as usize]).collect();
+    let links = assemble::Links { cell_ids, hi, d_m, area, order };
+    let mut op = assemble::assemble::<F>(grid, cfg, links, target, &xyz, cell_xyz)?;
+    info.assemble_s = progress.stage(|_| format!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
+    if restricted {
+        op.uncomputable = op.weak_cells();
+        if params.fill_missing_out_cells && !op.uncomputable.is_empty() {
+            let centres: Vec<[f64; 3]> = op
+                .uncomputable
+                .iter()
+                .map(|&c| grid.center_nested_xyz(grid.nested_id(op.cell_ids[c as usize])))
+                .collect();
+            let smp = smp.as_ref().expect("restricted output is built on the host");
+            op.fill_from = nearest::nearest_samples(&grid, smp, &centres);
+        }
+    }
+    op.info = info;
+    Ok(op)
+}
+
+/// An operator's links before assembly: pruned cells (ids in the grid's scheme and centres), the
+/// links by sample position, and the samples' order and unit vectors.
+struct HostLinks<F> {
+    cell_ids: Vec<u64>,
+    hi: Vec<i32>,
+    d_m: Vec<F>,
+    order: Vec<u32>,
+    xyz: Vec<[f64; 3]>,
+    cell_xyz: Vec<[f64; 3]>,
+}
+
+/// The links built by the CPU stages (hashing, keep, search, pruning), and the hashed samples.
+#[allow(clippy::too_many_arguments)]
+fn host_links<F: Real>(
+    grid: &Grid,
+    cfg: &Config,
+    lon: &[f64],
+    lat: &[f64],
+    params: &Params,
+    target: &Target,
+    progress: &mut Progress,
+    info: &mut BuildInfo,
+) -> Result<(HostLinks<F>, samples::Samples)> {
     let n = lon.len();
-    let mut smp = samples::Samples::new(&grid, lon, lat);
+    let mut smp = samples::Samples::new(grid, lon, lat);
     info.n_sample_cells = smp.n_unique();
     // rates, and the time left from the stages' typical shares of a construction (benches/RESULTS.md:
     // keep 58 %, search 25 %, assembly 17 % of what follows the hashing)
@@ -802,7 +870,7 @@ fn build<F: Real>(
     info.hash_s =
         progress.stage(|dt| format!("hashed {n} samples into {} distinct cells ({})", smp.n_unique(), rate(dt)));
 
-    let kept = keep::keep_stage(&grid, &cfg, &smp)?;
+    let kept = keep::keep_stage(grid, cfg, &smp)?;
     info.n_candidates = kept.n_candidates;
     info.n_kept = kept.nested.len();
     info.keep_s = progress.stage(|dt| {
@@ -819,21 +887,26 @@ fn build<F: Real>(
     let restricted = params.out_cell_ids.is_some();
     let kept_nested = match &params.out_cell_ids {
         None => kept.nested,
-        Some(ids) => restrict(&grid, kept.nested, ids)?,
+        Some(ids) => restrict(grid, kept.nested, ids)?,
     };
-    let kept = keep::KeptCells::index(&grid, kept_nested);
+    let kept = keep::KeptCells::index(grid, kept_nested);
     if kept.len() > i32::MAX as usize {
         return Err(Error::TooLarge { what: "number of kept cells", value: kept.len() as u64, limit: i32::MAX as u64 });
     }
-    let found = search::nearest::<F>(&grid, &cfg, &smp, &kept);
+    let found = search::nearest::<F>(grid, cfg, &smp, &kept);
     info.n_partial_rows = found.n_partial;
     info.n_empty_rows = found.n_empty;
     let (cell_ids, hi, d_m, kept_of) = search::prune(found, &kept, !restricted);
     let cell_xyz: Vec<[f64; 3]> =
         if target.needs_coordinates() { kept_of.iter().map(|&k| kept.xyz[k as usize]).collect() } else { Vec::new() };
     drop(kept);
+    // the samples stay whole where the nearest-sample fill needs them
     let need_samples = restricted && params.fill_missing_out_cells;
-    let order = if need_samples { smp.order.clone() } else { std::mem::take(&mut smp.order) };
+    let (order, xyz) = if need_samples {
+        (smp.order.clone(), smp.xyz.clone())
+    } else {
+        (std::mem::take(&mut smp.order), std::mem::take(&mut smp.xyz))
+    };
     info.search_s = progress.stage(|dt| {
         format!(
             "search: {} partial rows ({} empty); pruned to K = {} cells ({}; about {:.1} s to go)",
@@ -847,23 +920,31 @@ fn build<F: Real>(
     if cell_ids.is_empty() {
         return Err(Error::NoSampleLinked { ring_search_max: cfg.ring_search_max });
     }
+    Ok((HostLinks { cell_ids, hi, d_m, order, xyz, cell_xyz }, smp))
+}
 
-    let area = area::areas(&params.area, lon, lat, cfg.radius);
-    let area: Vec<f64> = order.iter().map(|&i| area[i as usize]).collect();
-    let links = assemble::Links { cell_ids, hi, d_m, area, order };
-    let mut op = assemble::assemble::<F>(grid, cfg, links, target, &smp.xyz, cell_xyz)?;
-    info.assemble_s = progress.stage(|_| format!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
-    if restricted {
-        op.uncomputable = op.weak_cells();
-        if params.fill_missing_out_cells && !op.uncomputable.is_empty() {
-            let centres: Vec<[f64; 3]> = op
-                .uncomputable
-                .iter()
-                .map(|&c| grid.center_nested_xyz(grid.nested_id(op.cell_ids[c as usize])))
-                .collect();
-            op.fill_from = nearest::nearest_samples(&grid, &smp, &centres);
-        }
+/// The links a device built, with their record.
+fn device_links<F: Real>(
+    c: Constructed<F>,
+    cfg: &Config,
+    progress: &mut Progress,
+    info: &mut BuildInfo,
+) -> Result<HostLinks<F>> {
+    info.n_sample_cells = c.n_unique;
+    info.n_candidates = c.n_candidates;
+    info.n_kept = c.n_kept;
+    info.n_partial_rows = c.n_partial;
+    info.n_empty_rows = c.n_empty;
+    let k = c.cell_ids.len();
+    info.search_s = progress.stage(|dt| {
+        format!(
+            "links built on the device in {dt:.3} s: {} distinct sample cells, {} candidate cells, {} kept with \
+             weight sum ≥ {}, {} partial rows ({} empty), K = {k} after pruning",
+            c.n_unique, c.n_candidates, c.n_kept, cfg.threshold, c.n_partial, c.n_empty
+        )
+    });
+    if k == 0 {
+        return Err(Error::NoSampleLinked { ring_search_max: cfg.ring_search_max });
     }
-    op.info = info;
-    Ok(op)
+    Ok(HostLinks { cell_ids: c.cell_ids, hi: c.hi, d_m: c.d_m, order: c.order, xyz: c.xyz, cell_xyz: c.cell_xyz })
 }

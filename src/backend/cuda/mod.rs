@@ -7,8 +7,11 @@
 //! share the device's primary context, so buffers allocated here are valid for the launchers. All
 //! work runs on one stream, in order; cudarc's per-buffer event tracking is off.
 
+mod construct;
 mod layout;
 mod ops;
+
+pub(crate) use construct::construct;
 
 use super::{cpu, LinkWeights, WeightInputs};
 use crate::error::{Error, Result};

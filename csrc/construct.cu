@@ -1,0 +1,487 @@
+// An operator's construction on the GPU (SPEC §2): hashing, the keep stage, the search and the
+// pruning, with the per-cell and per-sample steps of construct.h (the code the host tests hold to
+// the CPU stages) and CUB's radix sorts, run-length encoding and integer scans between them. Every
+// floating-point sum is a sequential loop of one thread in a fixed order: results do not depend on
+// timing (no atomics; CUB is used only for sorts — stable — and integer or max reductions).
+//
+// hpsf_construct_run does the work and leaves the results on the device behind an opaque handle;
+// hpsf_construct_fetch copies them to the host and frees them (hpsf_construct_free frees them
+// without a copy).
+#include <cub/cub.cuh>
+#include <limits.h>
+
+#include <memory>
+#include <vector>
+
+#include "common.cuh"
+
+namespace {
+
+// A device array freed (stream-ordered) when it goes out of scope, unless released.
+template <typename T>
+struct Dev {
+    T *p = nullptr;
+    int64_t len = 0;
+    cudaStream_t st;
+    explicit Dev(cudaStream_t s) : st(s) {}
+    Dev(const Dev &) = delete;
+    Dev &operator=(const Dev &) = delete;
+    ~Dev() { reset(); }
+    void reset() {
+        if (p) cudaFreeAsync(p, st);
+        p = nullptr;
+        len = 0;
+    }
+    cudaError_t alloc(int64_t n) {
+        reset();
+        len = n;
+        return cudaMallocAsync((void **)&p, (size_t)(n > 0 ? n : 1) * sizeof(T), st);
+    }
+    T *release() {
+        T *q = p;
+        p = nullptr;
+        return q;
+    }
+};
+
+#define HPSF_TRY(x)                        \
+    do {                                   \
+        cudaError_t e_ = (x);              \
+        if (e_ != cudaSuccess) return e_; \
+    } while (0)
+
+#define HPSF_KERNEL(len) hpsf_grid(len), HPSF_BLOCK, 0, st
+
+// CUB's two-call pattern: the temporary storage asked for, then the call.
+template <typename F>
+cudaError_t with_temp(cudaStream_t st, F call) {
+    size_t bytes = 0;
+    HPSF_TRY(call((void *)nullptr, bytes));
+    Dev<unsigned char> tmp(st);
+    HPSF_TRY(tmp.alloc((int64_t)bytes));
+    return call((void *)tmp.p, bytes);
+}
+
+template <typename T>
+cudaError_t to_host(T *dst, const T *src, int64_t n, cudaStream_t st) {
+    if (n <= 0) return cudaSuccess;
+    HPSF_TRY(cudaMemcpyAsync(dst, src, (size_t)n * sizeof(T), cudaMemcpyDeviceToHost, st));
+    return cudaStreamSynchronize(st);
+}
+
+// ---- kernels -------------------------------------------------------------------------------------
+
+#define HPSF_AT(i, len)                                             \
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; \
+    if (i >= (len)) return
+
+__global__ void hash_samples(const double *lon, const double *lat, int64_t n, int depth, int wgs84, uint64_t *keys,
+                             uint32_t *idx) {
+    HPSF_AT(i, n);
+    keys[i] = hpsf_hash_geodetic(depth, lon[i], lat[i], wgs84);
+    idx[i] = (uint32_t)i;
+}
+
+__global__ void sample_vectors(const double *lon, const double *lat, const uint32_t *order, int64_t n, double *xyz) {
+    HPSF_AT(p, n);
+    uint32_t i = order[p];
+    hpsf_sample_xyz(lon[i], lat[i], xyz + 3 * p);
+}
+
+__global__ void keep_candidates(const uint64_t *unique, int64_t u0, int64_t count, int depth, uint32_t ring_weight,
+                                uint64_t *cand) {
+    HPSF_AT(u, count);
+    hpsf_keep_candidates(depth, unique[u0 + u], ring_weight, cand + u * hpsf_keep_slots(ring_weight));
+}
+
+// The share of slot t of distinct cell u0 + u: the weight sum of the cell's samples at the slot's
+// candidate (centre computed here).
+__global__ void keep_shares(const uint64_t *cand, const int32_t *start, const int32_t *counts, int64_t u0,
+                            int64_t count, int64_t slots, const double *xyz, int depth, int wgs84, double radius,
+                            double s2, double *share) {
+    HPSF_AT(q, count * slots);
+    int64_t u = u0 + q / slots;
+    double c[3];
+    hpsf_cell_xyz(depth, cand[q], wgs84, c);
+    share[q] = hpsf_weight_sum(xyz + 3 * (int64_t)start[u], counts[u], c, radius, s2);
+}
+
+// Sum of each run of values (runs given by offset and length), in order.
+__global__ void run_sums(const double *v, const int32_t *off, const int32_t *len, int64_t runs, double *out) {
+    HPSF_AT(r, runs);
+    double s = 0.0;
+    for (int32_t q = off[r]; q < off[r] + len[r]; ++q) s += v[q];
+    out[r] = s;
+}
+
+__global__ void at_least(const double *v, int64_t n, double threshold, uint8_t *flag) {
+    HPSF_AT(i, n);
+    flag[i] = v[i] >= threshold;
+}
+
+__global__ void iota(uint32_t *v, int64_t n) {
+    HPSF_AT(i, n);
+    v[i] = (uint32_t)i;
+}
+
+__global__ void ring_ids(const uint64_t *nested, int64_t n, int depth, uint64_t *ring) {
+    HPSF_AT(i, n);
+    ring[i] = hpsf_nested_to_ring(depth, nested[i]);
+}
+
+// Kept cell k is kept_nested[perm[k]] (perm == NULL: k): its centre, its scheme id, and the keep
+// index of the kept cell at position perm[k] of the ascending nested ids.
+__global__ void keep_index(const uint64_t *kept_nested, const uint32_t *perm, int64_t n, int depth, int wgs84,
+                           const uint64_t *scheme_sorted, uint32_t *index_of, uint64_t *scheme, double *kxyz) {
+    HPSF_AT(k, n);
+    int64_t j = perm ? (int64_t)perm[k] : k;
+    index_of[j] = (uint32_t)k;
+    scheme[k] = scheme_sorted ? scheme_sorted[k] : kept_nested[k];
+    hpsf_cell_xyz(depth, kept_nested[j], wgs84, kxyz + 3 * k);
+}
+
+// The links of sample position p: keep indices in hi (−1 past the found ones), squared chords in
+// c2; partial/empty flags.
+__global__ void search(hpsf_search_args a, hpsf_kept kept, const uint64_t *cells, const double *xyz, int64_t n,
+                       int32_t *hi, double *c2, int32_t *partial, int32_t *empty) {
+    HPSF_AT(p, n);
+    int npt = a.npt;
+    uint32_t *k = (uint32_t *)(hi + p * npt);
+    int found = hpsf_search_sample(&a, &kept, cells[p], xyz + 3 * p, c2 + p * npt, k);
+    for (int t = found; t < npt; ++t) hi[p * npt + t] = -1;
+    partial[p] = found < npt;
+    empty[p] = found == 0;
+}
+
+__global__ void mark_used(const int32_t *hi, int64_t links, int32_t *used) {
+    HPSF_AT(q, links);
+    if (hi[q] >= 0) used[hi[q]] = 1;  // the same value from every writer: no race on the result
+}
+
+// Links renumbered to the pruned cells; distances of the links (+inf where none).
+template <typename T>
+__global__ void finish_links(int32_t *hi, const double *c2, int64_t links, const int32_t *new_index, double radius,
+                             T *d) {
+    HPSF_AT(q, links);
+    int32_t h = hi[q];
+    if (h >= 0) {
+        hi[q] = new_index[h];
+        d[q] = (T)hpsf_distance(c2[q], radius);
+    } else {
+        d[q] = (T)INFINITY;
+    }
+}
+
+__global__ void pruned_cells(const int32_t *used, const int32_t *new_index, const uint64_t *scheme, const double *kxyz,
+                             int64_t n, uint64_t *cell_ids, double *cell_xyz) {
+    HPSF_AT(k, n);
+    if (!used[k]) return;
+    int32_t c = new_index[k];
+    cell_ids[c] = scheme[k];
+    for (int x = 0; x < 3; ++x) cell_xyz[3 * c + x] = kxyz[3 * k + x];
+}
+
+// ---- steps ---------------------------------------------------------------------------------------
+
+// Runs of equal keys of a (key, value) list, stably sorted by key, and the sum of each run's values
+// in list order: the distinct keys (ascending) and their sums.
+cudaError_t sum_by_key(const uint64_t *keys, const double *vals, int64_t n, int end_bit, Dev<uint64_t> &out_keys,
+                       Dev<double> &out_sums, int64_t *runs, cudaStream_t st) {
+    Dev<uint64_t> k2(st);
+    Dev<double> v2(st);
+    HPSF_TRY(k2.alloc(n));
+    HPSF_TRY(v2.alloc(n));
+    int ni = (int)n;
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceRadixSort::SortPairs(t, b, keys, k2.p, vals, v2.p, ni, 0, end_bit, st);
+    }));
+    Dev<int32_t> len(st), off(st), nruns(st);
+    HPSF_TRY(out_keys.alloc(n));
+    HPSF_TRY(len.alloc(n));
+    HPSF_TRY(off.alloc(n));
+    HPSF_TRY(nruns.alloc(1));
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceRunLengthEncode::Encode(t, b, k2.p, out_keys.p, len.p, nruns.p, ni, st);
+    }));
+    int32_t r = 0;
+    HPSF_TRY(to_host(&r, nruns.p, 1, st));
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, len.p, off.p, r, st); }));
+    HPSF_TRY(out_sums.alloc(r));
+    if (r > 0) run_sums<<<HPSF_KERNEL(r)>>>(v2.p, off.p, len.p, r, out_sums.p);
+    *runs = r;
+    return cudaGetLastError();
+}
+
+}  // namespace
+
+struct hpsf_construction {
+    int64_t n, k;
+    int npt, dtype;
+    uint32_t *order;
+    double *xyz;
+    int32_t *hi;
+    void *d;
+    uint64_t *cell_ids;
+    double *cell_xyz;
+    cudaStream_t st;
+};
+
+namespace {
+
+// The distinct sample cells and the keep stage: candidate cells and their weight sums.
+cudaError_t keep_stage(const hpsf_construct_args *a, const uint64_t *keys, const double *xyz, int64_t n,
+                       Dev<uint64_t> &cands, Dev<double> &sums, hpsf_construct_sizes *sz, cudaStream_t st) {
+    const int end_bit = 2 * a->depth + 4;
+    const int ni = (int)n;
+    Dev<uint64_t> unique(st);
+    Dev<int32_t> counts(st), start(st), nruns(st);
+    HPSF_TRY(unique.alloc(n));
+    HPSF_TRY(counts.alloc(n));
+    HPSF_TRY(start.alloc(n));
+    HPSF_TRY(nruns.alloc(1));
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceRunLengthEncode::Encode(t, b, keys, unique.p, counts.p, nruns.p, ni, st);
+    }));
+    int32_t u = 0;
+    HPSF_TRY(to_host(&u, nruns.p, 1, st));
+    sz->n_unique = u;
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, counts.p, start.p, u, st); }));
+
+    // in chunks of distinct cells (each (cell, slot) holds an id and a share), reduced per chunk
+    // and then together: both levels are sequential sums in a fixed order
+    const int64_t slots = hpsf_keep_slots(a->ring_weight);
+    const int64_t chunk = (int64_t)(1 << 26) / slots > 0 ? (int64_t)(1 << 26) / slots : 1;
+    const double s2 = a->sigma_m * a->sigma_m;
+    std::vector<std::unique_ptr<Dev<uint64_t>>> part_keys;
+    std::vector<std::unique_ptr<Dev<double>>> part_sums;
+    std::vector<int64_t> part_len;
+    int64_t total = 0;
+    for (int64_t u0 = 0; u0 < u; u0 += chunk) {
+        int64_t c = chunk < u - u0 ? chunk : u - u0;
+        Dev<uint64_t> cand(st);
+        Dev<double> share(st);
+        HPSF_TRY(cand.alloc(c * slots));
+        HPSF_TRY(share.alloc(c * slots));
+        keep_candidates<<<HPSF_KERNEL(c)>>>(unique.p, u0, c, a->depth, a->ring_weight, cand.p);
+        keep_shares<<<HPSF_KERNEL(c * slots)>>>(cand.p, start.p, counts.p, u0, c, slots, xyz, a->depth, a->wgs84,
+                                                a->radius, s2, share.p);
+        HPSF_TRY(cudaGetLastError());
+        part_keys.emplace_back(new Dev<uint64_t>(st));
+        part_sums.emplace_back(new Dev<double>(st));
+        int64_t runs = 0;
+        HPSF_TRY(sum_by_key(cand.p, share.p, c * slots, end_bit, *part_keys.back(), *part_sums.back(), &runs, st));
+        part_len.push_back(runs);
+        total += runs;
+    }
+    // the chunks' (cell, sum) lists one after the other, in chunk order
+    Dev<uint64_t> all_keys(st);
+    Dev<double> all_sums(st);
+    HPSF_TRY(all_keys.alloc(total));
+    HPSF_TRY(all_sums.alloc(total));
+    int64_t at = 0;
+    for (size_t i = 0; i < part_len.size(); ++i) {
+        HPSF_TRY(cudaMemcpyAsync(all_keys.p + at, part_keys[i]->p, part_len[i] * sizeof(uint64_t),
+                                 cudaMemcpyDeviceToDevice, st));
+        HPSF_TRY(cudaMemcpyAsync(all_sums.p + at, part_sums[i]->p, part_len[i] * sizeof(double),
+                                 cudaMemcpyDeviceToDevice, st));
+        at += part_len[i];
+        part_keys[i]->reset();
+        part_sums[i]->reset();
+    }
+    int64_t runs = 0;
+    HPSF_TRY(sum_by_key(all_keys.p, all_sums.p, total, end_bit, cands, sums, &runs, st));
+    sz->n_candidates = runs;
+    return cudaSuccess;
+}
+
+}  // namespace
+
+extern "C" {
+
+int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, const double *lat_host, int64_t n,
+                       hpsf_construction **out, hpsf_construct_sizes *sz, hpsf_stream stream) {
+    cudaStream_t st = (cudaStream_t)stream;
+    *out = nullptr;
+    *sz = hpsf_construct_sizes{};
+    if (n <= 0 || n >= INT_MAX || a->npt <= 0) return (int)cudaErrorInvalidValue;
+    const int end_bit = 2 * a->depth + 4;
+    const int ni = (int)n, npt = a->npt;
+
+    // hash, sort by (cell, index), unit vectors in that order
+    Dev<double> lon(st), lat(st);
+    HPSF_TRY(lon.alloc(n));
+    HPSF_TRY(lat.alloc(n));
+    HPSF_TRY(cudaMemcpyAsync(lon.p, lon_host, n * sizeof(double), cudaMemcpyHostToDevice, st));
+    HPSF_TRY(cudaMemcpyAsync(lat.p, lat_host, n * sizeof(double), cudaMemcpyHostToDevice, st));
+    Dev<uint64_t> keys0(st), keys(st);
+    Dev<uint32_t> idx(st), order(st);
+    HPSF_TRY(keys0.alloc(n));
+    HPSF_TRY(keys.alloc(n));
+    HPSF_TRY(idx.alloc(n));
+    HPSF_TRY(order.alloc(n));
+    hash_samples<<<HPSF_KERNEL(n)>>>(lon.p, lat.p, n, a->depth, a->wgs84, keys0.p, idx.p);
+    HPSF_TRY(cudaGetLastError());
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceRadixSort::SortPairs(t, b, keys0.p, keys.p, idx.p, order.p, ni, 0, end_bit, st);
+    }));
+    keys0.reset();
+    idx.reset();
+    Dev<double> xyz(st);
+    HPSF_TRY(xyz.alloc(3 * n));
+    sample_vectors<<<HPSF_KERNEL(n)>>>(lon.p, lat.p, order.p, n, xyz.p);
+    HPSF_TRY(cudaGetLastError());
+    lon.reset();
+    lat.reset();
+
+    // keep stage
+    Dev<uint64_t> cands(st);
+    Dev<double> sums(st);
+    HPSF_TRY(keep_stage(a, keys.p, xyz.p, n, cands, sums, sz, st));
+    const int64_t nc = sz->n_candidates;
+    if (nc > 0) {
+        Dev<double> top(st);
+        HPSF_TRY(top.alloc(1));
+        HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Max(t, b, sums.p, top.p, (int)nc, st); }));
+        HPSF_TRY(to_host(&sz->max_sum, top.p, 1, st));
+    }
+    Dev<uint8_t> flag(st);
+    Dev<uint64_t> kept(st);
+    Dev<int32_t> nkept(st);
+    HPSF_TRY(flag.alloc(nc));
+    HPSF_TRY(kept.alloc(nc));
+    HPSF_TRY(nkept.alloc(1));
+    if (nc > 0) at_least<<<HPSF_KERNEL(nc)>>>(sums.p, nc, a->threshold, flag.p);
+    HPSF_TRY(cudaGetLastError());
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceSelect::Flagged(t, b, cands.p, flag.p, kept.p, nkept.p, (int)nc, st);
+    }));
+    int32_t nk = 0;
+    HPSF_TRY(to_host(&nk, nkept.p, 1, st));
+    sz->n_kept = nk;
+    cands.reset();
+    sums.reset();
+    flag.reset();
+    if (nk == 0) return (int)cudaSuccess;  // no cell passed the threshold: the caller explains
+
+    // the keep order (the operator's scheme ascending), the lookup by nested id, the centres
+    Dev<uint32_t> index_of(st), perm(st);
+    Dev<uint64_t> scheme(st), scheme_sorted(st);
+    Dev<double> kxyz(st);
+    HPSF_TRY(index_of.alloc(nk));
+    HPSF_TRY(scheme.alloc(nk));
+    HPSF_TRY(kxyz.alloc(3 * (int64_t)nk));
+    if (!a->nest) {
+        Dev<uint64_t> ring(st);
+        Dev<uint32_t> pos(st);
+        HPSF_TRY(ring.alloc(nk));
+        HPSF_TRY(pos.alloc(nk));
+        HPSF_TRY(perm.alloc(nk));
+        HPSF_TRY(scheme_sorted.alloc(nk));
+        ring_ids<<<HPSF_KERNEL(nk)>>>(kept.p, nk, a->depth, ring.p);
+        iota<<<HPSF_KERNEL(nk)>>>(pos.p, nk);
+        HPSF_TRY(cudaGetLastError());
+        HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+            return cub::DeviceRadixSort::SortPairs(t, b, ring.p, scheme_sorted.p, pos.p, perm.p, nk, 0, end_bit, st);
+        }));
+    }
+    keep_index<<<HPSF_KERNEL(nk)>>>(kept.p, perm.p, nk, a->depth, a->wgs84, scheme_sorted.p, index_of.p, scheme.p, kxyz.p);
+    HPSF_TRY(cudaGetLastError());
+    perm.reset();
+    scheme_sorted.reset();
+
+    // search
+    const int64_t links = n * npt;
+    Dev<int32_t> hi(st), partial(st), empty(st);
+    Dev<double> c2(st);
+    HPSF_TRY(hi.alloc(links));
+    HPSF_TRY(c2.alloc(links));
+    HPSF_TRY(partial.alloc(n));
+    HPSF_TRY(empty.alloc(n));
+    hpsf_search_args sa = {a->depth, a->ring_init, a->ring_max, npt};
+    hpsf_kept kv = {kept.p, index_of.p, kxyz.p, nk};
+    search<<<HPSF_KERNEL(n)>>>(sa, kv, keys.p, xyz.p, n, hi.p, c2.p, partial.p, empty.p);
+    HPSF_TRY(cudaGetLastError());
+    Dev<int32_t> count(st);
+    HPSF_TRY(count.alloc(2));
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Sum(t, b, partial.p, count.p, ni, st); }));
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Sum(t, b, empty.p, count.p + 1, ni, st); }));
+    int32_t counts[2] = {0, 0};
+    HPSF_TRY(to_host(counts, count.p, 2, st));
+    sz->n_partial = counts[0];
+    sz->n_empty = counts[1];
+    partial.reset();
+    empty.reset();
+    keys.reset();
+
+    // pruning: the kept cells some sample links to, renumbered in order
+    Dev<int32_t> used(st), new_index(st);
+    HPSF_TRY(used.alloc(nk));
+    HPSF_TRY(new_index.alloc(nk));
+    HPSF_TRY(cudaMemsetAsync(used.p, 0, nk * sizeof(int32_t), st));
+    mark_used<<<HPSF_KERNEL(links)>>>(hi.p, links, used.p);
+    HPSF_TRY(cudaGetLastError());
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, used.p, new_index.p, nk, st); }));
+    int32_t last[2] = {0, 0};
+    HPSF_TRY(to_host(&last[0], new_index.p + (nk - 1), 1, st));
+    HPSF_TRY(to_host(&last[1], used.p + (nk - 1), 1, st));
+    const int64_t k = (int64_t)last[0] + last[1];
+    sz->k = k;
+    Dev<unsigned char> d(st);
+    const size_t elem = a->dtype == HPSF_F64 ? sizeof(double) : sizeof(float);
+    HPSF_TRY(d.alloc(links * (int64_t)elem));
+    if (a->dtype == HPSF_F64)
+        finish_links<double><<<HPSF_KERNEL(links)>>>(hi.p, c2.p, links, new_index.p, a->radius, (double *)d.p);
+    else
+        finish_links<float><<<HPSF_KERNEL(links)>>>(hi.p, c2.p, links, new_index.p, a->radius, (float *)d.p);
+    HPSF_TRY(cudaGetLastError());
+    c2.reset();
+    Dev<uint64_t> cell_ids(st);
+    Dev<double> cell_xyz(st);
+    HPSF_TRY(cell_ids.alloc(k));
+    HPSF_TRY(cell_xyz.alloc(3 * k));
+    pruned_cells<<<HPSF_KERNEL(nk)>>>(used.p, new_index.p, scheme.p, kxyz.p, nk, cell_ids.p, cell_xyz.p);
+    HPSF_TRY(cudaGetLastError());
+    HPSF_TRY(cudaStreamSynchronize(st));
+
+    hpsf_construction *c = new hpsf_construction;
+    c->n = n;
+    c->k = k;
+    c->npt = npt;
+    c->dtype = a->dtype;
+    c->st = st;
+    c->order = order.release();
+    c->xyz = xyz.release();
+    c->hi = hi.release();
+    c->d = d.release();
+    c->cell_ids = cell_ids.release();
+    c->cell_xyz = cell_xyz.release();
+    *out = c;
+    return (int)cudaSuccess;
+}
+
+int hpsf_construct_fetch(hpsf_construction *c, uint32_t *order, double *xyz, int32_t *hi, void *d, uint64_t *cell_ids,
+                         double *cell_xyz) {
+    cudaStream_t st = c->st;
+    const int64_t links = c->n * c->npt;
+    const size_t elem = c->dtype == HPSF_F64 ? sizeof(double) : sizeof(float);
+    HPSF_TRY(cudaMemcpyAsync(order, c->order, c->n * sizeof(uint32_t), cudaMemcpyDeviceToHost, st));
+    HPSF_TRY(cudaMemcpyAsync(xyz, c->xyz, 3 * c->n * sizeof(double), cudaMemcpyDeviceToHost, st));
+    HPSF_TRY(cudaMemcpyAsync(hi, c->hi, links * sizeof(int32_t), cudaMemcpyDeviceToHost, st));
+    HPSF_TRY(cudaMemcpyAsync(d, c->d, links * elem, cudaMemcpyDeviceToHost, st));
+    if (c->k > 0) {
+        HPSF_TRY(cudaMemcpyAsync(cell_ids, c->cell_ids, c->k * sizeof(uint64_t), cudaMemcpyDeviceToHost, st));
+        HPSF_TRY(cudaMemcpyAsync(cell_xyz, c->cell_xyz, 3 * c->k * sizeof(double), cudaMemcpyDeviceToHost, st));
+    }
+    return (int)cudaStreamSynchronize(st);
+}
+
+void hpsf_construct_free(hpsf_construction *c) {
+    if (!c) return;
+    cudaStream_t st = c->st;
+    void *all[] = {c->order, c->xyz, c->hi, c->d, c->cell_ids, c->cell_xyz};
+    for (void *p : all)
+        if (p) cudaFreeAsync(p, st);
+    cudaStreamSynchronize(st);
+    delete c;
+}
+}

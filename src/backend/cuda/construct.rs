@@ -1,0 +1,96 @@
+//! An operator's links built on the GPU (`csrc/construct.cu`): hashing, the keep stage, the search
+//! and the pruning run on the device with the steps of `csrc/construct.h` (which the host tests hold
+//! to the CPU stages); the results come back to the host in the CPU stages' layout.
+
+use super::{dtype, sys, Gpu};
+use crate::backend::{ConstructArgs, Constructed};
+use crate::error::{Error, Result};
+use crate::real::Real;
+
+/// The device's results, freed on drop.
+struct Handle(*mut sys::hpsf_construction);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from hpsf_construct_run (or is null) and is freed once.
+        unsafe { sys::hpsf_construct_free(self.0) };
+    }
+}
+
+/// The links of the samples (lon, lat in degrees, validated) built on `gpu`.
+pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Result<Constructed<F>> {
+    let n = lon.len();
+    if lat.len() != n {
+        return Err(Error::LengthMismatch { what: "lat_deg", expected: n, got: lat.len() });
+    }
+    if n >= i32::MAX as usize {
+        return Err(Error::TooLarge { what: "number of samples", value: n as u64, limit: i32::MAX as u64 - 1 });
+    }
+    let args = sys::hpsf_construct_args {
+        depth: a.level as i32,
+        wgs84: a.wgs84 as i32,
+        nest: a.nest as i32,
+        ring_weight: a.ring_weight,
+        ring_init: a.ring_init,
+        ring_max: a.ring_max,
+        npt: i32::try_from(a.npt).map_err(|_| Error::param("npt", a.npt, "at most 2^31 − 1"))?,
+        dtype: dtype::<F>(),
+        radius: a.radius,
+        sigma_m: a.sigma_m,
+        threshold: a.threshold,
+    };
+    let mut sizes = sys::hpsf_construct_sizes {
+        n_unique: 0,
+        n_candidates: 0,
+        n_kept: 0,
+        k: 0,
+        n_partial: 0,
+        n_empty: 0,
+        max_sum: 0.0,
+    };
+    let mut raw: *mut sys::hpsf_construction = std::ptr::null_mut();
+    // SAFETY: lon and lat hold n host values; args, raw and sizes are live locals.
+    gpu.launch("the construction", |st| unsafe {
+        sys::hpsf_construct_run(&args, lon.as_ptr(), lat.as_ptr(), n as i64, &mut raw, &mut sizes, st)
+    })?;
+    let handle = Handle(raw);
+    if sizes.n_kept == 0 {
+        return Err(Error::NoCellPassedThreshold {
+            max_weight_sum: sizes.max_sum,
+            threshold: a.threshold,
+            sigma_m: a.sigma_m,
+        });
+    }
+    let k = sizes.k as usize;
+    let mut out = Constructed {
+        order: vec![0u32; n],
+        xyz: vec![[0.0; 3]; n],
+        hi: vec![0i32; n * a.npt],
+        d_m: vec![F::ZERO; n * a.npt],
+        cell_ids: vec![0u64; k],
+        cell_xyz: vec![[0.0; 3]; k],
+        n_unique: sizes.n_unique as usize,
+        n_candidates: sizes.n_candidates as usize,
+        n_kept: sizes.n_kept as usize,
+        n_partial: sizes.n_partial as usize,
+        n_empty: sizes.n_empty as usize,
+    };
+    gpu.bind()?;
+    // SAFETY: every array has the length the handle's results have (n samples, npt links each, k
+    // cells), as hpsf_construct_fetch copies them.
+    let code = unsafe {
+        sys::hpsf_construct_fetch(
+            handle.0,
+            out.order.as_mut_ptr(),
+            out.xyz.as_flattened_mut().as_mut_ptr(),
+            out.hi.as_mut_ptr(),
+            out.d_m.as_mut_ptr().cast(),
+            out.cell_ids.as_mut_ptr(),
+            out.cell_xyz.as_flattened_mut().as_mut_ptr(),
+        )
+    };
+    if code != 0 {
+        return Err(Error::Cuda(format!("copying the construction from the GPU failed (cudaError {code})")));
+    }
+    Ok(out)
+}
