@@ -19,7 +19,16 @@ for l in sys.stdin:
         print(m["executable"])' | tail -1)
   cp "$exe" ".gpu/test-$t"
 done
+# the reference, timed on the same card by gpu-check.sh when present (its docstring names the wheels)
+REF=../shared/reference
+if [ -f "$REF/ref_gpu.py" ]; then
+  mkdir -p .gpu/ref/wheels
+  cp "$REF/ref_gpu.py" "$REF/ref_case.py" .gpu/ref/
+  python3 -m pip download --no-deps -q -d .gpu/ref/wheels healpix_resample==2026.10.2 healpix_geo==0.4.1 \
+    marray==0.0.12 || echo "build-gpu-tests: the reference's wheels could not be downloaded (offline?)" >&2
+fi
 ls -la .gpu
+du -sh .gpu
 cat <<'USAGE'
 On the GPU machine, from the repository root (OUT=<log folder>):
   bash scripts/gpu-check.sh                  # everything below, logs to $OUT, a summary table last

@@ -13,6 +13,9 @@
 # 4. Benchmarks at N = 1e6, level 12, npt 9 on cuda:0: f32/f64 × B = 1/8 (100 iterations), with
 #    per-row gaps (B = 8, ~25 % missing), B = 64 (setup, 30 iterations, resample), the constrained
 #    fits (B = 1 and 4); the same on the CPU's cores for comparison.
+# 5. Issue 15 (construction and batched values on the device): builds of the paper patch (N = 65 536,
+#    level 20, npt 22) and of N = 10⁷; B = 64 and 256 fits (setup, resample); the reference on the
+#    same card when .gpu/ref holds it (build-gpu-tests.sh puts it there).
 # Order: tests, GPU benches, sanitizers, CPU benches, CPU suites; each step has a time limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +35,9 @@ run() { # name, command...
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
 # the most valuable first (a call that runs out of time still returns what is done)
 run test-cuda timeout 240 $G/test-cuda --nocapture --test-threads=1
+run bench-patch-build timeout 60 $G/bench --n 65536 --level 20 --npt 22 --dtype f32 --iters 0 --reps 5 --device cuda:0
+run bench-1e7-build timeout 90 $G/bench --n 1e7 --level 12 --npt 9 --dtype f32 --iters 0 --reps 2 --device cuda:0
+run bench-f32-b256 timeout 120 $G/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 256 --iters 5 --reps 2 --device cuda:0
 for dt in f32 f64; do
   for b in 1 8; do
     run "bench-$dt-b$b" timeout 120 $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch $b --iters 100 --reps 3 --device cuda:0
@@ -43,9 +49,14 @@ run bench-constrained-b1 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --i
 run bench-constrained-b4 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --batch 4 --device cuda:0
 if command -v compute-sanitizer >/dev/null; then
   run memcheck timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
-      every_fit_option_on_the_gpu_matches_the_cpu_f64 masks_restricted_output
+      every_fit_option_on_the_gpu_matches_the_cpu_f64 masks_restricted_output gpu_construction_equals batched_layouts
   run racecheck timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
       gpu_results_are_deterministic
+fi
+if [ -d $G/ref/wheels ] && command -v python3 >/dev/null; then
+  python3 -m pip install --no-deps -q --target /tmp/hpsf-ref-site $G/ref/wheels/*.whl > "$OUT/ref-install.log" 2>&1
+  run reference timeout 300 env PYTHONPATH=/tmp/hpsf-ref-site python3 $G/ref/ref_gpu.py \
+      65536,20,22,f32,1,14,3 1e6,12,9,f32,64,30,1
 fi
 for dt in f32 f64; do
   for b in 1 8; do
@@ -66,3 +77,7 @@ for f in "$OUT"/bench-*.log; do
   grep -o '"iter_ms": [0-9.]*\|"build_s": [0-9.]*\|"setup_s": [0-9.]*\|"fit": "[a-z+]*"\|"fit_s": [0-9.]*\|"iterations": [0-9]*' "$f" | tr '\n' ' '
   echo
 done
+if [ -f "$OUT/reference.log" ]; then
+  echo "== reference (healpix-resample on the same card)"
+  grep '^{' "$OUT/reference.log"
+fi
