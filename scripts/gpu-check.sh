@@ -74,7 +74,7 @@ printf '%s\n' "${summary[@]}"
 cat "$OUT/tests-summary.txt"
 for f in "$OUT"/bench-*.log; do
   printf '%-26s ' "$(basename "$f" .log)"
-  grep -o '"iter_ms": [0-9.]*\|"build_s": [0-9.]*\|"setup_s": [0-9.]*\|"fit": "[a-z+]*"\|"fit_s": [0-9.]*\|"iterations": [0-9]*' "$f" | tr '\n' ' '
+  grep -o '"iter_ms": [0-9.]*\|"build_s": [0-9.]*\|"setup_s": [0-9.]*\|"fit": "[a-z+]*"\|"fit_s": [0-9.]*\|"iterations": [0-9]*\|"resample_ms": [0-9.]*' "$f" | tr '\n' ' '
   echo
 done
 if [ -f "$OUT/reference.log" ]; then

@@ -53,6 +53,7 @@ pub(crate) fn assemble<F: Real>(
         cell_xyz,
     };
     let (LinkWeights { d_m, mt, dy, m, dx }, placed) = backend::link_weights(target, inputs)?;
+    let unlinked = (0..cell_ids.len() as u32).filter(|&c| ptr[c as usize] == ptr[c as usize + 1]).collect();
     Ok(PsfResampler {
         grid,
         cfg,
@@ -69,6 +70,7 @@ pub(crate) fn assemble<F: Real>(
         info: Default::default(),
         uncomputable: Vec::new(),
         fill_from: Vec::new(),
+        unlinked,
         placed,
     })
 }

@@ -229,17 +229,17 @@ impl<F: Real> PsfResampler<F> {
             }
             let missing = opts.empty_cells == EmptyCells::Missing;
             for (j, &row) in sel.iter().enumerate().filter(|_| missing || opts.return_info) {
-                let mut empty = self.empty_cells(&val[row * n..(row + 1) * n], solved.facts[row].nan == 0);
-                if let Some(codes) = solved.no_data.as_ref().filter(|_| solved.masked_rows[j]) {
-                    // per-row missing data: also the cells in which no valid sample carries weight
-                    for (e, row_codes) in empty.iter_mut().zip(codes.chunks_exact(s)) {
-                        *e |= row_codes[j] == 0;
-                    }
-                }
-                info.empty_cells[row] = empty.iter().filter(|&&e| e).count();
+                let empty: std::borrow::Cow<'_, [u32]> = if solved.facts[row].nan == 0 {
+                    // every sample valid: the cells without a link (and no row codes: unmasked)
+                    std::borrow::Cow::Borrowed(&self.unlinked)
+                } else {
+                    let codes = solved.no_data.as_ref().filter(|_| solved.masked_rows[j]);
+                    std::borrow::Cow::Owned(self.empty_cells(&val[row * n..(row + 1) * n], codes.map(|c| (c, j, s))))
+                };
+                info.empty_cells[row] = empty.len();
                 if missing {
-                    for (h, _) in hval[row * k..(row + 1) * k].iter_mut().zip(&empty).filter(|(_, &e)| e) {
-                        *h = F::from_f64(f64::NAN);
+                    for &c in empty.iter() {
+                        hval[row * k + c as usize] = F::from_f64(f64::NAN);
                     }
                 }
             }
@@ -357,20 +357,20 @@ impl<F: Real> PsfResampler<F> {
             .collect()
     }
 
-    /// Cells none of whose linked samples is valid in this row of N values (`no_nan`: none of the
-    /// samples the operator uses is NaN).
-    fn empty_cells(&self, row: &[F], no_nan: bool) -> Vec<bool> {
+    /// Cells none of whose linked samples is valid in this row of N values, ascending; with the
+    /// K×s cell codes of a solve and this row's column j, also the cells whose code is 0 (no valid
+    /// sample carries weight there).
+    fn empty_cells(&self, row: &[F], codes: Option<(&Vec<u8>, usize, usize)>) -> Vec<u32> {
         let ptr = &self.cells.ptr;
-        (0..self.k())
+        let empty: Vec<bool> = (0..self.k())
             .into_par_iter()
             .map(|c| {
                 let linked = &self.cells.sample[ptr[c]..ptr[c + 1]];
-                if no_nan {
-                    return linked.is_empty();
-                }
-                !linked.iter().any(|&p| !row[self.order[p as usize] as usize].is_nan())
+                let no_code = codes.is_some_and(|(codes, j, s)| codes[c * s + j] == 0);
+                no_code || !linked.iter().any(|&p| !row[self.order[p as usize] as usize].is_nan())
             })
-            .collect()
+            .collect();
+        (0..self.k() as u32).filter(|&c| empty[c as usize]).collect()
     }
 
     /// `val` (rows of N) with the samples left out by `sample_mask` set to NaN, so that they take

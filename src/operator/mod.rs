@@ -344,6 +344,8 @@ pub struct PsfResampler<F: Real> {
     /// With `fill_missing_out_cells`: the caller's index of the sample nearest to each uncomputable
     /// cell (same order as `uncomputable`).
     fill_from: Vec<u32>,
+    /// Cells without any link (ascending): empty in every row of a fit.
+    unlinked: Vec<u32>,
     /// Where the products and the solve run (the CPU, or a device holding a copy of the links).
     placed: Placed<F>,
 }
