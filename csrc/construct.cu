@@ -5,8 +5,12 @@
 // timing (no atomics; CUB is used only for sorts — stable — and integer or max reductions).
 //
 // hpsf_construct_run does the work and leaves the results on the device behind an opaque handle;
-// hpsf_construct_fetch copies them to the host and frees them (hpsf_construct_free frees them
-// without a copy).
+// hpsf_construct_fetch copies them to the host, hpsf_construct_free frees them. Counts handed to CUB
+// are ints: a list that would reach 2^31 entries stops the construction with HPSF_ERR_TOO_LARGE.
+//
+// The keep stage's sums are added in (distinct cell, slot) order, not in the CPU's order (per
+// block of 256 distinct cells, sample by sample), and CUDA's exp is not glibc's: a cell whose
+// weight sum lies within rounding of the threshold can be kept on one backend and not the other.
 #include <cub/cub.cuh>
 #include <limits.h>
 
@@ -187,6 +191,7 @@ __global__ void pruned_cells(const int32_t *used, const int32_t *new_index, cons
 // in list order: the distinct keys (ascending) and their sums.
 cudaError_t sum_by_key(const uint64_t *keys, const double *vals, int64_t n, int end_bit, Dev<uint64_t> &out_keys,
                        Dev<double> &out_sums, int64_t *runs, cudaStream_t st) {
+    if (n >= INT_MAX) return (cudaError_t)HPSF_ERR_TOO_LARGE;
     Dev<uint64_t> k2(st);
     Dev<double> v2(st);
     HPSF_TRY(k2.alloc(n));
@@ -195,19 +200,25 @@ cudaError_t sum_by_key(const uint64_t *keys, const double *vals, int64_t n, int 
     HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
         return cub::DeviceRadixSort::SortPairs(t, b, keys, k2.p, vals, v2.p, ni, 0, end_bit, st);
     }));
+    Dev<uint64_t> unique(st);
     Dev<int32_t> len(st), off(st), nruns(st);
-    HPSF_TRY(out_keys.alloc(n));
+    HPSF_TRY(unique.alloc(n));
     HPSF_TRY(len.alloc(n));
-    HPSF_TRY(off.alloc(n));
     HPSF_TRY(nruns.alloc(1));
     HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
-        return cub::DeviceRunLengthEncode::Encode(t, b, k2.p, out_keys.p, len.p, nruns.p, ni, st);
+        return cub::DeviceRunLengthEncode::Encode(t, b, k2.p, unique.p, len.p, nruns.p, ni, st);
     }));
     int32_t r = 0;
     HPSF_TRY(to_host(&r, nruns.p, 1, st));
+    HPSF_TRY(off.alloc(r));
     HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, len.p, off.p, r, st); }));
+    // the outputs hold exactly the r runs
+    HPSF_TRY(out_keys.alloc(r));
     HPSF_TRY(out_sums.alloc(r));
-    if (r > 0) run_sums<<<HPSF_KERNEL(r)>>>(v2.p, off.p, len.p, r, out_sums.p);
+    if (r > 0) {
+        HPSF_TRY(cudaMemcpyAsync(out_keys.p, unique.p, r * sizeof(uint64_t), cudaMemcpyDeviceToDevice, st));
+        run_sums<<<HPSF_KERNEL(r)>>>(v2.p, off.p, len.p, r, out_sums.p);
+    }
     *runs = r;
     return cudaGetLastError();
 }
@@ -274,6 +285,7 @@ cudaError_t keep_stage(const hpsf_construct_args *a, const uint64_t *keys, const
         total += runs;
     }
     // the chunks' (cell, sum) lists one after the other, in chunk order
+    if (total >= INT_MAX) return (cudaError_t)HPSF_ERR_TOO_LARGE;
     Dev<uint64_t> all_keys(st);
     Dev<double> all_sums(st);
     HPSF_TRY(all_keys.alloc(total));

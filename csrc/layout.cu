@@ -1,7 +1,7 @@
 // The batched values between the caller's layout and the solver's, on the device: B rows of E
 // values row-major (uploaded as the caller holds them) <-> E x s interleaved blocks, samples in
-// the operator's order; what each row holds (NaN, infinite, largest |value|) as per-block partials
-// reduced in a fixed order; and the element-wise helpers of the solver's setup.
+// the operator's order; what each row holds (NaN, infinite, largest |value|), read from the rows
+// as uploaded, in segments reduced in a fixed order; and the element-wise helpers of the setup.
 #include "common.cuh"
 
 // The element of a one-dimensional launch, or return past `len`.
@@ -22,33 +22,73 @@ __global__ void gather_rows(const T *raw, int32_t c, int64_t width, const uint32
     out[p * s + col0 + r] = raw[(int64_t)r * width + i];
 }
 
-// Per element of an e x s block: NaN -> 0 with zero_nan, mask = 1 where not NaN (when mask), and
-// the block's partials per column of the NaN count, the infinite count and the largest finite |v|.
+// Per element of a block: NaN -> 0 with zero_nan, mask = 1 where not NaN (when mask).
 template <typename T>
-__global__ void clean_block(T *v, int64_t len, int32_t s, int32_t zero_nan, uint8_t *mask, double *nan_partials,
-                            double *inf_partials, double *max_partials) {
-    __shared__ double sh[HPSF_BLOCK];
-    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+__global__ void clean_block(T *v, int64_t len, int32_t zero_nan, uint8_t *mask) {
+    HPSF_INDEX(e, len);
+    T x = v[e];
+    bool is_nan = isnan(x);
+    if (is_nan && zero_nan) v[e] = (T)0;
+    if (mask) mask[e] = is_nan ? 0 : HPSF_FREE;
+}
+
+// What the rows of raw (c rows of width, row-major) hold, per segment of HPSF_FACTS_SEGMENT
+// elements: one thread block per (row, segment) — block b is row b / nseg, segment b % nseg —
+// writes the NaN count, the infinite count and the largest finite |v| over the segment's elements
+// not left out (position[i] == HPSF_LEFT_OUT), each a tree over the block in a fixed order.
+template <typename T>
+__global__ void row_facts(const T *raw, int64_t width, const uint32_t *position, int32_t nseg, double *nan_p,
+                          double *inf_p, double *max_p) {
+    __shared__ double a[HPSF_BLOCK], b[HPSF_BLOCK], m[HPSF_BLOCK];
+    const int64_t block = blockIdx.x;
+    const int64_t r = block / nseg, g = block - r * nseg;
+    const T *row = raw + r * width;
+    const int64_t begin = g * HPSF_FACTS_SEGMENT;
+    const int64_t end = begin + HPSF_FACTS_SEGMENT < width ? begin + HPSF_FACTS_SEGMENT : width;
     double nan = 0.0, inf = 0.0, mag = 0.0;
-    if (e < len) {
-        T x = v[e];
-        bool is_nan = isnan(x);
-        if (is_nan) {
-            nan = 1.0;
-            if (zero_nan) v[e] = (T)0;
-        } else if (isinf(x)) {
-            inf = 1.0;
-        } else {
-            mag = fabs((double)x);
-        }
-        if (mask) mask[e] = is_nan ? 0 : HPSF_FREE;
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        if (position && position[i] == HPSF_LEFT_OUT) continue;
+        T x = row[i];
+        if (isnan(x))
+            nan += 1.0;
+        else if (isinf(x))
+            inf += 1.0;
+        else
+            mag = fmax(mag, fabs((double)x));
     }
-    int64_t first = (int64_t)blockIdx.x * HPSF_BLOCK;
-    hpsf_block_partials(nan, sh, first, s, nan_partials);
+    const int t = threadIdx.x;
+    a[t] = nan;
+    b[t] = inf;
+    m[t] = mag;
     __syncthreads();
-    hpsf_block_partials(inf, sh, first, s, inf_partials);
-    __syncthreads();
-    hpsf_block_partials<true>(mag, sh, first, s, max_partials);
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (t < half) {
+            a[t] += a[t + half];
+            b[t] += b[t + half];
+            m[t] = fmax(m[t], m[t + half]);
+        }
+        __syncthreads();
+    }
+    if (t == 0) {
+        nan_p[block] = a[0];
+        inf_p[block] = b[0];
+        max_p[block] = m[0];
+    }
+}
+
+// Row r0 + r of the totals from the c rows' segment partials, in segment order.
+__global__ void row_facts_total(const double *nan_p, const double *inf_p, const double *max_p, int32_t c, int32_t nseg,
+                                int32_t r0, double *nan, double *inf, double *top) {
+    HPSF_INDEX(r, c);
+    double sn = 0.0, si = 0.0, sm = 0.0;
+    for (int64_t g = 0; g < nseg; ++g) {
+        sn += nan_p[r * nseg + g];
+        si += inf_p[r * nseg + g];
+        sm = fmax(sm, max_p[r * nseg + g]);
+    }
+    nan[r0 + r] = sn;
+    inf[r0 + r] = si;
+    top[r0 + r] = sm;
 }
 
 // Rows r0 .. r0+c-1 of the caller's layout (`width` values each) from x (e x s): out (c rows of
@@ -103,11 +143,22 @@ static int gather_rows_launch(const void *raw, int32_t c, int64_t width, const u
 }
 
 template <typename T>
-static int clean_block_launch(void *v, int64_t e, int32_t s, int32_t zero_nan, uint8_t *mask, double *nan_partials,
-                              double *inf_partials, double *max_partials, hpsf_stream stream) {
-    if (e * s <= 0) return 0;
-    clean_block<T><<<HPSF_LAUNCH(e * s)>>>((T *)v, e * s, s, zero_nan, mask, nan_partials, inf_partials,
-                                           max_partials);
+static int clean_block_launch(void *v, int64_t len, int32_t zero_nan, uint8_t *mask, hpsf_stream stream) {
+    if (len <= 0 || (!zero_nan && !mask)) return 0;
+    clean_block<T><<<HPSF_LAUNCH(len)>>>((T *)v, len, zero_nan, mask);
+    HPSF_LAUNCH_CHECK();
+}
+
+template <typename T>
+static int row_facts_launch(const void *raw, int32_t c, int64_t width, const uint32_t *position, int32_t r0,
+                            double *partials, double *nan, double *inf, double *top, hpsf_stream stream) {
+    if (c <= 0 || width <= 0) return 0;
+    const int32_t nseg = (int32_t)((width + HPSF_FACTS_SEGMENT - 1) / HPSF_FACTS_SEGMENT);
+    const int64_t blocks = (int64_t)c * nseg;
+    double *nan_p = partials, *inf_p = partials + blocks, *max_p = partials + 2 * blocks;
+    row_facts<T><<<(unsigned int)blocks, HPSF_BLOCK, 0, stream>>>((const T *)raw, width, position, nseg, nan_p, inf_p,
+                                                                  max_p);
+    row_facts_total<<<HPSF_LAUNCH(c)>>>(nan_p, inf_p, max_p, c, nseg, r0, nan, inf, top);
     HPSF_LAUNCH_CHECK();
 }
 
@@ -147,10 +198,13 @@ int hpsf_gather_rows(int32_t dtype, const void *raw, int32_t c, int64_t width, c
     return HPSF_TYPED(dtype, gather_rows_launch, raw, c, width, order, e, s, col0, out, stream);
 }
 
-int hpsf_clean_block(int32_t dtype, void *v, int64_t e, int32_t s, int32_t zero_nan, uint8_t *mask,
-                     double *nan_partials, double *inf_partials, double *max_partials, hpsf_stream stream) {
-    return HPSF_TYPED(dtype, clean_block_launch, v, e, s, zero_nan, mask, nan_partials, inf_partials, max_partials,
-                      stream);
+int hpsf_clean_block(int32_t dtype, void *v, int64_t len, int32_t zero_nan, uint8_t *mask, hpsf_stream stream) {
+    return HPSF_TYPED(dtype, clean_block_launch, v, len, zero_nan, mask, stream);
+}
+
+int hpsf_row_facts(int32_t dtype, const void *raw, int32_t c, int64_t width, const uint32_t *position, int32_t r0,
+                   double *partials, double *nan, double *inf, double *top, hpsf_stream stream) {
+    return HPSF_TYPED(dtype, row_facts_launch, raw, c, width, position, r0, partials, nan, inf, top, stream);
 }
 
 int hpsf_scatter_rows(int32_t dtype, const void *x, int32_t s, const uint32_t *position, int64_t width, int32_t r0,

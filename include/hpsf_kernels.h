@@ -110,11 +110,16 @@ int hpsf_columns(void *dst, int32_t t, const int32_t *dst_cols, const void *src,
  * = raw[r*width + order[p]] (order == NULL: p).                                                   */
 int hpsf_gather_rows(int32_t dtype, const void *raw, int32_t c, int64_t width, const uint32_t *order, int64_t e,
                      int32_t s, int32_t col0, void *out, hpsf_stream stream);
-/* Over an e x s block v: NaN -> 0 when zero_nan, mask = 1 where not NaN (mask != NULL), and per
- * block and column the partials (as hpsf_row_dots) of the NaN count, the infinite count and (the
- * largest) the largest finite |v|.                                                                */
-int hpsf_clean_block(int32_t dtype, void *v, int64_t e, int32_t s, int32_t zero_nan, uint8_t *mask,
-                     double *nan_partials, double *inf_partials, double *max_partials, hpsf_stream stream);
+/* Over a block v of len values: NaN -> 0 when zero_nan, mask = 1 where not NaN (mask != NULL).     */
+int hpsf_clean_block(int32_t dtype, void *v, int64_t len, int32_t zero_nan, uint8_t *mask, hpsf_stream stream);
+/* Elements of a row per thread block of hpsf_row_facts.                                          */
+#define HPSF_FACTS_SEGMENT 2048
+/* What rows r0 .. r0+c-1 hold, from raw (c rows of width, row-major): nan[r0+r], inf[r0+r] = the
+ * NaN and infinite counts, top[r0+r] = the largest finite |v|, over the elements with
+ * position[i] != HPSF_LEFT_OUT (position == NULL: all). partials holds 3 * c * ceil(width /
+ * HPSF_FACTS_SEGMENT) doubles of scratch. Deterministic (fixed-order trees).                     */
+int hpsf_row_facts(int32_t dtype, const void *raw, int32_t c, int64_t width, const uint32_t *position, int32_t r0,
+                   double *partials, double *nan, double *inf, double *top, hpsf_stream stream);
 /* out (c rows of width, row-major) = rows r0 .. r0+c-1 of x (e x s): out[r*width + i] =
  * x[position[i]*s + r0 + r] (position == NULL: i), NaN where position[i] == HPSF_LEFT_OUT.       */
 int hpsf_scatter_rows(int32_t dtype, const void *x, int32_t s, const uint32_t *position, int64_t width, int32_t r0,
@@ -154,6 +159,8 @@ struct hpsf_construct_sizes {
     int64_t n_empty;
     double max_sum;
 };
+/* Returned by hpsf_construct_run when a list it sorts would reach 2^31 entries.                 */
+#define HPSF_ERR_TOO_LARGE 100001
 /* The results, on the device until fetched or freed.                                             */
 struct hpsf_construction;
 /* Hashes the n samples (lon, lat: host arrays, degrees), runs the keep stage, the search and the

@@ -544,11 +544,13 @@ impl Target {
     }
 
     /// The links of validated samples built on the device (hashing, keep stage, search, pruning),
-    /// or `None` where the CPU stages build them (the CPU).
+    /// or `None` where the CPU stages build them (the CPU; a GPU given 2^31 − 1 samples or more).
     #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
     pub fn construct<F: Real>(&self, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Option<Result<Constructed<F>>> {
         match self {
             Target::Cpu => None,
+            #[cfg(feature = "cuda")]
+            Target::Cuda(_) if lon.len() >= cuda::MAX_SAMPLES => None,
             #[cfg(feature = "cuda")]
             Target::Cuda(gpu) => Some(cuda::construct(gpu, lon, lat, a)),
         }

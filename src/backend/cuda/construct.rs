@@ -7,6 +7,9 @@ use crate::backend::{ConstructArgs, Constructed};
 use crate::error::{Error, Result};
 use crate::real::Real;
 
+/// Samples the GPU construction takes (CUB's counts are ints); more are built by the CPU stages.
+pub(crate) const MAX_SAMPLES: usize = i32::MAX as usize;
+
 /// The device's results, freed on drop.
 struct Handle(*mut sys::hpsf_construction);
 
@@ -23,8 +26,8 @@ pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &Constr
     if lat.len() != n {
         return Err(Error::LengthMismatch { what: "lat_deg", expected: n, got: lat.len() });
     }
-    if n >= i32::MAX as usize {
-        return Err(Error::TooLarge { what: "number of samples", value: n as u64, limit: i32::MAX as u64 - 1 });
+    if n >= MAX_SAMPLES {
+        return Err(Error::TooLarge { what: "number of samples", value: n as u64, limit: MAX_SAMPLES as u64 - 1 });
     }
     let args = sys::hpsf_construct_args {
         depth: a.level as i32,
@@ -49,11 +52,24 @@ pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &Constr
         max_sum: 0.0,
     };
     let mut raw: *mut sys::hpsf_construction = std::ptr::null_mut();
+    gpu.bind()?;
     // SAFETY: lon and lat hold n host values; args, raw and sizes are live locals.
-    gpu.launch("the construction", |st| unsafe {
-        sys::hpsf_construct_run(&args, lon.as_ptr(), lat.as_ptr(), n as i64, &mut raw, &mut sizes, st)
-    })?;
+    let code = unsafe {
+        sys::hpsf_construct_run(&args, lon.as_ptr(), lat.as_ptr(), n as i64, &mut raw, &mut sizes, gpu.stream())
+    };
     let handle = Handle(raw);
+    match code {
+        0 => {}
+        c if c == sys::HPSF_ERR_TOO_LARGE as i32 => {
+            return Err(Error::TooLarge {
+                what: "candidate (cell, slot) entries of the GPU construction's keep stage",
+                value: i32::MAX as u64,
+                limit: i32::MAX as u64 - 1,
+            })
+        }
+        2 => return Err(gpu.out_of_memory_during("the construction")),
+        c => return Err(Error::Cuda(format!("the construction on the GPU failed (cudaError {c})"))),
+    }
     if sizes.n_kept == 0 {
         return Err(Error::NoCellPassedThreshold {
             max_weight_sum: sizes.max_sum,

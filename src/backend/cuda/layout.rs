@@ -5,7 +5,7 @@
 //! runs on the host. (`HPSF_STAGE_BYTES` overrides the chunk size: the tests use it to make
 //! several chunks of small batches.)
 
-use super::{blocks, dtype, i32_len, need, sys, Buf, CudaOperator};
+use super::{dtype, i32_len, need, sys, Buf, CudaOperator};
 use crate::backend::{Axis, Gathered, RowFacts};
 use crate::error::Result;
 use crate::real::Real;
@@ -44,46 +44,56 @@ impl<F: Real> CudaOperator<F> {
         let g = &self.gpu;
         let s = axis.rows(v.len())?;
         let (width, e) = (axis.width(), axis.elements());
-        let order = match axis {
-            Axis::Samples { order, position } => self.axis_on_device(order, position)?.0.ptr(g).cast(),
-            Axis::Cells(_) => std::ptr::null(),
+        let (order, position) = match axis {
+            Axis::Samples { order, position } => {
+                let (o, p) = self.axis_on_device(order, position)?;
+                (o.ptr(g).cast(), p.ptr(g).cast())
+            }
+            Axis::Cells(_) => (std::ptr::null(), std::ptr::null()),
         };
         let (s32, w64, e64) = (i32_len(s, "rows")?, width as i64, e as i64);
         let mut out = g.alloc::<F>(e * s)?;
         let per = rows_per_chunk::<F>(width, s);
         let mut stage = g.alloc::<F>(per * width)?;
+        // what each row holds, read from the rows as uploaded (segment partials per chunk)
+        let segments = width.div_ceil(sys::HPSF_FACTS_SEGMENT as usize).max(1);
+        let mut partials = g.alloc::<f64>(3 * per * segments)?;
+        let (mut nan, mut inf, mut top) = (g.alloc::<f64>(s)?, g.alloc::<f64>(s)?, g.alloc::<f64>(s)?);
         for r0 in (0..s).step_by(per) {
             let c = per.min(s - r0);
             g.write(&mut stage, &v[r0 * width..(r0 + c) * width])?;
             let (c32, r032) = (c as i32, r0 as i32);
+            // SAFETY: stage holds c rows of width values; position (when given) width entries;
+            // partials 3·per·segments values; nan, inf and top s values, rows r0..r0+c below s.
+            g.launch("checking rows", |st| unsafe {
+                sys::hpsf_row_facts(
+                    dtype::<F>(),
+                    stage.ptr(g),
+                    c32,
+                    w64,
+                    position,
+                    r032,
+                    partials.ptr_mut(g).cast(),
+                    nan.ptr_mut(g).cast(),
+                    inf.ptr_mut(g).cast(),
+                    top.ptr_mut(g).cast(),
+                    st,
+                )
+            })?;
             // SAFETY: stage holds c rows of width values; order (when given) e sample indices below
             // width; out e·s values, and columns r0..r0+c are below s.
             g.launch("gathering rows", |st| unsafe {
                 sys::hpsf_gather_rows(dtype::<F>(), stage.ptr(g), c32, w64, order, e64, s32, r032, out.ptr_mut(g), st)
             })?;
         }
-        drop(stage);
-        let nb = blocks(e * s);
-        let (mut nan, mut inf, mut top) = (g.alloc::<f64>(nb * s)?, g.alloc::<f64>(nb * s)?, g.alloc::<f64>(nb * s)?);
+        drop((stage, partials));
         let mut valid = if mask { Some(g.alloc::<u8>(e * s)?) } else { None };
         let valid_ptr = valid.as_mut().map_or(std::ptr::null_mut(), |m| m.ptr_mut(g).cast());
-        // SAFETY: out and valid hold e·s elements, each partial array blocks(e·s)·s values.
-        g.launch("checking rows", |st| unsafe {
-            sys::hpsf_clean_block(
-                dtype::<F>(),
-                out.ptr_mut(g),
-                e64,
-                s32,
-                zero_nan as i32,
-                valid_ptr,
-                nan.ptr_mut(g).cast(),
-                inf.ptr_mut(g).cast(),
-                top.ptr_mut(g).cast(),
-                st,
-            )
+        // SAFETY: out and valid hold e·s elements.
+        g.launch("cleaning rows", |st| unsafe {
+            sys::hpsf_clean_block(dtype::<F>(), out.ptr_mut(g), e64 * s as i64, zero_nan as i32, valid_ptr, st)
         })?;
-        let (nan, inf, top) =
-            (self.reduced(&nan, e * s, s, 0)?, self.reduced(&inf, e * s, s, 0)?, self.reduced(&top, e * s, s, 1)?);
+        let (nan, inf, top) = (g.get(&nan)?, g.get(&inf)?, g.get(&top)?);
         let facts = (0..s).map(|j| RowFacts { nan: nan[j] as u64, inf: inf[j] as u64, max_abs: top[j] }).collect();
         Ok(Gathered { vals: out, valid, facts })
     }

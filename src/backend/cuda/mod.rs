@@ -11,7 +11,7 @@ mod construct;
 mod layout;
 mod ops;
 
-pub(crate) use construct::construct;
+pub(crate) use construct::{construct, MAX_SAMPLES};
 
 use super::{cpu, LinkWeights, WeightInputs};
 use crate::error::{Error, Result};
@@ -150,6 +150,19 @@ impl Gpu {
                 mib(total)
             )),
             Err(_) => Error::Cuda(format!("allocating {:.1} MiB on cuda:{} failed: {e}", mib(bytes), self.ordinal)),
+        }
+    }
+
+    /// The error of running out of device memory during `what`, with the GPU's free memory.
+    fn out_of_memory_during(&self, what: &str) -> Error {
+        match self.ctx.mem_get_info() {
+            Ok((free, total)) => Error::Cuda(format!(
+                "{what} ran out of memory on cuda:{} ({:.1} MiB free of {:.1} MiB)",
+                self.ordinal,
+                free as f64 / 1048576.0,
+                total as f64 / 1048576.0
+            )),
+            Err(_) => Error::Cuda(format!("{what} ran out of memory on cuda:{}", self.ordinal)),
         }
     }
 

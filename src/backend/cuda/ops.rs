@@ -48,7 +48,7 @@ fn cols_of(cols: impl Iterator<Item = usize>) -> Result<Vec<i32>> {
 impl<F: Real> CudaOperator<F> {
     /// Sums (op 0) or maxima (op 1) per column of the partials of a reduction over `elements`
     /// elements of s columns, on the host.
-    pub(super) fn reduced(&self, partials: &Buf<f64>, elements: usize, s: usize, op: i32) -> Result<Vec<f64>> {
+    fn reduced(&self, partials: &Buf<f64>, elements: usize, s: usize, op: i32) -> Result<Vec<f64>> {
         let g = &self.gpu;
         let nb = blocks(elements);
         need(partials.len(), nb * s, "the partials of a reduction")?;
@@ -154,7 +154,10 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
     fn scale_columns(&self, v: &mut Buf<F>, c: &[F]) -> Result<()> {
         let g = &self.gpu;
         let s = c.len();
-        need(v.len() % s.max(1), 0, "a block")?;
+        if s == 0 {
+            return need(v.len(), 0, "a block of no column");
+        }
+        need(v.len() % s, 0, "a block")?;
         let c = g.put(c)?;
         let s32 = i32_len(s, "rows")?;
         // SAFETY: v holds a whole number of rows of s values, c s values (checked).
