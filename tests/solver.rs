@@ -319,11 +319,28 @@ fn nan_rows() {
             assert_eq!(wi.converged[b], woi.converged[c]);
         }
         assert_eq!(wi.iterations, woi.iterations);
+        // an initial update follows its rows past the row without data
+        let x0: Vec<f64> = (0..3 * k).map(|i| 0.01 * ((i % 17) as f64 - 8.0)).collect();
+        let x0_without = [row(&x0, k, 0), row(&x0, k, 2)].concat();
+        let warm = fit(&op, &batch, &FitOptions { x0: Some(x0.clone()), ..o.clone() });
+        let warm_wo = fit(&op, &without, &FitOptions { x0: Some(x0_without), ..o.clone() });
+        for (b, c) in [(0, 0), (2, 1)] {
+            assert_eq!(bits(row(&warm.hval, k, b)), bits(row(&warm_wo.hval, k, c)), "{stopping:?} x0 row {b}");
+        }
+        assert!(row(&warm.hval, k, 1).iter().all(|v| v.is_nan()));
         // a single all-NaN row: everything NaN, no iterations
         let lone = fit(&op, &all_nan, &o);
         assert!(lone.hval.iter().all(|v| v.is_nan()));
         assert_eq!(info(&lone).iterations, 0);
         assert_eq!(info(&lone).has_data, vec![false]);
+    }
+    // x_ref: NaN for the row without data, the other rows as alone
+    for missing in [MissingData::PerRow, MissingData::ZeroFill] {
+        let x = op.x_ref(&batch, missing).unwrap();
+        assert!(row(&x, k, 1).iter().all(|v| v.is_nan()));
+        let alone = op.x_ref(&without, missing).unwrap();
+        assert_eq!(bits(row(&x, k, 0)), bits(row(&alone, k, 0)));
+        assert_eq!(bits(row(&x, k, 2)), bits(row(&alone, k, 1)));
     }
     // apply_m counts NaN as 0: the all-NaN row averages to 0 and a NaN sample is 0
     let x = op.apply_m(&all_nan).unwrap();

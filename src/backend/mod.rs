@@ -544,17 +544,25 @@ impl Target {
     }
 
     /// The links of validated samples built on the device (hashing, keep stage, search, pruning),
-    /// or `None` where the CPU stages build them (the CPU; a GPU given 2^31 − 1 samples or more).
+    /// or `None` where the CPU stages build them (the CPU; a GPU given 2^31 − 1 samples or more, or
+    /// when the environment variable `HPSF_HOST_CONSTRUCTION=1` asks for the host stages).
     #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
     pub fn construct<F: Real>(&self, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Option<Result<Constructed<F>>> {
         match self {
             Target::Cpu => None,
             #[cfg(feature = "cuda")]
-            Target::Cuda(_) if lon.len() >= cuda::MAX_SAMPLES => None,
+            Target::Cuda(_) if lon.len() >= cuda::MAX_SAMPLES || host_construction_asked() => None,
             #[cfg(feature = "cuda")]
             Target::Cuda(gpu) => Some(cuda::construct(gpu, lon, lat, a)),
         }
     }
+}
+
+/// Whether `HPSF_HOST_CONSTRUCTION=1` asks a device operator's links to be built by the CPU stages
+/// (a diagnostic switch: the products and the solve still run on the device).
+#[cfg(feature = "cuda")]
+fn host_construction_asked() -> bool {
+    std::env::var("HPSF_HOST_CONSTRUCTION").is_ok_and(|v| v == "1")
 }
 
 /// What the construction of an operator's links needs (the resolved settings).
