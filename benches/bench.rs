@@ -12,7 +12,8 @@
 //! `--reps` constructions (default 1); `fit_s` the best of `--reps` fits of `--batch` rows with
 //! `--iters` CG iterations (lam 0, no early stop), `setup_s` that of a fit with no iteration, and
 //! `iter_ms = (fit_s − setup_s)/iters`, `resample_ms` the best of `--reps` resamples of B constant
-//! fields; `peak_rss_mb` is the process's high-water mark (VmHWM).
+//! fields; `peak_rss_mb` is the process's high-water mark (VmHWM); `host_bytes_per_sample` and
+//! `device_bytes_per_sample` what the operator holds once built (`PsfResampler::memory`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -112,6 +113,7 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         best = best.min(t0.elapsed().as_secs_f64());
     }
     let op = op.expect("built");
+    let mem = op.memory();
 
     // The solve: B rows of a smooth field with small-scale structure; `iters` CG iterations are timed
     // as the difference between a fit with max_iter = iters and one with max_iter = 0 (the setup:
@@ -166,7 +168,7 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
          \"threads\": {}, \"batch\": {}, \"build_s\": {:.4}, \"reps\": {}, \"hash_s\": {:.4}, \"keep_s\": {:.4}, \
          \"search_s\": {:.4}, \"assemble_s\": {:.4}, \"iters\": {}, \"fit_s\": {:.4}, \"setup_s\": {:.4}, \
          \"iter_ms\": {:.3}, \"resample_ms\": {:.3}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}, \
-         \"missing_fraction\": {:.3}}}",
+         \"missing_fraction\": {:.3}, \"host_bytes_per_sample\": {:.1}, \"device_bytes_per_sample\": {:.1}}}",
         op.n(),
         op.k(),
         op.nnz(),
@@ -189,7 +191,9 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         resample_ms,
         peak_rss_mb(),
         rss_data,
-        missing as f64 / (n * b) as f64
+        missing as f64 / (n * b) as f64,
+        mem.host as f64 / op.n() as f64,
+        mem.device as f64 / op.n() as f64
     );
     if a.constrained {
         // full fits (lam 1e-2, tol 1e-6): plain, bounded below at 9.5 (the field spans about 7.7 to

@@ -641,16 +641,72 @@ pub(crate) enum Placed<F: Real> {
     _Never(std::convert::Infallible, std::marker::PhantomData<F>),
 }
 
-/// Computes the links' weights on `target` and keeps the operator there.
-pub(crate) fn link_weights<F: Real>(target: Target, w: WeightInputs<'_, F>) -> Result<(LinkWeights<F>, Placed<F>)> {
+/// Computes the links' weights on `target` and keeps the operator there; the weights come back to
+/// the host where they were computed there (the CPU; links given without coordinates), else they
+/// stay on the device.
+pub(crate) fn link_weights<F: Real>(
+    target: Target,
+    w: WeightInputs<'_, F>,
+) -> Result<(Option<LinkWeights<F>>, Placed<F>)> {
     match target {
-        Target::Cpu => Ok((cpu::link_weights(w), Placed::Cpu)),
+        Target::Cpu => Ok((Some(cpu::link_weights(w)), Placed::Cpu)),
         #[cfg(feature = "cuda")]
         Target::Cuda(gpu) => {
             let (op, weights) = cuda::CudaOperator::build(gpu, w)?;
             Ok((weights, Placed::Cuda(std::sync::Arc::new(op))))
         }
     }
+}
+
+/// What a device operator holds and can copy to the host: `d_m`, `area` and `dy` by sample
+/// position, `dx` by cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeviceValues {
+    DistM,
+    Area,
+    Dx,
+    Dy,
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+impl<F: Real> Placed<F> {
+    /// The links by sample position, copied from the device.
+    pub fn sample_links(&self) -> Result<crate::sparse::SampleLinks<F>> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Placed::Cuda(op) => op.sample_links(),
+            _ => Err(no_device_copy()),
+        }
+    }
+    /// The links by cell, copied from the device.
+    pub fn cell_links(&self) -> Result<crate::sparse::CellLinks<F>> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Placed::Cuda(op) => op.cell_links(),
+            _ => Err(no_device_copy()),
+        }
+    }
+    /// Values copied from the device.
+    pub fn values(&self, which: DeviceValues) -> Result<Vec<F>> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Placed::Cuda(op) => op.values(which),
+            _ => Err(no_device_copy()),
+        }
+    }
+    /// Bytes the operator holds on its device (0 on the CPU).
+    pub fn device_bytes(&self) -> usize {
+        match self {
+            #[cfg(feature = "cuda")]
+            Placed::Cuda(op) => op.device_bytes(),
+            _ => 0,
+        }
+    }
+}
+
+/// A host copy asked of an operator that has no device copy (a bug).
+fn no_device_copy() -> Error {
+    Error::Cuda("an operator on the CPU has no device copy (a bug in healpix-psf: please report it)".into())
 }
 
 /// Runs `$body` with `$b` bound to the backend an operator is placed on: `$cpu` (an expression

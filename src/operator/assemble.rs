@@ -5,6 +5,7 @@
 //! The weights themselves (`g = exp((−2·d²)/s²)`, `W = g·a`, `Dy`, `Dx`, `M = W/Dx`, `MT = W/Dy`,
 //! SPEC §3) are computed by the backend the operator is built on (`backend::link_weights`).
 
+use super::host::HostArrays;
 use super::{Config, PsfResampler, LEFT_OUT};
 use crate::backend::cpu::gaussian;
 use crate::backend::{self, LinkWeights, Target, WeightInputs};
@@ -52,19 +53,28 @@ pub(crate) fn assemble<F: Real>(
         sample_xyz,
         cell_xyz,
     };
-    let (LinkWeights { d_m, mt, dy, m, dx }, placed) = backend::link_weights(target, inputs)?;
+    let (weights, placed) = backend::link_weights(target, inputs)?;
+    let nnz = sample.len();
     let unlinked = (0..cell_ids.len() as u32).filter(|&c| ptr[c as usize] == ptr[c as usize + 1]).collect();
+    // the host keeps the links and weights where they were computed here; a device keeps its own
+    let host = match weights {
+        Some(LinkWeights { d_m, mt, dy, m, dx }) => HostArrays::all(
+            SampleLinks { npt: cfg.npt, hi, mt },
+            CellLinks { ptr, sample, m },
+            d_m,
+            area.iter().map(|&a| F::from_f64(a)).collect(),
+            dx,
+            dy,
+        ),
+        None => HostArrays::none(),
+    };
     Ok(PsfResampler {
         grid,
         cfg,
         n: order.len(),
         cell_ids,
-        samples: SampleLinks { npt: cfg.npt, hi, mt },
-        cells: CellLinks { ptr, sample, m },
-        d_m,
-        area: area.iter().map(|&a| F::from_f64(a)).collect(),
-        cell_weight: dx,
-        sample_weight: dy,
+        nnz,
+        host,
         position: inverse(&order, order.len()),
         order,
         info: Default::default(),
@@ -116,7 +126,7 @@ impl<F: Real> PsfResampler<F> {
         let thr = F::from_f64(self.cfg.threshold);
         let npt = self.cfg.npt;
         let mut raw = vec![F::ZERO; self.cell_ids.len()];
-        for (row_h, row_d) in self.samples.hi.chunks_exact(npt).zip(self.d_m.chunks_exact(npt)) {
+        for (row_h, row_d) in self.host_samples().hi.chunks_exact(npt).zip(self.host_d_m().chunks_exact(npt)) {
             for (&h, &d) in row_h.iter().zip(row_d) {
                 if h >= 0 {
                     raw[h as usize] += gaussian(d, s2);

@@ -336,6 +336,7 @@ impl<F: Real> PsfResampler<F> {
     /// the valid samples have no area): the mean the conservative fit keeps.
     fn conservation_means(&self, val: &[F], sel: &[usize], inv: &[F]) -> Vec<f64> {
         let n = self.n;
+        let area = self.host_area();
         sel.iter()
             .zip(inv)
             .map(|(&row, &c)| {
@@ -343,7 +344,7 @@ impl<F: Real> PsfResampler<F> {
                 for (i, &v) in val[row * n..(row + 1) * n].iter().enumerate() {
                     let p = self.position[i];
                     if !v.is_nan() && p != LEFT_OUT {
-                        let a = self.area[p as usize].to_f64();
+                        let a = area[p as usize].to_f64();
                         num += v.to_f64() * a;
                         den += a;
                     }
@@ -361,11 +362,12 @@ impl<F: Real> PsfResampler<F> {
     /// K×s cell codes of a solve and this row's column j, also the cells whose code is 0 (no valid
     /// sample carries weight there).
     fn empty_cells(&self, row: &[F], codes: Option<(&Vec<u8>, usize, usize)>) -> Vec<u32> {
-        let ptr = &self.cells.ptr;
+        let cells = self.host_cells();
+        let ptr = &cells.ptr;
         let empty: Vec<bool> = (0..self.k())
             .into_par_iter()
             .map(|c| {
-                let linked = &self.cells.sample[ptr[c]..ptr[c + 1]];
+                let linked = &cells.sample[ptr[c]..ptr[c + 1]];
                 let no_code = codes.is_some_and(|(codes, j, s)| codes[c * s + j] == 0);
                 no_code || !linked.iter().any(|&p| !row[self.order[p as usize] as usize].is_nan())
             })
@@ -390,7 +392,7 @@ impl<F: Real> PsfResampler<F> {
 
     /// The operator's host copy as the CPU backend.
     fn cpu(&self) -> Cpu<'_, F> {
-        Cpu { samples: &self.samples, cells: &self.cells, dx: &self.cell_weight }
+        Cpu { samples: self.host_samples(), cells: self.host_cells(), dx: self.host_dx() }
     }
 
     /// [`PsfResampler::fit`] followed by [`PsfResampler::resample`] of its result: the fitted field

@@ -11,6 +11,7 @@
 mod area;
 mod assemble;
 mod fit;
+mod host;
 mod keep;
 mod nearest;
 mod portable;
@@ -296,6 +297,15 @@ impl BuildInfo {
     }
 }
 
+/// The bytes an operator holds (see [`PsfResampler::memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// On the host.
+    pub host: usize,
+    /// On its device (0 on the CPU).
+    pub device: usize,
+}
+
 /// The PSF operators `M` (N×K) and `MT` (K×N) built from N samples, in `f32` or `f64`.
 ///
 /// `y·M` is the area-weighted Gaussian average of the samples around each cell (each column of `M`
@@ -325,12 +335,11 @@ pub struct PsfResampler<F: Real> {
     cfg: Config,
     n: usize,
     cell_ids: Vec<u64>,
-    samples: SampleLinks<F>,
-    cells: CellLinks<F>,
-    d_m: Vec<F>,
-    area: Vec<F>,
-    cell_weight: Vec<F>,
-    sample_weight: Vec<F>,
+    /// Links (N_used × npt slots that hold a link).
+    nnz: usize,
+    /// The links and weights on the host (all of them for a CPU operator; for a device operator,
+    /// those asked for, copied from the device).
+    host: host::HostArrays<F>,
     /// Position p of the sample axis (links, `d_m`, `area`, `sample_weight`) → the caller's sample
     /// index: samples are stored in cell order so that both products gather nearby memory. Holds
     /// the used samples only (all of them unless `sample_mask` left some out).
@@ -516,6 +525,29 @@ impl<F: Real> PsfResampler<F> {
         Ok(op)
     }
 
+    /// The bytes the operator holds now on the host and on its device. A CPU operator holds its
+    /// links and weights on the host; a device operator holds them on the device, and on the host
+    /// only its sample order, cell ids and the arrays an accessor (or a fit with missing samples or
+    /// conservation) has copied from the device so far.
+    ///
+    /// # Examples
+    /// ```
+    /// use healpix_psf::{Params, PsfResampler};
+    /// let (lon, lat): (Vec<f64>, Vec<f64>) = (0..400).map(|i| (8.0 + 0.01 * (i % 20) as f64, 45.0 + 0.01 * (i / 20) as f64)).unzip();
+    /// let op = PsfResampler::<f32>::new(&lon, &lat, &Params::new(10))?;
+    /// let mem = op.memory();
+    /// assert_eq!(mem.device, 0);
+    /// // at least the links: a cell index and two weights per slot
+    /// assert!(mem.host >= op.n() * op.npt() * (4 + 2 * 4));
+    /// # Ok::<(), healpix_psf::Error>(())
+    /// ```
+    pub fn memory(&self) -> MemoryUse {
+        let small = 4 * (self.order.len() + self.position.len() + self.unlinked.len())
+            + 4 * (self.uncomputable.len() + self.fill_from.len())
+            + 8 * self.cell_ids.len();
+        MemoryUse { host: small + self.host.bytes(), device: self.placed.device_bytes() }
+    }
+
     /// What the construction found and the time of each stage (all zero for [`PsfResampler::from_links`]).
     pub fn build_info(&self) -> &BuildInfo {
         &self.info
@@ -539,7 +571,7 @@ impl<F: Real> PsfResampler<F> {
     }
     /// Number of links (non-zeros of M).
     pub fn nnz(&self) -> usize {
-        self.cells.sample.len()
+        self.nnz
     }
     /// HEALPix level.
     pub fn level(&self) -> u8 {
@@ -588,7 +620,7 @@ impl<F: Real> PsfResampler<F> {
     }
     /// The number of samples linked to each cell (K).
     pub fn cell_sample_counts(&self) -> Vec<u32> {
-        self.cells.ptr.windows(2).map(|w| (w[1] - w[0]) as u32).collect()
+        self.host_cells().ptr.windows(2).map(|w| (w[1] - w[0]) as u32).collect()
     }
     /// A copy of [`PsfResampler::cell_ids`] (the name of the original API).
     ///
@@ -608,25 +640,25 @@ impl<F: Real> PsfResampler<F> {
     /// fewer than npt links. Each sample's links are sorted by ascending distance (ties: lower cell
     /// index first). A copy: the operator stores samples in cell order ([`PsfResampler::sample_order`]).
     pub fn hi(&self) -> Vec<i32> {
-        self.to_caller_order(&self.samples.hi, self.cfg.npt, -1)
+        self.to_caller_order(&self.host_samples().hi, self.cfg.npt, -1)
     }
     /// Distance (m) of each link, N×npt row-major in the caller's sample order; +∞ where missing.
     pub fn d_m(&self) -> Vec<F> {
-        self.to_caller_order(&self.d_m, self.cfg.npt, F::INFINITY)
+        self.to_caller_order(self.host_d_m(), self.cfg.npt, F::INFINITY)
     }
     /// Per-sample area weights used in `M`, in the caller's sample order (0 for samples left out).
     pub fn area(&self) -> Vec<F> {
-        self.to_caller_order(&self.area, 1, F::ZERO)
+        self.to_caller_order(self.host_area(), 1, F::ZERO)
     }
     /// `Dx`: the per-cell sum of area-weighted raw weights, the normalisation of M's columns and the
     /// weight of the CG inner product.
     pub fn cell_weight(&self) -> &[F] {
-        &self.cell_weight
+        self.host_dx()
     }
     /// `Dy`: the per-sample sum of area-weighted raw weights (the normalisation of MT's columns), in
     /// the caller's sample order (0 for samples left out).
     pub fn sample_weight(&self) -> Vec<F> {
-        self.to_caller_order(&self.sample_weight, 1, F::ZERO)
+        self.to_caller_order(self.host_dy(), 1, F::ZERO)
     }
     /// The operator's internal sample axis ([`PsfResampler::n_used`] positions): position p holds
     /// the caller's sample `sample_order()[p]`.
@@ -638,20 +670,20 @@ impl<F: Real> PsfResampler<F> {
     /// The links by sample position (fixed width npt, see [`PsfResampler::sample_order`]), holding
     /// MT's values.
     pub fn sample_links(&self) -> &SampleLinks<F> {
-        &self.samples
+        self.host_samples()
     }
     /// The links by cell (CSR over cells, sample positions ascending, see
     /// [`PsfResampler::sample_order`]), holding M's values.
     pub fn cell_links(&self) -> &CellLinks<F> {
-        &self.cells
+        self.host_cells()
     }
     /// `M` (N×K) as triplets sorted by (sample, cell), with the caller's sample indices.
     pub fn m_triplets(&self) -> Triplets<F> {
-        sparse::m_triplets(&self.samples, &self.cells, &self.position)
+        sparse::m_triplets(self.host_samples(), self.host_cells(), &self.position)
     }
     /// `MT` (K×N) as triplets sorted by (cell, sample), with the caller's sample indices.
     pub fn mt_triplets(&self) -> Triplets<F> {
-        sparse::mt_triplets(&self.samples, &self.cells, &self.order, self.n)
+        sparse::mt_triplets(self.host_samples(), self.host_cells(), &self.order, self.n)
     }
 
     /// A per-sample array of `width` values per sample, from cell order to the caller's order;

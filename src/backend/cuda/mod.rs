@@ -13,9 +13,10 @@ mod ops;
 
 pub(crate) use construct::{construct, MAX_SAMPLES};
 
-use super::{cpu, LinkWeights, WeightInputs};
+use super::{cpu, DeviceValues, LinkWeights, WeightInputs};
 use crate::error::{Error, Result};
 use crate::real::Real;
+use crate::sparse::{CellLinks, SampleLinks};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use std::ffi::c_void;
 use std::marker::PhantomData;
@@ -281,6 +282,11 @@ pub(crate) struct CudaOperator<F: Real> {
     sample: Buf<u32>,
     m: Buf<F>,
     dx: Buf<F>,
+    /// `d_m`, `area` and `Dy` by sample position (kept for the host's accessors; `None` where the
+    /// weights were computed on the host, which keeps them).
+    d_m: Option<Buf<F>>,
+    area: Option<Buf<F>>,
+    dy: Option<Buf<F>>,
     /// The sample axis (`order`, `position`) on the device, copied at its first use.
     sample_axis: std::sync::OnceLock<(Buf<u32>, Buf<u32>)>,
 }
@@ -292,10 +298,11 @@ impl<F: Real> std::fmt::Debug for CudaOperator<F> {
 }
 
 impl<F: Real> CudaOperator<F> {
-    /// The operator of the links `w` on the GPU, and its weights for the host copy: computed on the
-    /// GPU (the fused gather-weight kernels) from the unit vectors of samples and cells, or, for
-    /// links given without coordinates (`PsfResampler::from_links`), on the CPU and copied there.
-    pub fn build(gpu: Gpu, w: WeightInputs<'_, F>) -> Result<(Self, LinkWeights<F>)> {
+    /// The operator of the links `w` on the GPU: weights computed on the GPU (the fused
+    /// gather-weight kernels) from the unit vectors of samples and cells, where they stay; or, for
+    /// links given without coordinates (`PsfResampler::from_links`), on the CPU, copied to the GPU
+    /// and returned for the host copy.
+    pub fn build(gpu: Gpu, w: WeightInputs<'_, F>) -> Result<(Self, Option<LinkWeights<F>>)> {
         let (n, k, npt, nnz) = (w.area.len(), w.ptr.len() - 1, w.npt, w.sample.len());
         need(w.hi.len(), n * npt, "the links by sample")?;
         need(w.ptr[k], nnz, "the links by cell")?;
@@ -315,9 +322,12 @@ impl<F: Real> CudaOperator<F> {
                 hi,
                 ptr,
                 sample,
+                d_m: None,
+                area: None,
+                dy: None,
                 sample_axis: Default::default(),
             };
-            return Ok((op, weights));
+            return Ok((op, Some(weights)));
         }
         let xyz = gpu.put(w.sample_xyz.as_flattened())?;
         let cxyz = gpu.put(w.cell_xyz.as_flattened())?;
@@ -361,14 +371,52 @@ impl<F: Real> CudaOperator<F> {
                 st,
             )
         })?;
-        let weights = LinkWeights {
-            d_m: gpu.get(&d_m)?,
-            mt: gpu.get(&mt)?,
-            dy: gpu.get(&dy)?,
-            m: gpu.get(&m)?,
-            dx: gpu.get(&dx)?,
-        };
+        let (d_m, area, dy) = (Some(d_m), Some(area), Some(dy));
         let sample_axis = Default::default();
-        Ok((CudaOperator { gpu, n, k, npt, hi, mt, ptr, sample, m, dx, sample_axis }, weights))
+        Ok((CudaOperator { gpu, n, k, npt, hi, mt, ptr, sample, m, dx, d_m, area, dy, sample_axis }, None))
+    }
+
+    /// The links by sample position, copied to the host.
+    pub fn sample_links(&self) -> Result<SampleLinks<F>> {
+        Ok(SampleLinks { npt: self.npt, hi: self.gpu.get(&self.hi)?, mt: self.gpu.get(&self.mt)? })
+    }
+
+    /// The links by cell, copied to the host.
+    pub fn cell_links(&self) -> Result<CellLinks<F>> {
+        let ptr = self.gpu.get(&self.ptr)?.into_iter().map(|p| p as usize).collect();
+        Ok(CellLinks { ptr, sample: self.gpu.get(&self.sample)?, m: self.gpu.get(&self.m)? })
+    }
+
+    /// Values copied to the host.
+    pub fn values(&self, which: DeviceValues) -> Result<Vec<F>> {
+        let buf = match which {
+            DeviceValues::Dx => Some(&self.dx),
+            DeviceValues::DistM => self.d_m.as_ref(),
+            DeviceValues::Area => self.area.as_ref(),
+            DeviceValues::Dy => self.dy.as_ref(),
+        };
+        match buf {
+            Some(b) => self.gpu.get(b),
+            None => Err(Error::Cuda(format!(
+                "{which:?} is not on the GPU: its host copy should exist (a bug in healpix-psf: please report it)"
+            ))),
+        }
+    }
+
+    /// Bytes held on the GPU.
+    pub fn device_bytes(&self) -> usize {
+        let f = std::mem::size_of::<F>();
+        let opt = |b: &Option<Buf<F>>| b.as_ref().map_or(0, |b| b.len() * f);
+        let axis = self.sample_axis.get().map_or(0, |(o, p)| 4 * (o.len() + p.len()));
+        self.hi.len() * 4
+            + self.mt.len() * f
+            + self.ptr.len() * 8
+            + self.sample.len() * 4
+            + self.m.len() * f
+            + self.dx.len() * f
+            + opt(&self.d_m)
+            + opt(&self.area)
+            + opt(&self.dy)
+            + axis
     }
 }

@@ -1,0 +1,100 @@
+//! The host copy of an operator's arrays. A CPU operator holds all of them (they *are* the
+//! operator); a device operator holds none after its construction and copies each from the device
+//! the first time it is asked for (an accessor, a triplet export, the empty cells of a fit with
+//! missing samples, the means of a conservative fit), then keeps it.
+
+use super::PsfResampler;
+use crate::backend::DeviceValues;
+use crate::real::Real;
+use crate::sparse::{CellLinks, SampleLinks};
+use std::sync::OnceLock;
+
+/// The arrays, each set once.
+#[derive(Debug, Clone)]
+pub(crate) struct HostArrays<F: Real> {
+    pub samples: OnceLock<SampleLinks<F>>,
+    pub cells: OnceLock<CellLinks<F>>,
+    /// Distances of the links (m), N×npt by position, +∞ where missing.
+    pub d_m: OnceLock<Vec<F>>,
+    /// Per-position areas.
+    pub area: OnceLock<Vec<F>>,
+    /// `Dx` per cell, `Dy` per position.
+    pub dx: OnceLock<Vec<F>>,
+    pub dy: OnceLock<Vec<F>>,
+}
+
+impl<F: Real> HostArrays<F> {
+    /// Nothing yet (a device operator).
+    pub fn none() -> Self {
+        HostArrays {
+            samples: OnceLock::new(),
+            cells: OnceLock::new(),
+            d_m: OnceLock::new(),
+            area: OnceLock::new(),
+            dx: OnceLock::new(),
+            dy: OnceLock::new(),
+        }
+    }
+
+    /// All of them (a CPU operator, or weights computed on the host).
+    pub fn all(
+        samples: SampleLinks<F>,
+        cells: CellLinks<F>,
+        d_m: Vec<F>,
+        area: Vec<F>,
+        dx: Vec<F>,
+        dy: Vec<F>,
+    ) -> Self {
+        let h = Self::none();
+        let _ = (h.samples.set(samples), h.cells.set(cells), h.d_m.set(d_m));
+        let _ = (h.area.set(area), h.dx.set(dx), h.dy.set(dy));
+        h
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        let f = std::mem::size_of::<F>();
+        let vals = |v: &OnceLock<Vec<F>>| v.get().map_or(0, |v| v.len() * f);
+        self.samples.get().map_or(0, |s| s.hi.len() * (4 + f))
+            + self.cells.get().map_or(0, |c| c.ptr.len() * 8 + c.sample.len() * (4 + f))
+            + vals(&self.d_m)
+            + vals(&self.area)
+            + vals(&self.dx)
+            + vals(&self.dy)
+    }
+}
+
+/// A copy from the device failed: the accessors have no error to return, so they panic (across the
+/// C ABI: an error status).
+fn lost(what: &str, e: crate::Error) -> ! {
+    panic!("copying {what} from the device failed: {e}")
+}
+
+impl<F: Real> PsfResampler<F> {
+    /// The links by sample position (`hi`, `MT`).
+    pub(crate) fn host_samples(&self) -> &SampleLinks<F> {
+        self.host.samples.get_or_init(|| self.placed.sample_links().unwrap_or_else(|e| lost("the links", e)))
+    }
+    /// The links by cell (CSR, `M`).
+    pub(crate) fn host_cells(&self) -> &CellLinks<F> {
+        self.host.cells.get_or_init(|| self.placed.cell_links().unwrap_or_else(|e| lost("the links by cell", e)))
+    }
+    /// The distances of the links.
+    pub(crate) fn host_d_m(&self) -> &[F] {
+        self.host
+            .d_m
+            .get_or_init(|| self.placed.values(DeviceValues::DistM).unwrap_or_else(|e| lost("the distances", e)))
+    }
+    /// The per-position areas.
+    pub(crate) fn host_area(&self) -> &[F] {
+        self.host.area.get_or_init(|| self.placed.values(DeviceValues::Area).unwrap_or_else(|e| lost("the areas", e)))
+    }
+    /// `Dx`.
+    pub(crate) fn host_dx(&self) -> &[F] {
+        self.host.dx.get_or_init(|| self.placed.values(DeviceValues::Dx).unwrap_or_else(|e| lost("Dx", e)))
+    }
+    /// `Dy`.
+    pub(crate) fn host_dy(&self) -> &[F] {
+        self.host.dy.get_or_init(|| self.placed.values(DeviceValues::Dy).unwrap_or_else(|e| lost("Dy", e)))
+    }
+}
