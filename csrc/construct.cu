@@ -185,6 +185,27 @@ __global__ void pruned_cells(const int32_t *used, const int32_t *new_index, cons
     for (int x = 0; x < 3; ++x) cell_xyz[3 * c + x] = kxyz[3 * k + x];
 }
 
+// Each link's sort key (its cell; no link: UINT32_MAX, after every cell) and sample position.
+__global__ void link_keys(const int32_t *hi, int64_t links, int npt, uint32_t *key, uint32_t *pos) {
+    HPSF_AT(q, links);
+    key[q] = hi[q] >= 0 ? (uint32_t)hi[q] : 0xFFFFFFFFu;
+    pos[q] = (uint32_t)(q / npt);
+}
+
+// ptr[c] = the first sorted link of cell c or after (c = 0..k): the CSR row offsets.
+__global__ void cell_offsets(const uint32_t *key, int64_t links, int64_t k, int64_t *ptr) {
+    HPSF_AT(c, k + 1);
+    int64_t lo = 0, hi = links;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if ((int64_t)key[mid] < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    ptr[c] = lo;
+}
+
 // ---- steps ---------------------------------------------------------------------------------------
 
 // Runs of equal keys of a (key, value) list, stably sorted by key, and the sum of each run's values
@@ -226,7 +247,7 @@ cudaError_t sum_by_key(const uint64_t *keys, const double *vals, int64_t n, int 
 }  // namespace
 
 struct hpsf_construction {
-    int64_t n, k;
+    int64_t n, k, nnz;
     int npt, dtype;
     uint32_t *order;
     double *xyz;
@@ -234,6 +255,8 @@ struct hpsf_construction {
     void *d;
     uint64_t *cell_ids;
     double *cell_xyz;
+    int64_t *ptr;
+    uint32_t *sample;
     cudaStream_t st;
 };
 
@@ -403,6 +426,7 @@ int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, con
 
     // search
     const int64_t links = n * npt;
+    if (links >= INT_MAX) return (int)HPSF_ERR_TOO_LARGE;
     Dev<int32_t> hi(st), partial(st), empty(st);
     Dev<double> c2(st);
     HPSF_TRY(hi.alloc(links));
@@ -453,7 +477,34 @@ int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, con
     HPSF_TRY(cell_xyz.alloc(3 * k));
     pruned_cells<<<HPSF_KERNEL(nk)>>>(used.p, new_index.p, scheme.p, kxyz.p, nk, cell_ids.p, cell_xyz.p);
     HPSF_TRY(cudaGetLastError());
-    HPSF_TRY(cudaStreamSynchronize(st));
+    used.reset();
+    new_index.reset();
+    scheme.reset();
+    kxyz.reset();
+    kept.reset();
+    index_of.reset();
+
+    // the links by cell (CSR): links sorted by cell, stably (sample positions ascending in a row)
+    Dev<uint32_t> key(st), pos(st), key_sorted(st), sample(st);
+    Dev<int64_t> ptr(st);
+    HPSF_TRY(key.alloc(links));
+    HPSF_TRY(pos.alloc(links));
+    HPSF_TRY(key_sorted.alloc(links));
+    HPSF_TRY(sample.alloc(links));
+    HPSF_TRY(ptr.alloc(k + 1));
+    link_keys<<<HPSF_KERNEL(links)>>>(hi.p, links, npt, key.p, pos.p);
+    HPSF_TRY(cudaGetLastError());
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceRadixSort::SortPairs(t, b, key.p, key_sorted.p, pos.p, sample.p, (int)links, 0, 32, st);
+    }));
+    key.reset();
+    pos.reset();
+    cell_offsets<<<HPSF_KERNEL(k + 1)>>>(key_sorted.p, links, k, ptr.p);
+    HPSF_TRY(cudaGetLastError());
+    int64_t nnz = 0;
+    HPSF_TRY(to_host(&nnz, ptr.p + k, 1, st));
+    sz->nnz = nnz;
+    key_sorted.reset();
 
     hpsf_construction *c = new hpsf_construction;
     c->n = n;
@@ -467,30 +518,38 @@ int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, con
     c->d = d.release();
     c->cell_ids = cell_ids.release();
     c->cell_xyz = cell_xyz.release();
+    c->nnz = nnz;
+    c->ptr = ptr.release();
+    c->sample = sample.release();
     *out = c;
     return (int)cudaSuccess;
 }
 
 int hpsf_construct_fetch(hpsf_construction *c, uint32_t *order, double *xyz, int32_t *hi, void *d, uint64_t *cell_ids,
-                         double *cell_xyz) {
+                         double *cell_xyz, int64_t *ptr, uint32_t *sample) {
     cudaStream_t st = c->st;
     const int64_t links = c->n * c->npt;
     const size_t elem = c->dtype == HPSF_F64 ? sizeof(double) : sizeof(float);
-    HPSF_TRY(cudaMemcpyAsync(order, c->order, c->n * sizeof(uint32_t), cudaMemcpyDeviceToHost, st));
-    HPSF_TRY(cudaMemcpyAsync(xyz, c->xyz, 3 * c->n * sizeof(double), cudaMemcpyDeviceToHost, st));
-    HPSF_TRY(cudaMemcpyAsync(hi, c->hi, links * sizeof(int32_t), cudaMemcpyDeviceToHost, st));
-    HPSF_TRY(cudaMemcpyAsync(d, c->d, links * elem, cudaMemcpyDeviceToHost, st));
-    if (c->k > 0) {
-        HPSF_TRY(cudaMemcpyAsync(cell_ids, c->cell_ids, c->k * sizeof(uint64_t), cudaMemcpyDeviceToHost, st));
-        HPSF_TRY(cudaMemcpyAsync(cell_xyz, c->cell_xyz, 3 * c->k * sizeof(double), cudaMemcpyDeviceToHost, st));
-    }
+    // host or device destinations alike (unified addressing); NULL: not wanted
+    auto copy = [&](void *dst, const void *src, size_t bytes) -> cudaError_t {
+        if (!dst || bytes == 0) return cudaSuccess;
+        return cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, st);
+    };
+    HPSF_TRY(copy(order, c->order, c->n * sizeof(uint32_t)));
+    HPSF_TRY(copy(xyz, c->xyz, 3 * c->n * sizeof(double)));
+    HPSF_TRY(copy(hi, c->hi, links * sizeof(int32_t)));
+    HPSF_TRY(copy(d, c->d, links * elem));
+    HPSF_TRY(copy(cell_ids, c->cell_ids, c->k * sizeof(uint64_t)));
+    HPSF_TRY(copy(cell_xyz, c->cell_xyz, 3 * c->k * sizeof(double)));
+    HPSF_TRY(copy(ptr, c->ptr, (c->k + 1) * sizeof(int64_t)));
+    HPSF_TRY(copy(sample, c->sample, c->nnz * sizeof(uint32_t)));
     return (int)cudaStreamSynchronize(st);
 }
 
 void hpsf_construct_free(hpsf_construction *c) {
     if (!c) return;
     cudaStream_t st = c->st;
-    void *all[] = {c->order, c->xyz, c->hi, c->d, c->cell_ids, c->cell_xyz};
+    void *all[] = {c->order, c->xyz, c->hi, c->d, c->cell_ids, c->cell_xyz, c->ptr, c->sample};
     for (void *p : all)
         if (p) cudaFreeAsync(p, st);
     cudaStreamSynchronize(st);

@@ -149,7 +149,7 @@ struct hpsf_construct_args {
     double threshold;
 };
 /* What it found: distinct sample cells, candidate cells, kept cells (0: none passed the threshold;
- * max_sum is then the largest weight sum), cells after pruning, partial and empty link rows.       */
+ * max_sum is then the largest weight sum), cells after pruning, partial and empty link rows, links. */
 struct hpsf_construct_sizes {
     int64_t n_unique;
     int64_t n_candidates;
@@ -157,22 +157,25 @@ struct hpsf_construct_sizes {
     int64_t k;
     int64_t n_partial;
     int64_t n_empty;
+    int64_t nnz;
     double max_sum;
 };
 /* Returned by hpsf_construct_run when a list it sorts would reach 2^31 entries.                 */
 #define HPSF_ERR_TOO_LARGE 100001
 /* The results, on the device until fetched or freed.                                             */
 struct hpsf_construction;
-/* Hashes the n samples (lon, lat: host arrays, degrees), runs the keep stage, the search and the
- * pruning on the device; *out holds the results (NULL when n_kept == 0). n < 2^31.                 */
+/* Hashes the n samples (lon, lat: host arrays, degrees), runs the keep stage, the search, the
+ * pruning and the links by cell on the device; *out holds the results (NULL when n_kept == 0).
+ * n < 2^31 and n*npt < 2^31.                                                                      */
 int hpsf_construct_run(const struct hpsf_construct_args *a, const double *lon, const double *lat, int64_t n,
                        struct hpsf_construction **out, struct hpsf_construct_sizes *sizes, hpsf_stream stream);
-/* Copies the results to host arrays — order (n: the sample of each position, by (cell, index)),
- * xyz (3n: the samples' unit vectors by position), hi (n*npt: pruned cell index, -1 none), d
- * (n*npt distances in m of the element type, +inf none), cell_ids (k: ids in the grid's scheme,
- * ascending), cell_xyz (3k: centres) — and waits for the copies.                                 */
+/* Copies the results to host or device arrays (NULL: not wanted) — order (n: the sample of each
+ * position, by (cell, index)), xyz (3n: the samples' unit vectors by position), hi (n*npt: pruned
+ * cell index, -1 none), d (n*npt distances in m of the element type, +inf none), cell_ids (k: ids in
+ * the grid's scheme, ascending), cell_xyz (3k: centres), ptr (k+1) and sample (nnz: positions,
+ * ascending in each cell) the links by cell — and waits for the copies.                          */
 int hpsf_construct_fetch(struct hpsf_construction *c, uint32_t *order, double *xyz, int32_t *hi, void *d,
-                         uint64_t *cell_ids, double *cell_xyz);
+                         uint64_t *cell_ids, double *cell_xyz, int64_t *ptr, uint32_t *sample);
 /* Frees the results (NULL: nothing).                                                             */
 void hpsf_construct_free(struct hpsf_construction *c);
 

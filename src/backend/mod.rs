@@ -546,14 +546,14 @@ impl Target {
     /// The links of validated samples built on the device (hashing, keep stage, search, pruning),
     /// or `None` where the CPU stages build them (the CPU; a GPU given 2^31 − 1 samples or more, or
     /// when the environment variable `HPSF_HOST_CONSTRUCTION=1` asks for the host stages).
-    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
-    pub fn construct<F: Real>(&self, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Option<Result<Constructed<F>>> {
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables, clippy::extra_unused_type_parameters))]
+    pub fn construct<F: Real>(&self, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Option<Result<Constructed>> {
         match self {
             Target::Cpu => None,
             #[cfg(feature = "cuda")]
             Target::Cuda(_) if lon.len() >= cuda::MAX_SAMPLES || host_construction_asked() => None,
             #[cfg(feature = "cuda")]
-            Target::Cuda(gpu) => Some(cuda::construct(gpu, lon, lat, a)),
+            Target::Cuda(gpu) => Some(cuda::construct::<F>(gpu, lon, lat, a)),
         }
     }
 }
@@ -581,24 +581,43 @@ pub(crate) struct ConstructArgs {
     pub threshold: f64,
 }
 
-/// Links built on a device, in the layout of the CPU stages (samples in (cell, index) order).
+/// Links built on a device: on the host the sample order and the cell ids, the links themselves
+/// (by sample and by cell) and the unit vectors on the device.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-pub(crate) struct Constructed<F> {
-    /// The caller's sample at each position.
+pub(crate) struct Constructed {
+    /// The caller's sample at each position (positions by (cell, index)).
     pub order: Vec<u32>,
-    /// Unit vectors of the samples by position.
-    pub xyz: Vec<[f64; 3]>,
-    /// N×npt pruned cell indices (−1: none) and distances (m, +∞: none).
-    pub hi: Vec<i32>,
-    pub d_m: Vec<F>,
-    /// Cell ids in the grid's scheme, ascending, and the cells' centres.
+    /// Cell ids in the grid's scheme, ascending.
     pub cell_ids: Vec<u64>,
-    pub cell_xyz: Vec<[f64; 3]>,
+    pub nnz: usize,
     pub n_unique: usize,
     pub n_candidates: usize,
     pub n_kept: usize,
     pub n_partial: usize,
     pub n_empty: usize,
+    pub links: DeviceLinks,
+}
+
+/// The links a device built, where it keeps them.
+pub(crate) enum DeviceLinks {
+    #[cfg(feature = "cuda")]
+    Cuda(Box<cuda::LinksOnGpu>),
+    #[doc(hidden)]
+    #[allow(dead_code)]
+    _Never(std::convert::Infallible),
+}
+
+/// The operator of links a device built, its weights computed there from the per-position areas
+/// `area` (SPEC §3).
+#[cfg_attr(not(feature = "cuda"), allow(unused_variables, dead_code))]
+pub(crate) fn place_links<F: Real>(links: DeviceLinks, area: &[f64], radius: f64, sigma_m: f64) -> Result<Placed<F>> {
+    match links {
+        #[cfg(feature = "cuda")]
+        DeviceLinks::Cuda(l) => {
+            Ok(Placed::Cuda(std::sync::Arc::new(cuda::CudaOperator::from_gpu_links(*l, area, radius, sigma_m)?)))
+        }
+        DeviceLinks::_Never(never) => match never {},
+    }
 }
 
 /// Opens the device an operator is to be built on, or says why it cannot be.

@@ -85,6 +85,33 @@ pub(crate) fn assemble<F: Real>(
     })
 }
 
+/// The operator of links a device built and keeps (`placed`): on the host the sample order and the
+/// cell ids; every cell has a link (the construction pruned the others).
+pub(crate) fn on_device<F: Real>(
+    grid: Grid,
+    cfg: Config,
+    order: Vec<u32>,
+    cell_ids: Vec<u64>,
+    nnz: usize,
+    placed: backend::Placed<F>,
+) -> PsfResampler<F> {
+    PsfResampler {
+        grid,
+        cfg,
+        n: order.len(),
+        cell_ids,
+        nnz,
+        host: HostArrays::none(),
+        position: inverse(&order, order.len()),
+        order,
+        info: Default::default(),
+        uncomputable: Vec::new(),
+        fill_from: Vec::new(),
+        unlinked: Vec::new(),
+        placed,
+    }
+}
+
 /// The position of each of `n` samples on the axis `order` (position → sample): the inverse of
 /// the permutation, [`LEFT_OUT`] for samples `order` does not list.
 pub(crate) fn inverse(order: &[u32], n: usize) -> Vec<u32> {

@@ -840,15 +840,13 @@ fn build<F: Real>(
         sigma_m: cfg.sigma_m,
         threshold: cfg.threshold,
     };
-    // a device builds the links itself (restricted output: on the host)
-    let on_device = if restricted { None } else { target.construct::<F>(lon, lat, &args) };
-    let (links, smp) = match on_device {
-        Some(built) => (device_links(built?, &cfg, &mut progress, &mut info)?, None),
-        None => {
-            let (links, smp) = host_links(&grid, &cfg, lon, lat, params, &target, &mut progress, &mut info)?;
-            (links, Some(smp))
+    // a device builds the links itself, and keeps them (restricted output: on the host)
+    if !restricted {
+        if let Some(built) = target.construct::<F>(lon, lat, &args) {
+            return device_operator(grid, cfg, built?, lon, lat, params, progress, info);
         }
-    };
+    }
+    let (links, smp) = host_links(&grid, &cfg, lon, lat, params, &target, &mut progress, &mut info)?;
     let HostLinks { cell_ids, hi, d_m, order, xyz, cell_xyz } = links;
 
     let area = area::areas(&params.area, lon, lat, cfg.radius);
@@ -864,8 +862,7 @@ fn build<F: Real>(
                 .iter()
                 .map(|&c| grid.center_nested_xyz(grid.nested_id(op.cell_ids[c as usize])))
                 .collect();
-            let smp = smp.as_ref().expect("restricted output is built on the host");
-            op.fill_from = nearest::nearest_samples(&grid, smp, &centres);
+            op.fill_from = nearest::nearest_samples(&grid, &smp, &centres);
         }
     }
     op.info = info;
@@ -957,13 +954,19 @@ fn host_links<F: Real>(
     Ok((HostLinks { cell_ids, hi, d_m, order, xyz, cell_xyz }, smp))
 }
 
-/// The links a device built, with their record.
-fn device_links<F: Real>(
-    c: Constructed<F>,
-    cfg: &Config,
-    progress: &mut Progress,
-    info: &mut BuildInfo,
-) -> Result<HostLinks<F>> {
+/// The operator of the links a device built and keeps: its weights computed there, on the host
+/// only the sample order and the cell ids.
+#[allow(clippy::too_many_arguments)]
+fn device_operator<F: Real>(
+    grid: Grid,
+    cfg: Config,
+    c: Constructed,
+    lon: &[f64],
+    lat: &[f64],
+    params: &Params,
+    mut progress: Progress,
+    mut info: BuildInfo,
+) -> Result<PsfResampler<F>> {
     info.n_sample_cells = c.n_unique;
     info.n_candidates = c.n_candidates;
     info.n_kept = c.n_kept;
@@ -980,5 +983,11 @@ fn device_links<F: Real>(
     if k == 0 {
         return Err(Error::NoSampleLinked { ring_search_max: cfg.ring_search_max });
     }
-    Ok(HostLinks { cell_ids: c.cell_ids, hi: c.hi, d_m: c.d_m, order: c.order, xyz: c.xyz, cell_xyz: c.cell_xyz })
+    let area = area::areas(&params.area, lon, lat, cfg.radius);
+    let area: Vec<f64> = c.order.iter().map(|&i| area[i as usize]).collect();
+    let placed = backend::place_links::<F>(c.links, &area, cfg.radius, cfg.sigma_m)?;
+    let mut op = assemble::on_device(grid, cfg, c.order, c.cell_ids, c.nnz, placed);
+    info.assemble_s = progress.stage(|_| format!("assembled M and MT on the device: {} links ({})", op.nnz(), F::NAME));
+    op.info = info;
+    Ok(op)
 }

@@ -1,9 +1,10 @@
-//! An operator's links built on the GPU (`csrc/construct.cu`): hashing, the keep stage, the search
-//! and the pruning run on the device with the steps of `csrc/construct.h` (which the host tests hold
-//! to the CPU stages); the results come back to the host in the CPU stages' layout.
+//! An operator's links built on the GPU (`csrc/construct.cu`): hashing, the keep stage, the search,
+//! the pruning and the links by cell run on the device with the steps of `csrc/construct.h` (which
+//! the host tests hold to the CPU stages). The links stay there; only the sample order and the cell
+//! ids come to the host.
 
-use super::{dtype, sys, Gpu};
-use crate::backend::{ConstructArgs, Constructed};
+use super::{dtype, sys, Buf, Gpu};
+use crate::backend::{ConstructArgs, Constructed, DeviceLinks};
 use crate::error::{Error, Result};
 use crate::real::Real;
 
@@ -21,7 +22,7 @@ impl Drop for Handle {
 }
 
 /// The links of the samples (lon, lat in degrees, validated) built on `gpu`.
-pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Result<Constructed<F>> {
+pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Result<Constructed> {
     let n = lon.len();
     if lat.len() != n {
         return Err(Error::LengthMismatch { what: "lat_deg", expected: n, got: lat.len() });
@@ -49,6 +50,7 @@ pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &Constr
         k: 0,
         n_partial: 0,
         n_empty: 0,
+        nnz: 0,
         max_sum: 0.0,
     };
     let mut raw: *mut sys::hpsf_construction = std::ptr::null_mut();
@@ -62,7 +64,7 @@ pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &Constr
         0 => {}
         c if c == sys::HPSF_ERR_TOO_LARGE as i32 => {
             return Err(Error::TooLarge {
-                what: "candidate (cell, slot) entries of the GPU construction's keep stage",
+                what: "entries of a list the GPU construction sorts (candidate slots or links)",
                 value: i32::MAX as u64,
                 limit: i32::MAX as u64 - 1,
             })
@@ -77,36 +79,63 @@ pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &Constr
             sigma_m: a.sigma_m,
         });
     }
-    let k = sizes.k as usize;
-    let mut out = Constructed {
-        order: vec![0u32; n],
-        xyz: vec![[0.0; 3]; n],
-        hi: vec![0i32; n * a.npt],
-        d_m: vec![F::ZERO; n * a.npt],
-        cell_ids: vec![0u64; k],
-        cell_xyz: vec![[0.0; 3]; k],
+    let (k, nnz, links) = (sizes.k as usize, sizes.nnz as usize, n * a.npt);
+    let mut order = vec![0u32; n];
+    let mut cell_ids = vec![0u64; k];
+    let mut on_gpu = LinksOnGpu {
+        gpu: gpu.clone(),
+        n,
+        k,
+        npt: a.npt,
+        hi: gpu.alloc(links)?,
+        ptr: gpu.alloc(k + 1)?,
+        sample: gpu.alloc(nnz)?,
+        xyz: gpu.alloc(3 * n)?,
+        cell_xyz: gpu.alloc(3 * k)?,
+    };
+    let g = gpu;
+    // SAFETY: the host arrays hold n and k values, the device buffers n·npt, k + 1, nnz, 3n and 3k
+    // (the handle's sizes), as hpsf_construct_fetch copies them; the distances are not wanted.
+    let code = unsafe {
+        sys::hpsf_construct_fetch(
+            handle.0,
+            order.as_mut_ptr(),
+            on_gpu.xyz.ptr_mut(g).cast(),
+            on_gpu.hi.ptr_mut(g).cast(),
+            std::ptr::null_mut(),
+            cell_ids.as_mut_ptr(),
+            on_gpu.cell_xyz.ptr_mut(g).cast(),
+            on_gpu.ptr.ptr_mut(g).cast(),
+            on_gpu.sample.ptr_mut(g).cast(),
+        )
+    };
+    if code != 0 {
+        return Err(Error::Cuda(format!("copying the construction's results failed (cudaError {code})")));
+    }
+    drop(handle);
+    Ok(Constructed {
+        order,
+        cell_ids,
+        nnz,
         n_unique: sizes.n_unique as usize,
         n_candidates: sizes.n_candidates as usize,
         n_kept: sizes.n_kept as usize,
         n_partial: sizes.n_partial as usize,
         n_empty: sizes.n_empty as usize,
-    };
-    gpu.bind()?;
-    // SAFETY: every array has the length the handle's results have (n samples, npt links each, k
-    // cells), as hpsf_construct_fetch copies them.
-    let code = unsafe {
-        sys::hpsf_construct_fetch(
-            handle.0,
-            out.order.as_mut_ptr(),
-            out.xyz.as_flattened_mut().as_mut_ptr(),
-            out.hi.as_mut_ptr(),
-            out.d_m.as_mut_ptr().cast(),
-            out.cell_ids.as_mut_ptr(),
-            out.cell_xyz.as_flattened_mut().as_mut_ptr(),
-        )
-    };
-    if code != 0 {
-        return Err(Error::Cuda(format!("copying the construction from the GPU failed (cudaError {code})")));
-    }
-    Ok(out)
+        links: DeviceLinks::Cuda(Box::new(on_gpu)),
+    })
+}
+
+/// The links a GPU construction built, on that GPU: by sample position (`hi`), by cell (`ptr`,
+/// `sample`), and the unit vectors of samples (by position) and cells.
+pub(crate) struct LinksOnGpu {
+    pub(super) gpu: Gpu,
+    pub(super) n: usize,
+    pub(super) k: usize,
+    pub(super) npt: usize,
+    pub(super) hi: Buf<i32>,
+    pub(super) ptr: Buf<i64>,
+    pub(super) sample: Buf<u32>,
+    pub(super) xyz: Buf<f64>,
+    pub(super) cell_xyz: Buf<f64>,
 }

@@ -11,7 +11,7 @@ mod construct;
 mod layout;
 mod ops;
 
-pub(crate) use construct::{construct, MAX_SAMPLES};
+pub(crate) use construct::{construct, LinksOnGpu, MAX_SAMPLES};
 
 use super::{cpu, DeviceValues, LinkWeights, WeightInputs};
 use crate::error::{Error, Result};
@@ -306,7 +306,6 @@ impl<F: Real> CudaOperator<F> {
         let (n, k, npt, nnz) = (w.area.len(), w.ptr.len() - 1, w.npt, w.sample.len());
         need(w.hi.len(), n * npt, "the links by sample")?;
         need(w.ptr[k], nnz, "the links by cell")?;
-        let (n32, k32, npt32) = (i32_len(n, "samples")?, i32_len(k, "cells")?, i32_len(npt, "npt")?);
         let ptr64: Vec<i64> = w.ptr.iter().map(|&p| p as i64).collect();
         let (hi, ptr, sample) = (gpu.put(w.hi)?, gpu.put(&ptr64)?, gpu.put(w.sample)?);
         if w.sample_xyz.len() != n || w.cell_xyz.len() != k {
@@ -331,23 +330,40 @@ impl<F: Real> CudaOperator<F> {
         }
         let xyz = gpu.put(w.sample_xyz.as_flattened())?;
         let cxyz = gpu.put(w.cell_xyz.as_flattened())?;
-        let area = gpu.put(&w.area.iter().map(|&a| F::from_f64(a)).collect::<Vec<F>>())?;
+        let links = LinksOnGpu { gpu, n, k, npt, hi, ptr, sample, xyz, cell_xyz: cxyz };
+        Ok((Self::from_gpu_links(links, w.area, w.radius, w.sigma_m)?, None))
+    }
+
+    /// The operator of links on the GPU, its weights computed there (the fused gather-weight
+    /// kernels) from the unit vectors and the per-position areas `area`; they stay there.
+    pub fn from_gpu_links(links: LinksOnGpu, area: &[f64], radius: f64, sigma_m: f64) -> Result<Self> {
+        let LinksOnGpu { gpu, n, k, npt, hi, ptr, sample, xyz, cell_xyz } = links;
+        let nnz = sample.len();
+        need(area.len(), n, "the areas")?;
+        need(hi.len(), n * npt, "the links by sample")?;
+        need(ptr.len(), k + 1, "the links by cell")?;
+        need(xyz.len(), 3 * n, "the samples' unit vectors")?;
+        need(cell_xyz.len(), 3 * k, "the cells' unit vectors")?;
+        let (n32, k32, npt32) = (i32_len(n, "samples")?, i32_len(k, "cells")?, i32_len(npt, "npt")?);
+        let area = gpu.put(&area.iter().map(|&a| F::from_f64(a)).collect::<Vec<F>>())?;
         let (mut d_m, mut mt, mut dy) = (gpu.alloc::<F>(n * npt)?, gpu.alloc::<F>(n * npt)?, gpu.alloc::<F>(n)?);
         let (mut m, mut dx) = (gpu.alloc::<F>(nnz)?, gpu.alloc::<F>(k)?);
-        let s2 = w.sigma_m * w.sigma_m;
+        let s2 = sigma_m * sigma_m;
         let g = &gpu;
-        // SAFETY (both launches): every buffer was allocated above with the lengths the launchers
-        // read and write (n samples of npt links, k cells, nnz links; checked against the pattern).
+        // SAFETY (both launches): every buffer holds the lengths the launchers read and write (n
+        // samples of npt links, k cells, nnz links; checked above or allocated so). The pattern's
+        // entries (cell indices below k, sample positions below n, ptr within nnz) are the
+        // construction's or were checked by the caller of `build`.
         g.launch("the weights by sample", |st| unsafe {
             sys::hpsf_weights_by_sample(
                 dtype::<F>(),
                 xyz.ptr(g).cast(),
-                cxyz.ptr(g).cast(),
+                cell_xyz.ptr(g).cast(),
                 hi.ptr(g).cast(),
                 area.ptr(g),
                 n32,
                 npt32,
-                w.radius,
+                radius,
                 s2,
                 d_m.ptr_mut(g),
                 mt.ptr_mut(g),
@@ -359,12 +375,12 @@ impl<F: Real> CudaOperator<F> {
             sys::hpsf_weights_by_cell(
                 dtype::<F>(),
                 xyz.ptr(g).cast(),
-                cxyz.ptr(g).cast(),
+                cell_xyz.ptr(g).cast(),
                 ptr.ptr(g).cast(),
                 sample.ptr(g).cast(),
                 area.ptr(g),
                 k32,
-                w.radius,
+                radius,
                 s2,
                 m.ptr_mut(g),
                 dx.ptr_mut(g),
@@ -373,7 +389,7 @@ impl<F: Real> CudaOperator<F> {
         })?;
         let (d_m, area, dy) = (Some(d_m), Some(area), Some(dy));
         let sample_axis = Default::default();
-        Ok((CudaOperator { gpu, n, k, npt, hi, mt, ptr, sample, m, dx, d_m, area, dy, sample_axis }, None))
+        Ok(CudaOperator { gpu, n, k, npt, hi, mt, ptr, sample, m, dx, d_m, area, dy, sample_axis })
     }
 
     /// The links by sample position, copied to the host.
