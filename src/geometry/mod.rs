@@ -13,7 +13,7 @@
 //!   sensitivity).
 
 mod latitude;
-mod portable;
+pub(crate) mod portable;
 
 pub use latitude::{authalic_to_geodetic, geodetic_to_authalic, WGS84_A, WGS84_F};
 

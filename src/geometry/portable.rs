@@ -113,7 +113,7 @@ fn check_id(depth: u8, id: u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The header against `cdshealpix` 0.10.1 and the crate's [`Grid`](crate::geometry::Grid), bit
     //! for bit: random points and ids at depths 0, 1, 5, 10, 12, 20, 29 (longitudes in [−4π, 4π]),
     //! and the hard places. Each test prints how many cases it compared.
@@ -126,10 +126,10 @@ mod tests {
     const DEPTHS: [u8; 7] = [0, 1, 5, 10, 12, 20, 29];
 
     /// xorshift64*: a small seeded generator, the same sequence on every machine.
-    struct Rng(u64);
+    pub(crate) struct Rng(pub(crate) u64);
 
     impl Rng {
-        fn next_u64(&mut self) -> u64 {
+        pub(crate) fn next_u64(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
@@ -137,7 +137,7 @@ mod tests {
         }
 
         /// Uniform in [0, 1).
-        fn unit(&mut self) -> f64 {
+        pub(crate) fn unit(&mut self) -> f64 {
             (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
         }
 

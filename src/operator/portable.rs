@@ -33,6 +33,7 @@ use super::keep::{keep_stage, KeptCells};
 use super::samples::Samples;
 use super::search::nearest;
 use super::Config;
+use crate::geometry::portable::tests::Rng;
 use crate::geometry::{distance_from_chord2_m, Ellipsoid, Grid};
 use crate::Params;
 
@@ -90,18 +91,6 @@ fn search(level: u8, cfg: &Config, kept: &KeptView, cell: u64, at: &[f64; 3]) ->
         )
     };
     c2.into_iter().zip(k).take(found as usize).collect()
-}
-
-/// xorshift64*, the same sequence on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// Samples of a test case: a random scatter over a lon/lat box, and the centres of some cells of
