@@ -1,11 +1,11 @@
-// An operator's construction on the GPU (SPEC §2): hashing, the keep stage, the search and the
-// pruning, with the per-cell and per-sample steps of construct.h (the code the host tests hold to
+// An operator's construction on the GPU (SPEC §2): hashing, the keep stage, the search, the pruning
+// and the links by cell, with the per-cell and per-sample steps of construct.h (the code the host tests hold to
 // the CPU stages) and CUB's radix sorts, run-length encoding and integer scans between them. Every
 // floating-point sum is a sequential loop of one thread in a fixed order: results do not depend on
 // timing (no atomics; CUB is used only for sorts — stable — and integer or max reductions).
 //
 // hpsf_construct_run does the work and leaves the results on the device behind an opaque handle;
-// hpsf_construct_fetch copies them to the host, hpsf_construct_free frees them. Counts handed to CUB
+// hpsf_construct_fetch copies them (to device or host memory), hpsf_construct_free frees them. Counts handed to CUB
 // are ints: a list that would reach 2^31 entries stops the construction with HPSF_ERR_TOO_LARGE.
 //
 // The keep stage's sums are added in (distinct cell, slot) order, not in the CPU's order (per
@@ -162,18 +162,11 @@ __global__ void mark_used(const int32_t *hi, int64_t links, int32_t *used) {
     if (hi[q] >= 0) used[hi[q]] = 1;  // the same value from every writer: no race on the result
 }
 
-// Links renumbered to the pruned cells; distances of the links (+inf where none).
-template <typename T>
-__global__ void finish_links(int32_t *hi, const double *c2, int64_t links, const int32_t *new_index, double radius,
-                             T *d) {
+// Links renumbered to the pruned cells (the weights kernels recompute their distances).
+__global__ void renumber_links(int32_t *hi, int64_t links, const int32_t *new_index) {
     HPSF_AT(q, links);
     int32_t h = hi[q];
-    if (h >= 0) {
-        hi[q] = new_index[h];
-        d[q] = (T)hpsf_distance(c2[q], radius);
-    } else {
-        d[q] = (T)INFINITY;
-    }
+    if (h >= 0) hi[q] = new_index[h];
 }
 
 __global__ void pruned_cells(const int32_t *used, const int32_t *new_index, const uint64_t *scheme, const double *kxyz,
@@ -248,11 +241,10 @@ cudaError_t sum_by_key(const uint64_t *keys, const double *vals, int64_t n, int 
 
 struct hpsf_construction {
     int64_t n, k, nnz;
-    int npt, dtype;
+    int npt;
     uint32_t *order;
     double *xyz;
     int32_t *hi;
-    void *d;
     uint64_t *cell_ids;
     double *cell_xyz;
     int64_t *ptr;
@@ -462,15 +454,9 @@ int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, con
     HPSF_TRY(to_host(&last[1], used.p + (nk - 1), 1, st));
     const int64_t k = (int64_t)last[0] + last[1];
     sz->k = k;
-    Dev<unsigned char> d(st);
-    const size_t elem = a->dtype == HPSF_F64 ? sizeof(double) : sizeof(float);
-    HPSF_TRY(d.alloc(links * (int64_t)elem));
-    if (a->dtype == HPSF_F64)
-        finish_links<double><<<HPSF_KERNEL(links)>>>(hi.p, c2.p, links, new_index.p, a->radius, (double *)d.p);
-    else
-        finish_links<float><<<HPSF_KERNEL(links)>>>(hi.p, c2.p, links, new_index.p, a->radius, (float *)d.p);
-    HPSF_TRY(cudaGetLastError());
     c2.reset();
+    renumber_links<<<HPSF_KERNEL(links)>>>(hi.p, links, new_index.p);
+    HPSF_TRY(cudaGetLastError());
     Dev<uint64_t> cell_ids(st);
     Dev<double> cell_xyz(st);
     HPSF_TRY(cell_ids.alloc(k));
@@ -510,12 +496,10 @@ int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, con
     c->n = n;
     c->k = k;
     c->npt = npt;
-    c->dtype = a->dtype;
     c->st = st;
     c->order = order.release();
     c->xyz = xyz.release();
     c->hi = hi.release();
-    c->d = d.release();
     c->cell_ids = cell_ids.release();
     c->cell_xyz = cell_xyz.release();
     c->nnz = nnz;
@@ -525,11 +509,10 @@ int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, con
     return (int)cudaSuccess;
 }
 
-int hpsf_construct_fetch(hpsf_construction *c, uint32_t *order, double *xyz, int32_t *hi, void *d, uint64_t *cell_ids,
+int hpsf_construct_fetch(hpsf_construction *c, uint32_t *order, double *xyz, int32_t *hi, uint64_t *cell_ids,
                          double *cell_xyz, int64_t *ptr, uint32_t *sample) {
     cudaStream_t st = c->st;
     const int64_t links = c->n * c->npt;
-    const size_t elem = c->dtype == HPSF_F64 ? sizeof(double) : sizeof(float);
     // host or device destinations alike (unified addressing); NULL: not wanted
     auto copy = [&](void *dst, const void *src, size_t bytes) -> cudaError_t {
         if (!dst || bytes == 0) return cudaSuccess;
@@ -538,7 +521,6 @@ int hpsf_construct_fetch(hpsf_construction *c, uint32_t *order, double *xyz, int
     HPSF_TRY(copy(order, c->order, c->n * sizeof(uint32_t)));
     HPSF_TRY(copy(xyz, c->xyz, 3 * c->n * sizeof(double)));
     HPSF_TRY(copy(hi, c->hi, links * sizeof(int32_t)));
-    HPSF_TRY(copy(d, c->d, links * elem));
     HPSF_TRY(copy(cell_ids, c->cell_ids, c->k * sizeof(uint64_t)));
     HPSF_TRY(copy(cell_xyz, c->cell_xyz, 3 * c->k * sizeof(double)));
     HPSF_TRY(copy(ptr, c->ptr, (c->k + 1) * sizeof(int64_t)));
@@ -549,7 +531,7 @@ int hpsf_construct_fetch(hpsf_construction *c, uint32_t *order, double *xyz, int
 void hpsf_construct_free(hpsf_construction *c) {
     if (!c) return;
     cudaStream_t st = c->st;
-    void *all[] = {c->order, c->xyz, c->hi, c->d, c->cell_ids, c->cell_xyz, c->ptr, c->sample};
+    void *all[] = {c->order, c->xyz, c->hi, c->cell_ids, c->cell_xyz, c->ptr, c->sample};
     for (void *p : all)
         if (p) cudaFreeAsync(p, st);
     cudaStreamSynchronize(st);

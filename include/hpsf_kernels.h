@@ -133,8 +133,7 @@ int hpsf_fill_masked(int32_t dtype, void *v, const uint8_t *mask, double fill, i
 
 /* ---- construction (csrc/construct.cu) ----------------------------------------------------------
  * What the construction of an operator needs (SPEC §2): the grid (depth, WGS84 or sphere, nested or
- * ring ids), the rings, npt, the sphere's radius, sigma and the keep threshold, and the element
- * type of the distances (HPSF_F32 / HPSF_F64).                                                    */
+ * ring ids), the rings, npt, the sphere's radius, sigma and the keep threshold.                   */
 struct hpsf_construct_args {
     int32_t depth;
     int32_t wgs84;
@@ -143,7 +142,6 @@ struct hpsf_construct_args {
     uint32_t ring_init;
     uint32_t ring_max;
     int32_t npt;
-    int32_t dtype;
     double radius;
     double sigma_m;
     double threshold;
@@ -171,10 +169,10 @@ int hpsf_construct_run(const struct hpsf_construct_args *a, const double *lon, c
                        struct hpsf_construction **out, struct hpsf_construct_sizes *sizes, hpsf_stream stream);
 /* Copies the results to host or device arrays (NULL: not wanted) — order (n: the sample of each
  * position, by (cell, index)), xyz (3n: the samples' unit vectors by position), hi (n*npt: pruned
- * cell index, -1 none), d (n*npt distances in m of the element type, +inf none), cell_ids (k: ids in
- * the grid's scheme, ascending), cell_xyz (3k: centres), ptr (k+1) and sample (nnz: positions,
- * ascending in each cell) the links by cell — and waits for the copies.                          */
-int hpsf_construct_fetch(struct hpsf_construction *c, uint32_t *order, double *xyz, int32_t *hi, void *d,
+ * cell index, -1 none), cell_ids (k: ids in the grid's scheme, ascending), cell_xyz (3k: centres),
+ * ptr (k+1) and sample (nnz: positions, ascending in each cell) the links by cell — and waits for
+ * the copies.                                                                                    */
+int hpsf_construct_fetch(struct hpsf_construction *c, uint32_t *order, double *xyz, int32_t *hi,
                          uint64_t *cell_ids, double *cell_xyz, int64_t *ptr, uint32_t *sample);
 /* Frees the results (NULL: nothing).                                                             */
 void hpsf_construct_free(struct hpsf_construction *c);

@@ -544,16 +544,21 @@ impl Target {
     }
 
     /// The links of validated samples built on the device (hashing, keep stage, search, pruning),
-    /// or `None` where the CPU stages build them (the CPU; a GPU given 2^31 − 1 samples or more, or
-    /// when the environment variable `HPSF_HOST_CONSTRUCTION=1` asks for the host stages).
-    #[cfg_attr(not(feature = "cuda"), allow(unused_variables, clippy::extra_unused_type_parameters))]
-    pub fn construct<F: Real>(&self, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Option<Result<Constructed>> {
+    /// or `None` where the CPU stages build them (the CPU; a GPU given 2^31 − 1 links (N·npt) or
+    /// more — CUB's counts are ints —, or when the environment variable `HPSF_HOST_CONSTRUCTION=1`
+    /// asks for the host stages).
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    pub fn construct(&self, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Option<Result<Constructed>> {
         match self {
             Target::Cpu => None,
             #[cfg(feature = "cuda")]
-            Target::Cuda(_) if lon.len() >= cuda::MAX_SAMPLES || host_construction_asked() => None,
+            Target::Cuda(_)
+                if lon.len().saturating_mul(a.npt.max(1)) >= cuda::MAX_LINKS || host_construction_asked() =>
+            {
+                None
+            }
             #[cfg(feature = "cuda")]
-            Target::Cuda(gpu) => Some(cuda::construct::<F>(gpu, lon, lat, a)),
+            Target::Cuda(gpu) => Some(cuda::construct(gpu, lon, lat, a)),
         }
     }
 }

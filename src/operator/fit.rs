@@ -234,7 +234,7 @@ impl<F: Real> PsfResampler<F> {
                     std::borrow::Cow::Borrowed(&self.unlinked)
                 } else {
                     let codes = solved.no_data.as_ref().filter(|_| solved.masked_rows[j]);
-                    std::borrow::Cow::Owned(self.empty_cells(&val[row * n..(row + 1) * n], codes.map(|c| (c, j, s))))
+                    std::borrow::Cow::Owned(self.empty_cells(&val[row * n..(row + 1) * n], codes.map(|c| (c, j, s)))?)
                 };
                 info.empty_cells[row] = empty.len();
                 if missing {
@@ -301,7 +301,7 @@ impl<F: Real> PsfResampler<F> {
             masked_rows: rows.masked.clone(),
             x0,
             bounds: boxes.as_ref().map(|(lo, hi)| (scaled(lo), scaled(hi))),
-            means: opts.conservative.then(|| self.conservation_means(val, &sel, &inv)),
+            means: opts.conservative.then(|| self.conservation_means(val, &sel, &inv)).transpose()?,
             opts,
         };
         let sol = solver::solve(be, problem)?;
@@ -334,10 +334,11 @@ impl<F: Real> PsfResampler<F> {
 
     /// The area-weighted mean of each selected row's valid samples, in the scaled units (NaN where
     /// the valid samples have no area): the mean the conservative fit keeps.
-    fn conservation_means(&self, val: &[F], sel: &[usize], inv: &[F]) -> Vec<f64> {
+    fn conservation_means(&self, val: &[F], sel: &[usize], inv: &[F]) -> Result<Vec<f64>> {
         let n = self.n;
-        let area = self.host_area();
-        sel.iter()
+        let area = self.try_host_area()?;
+        Ok(sel
+            .iter()
             .zip(inv)
             .map(|(&row, &c)| {
                 let (mut num, mut den) = (0.0f64, 0.0f64);
@@ -355,14 +356,14 @@ impl<F: Real> PsfResampler<F> {
                     f64::NAN
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// Cells none of whose linked samples is valid in this row of N values, ascending; with the
     /// K×s cell codes of a solve and this row's column j, also the cells whose code is 0 (no valid
     /// sample carries weight there).
-    fn empty_cells(&self, row: &[F], codes: Option<(&Vec<u8>, usize, usize)>) -> Vec<u32> {
-        let cells = self.host_cells();
+    fn empty_cells(&self, row: &[F], codes: Option<(&Vec<u8>, usize, usize)>) -> Result<Vec<u32>> {
+        let cells = self.try_host_cells()?;
         let ptr = &cells.ptr;
         let empty: Vec<bool> = (0..self.k())
             .into_par_iter()
@@ -372,7 +373,7 @@ impl<F: Real> PsfResampler<F> {
                 no_code || !linked.iter().any(|&p| !row[self.order[p as usize] as usize].is_nan())
             })
             .collect();
-        (0..self.k() as u32).filter(|&c| empty[c as usize]).collect()
+        Ok((0..self.k() as u32).filter(|&c| empty[c as usize]).collect())
     }
 
     /// `val` (rows of N) with the samples left out by `sample_mask` set to NaN, so that they take

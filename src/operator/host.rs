@@ -65,9 +65,18 @@ impl<F: Real> HostArrays<F> {
 }
 
 /// A copy from the device failed: the accessors have no error to return, so they panic (across the
-/// C ABI: an error status).
+/// C ABI: an error status); a fit returns the error (`try_*`).
 fn lost(what: &str, e: crate::Error) -> ! {
     panic!("copying {what} from the device failed: {e}")
+}
+
+/// The value of `cell`, set from `make` the first time (a failure leaves it unset).
+fn get_or_try<T>(cell: &OnceLock<T>, make: impl FnOnce() -> crate::Result<T>) -> crate::Result<&T> {
+    if let Some(v) = cell.get() {
+        return Ok(v);
+    }
+    let v = make()?;
+    Ok(cell.get_or_init(|| v))
 }
 
 impl<F: Real> PsfResampler<F> {
@@ -77,7 +86,10 @@ impl<F: Real> PsfResampler<F> {
     }
     /// The links by cell (CSR, `M`).
     pub(crate) fn host_cells(&self) -> &CellLinks<F> {
-        self.host.cells.get_or_init(|| self.placed.cell_links().unwrap_or_else(|e| lost("the links by cell", e)))
+        self.try_host_cells().unwrap_or_else(|e| lost("the links by cell", e))
+    }
+    pub(crate) fn try_host_cells(&self) -> crate::Result<&CellLinks<F>> {
+        get_or_try(&self.host.cells, || self.placed.cell_links())
     }
     /// The distances of the links.
     pub(crate) fn host_d_m(&self) -> &[F] {
@@ -87,7 +99,10 @@ impl<F: Real> PsfResampler<F> {
     }
     /// The per-position areas.
     pub(crate) fn host_area(&self) -> &[F] {
-        self.host.area.get_or_init(|| self.placed.values(DeviceValues::Area).unwrap_or_else(|e| lost("the areas", e)))
+        self.try_host_area().unwrap_or_else(|e| lost("the areas", e))
+    }
+    pub(crate) fn try_host_area(&self) -> crate::Result<&[F]> {
+        get_or_try(&self.host.area, || self.placed.values(DeviceValues::Area)).map(Vec::as_slice)
     }
     /// `Dx`.
     pub(crate) fn host_dx(&self) -> &[F] {

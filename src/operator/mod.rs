@@ -842,7 +842,7 @@ fn build<F: Real>(
     };
     // a device builds the links itself, and keeps them (restricted output: on the host)
     if !restricted {
-        if let Some(built) = target.construct::<F>(lon, lat, &args) {
+        if let Some(built) = target.construct(lon, lat, &args) {
             return device_operator(grid, cfg, built?, lon, lat, params, progress, info);
         }
     }

@@ -3,13 +3,13 @@
 //! the host tests hold to the CPU stages). The links stay there; only the sample order and the cell
 //! ids come to the host.
 
-use super::{dtype, sys, Buf, Gpu};
+use super::{sys, Buf, Gpu};
 use crate::backend::{ConstructArgs, Constructed, DeviceLinks};
 use crate::error::{Error, Result};
-use crate::real::Real;
 
-/// Samples the GPU construction takes (CUB's counts are ints); more are built by the CPU stages.
-pub(crate) const MAX_SAMPLES: usize = i32::MAX as usize;
+/// Links (N·npt) the GPU construction takes, exclusive (CUB's counts are ints); more are built by
+/// the CPU stages.
+pub(crate) const MAX_LINKS: usize = i32::MAX as usize;
 
 /// The device's results, freed on drop.
 struct Handle(*mut sys::hpsf_construction);
@@ -22,13 +22,14 @@ impl Drop for Handle {
 }
 
 /// The links of the samples (lon, lat in degrees, validated) built on `gpu`.
-pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Result<Constructed> {
+pub(crate) fn construct(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Result<Constructed> {
     let n = lon.len();
     if lat.len() != n {
         return Err(Error::LengthMismatch { what: "lat_deg", expected: n, got: lat.len() });
     }
-    if n >= MAX_SAMPLES {
-        return Err(Error::TooLarge { what: "number of samples", value: n as u64, limit: MAX_SAMPLES as u64 - 1 });
+    let links = n.saturating_mul(a.npt);
+    if links >= MAX_LINKS {
+        return Err(Error::TooLarge { what: "links (N·npt)", value: links as u64, limit: MAX_LINKS as u64 - 1 });
     }
     let args = sys::hpsf_construct_args {
         depth: a.level as i32,
@@ -38,7 +39,6 @@ pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &Constr
         ring_init: a.ring_init,
         ring_max: a.ring_max,
         npt: i32::try_from(a.npt).map_err(|_| Error::param("npt", a.npt, "at most 2^31 − 1"))?,
-        dtype: dtype::<F>(),
         radius: a.radius,
         sigma_m: a.sigma_m,
         threshold: a.threshold,
@@ -64,7 +64,7 @@ pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &Constr
         0 => {}
         c if c == sys::HPSF_ERR_TOO_LARGE as i32 => {
             return Err(Error::TooLarge {
-                what: "entries of a list the GPU construction sorts (candidate slots or links)",
+                what: "candidate (cell, slot) entries the GPU construction's keep stage sorts",
                 value: i32::MAX as u64,
                 limit: i32::MAX as u64 - 1,
             })
@@ -95,14 +95,13 @@ pub(crate) fn construct<F: Real>(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &Constr
     };
     let g = gpu;
     // SAFETY: the host arrays hold n and k values, the device buffers n·npt, k + 1, nnz, 3n and 3k
-    // (the handle's sizes), as hpsf_construct_fetch copies them; the distances are not wanted.
+    // (the handle's sizes), as hpsf_construct_fetch copies them.
     let code = unsafe {
         sys::hpsf_construct_fetch(
             handle.0,
             order.as_mut_ptr(),
             on_gpu.xyz.ptr_mut(g).cast(),
             on_gpu.hi.ptr_mut(g).cast(),
-            std::ptr::null_mut(),
             cell_ids.as_mut_ptr(),
             on_gpu.cell_xyz.ptr_mut(g).cast(),
             on_gpu.ptr.ptr_mut(g).cast(),

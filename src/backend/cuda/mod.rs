@@ -11,7 +11,7 @@ mod construct;
 mod layout;
 mod ops;
 
-pub(crate) use construct::{construct, LinksOnGpu, MAX_SAMPLES};
+pub(crate) use construct::{construct, LinksOnGpu, MAX_LINKS};
 
 use super::{cpu, DeviceValues, LinkWeights, WeightInputs};
 use crate::error::{Error, Result};
@@ -306,6 +306,9 @@ impl<F: Real> CudaOperator<F> {
         let (n, k, npt, nnz) = (w.area.len(), w.ptr.len() - 1, w.npt, w.sample.len());
         need(w.hi.len(), n * npt, "the links by sample")?;
         need(w.ptr[k], nnz, "the links by cell")?;
+        i32_len(n, "samples")?;
+        i32_len(k, "cells")?;
+        i32_len(npt, "npt")?;
         let ptr64: Vec<i64> = w.ptr.iter().map(|&p| p as i64).collect();
         let (hi, ptr, sample) = (gpu.put(w.hi)?, gpu.put(&ptr64)?, gpu.put(w.sample)?);
         if w.sample_xyz.len() != n || w.cell_xyz.len() != k {
