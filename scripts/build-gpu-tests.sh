@@ -23,7 +23,7 @@ done
 REF=../shared/reference
 if [ -f "$REF/ref_gpu.py" ]; then
   mkdir -p .gpu/ref/wheels
-  cp "$REF/ref_gpu.py" "$REF/ref_case.py" .gpu/ref/
+  cp -f "$REF/ref_gpu.py" "$REF/ref_case.py" .gpu/ref/
   python3 -m pip download --no-deps -q -d .gpu/ref/wheels healpix_resample==2026.10.2 healpix_geo==0.4.1 \
     marray==0.0.12 || echo "build-gpu-tests: the reference's wheels could not be downloaded (offline?)" >&2
 fi

@@ -16,7 +16,8 @@
 # 5. Issue 15 (construction and batched values on the device): builds of the paper patch (N = 65 536,
 #    level 20, npt 22) and of N = 10⁷; B = 64 and 256 fits (setup, resample); the reference on the
 #    same card when .gpu/ref holds it (build-gpu-tests.sh puts it there).
-# Order: tests, GPU benches, sanitizers, CPU benches, CPU suites; each step has a time limit.
+# Order: tests, GPU benches, the reference, sanitizers, CPU benches, CPU suites; each step has a time
+# limit (a call that runs out of time still returns what is done).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -45,6 +46,11 @@ for dt in f32 f64; do
   run "bench-$dt-b8-gaps" timeout 120 $G/bench --n 1e6 --level 12 --npt 9 --dtype $dt --batch 8 --iters 100 --reps 3 --gaps 0.3 --device cuda:0
 done
 run bench-f32-b64 timeout 120 $G/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 64 --iters 30 --reps 2 --device cuda:0
+if [ -d $G/ref/wheels ] && command -v python3 >/dev/null; then
+  python3 -m pip install --no-deps -q --target /tmp/hpsf-ref-site $G/ref/wheels/*.whl > "$OUT/ref-install.log" 2>&1
+  run reference timeout 240 env PYTHONPATH=/tmp/hpsf-ref-site python3 $G/ref/ref_gpu.py \
+      65536,20,22,f32,1,14,3 1e6,12,9,f32,64,30,1
+fi
 run bench-constrained-b1 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --device cuda:0
 run bench-constrained-b4 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --batch 4 --device cuda:0
 if command -v compute-sanitizer >/dev/null; then
@@ -52,11 +58,6 @@ if command -v compute-sanitizer >/dev/null; then
       every_fit_option_on_the_gpu_matches_the_cpu_f64 masks_restricted_output gpu_construction_equals batched_layouts
   run racecheck timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
       gpu_results_are_deterministic
-fi
-if [ -d $G/ref/wheels ] && command -v python3 >/dev/null; then
-  python3 -m pip install --no-deps -q --target /tmp/hpsf-ref-site $G/ref/wheels/*.whl > "$OUT/ref-install.log" 2>&1
-  run reference timeout 300 env PYTHONPATH=/tmp/hpsf-ref-site python3 $G/ref/ref_gpu.py \
-      65536,20,22,f32,1,14,3 1e6,12,9,f32,64,30,1
 fi
 for dt in f32 f64; do
   for b in 1 8; do
@@ -74,7 +75,7 @@ printf '%s\n' "${summary[@]}"
 cat "$OUT/tests-summary.txt"
 for f in "$OUT"/bench-*.log; do
   printf '%-26s ' "$(basename "$f" .log)"
-  grep -o '"iter_ms": [0-9.]*\|"build_s": [0-9.]*\|"setup_s": [0-9.]*\|"fit": "[a-z+]*"\|"fit_s": [0-9.]*\|"iterations": [0-9]*\|"resample_ms": [0-9.]*' "$f" | tr '\n' ' '
+  grep -o '"iter_ms": [0-9.]*\|"build_s": [0-9.]*\|"setup_s": [0-9.]*\|"fit": "[a-z+]*"\|"fit_s": [0-9.]*\|"iterations": [0-9]*\|"resample_ms": [0-9.]*\|"host_bytes_per_sample": [0-9.]*\|"device_bytes_per_sample": [0-9.]*' "$f" | tr '\n' ' '
   echo
 done
 if [ -f "$OUT/reference.log" ]; then
