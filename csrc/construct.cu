@@ -181,22 +181,14 @@ __global__ void pruned_cells(const int32_t *used, const int32_t *new_index, cons
 // Each link's sort key (its cell; no link: UINT32_MAX, after every cell) and sample position.
 __global__ void link_keys(const int32_t *hi, int64_t links, int npt, uint32_t *key, uint32_t *pos) {
     HPSF_AT(q, links);
-    key[q] = hi[q] >= 0 ? (uint32_t)hi[q] : 0xFFFFFFFFu;
+    key[q] = hpsf_link_key(hi[q]);
     pos[q] = (uint32_t)(q / npt);
 }
 
 // ptr[c] = the first sorted link of cell c or after (c = 0..k): the CSR row offsets.
 __global__ void cell_offsets(const uint32_t *key, int64_t links, int64_t k, int64_t *ptr) {
     HPSF_AT(c, k + 1);
-    int64_t lo = 0, hi = links;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if ((int64_t)key[mid] < c)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    ptr[c] = lo;
+    ptr[c] = hpsf_lower_bound(key, links, c);
 }
 
 // ---- steps ---------------------------------------------------------------------------------------

@@ -154,4 +154,23 @@ HPSF_HD int hpsf_search_sample(const hpsf_search_args *a, const hpsf_kept *kept,
     return count;
 }
 
+// ---- the links by cell -------------------------------------------------------------------------
+
+/// The sort key of a link to cell h (h < 0: no link, after every cell).
+HPSF_HD uint32_t hpsf_link_key(int32_t h) { return h >= 0 ? (uint32_t)h : 0xFFFFFFFFu; }
+
+/// The first of `len` ascending keys that is ≥ c: with the links sorted by key (stably, so sample
+/// positions ascending within a cell), row c of the links by cell starts there (c = 0..k).
+HPSF_HD int64_t hpsf_lower_bound(const uint32_t *key, int64_t len, int64_t c) {
+    int64_t lo = 0, hi = len;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if ((int64_t)key[mid] < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 #endif

@@ -69,4 +69,8 @@ int32_t hpsf_con_search_host(int32_t depth, uint32_t ring_init, uint32_t ring_ma
     hpsf_kept kept = {nested, index, xyz, len};
     return hpsf_search_sample(&a, &kept, cell, at, best_c2, best_k);
 }
+
+uint32_t hpsf_con_link_key_host(int32_t h) { return hpsf_link_key(h); }
+
+int64_t hpsf_con_lower_bound_host(const uint32_t *key, int64_t len, int64_t c) { return hpsf_lower_bound(key, len, c); }
 }

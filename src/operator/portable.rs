@@ -1,7 +1,7 @@
 //! The construction steps of `csrc/construct.h` — the code the CUDA construction runs one thread per
 //! distinct cell or sample — called on the host, so that the tests below hold them to the CPU
-//! stages of this module (`samples`, `keep`, `search`) in CI, without a GPU: the same unit vectors,
-//! candidate cells, kept cells, links and distances.
+//! stages of this module (`samples`, `keep`, `search`, `assemble`) in CI, without a GPU: the same
+//! unit vectors, candidate cells, kept cells, links, distances and links by cell.
 #![cfg(test)]
 
 mod ffi {
@@ -11,6 +11,8 @@ mod ffi {
         pub fn hpsf_con_keep_candidates_host(depth: i32, cell: u64, ring_weight: u32, out: *mut u64);
         pub fn hpsf_con_weight_sum_host(xyz: *const f64, m: i64, c: *const f64, radius: f64, s2: f64) -> f64;
         pub fn hpsf_con_distance_host(c2: f64, radius: f64) -> f64;
+        pub fn hpsf_con_link_key_host(h: i32) -> u32;
+        pub fn hpsf_con_lower_bound_host(key: *const u32, len: i64, c: i64) -> i64;
         #[allow(clippy::too_many_arguments)]
         pub fn hpsf_con_search_host(
             depth: i32,
@@ -29,9 +31,10 @@ mod ffi {
     }
 }
 
+use super::assemble::csr_pattern;
 use super::keep::{keep_stage, KeptCells};
 use super::samples::Samples;
-use super::search::nearest;
+use super::search::{nearest, prune};
 use super::Config;
 use crate::geometry::portable::tests::Rng;
 use crate::geometry::{distance_from_chord2_m, Ellipsoid, Grid};
@@ -91,6 +94,22 @@ fn search(level: u8, cfg: &Config, kept: &KeptView, cell: u64, at: &[f64; 3]) ->
         )
     };
     c2.into_iter().zip(k).take(found as usize).collect()
+}
+
+/// The links by cell as the GPU makes them: each link keyed by the header (its cell, no link last),
+/// sorted stably, rows found by the header's lower bound. (ptr, sample positions).
+fn csr_like_the_gpu(hi: &[i32], npt: usize, k: usize) -> (Vec<usize>, Vec<u32>) {
+    // SAFETY: pure arithmetic.
+    let mut keyed: Vec<(u32, u32)> =
+        hi.iter().enumerate().map(|(q, &h)| (unsafe { ffi::hpsf_con_link_key_host(h) }, (q / npt) as u32)).collect();
+    keyed.sort_by_key(|&(key, _)| key); // stable, as CUB's radix sort
+    let keys: Vec<u32> = keyed.iter().map(|&(key, _)| key).collect();
+    // SAFETY: keys holds len values.
+    let ptr: Vec<usize> = (0..=k)
+        .map(|c| unsafe { ffi::hpsf_con_lower_bound_host(keys.as_ptr(), keys.len() as i64, c as i64) } as usize)
+        .collect();
+    let sample = keyed[..ptr[k]].iter().map(|&(_, p)| p).collect();
+    (ptr, sample)
 }
 
 /// Samples of a test case: a random scatter over a lon/lat box, and the centres of some cells of
@@ -184,6 +203,9 @@ fn compare(lon: &[f64], lat: &[f64], p: &Params) -> usize {
             }
         }
     }
+    // the links by cell, after pruning, as the CPU assembles them
+    let (cell_ids, hi, _, _) = prune(found, &index, true);
+    assert_eq!(csr_like_the_gpu(&hi, npt, cell_ids.len()), csr_pattern(&hi, npt, cell_ids.len()), "links by cell");
     links
 }
 
@@ -212,5 +234,5 @@ fn construction_steps_match_the_cpu_stages() {
     let (lon, lat) = case(9, 300, 170.0, 70.0, 20.0, 3, false);
     let p = Params { threshold: 0.5, ring_search_max: Some(3), ..Params::new(9) };
     links += compare(&lon, &lat, &p);
-    println!("construct.h: {} cases, {links} links identical to the CPU stages", cases + 1);
+    println!("construct.h: {} cases, {links} links and the links by cell identical to the CPU stages", cases + 1);
 }
