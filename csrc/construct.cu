@@ -313,6 +313,159 @@ cudaError_t keep_stage(const hpsf_construct_args *a, const uint64_t *keys, const
     return cudaSuccess;
 }
 
+// The samples hashed and sorted by (cell, index): their cells in that order (keys), the order
+// (position -> sample) and the unit vectors by position.
+cudaError_t sort_samples(const hpsf_construct_args *a, const double *lon_host, const double *lat_host, int64_t n,
+                         Dev<uint64_t> &keys, Dev<uint32_t> &order, Dev<double> &xyz, cudaStream_t st) {
+    Dev<double> lon(st), lat(st);
+    HPSF_TRY(lon.alloc(n));
+    HPSF_TRY(lat.alloc(n));
+    HPSF_TRY(cudaMemcpyAsync(lon.p, lon_host, n * sizeof(double), cudaMemcpyHostToDevice, st));
+    HPSF_TRY(cudaMemcpyAsync(lat.p, lat_host, n * sizeof(double), cudaMemcpyHostToDevice, st));
+    Dev<uint64_t> keys0(st);
+    Dev<uint32_t> idx(st);
+    HPSF_TRY(keys0.alloc(n));
+    HPSF_TRY(keys.alloc(n));
+    HPSF_TRY(idx.alloc(n));
+    HPSF_TRY(order.alloc(n));
+    hash_samples<<<HPSF_KERNEL(n)>>>(lon.p, lat.p, n, a->depth, a->wgs84, keys0.p, idx.p);
+    HPSF_TRY(cudaGetLastError());
+    const int ni = (int)n, end_bit = 2 * a->depth + 4;
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceRadixSort::SortPairs(t, b, keys0.p, keys.p, idx.p, order.p, ni, 0, end_bit, st);
+    }));
+    HPSF_TRY(xyz.alloc(3 * n));
+    sample_vectors<<<HPSF_KERNEL(n)>>>(lon.p, lat.p, order.p, n, xyz.p);
+    return cudaGetLastError();
+}
+
+// The candidates whose weight sum reaches the threshold (nested ids ascending); sz gets their count
+// and the largest sum.
+cudaError_t kept_cells(const hpsf_construct_args *a, const Dev<uint64_t> &cands, const Dev<double> &sums,
+                       Dev<uint64_t> &kept, hpsf_construct_sizes *sz, cudaStream_t st) {
+    const int64_t nc = sz->n_candidates;
+    Dev<uint8_t> flag(st);
+    Dev<int32_t> nkept(st);
+    HPSF_TRY(flag.alloc(nc));
+    HPSF_TRY(kept.alloc(nc));
+    HPSF_TRY(nkept.alloc(1));
+    if (nc > 0) {
+        Dev<double> top(st);
+        HPSF_TRY(top.alloc(1));
+        HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Max(t, b, sums.p, top.p, (int)nc, st); }));
+        HPSF_TRY(to_host(&sz->max_sum, top.p, 1, st));
+        at_least<<<HPSF_KERNEL(nc)>>>(sums.p, nc, a->threshold, flag.p);
+        HPSF_TRY(cudaGetLastError());
+    }
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceSelect::Flagged(t, b, cands.p, flag.p, kept.p, nkept.p, (int)nc, st);
+    }));
+    int32_t nk = 0;
+    HPSF_TRY(to_host(&nk, nkept.p, 1, st));
+    sz->n_kept = nk;
+    return cudaSuccess;
+}
+
+// The keep order (the operator's scheme ascending) of the nk kept cells: the keep index of each
+// (by position in the ascending nested ids), the scheme id and centre of each keep index.
+cudaError_t keep_order(const hpsf_construct_args *a, const uint64_t *kept, int64_t nk, Dev<uint32_t> &index_of,
+                       Dev<uint64_t> &scheme, Dev<double> &kxyz, cudaStream_t st) {
+    Dev<uint32_t> perm(st);
+    Dev<uint64_t> scheme_sorted(st);
+    HPSF_TRY(index_of.alloc(nk));
+    HPSF_TRY(scheme.alloc(nk));
+    HPSF_TRY(kxyz.alloc(3 * nk));
+    if (!a->nest) {
+        Dev<uint64_t> ring(st);
+        Dev<uint32_t> pos(st);
+        HPSF_TRY(ring.alloc(nk));
+        HPSF_TRY(pos.alloc(nk));
+        HPSF_TRY(perm.alloc(nk));
+        HPSF_TRY(scheme_sorted.alloc(nk));
+        ring_ids<<<HPSF_KERNEL(nk)>>>(kept, nk, a->depth, ring.p);
+        iota<<<HPSF_KERNEL(nk)>>>(pos.p, nk);
+        HPSF_TRY(cudaGetLastError());
+        const int end_bit = 2 * a->depth + 4;
+        HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+            return cub::DeviceRadixSort::SortPairs(t, b, ring.p, scheme_sorted.p, pos.p, perm.p, (int)nk, 0, end_bit,
+                                                   st);
+        }));
+    }
+    keep_index<<<HPSF_KERNEL(nk)>>>(kept, perm.p, nk, a->depth, a->wgs84, scheme_sorted.p, index_of.p, scheme.p,
+                                    kxyz.p);
+    return cudaGetLastError();
+}
+
+// The search of every sample (hi: keep indices, then renumbered to the pruned cells) and the
+// pruning: the cell ids and centres of the kept cells some sample links to; sz gets K and the
+// partial and empty rows.
+cudaError_t search_and_prune(const hpsf_construct_args *a, const hpsf_kept &kept, const uint64_t *cells,
+                             const double *xyz, int64_t n, const uint64_t *scheme, Dev<int32_t> &hi,
+                             Dev<uint64_t> &cell_ids, Dev<double> &cell_xyz, hpsf_construct_sizes *sz,
+                             cudaStream_t st) {
+    const int npt = a->npt;
+    const int64_t links = n * npt, nk = kept.len;
+    Dev<int32_t> partial(st), empty(st), count(st);
+    Dev<double> c2(st);
+    HPSF_TRY(hi.alloc(links));
+    HPSF_TRY(c2.alloc(links));
+    HPSF_TRY(partial.alloc(n));
+    HPSF_TRY(empty.alloc(n));
+    HPSF_TRY(count.alloc(2));
+    hpsf_search_args sa = {a->depth, a->ring_init, a->ring_max, npt};
+    search<<<HPSF_KERNEL(n)>>>(sa, kept, cells, xyz, n, hi.p, c2.p, partial.p, empty.p);
+    HPSF_TRY(cudaGetLastError());
+    c2.reset();
+    const int ni = (int)n;
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Sum(t, b, partial.p, count.p, ni, st); }));
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Sum(t, b, empty.p, count.p + 1, ni, st); }));
+    int32_t counts[2] = {0, 0};
+    HPSF_TRY(to_host(counts, count.p, 2, st));
+    sz->n_partial = counts[0];
+    sz->n_empty = counts[1];
+
+    Dev<int32_t> used(st), new_index(st);
+    HPSF_TRY(used.alloc(nk));
+    HPSF_TRY(new_index.alloc(nk));
+    HPSF_TRY(cudaMemsetAsync(used.p, 0, nk * sizeof(int32_t), st));
+    mark_used<<<HPSF_KERNEL(links)>>>(hi.p, links, used.p);
+    HPSF_TRY(cudaGetLastError());
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceScan::ExclusiveSum(t, b, used.p, new_index.p, (int)nk, st);
+    }));
+    int32_t last[2] = {0, 0};
+    HPSF_TRY(to_host(&last[0], new_index.p + (nk - 1), 1, st));
+    HPSF_TRY(to_host(&last[1], used.p + (nk - 1), 1, st));
+    const int64_t k = (int64_t)last[0] + last[1];
+    sz->k = k;
+    renumber_links<<<HPSF_KERNEL(links)>>>(hi.p, links, new_index.p);
+    HPSF_TRY(cudaGetLastError());
+    HPSF_TRY(cell_ids.alloc(k));
+    HPSF_TRY(cell_xyz.alloc(3 * k));
+    pruned_cells<<<HPSF_KERNEL(nk)>>>(used.p, new_index.p, scheme, kept.xyz, nk, cell_ids.p, cell_xyz.p);
+    return cudaGetLastError();
+}
+
+// The links by cell (CSR over the k cells): the links sorted by cell, stably (sample positions
+// ascending in a row), the row offsets by binary search; nnz the number of links.
+cudaError_t links_by_cell(const int32_t *hi, int64_t links, int npt, int64_t k, Dev<int64_t> &ptr,
+                          Dev<uint32_t> &sample, int64_t *nnz, cudaStream_t st) {
+    Dev<uint32_t> key(st), pos(st), key_sorted(st);
+    HPSF_TRY(key.alloc(links));
+    HPSF_TRY(pos.alloc(links));
+    HPSF_TRY(key_sorted.alloc(links));
+    HPSF_TRY(sample.alloc(links));
+    HPSF_TRY(ptr.alloc(k + 1));
+    link_keys<<<HPSF_KERNEL(links)>>>(hi, links, npt, key.p, pos.p);
+    HPSF_TRY(cudaGetLastError());
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceRadixSort::SortPairs(t, b, key.p, key_sorted.p, pos.p, sample.p, (int)links, 0, 32, st);
+    }));
+    cell_offsets<<<HPSF_KERNEL(k + 1)>>>(key_sorted.p, links, k, ptr.p);
+    HPSF_TRY(cudaGetLastError());
+    return to_host(nnz, ptr.p + k, 1, st);
+}
+
 }  // namespace
 
 extern "C" {
@@ -323,178 +476,53 @@ int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, con
     *out = nullptr;
     *sz = hpsf_construct_sizes{};
     if (n <= 0 || n >= INT_MAX || a->npt <= 0) return (int)cudaErrorInvalidValue;
-    const int end_bit = 2 * a->depth + 4;
-    const int ni = (int)n, npt = a->npt;
+    const int64_t links = n * a->npt;
+    if (links >= INT_MAX) return (int)HPSF_ERR_TOO_LARGE;
 
-    // hash, sort by (cell, index), unit vectors in that order
-    Dev<double> lon(st), lat(st);
-    HPSF_TRY(lon.alloc(n));
-    HPSF_TRY(lat.alloc(n));
-    HPSF_TRY(cudaMemcpyAsync(lon.p, lon_host, n * sizeof(double), cudaMemcpyHostToDevice, st));
-    HPSF_TRY(cudaMemcpyAsync(lat.p, lat_host, n * sizeof(double), cudaMemcpyHostToDevice, st));
-    Dev<uint64_t> keys0(st), keys(st);
-    Dev<uint32_t> idx(st), order(st);
-    HPSF_TRY(keys0.alloc(n));
-    HPSF_TRY(keys.alloc(n));
-    HPSF_TRY(idx.alloc(n));
-    HPSF_TRY(order.alloc(n));
-    hash_samples<<<HPSF_KERNEL(n)>>>(lon.p, lat.p, n, a->depth, a->wgs84, keys0.p, idx.p);
-    HPSF_TRY(cudaGetLastError());
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
-        return cub::DeviceRadixSort::SortPairs(t, b, keys0.p, keys.p, idx.p, order.p, ni, 0, end_bit, st);
-    }));
-    keys0.reset();
-    idx.reset();
+    Dev<uint64_t> keys(st);
+    Dev<uint32_t> order(st);
     Dev<double> xyz(st);
-    HPSF_TRY(xyz.alloc(3 * n));
-    sample_vectors<<<HPSF_KERNEL(n)>>>(lon.p, lat.p, order.p, n, xyz.p);
-    HPSF_TRY(cudaGetLastError());
-    lon.reset();
-    lat.reset();
-
-    // keep stage
-    Dev<uint64_t> cands(st);
-    Dev<double> sums(st);
-    HPSF_TRY(keep_stage(a, keys.p, xyz.p, n, cands, sums, sz, st));
-    const int64_t nc = sz->n_candidates;
-    if (nc > 0) {
-        Dev<double> top(st);
-        HPSF_TRY(top.alloc(1));
-        HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Max(t, b, sums.p, top.p, (int)nc, st); }));
-        HPSF_TRY(to_host(&sz->max_sum, top.p, 1, st));
-    }
-    Dev<uint8_t> flag(st);
+    HPSF_TRY(sort_samples(a, lon_host, lat_host, n, keys, order, xyz, st));
     Dev<uint64_t> kept(st);
-    Dev<int32_t> nkept(st);
-    HPSF_TRY(flag.alloc(nc));
-    HPSF_TRY(kept.alloc(nc));
-    HPSF_TRY(nkept.alloc(1));
-    if (nc > 0) at_least<<<HPSF_KERNEL(nc)>>>(sums.p, nc, a->threshold, flag.p);
-    HPSF_TRY(cudaGetLastError());
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
-        return cub::DeviceSelect::Flagged(t, b, cands.p, flag.p, kept.p, nkept.p, (int)nc, st);
-    }));
-    int32_t nk = 0;
-    HPSF_TRY(to_host(&nk, nkept.p, 1, st));
-    sz->n_kept = nk;
-    cands.reset();
-    sums.reset();
-    flag.reset();
+    {
+        Dev<uint64_t> cands(st);
+        Dev<double> sums(st);
+        HPSF_TRY(keep_stage(a, keys.p, xyz.p, n, cands, sums, sz, st));
+        HPSF_TRY(kept_cells(a, cands, sums, kept, sz, st));
+    }
+    const int64_t nk = sz->n_kept;
     if (nk == 0) return (int)cudaSuccess;  // no cell passed the threshold: the caller explains
 
-    // the keep order (the operator's scheme ascending), the lookup by nested id, the centres
-    Dev<uint32_t> index_of(st), perm(st);
-    Dev<uint64_t> scheme(st), scheme_sorted(st);
-    Dev<double> kxyz(st);
-    HPSF_TRY(index_of.alloc(nk));
-    HPSF_TRY(scheme.alloc(nk));
-    HPSF_TRY(kxyz.alloc(3 * (int64_t)nk));
-    if (!a->nest) {
-        Dev<uint64_t> ring(st);
-        Dev<uint32_t> pos(st);
-        HPSF_TRY(ring.alloc(nk));
-        HPSF_TRY(pos.alloc(nk));
-        HPSF_TRY(perm.alloc(nk));
-        HPSF_TRY(scheme_sorted.alloc(nk));
-        ring_ids<<<HPSF_KERNEL(nk)>>>(kept.p, nk, a->depth, ring.p);
-        iota<<<HPSF_KERNEL(nk)>>>(pos.p, nk);
-        HPSF_TRY(cudaGetLastError());
-        HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
-            return cub::DeviceRadixSort::SortPairs(t, b, ring.p, scheme_sorted.p, pos.p, perm.p, nk, 0, end_bit, st);
-        }));
-    }
-    keep_index<<<HPSF_KERNEL(nk)>>>(kept.p, perm.p, nk, a->depth, a->wgs84, scheme_sorted.p, index_of.p, scheme.p, kxyz.p);
-    HPSF_TRY(cudaGetLastError());
-    perm.reset();
-    scheme_sorted.reset();
-
-    // search
-    const int64_t links = n * npt;
-    if (links >= INT_MAX) return (int)HPSF_ERR_TOO_LARGE;
-    Dev<int32_t> hi(st), partial(st), empty(st);
-    Dev<double> c2(st);
-    HPSF_TRY(hi.alloc(links));
-    HPSF_TRY(c2.alloc(links));
-    HPSF_TRY(partial.alloc(n));
-    HPSF_TRY(empty.alloc(n));
-    hpsf_search_args sa = {a->depth, a->ring_init, a->ring_max, npt};
-    hpsf_kept kv = {kept.p, index_of.p, kxyz.p, nk};
-    search<<<HPSF_KERNEL(n)>>>(sa, kv, keys.p, xyz.p, n, hi.p, c2.p, partial.p, empty.p);
-    HPSF_TRY(cudaGetLastError());
-    Dev<int32_t> count(st);
-    HPSF_TRY(count.alloc(2));
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Sum(t, b, partial.p, count.p, ni, st); }));
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Sum(t, b, empty.p, count.p + 1, ni, st); }));
-    int32_t counts[2] = {0, 0};
-    HPSF_TRY(to_host(counts, count.p, 2, st));
-    sz->n_partial = counts[0];
-    sz->n_empty = counts[1];
-    partial.reset();
-    empty.reset();
-    keys.reset();
-
-    // pruning: the kept cells some sample links to, renumbered in order
-    Dev<int32_t> used(st), new_index(st);
-    HPSF_TRY(used.alloc(nk));
-    HPSF_TRY(new_index.alloc(nk));
-    HPSF_TRY(cudaMemsetAsync(used.p, 0, nk * sizeof(int32_t), st));
-    mark_used<<<HPSF_KERNEL(links)>>>(hi.p, links, used.p);
-    HPSF_TRY(cudaGetLastError());
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, used.p, new_index.p, nk, st); }));
-    int32_t last[2] = {0, 0};
-    HPSF_TRY(to_host(&last[0], new_index.p + (nk - 1), 1, st));
-    HPSF_TRY(to_host(&last[1], used.p + (nk - 1), 1, st));
-    const int64_t k = (int64_t)last[0] + last[1];
-    sz->k = k;
-    c2.reset();
-    renumber_links<<<HPSF_KERNEL(links)>>>(hi.p, links, new_index.p);
-    HPSF_TRY(cudaGetLastError());
+    Dev<int32_t> hi(st);
     Dev<uint64_t> cell_ids(st);
     Dev<double> cell_xyz(st);
-    HPSF_TRY(cell_ids.alloc(k));
-    HPSF_TRY(cell_xyz.alloc(3 * k));
-    pruned_cells<<<HPSF_KERNEL(nk)>>>(used.p, new_index.p, scheme.p, kxyz.p, nk, cell_ids.p, cell_xyz.p);
-    HPSF_TRY(cudaGetLastError());
-    used.reset();
-    new_index.reset();
-    scheme.reset();
-    kxyz.reset();
+    {
+        Dev<uint32_t> index_of(st);
+        Dev<uint64_t> scheme(st);
+        Dev<double> kxyz(st);
+        HPSF_TRY(keep_order(a, kept.p, nk, index_of, scheme, kxyz, st));
+        hpsf_kept kv = {kept.p, index_of.p, kxyz.p, nk};
+        HPSF_TRY(search_and_prune(a, kv, keys.p, xyz.p, n, scheme.p, hi, cell_ids, cell_xyz, sz, st));
+    }
+    keys.reset();
     kept.reset();
-    index_of.reset();
-
-    // the links by cell (CSR): links sorted by cell, stably (sample positions ascending in a row)
-    Dev<uint32_t> key(st), pos(st), key_sorted(st), sample(st);
     Dev<int64_t> ptr(st);
-    HPSF_TRY(key.alloc(links));
-    HPSF_TRY(pos.alloc(links));
-    HPSF_TRY(key_sorted.alloc(links));
-    HPSF_TRY(sample.alloc(links));
-    HPSF_TRY(ptr.alloc(k + 1));
-    link_keys<<<HPSF_KERNEL(links)>>>(hi.p, links, npt, key.p, pos.p);
-    HPSF_TRY(cudaGetLastError());
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
-        return cub::DeviceRadixSort::SortPairs(t, b, key.p, key_sorted.p, pos.p, sample.p, (int)links, 0, 32, st);
-    }));
-    key.reset();
-    pos.reset();
-    cell_offsets<<<HPSF_KERNEL(k + 1)>>>(key_sorted.p, links, k, ptr.p);
-    HPSF_TRY(cudaGetLastError());
+    Dev<uint32_t> sample(st);
     int64_t nnz = 0;
-    HPSF_TRY(to_host(&nnz, ptr.p + k, 1, st));
+    HPSF_TRY(links_by_cell(hi.p, links, a->npt, sz->k, ptr, sample, &nnz, st));
     sz->nnz = nnz;
-    key_sorted.reset();
 
     hpsf_construction *c = new hpsf_construction;
     c->n = n;
-    c->k = k;
-    c->npt = npt;
+    c->k = sz->k;
+    c->nnz = nnz;
+    c->npt = a->npt;
     c->st = st;
     c->order = order.release();
     c->xyz = xyz.release();
     c->hi = hi.release();
     c->cell_ids = cell_ids.release();
     c->cell_xyz = cell_xyz.release();
-    c->nnz = nnz;
     c->ptr = ptr.release();
     c->sample = sample.release();
     *out = c;
