@@ -334,6 +334,8 @@ cudaError_t sort_samples(const hpsf_construct_args *a, const double *lon_host, c
     HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
         return cub::DeviceRadixSort::SortPairs(t, b, keys0.p, keys.p, idx.p, order.p, ni, 0, end_bit, st);
     }));
+    keys0.reset();
+    idx.reset();
     HPSF_TRY(xyz.alloc(3 * n));
     sample_vectors<<<HPSF_KERNEL(n)>>>(lon.p, lat.p, order.p, n, xyz.p);
     return cudaGetLastError();

@@ -164,7 +164,7 @@ struct hpsf_construct_sizes {
 struct hpsf_construction;
 /* Hashes the n samples (lon, lat: host arrays, degrees), runs the keep stage, the search, the
  * pruning and the links by cell on the device; *out holds the results (NULL when n_kept == 0).
- * n < 2^31 and n*npt < 2^31.                                                                      */
+ * n*npt < 2^31, checked first (HPSF_ERR_TOO_LARGE).                                               */
 int hpsf_construct_run(const struct hpsf_construct_args *a, const double *lon, const double *lat, int64_t n,
                        struct hpsf_construction **out, struct hpsf_construct_sizes *sizes, hpsf_stream stream);
 /* Copies the results to host or device arrays (NULL: not wanted) — order (n: the sample of each
