@@ -26,11 +26,11 @@ G=.gpu
 summary=()
 run() { # name, command...
   local name=$1; shift
-  local t0=$(date +%s.%N)
+  local t0=$(date +%s%N)
   "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
-  local dt=$(echo "$(date +%s.%N) - $t0" | bc)
-  summary+=("$(printf '%-34s rc=%-3s %7.1f s' "$name" "$rc" "$dt")")
+  local ms=$(( ($(date +%s%N) - t0) / 1000000 ))  # (no bc on the GPU machines)
+  summary+=("$(printf '%-34s rc=%-3s %5d.%01d s' "$name" "$rc" $((ms / 1000)) $((ms % 1000 / 100)))")
   return 0
 }
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
