@@ -33,6 +33,14 @@ __device__ __forceinline__ void hpsf_block_partials(double v, double *sh, int64_
     }
 }
 
+// Element `i` of a one-dimensional kernel over `len` elements (threads past the end return).
+#define HPSF_AT(i, len)                                             \
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; \
+    if (i >= (len)) return
+
+// The launch configuration of a kernel over `len` elements on `stream`.
+#define HPSF_ON(len, stream) hpsf_grid(len), HPSF_BLOCK, 0, stream
+
 // The launch of a kernel over `len` elements returns the launch's status.
 #define HPSF_LAUNCH_CHECK() return (int)cudaGetLastError()
 

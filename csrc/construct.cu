@@ -54,8 +54,6 @@ struct Dev {
         if (e_ != cudaSuccess) return e_; \
     } while (0)
 
-#define HPSF_KERNEL(len) hpsf_grid(len), HPSF_BLOCK, 0, st
-
 // CUB's two-call pattern: the temporary storage asked for, then the call.
 template <typename F>
 cudaError_t with_temp(cudaStream_t st, F call) {
@@ -74,10 +72,6 @@ cudaError_t to_host(T *dst, const T *src, int64_t n, cudaStream_t st) {
 }
 
 // ---- kernels -------------------------------------------------------------------------------------
-
-#define HPSF_AT(i, len)                                             \
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; \
-    if (i >= (len)) return
 
 __global__ void hash_samples(const double *lon, const double *lat, int64_t n, int depth, int wgs84, uint64_t *keys,
                              uint32_t *idx) {
@@ -188,7 +182,7 @@ __global__ void link_keys(const int32_t *hi, int64_t links, int npt, uint32_t *k
 // ptr[c] = the first sorted link of cell c or after (c = 0..k): the CSR row offsets.
 __global__ void cell_offsets(const uint32_t *key, int64_t links, int64_t k, int64_t *ptr) {
     HPSF_AT(c, k + 1);
-    ptr[c] = hpsf_lower_bound(key, links, c);
+    ptr[c] = hpsf_row_start(key, links, c);
 }
 
 // ---- steps ---------------------------------------------------------------------------------------
@@ -223,7 +217,7 @@ cudaError_t sum_by_key(const uint64_t *keys, const double *vals, int64_t n, int 
     HPSF_TRY(out_sums.alloc(r));
     if (r > 0) {
         HPSF_TRY(cudaMemcpyAsync(out_keys.p, unique.p, r * sizeof(uint64_t), cudaMemcpyDeviceToDevice, st));
-        run_sums<<<HPSF_KERNEL(r)>>>(v2.p, off.p, len.p, r, out_sums.p);
+        run_sums<<<HPSF_ON(r, st)>>>(v2.p, off.p, len.p, r, out_sums.p);
     }
     *runs = r;
     return cudaGetLastError();
@@ -280,8 +274,8 @@ cudaError_t keep_stage(const hpsf_construct_args *a, const uint64_t *keys, const
         Dev<double> share(st);
         HPSF_TRY(cand.alloc(c * slots));
         HPSF_TRY(share.alloc(c * slots));
-        keep_candidates<<<HPSF_KERNEL(c)>>>(unique.p, u0, c, a->depth, a->ring_weight, cand.p);
-        keep_shares<<<HPSF_KERNEL(c * slots)>>>(cand.p, start.p, counts.p, u0, c, slots, xyz, a->depth, a->wgs84,
+        keep_candidates<<<HPSF_ON(c, st)>>>(unique.p, u0, c, a->depth, a->ring_weight, cand.p);
+        keep_shares<<<HPSF_ON(c * slots, st)>>>(cand.p, start.p, counts.p, u0, c, slots, xyz, a->depth, a->wgs84,
                                                 a->radius, s2, share.p);
         HPSF_TRY(cudaGetLastError());
         part_keys.emplace_back(new Dev<uint64_t>(st));
@@ -328,7 +322,7 @@ cudaError_t sort_samples(const hpsf_construct_args *a, const double *lon_host, c
     HPSF_TRY(keys.alloc(n));
     HPSF_TRY(idx.alloc(n));
     HPSF_TRY(order.alloc(n));
-    hash_samples<<<HPSF_KERNEL(n)>>>(lon.p, lat.p, n, a->depth, a->wgs84, keys0.p, idx.p);
+    hash_samples<<<HPSF_ON(n, st)>>>(lon.p, lat.p, n, a->depth, a->wgs84, keys0.p, idx.p);
     HPSF_TRY(cudaGetLastError());
     const int ni = (int)n, end_bit = 2 * a->depth + 4;
     HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
@@ -337,7 +331,7 @@ cudaError_t sort_samples(const hpsf_construct_args *a, const double *lon_host, c
     keys0.reset();
     idx.reset();
     HPSF_TRY(xyz.alloc(3 * n));
-    sample_vectors<<<HPSF_KERNEL(n)>>>(lon.p, lat.p, order.p, n, xyz.p);
+    sample_vectors<<<HPSF_ON(n, st)>>>(lon.p, lat.p, order.p, n, xyz.p);
     return cudaGetLastError();
 }
 
@@ -356,7 +350,7 @@ cudaError_t kept_cells(const hpsf_construct_args *a, const Dev<uint64_t> &cands,
         HPSF_TRY(top.alloc(1));
         HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Max(t, b, sums.p, top.p, (int)nc, st); }));
         HPSF_TRY(to_host(&sz->max_sum, top.p, 1, st));
-        at_least<<<HPSF_KERNEL(nc)>>>(sums.p, nc, a->threshold, flag.p);
+        at_least<<<HPSF_ON(nc, st)>>>(sums.p, nc, a->threshold, flag.p);
         HPSF_TRY(cudaGetLastError());
     }
     HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
@@ -384,8 +378,8 @@ cudaError_t keep_order(const hpsf_construct_args *a, const uint64_t *kept, int64
         HPSF_TRY(pos.alloc(nk));
         HPSF_TRY(perm.alloc(nk));
         HPSF_TRY(scheme_sorted.alloc(nk));
-        ring_ids<<<HPSF_KERNEL(nk)>>>(kept, nk, a->depth, ring.p);
-        iota<<<HPSF_KERNEL(nk)>>>(pos.p, nk);
+        ring_ids<<<HPSF_ON(nk, st)>>>(kept, nk, a->depth, ring.p);
+        iota<<<HPSF_ON(nk, st)>>>(pos.p, nk);
         HPSF_TRY(cudaGetLastError());
         const int end_bit = 2 * a->depth + 4;
         HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
@@ -393,7 +387,7 @@ cudaError_t keep_order(const hpsf_construct_args *a, const uint64_t *kept, int64
                                                    st);
         }));
     }
-    keep_index<<<HPSF_KERNEL(nk)>>>(kept, perm.p, nk, a->depth, a->wgs84, scheme_sorted.p, index_of.p, scheme.p,
+    keep_index<<<HPSF_ON(nk, st)>>>(kept, perm.p, nk, a->depth, a->wgs84, scheme_sorted.p, index_of.p, scheme.p,
                                     kxyz.p);
     return cudaGetLastError();
 }
@@ -415,7 +409,7 @@ cudaError_t search_and_prune(const hpsf_construct_args *a, const hpsf_kept &kept
     HPSF_TRY(empty.alloc(n));
     HPSF_TRY(count.alloc(2));
     hpsf_search_args sa = {a->depth, a->ring_init, a->ring_max, npt};
-    search<<<HPSF_KERNEL(n)>>>(sa, kept, cells, xyz, n, hi.p, c2.p, partial.p, empty.p);
+    search<<<HPSF_ON(n, st)>>>(sa, kept, cells, xyz, n, hi.p, c2.p, partial.p, empty.p);
     HPSF_TRY(cudaGetLastError());
     c2.reset();
     const int ni = (int)n;
@@ -430,7 +424,7 @@ cudaError_t search_and_prune(const hpsf_construct_args *a, const hpsf_kept &kept
     HPSF_TRY(used.alloc(nk));
     HPSF_TRY(new_index.alloc(nk));
     HPSF_TRY(cudaMemsetAsync(used.p, 0, nk * sizeof(int32_t), st));
-    mark_used<<<HPSF_KERNEL(links)>>>(hi.p, links, used.p);
+    mark_used<<<HPSF_ON(links, st)>>>(hi.p, links, used.p);
     HPSF_TRY(cudaGetLastError());
     HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
         return cub::DeviceScan::ExclusiveSum(t, b, used.p, new_index.p, (int)nk, st);
@@ -440,11 +434,11 @@ cudaError_t search_and_prune(const hpsf_construct_args *a, const hpsf_kept &kept
     HPSF_TRY(to_host(&last[1], used.p + (nk - 1), 1, st));
     const int64_t k = (int64_t)last[0] + last[1];
     sz->k = k;
-    renumber_links<<<HPSF_KERNEL(links)>>>(hi.p, links, new_index.p);
+    renumber_links<<<HPSF_ON(links, st)>>>(hi.p, links, new_index.p);
     HPSF_TRY(cudaGetLastError());
     HPSF_TRY(cell_ids.alloc(k));
     HPSF_TRY(cell_xyz.alloc(3 * k));
-    pruned_cells<<<HPSF_KERNEL(nk)>>>(used.p, new_index.p, scheme, kept.xyz, nk, cell_ids.p, cell_xyz.p);
+    pruned_cells<<<HPSF_ON(nk, st)>>>(used.p, new_index.p, scheme, kept.xyz, nk, cell_ids.p, cell_xyz.p);
     return cudaGetLastError();
 }
 
@@ -458,12 +452,12 @@ cudaError_t links_by_cell(const int32_t *hi, int64_t links, int npt, int64_t k, 
     HPSF_TRY(key_sorted.alloc(links));
     HPSF_TRY(sample.alloc(links));
     HPSF_TRY(ptr.alloc(k + 1));
-    link_keys<<<HPSF_KERNEL(links)>>>(hi, links, npt, key.p, pos.p);
+    link_keys<<<HPSF_ON(links, st)>>>(hi, links, npt, key.p, pos.p);
     HPSF_TRY(cudaGetLastError());
     HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
         return cub::DeviceRadixSort::SortPairs(t, b, key.p, key_sorted.p, pos.p, sample.p, (int)links, 0, 32, st);
     }));
-    cell_offsets<<<HPSF_KERNEL(k + 1)>>>(key_sorted.p, links, k, ptr.p);
+    cell_offsets<<<HPSF_ON(k + 1, st)>>>(key_sorted.p, links, k, ptr.p);
     HPSF_TRY(cudaGetLastError());
     return to_host(nnz, ptr.p + k, 1, st);
 }

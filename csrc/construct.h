@@ -98,16 +98,23 @@ struct hpsf_kept {
     int64_t len;
 };
 
-/// The keep index of nested cell `cell`, or −1 where it is not kept (binary search).
-HPSF_HD int64_t hpsf_kept_find(const hpsf_kept *kept, uint64_t cell) {
-    int64_t lo = 0, hi = kept->len;
+/// The first of `len` ascending keys that is ≥ c (binary search).
+template <typename K>
+HPSF_HD int64_t hpsf_lower_bound(const K *key, int64_t len, K c) {
+    int64_t lo = 0, hi = len;
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;
-        if (kept->nested[mid] < cell)
+        if (key[mid] < c)
             lo = mid + 1;
         else
             hi = mid;
     }
+    return lo;
+}
+
+/// The keep index of nested cell `cell`, or −1 where it is not kept.
+HPSF_HD int64_t hpsf_kept_find(const hpsf_kept *kept, uint64_t cell) {
+    int64_t lo = hpsf_lower_bound(kept->nested, kept->len, cell);
     return (lo < kept->len && kept->nested[lo] == cell) ? (int64_t)kept->index[lo] : -1;
 }
 
@@ -159,18 +166,10 @@ HPSF_HD int hpsf_search_sample(const hpsf_search_args *a, const hpsf_kept *kept,
 /// The sort key of a link to cell h (h < 0: no link, after every cell).
 HPSF_HD uint32_t hpsf_link_key(int32_t h) { return h >= 0 ? (uint32_t)h : 0xFFFFFFFFu; }
 
-/// The first of `len` ascending keys that is ≥ c: with the links sorted by key (stably, so sample
-/// positions ascending within a cell), row c of the links by cell starts there (c = 0..k).
-HPSF_HD int64_t hpsf_lower_bound(const uint32_t *key, int64_t len, int64_t c) {
-    int64_t lo = 0, hi = len;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if ((int64_t)key[mid] < c)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+/// Where row c (0..=k, k < 2^31) of the links by cell starts among the links sorted by key
+/// (stably, so sample positions ascend within a cell).
+HPSF_HD int64_t hpsf_row_start(const uint32_t *key, int64_t len, int64_t c) {
+    return hpsf_lower_bound(key, len, (uint32_t)c);
 }
 
 #endif

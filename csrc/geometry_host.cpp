@@ -72,5 +72,5 @@ int32_t hpsf_con_search_host(int32_t depth, uint32_t ring_init, uint32_t ring_ma
 
 uint32_t hpsf_con_link_key_host(int32_t h) { return hpsf_link_key(h); }
 
-int64_t hpsf_con_lower_bound_host(const uint32_t *key, int64_t len, int64_t c) { return hpsf_lower_bound(key, len, c); }
+int64_t hpsf_con_row_start_host(const uint32_t *key, int64_t len, int64_t c) { return hpsf_row_start(key, len, c); }
 }

@@ -4,18 +4,13 @@
 // as uploaded, in segments reduced in a fixed order; and the element-wise helpers of the setup.
 #include "common.cuh"
 
-// The element of a one-dimensional launch, or return past `len`.
-#define HPSF_INDEX(idx, len)                                          \
-    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; \
-    if (idx >= (len)) return
-
 // Columns col0 .. col0+c-1 of out (e x s): column col0 + r, element p = row r of raw (c rows of
 // `width`, row-major) at element order[p] (p itself without order). One thread per (p, r), r
 // fastest, so that the writes are contiguous.
 template <typename T>
 __global__ void gather_rows(const T *raw, int32_t c, int64_t width, const uint32_t *order, int64_t e, int32_t s,
                             int32_t col0, T *out) {
-    HPSF_INDEX(idx, e * c);
+    HPSF_AT(idx, e * c);
     int64_t p = idx / c;
     int32_t r = (int32_t)(idx - p * c);
     int64_t i = order ? (int64_t)order[p] : p;
@@ -25,7 +20,7 @@ __global__ void gather_rows(const T *raw, int32_t c, int64_t width, const uint32
 // Per element of a block: NaN -> 0 with zero_nan, mask = 1 where not NaN (when mask).
 template <typename T>
 __global__ void clean_block(T *v, int64_t len, int32_t zero_nan, uint8_t *mask) {
-    HPSF_INDEX(e, len);
+    HPSF_AT(e, len);
     T x = v[e];
     bool is_nan = isnan(x);
     if (is_nan && zero_nan) v[e] = (T)0;
@@ -79,7 +74,7 @@ __global__ void row_facts(const T *raw, int64_t width, const uint32_t *position,
 // Row r0 + r of the totals from the c rows' segment partials, in segment order.
 __global__ void row_facts_total(const double *nan_p, const double *inf_p, const double *max_p, int32_t c, int32_t nseg,
                                 int32_t r0, double *nan, double *inf, double *top) {
-    HPSF_INDEX(r, c);
+    HPSF_AT(r, c);
     double sn = 0.0, si = 0.0, sm = 0.0;
     for (int64_t g = 0; g < nseg; ++g) {
         sn += nan_p[r * nseg + g];
@@ -97,7 +92,7 @@ __global__ void row_facts_total(const double *nan_p, const double *inf_p, const 
 template <typename T>
 __global__ void scatter_rows(const T *x, int32_t s, const uint32_t *position, int64_t width, int32_t r0, int32_t c,
                              T *out) {
-    HPSF_INDEX(idx, (int64_t)c * width);
+    HPSF_AT(idx, (int64_t)c * width);
     int64_t r = idx / width;
     int64_t i = idx - r * width;
     int64_t p = i;
@@ -114,38 +109,36 @@ __global__ void scatter_rows(const T *x, int32_t s, const uint32_t *position, in
 
 template <typename T>
 __global__ void scale_columns(T *v, const T *c, int64_t len, int32_t s) {
-    HPSF_INDEX(e, len);
+    HPSF_AT(e, len);
     v[e] *= c[e % s];
 }
 
 template <typename T>
 __global__ void mask_values(T *out, const uint8_t *mask, int64_t len) {
-    HPSF_INDEX(e, len);
+    HPSF_AT(e, len);
     out[e] = (mask[e] & HPSF_FREE) ? (T)1 : (T)0;
 }
 
 template <typename T>
 __global__ void fill_masked(T *v, const uint8_t *mask, T fill, int64_t len) {
-    HPSF_INDEX(e, len);
+    HPSF_AT(e, len);
     if (!(mask[e] & HPSF_FREE)) v[e] = fill;
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
 
-#define HPSF_LAUNCH(len) hpsf_grid(len), HPSF_BLOCK, 0, stream
-
 template <typename T>
 static int gather_rows_launch(const void *raw, int32_t c, int64_t width, const uint32_t *order, int64_t e, int32_t s,
                               int32_t col0, void *out, hpsf_stream stream) {
     if (e * c <= 0) return 0;
-    gather_rows<T><<<HPSF_LAUNCH(e * c)>>>((const T *)raw, c, width, order, e, s, col0, (T *)out);
+    gather_rows<T><<<HPSF_ON(e * c, stream)>>>((const T *)raw, c, width, order, e, s, col0, (T *)out);
     HPSF_LAUNCH_CHECK();
 }
 
 template <typename T>
 static int clean_block_launch(void *v, int64_t len, int32_t zero_nan, uint8_t *mask, hpsf_stream stream) {
     if (len <= 0 || (!zero_nan && !mask)) return 0;
-    clean_block<T><<<HPSF_LAUNCH(len)>>>((T *)v, len, zero_nan, mask);
+    clean_block<T><<<HPSF_ON(len, stream)>>>((T *)v, len, zero_nan, mask);
     HPSF_LAUNCH_CHECK();
 }
 
@@ -158,7 +151,7 @@ static int row_facts_launch(const void *raw, int32_t c, int64_t width, const uin
     double *nan_p = partials, *inf_p = partials + blocks, *max_p = partials + 2 * blocks;
     row_facts<T><<<(unsigned int)blocks, HPSF_BLOCK, 0, stream>>>((const T *)raw, width, position, nseg, nan_p, inf_p,
                                                                   max_p);
-    row_facts_total<<<HPSF_LAUNCH(c)>>>(nan_p, inf_p, max_p, c, nseg, r0, nan, inf, top);
+    row_facts_total<<<HPSF_ON(c, stream)>>>(nan_p, inf_p, max_p, c, nseg, r0, nan, inf, top);
     HPSF_LAUNCH_CHECK();
 }
 
@@ -166,28 +159,28 @@ template <typename T>
 static int scatter_rows_launch(const void *x, int32_t s, const uint32_t *position, int64_t width, int32_t r0,
                                int32_t c, void *out, hpsf_stream stream) {
     if ((int64_t)c * width <= 0) return 0;
-    scatter_rows<T><<<HPSF_LAUNCH((int64_t)c * width)>>>((const T *)x, s, position, width, r0, c, (T *)out);
+    scatter_rows<T><<<HPSF_ON((int64_t)c * width, stream)>>>((const T *)x, s, position, width, r0, c, (T *)out);
     HPSF_LAUNCH_CHECK();
 }
 
 template <typename T>
 static int scale_columns_launch(void *v, const void *c, int64_t len, int32_t s, hpsf_stream stream) {
     if (len <= 0) return 0;
-    scale_columns<T><<<HPSF_LAUNCH(len)>>>((T *)v, (const T *)c, len, s);
+    scale_columns<T><<<HPSF_ON(len, stream)>>>((T *)v, (const T *)c, len, s);
     HPSF_LAUNCH_CHECK();
 }
 
 template <typename T>
 static int mask_values_launch(void *out, const uint8_t *mask, int64_t len, hpsf_stream stream) {
     if (len <= 0) return 0;
-    mask_values<T><<<HPSF_LAUNCH(len)>>>((T *)out, mask, len);
+    mask_values<T><<<HPSF_ON(len, stream)>>>((T *)out, mask, len);
     HPSF_LAUNCH_CHECK();
 }
 
 template <typename T>
 static int fill_masked_launch(void *v, const uint8_t *mask, double fill, int64_t len, hpsf_stream stream) {
     if (len <= 0) return 0;
-    fill_masked<T><<<HPSF_LAUNCH(len)>>>((T *)v, mask, (T)fill, len);
+    fill_masked<T><<<HPSF_ON(len, stream)>>>((T *)v, mask, (T)fill, len);
     HPSF_LAUNCH_CHECK();
 }
 

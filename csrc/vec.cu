@@ -3,25 +3,21 @@
 // per block).
 #include "common.cuh"
 
-#define HPSF_ELEMENT(len)                                          \
-    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; \
-    if (e >= (len)) return
-
 template <typename T>
 __global__ void axpby(T *y, const T *a, const T *x, T b, int64_t len, int32_t s) {
-    HPSF_ELEMENT(len);
+    HPSF_AT(e, len);
     y[e] = a[e % s] * x[e] + b * y[e];
 }
 
 template <typename T>
 __global__ void mul_mask(T *v, const uint8_t *mask, int64_t len) {
-    HPSF_ELEMENT(len);
+    HPSF_AT(e, len);
     v[e] *= (mask[e] & HPSF_FREE) ? (T)1 : (T)0;
 }
 
 template <typename T>
 __global__ void renormalise(T *x, const T *w, const uint8_t *rows, int64_t len, int32_t s, uint8_t *codes) {
-    HPSF_ELEMENT(len);
+    HPSF_AT(e, len);
     uint8_t code = HPSF_FREE;
     if (rows[e % s]) {
         if (w[e] != (T)0) {
@@ -36,13 +32,13 @@ __global__ void renormalise(T *x, const T *w, const uint8_t *rows, int64_t len, 
 
 template <typename T>
 __global__ void reciprocal(T *out, const T *src, int64_t len) {
-    HPSF_ELEMENT(len);
+    HPSF_AT(e, len);
     out[e] = src[e] != (T)0 ? (T)1 / src[e] : (T)0;
 }
 
 template <typename T>
 __global__ void broadcast(T *out, const T *src, T scale, const uint8_t *codes, int64_t len, int32_t s) {
-    HPSF_ELEMENT(len);
+    HPSF_AT(e, len);
     bool keep = !codes || (codes[e] & HPSF_FREE);
     out[e] = keep ? src[e / s] * scale : (T)0;
 }
@@ -50,7 +46,7 @@ __global__ void broadcast(T *out, const T *src, T scale, const uint8_t *codes, i
 template <typename U>
 __global__ void columns(U *dst, int32_t t, const int32_t *dst_cols, const U *src, int32_t m, const int32_t *src_cols,
                         int32_t ncols, int64_t rows) {
-    HPSF_ELEMENT(rows * ncols);
+    HPSF_AT(e, rows * ncols);
     int64_t row = e / ncols;
     int32_t c = (int32_t)(e - row * ncols);
     dst[row * t + dst_cols[c]] = src[row * m + src_cols[c]];
@@ -68,19 +64,17 @@ __global__ void box_rule(hpsf_box_args a, double *partials) {
 
 // ---- launchers ------------------------------------------------------------------------------------
 
-#define HPSF_GRID(len) hpsf_grid(len), HPSF_BLOCK, 0, stream
-
 template <typename T>
 static int axpby_launch(void *y, const void *a, const void *x, double b, int64_t len, int32_t s, hpsf_stream stream) {
     if (len <= 0) return 0;
-    axpby<T><<<HPSF_GRID(len)>>>((T *)y, (const T *)a, (const T *)x, (T)b, len, s);
+    axpby<T><<<HPSF_ON(len, stream)>>>((T *)y, (const T *)a, (const T *)x, (T)b, len, s);
     HPSF_LAUNCH_CHECK();
 }
 
 template <typename T>
 static int mul_mask_launch(void *v, const uint8_t *mask, int64_t len, hpsf_stream stream) {
     if (len <= 0) return 0;
-    mul_mask<T><<<HPSF_GRID(len)>>>((T *)v, mask, len);
+    mul_mask<T><<<HPSF_ON(len, stream)>>>((T *)v, mask, len);
     HPSF_LAUNCH_CHECK();
 }
 
@@ -88,14 +82,14 @@ template <typename T>
 static int renormalise_launch(void *x, const void *w, const uint8_t *rows, int64_t len, int32_t s, uint8_t *codes,
                               hpsf_stream stream) {
     if (len <= 0) return 0;
-    renormalise<T><<<HPSF_GRID(len)>>>((T *)x, (const T *)w, rows, len, s, codes);
+    renormalise<T><<<HPSF_ON(len, stream)>>>((T *)x, (const T *)w, rows, len, s, codes);
     HPSF_LAUNCH_CHECK();
 }
 
 template <typename T>
 static int reciprocal_launch(void *out, const void *src, int64_t len, hpsf_stream stream) {
     if (len <= 0) return 0;
-    reciprocal<T><<<HPSF_GRID(len)>>>((T *)out, (const T *)src, len);
+    reciprocal<T><<<HPSF_ON(len, stream)>>>((T *)out, (const T *)src, len);
     HPSF_LAUNCH_CHECK();
 }
 
@@ -103,14 +97,14 @@ template <typename T>
 static int broadcast_launch(void *out, const void *src, double scale, const uint8_t *codes, int64_t e, int32_t s,
                             hpsf_stream stream) {
     if (e * s <= 0) return 0;
-    broadcast<T><<<HPSF_GRID(e * s)>>>((T *)out, (const T *)src, (T)scale, codes, e * s, s);
+    broadcast<T><<<HPSF_ON(e * s, stream)>>>((T *)out, (const T *)src, (T)scale, codes, e * s, s);
     HPSF_LAUNCH_CHECK();
 }
 
 template <typename T>
 static int box_launch(const hpsf_box_args *a, double *partials, hpsf_stream stream) {
     if (a->len <= 0) return 0;
-    box_rule<T><<<HPSF_GRID(a->len)>>>(*a, partials);
+    box_rule<T><<<HPSF_ON(a->len, stream)>>>(*a, partials);
     HPSF_LAUNCH_CHECK();
 }
 
@@ -144,15 +138,15 @@ int hpsf_columns(void *dst, int32_t t, const int32_t *dst_cols, const void *src,
     if (rows * ncols <= 0) return 0;
     switch (elem_bytes) {
         case 1:
-            columns<uint8_t><<<HPSF_GRID(rows * ncols)>>>((uint8_t *)dst, t, dst_cols, (const uint8_t *)src, m,
+            columns<uint8_t><<<HPSF_ON(rows * ncols, stream)>>>((uint8_t *)dst, t, dst_cols, (const uint8_t *)src, m,
                                                            src_cols, ncols, rows);
             break;
         case 4:
-            columns<uint32_t><<<HPSF_GRID(rows * ncols)>>>((uint32_t *)dst, t, dst_cols, (const uint32_t *)src, m,
+            columns<uint32_t><<<HPSF_ON(rows * ncols, stream)>>>((uint32_t *)dst, t, dst_cols, (const uint32_t *)src, m,
                                                             src_cols, ncols, rows);
             break;
         case 8:
-            columns<uint64_t><<<HPSF_GRID(rows * ncols)>>>((uint64_t *)dst, t, dst_cols, (const uint64_t *)src, m,
+            columns<uint64_t><<<HPSF_ON(rows * ncols, stream)>>>((uint64_t *)dst, t, dst_cols, (const uint64_t *)src, m,
                                                             src_cols, ncols, rows);
             break;
         default:

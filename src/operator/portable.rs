@@ -12,7 +12,7 @@ mod ffi {
         pub fn hpsf_con_weight_sum_host(xyz: *const f64, m: i64, c: *const f64, radius: f64, s2: f64) -> f64;
         pub fn hpsf_con_distance_host(c2: f64, radius: f64) -> f64;
         pub fn hpsf_con_link_key_host(h: i32) -> u32;
-        pub fn hpsf_con_lower_bound_host(key: *const u32, len: i64, c: i64) -> i64;
+        pub fn hpsf_con_row_start_host(key: *const u32, len: i64, c: i64) -> i64;
         #[allow(clippy::too_many_arguments)]
         pub fn hpsf_con_search_host(
             depth: i32,
@@ -106,7 +106,7 @@ fn csr_like_the_gpu(hi: &[i32], npt: usize, k: usize) -> (Vec<usize>, Vec<u32>) 
     let keys: Vec<u32> = keyed.iter().map(|&(key, _)| key).collect();
     // SAFETY: keys holds len values.
     let ptr: Vec<usize> = (0..=k)
-        .map(|c| unsafe { ffi::hpsf_con_lower_bound_host(keys.as_ptr(), keys.len() as i64, c as i64) } as usize)
+        .map(|c| unsafe { ffi::hpsf_con_row_start_host(keys.as_ptr(), keys.len() as i64, c as i64) } as usize)
         .collect();
     let sample = keyed[..ptr[k]].iter().map(|&(_, p)| p).collect();
     (ptr, sample)
