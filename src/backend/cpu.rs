@@ -11,7 +11,7 @@
 
 use super::{
     hpsf_box_args, layout, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered, LinkWeights,
-    WeightInputs, FREE, LEFT_OUT,
+    WeightInputs, FREE,
 };
 use crate::error::Result;
 use crate::real::Real;
@@ -116,17 +116,11 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         Ok(Gathered { vals, valid, facts })
     }
     fn scatter(&self, x: &Vec<F>, s: usize, axis: Axis<'_>) -> Result<Vec<F>> {
+        axis.check_block(x.len(), s)?;
         let position = match axis {
             Axis::Cells(_) => None,
-            Axis::Samples { position, .. } => Some((position, LEFT_OUT)),
+            Axis::Samples { position, .. } => Some(position),
         };
-        if x.len() != axis.elements() * s {
-            return Err(crate::error::Error::Cuda(format!(
-                "a block of {} values is not {} elements × {s} rows (a bug in healpix-psf: please report it)",
-                x.len(),
-                axis.elements()
-            )));
-        }
         Ok(layout::deinterleave(x, axis.width(), s, position))
     }
     fn scale_columns(&self, v: &mut Vec<F>, c: &[F]) -> Result<()> {

@@ -145,9 +145,9 @@ pub(crate) fn row_facts<F: Real>(v: &[F], width: usize, position: Option<&[u32]>
 }
 
 /// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
-/// from position `position[i]` (samples back to the caller's order; `left_out` marks samples left
-/// out, which come back NaN).
-pub(crate) fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<(&[u32], u32)>) -> Vec<F> {
+/// from position `position[i]` (samples back to the caller's order; samples left out, [`LEFT_OUT`],
+/// come back NaN).
+pub(crate) fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<&[u32]>) -> Vec<F> {
     let mut out = vec![F::ZERO; e * s];
     scatter(v, s, out.chunks_mut(e.max(1)).collect(), position);
     out
@@ -155,7 +155,7 @@ pub(crate) fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Optio
 
 /// The columns of the E×s block `v` into `rows` (s rows of E), chunk by chunk in parallel: each
 /// chunk's block of `v` stays in cache while every row's part of the chunk is written in turn.
-fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<(&[u32], u32)>) {
+fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<&[u32]>) {
     let e = rows.first().map_or(0, |r| r.len());
     let chunk = chunk_len(s);
     let mut parts: Vec<Vec<&mut [F]>> = (0..e.div_ceil(chunk)).map(|_| Vec::with_capacity(s)).collect();
@@ -174,11 +174,11 @@ fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<(&[
                     }
                 }
             }
-            Some((pos, left_out)) => {
+            Some(pos) => {
                 for di in 0..rows.first().map_or(0, |r| r.len()) {
                     let p = pos[base + di];
                     for (j, row) in rows.iter_mut().enumerate() {
-                        row[di] = if p == left_out { F::from_f64(f64::NAN) } else { v[p as usize * s + j] };
+                        row[di] = if p == LEFT_OUT { F::from_f64(f64::NAN) } else { v[p as usize * s + j] };
                     }
                 }
             }
@@ -237,7 +237,7 @@ mod tests {
             for (p, &i) in order.iter().enumerate() {
                 position[i as usize] = p as u32;
             }
-            let caller = deinterleave(&y0, e, s, Some((&position, u32::MAX)));
+            let caller = deinterleave(&y0, e, s, Some(&position));
             for (j, &r) in sel.iter().enumerate() {
                 for i in 0..e {
                     let want = if position[i] == u32::MAX {

@@ -190,6 +190,16 @@ impl Axis<'_> {
         }
         Ok(len / w)
     }
+    /// Fails unless `len` values are a block of `axis.elements()` elements × s rows.
+    pub fn check_block(&self, len: usize, s: usize) -> Result<()> {
+        let e = self.elements();
+        if len != e * s {
+            return Err(Error::Cuda(format!(
+                "a block of {len} values is not {e} elements × {s} rows (a bug in healpix-psf: please report it)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// What a row of gathered values holds (over the block's elements: samples left out do not count).

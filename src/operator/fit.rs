@@ -197,8 +197,9 @@ impl<F: Real> PsfResampler<F> {
         let solved = with_threads(self.cfg.num_threads, || {
             with_backend!(&self.placed, self.cpu(), |be| self.solve_rows(be, val, opts))
         })??;
-        let has_data: Vec<bool> = solved.facts.iter().map(|f| f.nan < self.n_used() as u64).collect();
         let sel = solved.sel;
+        let mut has_data = vec![false; b];
+        sel.iter().for_each(|&r| has_data[r] = true);
         let mut info = FitInfo {
             iterations: 0,
             row_iterations: vec![0; b],
@@ -275,7 +276,7 @@ impl<F: Real> PsfResampler<F> {
         let rows = Rows::of(&facts, self.n_used(), per_row);
         let (sel, s) = (rows.sel.clone(), rows.sel.len());
         if s == 0 {
-            return Ok(Solved::none(facts));
+            return Ok(Solved { facts, ..Solved::default() });
         }
         let boxes = if opts.is_bounded() { Some(row_bounds(&self.used_values(val), n, &sel, opts)?) } else { None };
         let _progress = crate::parallel::report_cg_progress(opts.progress);
@@ -288,8 +289,7 @@ impl<F: Real> PsfResampler<F> {
         let x0 = match opts.x0.as_ref().filter(|x0| x0.iter().any(|&v| v != F::ZERO)) {
             None => None,
             Some(x0) => {
-                let all = be.gather(x0, Axis::Cells(k), false, false)?.vals;
-                let mut x0 = if s == facts.len() { all } else { be.select(&all, facts.len(), &sel)? };
+                let mut x0 = rows.select(be, be.gather(x0, Axis::Cells(k), false, false)?.vals)?;
                 be.scale_columns(&mut x0, &inv)?;
                 Some(x0)
             }
@@ -420,6 +420,7 @@ impl<F: Real> PsfResampler<F> {
 }
 
 /// What `solve_rows` returns: the s selected rows and their fit, and the facts of every row.
+#[derive(Default)]
 struct Solved<F> {
     /// The rows with a valid sample.
     sel: Vec<usize>,
@@ -439,25 +440,6 @@ struct Solved<F> {
     masked_rows: Vec<bool>,
 }
 
-impl<F> Solved<F> {
-    /// No row to solve.
-    fn none(facts: Vec<RowFacts>) -> Self {
-        Solved {
-            sel: Vec::new(),
-            facts,
-            hval: Vec::new(),
-            iterations: Vec::new(),
-            norms: Vec::new(),
-            converged: Vec::new(),
-            n_low: Vec::new(),
-            n_high: Vec::new(),
-            outer: 0,
-            no_data: None,
-            masked_rows: Vec::new(),
-        }
-    }
-}
-
 /// The rows of a batch that take part in a solve: those with a valid sample (`sel`, of `b`), and
 /// which of them miss some with per-row missing data.
 struct Rows {
@@ -473,21 +455,33 @@ impl Rows {
         Rows { b: facts.len(), sel, masked }
     }
 
+    /// Whether every row is selected.
+    fn all(&self) -> bool {
+        self.sel.len() == self.b
+    }
+
+    /// The selected columns of a block of the b rows.
+    fn select<F: Real, B: Backend<F>>(&self, be: &B, v: B::Vals) -> Result<B::Vals> {
+        if self.all() {
+            Ok(v)
+        } else {
+            be.select(&v, self.b, &self.sel)
+        }
+    }
+
     /// The selected columns of a gathered block, with its mask when a selected row is masked.
     fn pick<F: Real, B: Backend<F>>(
         &self,
         be: &B,
         g: Gathered<B::Vals, B::Mask>,
     ) -> Result<(B::Vals, Option<B::Mask>)> {
-        let all = self.sel.len() == self.b;
-        let vals = if all { g.vals } else { be.select(&g.vals, self.b, &self.sel)? };
         let valid = match g.valid {
             Some(m) if self.masked.contains(&true) => {
-                Some(if all { m } else { be.select_mask(&m, self.b, &self.sel)? })
+                Some(if self.all() { m } else { be.select_mask(&m, self.b, &self.sel)? })
             }
             _ => None,
         };
-        Ok((vals, valid))
+        Ok((self.select(be, g.vals)?, valid))
     }
 }
 

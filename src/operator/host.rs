@@ -82,7 +82,7 @@ fn get_or_try<T>(cell: &OnceLock<T>, make: impl FnOnce() -> crate::Result<T>) ->
 impl<F: Real> PsfResampler<F> {
     /// The links by sample position (`hi`, `MT`).
     pub(crate) fn host_samples(&self) -> &SampleLinks<F> {
-        self.host.samples.get_or_init(|| self.placed.sample_links().unwrap_or_else(|e| lost("the links", e)))
+        get_or_try(&self.host.samples, || self.placed.sample_links()).unwrap_or_else(|e| lost("the links", e))
     }
     /// The links by cell (CSR, `M`).
     pub(crate) fn host_cells(&self) -> &CellLinks<F> {
@@ -93,23 +93,25 @@ impl<F: Real> PsfResampler<F> {
     }
     /// The distances of the links.
     pub(crate) fn host_d_m(&self) -> &[F] {
-        self.host
-            .d_m
-            .get_or_init(|| self.placed.values(DeviceValues::DistM).unwrap_or_else(|e| lost("the distances", e)))
+        self.host_values(&self.host.d_m, DeviceValues::DistM).unwrap_or_else(|e| lost("the distances", e))
     }
     /// The per-position areas.
     pub(crate) fn host_area(&self) -> &[F] {
         self.try_host_area().unwrap_or_else(|e| lost("the areas", e))
     }
     pub(crate) fn try_host_area(&self) -> crate::Result<&[F]> {
-        get_or_try(&self.host.area, || self.placed.values(DeviceValues::Area)).map(Vec::as_slice)
+        self.host_values(&self.host.area, DeviceValues::Area)
     }
     /// `Dx`.
     pub(crate) fn host_dx(&self) -> &[F] {
-        self.host.dx.get_or_init(|| self.placed.values(DeviceValues::Dx).unwrap_or_else(|e| lost("Dx", e)))
+        self.host_values(&self.host.dx, DeviceValues::Dx).unwrap_or_else(|e| lost("Dx", e))
     }
     /// `Dy`.
     pub(crate) fn host_dy(&self) -> &[F] {
-        self.host.dy.get_or_init(|| self.placed.values(DeviceValues::Dy).unwrap_or_else(|e| lost("Dy", e)))
+        self.host_values(&self.host.dy, DeviceValues::Dy).unwrap_or_else(|e| lost("Dy", e))
+    }
+    /// The host copy in `cell` of the device's `which`, made the first time.
+    fn host_values<'a>(&'a self, cell: &'a OnceLock<Vec<F>>, which: DeviceValues) -> crate::Result<&'a [F]> {
+        get_or_try(cell, || self.placed.values(which)).map(Vec::as_slice)
     }
 }

@@ -58,13 +58,16 @@ impl<F: Real> CudaOperator<F> {
         // what each row holds, read from the rows as uploaded (segment partials per chunk)
         let segments = width.div_ceil(sys::HPSF_FACTS_SEGMENT as usize).max(1);
         let mut partials = g.alloc::<f64>(3 * per * segments)?;
-        let (mut nan, mut inf, mut top) = (g.alloc::<f64>(s)?, g.alloc::<f64>(s)?, g.alloc::<f64>(s)?);
+        // the counts of NaN and infinities and the largest |value| of each row, one after the other
+        let mut facts = g.alloc::<f64>(3 * s)?;
+        let at = facts.ptr_mut(g).cast::<f64>();
+        let (nan, inf, top) = (at, at.wrapping_add(s), at.wrapping_add(2 * s));
         for r0 in (0..s).step_by(per) {
             let c = per.min(s - r0);
             g.write(&mut stage, &v[r0 * width..(r0 + c) * width])?;
             let (c32, r032) = (c as i32, r0 as i32);
             // SAFETY: stage holds c rows of width values; position (when given) width entries;
-            // partials 3·per·segments values; nan, inf and top s values, rows r0..r0+c below s.
+            // partials 3·per·segments values; facts 3·s (nan, inf, top s each), rows r0..r0+c below s.
             g.launch("checking rows", |st| unsafe {
                 sys::hpsf_row_facts(
                     dtype::<F>(),
@@ -74,9 +77,9 @@ impl<F: Real> CudaOperator<F> {
                     position,
                     r032,
                     partials.ptr_mut(g).cast(),
-                    nan.ptr_mut(g).cast(),
-                    inf.ptr_mut(g).cast(),
-                    top.ptr_mut(g).cast(),
+                    nan,
+                    inf,
+                    top,
                     st,
                 )
             })?;
@@ -93,16 +96,17 @@ impl<F: Real> CudaOperator<F> {
         g.launch("cleaning rows", |st| unsafe {
             sys::hpsf_clean_block(dtype::<F>(), out.ptr_mut(g), e64 * s as i64, zero_nan as i32, valid_ptr, st)
         })?;
-        let (nan, inf, top) = (g.get(&nan)?, g.get(&inf)?, g.get(&top)?);
-        let facts = (0..s).map(|j| RowFacts { nan: nan[j] as u64, inf: inf[j] as u64, max_abs: top[j] }).collect();
+        let f = g.get(&facts)?;
+        let facts =
+            (0..s).map(|j| RowFacts { nan: f[j] as u64, inf: f[s + j] as u64, max_abs: f[2 * s + j] }).collect();
         Ok(Gathered { vals: out, valid, facts })
     }
 
     /// [`Backend::scatter`](crate::backend::Backend::scatter) on the GPU.
     pub(super) fn scatter_rows(&self, x: &Buf<F>, s: usize, axis: Axis<'_>) -> Result<Vec<F>> {
         let g = &self.gpu;
-        let (width, e) = (axis.width(), axis.elements());
-        need(x.len(), e * s, "a block to copy back")?;
+        let width = axis.width();
+        axis.check_block(x.len(), s)?;
         let position = match axis {
             Axis::Samples { order, position } => self.axis_on_device(order, position)?.1.ptr(g).cast(),
             Axis::Cells(_) => std::ptr::null(),

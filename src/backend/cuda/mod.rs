@@ -141,30 +141,21 @@ impl Gpu {
 
     /// The error of a failed allocation of `bytes`, with the GPU's free memory.
     fn out_of_memory(&self, bytes: usize, e: cudarc::driver::DriverError) -> Error {
-        let mib = |b: usize| b as f64 / 1048576.0;
-        match self.ctx.mem_get_info() {
-            Ok((free, total)) => Error::Cuda(format!(
-                "allocating {:.1} MiB on cuda:{} failed ({e}): {:.1} MiB free of {:.1} MiB",
-                mib(bytes),
-                self.ordinal,
-                mib(free),
-                mib(total)
-            )),
-            Err(_) => Error::Cuda(format!("allocating {:.1} MiB on cuda:{} failed: {e}", mib(bytes), self.ordinal)),
-        }
+        let mib = bytes as f64 / 1048576.0;
+        Error::Cuda(format!("allocating {mib:.1} MiB on cuda:{} failed ({e}){}", self.ordinal, self.free_memory()))
     }
 
     /// The error of running out of device memory during `what`, with the GPU's free memory.
     fn out_of_memory_during(&self, what: &str) -> Error {
-        match self.ctx.mem_get_info() {
-            Ok((free, total)) => Error::Cuda(format!(
-                "{what} ran out of memory on cuda:{} ({:.1} MiB free of {:.1} MiB)",
-                self.ordinal,
-                free as f64 / 1048576.0,
-                total as f64 / 1048576.0
-            )),
-            Err(_) => Error::Cuda(format!("{what} ran out of memory on cuda:{}", self.ordinal)),
-        }
+        Error::Cuda(format!("{what} ran out of memory on cuda:{}{}", self.ordinal, self.free_memory()))
+    }
+
+    /// ": F MiB free of T MiB" (nothing when the driver cannot say).
+    fn free_memory(&self) -> String {
+        let mib = |b: usize| b as f64 / 1048576.0;
+        self.ctx
+            .mem_get_info()
+            .map_or(String::new(), |(free, total)| format!(": {:.1} MiB free of {:.1} MiB", mib(free), mib(total)))
     }
 
     /// `len` zeros.
@@ -178,10 +169,7 @@ impl Gpu {
     /// A device copy of `v`.
     fn put<T: Copy>(&self, v: &[T]) -> Result<Buf<T>> {
         let mut buf = self.alloc::<T>(v.len())?;
-        if !v.is_empty() {
-            let mut dst = buf.bytes.slice_mut(..std::mem::size_of_val(v));
-            self.stream.memcpy_htod(bytes_of(v), &mut dst).map_err(cuda_err("copying to the GPU"))?;
-        }
+        self.write(&mut buf, v)?;
         Ok(buf)
     }
 
@@ -216,11 +204,7 @@ impl Gpu {
     /// The values of a device array (waits for the work before it).
     fn get<T: Copy + Default>(&self, b: &Buf<T>) -> Result<Vec<T>> {
         let mut v = vec![T::default(); b.len];
-        if b.len > 0 {
-            self.bind()?;
-            let src = b.bytes.slice(..std::mem::size_of_val(v.as_slice()));
-            self.stream.memcpy_dtoh(&src, bytes_of_mut(&mut v)).map_err(cuda_err("copying from the GPU"))?;
-        }
+        self.read_into(&mut v, b)?;
         Ok(v)
     }
 
