@@ -79,7 +79,7 @@ pub(crate) fn construct(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) 
             sigma_m: a.sigma_m,
         });
     }
-    let (k, nnz, links) = (sizes.k as usize, sizes.nnz as usize, n * a.npt);
+    let (k, nnz) = (sizes.k as usize, sizes.nnz as usize);
     let mut order = vec![0u32; n];
     let mut cell_ids = vec![0u64; k];
     let mut on_gpu = LinksOnGpu {
