@@ -23,8 +23,14 @@ use std::path::{Path, PathBuf};
 /// The kernel sources, one per kernel family.
 const KERNELS: &[&str] =
     &["csrc/weights.cu", "csrc/spmm.cu", "csrc/cg.cu", "csrc/vec.cu", "csrc/layout.cu", "csrc/construct.cu"];
-const HEADERS: &[&str] =
-    &["csrc/common.cuh", "csrc/rules.h", "csrc/healpix.h", "csrc/construct.h", "include/hpsf_kernels.h"];
+const HEADERS: &[&str] = &[
+    "csrc/common.cuh",
+    "csrc/rules.h",
+    "csrc/pmath.h",
+    "csrc/healpix.h",
+    "csrc/construct.h",
+    "include/hpsf_kernels.h",
+];
 const DEFAULT_GENCODE: &str = "-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 \
                                -gencode=arch=compute_90,code=compute_90";
 
@@ -35,10 +41,11 @@ const RULES: &str = "csrc/rules.h";
 const GEOMETRY: &str = "csrc/geometry_host.cpp";
 const HEALPIX: &str = "csrc/healpix.h";
 const CONSTRUCT: &str = "csrc/construct.h";
+const PMATH: &str = "csrc/pmath.h";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    for f in [HOST, RULES, GEOMETRY, HEALPIX, CONSTRUCT] {
+    for f in [HOST, RULES, GEOMETRY, HEALPIX, CONSTRUCT, PMATH] {
         println!("cargo:rerun-if-changed={f}");
     }
     // the same arithmetic as Rust's: no contraction of a·b + c into FMA

@@ -9,8 +9,8 @@
 // The distance and the squared chord (hpsf_distance, hpsf_chord2) are construct.h's, shared with
 // the host.
 
+// exp in the weights kernels: pmath.h's for double (the CPU's), CUDA's expf for float.
 __device__ __forceinline__ float hpsf_exp(float x) { return expf(x); }
-__device__ __forceinline__ double hpsf_exp(double x) { return exp(x); }
 
 // Number of blocks a kernel over `elements` elements uses.
 static inline unsigned int hpsf_grid(int64_t elements) { return (unsigned int)((elements + HPSF_BLOCK - 1) / HPSF_BLOCK); }

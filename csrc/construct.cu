@@ -8,9 +8,10 @@
 // hpsf_construct_fetch copies them (to device or host memory), hpsf_construct_free frees them. Counts handed to CUB
 // are ints: a list that would reach 2^31 entries stops the construction with HPSF_ERR_TOO_LARGE.
 //
-// The keep stage's sums are added in (distinct cell, slot) order, not in the CPU's order (per
-// block of 256 distinct cells, sample by sample), and CUDA's exp is not glibc's: a cell whose
-// weight sum lies within rounding of the threshold can be kept on one backend and not the other.
+// The keep stage's sums are added in the CPU's order (src/operator/keep.rs): each (distinct cell,
+// slot)'s share, summed over the cell's samples in order; per candidate, the shares of each block of
+// HPSF_KEEP_BLOCK distinct cells in (cell, slot) order; then the block partials in block order. With
+// the portable exp and geometry (pmath.h) the sums, and so the kept cells, are the CPU's bit for bit.
 #include <cub/cub.cuh>
 #include <limits.h>
 
@@ -102,6 +103,26 @@ __global__ void keep_shares(const uint64_t *cand, const int32_t *start, const in
     double c[3];
     hpsf_cell_xyz(depth, cand[q], wgs84, c);
     share[q] = hpsf_weight_sum(xyz + 3 * (int64_t)start[u], counts[u], c, radius, s2);
+}
+
+// A run of the shares sorted by candidate starts at i: a new candidate or a new block of distinct
+// cells (entry q belongs to block q / (slots·HPSF_KEEP_BLOCK) of a chunk that starts on a block).
+__global__ void block_run_heads(const uint64_t *cand, const uint32_t *q, int64_t n, int64_t per_block,
+                                uint8_t *head) {
+    HPSF_AT(i, n);
+    head[i] = i == 0 || cand[i] != cand[i - 1] || q[i] / per_block != q[i - 1] / per_block;
+}
+
+// Sum of each run (starts ascending, the last ending at n) of the shares taken through q, in order,
+// and the run's candidate.
+__global__ void block_run_sums(const uint64_t *cand, const uint32_t *q, const double *share, const uint32_t *start,
+                               int64_t runs, int64_t n, uint64_t *out_cand, double *out_sum) {
+    HPSF_AT(r, runs);
+    int64_t end = r + 1 < runs ? start[r + 1] : n;
+    double s = 0.0;
+    for (int64_t i = start[r]; i < end; ++i) s += share[q[i]];
+    out_cand[r] = cand[start[r]];
+    out_sum[r] = s;
 }
 
 // Sum of each run of values (runs given by offset and length), in order.
@@ -223,6 +244,41 @@ cudaError_t sum_by_key(const uint64_t *keys, const double *vals, int64_t n, int 
     return cudaGetLastError();
 }
 
+// The keep stage's block partials of one chunk (n = cells·slots shares of whole blocks): per
+// (candidate, block) the shares in (cell, slot) order, listed by candidate and then block.
+cudaError_t block_partials(const uint64_t *cand, const double *share, int64_t n, int64_t slots, int end_bit,
+                           Dev<uint64_t> &out_cand, Dev<double> &out_sum, int64_t *runs, cudaStream_t st) {
+    if (n >= INT_MAX) return (cudaError_t)HPSF_ERR_TOO_LARGE;
+    const int ni = (int)n;
+    Dev<uint32_t> q0(st), q(st);
+    Dev<uint64_t> sorted(st);
+    HPSF_TRY(q0.alloc(n));
+    HPSF_TRY(q.alloc(n));
+    HPSF_TRY(sorted.alloc(n));
+    iota<<<HPSF_ON(n, st)>>>(q0.p, n);
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceRadixSort::SortPairs(t, b, cand, sorted.p, q0.p, q.p, ni, 0, end_bit, st);
+    }));
+    Dev<uint8_t> head(st);
+    Dev<uint32_t> start(st);
+    Dev<int32_t> nruns(st);
+    HPSF_TRY(head.alloc(n));
+    HPSF_TRY(start.alloc(n));
+    HPSF_TRY(nruns.alloc(1));
+    block_run_heads<<<HPSF_ON(n, st)>>>(sorted.p, q.p, n, slots * HPSF_KEEP_BLOCK, head.p);
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceSelect::Flagged(t, b, q0.p, head.p, start.p, nruns.p, ni, st);  // q0: 0, 1, 2, …
+    }));
+    q0.reset();
+    int32_t r = 0;
+    HPSF_TRY(to_host(&r, nruns.p, 1, st));
+    HPSF_TRY(out_cand.alloc(r));
+    HPSF_TRY(out_sum.alloc(r));
+    if (r > 0) block_run_sums<<<HPSF_ON(r, st)>>>(sorted.p, q.p, share, start.p, r, n, out_cand.p, out_sum.p);
+    *runs = r;
+    return cudaGetLastError();
+}
+
 }  // namespace
 
 struct hpsf_construction {
@@ -259,10 +315,11 @@ cudaError_t keep_stage(const hpsf_construct_args *a, const uint64_t *keys, const
     sz->n_unique = u;
     HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, counts.p, start.p, u, st); }));
 
-    // in chunks of distinct cells (each (cell, slot) holds an id and a share), reduced per chunk
-    // and then together: both levels are sequential sums in a fixed order
+    // in chunks of whole blocks of distinct cells (each (cell, slot) holds an id and a share): the
+    // block partials of each chunk, then every candidate's partials added in block order
     const int64_t slots = hpsf_keep_slots(a->ring_weight);
-    const int64_t chunk = (int64_t)(1 << 26) / slots > 0 ? (int64_t)(1 << 26) / slots : 1;
+    const int64_t blocks_per_chunk = (int64_t)(1 << 26) / (slots * HPSF_KEEP_BLOCK);
+    const int64_t chunk = (blocks_per_chunk > 0 ? blocks_per_chunk : 1) * HPSF_KEEP_BLOCK;
     const double s2 = a->sigma_m * a->sigma_m;
     std::vector<std::unique_ptr<Dev<uint64_t>>> part_keys;
     std::vector<std::unique_ptr<Dev<double>>> part_sums;
@@ -281,11 +338,13 @@ cudaError_t keep_stage(const hpsf_construct_args *a, const uint64_t *keys, const
         part_keys.emplace_back(new Dev<uint64_t>(st));
         part_sums.emplace_back(new Dev<double>(st));
         int64_t runs = 0;
-        HPSF_TRY(sum_by_key(cand.p, share.p, c * slots, end_bit, *part_keys.back(), *part_sums.back(), &runs, st));
+        HPSF_TRY(block_partials(cand.p, share.p, c * slots, slots, end_bit, *part_keys.back(), *part_sums.back(), &runs,
+                                st));
         part_len.push_back(runs);
         total += runs;
     }
-    // the chunks' (cell, sum) lists one after the other, in chunk order
+    // the chunks' (cell, partial) lists one after the other, in chunk order: a stable sort by cell
+    // keeps each cell's partials in block order
     if (total >= INT_MAX) return (cudaError_t)HPSF_ERR_TOO_LARGE;
     Dev<uint64_t> all_keys(st);
     Dev<double> all_sums(st);

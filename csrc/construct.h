@@ -1,10 +1,11 @@
 // The per-sample and per-cell steps of an operator's construction (SPEC §2), written once for the
 // host and the device like healpix.h: unit vectors of samples and cell centres, the distance and
-// the Gaussian weight, the candidate cells of the keep stage and their weight sums, and the search
-// for the npt nearest kept cells of a sample. The CUDA construction runs them one thread per
-// distinct cell or sample; csrc/construct_host.cpp compiles them for the host, where the tests of
-// src/operator/ hold them to the crate's CPU stages (src/operator/keep.rs, search.rs) — the same
-// cells, links and distances.
+// the Gaussian weight (pmath.h's exp), the candidate cells of the keep stage and their weight sums,
+// and the search for the npt nearest kept cells of a sample. The CUDA construction runs them one
+// thread per distinct cell or sample; csrc/geometry_host.cpp compiles them for the host, where the
+// CPU path calls the unit vectors, the distance and the weight sums (src/geometry/portable.rs,
+// src/operator/keep.rs) and the tests of src/operator/portable.rs hold the rest to the crate's CPU
+// stages (keep.rs, search.rs) — the same weight sums, cells, links and distances, bit for bit.
 #ifndef HPSF_CONSTRUCT_H
 #define HPSF_CONSTRUCT_H
 
@@ -12,7 +13,9 @@
 
 /// The unit vector of (lon, lat), radians (the crate's `unit_vector`).
 HPSF_HD void hpsf_unit_vector(double lon, double lat, double *out) {
-    double sl = sin(lon), cl = cos(lon), sp = sin(lat), cp = cos(lat);
+    double sl, cl, sp, cp;
+    hpsf_sincos(lon, &sl, &cl);
+    hpsf_sincos(lat, &sp, &cp);
     out[0] = hpsf_mul(cp, cl);
     out[1] = hpsf_mul(cp, sl);
     out[2] = sp;
@@ -50,15 +53,19 @@ HPSF_HD double hpsf_distance(double c2, double radius) {
         p = 1.0 / 6.0 + hpsf_mul(t, p);
         a = hpsf_mul(x, 1.0 + hpsf_mul(t, p));
     } else {
-        a = asin(x < 1.0 ? x : 1.0);
+        a = hpsf_asin(x < 1.0 ? x : 1.0);
     }
     return hpsf_mul(hpsf_mul(2.0, radius), a);
 }
 
 /// The reference's Gaussian weight exp(−2d²/s²).
-HPSF_HD double hpsf_gaussian(double d, double s2) { return exp((-2.0 * hpsf_mul(d, d)) / s2); }
+HPSF_HD double hpsf_gaussian(double d, double s2) { return hpsf_exp((-2.0 * hpsf_mul(d, d)) / s2); }
 
 // ---- the keep stage ------------------------------------------------------------------------------
+
+/// Distinct sample cells per block of the keep stage's sums: a candidate's shares are added per
+/// block, then the block partials in block order (src/operator/samples.rs `BLOCK`, the same).
+#define HPSF_KEEP_BLOCK 256
 
 /// Candidate slots per distinct sample cell: (2·ring_weight + 1)².
 HPSF_HD int64_t hpsf_keep_slots(uint32_t ring_weight) { return (int64_t)hpsf_neighbourhood_capacity(ring_weight); }

@@ -1,7 +1,9 @@
-// The HEALPix geometry of healpix.h and the construction steps of construct.h compiled for the
-// host, so that the CPU tests can check the very source the CUDA kernels compile against cdshealpix
-// (src/geometry/portable.rs) and the crate's CPU stages (src/operator/portable.rs). Built in every
-// configuration by build.rs (no CUDA needed), with -ffp-contract=off; no C++ runtime is used.
+// The HEALPix geometry of healpix.h, the construction steps of construct.h and the elementary
+// functions of pmath.h compiled for the host: the CPU path calls these (src/geometry/portable.rs),
+// so that it computes what the CUDA kernels compile from the same source, bit for bit; the tests
+// check them against cdshealpix and glibc (src/geometry/) and the crate's CPU stages
+// (src/operator/portable.rs). Built in every configuration by build.rs (no CUDA needed), with
+// -ffp-contract=off; no C++ runtime is used.
 #include "construct.h"
 
 extern "C" {
@@ -30,6 +32,12 @@ double hpsf_geo_geodetic_to_authalic_host(double phi) { return hpsf_geodetic_to_
 
 double hpsf_geo_authalic_to_geodetic_host(double xi) { return hpsf_authalic_to_geodetic(xi); }
 
+// The coefficients of the latitude series (geodetic → authalic when `authalic`, else the inverse).
+void hpsf_geo_series_host(int32_t authalic, double *out) {
+    const double a[6] = HPSF_AUTHALIC_SERIES, g[6] = HPSF_GEODETIC_SERIES;
+    for (int j = 0; j < 6; ++j) out[j] = authalic ? a[j] : g[j];
+}
+
 // The longitude in radians that the hash of a sample at lon_deg starts from (wrap, then convert).
 double hpsf_geo_lon_radians_host(double lon_deg) { return hpsf_to_radians(hpsf_rem_euclid(lon_deg, 360.0)); }
 // The neighbourhood of half-width k of cell `id` (cdshealpix's order) into out[0..cap); returns how
@@ -43,6 +51,16 @@ uint64_t hpsf_geo_kth_neighbourhood_host(int32_t depth, uint64_t id, uint32_t k,
     hpsf_kth_neighbourhood(depth, id, k, put);
     return count;
 }
+
+void hpsf_geo_unit_vector_host(double lon_rad, double lat_rad, double *out) { hpsf_unit_vector(lon_rad, lat_rad, out); }
+
+// ---- pmath.h ----
+
+double hpsf_pm_sin_host(double x) { return hpsf_sin(x); }
+double hpsf_pm_cos_host(double x) { return hpsf_cos(x); }
+double hpsf_pm_asin_host(double x) { return hpsf_asin(x); }
+double hpsf_pm_acos_host(double x) { return hpsf_acos(x); }
+double hpsf_pm_exp_host(double x) { return hpsf_exp(x); }
 
 // ---- construct.h ----
 
@@ -60,6 +78,13 @@ double hpsf_con_weight_sum_host(const double *xyz, int64_t m, const double *c, d
     return hpsf_weight_sum(xyz, m, c, radius, s2);
 }
 
+// The shares of one distinct cell's candidates: shares[t] = the weight sum of its m samples (xyz)
+// at the centre centres[3·row[t]], for t < len (one call per cell: the slots' sums overlap).
+void hpsf_con_shares_host(const double *xyz, int64_t m, const double *centres, const uint32_t *row, int64_t len,
+                          double radius, double s2, double *shares) {
+    for (int64_t t = 0; t < len; ++t) shares[t] = hpsf_weight_sum(xyz, m, centres + 3 * (int64_t)row[t], radius, s2);
+}
+
 double hpsf_con_distance_host(double c2, double radius) { return hpsf_distance(c2, radius); }
 
 int32_t hpsf_con_search_host(int32_t depth, uint32_t ring_init, uint32_t ring_max, int32_t npt, const uint64_t *nested,
@@ -69,6 +94,8 @@ int32_t hpsf_con_search_host(int32_t depth, uint32_t ring_init, uint32_t ring_ma
     hpsf_kept kept = {nested, index, xyz, len};
     return hpsf_search_sample(&a, &kept, cell, at, best_c2, best_k);
 }
+
+int32_t hpsf_con_keep_block_host(void) { return HPSF_KEEP_BLOCK; }
 
 uint32_t hpsf_con_link_key_host(int32_t h) { return hpsf_link_key(h); }
 

@@ -10,37 +10,32 @@
 // nside, the `as u8` / `as u32` casts that saturate and the clamping of i, j == nside), its
 // unprojection of cell centres (`unproj`), its RING formulas (`to_ring`, `from_ring`), including
 // how it treats a longitude of −0.0 (as 2π) or outside [0, 2π), and its tie-breaking on cell edges.
-// The WGS84 geodetic ↔ authalic latitude is the crate's (src/geometry/latitude.rs): the same series
-// coefficients computed the same way, the same Clenshaw sum with fused multiply-adds.
+// The WGS84 geodetic ↔ authalic latitude is Karney's order-6 series, summed by Clenshaw's
+// recurrence. The elementary functions are pmath.h's, not the libm's: the host build (the CPU path
+// of the crate) and the device compute the same bits, so a GPU-built operator is the CPU-built one.
 //
-// Checked on the host against cdshealpix and the crate in src/geometry/portable.rs (CI, no GPU):
-// 7M random points at depths 0, 1, 5, 10, 12, 20, 29 with longitudes in [−4π, 4π], 1.4M random
-// and edge ids, and the hard places at every depth 0..29 (the poles, lat = ±asin(2/3), lon = kπ/4
-// and one ulp either side, −0.0, 2π) and around the vertices of depth-10 cells: nested ids, ring
-// ids both ways and centres are bit-identical, and so are the authalic latitude and the WGS84 hash
-// and centre against `Grid`. That includes cdshealpix's one known defect, kept for parity: at depths
-// ≥ 26 `from_ring` takes a polar-cap ring from a double sqrt of 1 + 2·id that rounds beyond 2^53,
-// so a few ring ids at the ends of the caps map to wrong (even out-of-range) nested ids.
+// Checked on the host against cdshealpix (with glibc's libm) in src/geometry/portable.rs (CI, no
+// GPU): 7M random points at depths 0, 1, 5, 10, 12, 20, 29 with longitudes in [−4π, 4π] and the
+// hard places at every depth 0..29 (the poles, lat = ±asin(2/3), lon = kπ/4 and one ulp either
+// side, −0.0, 2π) hash identically; of 2.9M points on and one ulp around the vertices of depth-10
+// cells, 0.14 % hash to the neighbouring cell across the edge they lie on (a sine rounded the other
+// way). Ring ids both ways are identical, centre longitudes too; centre latitudes are identical for
+// 98.9 % of 1.4M random ids, 1–2 ulp off for 0.7 %, and up to 4 ulp in the polar caps, where
+// cdshealpix's 2·acos(·) − π/2 turns one ulp of acos into four. The WGS84 series agree with the
+// crate's former Rust series (glibc's sin and cos) within an ulp. cdshealpix's one known defect is
+// kept for parity: at depths ≥ 26 `from_ring` takes a polar-cap ring from a double sqrt of 1 + 2·id
+// that rounds beyond 2^53, so a few ring ids at the ends of the caps map to wrong (even
+// out-of-range) nested ids.
 //
-// On the device the products that feed a sum go through hpsf_mul (__dmul_rn, never contracted into
-// an FMA), so what remains different is the libm: CUDA's sin, cos, asin, acos (documented to 1–2
-// ulp) are not glibc's. Measured on an H100 against this header on the host (2M points or ids per depth, the
-// same seven depths): hashes (sphere and WGS84) and ring ids identical; centre longitudes identical;
-// centre latitudes within 1 ulp at depth 0, 2–3 ulp in the equatorial belt and 4 ulp (sphere) or 5
-// (WGS84) in the polar caps, where 2·acos(·) − π/2 cancels. A point within an ulp or so of a cell
-// edge may still hash to the neighbouring cell on the device.
+// Products that feed a sum go through hpsf_mul (__dmul_rn on the device: nvcc would otherwise
+// contract a·b + c into an FMA, which the host build, -ffp-contract=off, does not).
 #ifndef HPSF_HEALPIX_H
 #define HPSF_HEALPIX_H
 
 #include <math.h>
 #include <stdint.h>
 
-// The same definition as rules.h's (an identical redefinition is allowed).
-#ifdef __CUDACC__
-#define HPSF_HD __host__ __device__ inline
-#else
-#define HPSF_HD inline
-#endif
+#include "pmath.h"  // HPSF_HD, hpsf_mul and the elementary functions
 
 // Constants as cdshealpix and Rust's std spell them (decimal literals parse to the same doubles).
 #define HPSF_PI 3.14159265358979323846264338327950288
@@ -80,16 +75,6 @@ HPSF_HD double hpsf_from_bits(uint64_t u) {
     return v.d;
 }
 
-/// a·b rounded once and never fused with a following sum: nvcc contracts a·b + c into an FMA by
-/// default, Rust and the host build (-ffp-contract=off) do not.
-HPSF_HD double hpsf_mul(double a, double b) {
-#ifdef __CUDA_ARCH__
-    return __dmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-
 /// Rust's `x as u8`: truncation towards zero, saturating at 0 and 255, NaN → 0 (a plain C cast of
 /// an out-of-range value is undefined).
 HPSF_HD uint8_t hpsf_as_u8(double x) {
@@ -115,10 +100,11 @@ HPSF_HD double hpsf_clamp_f64(double x, double lo, double hi) {
 /// ⌊v / 2⌋ of a signed value (Rust's `>> 1` on i64), without relying on C's shift of negatives.
 HPSF_HD int64_t hpsf_floor_half(int64_t v) { return v >= 0 ? v / 2 : -((1 - v) / 2); }
 
-/// Rust's `f64::rem_euclid`: the remainder in [0, |m|] (it can round up to |m| itself).
+/// Rust's `f64::rem_euclid` for m > 0: the remainder in [0, m] (it can round up to m itself).
+/// Within (−m, m), fmod(x, m) is x itself, so the common case skips the (slow) fmod.
 HPSF_HD double hpsf_rem_euclid(double x, double m) {
-    double r = fmod(x, m);
-    return r < 0.0 ? r + fabs(m) : r;
+    double r = (x > -m && x < m) ? x : fmod(x, m);
+    return r < 0.0 ? r + m : r;
 }
 
 /// Rust's `f64::to_radians`: one product with the constant π/180.
@@ -209,17 +195,17 @@ HPSF_HD hpsf_base_position hpsf_project_in_base_cell(double lon, double lat) {
     double x = hpsf_lon_in_quarter(lon, &q);
     hpsf_base_position p;
     if (lat > HPSF_TRANSITION_LATITUDE) {
-        double s = hpsf_mul(HPSF_SQRT6, cos(0.5 * lat + HPSF_FRAC_PI_4));
+        double s = hpsf_mul(HPSF_SQRT6, hpsf_cos(0.5 * lat + HPSF_FRAC_PI_4));
         p.d0h = q;
         p.l = hpsf_mul(x, s);
         p.h = 2.0 - s;
     } else if (lat < -HPSF_TRANSITION_LATITUDE) {
-        double s = hpsf_mul(HPSF_SQRT6, cos(0.5 * lat - HPSF_FRAC_PI_4));
+        double s = hpsf_mul(HPSF_SQRT6, hpsf_cos(0.5 * lat - HPSF_FRAC_PI_4));
         p.d0h = q + 8u;
         p.l = hpsf_mul(x, s);
         p.h = s;
     } else {
-        double y = hpsf_mul(sin(lat), HPSF_ONE_OVER_TRANSITION_Z);
+        double y = hpsf_mul(hpsf_sin(lat), HPSF_ONE_OVER_TRANSITION_Z);
         uint32_t q01 = x > y ? 1u : 0u;
         uint32_t q12 = x >= -y ? 1u : 0u;
         uint32_t q1 = q01 & q12;
@@ -263,13 +249,13 @@ HPSF_HD void hpsf_unproject(double x, double y, double *lon, double *lat) {
     double b;
     if (y_abs <= 1.0) {
         // cylindrical equal-area
-        b = asin(hpsf_mul(y_abs, HPSF_TRANSITION_Z));
+        b = hpsf_asin(hpsf_mul(y_abs, HPSF_TRANSITION_Z));
     } else {
         // Collignon; at the pole itself a stays 0 (no division by 0)
         b = 2.0 - y_abs;
         if (b > HPSF_EPS_POLE) a = hpsf_clamp_f64(a / b, -1.0, 1.0);
         b = hpsf_mul(b, HPSF_ONE_OVER_SQRT6);
-        b = 2.0 * acos(b) - HPSF_FRAC_PI_2;
+        b = 2.0 * hpsf_acos(b) - HPSF_FRAC_PI_2;
     }
     a += (double)(odd & 7u);
     a = hpsf_from_bits(hpsf_to_bits(a) | (xb & HPSF_SIGN_BIT));
@@ -295,69 +281,42 @@ HPSF_HD void hpsf_center_nested(int depth, uint64_t id, double *lon, double *lat
     hpsf_unproject(x, y, lon, lat);
 }
 
-/// Σ_{k<6} row[k]·x^k by Horner's rule with fused multiply-adds, as src/geometry/latitude.rs sums
-/// the coefficients' polynomials in the third flattening n.
-HPSF_HD double hpsf_horner6(double x, const double *row) {
-    double acc = row[5];
-    for (int k = 4; k >= 0; --k) acc = fma(acc, x, row[k]);
-    return acc;
-}
-
-/// Σ_{j=1..6} c[j−1]·sin(j·arg) by Clenshaw's recurrence (the crate's `clenshaw_sin`; arg = 2φ).
+/// Σ_{j=1..6} c[j−1]·sin(j·arg) by Clenshaw's recurrence (arg = 2φ). The sum is a correction of
+/// at most 0.0023 rad to the latitude, so its rounding (products not fused) stays far below an ulp
+/// of the result.
 HPSF_HD double hpsf_clenshaw_sin(double arg, const double *c) {
-    double s = sin(arg);
-    double x = 2.0 * cos(arg);
+    double s, co;
+    hpsf_sincos(arg, &s, &co);
+    double x = 2.0 * co;
     double c0 = 0.0, c1 = 0.0;
     for (int j = 5; j >= 0; --j) {
-        double next = fma(x, c0, c[j] - c1);
+        double next = hpsf_mul(x, c0) + (c[j] - c1);
         c1 = c0;
         c0 = next;
     }
     return hpsf_mul(s, c0);
 }
 
-/// The six series coefficients (times sin 2jφ) of the WGS84 geodetic → authalic latitude (Karney
-/// 2022, eq. A19), computed as the crate does: n·P_j(n) with n = f/(2−f).
-HPSF_HD void hpsf_authalic_coefficients(double c[6]) {
-    const double rows[6][6] = {
-        {-4. / 3., -4. / 45., 88. / 315., 538. / 4725., 20824. / 467775., -44732. / 2837835.},
-        {0., 34. / 45., 8. / 105., -2482. / 14175., -37192. / 467775., -12467764. / 212837625.},
-        {0., 0., -1532. / 2835., -898. / 14175., 54968. / 467775., 100320856. / 1915538625.},
-        {0., 0., 0., 6007. / 14175., 24496. / 467775., -5884124. / 70945875.},
-        {0., 0., 0., 0., -23356. / 66825., -839792. / 19348875.},
-        {0., 0., 0., 0., 0., 570284222. / 1915538625.},
-    };
-    double n = HPSF_WGS84_F / (2.0 - HPSF_WGS84_F);
-    for (int j = 0; j < 6; ++j) c[j] = hpsf_mul(n, hpsf_horner6(n, rows[j]));
-}
+// The series coefficients (times sin 2jφ, j = 1..6) of the WGS84 latitude conversions, Karney
+// (2022) eqs. A19 (geodetic → authalic) and A20 (authalic → geodetic): n·P_j(n) with n = f/(2 − f),
+// each polynomial P_j summed by Horner's rule with fused multiply-adds. The tests of
+// src/geometry/portable.rs derive them again from Karney's rational coefficients.
+#define HPSF_AUTHALIC_SERIES                                                                                   \
+    {-0.0022392098386786398, 2.1308606513250225e-06, -2.5592576864212754e-09, 3.3701965267802857e-12,   \
+     -4.6675453126112518e-15, 6.674928703848165e-18}
+#define HPSF_GEODETIC_SERIES                                                                                  \
+    {0.0022392089963541662, 2.8831978048607564e-06, 5.0862207399726627e-09, 1.0201812377816107e-11,     \
+     2.1944891483317948e-14, 4.9284235482523842e-17}
 
-/// The coefficients of the inverse series, authalic → geodetic (Karney 2022, eq. A20).
-HPSF_HD void hpsf_geodetic_coefficients(double c[6]) {
-    const double rows[6][6] = {
-        {4. / 3., 4. / 45., -16. / 35., -2582. / 14175., 60136. / 467775., 28112932. / 212837625.},
-        {0., 46. / 45., 152. / 945., -11966. / 14175., -21016. / 51975., 251310128. / 638512875.},
-        {0., 0., 3044. / 2835., 3802. / 14175., -94388. / 66825., -8797648. / 10945935.},
-        {0., 0., 0., 6059. / 4725., 41072. / 93555., -1472637812. / 638512875.},
-        {0., 0., 0., 0., 768272. / 467775., 455935736. / 638512875.},
-        {0., 0., 0., 0., 0., 4210684958. / 1915538625.},
-    };
-    double n = HPSF_WGS84_F / (2.0 - HPSF_WGS84_F);
-    for (int j = 0; j < 6; ++j) c[j] = hpsf_mul(n, hpsf_horner6(n, rows[j]));
-}
-
-/// The authalic latitude (radians) of the WGS84 geodetic latitude phi (radians): the crate's
-/// `geodetic_to_authalic`, bit for bit on the host (not clamped).
+/// The authalic latitude (radians) of the WGS84 geodetic latitude phi (radians), not clamped.
 HPSF_HD double hpsf_geodetic_to_authalic(double phi) {
-    double c[6];
-    hpsf_authalic_coefficients(c);
+    const double c[6] = HPSF_AUTHALIC_SERIES;
     return phi + hpsf_clenshaw_sin(2.0 * phi, c);
 }
 
-/// The WGS84 geodetic latitude (radians) of the authalic latitude xi: the crate's
-/// `authalic_to_geodetic`.
+/// The WGS84 geodetic latitude (radians) of the authalic latitude xi.
 HPSF_HD double hpsf_authalic_to_geodetic(double xi) {
-    double c[6];
-    hpsf_geodetic_coefficients(c);
+    const double c[6] = HPSF_GEODETIC_SERIES;
     return xi + hpsf_clenshaw_sin(2.0 * xi, c);
 }
 

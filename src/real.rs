@@ -51,7 +51,8 @@ pub trait Real:
     fn from_f64(x: f64) -> Self;
     /// Exact conversion to `f64`.
     fn to_f64(self) -> f64;
-    /// e^self.
+    /// e^self: for `f64` the portable exp of `csrc/pmath.h` (what the GPU computes, bit for bit), for
+    /// `f32` the platform's `expf`.
     fn exp(self) -> Self;
     /// √self.
     fn sqrt(self) -> Self;
@@ -64,7 +65,7 @@ pub trait Real:
 }
 
 macro_rules! impl_real {
-    ($t:ty, $name:literal, $is_f64:literal) => {
+    ($t:ty, $name:literal, $is_f64:literal, $exp:path) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -82,7 +83,7 @@ macro_rules! impl_real {
             }
             #[inline(always)]
             fn exp(self) -> Self {
-                <$t>::exp(self)
+                $exp(self)
             }
             #[inline(always)]
             fn sqrt(self) -> Self {
@@ -103,5 +104,5 @@ macro_rules! impl_real {
         }
     };
 }
-impl_real!(f32, "float32", false);
-impl_real!(f64, "float64", true);
+impl_real!(f32, "float32", false, f32::exp);
+impl_real!(f64, "float64", true, crate::geometry::portable::exp);

@@ -1,4 +1,7 @@
-//! HEALPix geometry: the only user of `cdshealpix` in the crate.
+//! HEALPix geometry. The arithmetic is `csrc/healpix.h` and `csrc/construct.h`, the source the CUDA
+//! kernels compile, built for the host (see [`portable`]): hashes, centres, unit vectors and
+//! distances are the same bits on the CPU and the GPU. `cdshealpix` gives the integer parts
+//! (neighbourhoods, nested ↔ ring) and is the reference the tests hold the headers to.
 //!
 //! * lon/lat (degrees) → cell id at a level, nested or ring scheme (SPEC §1.1): the longitude is
 //!   wrapped with `rem_euclid(360)`, the geodetic latitude mapped to the authalic one
@@ -91,12 +94,11 @@ pub(crate) fn check_lonlat(index: usize, lon_deg: f64, lat_deg: f64) -> Result<(
     Err(Error::InvalidCoordinate { index, lon_deg, lat_deg, reason })
 }
 
-/// Unit vector `(cos φ cos λ, cos φ sin λ, sin φ)` of a position given in radians.
-#[inline(always)]
+/// Unit vector `(cos φ cos λ, cos φ sin λ, sin φ)` of a position given in radians (with the
+/// portable sin and cos of `csrc/pmath.h`, the ones the GPU uses).
+#[inline]
 pub fn unit_vector(lon_rad: f64, lat_rad: f64) -> [f64; 3] {
-    let (sl, cl) = lon_rad.sin_cos();
-    let (sp, cp) = lat_rad.sin_cos();
-    [cp * cl, cp * sl, sp]
+    portable::unit_vector(lon_rad, lat_rad)
 }
 
 /// Squared chord |a−b|² between two unit vectors: a monotone function of their distance, enough to
@@ -109,29 +111,17 @@ pub fn chord2(a: &[f64; 3], b: &[f64; 3]) -> f64 {
     dx * dx + dy * dy + dz * dz
 }
 
-/// asin(x) for x in [0, 1]: the Taylor series where it converges to rounding (x < 0.01, i.e. any
-/// distance below ~127 km on the Earth), libm elsewhere.
-#[inline(always)]
-fn asin_nonneg(x: f64) -> f64 {
-    if x < 0.01 {
-        // asin x = x(1 + x²/6 + 3x⁴/40 + 5x⁶/112 + 35x⁸/1152 + …); the next term is < 3e-22 x.
-        let t = x * x;
-        x * (1.0 + t * (1.0 / 6.0 + t * (3.0 / 40.0 + t * (5.0 / 112.0 + t * (35.0 / 1152.0)))))
-    } else {
-        x.min(1.0).asin()
-    }
-}
-
 /// Great-circle distance (m) on a sphere of radius `radius` for a squared chord between unit vectors:
-/// `2R·asin(|a−b|/2)`. Accurate to ~R·ε absolute at every distance short of the antipode.
-#[inline(always)]
+/// `2R·asin(|a−b|/2)` (`csrc/construct.h`: a Taylor series below |a−b|/2 = 0.01, i.e. ~127 km on the
+/// Earth, the portable asin above). Accurate to ~R·ε absolute at every distance short of the antipode.
+#[inline]
 pub fn distance_from_chord2_m(c2: f64, radius: f64) -> f64 {
-    2.0 * radius * asin_nonneg(0.5 * c2.sqrt())
+    portable::distance(c2, radius)
 }
 
 /// Great-circle distance (m) between two unit vectors on a sphere of radius `radius` (see
 /// [`distance_from_chord2_m`]).
-#[inline(always)]
+#[inline]
 pub fn chord_distance_m(a: &[f64; 3], b: &[f64; 3], radius: f64) -> f64 {
     distance_from_chord2_m(chord2(a, b), radius)
 }
@@ -237,23 +227,19 @@ impl Grid {
     /// Nested id of a validated position (degrees).
     #[inline]
     pub(crate) fn hash_nested(&self, lon_deg: f64, lat_deg: f64) -> u64 {
-        let lon = lon_deg.rem_euclid(360.0).to_radians();
-        let xi = self.ellipsoid.to_authalic(lat_deg.to_radians());
-        self.layer.hash(lon, xi)
+        portable::hash_geodetic(self.level, lon_deg, lat_deg, self.ellipsoid)
     }
 
     /// Centre of a nested cell as (longitude in [0, 2π), geodetic latitude), radians.
     #[inline]
     pub(crate) fn center_nested_rad(&self, nested: u64) -> (f64, f64) {
-        let (lon, xi) = self.layer.center(nested);
-        (lon.rem_euclid(std::f64::consts::TAU), self.ellipsoid.from_authalic(xi))
+        portable::center_geodetic(self.level, nested, self.ellipsoid)
     }
 
     /// Unit vector of the centre of a nested cell (geodetic latitude).
     #[inline]
     pub(crate) fn center_nested_xyz(&self, nested: u64) -> [f64; 3] {
-        let (lon, lat) = self.center_nested_rad(nested);
-        unit_vector(lon, lat)
+        portable::center_xyz(self.level, nested, self.ellipsoid)
     }
 
     /// The scheme's id of a nested id.
@@ -315,8 +301,8 @@ impl Grid {
     /// Centre of a cell as (longitude in [0, 360), geodetic latitude), degrees.
     pub fn center(&self, cell: u64) -> Result<(f64, f64)> {
         self.check_cell(cell)?;
-        let (lon, xi) = self.layer.center(self.nested_id(cell));
-        Ok((lon.to_degrees().rem_euclid(360.0), self.ellipsoid.from_authalic(xi).to_degrees()))
+        let (lon, lat) = self.center_nested_rad(self.nested_id(cell));
+        Ok((lon.to_degrees().rem_euclid(360.0), lat.to_degrees()))
     }
 
     /// The k-th neighbourhood of a cell, in `cdshealpix`'s order: the cell first, then the rings

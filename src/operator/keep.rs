@@ -6,13 +6,17 @@
 //! counts several times — kept for parity). A cell is kept when Σ over samples and slots of
 //! `exp(−2d²/s²)` is ≥ `threshold`.
 //!
-//! Sums are accumulated per block of distinct sample cells (sample order inside a block), then the
-//! block partials are added in block order: the result does not depend on the thread count.
+//! The sums are added in a fixed order that the GPU construction (`csrc/construct.cu`) follows too,
+//! so that both keep the same cells: the *share* of slot t of distinct cell u is the sum over the
+//! cell's samples, in sample order, of their weights at the slot's candidate (`construct.h`'s
+//! `hpsf_weight_sum`, with the portable exp); within a block of [`BLOCK`](super::samples::BLOCK)
+//! distinct cells a candidate's shares are added in (u, t) order; the block partials are added in
+//! block order. The result does not depend on the thread count or the device.
 
 use super::samples::Samples;
 use super::Config;
 use crate::error::{Error, Result};
-use crate::geometry::{chord_distance_m, Grid};
+use crate::geometry::{portable, Grid};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -24,13 +28,23 @@ pub(crate) struct KeepResult {
     pub n_candidates: usize,
 }
 
-/// Gaussian weight of the reference, `exp((−2·d²)/s²)`.
-#[inline(always)]
-pub(crate) fn gaussian(d: f64, s2: f64) -> f64 {
-    ((-2.0 * (d * d)) / s2).exp()
+pub(crate) fn keep_stage(grid: &Grid, cfg: &Config, smp: &Samples) -> Result<KeepResult> {
+    let sums = candidate_sums(grid, cfg, smp);
+    let n_candidates = sums.len();
+    let max_sum = sums.iter().fold(0.0f64, |m, &(_, s)| m.max(s));
+    let nested: Vec<u64> = sums.into_iter().filter(|&(_, s)| s >= cfg.threshold).map(|(c, _)| c).collect();
+    if nested.is_empty() {
+        return Err(Error::NoCellPassedThreshold {
+            max_weight_sum: max_sum,
+            threshold: cfg.threshold,
+            sigma_m: cfg.sigma_m,
+        });
+    }
+    Ok(KeepResult { nested, n_candidates })
 }
 
-pub(crate) fn keep_stage(grid: &Grid, cfg: &Config, smp: &Samples) -> Result<KeepResult> {
+/// Every candidate cell's weight sum, by cell ascending.
+pub(crate) fn candidate_sums(grid: &Grid, cfg: &Config, smp: &Samples) -> Vec<(u64, f64)> {
     let partials: Vec<(Vec<u64>, Vec<f64>)> =
         smp.blocks().into_par_iter().map(|b| block_sums(grid, cfg, smp, b)).collect();
 
@@ -41,31 +55,14 @@ pub(crate) fn keep_stage(grid: &Grid, cfg: &Config, smp: &Samples) -> Result<Kee
     }
     drop(partials);
     pairs.par_sort_by_key(|&(c, _)| c);
-    let mut nested = Vec::new();
-    let mut n_candidates = 0usize;
-    let mut max_sum = 0.0f64;
-    let mut p = 0;
-    while p < pairs.len() {
-        let c = pairs[p].0;
-        let mut s = 0.0f64;
-        while p < pairs.len() && pairs[p].0 == c {
-            s += pairs[p].1;
-            p += 1;
-        }
-        n_candidates += 1;
-        max_sum = max_sum.max(s);
-        if s >= cfg.threshold {
-            nested.push(c);
+    let mut sums: Vec<(u64, f64)> = Vec::new();
+    for (c, w) in pairs {
+        match sums.last_mut() {
+            Some((last, s)) if *last == c => *s += w,
+            _ => sums.push((c, w)),
         }
     }
-    if nested.is_empty() {
-        return Err(Error::NoCellPassedThreshold {
-            max_weight_sum: max_sum,
-            threshold: cfg.threshold,
-            sigma_m: cfg.sigma_m,
-        });
-    }
-    Ok(KeepResult { nested, n_candidates })
+    sums
 }
 
 /// Weight sums of one block of distinct sample cells over its own candidate cells.
@@ -90,21 +87,32 @@ fn block_sums(grid: &Grid, cfg: &Config, smp: &Samples, block: std::ops::Range<u
     let pos: Vec<u32> = rows.iter().map(|c| cand.binary_search(c).expect("candidate listed") as u32).collect();
 
     let mut sums = vec![0.0f64; cand.len()];
+    let mut shares = vec![0.0f64; slots];
     for (r, u) in block.enumerate() {
         let row = &pos[row_start[r]..row_start[r + 1]];
-        let fill = slots - row.len();
-        let last = *row.last().expect("a neighbourhood holds its centre");
-        for p in smp.positions(u) {
-            let a = &smp.xyz[p];
-            for &q in row {
-                sums[q as usize] += gaussian(chord_distance_m(a, &centres[q as usize], radius), s2);
-            }
-            if fill > 0 {
-                let w = gaussian(chord_distance_m(a, &centres[last as usize], radius), s2);
-                for _ in 0..fill {
-                    sums[last as usize] += w;
-                }
-            }
+        let xyz = &smp.xyz[smp.positions(u)];
+        let shares = &mut shares[..row.len()];
+        // SAFETY: xyz holds xyz.len() unit vectors, centres one per candidate (row indexes them),
+        // shares row.len() values.
+        unsafe {
+            portable::ffi::hpsf_con_shares_host(
+                xyz.as_flattened().as_ptr(),
+                xyz.len() as i64,
+                centres.as_flattened().as_ptr(),
+                row.as_ptr(),
+                row.len() as i64,
+                radius,
+                s2,
+                shares.as_mut_ptr(),
+            )
+        };
+        for (&q, &share) in row.iter().zip(shares.iter()) {
+            sums[q as usize] += share;
+        }
+        // the padding slots repeat the last cell, and so its share
+        let (last, share) = (row[row.len() - 1], shares[row.len() - 1]);
+        for _ in row.len()..slots {
+            sums[last as usize] += share;
         }
     }
     (cand, sums)

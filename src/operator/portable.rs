@@ -1,41 +1,16 @@
 //! The construction steps of `csrc/construct.h` — the code the CUDA construction runs one thread per
 //! distinct cell or sample — called on the host, so that the tests below hold them to the CPU
 //! stages of this module (`samples`, `keep`, `search`, `assemble`) in CI, without a GPU: the same
-//! unit vectors, candidate cells, kept cells, links, distances and links by cell.
+//! unit vectors, candidate cells, weight sums (the GPU's order of additions), kept cells, links,
+//! distances and links by cell, bit for bit.
 #![cfg(test)]
 
-mod ffi {
-    extern "C" {
-        pub fn hpsf_con_sample_xyz_host(lon_deg: f64, lat_deg: f64, out: *mut f64);
-        pub fn hpsf_con_cell_xyz_host(depth: i32, id: u64, wgs84: i32, out: *mut f64);
-        pub fn hpsf_con_keep_candidates_host(depth: i32, cell: u64, ring_weight: u32, out: *mut u64);
-        pub fn hpsf_con_weight_sum_host(xyz: *const f64, m: i64, c: *const f64, radius: f64, s2: f64) -> f64;
-        pub fn hpsf_con_distance_host(c2: f64, radius: f64) -> f64;
-        pub fn hpsf_con_link_key_host(h: i32) -> u32;
-        pub fn hpsf_con_row_start_host(key: *const u32, len: i64, c: i64) -> i64;
-        #[allow(clippy::too_many_arguments)]
-        pub fn hpsf_con_search_host(
-            depth: i32,
-            ring_init: u32,
-            ring_max: u32,
-            npt: i32,
-            nested: *const u64,
-            index: *const u32,
-            xyz: *const f64,
-            len: i64,
-            cell: u64,
-            at: *const f64,
-            best_c2: *mut f64,
-            best_k: *mut u32,
-        ) -> i32;
-    }
-}
-
 use super::assemble::csr_pattern;
-use super::keep::{keep_stage, KeptCells};
-use super::samples::Samples;
+use super::keep::{candidate_sums, keep_stage, KeptCells};
+use super::samples::{Samples, BLOCK};
 use super::search::{nearest, prune};
 use super::Config;
+use crate::geometry::portable::ffi;
 use crate::geometry::portable::tests::Rng;
 use crate::geometry::{distance_from_chord2_m, Ellipsoid, Grid};
 use crate::Params;
@@ -145,9 +120,12 @@ fn compare(lon: &[f64], lat: &[f64], p: &Params) -> usize {
         assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "sample {i}");
     }
 
-    // keep: each (distinct cell, slot)'s share, added per candidate in (cell, slot) order
+    // keep: each (distinct cell, slot)'s share; per candidate the shares of a block of distinct
+    // cells added in (cell, slot) order, then the block partials in block order (as the GPU does)
+    // SAFETY: returns a constant.
+    assert_eq!(BLOCK, unsafe { ffi::hpsf_con_keep_block_host() } as usize, "the keep stage's blocks");
     let s2 = cfg.sigma_m * cfg.sigma_m;
-    let mut shares: Vec<(u64, f64)> = Vec::new();
+    let mut shares: Vec<(u64, usize, f64)> = Vec::new();
     for (u, &cell) in smp.unique.iter().enumerate() {
         let xyz = &smp.xyz[smp.positions(u)];
         let want = grid.kth_neighbourhood_nested(cell, cfg.ring_weight);
@@ -157,16 +135,28 @@ fn compare(lon: &[f64], lat: &[f64], p: &Params) -> usize {
         for c in cands {
             let centre = cell_xyz(p.level, c, wgs84);
             assert_eq!(centre.map(f64::to_bits), grid.center_nested_xyz(c).map(f64::to_bits), "centre of {c}");
-            shares.push((c, weight_sum(xyz, &centre, cfg.radius, s2)));
+            shares.push((c, u / BLOCK, weight_sum(xyz, &centre, cfg.radius, s2)));
         }
     }
-    shares.sort_by_key(|&(c, _)| c);
+    shares.sort_by_key(|&(c, _, _)| c); // stable: (cell, slot) order within a candidate
+    let mut partials: Vec<(u64, usize, f64)> = Vec::new();
+    for (c, b, w) in shares {
+        match partials.last_mut() {
+            Some((last, block, s)) if *last == c && *block == b => *s += w,
+            _ => partials.push((c, b, w)),
+        }
+    }
     let mut sums: Vec<(u64, f64)> = Vec::new();
-    for (c, w) in shares {
+    for (c, _, w) in partials {
         match sums.last_mut() {
             Some((last, s)) if *last == c => *s += w,
             _ => sums.push((c, w)),
         }
+    }
+    let cpu_sums = candidate_sums(&grid, &cfg, &smp);
+    assert_eq!(sums.len(), cpu_sums.len(), "candidate cells");
+    for (&(c, s), &(cc, cs)) in sums.iter().zip(&cpu_sums) {
+        assert_eq!((c, s.to_bits()), (cc, cs.to_bits()), "weight sum of candidate {c}: {s:e} against {cs:e}");
     }
     let cpu = keep_stage(&grid, &cfg, &smp).unwrap();
     assert_eq!(sums.len(), cpu.n_candidates, "candidate cells");
@@ -234,5 +224,5 @@ fn construction_steps_match_the_cpu_stages() {
     let (lon, lat) = case(9, 300, 170.0, 70.0, 20.0, 3, false);
     let p = Params { threshold: 0.5, ring_search_max: Some(3), ..Params::new(9) };
     links += compare(&lon, &lat, &p);
-    println!("construct.h: {} cases, {links} links and the links by cell identical to the CPU stages", cases + 1);
+    println!("construct.h: {} cases; weight sums, kept cells, {links} links and the links by cell identical to the CPU stages", cases + 1);
 }

@@ -4,7 +4,7 @@
 //! range of sorted positions holding their samples. Samples of one cell share their neighbourhoods,
 //! so the keep and search stages work per distinct cell, in blocks of [`BLOCK`] cells.
 
-use crate::geometry::{unit_vector, Grid};
+use crate::geometry::{portable, Grid};
 use rayon::prelude::*;
 
 /// Distinct cells per block of work. Fixed (never derived from the thread count) so that every
@@ -34,10 +34,7 @@ impl Samples {
             .collect();
         keyed.par_sort_unstable();
         let order: Vec<u32> = keyed.par_iter().map(|&(_, i)| i).collect();
-        let xyz = order
-            .par_iter()
-            .map(|&i| unit_vector(lon[i as usize].rem_euclid(360.0).to_radians(), lat[i as usize].to_radians()))
-            .collect();
+        let xyz = order.par_iter().map(|&i| portable::sample_xyz(lon[i as usize], lat[i as usize])).collect();
         let mut unique = Vec::new();
         let mut start = Vec::new();
         for (p, &(h, _)) in keyed.iter().enumerate() {
