@@ -12,6 +12,10 @@
 // exp in the weights kernels: pmath.h's for double (the CPU's), CUDA's expf for float.
 __device__ __forceinline__ float hpsf_exp(float x) { return expf(x); }
 
+// a·b rounded on its own (never contracted with a following sum into an FMA, as on the CPU).
+__device__ __forceinline__ float hpsf_mul_t(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double hpsf_mul_t(double a, double b) { return __dmul_rn(a, b); }
+
 // Number of blocks a kernel over `elements` elements uses.
 static inline unsigned int hpsf_grid(int64_t elements) { return (unsigned int)((elements + HPSF_BLOCK - 1) / HPSF_BLOCK); }
 

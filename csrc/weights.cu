@@ -1,5 +1,9 @@
 // The fused gather-weight kernels (SPEC §3): distances, Gaussian weights and normalisations in one
 // pass, from the unit vectors of samples and cell centres (no N x npt weight array leaves the CPU).
+// The CPU's operations in the CPU's order (src/backend/cpu.rs `link_weights`), the distance from
+// construct.h, products never fused into a sum: with pmath.h's exp the f64 weights, Dx and Dy are
+// the CPU's bit for bit; f32 weights use CUDA's expf (not glibc's), so they may differ in the last
+// bits.
 #include "common.cuh"
 
 template <typename T>
@@ -17,7 +21,7 @@ __global__ void weights_by_sample(const double *sample_xyz, const double *cell_x
         if (h >= 0) {
             T d = (T)hpsf_distance(hpsf_chord2(a, cell_xyz + 3 * (int64_t)h), radius);
             d_m[p * npt + t] = d;
-            w = hpsf_exp(minus_two * (d * d) / s2) * area[p];
+            w = hpsf_mul_t(hpsf_exp(minus_two * (d * d) / s2), area[p]);
             sum += w;
         } else {
             d_m[p * npt + t] = (T)INFINITY;
@@ -40,7 +44,7 @@ __global__ void weights_by_cell(const double *sample_xyz, const double *cell_xyz
     for (int64_t q = ptr[c]; q < ptr[c + 1]; ++q) {
         uint32_t p = sample[q];
         T d = (T)hpsf_distance(hpsf_chord2(sample_xyz + 3 * (int64_t)p, cc), radius);
-        T w = hpsf_exp(minus_two * (d * d) / s2) * area[p];
+        T w = hpsf_mul_t(hpsf_exp(minus_two * (d * d) / s2), area[p]);
         m[q] = w;
         sum += w;
     }
