@@ -55,14 +55,19 @@ pub(crate) fn candidate_sums(grid: &Grid, cfg: &Config, smp: &Samples) -> Vec<(u
     }
     drop(partials);
     pairs.par_sort_by_key(|&(c, _)| c);
-    let mut sums: Vec<(u64, f64)> = Vec::new();
-    for (c, w) in pairs {
-        match sums.last_mut() {
-            Some((last, s)) if *last == c => *s += w,
-            _ => sums.push((c, w)),
+    // each cell's sum into the first of its entries, in place
+    let mut len = 0;
+    for p in 0..pairs.len() {
+        let (c, w) = pairs[p];
+        if len > 0 && pairs[len - 1].0 == c {
+            pairs[len - 1].1 += w;
+        } else {
+            pairs[len] = (c, w);
+            len += 1;
         }
     }
-    sums
+    pairs.truncate(len);
+    pairs
 }
 
 /// Weight sums of one block of distinct sample cells over its own candidate cells.
