@@ -214,7 +214,7 @@ fn construction_steps_match_the_cpu_stages() {
     // vertices), and several npt and rings
     let (lon, lat) = case(4, 4000, -180.0, -90.0, 360.0, 11, true);
     for (npt, ring_weight, init, max) in
-        [(9, None, None, None), (1, Some(1), Some(1), Some(1)), (20, None, None, Some(6))]
+        [(9, None, None, None), (1, Some(1), Some(1), Some(1)), (20, None, None, Some(6)), (9, Some(5), None, None)]
     {
         let p = Params { npt, ring_weight, ring_search_init: init, ring_search_max: max, ..Params::new(4) };
         links += compare(&lon, &lat, &p);
