@@ -230,12 +230,16 @@ impl<F: Real> PsfResampler<F> {
             }
             let missing = opts.empty_cells == EmptyCells::Missing;
             for (j, &row) in sel.iter().enumerate().filter(|_| missing || opts.return_info) {
-                let empty: std::borrow::Cow<'_, [u32]> = if solved.facts[row].nan == 0 {
+                let codes = solved.no_data.as_ref().filter(|_| solved.masked_rows[j]);
+                let empty: std::borrow::Cow<'_, [u32]> = match codes {
                     // every sample valid: the cells without a link (and no row codes: unmasked)
-                    std::borrow::Cow::Borrowed(&self.unlinked)
-                } else {
-                    let codes = solved.no_data.as_ref().filter(|_| solved.masked_rows[j]);
-                    std::borrow::Cow::Owned(self.empty_cells(&val[row * n..(row + 1) * n], codes.map(|c| (c, j, s)))?)
+                    _ if solved.facts[row].nan == 0 => std::borrow::Cow::Borrowed(&self.unlinked),
+                    // a renormalised row: the cells where no valid sample carries weight (those
+                    // without a valid linked sample among them), from the solve's codes
+                    Some(codes) => {
+                        std::borrow::Cow::Owned((0..k as u32).filter(|&c| codes[c as usize * s + j] == 0).collect())
+                    }
+                    None => std::borrow::Cow::Owned(self.empty_cells(&val[row * n..(row + 1) * n])?),
                 };
                 info.empty_cells[row] = empty.len();
                 if missing {
@@ -359,19 +363,13 @@ impl<F: Real> PsfResampler<F> {
             .collect())
     }
 
-    /// Cells none of whose linked samples is valid in this row of N values, ascending; with the
-    /// K×s cell codes of a solve and this row's column j, also the cells whose code is 0 (no valid
-    /// sample carries weight there).
-    fn empty_cells(&self, row: &[F], codes: Option<(&Vec<u8>, usize, usize)>) -> Result<Vec<u32>> {
+    /// Cells none of whose linked samples is valid in this row of N values, ascending.
+    fn empty_cells(&self, row: &[F]) -> Result<Vec<u32>> {
         let cells = self.try_host_cells()?;
         let ptr = &cells.ptr;
         let empty: Vec<bool> = (0..self.k())
             .into_par_iter()
-            .map(|c| {
-                let linked = &cells.sample[ptr[c]..ptr[c + 1]];
-                let no_code = codes.is_some_and(|(codes, j, s)| codes[c * s + j] == 0);
-                no_code || !linked.iter().any(|&p| !row[self.order[p as usize] as usize].is_nan())
-            })
+            .map(|c| !cells.sample[ptr[c]..ptr[c + 1]].iter().any(|&p| !row[self.order[p as usize] as usize].is_nan()))
             .collect();
         Ok((0..self.k() as u32).filter(|&c| empty[c as usize]).collect())
     }
