@@ -29,18 +29,19 @@ __global__ void clean_block(T *v, int64_t len, int32_t zero_nan, uint8_t *mask) 
 
 // What the rows of raw (c rows of width, row-major) hold, per segment of HPSF_FACTS_SEGMENT
 // elements: one thread block per (row, segment) — block b is row b / nseg, segment b % nseg —
-// writes the NaN count, the infinite count and the largest finite |v| over the segment's elements
-// not left out (position[i] == HPSF_LEFT_OUT), each a tree over the block in a fixed order.
+// writes the NaN count, the infinite count and the lowest and highest finite v over the segment's
+// elements not left out (position[i] == HPSF_LEFT_OUT), each a tree over the block in a fixed order
+// (+∞ and −∞ where there is none).
 template <typename T>
 __global__ void row_facts(const T *raw, int64_t width, const uint32_t *position, int32_t nseg, double *nan_p,
-                          double *inf_p, double *max_p) {
-    __shared__ double a[HPSF_BLOCK], b[HPSF_BLOCK], m[HPSF_BLOCK];
+                          double *inf_p, double *lo_p, double *hi_p) {
+    __shared__ double a[HPSF_BLOCK], b[HPSF_BLOCK], m[HPSF_BLOCK], n[HPSF_BLOCK];
     const int64_t block = blockIdx.x;
     const int64_t r = block / nseg, g = block - r * nseg;
     const T *row = raw + r * width;
     const int64_t begin = g * HPSF_FACTS_SEGMENT;
     const int64_t end = begin + HPSF_FACTS_SEGMENT < width ? begin + HPSF_FACTS_SEGMENT : width;
-    double nan = 0.0, inf = 0.0, mag = 0.0;
+    double nan = 0.0, inf = 0.0, lo = INFINITY, hi = -INFINITY;
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
         if (position && position[i] == HPSF_LEFT_OUT) continue;
         T x = row[i];
@@ -48,42 +49,50 @@ __global__ void row_facts(const T *raw, int64_t width, const uint32_t *position,
             nan += 1.0;
         else if (isinf(x))
             inf += 1.0;
-        else
-            mag = fmax(mag, fabs((double)x));
+        else {
+            lo = fmin(lo, (double)x);
+            hi = fmax(hi, (double)x);
+        }
     }
     const int t = threadIdx.x;
     a[t] = nan;
     b[t] = inf;
-    m[t] = mag;
+    m[t] = lo;
+    n[t] = hi;
     __syncthreads();
     for (int half = blockDim.x / 2; half > 0; half /= 2) {
         if (t < half) {
             a[t] += a[t + half];
             b[t] += b[t + half];
-            m[t] = fmax(m[t], m[t + half]);
+            m[t] = fmin(m[t], m[t + half]);
+            n[t] = fmax(n[t], n[t + half]);
         }
         __syncthreads();
     }
     if (t == 0) {
         nan_p[block] = a[0];
         inf_p[block] = b[0];
-        max_p[block] = m[0];
+        lo_p[block] = m[0];
+        hi_p[block] = n[0];
     }
 }
 
 // Row r0 + r of the totals from the c rows' segment partials, in segment order.
-__global__ void row_facts_total(const double *nan_p, const double *inf_p, const double *max_p, int32_t c, int32_t nseg,
-                                int32_t r0, double *nan, double *inf, double *top) {
+__global__ void row_facts_total(const double *nan_p, const double *inf_p, const double *lo_p, const double *hi_p,
+                                int32_t c, int32_t nseg, int32_t r0, double *nan, double *inf, double *low,
+                                double *high) {
     HPSF_AT(r, c);
-    double sn = 0.0, si = 0.0, sm = 0.0;
+    double sn = 0.0, si = 0.0, sl = INFINITY, sh = -INFINITY;
     for (int64_t g = 0; g < nseg; ++g) {
         sn += nan_p[r * nseg + g];
         si += inf_p[r * nseg + g];
-        sm = fmax(sm, max_p[r * nseg + g]);
+        sl = fmin(sl, lo_p[r * nseg + g]);
+        sh = fmax(sh, hi_p[r * nseg + g]);
     }
     nan[r0 + r] = sn;
     inf[r0 + r] = si;
-    top[r0 + r] = sm;
+    low[r0 + r] = sl;
+    high[r0 + r] = sh;
 }
 
 // Rows r0 .. r0+c-1 of the caller's layout (`width` values each) from x (e x s): out (c rows of
@@ -144,14 +153,15 @@ static int clean_block_launch(void *v, int64_t len, int32_t zero_nan, uint8_t *m
 
 template <typename T>
 static int row_facts_launch(const void *raw, int32_t c, int64_t width, const uint32_t *position, int32_t r0,
-                            double *partials, double *nan, double *inf, double *top, hpsf_stream stream) {
+                            double *partials, double *nan, double *inf, double *low, double *high,
+                            hpsf_stream stream) {
     if (c <= 0 || width <= 0) return 0;
     const int32_t nseg = (int32_t)((width + HPSF_FACTS_SEGMENT - 1) / HPSF_FACTS_SEGMENT);
     const int64_t blocks = (int64_t)c * nseg;
-    double *nan_p = partials, *inf_p = partials + blocks, *max_p = partials + 2 * blocks;
+    double *nan_p = partials, *inf_p = partials + blocks, *lo_p = partials + 2 * blocks, *hi_p = partials + 3 * blocks;
     row_facts<T><<<(unsigned int)blocks, HPSF_BLOCK, 0, stream>>>((const T *)raw, width, position, nseg, nan_p, inf_p,
-                                                                  max_p);
-    row_facts_total<<<HPSF_ON(c, stream)>>>(nan_p, inf_p, max_p, c, nseg, r0, nan, inf, top);
+                                                                  lo_p, hi_p);
+    row_facts_total<<<HPSF_ON(c, stream)>>>(nan_p, inf_p, lo_p, hi_p, c, nseg, r0, nan, inf, low, high);
     HPSF_LAUNCH_CHECK();
 }
 
@@ -196,8 +206,8 @@ int hpsf_clean_block(int32_t dtype, void *v, int64_t len, int32_t zero_nan, uint
 }
 
 int hpsf_row_facts(int32_t dtype, const void *raw, int32_t c, int64_t width, const uint32_t *position, int32_t r0,
-                   double *partials, double *nan, double *inf, double *top, hpsf_stream stream) {
-    return HPSF_TYPED(dtype, row_facts_launch, raw, c, width, position, r0, partials, nan, inf, top, stream);
+                   double *partials, double *nan, double *inf, double *low, double *high, hpsf_stream stream) {
+    return HPSF_TYPED(dtype, row_facts_launch, raw, c, width, position, r0, partials, nan, inf, low, high, stream);
 }
 
 int hpsf_scatter_rows(int32_t dtype, const void *x, int32_t s, const uint32_t *position, int64_t width, int32_t r0,

@@ -115,11 +115,11 @@ int hpsf_clean_block(int32_t dtype, void *v, int64_t len, int32_t zero_nan, uint
 /* Elements of a row per thread block of hpsf_row_facts.                                          */
 #define HPSF_FACTS_SEGMENT 2048
 /* What rows r0 .. r0+c-1 hold, from raw (c rows of width, row-major): nan[r0+r], inf[r0+r] = the
- * NaN and infinite counts, top[r0+r] = the largest finite |v|, over the elements with
- * position[i] != HPSF_LEFT_OUT (position == NULL: all). partials holds 3 * c * ceil(width /
- * HPSF_FACTS_SEGMENT) doubles of scratch. Deterministic (fixed-order trees).                     */
+ * NaN and infinite counts, low[r0+r], high[r0+r] = the lowest and highest finite v (+inf, -inf
+ * where none), over the elements with position[i] != HPSF_LEFT_OUT (position == NULL: all).
+ * partials holds 4 * c * ceil(width / HPSF_FACTS_SEGMENT) doubles of scratch. Deterministic.       */
 int hpsf_row_facts(int32_t dtype, const void *raw, int32_t c, int64_t width, const uint32_t *position, int32_t r0,
-                   double *partials, double *nan, double *inf, double *top, hpsf_stream stream);
+                   double *partials, double *nan, double *inf, double *low, double *high, hpsf_stream stream);
 /* out (c rows of width, row-major) = rows r0 .. r0+c-1 of x (e x s): out[r*width + i] =
  * x[position[i]*s + r0 + r] (position == NULL: i), NaN where position[i] == HPSF_LEFT_OUT.       */
 int hpsf_scatter_rows(int32_t dtype, const void *x, int32_t s, const uint32_t *position, int64_t width, int32_t r0,

@@ -210,6 +210,9 @@ fn values_of_samples_left_out_are_ignored() {
     let (a, b) = (op.fit(&odd, &o).unwrap(), op.fit(&val, &o).unwrap());
     assert_eq!(a.hval, b.hval);
     assert_eq!(a.info.unwrap().empty_cells, b.info.unwrap().empty_cells);
+    // nor do they set a box taken from the input (−1e300 in the third row)
+    let boxed = FitOptions { lower: Bound::Input, upper: Bound::Input, ..o.clone() };
+    assert_eq!(op.fit(&odd, &boxed).unwrap().hval, op.fit(&val, &boxed).unwrap().hval);
     let used = mask.iter().position(|&m| m).unwrap();
     odd[n + used] = f64::NEG_INFINITY;
     for e in

@@ -136,7 +136,8 @@ pub(crate) fn row_facts<F: Real>(v: &[F], width: usize, position: Option<&[u32]>
                 } else if !x.is_finite() {
                     f.inf += 1;
                 } else {
-                    f.max_abs = f.max_abs.max(x.abs().to_f64());
+                    f.low = f.low.min(x.to_f64());
+                    f.high = f.high.max(x.to_f64());
                 }
             }
             f
@@ -273,7 +274,10 @@ mod tests {
                 assert_eq!(f.nan, used().filter(|x| x.is_nan()).count() as u64);
                 assert_eq!(f.inf, used().filter(|x| x.is_infinite()).count() as u64);
                 let max = used().filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()));
-                assert_eq!(f.max_abs, max);
+                assert_eq!(f.max_abs(), max);
+                let low = used().filter(|x| x.is_finite()).fold(f64::INFINITY, f64::min);
+                let high = used().filter(|x| x.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!((f.low, f.high), (low, high));
             }
         }
     }

@@ -203,14 +203,33 @@ impl Axis<'_> {
 }
 
 /// What a row of gathered values holds (over the block's elements: samples left out do not count).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RowFacts {
     /// NaN values.
     pub nan: u64,
     /// Infinite values.
     pub inf: u64,
+    /// The lowest finite value (+∞ when none).
+    pub low: f64,
+    /// The highest finite value (−∞ when none).
+    pub high: f64,
+}
+
+impl Default for RowFacts {
+    fn default() -> Self {
+        RowFacts { nan: 0, inf: 0, low: f64::INFINITY, high: f64::NEG_INFINITY }
+    }
+}
+
+impl RowFacts {
     /// The largest |value| of the finite values (0 when none).
-    pub max_abs: f64,
+    pub fn max_abs(&self) -> f64 {
+        if self.low > self.high {
+            0.0
+        } else {
+            self.low.abs().max(self.high.abs())
+        }
+    }
 }
 
 /// The caller's rows as a block, with their mask and facts (see [`Backend::gather`]).

@@ -273,7 +273,7 @@ impl<F: Real> PsfResampler<F> {
     /// The fit on `be` of the rows of `val` with a valid sample: their fitted values (rows of K, in
     /// the caller's units) with the CG and active-set record, and what every row holds.
     fn solve_rows<B: Backend<F>>(&self, be: &B, val: &[F], opts: &FitOptions<F>) -> Result<Solved<F>> {
-        let (n, k) = (self.n, self.k());
+        let k = self.k();
         let per_row = opts.missing == MissingData::PerRow;
         let g = self.gather_finite(be, val, self.samples_axis(), true, per_row, "val")?;
         let facts = g.facts.clone();
@@ -282,11 +282,11 @@ impl<F: Real> PsfResampler<F> {
         if s == 0 {
             return Ok(Solved { facts, ..Solved::default() });
         }
-        let boxes = if opts.is_bounded() { Some(row_bounds(&self.used_values(val), n, &sel, opts)?) } else { None };
+        let boxes = if opts.is_bounded() { Some(row_bounds(&facts, &sel, opts)?) } else { None };
         let _progress = crate::parallel::report_cg_progress(opts.progress);
         // work on the data divided by a power of two (exact): see `solver`
         let (mut y0, valid) = rows.pick(be, g)?;
-        let max_abs: Vec<f64> = sel.iter().map(|&r| facts[r].max_abs).collect();
+        let max_abs: Vec<f64> = sel.iter().map(|&r| facts[r].max_abs()).collect();
         let scale = pow2_scales(&max_abs, opts.stopping == Stopping::Pooled);
         let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
         be.scale_columns(&mut y0, &inv)?;
@@ -372,21 +372,6 @@ impl<F: Real> PsfResampler<F> {
             .map(|c| !cells.sample[ptr[c]..ptr[c + 1]].iter().any(|&p| !row[self.order[p as usize] as usize].is_nan()))
             .collect();
         Ok((0..self.k() as u32).filter(|&c| empty[c as usize]).collect())
-    }
-
-    /// `val` (rows of N) with the samples left out by `sample_mask` set to NaN, so that they take
-    /// no part in a fit; borrowed as it is when every sample is used.
-    fn used_values<'a>(&self, val: &'a [F]) -> std::borrow::Cow<'a, [F]> {
-        if self.n_used() == self.n {
-            return std::borrow::Cow::Borrowed(val);
-        }
-        let mut v = val.to_vec();
-        for row in v.chunks_exact_mut(self.n) {
-            for (x, _) in row.iter_mut().zip(&self.position).filter(|(_, &p)| p == LEFT_OUT) {
-                *x = F::from_f64(f64::NAN);
-            }
-        }
-        std::borrow::Cow::Owned(v)
     }
 
     /// The operator's host copy as the CPU backend.
@@ -515,16 +500,13 @@ fn residual_stats<F: Real>(back: &[F], y: &[F]) -> (f64, f64) {
 
 /// The box of each selected row on the fitted values (lower, upper), from the options and the row's
 /// valid samples.
-fn row_bounds<F: Real>(val: &[F], n: usize, sel: &[usize], opts: &FitOptions<F>) -> Result<(Vec<F>, Vec<F>)> {
+fn row_bounds<F: Real>(facts: &[RowFacts], sel: &[usize], opts: &FitOptions<F>) -> Result<(Vec<F>, Vec<F>)> {
     let side = |bound: Bound, low: bool| -> Vec<F> {
         sel.iter()
             .map(|&row| match bound {
                 Bound::Value(v) => F::from_f64(v),
-                Bound::Input => {
-                    let valid = val[row * n..(row + 1) * n].iter().filter(|v| !v.is_nan());
-                    let pick = |a: F, b: &F| if (*b < a) == low { *b } else { a };
-                    valid.fold(if low { F::INFINITY } else { -F::INFINITY }, pick)
-                }
+                // the row's lowest or highest valid value (exact: a value of F in f64)
+                Bound::Input => F::from_f64(if low { facts[row].low } else { facts[row].high }),
                 _ => {
                     if low {
                         -F::INFINITY

@@ -57,17 +57,19 @@ impl<F: Real> CudaOperator<F> {
         let mut stage = g.alloc::<F>(per * width)?;
         // what each row holds, read from the rows as uploaded (segment partials per chunk)
         let segments = width.div_ceil(sys::HPSF_FACTS_SEGMENT as usize).max(1);
-        let mut partials = g.alloc::<f64>(3 * per * segments)?;
-        // the counts of NaN and infinities and the largest |value| of each row, one after the other
-        let mut facts = g.alloc::<f64>(3 * s)?;
+        let mut partials = g.alloc::<f64>(4 * per * segments)?;
+        // the counts of NaN and infinities and the lowest and highest finite value of each row,
+        // one after the other
+        let mut facts = g.alloc::<f64>(4 * s)?;
         let at = facts.ptr_mut(g).cast::<f64>();
-        let (nan, inf, top) = (at, at.wrapping_add(s), at.wrapping_add(2 * s));
+        let (nan, inf, low, high) = (at, at.wrapping_add(s), at.wrapping_add(2 * s), at.wrapping_add(3 * s));
         for r0 in (0..s).step_by(per) {
             let c = per.min(s - r0);
             g.write(&mut stage, &v[r0 * width..(r0 + c) * width])?;
             let (c32, r032) = (c as i32, r0 as i32);
             // SAFETY: stage holds c rows of width values; position (when given) width entries;
-            // partials 3·per·segments values; facts 3·s (nan, inf, top s each), rows r0..r0+c below s.
+            // partials 4·per·segments values; facts 4·s (nan, inf, low, high s each), rows r0..r0+c
+            // below s.
             g.launch("checking rows", |st| unsafe {
                 sys::hpsf_row_facts(
                     dtype::<F>(),
@@ -79,7 +81,8 @@ impl<F: Real> CudaOperator<F> {
                     partials.ptr_mut(g).cast(),
                     nan,
                     inf,
-                    top,
+                    low,
+                    high,
                     st,
                 )
             })?;
@@ -97,8 +100,9 @@ impl<F: Real> CudaOperator<F> {
             sys::hpsf_clean_block(dtype::<F>(), out.ptr_mut(g), e64 * s as i64, zero_nan as i32, valid_ptr, st)
         })?;
         let f = g.get(&facts)?;
-        let facts =
-            (0..s).map(|j| RowFacts { nan: f[j] as u64, inf: f[s + j] as u64, max_abs: f[2 * s + j] }).collect();
+        let facts = (0..s)
+            .map(|j| RowFacts { nan: f[j] as u64, inf: f[s + j] as u64, low: f[2 * s + j], high: f[3 * s + j] })
+            .collect();
         Ok(Gathered { vals: out, valid, facts })
     }
 
