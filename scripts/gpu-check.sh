@@ -14,8 +14,10 @@
 #    per-row gaps (B = 8, ~25 % missing), B = 64 (setup, 30 iterations, resample), the constrained
 #    fits (B = 1 and 4); the same on the CPU's cores for comparison.
 # 5. Issue 15 (construction and batched values on the device): builds of the paper patch (N = 65 536,
-#    level 20, npt 22) and of N = 10⁷; B = 64 and 256 fits (setup, resample); the reference on the
-#    same card when .gpu/ref holds it (build-gpu-tests.sh puts it there).
+#    level 20, npt 22), of N = 10⁷ and of N = 10⁸ (level 14; host peak RSS); B = 64 and 256 fits
+#    (setup, resample); the reference on the same card when .gpu/ref holds it (build-gpu-tests.sh
+#    puts it there). Should the device construction fail, the rest runs with the host stages
+#    (HPSF_HOST_CONSTRUCTION=1) so that the other figures still come back.
 # Order: tests, GPU benches, the reference, sanitizers, CPU benches, CPU suites; each step has a time
 # limit (a call that runs out of time still returns what is done).
 set -uo pipefail
@@ -38,6 +40,11 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --f
 run test-cuda timeout 240 $G/test-cuda --nocapture --test-threads=1
 run bench-patch-build timeout 60 $G/bench --n 65536 --level 20 --npt 22 --dtype f32 --iters 0 --reps 5 --device cuda:0
 run bench-1e7-build timeout 90 $G/bench --n 1e7 --level 12 --npt 9 --dtype f32 --iters 0 --reps 2 --device cuda:0
+# the device construction has never run before: if it fails, the host stages give the other figures
+if ! grep -q '"build_s"' "$OUT/bench-patch-build.log"; then
+  export HPSF_HOST_CONSTRUCTION=1
+  run bench-patch-build-host timeout 60 $G/bench --n 65536 --level 20 --npt 22 --dtype f32 --iters 0 --reps 5 --device cuda:0
+fi
 run bench-f32-b256 timeout 120 $G/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 256 --iters 5 --reps 2 --device cuda:0
 for dt in f32 f64; do
   for b in 1 8; do
@@ -51,6 +58,7 @@ if [ -d $G/ref/wheels ] && command -v python3 >/dev/null; then
   run reference timeout 240 env PYTHONPATH=/tmp/hpsf-ref-site python3 $G/ref/ref_gpu.py \
       65536,20,22,f32,1,14,3 1e6,12,9,f32,64,30,1
 fi
+run bench-1e8-build timeout 150 $G/bench --n 1e8 --level 14 --npt 9 --dtype f32 --iters 0 --reps 1 --device cuda:0
 run bench-constrained-b1 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --device cuda:0
 run bench-constrained-b4 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --batch 4 --device cuda:0
 if command -v compute-sanitizer >/dev/null; then
@@ -75,7 +83,7 @@ printf '%s\n' "${summary[@]}"
 cat "$OUT/tests-summary.txt"
 for f in "$OUT"/bench-*.log; do
   printf '%-26s ' "$(basename "$f" .log)"
-  grep -o '"iter_ms": [0-9.]*\|"build_s": [0-9.]*\|"setup_s": [0-9.]*\|"fit": "[a-z+]*"\|"fit_s": [0-9.]*\|"iterations": [0-9]*\|"resample_ms": [0-9.]*\|"host_bytes_per_sample": [0-9.]*\|"device_bytes_per_sample": [0-9.]*' "$f" | tr '\n' ' '
+  grep -o '"iter_ms": [0-9.]*\|"build_s": [0-9.]*\|"setup_s": [0-9.]*\|"fit": "[a-z+]*"\|"fit_s": [0-9.]*\|"iterations": [0-9]*\|"resample_ms": [0-9.]*\|"host_bytes_per_sample": [0-9.]*\|"device_bytes_per_sample": [0-9.]*\|"peak_rss_mb": [0-9.]*' "$f" | tr '\n' ' '
   echo
 done
 if [ -f "$OUT/reference.log" ]; then
