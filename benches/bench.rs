@@ -6,6 +6,8 @@
 //!     [--constrained]   (also times plain, bounded, conservative and bounded+conservative full fits)
 //!     [--gaps G]        (each row misses about the fraction G of its samples, in patches: fits with
 //!                        per-row missing data)
+//!     [--grid]          (the samples on a regular longitude/latitude grid over the same box instead:
+//!                        the automatic areas are then estimated from the spacing, `area_s`)
 //! ```
 //! Samples: uniform on the sphere in a box centred on 8°E 45°N holding ~density samples per cell
 //! (as the reference generator's `--region regional --density 1.5`). `build_s` is the best of
@@ -36,6 +38,7 @@ struct Args {
     verbose: bool,
     constrained: bool,
     gaps: f64,
+    grid: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -54,6 +57,7 @@ fn parse() -> Result<Args, String> {
         verbose: false,
         constrained: false,
         gaps: 0.0,
+        grid: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -64,6 +68,10 @@ fn parse() -> Result<Args, String> {
         }
         if flag == "--verbose" {
             a.verbose = true;
+            continue;
+        }
+        if flag == "--grid" {
+            a.grid = true;
             continue;
         }
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -97,7 +105,7 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
-    let (lon, lat) = common::synth::regional(a.n, a.level, a.density, a.seed);
+    let (lon, lat) = if a.grid { grid(a) } else { common::synth::regional(a.n, a.level, a.density, a.seed) };
     let rss_data = peak_rss_mb();
     let device = match a.device.as_str() {
         "cpu" => Device::Cpu,
@@ -166,7 +174,7 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
     println!(
         "{{\"n\": {}, \"k\": {}, \"nnz\": {}, \"level\": {}, \"npt\": {}, \"dtype\": \"{}\", \"device\": \"{}\", \
          \"threads\": {}, \"batch\": {}, \"build_s\": {:.4}, \"reps\": {}, \"hash_s\": {:.4}, \"keep_s\": {:.4}, \
-         \"search_s\": {:.4}, \"assemble_s\": {:.4}, \"iters\": {}, \"fit_s\": {:.4}, \"setup_s\": {:.4}, \
+         \"search_s\": {:.4}, \"area_s\": {:.4}, \"assemble_s\": {:.4}, \"iters\": {}, \"fit_s\": {:.4}, \"setup_s\": {:.4}, \
          \"iter_ms\": {:.3}, \"resample_ms\": {:.3}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}, \
          \"missing_fraction\": {:.3}, \"host_bytes_per_sample\": {:.1}, \"device_bytes_per_sample\": {:.1}}}",
         op.n(),
@@ -183,6 +191,7 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         i.hash_s,
         i.keep_s,
         i.search_s,
+        i.area_s,
         i.assemble_s,
         a.iters,
         fit_s,
@@ -223,6 +232,15 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         }
     }
     Ok(())
+}
+
+/// About n samples on a regular longitude/latitude grid over the box of `regional` (the same
+/// degrees in both directions).
+fn grid(a: &Args) -> (Vec<f64>, Vec<f64>) {
+    let (lon0, lon1, lat0, lat1) = common::synth::box_for_density(a.n, a.level, a.density, 8.0, 45.0);
+    let step = ((lon1 - lon0) * (lat1 - lat0) / a.n as f64).sqrt();
+    let (nx, ny) = (((lon1 - lon0) / step).round() as usize, ((lat1 - lat0) / step).round() as usize);
+    (0..nx * ny).map(|q| (lon0 + step * (q % nx) as f64, lat0 + step * (q / nx) as f64)).unzip()
 }
 
 fn main() {

@@ -57,8 +57,8 @@ fn run<F: Real>(lon: &[f64], lat: &[f64], params: &Params, opts: &FitOptions<F>)
     );
     println!("  partial rows       {:>12}  ({} empty)", info.n_partial_rows, info.n_empty_rows);
     println!(
-        "  stages (s)         hash {:.3}, keep {:.3}, search {:.3}, assemble {:.3}",
-        info.hash_s, info.keep_s, info.search_s, info.assemble_s
+        "  stages (s)         hash {:.3}, keep {:.3}, search {:.3}, areas {:.3}, assemble {:.3}",
+        info.hash_s, info.keep_s, info.search_s, info.area_s, info.assemble_s
     );
 
     let val: Vec<F> = lon.iter().zip(lat).map(|(&x, &y)| F::from_f64(truth(x, y))).collect();

@@ -14,7 +14,8 @@
 #    per-row gaps (B = 8, ~25 % missing), B = 64 (setup, 30 iterations, resample), the constrained
 #    fits (B = 1 and 4); the same on the CPU's cores for comparison.
 # 5. Issue 15 (construction and batched values on the device): builds of the paper patch (N = 65 536,
-#    level 20, npt 22), of N = 10⁷ and of N = 10⁸ (level 14; host peak RSS); B = 64 and 256 fits
+#    level 20, npt 22), of N = 10⁷, of N = 10⁸ (level 14; host peak RSS) and of a 10⁶-point grid (its
+#    areas estimated on the host); B = 64 and 256 fits
 #    (setup, resample); the reference on the same card when .gpu/ref holds it (build-gpu-tests.sh
 #    puts it there). Should the device construction fail, the rest runs with the host stages
 #    (HPSF_HOST_CONSTRUCTION=1) so that the other figures still come back.
@@ -40,6 +41,8 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --f
 run test-cuda timeout 240 $G/test-cuda --nocapture --test-threads=1
 run bench-patch-build timeout 60 $G/bench --n 65536 --level 20 --npt 22 --dtype f32 --iters 0 --reps 5 --device cuda:0
 run bench-1e7-build timeout 90 $G/bench --n 1e7 --level 12 --npt 9 --dtype f32 --iters 0 --reps 2 --device cuda:0
+# gridded samples: their areas are estimated from the spacing, on the host (area_s)
+run bench-grid-build timeout 60 $G/bench --n 1e6 --level 12 --npt 9 --dtype f32 --iters 0 --reps 2 --grid --device cuda:0
 # the device construction has never run before: if it fails, the host stages give the other figures
 if ! grep -q '"build_s"' "$OUT/bench-patch-build.log"; then
   export HPSF_HOST_CONSTRUCTION=1
@@ -83,7 +86,7 @@ printf '%s\n' "${summary[@]}"
 cat "$OUT/tests-summary.txt"
 for f in "$OUT"/bench-*.log; do
   printf '%-26s ' "$(basename "$f" .log)"
-  grep -o '"iter_ms": [0-9.]*\|"build_s": [0-9.]*\|"setup_s": [0-9.]*\|"fit": "[a-z+]*"\|"fit_s": [0-9.]*\|"iterations": [0-9]*\|"resample_ms": [0-9.]*\|"host_bytes_per_sample": [0-9.]*\|"device_bytes_per_sample": [0-9.]*\|"peak_rss_mb": [0-9.]*' "$f" | tr '\n' ' '
+  grep -o '"iter_ms": [0-9.]*\|"build_s": [0-9.]*\|"area_s": [0-9.]*\|"setup_s": [0-9.]*\|"fit": "[a-z+]*"\|"fit_s": [0-9.]*\|"iterations": [0-9]*\|"resample_ms": [0-9.]*\|"host_bytes_per_sample": [0-9.]*\|"device_bytes_per_sample": [0-9.]*\|"peak_rss_mb": [0-9.]*' "$f" | tr '\n' ' '
   echo
 done
 if [ -f "$OUT/reference.log" ]; then

@@ -286,6 +286,9 @@ pub struct BuildInfo {
     pub keep_s: f64,
     /// Seconds in the nearest-cell search and pruning.
     pub search_s: f64,
+    /// Seconds estimating the samples' areas (on the host, also for a GPU operator; 0 with
+    /// [`Area::Uniform`] or [`Area::Explicit`], and with [`Area::Auto`] on scattered samples).
+    pub area_s: f64,
     /// Seconds assembling M and MT.
     pub assemble_s: f64,
 }
@@ -293,8 +296,31 @@ pub struct BuildInfo {
 impl BuildInfo {
     /// Total construction time in seconds.
     pub fn total_s(&self) -> f64 {
-        self.hash_s + self.keep_s + self.search_s + self.assemble_s
+        self.hash_s + self.keep_s + self.search_s + self.area_s + self.assemble_s
     }
+}
+
+/// The samples' areas in the operator's sample order (`order`), timed as their own stage.
+fn areas(
+    params: &Params,
+    lon: &[f64],
+    lat: &[f64],
+    cfg: &Config,
+    order: &[u32],
+    progress: &mut Progress,
+    info: &mut BuildInfo,
+) -> Vec<f64> {
+    let area = area::areas(&params.area, lon, lat, cfg.radius);
+    let area = order.iter().map(|&i| area[i as usize]).collect();
+    let mode = match params.area {
+        Area::Auto => "automatic",
+        Area::ReferenceAuto => "the reference's automatic",
+        Area::Spacing => "spacing",
+        Area::Uniform => "uniform",
+        Area::Explicit(_) => "explicit",
+    };
+    info.area_s = progress.stage(|_| format!("sample areas ({mode})"));
+    area
 }
 
 /// The bytes an operator holds (see [`PsfResampler::memory`]).
@@ -849,8 +875,7 @@ fn build<F: Real>(
     let (links, smp) = host_links(&grid, &cfg, lon, lat, params, &target, &mut progress, &mut info)?;
     let HostLinks { cell_ids, hi, d_m, order, xyz, cell_xyz } = links;
 
-    let area = area::areas(&params.area, lon, lat, cfg.radius);
-    let area: Vec<f64> = order.iter().map(|&i| area[i as usize]).collect();
+    let area = areas(params, lon, lat, &cfg, &order, &mut progress, &mut info);
     let links = assemble::Links { cell_ids, hi, d_m, area, order };
     let mut op = assemble::assemble::<F>(grid, cfg, links, target, &xyz, cell_xyz)?;
     info.assemble_s = progress.stage(|_| format!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
@@ -983,8 +1008,7 @@ fn device_operator<F: Real>(
     if k == 0 {
         return Err(Error::NoSampleLinked { ring_search_max: cfg.ring_search_max });
     }
-    let area = area::areas(&params.area, lon, lat, cfg.radius);
-    let area: Vec<f64> = c.order.iter().map(|&i| area[i as usize]).collect();
+    let area = areas(params, lon, lat, &cfg, &c.order, &mut progress, &mut info);
     let placed = backend::place_links::<F>(c.links, &area, cfg.radius, cfg.sigma_m)?;
     let mut op = assemble::on_device(grid, cfg, c.order, c.cell_ids, c.nnz, placed);
     info.assemble_s = progress.stage(|_| format!("assembled M and MT on the device: {} links ({})", op.nnz(), F::NAME));
