@@ -523,13 +523,10 @@ cudaError_t links_by_cell(const int32_t *hi, int64_t links, int npt, int64_t k, 
 
 }  // namespace
 
-extern "C" {
+namespace {
 
-int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, const double *lat_host, int64_t n,
-                       hpsf_construction **out, hpsf_construct_sizes *sz, hpsf_stream stream) {
-    cudaStream_t st = (cudaStream_t)stream;
-    *out = nullptr;
-    *sz = hpsf_construct_sizes{};
+int construct_run(const hpsf_construct_args *a, const double *lon_host, const double *lat_host, int64_t n,
+                  hpsf_construction **out, hpsf_construct_sizes *sz, cudaStream_t st) {
     if (n <= 0 || n >= INT_MAX || a->npt <= 0) return (int)cudaErrorInvalidValue;
     const int64_t links = n * a->npt;
     if (links >= INT_MAX) return (int)HPSF_ERR_TOO_LARGE;
@@ -584,6 +581,21 @@ int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, con
     return (int)cudaSuccess;
 }
 
+}  // namespace
+
+extern "C" {
+
+int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, const double *lat_host, int64_t n,
+                       hpsf_construction **out, hpsf_construct_sizes *sz, hpsf_stream stream) {
+    *out = nullptr;
+    *sz = hpsf_construct_sizes{};
+    int code = construct_run(a, lon_host, lat_host, n, out, sz, (cudaStream_t)stream);
+    // a failed runtime call leaves its error as the thread's last one: clear it, so that the next
+    // launcher's cudaGetLastError() does not report it again
+    if (code != (int)cudaSuccess) (void)cudaGetLastError();
+    return code;
+}
+
 int hpsf_construct_fetch(hpsf_construction *c, uint32_t *order, double *xyz, int32_t *hi, uint64_t *cell_ids,
                          double *cell_xyz, int64_t *ptr, uint32_t *sample) {
     cudaStream_t st = c->st;
@@ -593,14 +605,19 @@ int hpsf_construct_fetch(hpsf_construction *c, uint32_t *order, double *xyz, int
         if (!dst || bytes == 0) return cudaSuccess;
         return cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, st);
     };
-    HPSF_TRY(copy(order, c->order, c->n * sizeof(uint32_t)));
-    HPSF_TRY(copy(xyz, c->xyz, 3 * c->n * sizeof(double)));
-    HPSF_TRY(copy(hi, c->hi, links * sizeof(int32_t)));
-    HPSF_TRY(copy(cell_ids, c->cell_ids, c->k * sizeof(uint64_t)));
-    HPSF_TRY(copy(cell_xyz, c->cell_xyz, 3 * c->k * sizeof(double)));
-    HPSF_TRY(copy(ptr, c->ptr, (c->k + 1) * sizeof(int64_t)));
-    HPSF_TRY(copy(sample, c->sample, c->nnz * sizeof(uint32_t)));
-    return (int)cudaStreamSynchronize(st);
+    auto all = [&]() -> cudaError_t {
+        HPSF_TRY(copy(order, c->order, c->n * sizeof(uint32_t)));
+        HPSF_TRY(copy(xyz, c->xyz, 3 * c->n * sizeof(double)));
+        HPSF_TRY(copy(hi, c->hi, links * sizeof(int32_t)));
+        HPSF_TRY(copy(cell_ids, c->cell_ids, c->k * sizeof(uint64_t)));
+        HPSF_TRY(copy(cell_xyz, c->cell_xyz, 3 * c->k * sizeof(double)));
+        HPSF_TRY(copy(ptr, c->ptr, (c->k + 1) * sizeof(int64_t)));
+        HPSF_TRY(copy(sample, c->sample, c->nnz * sizeof(uint32_t)));
+        return cudaStreamSynchronize(st);
+    };
+    cudaError_t e = all();
+    if (e != cudaSuccess) (void)cudaGetLastError();  // as in hpsf_construct_run
+    return (int)e;
 }
 
 void hpsf_construct_free(hpsf_construction *c) {

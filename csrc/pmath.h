@@ -302,10 +302,16 @@ HPSF_HD double hpsf_acos(double x) {
      1.9571441241754002, 8.960767791036668e-17, \
      1.978456026387951, 4.0388753109278167e-17}
 
+// One copy for each side (a __device__ variable may not depend on __CUDA_ARCH__); each function
+// body reads its own.
+#ifdef __CUDACC__
+__device__ const double hpsf_exp2_table_device[128] = HPSF_EXP2_TABLE;
+#endif
+static const double hpsf_exp2_table_host[128] = HPSF_EXP2_TABLE;
 #ifdef __CUDA_ARCH__
-__device__ const double hpsf_exp2_table[128] = HPSF_EXP2_TABLE;
+#define HPSF_EXP2_AT(i) hpsf_exp2_table_device[i]
 #else
-static const double hpsf_exp2_table[128] = HPSF_EXP2_TABLE;
+#define HPSF_EXP2_AT(i) hpsf_exp2_table_host[i]
 #endif
 
 /// 2^k as a double for −1022 ≤ k ≤ 1023.
@@ -336,7 +342,7 @@ HPSF_HD double hpsf_exp(double x) {
     int64_t k = (int64_t)kd;
     int64_t j = k & 63;
     int64_t m = (k - j) / 64;
-    double t_hi = hpsf_exp2_table[2 * j], t_lo = hpsf_exp2_table[2 * j + 1];
+    double t_hi = HPSF_EXP2_AT(2 * j), t_lo = HPSF_EXP2_AT(2 * j + 1);
     double e = t_hi + (t_lo + hpsf_mul(t_hi, p));
     if (m >= -1021) return m <= 1023 ? hpsf_mul(e, hpsf_pow2(m)) : hpsf_mul(hpsf_mul(e, 2.0), hpsf_pow2(m - 1));
     return hpsf_mul(hpsf_mul(e, hpsf_pow2(m + 1000)), hpsf_pow2(-1000));

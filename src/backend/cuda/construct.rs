@@ -70,6 +70,7 @@ pub(crate) fn construct(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) 
             })
         }
         2 => return Err(gpu.out_of_memory_during("the construction")),
+        super::CUDA_ERROR_INSUFFICIENT_DRIVER => return Err(gpu.old_driver()),
         c => return Err(Error::Cuda(format!("the construction on the GPU failed (cudaError {c})"))),
     }
     if sizes.n_kept == 0 {

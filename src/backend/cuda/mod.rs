@@ -28,7 +28,7 @@ mod sys {
 }
 
 /// `cudaErrorInsufficientDriver`: the installed driver is older than the runtime.
-const CUDA_ERROR_INSUFFICIENT_DRIVER: i32 = 35;
+pub(super) const CUDA_ERROR_INSUFFICIENT_DRIVER: i32 = 35;
 
 /// Threads per block of the kernels (one reduction partial per block and column).
 const BLOCK: usize = sys::HPSF_BLOCK as usize;
@@ -145,6 +145,15 @@ impl Gpu {
         Error::Cuda(format!("allocating {mib:.1} MiB on cuda:{} failed ({e}){}", self.ordinal, self.free_memory()))
     }
 
+    /// The error of a runtime that needs a newer driver than the machine's.
+    fn old_driver(&self) -> Error {
+        Error::DeviceUnavailable(format!(
+            "the NVIDIA driver of cuda:{} is older than the CUDA 13 runtime this build links: update the driver \
+             (R580 or newer)",
+            self.ordinal
+        ))
+    }
+
     /// The error of running out of device memory during `what`, with the GPU's free memory.
     fn out_of_memory_during(&self, what: &str) -> Error {
         Error::Cuda(format!("{what} ran out of memory on cuda:{}{}", self.ordinal, self.free_memory()))
@@ -235,11 +244,7 @@ impl Gpu {
         self.bind()?;
         match f(self.stream()) {
             0 => Ok(()),
-            CUDA_ERROR_INSUFFICIENT_DRIVER => Err(Error::DeviceUnavailable(format!(
-                "the NVIDIA driver of cuda:{} is older than the CUDA 13 runtime this build links: update the driver \
-                 (R580 or newer)",
-                self.ordinal
-            ))),
+            CUDA_ERROR_INSUFFICIENT_DRIVER => Err(self.old_driver()),
             code => Err(Error::Cuda(format!("launching {what} failed (cudaError {code})"))),
         }
     }
