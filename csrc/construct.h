@@ -168,6 +168,81 @@ HPSF_HD int hpsf_search_sample(const hpsf_search_args *a, const hpsf_kept *kept,
     return count;
 }
 
+// ---- the sample areas (Area::Spacing) --------------------------------------------------------------
+
+/// Candidates kept per sample for the spacing estimate.
+#define HPSF_AREA_CANDIDATES 12
+
+/// a·b of two 3-vectors, products not fused.
+HPSF_HD double hpsf_dot3(const double *a, const double *b) {
+    return hpsf_mul(a[0], b[0]) + hpsf_mul(a[1], b[1]) + hpsf_mul(a[2], b[2]);
+}
+
+/// The unit direction of b in the tangent plane at a (both unit vectors).
+HPSF_HD void hpsf_tangent(const double *a, const double *b, double *t) {
+    double d = hpsf_dot3(a, b);
+    for (int i = 0; i < 3; ++i) t[i] = b[i] - hpsf_mul(d, a[i]);
+    double len = sqrt(hpsf_dot3(t, t));
+    for (int i = 0; i < 3; ++i) t[i] = t[i] / len;
+}
+
+/// The spacing estimate of the area of the sample at unit vector `a` (src/operator/area.rs): of the
+/// candidates that `visit` offers (`offer(q, xyz of q)`, q ≠ the sample itself), those at distance 0
+/// are coincident, the 12 nearest others are kept (ties: the one offered first); q1 is the nearest,
+/// q2 the nearest in a direction at least 45° from q1's; along each, the spacing is the mean of the
+/// distances to the nearest sample on either side (one side alone at an edge), and the area the
+/// product of the two spacings over (coincident samples + 1). NaN when no other sample is offered.
+template <typename Visit>
+HPSF_HD double hpsf_spacing_area(const double *a, double radius, Visit visit) {
+    double c2s[HPSF_AREA_CANDIDATES];
+    const double *at[HPSF_AREA_CANDIDATES];
+    int count = 0;
+    int64_t coincident = 0;
+    auto offer = [&](const double *b) {
+        double c2 = hpsf_chord2(a, b);
+        if (c2 == 0.0) {
+            ++coincident;
+            return;
+        }
+        if (count == HPSF_AREA_CANDIDATES && !(c2 < c2s[count - 1])) return;
+        int j = count < HPSF_AREA_CANDIDATES ? count++ : count - 1;
+        while (j > 0 && c2s[j - 1] > c2) {  // after the equal ones
+            c2s[j] = c2s[j - 1];
+            at[j] = at[j - 1];
+            --j;
+        }
+        c2s[j] = c2;
+        at[j] = b;
+    };
+    visit(offer);
+    if (count == 0) return NAN;
+    double u[HPSF_AREA_CANDIDATES][3], d[HPSF_AREA_CANDIDATES] = {0.0};
+    for (int i = 0; i < count; ++i) {
+        hpsf_tangent(a, at[i], u[i]);
+        d[i] = hpsf_distance(c2s[i], radius);
+    }
+    const double cos45 = 0.70710678118654752440;
+    // the nearest candidate in a direction that `ok` accepts (−1: none)
+    auto nearest = [&](auto ok) {
+        for (int i = 0; i < count; ++i)
+            if (ok(u[i])) return i;
+        return -1;
+    };
+    // the spacing along the direction of candidate i, given the nearest one on its other side
+    auto across = [&](int i, int other) { return other < 0 ? d[i] : 0.5 * (d[i] + d[other]); };
+    const double *u1 = u[0];
+    double s1 = across(0, nearest([&](const double *v) { return hpsf_dot3(v, u1) < -cos45; }));
+    int i2 = nearest([&](const double *v) { return fabs(hpsf_dot3(v, u1)) < cos45; });
+    double s2 = s1;
+    if (i2 >= 0) {
+        const double *u2 = u[i2];
+        s2 = across(i2, nearest([&](const double *v) {
+                        return fabs(hpsf_dot3(v, u1)) < cos45 && hpsf_dot3(v, u2) < -cos45;
+                    }));
+    }
+    return hpsf_mul(s1, s2) / (double)(coincident + 1);
+}
+
 // ---- the links by cell -------------------------------------------------------------------------
 
 /// The sort key of a link to cell h (h < 0: no link, after every cell).

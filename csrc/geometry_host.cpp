@@ -87,6 +87,15 @@ void hpsf_con_shares_host(const double *xyz, int64_t m, const double *centres, c
 
 double hpsf_con_distance_host(double c2, double radius) { return hpsf_distance(c2, radius); }
 
+// The spacing area of the sample at position p (unit vectors xyz, 3 per position) among the
+// candidates near[0..m) (positions, in the order offered; p itself is skipped).
+double hpsf_con_spacing_area_host(const double *xyz, const uint32_t *near, int64_t m, int64_t p, double radius) {
+    return hpsf_spacing_area(xyz + 3 * p, radius, [&](auto offer) {
+        for (int64_t i = 0; i < m; ++i)
+            if ((int64_t)near[i] != p) offer(xyz + 3 * (int64_t)near[i]);
+    });
+}
+
 int32_t hpsf_con_search_host(int32_t depth, uint32_t ring_init, uint32_t ring_max, int32_t npt, const uint64_t *nested,
                              const uint32_t *index, const double *xyz, int64_t len, uint64_t cell, const double *at,
                              double *best_c2, uint32_t *best_k) {

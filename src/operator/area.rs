@@ -9,10 +9,11 @@
 //! edge rows included); on a stretched or curvilinear grid (NEMO ORCA) it is the area between the
 //! midpoints to the neighbours — within 1 % of the cell polygons for 99.7 % of ORCA2's ocean points
 //! (`tests/orca2.rs`); on scattered points a noisy local density. Coincident samples share their
-//! area.
+//! area. Each sample's estimate is `csrc/construct.h`'s `hpsf_spacing_area` (the code a GPU would
+//! run), over the samples of the 25 cells around its own, offered in a fixed order.
 
 use super::Area;
-use crate::geometry::{chord2, distance_from_chord2_m, Ellipsoid, Grid};
+use crate::geometry::{portable, Ellipsoid, Grid};
 use rayon::prelude::*;
 
 /// The area of each sample, in f64, for a validated `mode`.
@@ -38,9 +39,6 @@ fn latitude_rings(lat: &[f64]) -> Option<Vec<f64>> {
     (!u.is_empty() && (lat.len() as f64) / (u.len() as f64) >= 3.0).then_some(u)
 }
 
-/// Candidates examined per sample for `d1` and `d2`.
-const CANDIDATES: usize = 12;
-
 /// The spacing estimate of every sample's area in m² (see the module docs). Samples with no
 /// neighbour found (isolated, or N = 1) get the median of the others (1 when there are none).
 pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
@@ -65,13 +63,26 @@ pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
     let mut by_position: Vec<f64> = (0..smp.unique.len())
         .into_par_iter()
         .flat_map_iter(|u| {
-            let near: Vec<usize> = if level == 0 {
-                (0..smp.n()).collect() // the whole sphere is a few cells
+            let near: Vec<u32> = if level == 0 {
+                (0..smp.n() as u32).collect() // the whole sphere is a few cells
             } else {
-                smp.around(&grid, smp.unique[u], ring).collect()
+                smp.around(&grid, smp.unique[u], ring).map(|q| q as u32).collect()
             };
-            let smp = &smp;
-            smp.positions(u).map(move |p| area_at(&smp.xyz, p, &near, radius)).collect::<Vec<_>>()
+            let xyz = smp.xyz.as_flattened();
+            smp.positions(u)
+                .map(move |p| {
+                    // SAFETY: xyz holds 3 values per position; near lists m positions below n.
+                    unsafe {
+                        portable::ffi::hpsf_con_spacing_area_host(
+                            xyz.as_ptr(),
+                            near.as_ptr(),
+                            near.len() as i64,
+                            p as i64,
+                            radius,
+                        )
+                    }
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     let mut known: Vec<f64> = by_position.iter().copied().filter(|a| a.is_finite()).collect();
@@ -87,55 +98,6 @@ pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
         out[i as usize] = by_position[p];
     }
     out
-}
-
-/// The product of the two spacings (module docs) over (coincident samples + 1) for the sample at
-/// position p among the candidates `near` (NaN when no other sample is found).
-fn area_at(xyz: &[[f64; 3]], p: usize, near: &[usize], radius: f64) -> f64 {
-    let a = &xyz[p];
-    let mut coincident = 0usize;
-    let mut best: Vec<(f64, usize)> = Vec::with_capacity(CANDIDATES + 1);
-    for &q in near {
-        if q == p {
-            continue;
-        }
-        let c2 = chord2(a, &xyz[q]);
-        if c2 == 0.0 {
-            coincident += 1;
-            continue;
-        }
-        if best.len() < CANDIDATES || c2 < best[best.len() - 1].0 {
-            let at = best.partition_point(|&(d, _)| d <= c2);
-            best.insert(at, (c2, q));
-            best.truncate(CANDIDATES);
-        }
-    }
-    let Some(&(c1, q1)) = best.first() else { return f64::NAN };
-    let d1 = distance_from_chord2_m(c1, radius);
-    // directions in the tangent plane at a
-    let tangent = |q: usize| {
-        let b = &xyz[q];
-        let dot = a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-        let t = [b[0] - dot * a[0], b[1] - dot * a[1], b[2] - dot * a[2]];
-        let len = (t[0] * t[0] + t[1] * t[1] + t[2] * t[2]).sqrt();
-        [t[0] / len, t[1] / len, t[2] / len]
-    };
-    let u1 = tangent(q1);
-    let dot = |u: &[f64; 3], v: &[f64; 3]| u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
-    let dirs: Vec<([f64; 3], f64)> =
-        best.iter().map(|&(c2, q)| (tangent(q), distance_from_chord2_m(c2, radius))).collect();
-    let cos45 = std::f64::consts::FRAC_1_SQRT_2;
-    // the nearest sample with a direction satisfying `ok`, as (direction, distance)
-    let nearest = |ok: &dyn Fn(&[f64; 3]) -> bool| dirs.iter().find(|(u, _)| ok(u)).copied();
-    // the spacing along a direction: the mean of the distances to the nearest sample on each side
-    // (one side alone at the edge of the samples)
-    let across = |d: f64, opposite: Option<([f64; 3], f64)>| opposite.map_or(d, |(_, e)| 0.5 * (d + e));
-    let s1 = across(d1, nearest(&|u| dot(u, &u1) < -cos45));
-    let s2 = match nearest(&|u| dot(u, &u1).abs() < cos45) {
-        Some((u2, d2)) => across(d2, nearest(&|u| dot(u, &u1).abs() < cos45 && dot(u, &u2) < -cos45)),
-        None => s1,
-    };
-    s1 * s2 / (coincident + 1) as f64
 }
 
 /// The reference's `estimate_pixel_area`: samples sharing an exact latitude form a ring spanning
