@@ -60,18 +60,19 @@ pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
     let grid = Grid::new(level, true, Ellipsoid::Sphere).expect("valid level");
     let smp = super::samples::Samples::new(&grid, lon, lat);
     let ring = 2u32.min(grid.nside());
+    let xyz = smp.xyz.as_flattened();
     let mut by_position: Vec<f64> = (0..smp.unique.len())
         .into_par_iter()
-        .flat_map_iter(|u| {
-            let near: Vec<u32> = if level == 0 {
-                (0..smp.n() as u32).collect() // the whole sphere is a few cells
+        .map_init(Vec::<u32>::new, |near, u| {
+            near.clear();
+            if level == 0 {
+                near.extend(0..smp.n() as u32); // the whole sphere is a few cells
             } else {
-                smp.around(&grid, smp.unique[u], ring).map(|q| q as u32).collect()
-            };
-            let xyz = smp.xyz.as_flattened();
+                near.extend(smp.around(&grid, smp.unique[u], ring).map(|q| q as u32));
+            }
             smp.positions(u)
-                .map(move |p| {
-                    // SAFETY: xyz holds 3 values per position; near lists m positions below n.
+                .map(|p| {
+                    // SAFETY: xyz holds 3 values per position; near lists near.len() positions below n.
                     unsafe {
                         portable::ffi::hpsf_con_spacing_area_host(
                             xyz.as_ptr(),
@@ -82,8 +83,9 @@ pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
                         )
                     }
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<f64>>()
         })
+        .flatten_iter()
         .collect();
     let mut known: Vec<f64> = by_position.iter().copied().filter(|a| a.is_finite()).collect();
     let fill = if known.is_empty() {
