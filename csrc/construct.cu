@@ -125,6 +125,61 @@ __global__ void block_run_sums(const uint64_t *cand, const uint32_t *q, const do
     out_sum[r] = s;
 }
 
+// ---- the spacing areas (src/operator/area.rs) ----
+
+// For keys sorted at depth `fine`: bins[t] counts the i ≥ 1 whose cell differs from the previous
+// one's at depth t and finer (t: the coarsest such depth). Integer counts: the same in any order.
+__global__ void boundary_levels(const uint64_t *k, int64_t n, int fine, unsigned long long *bins) {
+    HPSF_AT(i, n);
+    if (i == 0) return;
+    uint64_t x = k[i] ^ k[i - 1];
+    if (x == 0) return;
+    int hb = 63 - __clzll((long long)x);
+    int t = fine - hb / 2;
+    atomicAdd(&bins[t > 0 ? t : 0], 1ull);
+}
+
+// The spacing area of the sample at position p (sorted by (cell, index) at `depth`) among the
+// samples of the cells of the square of half-width `ring` around its cell (all samples at depth 0),
+// offered in the CPU's order: the square's cells in cdshealpix's order, positions ascending.
+__global__ void spacing_areas_at(const double *xyz, const uint64_t *keys, const uint64_t *unique,
+                                 const int32_t *start, int64_t nu, int64_t n, int depth, uint32_t ring, double radius,
+                                 double *area) {
+    HPSF_AT(p, n);
+    auto offer_cell = [&](int64_t j, auto &offer) {
+        int64_t end = j + 1 < nu ? (int64_t)start[j + 1] : n;
+        for (int64_t q = start[j]; q < end; ++q)
+            if (q != p) offer(xyz + 3 * q);
+    };
+    if (depth == 0) {
+        area[p] = hpsf_spacing_area(xyz + 3 * p, radius, [&](auto offer) {
+            for (int64_t q = 0; q < n; ++q)
+                if (q != p) offer(xyz + 3 * q);
+        });
+        return;
+    }
+    const uint64_t cell = keys[p];
+    area[p] = hpsf_spacing_area(xyz + 3 * p, radius, [&](auto offer) {
+        auto per_cell = [&](uint64_t c) {
+            int64_t j = hpsf_lower_bound(unique, nu, c);
+            if (j < nu && unique[j] == c) offer_cell(j, offer);
+        };
+        hpsf_kth_neighbourhood(depth, cell, ring, per_cell);
+    });
+}
+
+__global__ void finite_flags(const double *v, int64_t n, uint8_t *flag) {
+    HPSF_AT(i, n);
+    flag[i] = isfinite(v[i]) ? 1 : 0;
+}
+
+// out[order[p]] = area[p], or `fill` where it is not finite.
+__global__ void fill_and_scatter(const double *area, const uint32_t *order, int64_t n, double fill, double *out) {
+    HPSF_AT(p, n);
+    double v = area[p];
+    out[order[p]] = isfinite(v) ? v : fill;
+}
+
 // Sum of each run of values (runs given by offset and length), in order.
 __global__ void run_sums(const double *v, const int32_t *off, const int32_t *len, int64_t runs, double *out) {
     HPSF_AT(r, runs);
@@ -581,9 +636,108 @@ int construct_run(const hpsf_construct_args *a, const double *lon_host, const do
     return (int)cudaSuccess;
 }
 
+// The depth of the area buckets: the finest whose occupied cells hold ≥ 2 samples on average.
+cudaError_t area_depth(const double *lon_host, const double *lat_host, int64_t n, int *depth, cudaStream_t st) {
+    const int fine = 24;
+    hpsf_construct_args a = {};
+    a.depth = fine;
+    Dev<uint64_t> keys(st);
+    Dev<uint32_t> order(st);
+    Dev<double> xyz(st);
+    HPSF_TRY(sort_samples(&a, lon_host, lat_host, n, keys, order, xyz, st));
+    order.reset();
+    xyz.reset();
+    Dev<unsigned long long> bins(st);
+    HPSF_TRY(bins.alloc(fine + 1));
+    HPSF_TRY(cudaMemsetAsync(bins.p, 0, (fine + 1) * sizeof(unsigned long long), st));
+    boundary_levels<<<HPSF_ON(n, st)>>>(keys.p, n, fine, bins.p);
+    HPSF_TRY(cudaGetLastError());
+    unsigned long long h[fine + 1];
+    HPSF_TRY(to_host(h, bins.p, fine + 1, st));
+    *depth = 0;
+    for (int l = fine; l >= 0; --l) {
+        unsigned long long distinct = 1;
+        for (int t = 0; t <= l; ++t) distinct += h[t];
+        if ((double)n / (double)distinct >= 2.0) {
+            *depth = l;
+            break;
+        }
+    }
+    return cudaSuccess;
+}
+
+// The spacing areas of the n samples by caller index into out_host (src/operator/area.rs `spacing`).
+cudaError_t spacing_areas(const double *lon_host, const double *lat_host, int64_t n, double radius, double *out_host,
+                          cudaStream_t st) {
+    int depth = 0;
+    HPSF_TRY(area_depth(lon_host, lat_host, n, &depth, st));
+    hpsf_construct_args a = {};
+    a.depth = depth;
+    Dev<uint64_t> keys(st), unique(st);
+    Dev<uint32_t> order(st);
+    Dev<double> xyz(st);
+    HPSF_TRY(sort_samples(&a, lon_host, lat_host, n, keys, order, xyz, st));
+    const int ni = (int)n;
+    Dev<int32_t> counts(st), start(st), nruns(st);
+    HPSF_TRY(unique.alloc(n));
+    HPSF_TRY(counts.alloc(n));
+    HPSF_TRY(start.alloc(n));
+    HPSF_TRY(nruns.alloc(1));
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceRunLengthEncode::Encode(t, b, keys.p, unique.p, counts.p, nruns.p, ni, st);
+    }));
+    int32_t nu = 0;
+    HPSF_TRY(to_host(&nu, nruns.p, 1, st));
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, counts.p, start.p, nu, st); }));
+    counts.reset();
+    Dev<double> area(st);
+    HPSF_TRY(area.alloc(n));
+    const uint32_t ring = hpsf_nside(depth) < 2 ? (uint32_t)hpsf_nside(depth) : 2u;
+    spacing_areas_at<<<HPSF_ON(n, st)>>>(xyz.p, keys.p, unique.p, start.p, nu, n, depth, ring, radius, area.p);
+    HPSF_TRY(cudaGetLastError());
+    xyz.reset();
+    keys.reset();
+    unique.reset();
+    start.reset();
+    // samples without a neighbour: the median of the others (1 when there are none)
+    Dev<uint8_t> flag(st);
+    Dev<double> known(st), sorted(st);
+    Dev<int32_t> nknown(st);
+    HPSF_TRY(flag.alloc(n));
+    HPSF_TRY(known.alloc(n));
+    HPSF_TRY(nknown.alloc(1));
+    finite_flags<<<HPSF_ON(n, st)>>>(area.p, n, flag.p);
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceSelect::Flagged(t, b, area.p, flag.p, known.p, nknown.p, ni, st);
+    }));
+    int32_t m = 0;
+    HPSF_TRY(to_host(&m, nknown.p, 1, st));
+    double fill = 1.0;
+    if (m > 0) {
+        HPSF_TRY(sorted.alloc(m));
+        HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+            return cub::DeviceRadixSort::SortKeys(t, b, known.p, sorted.p, m, 0, 64, st);
+        }));
+        HPSF_TRY(to_host(&fill, sorted.p + m / 2, 1, st));
+    }
+    Dev<double> out(st);
+    HPSF_TRY(out.alloc(n));
+    fill_and_scatter<<<HPSF_ON(n, st)>>>(area.p, order.p, n, fill, out.p);
+    HPSF_TRY(cudaGetLastError());
+    return to_host(out_host, out.p, n, st);
+}
+
 }  // namespace
 
 extern "C" {
+
+int hpsf_spacing_areas(const double *lon, const double *lat, int64_t n, double radius, double *out,
+                       hpsf_stream stream) {
+    if (n <= 0 || n >= INT_MAX) return (int)cudaErrorInvalidValue;
+    cudaError_t e = spacing_areas(lon, lat, n, radius, out, (cudaStream_t)stream);
+    if (e != cudaSuccess) (void)cudaGetLastError();  // as in hpsf_construct_run
+    return (int)e;
+}
 
 int hpsf_construct_run(const hpsf_construct_args *a, const double *lon_host, const double *lat_host, int64_t n,
                        hpsf_construction **out, hpsf_construct_sizes *sz, hpsf_stream stream) {

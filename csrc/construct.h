@@ -194,8 +194,8 @@ HPSF_HD void hpsf_tangent(const double *a, const double *b, double *t) {
 /// product of the two spacings over (coincident samples + 1). NaN when no other sample is offered.
 template <typename Visit>
 HPSF_HD double hpsf_spacing_area(const double *a, double radius, Visit visit) {
-    double c2s[HPSF_AREA_CANDIDATES];
-    const double *at[HPSF_AREA_CANDIDATES];
+    double c2s[HPSF_AREA_CANDIDATES] = {0.0};
+    const double *at[HPSF_AREA_CANDIDATES] = {nullptr};
     int count = 0;
     int64_t coincident = 0;
     auto offer = [&](const double *b) {

@@ -176,6 +176,12 @@ int hpsf_construct_fetch(struct hpsf_construction *c, uint32_t *order, double *x
                          uint64_t *cell_ids, double *cell_xyz, int64_t *ptr, uint32_t *sample);
 /* Frees the results (NULL: nothing).                                                             */
 void hpsf_construct_free(struct hpsf_construction *c);
+/* The spacing estimate of the area of each of the n samples (lon, lat: host arrays, degrees) into
+ * out (host, n, by sample), as src/operator/area.rs `spacing` computes it (the same buckets, the
+ * candidates offered in the same order, construct.h's hpsf_spacing_area, the median for samples
+ * without a neighbour); waits for the result. 0 < n < 2^31.                                       */
+int hpsf_spacing_areas(const double *lon, const double *lat, int64_t n, double radius, double *out,
+                       hpsf_stream stream);
 
 /* ---- the box of a bounded fit -------------------------------------------------------------------
  * The box rule a->rule of csrc/rules.h at every element (a holds device pointers). With partials

@@ -66,7 +66,8 @@ run bench-constrained-b1 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --i
 run bench-constrained-b4 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --batch 4 --device cuda:0
 if command -v compute-sanitizer >/dev/null; then
   run memcheck timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
-      every_fit_option_on_the_gpu_matches_the_cpu_f64 masks_restricted_output gpu_construction_equals batched_layouts
+      every_fit_option_on_the_gpu_matches_the_cpu_f64 masks_restricted_output gpu_construction_equals batched_layouts \
+      gpu_spacing_areas
   run racecheck timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
       gpu_results_are_deterministic
 fi

@@ -12,7 +12,7 @@ mod common;
 
 use common::synth::regional;
 use healpix_psf::{
-    Bound, Device, EmptyCells, Error, Fit, FitOptions, MissingData, Params, PsfResampler, Real, Stopping,
+    Area, Bound, Device, EmptyCells, Error, Fit, FitOptions, MissingData, Params, PsfResampler, Real, Stopping,
 };
 
 /// Builds on GPU 0, or prints why not and returns None (no GPU, no driver).
@@ -321,6 +321,34 @@ fn gpu_construction_equals_cpu_construction() {
         assert_eq!((&gt.rows, &gt.cols), (&ct.rows, &ct.cols), "{name}: MT pattern");
         assert_eq!(bits(&gt.vals), bits(&ct.vals), "{name}: MT");
         println!("{name}: GPU construction = CPU construction bit for bit (K = {}, {} links)", cpu.k(), cpu.nnz());
+    }
+}
+
+/// The spacing estimate of the samples' areas computed on the GPU is the CPU's bit for bit: a
+/// regular grid (Area::Auto), the NEMO ORCA2 grid (a curvilinear grid with coincident points) and
+/// a scattered set (Area::Spacing), and a handful of samples (buckets at depth 0, an isolated one).
+#[test]
+fn gpu_spacing_areas_equal_the_cpus() {
+    let (lon, lat): (Vec<f64>, Vec<f64>) =
+        (0..40_000).map(|q| (-5.0 + 0.05 * (q % 200) as f64, 40.0 + 0.05 * (q / 200) as f64)).unzip();
+    let orca = common::orca::Orca::read(&common::orca::fixture_dir());
+    let (slon, slat) = regional(20_000, 10, 1.5, 5);
+    let cases: Vec<(&str, &[f64], &[f64], Params)> = vec![
+        ("grid", &lon, &lat, Params::new(10)),
+        ("ORCA2", &orca.lon, &orca.lat, Params::new(6)),
+        ("scattered", &slon, &slat, Params { area: Area::Spacing, ..Params::new(10) }),
+        ("three samples", &[0.0, 40.0, 120.0], &[0.0, 10.0, -30.0], Params { area: Area::Spacing, ..Params::new(2) }),
+    ];
+    for (name, lon, lat, p) in cases {
+        let Some(gpu) = on_gpu::<f64>(lon, lat, &p) else { return };
+        let cpu = PsfResampler::<f64>::new(lon, lat, &p).unwrap();
+        let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect::<Vec<u64>>();
+        assert_eq!(bits(gpu.area()), bits(cpu.area()), "{name}: areas");
+        println!(
+            "{name}: spacing areas on the GPU = the CPU's ({} samples, area stage {:.4} s)",
+            lon.len(),
+            gpu.build_info().area_s
+        );
     }
 }
 

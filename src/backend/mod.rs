@@ -590,6 +590,19 @@ impl Target {
             Target::Cuda(gpu) => Some(cuda::construct(gpu, lon, lat, a)),
         }
     }
+
+    /// The spacing estimate of the samples' areas (`Area::Spacing`) computed on the device, or
+    /// `None` where the CPU computes it (the CPU; 2^31 samples or more; `HPSF_HOST_CONSTRUCTION=1`).
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    pub fn spacing_areas(&self, lon: &[f64], lat: &[f64], radius: f64) -> Option<Result<Vec<f64>>> {
+        match self {
+            Target::Cpu => None,
+            #[cfg(feature = "cuda")]
+            Target::Cuda(_) if lon.len() >= i32::MAX as usize || host_construction_asked() => None,
+            #[cfg(feature = "cuda")]
+            Target::Cuda(gpu) => Some(cuda::spacing_areas(gpu, lon, lat, radius)),
+        }
+    }
 }
 
 /// Whether `HPSF_HOST_CONSTRUCTION=1` asks a device operator's links to be built by the CPU stages

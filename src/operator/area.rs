@@ -13,21 +13,30 @@
 //! run), over the samples of the 25 cells around its own, offered in a fixed order.
 
 use super::Area;
+use crate::error::Result;
 use crate::geometry::{portable, Ellipsoid, Grid};
 use rayon::prelude::*;
 
-/// The area of each sample, in f64, for a validated `mode`.
-pub(crate) fn areas(mode: &Area, lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
-    match mode {
+/// The area of each sample, in f64, for a validated `mode`; the spacing estimate from `device`
+/// where it offers one (the same values: see `hpsf_spacing_areas`), else on the CPU.
+pub(crate) fn areas(
+    mode: &Area,
+    lon: &[f64],
+    lat: &[f64],
+    radius: f64,
+    device: impl FnOnce() -> Option<Result<Vec<f64>>>,
+) -> Result<Vec<f64>> {
+    let spacing_on = |device: Option<Result<Vec<f64>>>| device.unwrap_or_else(|| Ok(spacing(lon, lat, radius)));
+    Ok(match mode {
         Area::Uniform => vec![1.0; lat.len()],
         Area::Explicit(a) => a.clone(),
         Area::ReferenceAuto => reference_auto(lat, radius).unwrap_or_else(|| vec![1.0; lat.len()]),
-        Area::Spacing => spacing(lon, lat, radius),
+        Area::Spacing => spacing_on(device())?,
         Area::Auto => match latitude_rings(lat) {
-            Some(_) => spacing(lon, lat, radius),
+            Some(_) => spacing_on(device())?,
             None => vec![1.0; lat.len()],
         },
-    }
+    })
 }
 
 /// The distinct latitudes, ascending, when the samples pass the reference's test for a grid of

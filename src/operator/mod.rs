@@ -286,8 +286,9 @@ pub struct BuildInfo {
     pub keep_s: f64,
     /// Seconds in the nearest-cell search and pruning.
     pub search_s: f64,
-    /// Seconds estimating the samples' areas (on the host, also for a GPU operator; 0 with
-    /// [`Area::Uniform`] or [`Area::Explicit`], and with [`Area::Auto`] on scattered samples).
+    /// Seconds estimating the samples' areas (the spacing estimate on the device for a GPU
+    /// operator; ~0 with [`Area::Uniform`] or [`Area::Explicit`], and with [`Area::Auto`] on
+    /// scattered samples).
     pub area_s: f64,
     /// Seconds assembling M and MT.
     pub assemble_s: f64,
@@ -300,17 +301,20 @@ impl BuildInfo {
     }
 }
 
-/// The samples' areas in the operator's sample order (`order`), timed as their own stage.
+/// The samples' areas in the operator's sample order (`order`), on `target` where it can (the
+/// spacing estimate), timed as their own stage.
+#[allow(clippy::too_many_arguments)]
 fn areas(
     params: &Params,
     lon: &[f64],
     lat: &[f64],
     cfg: &Config,
     order: &[u32],
+    target: &Target,
     progress: &mut Progress,
     info: &mut BuildInfo,
-) -> Vec<f64> {
-    let area = area::areas(&params.area, lon, lat, cfg.radius);
+) -> Result<Vec<f64>> {
+    let area = area::areas(&params.area, lon, lat, cfg.radius, || target.spacing_areas(lon, lat, cfg.radius))?;
     let area = order.iter().map(|&i| area[i as usize]).collect();
     let mode = match params.area {
         Area::Auto => "automatic",
@@ -320,7 +324,7 @@ fn areas(
         Area::Explicit(_) => "explicit",
     };
     info.area_s = progress.stage(|_| format!("sample areas ({mode})"));
-    area
+    Ok(area)
 }
 
 /// The bytes an operator holds (see [`PsfResampler::memory`]).
@@ -869,13 +873,13 @@ fn build<F: Real>(
     // a device builds the links itself, and keeps them (restricted output: on the host)
     if !restricted {
         if let Some(built) = target.construct(lon, lat, &args) {
-            return device_operator(grid, cfg, built?, lon, lat, params, progress, info);
+            return device_operator(grid, cfg, built?, lon, lat, params, &target, progress, info);
         }
     }
     let (links, smp) = host_links(&grid, &cfg, lon, lat, params, &target, &mut progress, &mut info)?;
     let HostLinks { cell_ids, hi, d_m, order, xyz, cell_xyz } = links;
 
-    let area = areas(params, lon, lat, &cfg, &order, &mut progress, &mut info);
+    let area = areas(params, lon, lat, &cfg, &order, &target, &mut progress, &mut info)?;
     let links = assemble::Links { cell_ids, hi, d_m, area, order };
     let mut op = assemble::assemble::<F>(grid, cfg, links, target, &xyz, cell_xyz)?;
     info.assemble_s = progress.stage(|_| format!("assembled M and MT: {} links ({})", op.nnz(), F::NAME));
@@ -989,6 +993,7 @@ fn device_operator<F: Real>(
     lon: &[f64],
     lat: &[f64],
     params: &Params,
+    target: &Target,
     mut progress: Progress,
     mut info: BuildInfo,
 ) -> Result<PsfResampler<F>> {
@@ -1008,7 +1013,7 @@ fn device_operator<F: Real>(
     if k == 0 {
         return Err(Error::NoSampleLinked { ring_search_max: cfg.ring_search_max });
     }
-    let area = areas(params, lon, lat, &cfg, &c.order, &mut progress, &mut info);
+    let area = areas(params, lon, lat, &cfg, &c.order, target, &mut progress, &mut info)?;
     let placed = backend::place_links::<F>(c.links, &area, cfg.radius, cfg.sigma_m)?;
     let mut op = assemble::on_device(grid, cfg, c.order, c.cell_ids, c.nnz, placed);
     info.assemble_s = progress.stage(|_| format!("assembled M and MT on the device: {} links ({})", op.nnz(), F::NAME));

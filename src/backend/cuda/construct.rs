@@ -139,3 +139,25 @@ pub(crate) struct LinksOnGpu {
     pub(super) xyz: Buf<f64>,
     pub(super) cell_xyz: Buf<f64>,
 }
+
+/// The spacing estimate of each sample's area (`Area::Spacing`; lon, lat in degrees, validated)
+/// computed on `gpu`, by sample: `csrc/construct.cu`'s `spacing_areas`, the CPU's estimate bit for
+/// bit (the same buckets, candidates and order; `construct.h`'s `hpsf_spacing_area`).
+pub(crate) fn spacing_areas(gpu: &Gpu, lon: &[f64], lat: &[f64], radius: f64) -> Result<Vec<f64>> {
+    let n = lon.len();
+    if lat.len() != n {
+        return Err(Error::LengthMismatch { what: "lat_deg", expected: n, got: lat.len() });
+    }
+    let mut out = vec![0.0f64; n];
+    gpu.bind()?;
+    // SAFETY: lon, lat and out hold n host values.
+    let code = unsafe {
+        sys::hpsf_spacing_areas(lon.as_ptr(), lat.as_ptr(), n as i64, radius, out.as_mut_ptr(), gpu.stream())
+    };
+    match code {
+        0 => Ok(out),
+        2 => Err(gpu.out_of_memory_during("the sample areas")),
+        super::CUDA_ERROR_INSUFFICIENT_DRIVER => Err(gpu.old_driver()),
+        c => Err(Error::Cuda(format!("the sample areas on the GPU failed (cudaError {c})"))),
+    }
+}
