@@ -12,40 +12,53 @@
 //! area. Each sample's estimate is `csrc/construct.h`'s `hpsf_spacing_area` (the code a GPU would
 //! run), over the samples of the 25 cells around its own, offered in a fixed order.
 
+use super::keep::IdHasher;
 use super::Area;
 use crate::error::Result;
 use crate::geometry::{portable, Ellipsoid, Grid};
 use rayon::prelude::*;
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 
-/// The area of each sample, in f64, for a validated `mode`; the spacing estimate from `device`
-/// where it offers one (the same values: see `hpsf_spacing_areas`), else on the CPU.
+/// The area of each sample, in f64, for a validated `mode` (`None`: every area is 1); the spacing
+/// estimate from `device` where it offers one (the same values: see `hpsf_spacing_areas`), else on
+/// the CPU.
 pub(crate) fn areas(
     mode: &Area,
     lon: &[f64],
     lat: &[f64],
     radius: f64,
     device: impl FnOnce() -> Option<Result<Vec<f64>>>,
-) -> Result<Vec<f64>> {
+) -> Result<Option<Vec<f64>>> {
     let spacing_on = |device: Option<Result<Vec<f64>>>| device.unwrap_or_else(|| Ok(spacing(lon, lat, radius)));
     Ok(match mode {
-        Area::Uniform => vec![1.0; lat.len()],
-        Area::Explicit(a) => a.clone(),
-        Area::ReferenceAuto => reference_auto(lat, radius).unwrap_or_else(|| vec![1.0; lat.len()]),
-        Area::Spacing => spacing_on(device())?,
+        Area::Uniform => None,
+        Area::Explicit(a) => Some(a.clone()),
+        Area::ReferenceAuto => reference_auto(lat, radius),
+        Area::Spacing => Some(spacing_on(device())?),
         Area::Auto => match latitude_rings(lat) {
-            Some(_) => spacing_on(device())?,
-            None => vec![1.0; lat.len()],
+            Some(_) => Some(spacing_on(device())?),
+            None => None,
         },
     })
 }
 
 /// The distinct latitudes, ascending, when the samples pass the reference's test for a grid of
-/// latitude rings (at least 3 samples per distinct latitude on average); `None` otherwise.
+/// latitude rings (at least 3 samples per distinct latitude on average); `None` otherwise. Counted
+/// in a hash set that gives up as soon as the latitudes are too many (scattered samples: after a
+/// third of them).
 fn latitude_rings(lat: &[f64]) -> Option<Vec<f64>> {
-    let mut u: Vec<f64> = lat.to_vec();
-    u.sort_unstable_by(|a, b| a.partial_cmp(b).expect("latitudes are validated"));
-    u.dedup_by(|a, b| a == b);
-    (!u.is_empty() && (lat.len() as f64) / (u.len() as f64) >= 3.0).then_some(u)
+    let limit = lat.len() / 3; // n / distinct ≥ 3 ⇔ distinct ≤ ⌊n/3⌋
+    let mut seen: HashSet<u64, BuildHasherDefault<IdHasher>> = HashSet::default();
+    for &x in lat {
+        // −0 and 0 are one latitude
+        if seen.insert((x + 0.0).to_bits()) && seen.len() > limit {
+            return None;
+        }
+    }
+    let mut u: Vec<f64> = seen.into_iter().map(f64::from_bits).collect();
+    u.sort_unstable_by(f64::total_cmp);
+    (!u.is_empty()).then_some(u)
 }
 
 /// The spacing estimate of every sample's area in m² (see the module docs). Samples with no
@@ -227,5 +240,12 @@ mod tests {
     #[test]
     fn too_few_points_per_latitude_gives_none() {
         assert!(reference_auto(&[1.0, 2.0, 3.0, 3.0], 1.0).is_none());
+        // exactly 3 per latitude passes, one latitude more does not; −0 and 0 are one latitude
+        assert_eq!(
+            latitude_rings(&[5.0, -0.0, 5.0, 0.0, 5.0, 0.0]),
+            Some(vec![-0.0, 5.0]).map(|v| v.iter().map(|x: &f64| x + 0.0).collect())
+        );
+        assert_eq!(latitude_rings(&[5.0, 1.0, 5.0, 0.0, 5.0, 0.0]), None);
+        assert_eq!(latitude_rings(&[]), None);
     }
 }

@@ -314,8 +314,10 @@ fn areas(
     progress: &mut Progress,
     info: &mut BuildInfo,
 ) -> Result<Vec<f64>> {
-    let area = area::areas(&params.area, lon, lat, cfg.radius, || target.spacing_areas(lon, lat, cfg.radius))?;
-    let area = order.iter().map(|&i| area[i as usize]).collect();
+    let area = match area::areas(&params.area, lon, lat, cfg.radius, || target.spacing_areas(lon, lat, cfg.radius))? {
+        Some(area) => order.iter().map(|&i| area[i as usize]).collect(),
+        None => vec![1.0; order.len()],
+    };
     let mode = match params.area {
         Area::Auto => "automatic",
         Area::ReferenceAuto => "the reference's automatic",
