@@ -263,6 +263,24 @@ __global__ void cell_offsets(const uint32_t *key, int64_t links, int64_t k, int6
 
 // ---- steps ---------------------------------------------------------------------------------------
 
+// The runs of equal keys of a sorted list of n (< 2^31) keys: their keys, lengths and starts (the
+// exclusive sums of the lengths), and how many there are (*count).
+cudaError_t runs_of(const uint64_t *keys, int64_t n, Dev<uint64_t> &unique, Dev<int32_t> &len, Dev<int32_t> &start,
+                    int32_t *count, cudaStream_t st) {
+    const int ni = (int)n;
+    Dev<int32_t> nruns(st);
+    HPSF_TRY(unique.alloc(n));
+    HPSF_TRY(len.alloc(n));
+    HPSF_TRY(nruns.alloc(1));
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+        return cub::DeviceRunLengthEncode::Encode(t, b, keys, unique.p, len.p, nruns.p, ni, st);
+    }));
+    HPSF_TRY(to_host(count, nruns.p, 1, st));
+    const int32_t r = *count;
+    HPSF_TRY(start.alloc(r));
+    return with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, len.p, start.p, r, st); });
+}
+
 // Runs of equal keys of a (key, value) list, stably sorted by key, and the sum of each run's values
 // in list order: the distinct keys (ascending) and their sums.
 cudaError_t sum_by_key(const uint64_t *keys, const double *vals, int64_t n, int end_bit, Dev<uint64_t> &out_keys,
@@ -277,17 +295,9 @@ cudaError_t sum_by_key(const uint64_t *keys, const double *vals, int64_t n, int 
         return cub::DeviceRadixSort::SortPairs(t, b, keys, k2.p, vals, v2.p, ni, 0, end_bit, st);
     }));
     Dev<uint64_t> unique(st);
-    Dev<int32_t> len(st), off(st), nruns(st);
-    HPSF_TRY(unique.alloc(n));
-    HPSF_TRY(len.alloc(n));
-    HPSF_TRY(nruns.alloc(1));
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
-        return cub::DeviceRunLengthEncode::Encode(t, b, k2.p, unique.p, len.p, nruns.p, ni, st);
-    }));
+    Dev<int32_t> len(st), off(st);
     int32_t r = 0;
-    HPSF_TRY(to_host(&r, nruns.p, 1, st));
-    HPSF_TRY(off.alloc(r));
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, len.p, off.p, r, st); }));
+    HPSF_TRY(runs_of(k2.p, n, unique, len, off, &r, st));
     // the outputs hold exactly the r runs
     HPSF_TRY(out_keys.alloc(r));
     HPSF_TRY(out_sums.alloc(r));
@@ -355,20 +365,11 @@ namespace {
 cudaError_t keep_stage(const hpsf_construct_args *a, const uint64_t *keys, const double *xyz, int64_t n,
                        Dev<uint64_t> &cands, Dev<double> &sums, hpsf_construct_sizes *sz, cudaStream_t st) {
     const int end_bit = 2 * a->depth + 4;
-    const int ni = (int)n;
     Dev<uint64_t> unique(st);
-    Dev<int32_t> counts(st), start(st), nruns(st);
-    HPSF_TRY(unique.alloc(n));
-    HPSF_TRY(counts.alloc(n));
-    HPSF_TRY(start.alloc(n));
-    HPSF_TRY(nruns.alloc(1));
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
-        return cub::DeviceRunLengthEncode::Encode(t, b, keys, unique.p, counts.p, nruns.p, ni, st);
-    }));
+    Dev<int32_t> counts(st), start(st);
     int32_t u = 0;
-    HPSF_TRY(to_host(&u, nruns.p, 1, st));
+    HPSF_TRY(runs_of(keys, n, unique, counts, start, &u, st));
     sz->n_unique = u;
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, counts.p, start.p, u, st); }));
 
     // in chunks of whole blocks of distinct cells (each (cell, slot) holds an id and a share): the
     // block partials of each chunk, then every candidate's partials added in block order
@@ -678,17 +679,9 @@ cudaError_t spacing_areas(const double *lon_host, const double *lat_host, int64_
     Dev<double> xyz(st);
     HPSF_TRY(sort_samples(&a, lon_host, lat_host, n, keys, order, xyz, st));
     const int ni = (int)n;
-    Dev<int32_t> counts(st), start(st), nruns(st);
-    HPSF_TRY(unique.alloc(n));
-    HPSF_TRY(counts.alloc(n));
-    HPSF_TRY(start.alloc(n));
-    HPSF_TRY(nruns.alloc(1));
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
-        return cub::DeviceRunLengthEncode::Encode(t, b, keys.p, unique.p, counts.p, nruns.p, ni, st);
-    }));
+    Dev<int32_t> counts(st), start(st);
     int32_t nu = 0;
-    HPSF_TRY(to_host(&nu, nruns.p, 1, st));
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceScan::ExclusiveSum(t, b, counts.p, start.p, nu, st); }));
+    HPSF_TRY(runs_of(keys.p, n, unique, counts, start, &nu, st));
     counts.reset();
     Dev<double> area(st);
     HPSF_TRY(area.alloc(n));
