@@ -1,5 +1,5 @@
 //! HEALPix geometry. The arithmetic is `csrc/healpix.h` and `csrc/construct.h`, the source the CUDA
-//! kernels compile, built for the host (see [`portable`]): hashes, centres, unit vectors and
+//! kernels compile, built for the host (`src/geometry/portable.rs`): hashes, centres, unit vectors and
 //! distances are the same bits on the CPU and the GPU. `cdshealpix` gives the integer parts
 //! (neighbourhoods, nested ↔ ring) and is the reference the tests hold the headers to.
 //!

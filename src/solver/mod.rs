@@ -25,7 +25,7 @@
 //!
 //! Layout: `cg` is the one conjugate gradient, `bounded` the active-set and conservation layers
 //! around it, `problem` the fit of a block of rows (x_ref, right-hand side, dispatch); all are
-//! generic over [`crate::backend::Backend`], so every backend runs exactly this algorithm.
+//! generic over the `Backend` trait (src/backend), so every backend runs exactly this algorithm.
 
 mod bounded;
 mod cg;
