@@ -168,6 +168,18 @@ __global__ void spacing_areas_at(const double *xyz, const uint64_t *keys, const 
     });
 }
 
+// v + 0 (−0 becomes +0, the same latitude).
+__global__ void plus_zero(double *v, int64_t n) {
+    HPSF_AT(i, n);
+    v[i] = v[i] + 0.0;
+}
+
+// 1 where a sorted value differs from the previous one (and for the first).
+__global__ void new_value_flags(const double *v, int64_t n, int32_t *flag) {
+    HPSF_AT(i, n);
+    flag[i] = i == 0 || v[i] != v[i - 1];
+}
+
 __global__ void finite_flags(const double *v, int64_t n, uint8_t *flag) {
     HPSF_AT(i, n);
     flag[i] = isfinite(v[i]) ? 1 : 0;
@@ -720,9 +732,40 @@ cudaError_t spacing_areas(const double *lon_host, const double *lat_host, int64_
     return to_host(out_host, out.p, n, st);
 }
 
+// How many distinct values the n host values hold (−0 and 0 count once; no NaN).
+cudaError_t distinct_values(const double *v_host, int64_t n, int64_t *count, cudaStream_t st) {
+    const int ni = (int)n;
+    Dev<double> v(st), sorted(st);
+    HPSF_TRY(v.alloc(n));
+    HPSF_TRY(sorted.alloc(n));
+    HPSF_TRY(cudaMemcpyAsync(v.p, v_host, n * sizeof(double), cudaMemcpyHostToDevice, st));
+    plus_zero<<<HPSF_ON(n, st)>>>(v.p, n);
+    HPSF_TRY(cudaGetLastError());
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceRadixSort::SortKeys(t, b, v.p, sorted.p, ni, 0, 64, st); }));
+    v.reset();
+    Dev<int32_t> flag(st), total(st);
+    HPSF_TRY(flag.alloc(n));
+    HPSF_TRY(total.alloc(1));
+    new_value_flags<<<HPSF_ON(n, st)>>>(sorted.p, n, flag.p);
+    HPSF_TRY(cudaGetLastError());
+    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) { return cub::DeviceReduce::Sum(t, b, flag.p, total.p, ni, st); }));
+    int32_t c = 0;
+    HPSF_TRY(to_host(&c, total.p, 1, st));
+    *count = c;
+    return cudaSuccess;
+}
+
 }  // namespace
 
 extern "C" {
+
+int hpsf_distinct_values(const double *v, int64_t n, int64_t *count, hpsf_stream stream) {
+    *count = 0;
+    if (n <= 0 || n >= INT_MAX) return (int)cudaErrorInvalidValue;
+    cudaError_t e = distinct_values(v, n, count, (cudaStream_t)stream);
+    if (e != cudaSuccess) (void)cudaGetLastError();  // as in hpsf_construct_run
+    return (int)e;
+}
 
 int hpsf_spacing_areas(const double *lon, const double *lat, int64_t n, double radius, double *out,
                        hpsf_stream stream) {

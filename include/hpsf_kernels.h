@@ -182,6 +182,9 @@ void hpsf_construct_free(struct hpsf_construction *c);
  * without a neighbour); waits for the result. 0 < n < 2^31.                                       */
 int hpsf_spacing_areas(const double *lon, const double *lat, int64_t n, double radius, double *out,
                        hpsf_stream stream);
+/* *count = how many distinct values the n host values v hold (-0 and 0 count once; no NaN), for
+ * the automatic areas' ring test; waits for the result. 0 < n < 2^31.                             */
+int hpsf_distinct_values(const double *v, int64_t n, int64_t *count, hpsf_stream stream);
 
 /* ---- the box of a bounded fit -------------------------------------------------------------------
  * The box rule a->rule of csrc/rules.h at every element (a holds device pointers). With partials

@@ -603,6 +603,19 @@ impl Target {
             Target::Cuda(gpu) => Some(cuda::spacing_areas(gpu, lon, lat, radius)),
         }
     }
+
+    /// How many distinct values `v` (non-empty, no NaN) holds, counted on the device (−0 and 0
+    /// once), or `None` where the CPU counts (as for [`Target::spacing_areas`]).
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    pub fn distinct_values(&self, v: &[f64]) -> Option<Result<usize>> {
+        match self {
+            Target::Cpu => None,
+            #[cfg(feature = "cuda")]
+            Target::Cuda(_) if v.is_empty() || v.len() >= i32::MAX as usize || host_construction_asked() => None,
+            #[cfg(feature = "cuda")]
+            Target::Cuda(gpu) => Some(cuda::distinct_values(gpu, v)),
+        }
+    }
 }
 
 /// Whether `HPSF_HOST_CONSTRUCTION=1` asks a device operator's links to be built by the CPU stages

@@ -14,33 +14,38 @@
 
 use super::keep::IdHasher;
 use super::Area;
+use crate::backend::Target;
 use crate::error::Result;
 use crate::geometry::{portable, Ellipsoid, Grid};
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
 
-/// The area of each sample, in f64, for a validated `mode` (`None`: every area is 1); the spacing
-/// estimate from `device` where it offers one (the same values: see `hpsf_spacing_areas`), else on
-/// the CPU.
-pub(crate) fn areas(
-    mode: &Area,
-    lon: &[f64],
-    lat: &[f64],
-    radius: f64,
-    device: impl FnOnce() -> Option<Result<Vec<f64>>>,
-) -> Result<Option<Vec<f64>>> {
-    let spacing_on = |device: Option<Result<Vec<f64>>>| device.unwrap_or_else(|| Ok(spacing(lon, lat, radius)));
+/// The area of each sample, in f64, for a validated `mode` (`None`: every area is 1); the ring test
+/// and the spacing estimate on `target` where it offers them (the same answers: see
+/// `hpsf_distinct_values`, `hpsf_spacing_areas`), else on the CPU.
+pub(crate) fn areas(mode: &Area, lon: &[f64], lat: &[f64], radius: f64, target: &Target) -> Result<Option<Vec<f64>>> {
+    let spacing_on = || target.spacing_areas(lon, lat, radius).unwrap_or_else(|| Ok(spacing(lon, lat, radius)));
+    let rings = || -> Result<bool> {
+        Ok(match target.distinct_values(lat) {
+            Some(count) => rings_of(lat.len(), count?),
+            None => latitude_rings(lat).is_some(),
+        })
+    };
     Ok(match mode {
         Area::Uniform => None,
         Area::Explicit(a) => Some(a.clone()),
         Area::ReferenceAuto => reference_auto(lat, radius),
-        Area::Spacing => Some(spacing_on(device())?),
-        Area::Auto => match latitude_rings(lat) {
-            Some(_) => Some(spacing_on(device())?),
-            None => None,
-        },
+        Area::Spacing => Some(spacing_on()?),
+        Area::Auto if rings()? => Some(spacing_on()?),
+        Area::Auto => None,
     })
+}
+
+/// The reference's test for a grid of latitude rings: at least 3 samples per distinct latitude on
+/// average (n / distinct ≥ 3 ⇔ distinct ≤ ⌊n/3⌋).
+fn rings_of(n: usize, distinct: usize) -> bool {
+    distinct > 0 && distinct <= n / 3
 }
 
 /// The distinct latitudes, ascending, when the samples pass the reference's test for a grid of
@@ -48,7 +53,7 @@ pub(crate) fn areas(
 /// in a hash set that gives up as soon as the latitudes are too many (scattered samples: after a
 /// third of them).
 fn latitude_rings(lat: &[f64]) -> Option<Vec<f64>> {
-    let limit = lat.len() / 3; // n / distinct ≥ 3 ⇔ distinct ≤ ⌊n/3⌋
+    let limit = lat.len() / 3;
     let mut seen: HashSet<u64, BuildHasherDefault<IdHasher>> = HashSet::default();
     for &x in lat {
         // −0 and 0 are one latitude
@@ -58,7 +63,7 @@ fn latitude_rings(lat: &[f64]) -> Option<Vec<f64>> {
     }
     let mut u: Vec<f64> = seen.into_iter().map(f64::from_bits).collect();
     u.sort_unstable_by(f64::total_cmp);
-    (!u.is_empty()).then_some(u)
+    rings_of(lat.len(), u.len()).then_some(u)
 }
 
 /// The spacing estimate of every sample's area in m² (see the module docs). Samples with no

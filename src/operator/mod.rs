@@ -314,7 +314,7 @@ fn areas(
     progress: &mut Progress,
     info: &mut BuildInfo,
 ) -> Result<Vec<f64>> {
-    let area = match area::areas(&params.area, lon, lat, cfg.radius, || target.spacing_areas(lon, lat, cfg.radius))? {
+    let area = match area::areas(&params.area, lon, lat, cfg.radius, target)? {
         Some(area) => order.iter().map(|&i| area[i as usize]).collect(),
         None => vec![1.0; order.len()],
     };

@@ -161,3 +161,18 @@ pub(crate) fn spacing_areas(gpu: &Gpu, lon: &[f64], lat: &[f64], radius: f64) ->
         c => Err(Error::Cuda(format!("the sample areas on the GPU failed (cudaError {c})"))),
     }
 }
+
+/// How many distinct values `v` holds (−0 and 0 count once; no NaN), counted on `gpu`: the ring
+/// test of the automatic areas.
+pub(crate) fn distinct_values(gpu: &Gpu, v: &[f64]) -> Result<usize> {
+    let mut count = 0i64;
+    gpu.bind()?;
+    // SAFETY: v holds v.len() host values; count is a live local.
+    let code = unsafe { sys::hpsf_distinct_values(v.as_ptr(), v.len() as i64, &mut count, gpu.stream()) };
+    match code {
+        0 => Ok(count as usize),
+        2 => Err(gpu.out_of_memory_during("counting latitudes")),
+        super::CUDA_ERROR_INSUFFICIENT_DRIVER => Err(gpu.old_driver()),
+        c => Err(Error::Cuda(format!("counting latitudes on the GPU failed (cudaError {c})"))),
+    }
+}

@@ -11,7 +11,7 @@ mod construct;
 mod layout;
 mod ops;
 
-pub(crate) use construct::{construct, spacing_areas, LinksOnGpu, MAX_LINKS};
+pub(crate) use construct::{construct, distinct_values, spacing_areas, LinksOnGpu, MAX_LINKS};
 
 use super::{cpu, DeviceValues, LinkWeights, WeightInputs};
 use crate::error::{Error, Result};
