@@ -127,16 +127,13 @@ __global__ void block_run_sums(const uint64_t *cand, const uint32_t *q, const do
 
 // ---- the spacing areas (src/operator/area.rs) ----
 
-// For keys sorted at depth `fine`: bins[t] counts the i ≥ 1 whose cell differs from the previous
-// one's at depth t and finer (t: the coarsest such depth). Integer counts: the same in any order.
-__global__ void boundary_levels(const uint64_t *k, int64_t n, int fine, unsigned long long *bins) {
+// For keys sorted at HPSF_AREA_FINE_DEPTH: bins[t] counts the i ≥ 1 whose cell first differs from
+// the previous one's at depth t. Integer counts: the same in any order.
+__global__ void boundary_depths(const uint64_t *k, int64_t n, unsigned long long *bins) {
     HPSF_AT(i, n);
     if (i == 0) return;
-    uint64_t x = k[i] ^ k[i - 1];
-    if (x == 0) return;
-    int hb = 63 - __clzll((long long)x);
-    int t = fine - hb / 2;
-    atomicAdd(&bins[t > 0 ? t : 0], 1ull);
+    int t = hpsf_boundary_depth(k[i - 1], k[i]);
+    if (t >= 0) atomicAdd(&bins[t], 1ull);
 }
 
 // The spacing area of the sample at position p (sorted by (cell, index) at `depth`) among the
@@ -651,7 +648,7 @@ int construct_run(const hpsf_construct_args *a, const double *lon_host, const do
 
 // The depth of the area buckets: the finest whose occupied cells hold ≥ 2 samples on average.
 cudaError_t area_depth(const double *lon_host, const double *lat_host, int64_t n, int *depth, cudaStream_t st) {
-    const int fine = 24;
+    const int fine = HPSF_AREA_FINE_DEPTH;
     hpsf_construct_args a = {};
     a.depth = fine;
     Dev<uint64_t> keys(st);
@@ -663,19 +660,13 @@ cudaError_t area_depth(const double *lon_host, const double *lat_host, int64_t n
     Dev<unsigned long long> bins(st);
     HPSF_TRY(bins.alloc(fine + 1));
     HPSF_TRY(cudaMemsetAsync(bins.p, 0, (fine + 1) * sizeof(unsigned long long), st));
-    boundary_levels<<<HPSF_ON(n, st)>>>(keys.p, n, fine, bins.p);
+    boundary_depths<<<HPSF_ON(n, st)>>>(keys.p, n, bins.p);
     HPSF_TRY(cudaGetLastError());
     unsigned long long h[fine + 1];
     HPSF_TRY(to_host(h, bins.p, fine + 1, st));
-    *depth = 0;
-    for (int l = fine; l >= 0; --l) {
-        unsigned long long distinct = 1;
-        for (int t = 0; t <= l; ++t) distinct += h[t];
-        if ((double)n / (double)distinct >= 2.0) {
-            *depth = l;
-            break;
-        }
-    }
+    uint64_t b[fine + 1];
+    for (int t = 0; t <= fine; ++t) b[t] = h[t];
+    *depth = hpsf_area_depth(b, n);
     return cudaSuccess;
 }
 

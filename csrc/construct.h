@@ -170,6 +170,32 @@ HPSF_HD int hpsf_search_sample(const hpsf_search_args *a, const hpsf_kept *kept,
 
 // ---- the sample areas (Area::Spacing) --------------------------------------------------------------
 
+/// The depth at which the samples are hashed first to choose the buckets of the spacing estimate.
+#define HPSF_AREA_FINE_DEPTH 24
+
+/// For two neighbouring ids of samples sorted at HPSF_AREA_FINE_DEPTH: the coarsest depth at which
+/// their cells differ (they differ at every finer one too), or −1 when they share a cell.
+HPSF_HD int hpsf_boundary_depth(uint64_t a, uint64_t b) {
+    uint64_t x = a ^ b;
+    if (x == 0) return -1;
+    int hb = 63;
+    while (!(x >> hb)) --hb;  // the highest differing bit
+    int t = HPSF_AREA_FINE_DEPTH - hb / 2;
+    return t > 0 ? t : 0;
+}
+
+/// The depth of the spacing estimate's buckets: the finest whose occupied cells hold ≥ 2 of the n
+/// samples on average, from bins[t] = how many neighbouring pairs of sorted samples first differ at
+/// depth t (hpsf_boundary_depth); 0 when none does.
+HPSF_HD int hpsf_area_depth(const uint64_t *bins, int64_t n) {
+    for (int l = HPSF_AREA_FINE_DEPTH; l >= 0; --l) {
+        uint64_t distinct = 1;
+        for (int t = 0; t <= l; ++t) distinct += bins[t];
+        if ((double)n / (double)distinct >= 2.0) return l;
+    }
+    return 0;
+}
+
 /// Candidates kept per sample for the spacing estimate.
 #define HPSF_AREA_CANDIDATES 12
 

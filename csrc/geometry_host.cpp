@@ -87,6 +87,18 @@ void hpsf_con_shares_host(const double *xyz, int64_t m, const double *centres, c
 
 double hpsf_con_distance_host(double c2, double radius) { return hpsf_distance(c2, radius); }
 
+// The depth of the spacing estimate's buckets for n sample ids sorted at HPSF_AREA_FINE_DEPTH.
+int32_t hpsf_con_area_depth_host(const uint64_t *sorted, int64_t n) {
+    uint64_t bins[HPSF_AREA_FINE_DEPTH + 1] = {0};
+    for (int64_t i = 1; i < n; ++i) {
+        int t = hpsf_boundary_depth(sorted[i - 1], sorted[i]);
+        if (t >= 0) ++bins[t];
+    }
+    return hpsf_area_depth(bins, n);
+}
+
+int32_t hpsf_con_area_fine_depth_host(void) { return HPSF_AREA_FINE_DEPTH; }
+
 // The spacing area of the sample at position p (unit vectors xyz, 3 per position) among the
 // candidates near[0..m) (positions, in the order offered; p itself is skipped).
 double hpsf_con_spacing_area_host(const double *xyz, const uint32_t *near, int64_t m, int64_t p, double radius) {

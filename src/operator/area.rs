@@ -70,19 +70,15 @@ fn latitude_rings(lat: &[f64]) -> Option<Vec<f64>> {
 /// neighbour found (isolated, or N = 1) get the median of the others (1 when there are none).
 pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
     let n = lat.len();
-    // buckets: the finest level whose occupied cells hold ≥ 2 samples on average
-    let fine = 24u8;
+    // buckets: the finest level whose occupied cells hold ≥ 2 samples on average (construct.h's
+    // rule, which the GPU applies too)
+    // SAFETY: returns a constant.
+    let fine = unsafe { portable::ffi::hpsf_con_area_fine_depth_host() } as u8;
     let g = Grid::new(fine, true, Ellipsoid::Sphere).expect("valid level");
     let mut h: Vec<u64> = lon.par_iter().zip(lat.par_iter()).map(|(&x, &y)| g.hash_nested(x, y)).collect();
     h.par_sort_unstable();
-    let level = (0..=fine)
-        .rev()
-        .find(|&l| {
-            let shift = 2 * (fine - l) as u32;
-            let distinct = 1 + h.windows(2).filter(|w| w[0] >> shift != w[1] >> shift).count();
-            n as f64 / distinct as f64 >= 2.0
-        })
-        .unwrap_or(0);
+    // SAFETY: h holds n ids.
+    let level = unsafe { portable::ffi::hpsf_con_area_depth_host(h.as_ptr(), n as i64) } as u8;
     drop(h);
     let grid = Grid::new(level, true, Ellipsoid::Sphere).expect("valid level");
     let smp = super::samples::Samples::new(&grid, lon, lat);
