@@ -69,9 +69,7 @@ pub(crate) fn construct(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) 
                 limit: i32::MAX as u64 - 1,
             })
         }
-        2 => return Err(gpu.out_of_memory_during("the construction")),
-        super::CUDA_ERROR_INSUFFICIENT_DRIVER => return Err(gpu.old_driver()),
-        c => return Err(Error::Cuda(format!("the construction on the GPU failed (cudaError {c})"))),
+        c => status(gpu, c, "the construction")?,
     }
     if sizes.n_kept == 0 {
         return Err(Error::NoCellPassedThreshold {
@@ -154,12 +152,7 @@ pub(crate) fn spacing_areas(gpu: &Gpu, lon: &[f64], lat: &[f64], radius: f64) ->
     let code = unsafe {
         sys::hpsf_spacing_areas(lon.as_ptr(), lat.as_ptr(), n as i64, radius, out.as_mut_ptr(), gpu.stream())
     };
-    match code {
-        0 => Ok(out),
-        2 => Err(gpu.out_of_memory_during("the sample areas")),
-        super::CUDA_ERROR_INSUFFICIENT_DRIVER => Err(gpu.old_driver()),
-        c => Err(Error::Cuda(format!("the sample areas on the GPU failed (cudaError {c})"))),
-    }
+    status(gpu, code, "the sample areas").map(|()| out)
 }
 
 /// How many distinct values `v` holds (−0 and 0 count once; no NaN), counted on `gpu`: the ring
@@ -169,10 +162,15 @@ pub(crate) fn distinct_values(gpu: &Gpu, v: &[f64]) -> Result<usize> {
     gpu.bind()?;
     // SAFETY: v holds v.len() host values; count is a live local.
     let code = unsafe { sys::hpsf_distinct_values(v.as_ptr(), v.len() as i64, &mut count, gpu.stream()) };
+    status(gpu, code, "counting latitudes").map(|()| count as usize)
+}
+
+/// The result of a construction entry point's status `code` (a cudaError) during `what`.
+fn status(gpu: &Gpu, code: i32, what: &str) -> Result<()> {
     match code {
-        0 => Ok(count as usize),
-        2 => Err(gpu.out_of_memory_during("counting latitudes")),
+        0 => Ok(()),
+        2 => Err(gpu.out_of_memory_during(what)),
         super::CUDA_ERROR_INSUFFICIENT_DRIVER => Err(gpu.old_driver()),
-        c => Err(Error::Cuda(format!("counting latitudes on the GPU failed (cudaError {c})"))),
+        c => Err(Error::Cuda(format!("{what} on the GPU failed (cudaError {c})"))),
     }
 }
