@@ -573,47 +573,46 @@ impl Target {
     }
 
     /// The links of validated samples built on the device (hashing, keep stage, search, pruning),
-    /// or `None` where the CPU stages build them (the CPU; a GPU given 2^31 − 1 links (N·npt) or
-    /// more — CUB's counts are ints —, or when the environment variable `HPSF_HOST_CONSTRUCTION=1`
-    /// asks for the host stages).
+    /// or `None` where the CPU stages build them (see [`Target::builder`]: the links, N·npt, count).
     #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
     pub fn construct(&self, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Option<Result<Constructed>> {
-        match self {
-            Target::Cpu => None,
-            #[cfg(feature = "cuda")]
-            Target::Cuda(_)
-                if lon.len().saturating_mul(a.npt.max(1)) >= cuda::MAX_LINKS || host_construction_asked() =>
-            {
-                None
-            }
-            #[cfg(feature = "cuda")]
-            Target::Cuda(gpu) => Some(cuda::construct(gpu, lon, lat, a)),
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = self.builder(lon.len().saturating_mul(a.npt.max(1))) {
+            return Some(cuda::construct(gpu, lon, lat, a));
         }
+        None
     }
 
     /// The spacing estimate of the samples' areas (`Area::Spacing`) computed on the device, or
-    /// `None` where the CPU computes it (the CPU; 2^31 samples or more; `HPSF_HOST_CONSTRUCTION=1`).
+    /// `None` where the CPU computes it (see [`Target::builder`]: the samples count).
     #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
     pub fn spacing_areas(&self, lon: &[f64], lat: &[f64], radius: f64) -> Option<Result<Vec<f64>>> {
-        match self {
-            Target::Cpu => None,
-            #[cfg(feature = "cuda")]
-            Target::Cuda(_) if lon.len() >= i32::MAX as usize || host_construction_asked() => None,
-            #[cfg(feature = "cuda")]
-            Target::Cuda(gpu) => Some(cuda::spacing_areas(gpu, lon, lat, radius)),
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = self.builder(lon.len()) {
+            return Some(cuda::spacing_areas(gpu, lon, lat, radius));
         }
+        None
     }
 
-    /// How many distinct values `v` (non-empty, no NaN) holds, counted on the device (−0 and 0
-    /// once), or `None` where the CPU counts (as for [`Target::spacing_areas`]).
+    /// How many distinct values `v` (no NaN) holds, counted on the device (−0 and 0 once), or `None`
+    /// where the CPU counts (see [`Target::builder`]).
     #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
     pub fn distinct_values(&self, v: &[f64]) -> Option<Result<usize>> {
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = self.builder(v.len()) {
+            return Some(cuda::distinct_values(gpu, v));
+        }
+        None
+    }
+
+    /// The GPU that runs a construction step over `items` entries, or `None` where the CPU runs it:
+    /// on the CPU, for no entries or 2^31 − 1 and more (CUB's counts are ints), and when the
+    /// environment variable `HPSF_HOST_CONSTRUCTION=1` asks for the host stages.
+    #[cfg(feature = "cuda")]
+    fn builder(&self, items: usize) -> Option<&cuda::Gpu> {
         match self {
-            Target::Cpu => None,
-            #[cfg(feature = "cuda")]
-            Target::Cuda(_) if v.is_empty() || v.len() >= i32::MAX as usize || host_construction_asked() => None,
-            #[cfg(feature = "cuda")]
-            Target::Cuda(gpu) => Some(cuda::distinct_values(gpu, v)),
+            Target::Cuda(gpu) if items > 0 && items < cuda::MAX_LINKS && !host_construction_asked() => Some(gpu),
+            _ => None,
         }
     }
 }
