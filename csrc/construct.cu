@@ -431,29 +431,40 @@ cudaError_t keep_stage(const hpsf_construct_args *a, const uint64_t *keys, const
     return cudaSuccess;
 }
 
-// The samples hashed and sorted by (cell, index): their cells in that order (keys), the order
-// (position -> sample) and the unit vectors by position.
-cudaError_t sort_samples(const hpsf_construct_args *a, const double *lon_host, const double *lat_host, int64_t n,
-                         Dev<uint64_t> &keys, Dev<uint32_t> &order, Dev<double> &xyz, cudaStream_t st) {
-    Dev<double> lon(st), lat(st);
+// The samples' longitudes and latitudes (host arrays of n) on the device.
+cudaError_t upload_positions(const double *lon_host, const double *lat_host, int64_t n, Dev<double> &lon,
+                             Dev<double> &lat, cudaStream_t st) {
     HPSF_TRY(lon.alloc(n));
     HPSF_TRY(lat.alloc(n));
     HPSF_TRY(cudaMemcpyAsync(lon.p, lon_host, n * sizeof(double), cudaMemcpyHostToDevice, st));
-    HPSF_TRY(cudaMemcpyAsync(lat.p, lat_host, n * sizeof(double), cudaMemcpyHostToDevice, st));
+    return cudaMemcpyAsync(lat.p, lat_host, n * sizeof(double), cudaMemcpyHostToDevice, st);
+}
+
+// The samples (device lon, lat) hashed at `depth` and sorted by (cell, index): their cells in that
+// order (keys) and the order (position -> sample).
+cudaError_t sort_by_cell(int depth, int wgs84, const double *lon, const double *lat, int64_t n, Dev<uint64_t> &keys,
+                         Dev<uint32_t> &order, cudaStream_t st) {
     Dev<uint64_t> keys0(st);
     Dev<uint32_t> idx(st);
     HPSF_TRY(keys0.alloc(n));
     HPSF_TRY(keys.alloc(n));
     HPSF_TRY(idx.alloc(n));
     HPSF_TRY(order.alloc(n));
-    hash_samples<<<HPSF_ON(n, st)>>>(lon.p, lat.p, n, a->depth, a->wgs84, keys0.p, idx.p);
+    hash_samples<<<HPSF_ON(n, st)>>>(lon, lat, n, depth, wgs84, keys0.p, idx.p);
     HPSF_TRY(cudaGetLastError());
-    const int ni = (int)n, end_bit = 2 * a->depth + 4;
-    HPSF_TRY(with_temp(st, [&](void *t, size_t &b) {
+    const int ni = (int)n, end_bit = 2 * depth + 4;
+    return with_temp(st, [&](void *t, size_t &b) {
         return cub::DeviceRadixSort::SortPairs(t, b, keys0.p, keys.p, idx.p, order.p, ni, 0, end_bit, st);
-    }));
-    keys0.reset();
-    idx.reset();
+    });
+}
+
+// The samples hashed and sorted by (cell, index): their cells in that order (keys), the order
+// (position -> sample) and the unit vectors by position.
+cudaError_t sort_samples(const hpsf_construct_args *a, const double *lon_host, const double *lat_host, int64_t n,
+                         Dev<uint64_t> &keys, Dev<uint32_t> &order, Dev<double> &xyz, cudaStream_t st) {
+    Dev<double> lon(st), lat(st);
+    HPSF_TRY(upload_positions(lon_host, lat_host, n, lon, lat, st));
+    HPSF_TRY(sort_by_cell(a->depth, a->wgs84, lon.p, lat.p, n, keys, order, st));
     HPSF_TRY(xyz.alloc(3 * n));
     sample_vectors<<<HPSF_ON(n, st)>>>(lon.p, lat.p, order.p, n, xyz.p);
     return cudaGetLastError();
@@ -646,17 +657,14 @@ int construct_run(const hpsf_construct_args *a, const double *lon_host, const do
     return (int)cudaSuccess;
 }
 
-// The depth of the area buckets: the finest whose occupied cells hold ≥ 2 samples on average.
-cudaError_t area_depth(const double *lon_host, const double *lat_host, int64_t n, int *depth, cudaStream_t st) {
+// The depth of the area buckets (device lon, lat on the sphere): the finest whose occupied cells
+// hold ≥ 2 samples on average.
+cudaError_t area_depth(const double *lon, const double *lat, int64_t n, int *depth, cudaStream_t st) {
     const int fine = HPSF_AREA_FINE_DEPTH;
-    hpsf_construct_args a = {};
-    a.depth = fine;
     Dev<uint64_t> keys(st);
     Dev<uint32_t> order(st);
-    Dev<double> xyz(st);
-    HPSF_TRY(sort_samples(&a, lon_host, lat_host, n, keys, order, xyz, st));
+    HPSF_TRY(sort_by_cell(fine, 0, lon, lat, n, keys, order, st));
     order.reset();
-    xyz.reset();
     Dev<unsigned long long> bins(st);
     HPSF_TRY(bins.alloc(fine + 1));
     HPSF_TRY(cudaMemsetAsync(bins.p, 0, (fine + 1) * sizeof(unsigned long long), st));
@@ -673,14 +681,19 @@ cudaError_t area_depth(const double *lon_host, const double *lat_host, int64_t n
 // The spacing areas of the n samples by caller index into out_host (src/operator/area.rs `spacing`).
 cudaError_t spacing_areas(const double *lon_host, const double *lat_host, int64_t n, double radius, double *out_host,
                           cudaStream_t st) {
+    Dev<double> lon(st), lat(st);
+    HPSF_TRY(upload_positions(lon_host, lat_host, n, lon, lat, st));
     int depth = 0;
-    HPSF_TRY(area_depth(lon_host, lat_host, n, &depth, st));
-    hpsf_construct_args a = {};
-    a.depth = depth;
+    HPSF_TRY(area_depth(lon.p, lat.p, n, &depth, st));
     Dev<uint64_t> keys(st), unique(st);
     Dev<uint32_t> order(st);
+    HPSF_TRY(sort_by_cell(depth, 0, lon.p, lat.p, n, keys, order, st));
     Dev<double> xyz(st);
-    HPSF_TRY(sort_samples(&a, lon_host, lat_host, n, keys, order, xyz, st));
+    HPSF_TRY(xyz.alloc(3 * n));
+    sample_vectors<<<HPSF_ON(n, st)>>>(lon.p, lat.p, order.p, n, xyz.p);
+    HPSF_TRY(cudaGetLastError());
+    lon.reset();
+    lat.reset();
     const int ni = (int)n;
     Dev<int32_t> counts(st), start(st);
     int32_t nu = 0;
