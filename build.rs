@@ -77,7 +77,9 @@ fn main() {
     // cc takes the CUDA compiler from NVCC (the host compiler stays CC/cc)
     std::env::set_var("NVCC", &nvcc);
     let mut build = cc::Build::new();
-    build.cuda(true).cudart("none").include("include").include(cuda.join("include")).flag("-O3");
+    // -fmad=false: as on the host, a·b + c is never contracted into an FMA (the CPU and the GPU
+    // round every operation alike)
+    build.cuda(true).cudart("none").include("include").include(cuda.join("include")).flag("-O3").flag("-fmad=false");
     let gencode = std::env::var("HPSF_CUDA_GENCODE").unwrap_or_else(|_| DEFAULT_GENCODE.to_string());
     for flag in gencode.split_whitespace() {
         build.flag(flag);

@@ -9,8 +9,8 @@
 // The distance and the squared chord (hpsf_distance, hpsf_chord2) are construct.h's, shared with
 // the host.
 
-// exp in the weights kernels: pmath.h's for double (the CPU's), CUDA's expf for float.
-__device__ __forceinline__ float hpsf_exp(float x) { return expf(x); }
+// exp in the weights kernels: pmath.h's for double and for float (the CPU's).
+__device__ __forceinline__ float hpsf_exp(float x) { return hpsf_expf(x); }
 
 // a·b rounded on its own (never contracted with a following sum into an FMA, as on the CPU).
 __device__ __forceinline__ float hpsf_mul_t(float a, float b) { return __fmul_rn(a, b); }
@@ -19,22 +19,65 @@ __device__ __forceinline__ double hpsf_mul_t(double a, double b) { return __dmul
 // Number of blocks a kernel over `elements` elements uses.
 static inline unsigned int hpsf_grid(int64_t elements) { return (unsigned int)((elements + HPSF_BLOCK - 1) / HPSF_BLOCK); }
 
-// Writes one partial per column for the block: the block's HPSF_BLOCK contributions (element
-// blockIdx.x*HPSF_BLOCK + threadIdx.x, column = element % s) are combined per column — summed, or
-// with MAX the largest taken — in element order by threads 0..s-1. Deterministic; every thread of
-// the block must call it; `sh` holds HPSF_BLOCK doubles.
+// ---- the reduction tree, the same on both devices (src/backend/reduce.rs is the host's) -------------
+// A reduction over the rows of an E x s block (a dot product, <r, r>, <p, Ap>, a count) is, per
+// column, the perfect binary tree that adds adjacent rows (2i and 2i+1, then adjacent pairs of
+// those, …), rows past E counting as +0.0, and the root + 0.0 (so a zero is +0.0). Every aligned
+// power-of-two range of rows is a subtree: a thread block sums a tile of 256/width rows, later
+// launches sum the tiles (hpsf_reduce), and the result does not depend on the tile sizes.
+// Maxima use the same tiles (order does not matter to them).
+
+// The columns of a tile: a power of two ≥ s, at most `cap` (a power of two ≤ HPSF_BLOCK).
+__host__ __device__ inline int32_t hpsf_tile_width(int32_t s, int32_t cap) {
+    int32_t w = 1;
+    while (w < s && w < cap) w *= 2;
+    return w;
+}
+
+// This thread's row and column in a launch over tiles of `width` columns and HPSF_BLOCK / width rows
+// (grid: tiles along x, column groups along y).
+struct hpsf_tile {
+    int64_t row;
+    int32_t col;
+    int32_t width;
+};
+
+__device__ inline hpsf_tile hpsf_tile_here(int32_t width) {
+    hpsf_tile t;
+    t.width = width;
+    t.row = (int64_t)blockIdx.x * (HPSF_BLOCK / width) + threadIdx.x / width;
+    t.col = (int32_t)blockIdx.y * width + (int32_t)(threadIdx.x % width);
+    return t;
+}
+
+// The grid of a launch over `rows` rows of s columns in tiles of `width` columns.
+static inline dim3 hpsf_tiles(int64_t rows, int32_t s, int32_t width) {
+    int64_t per = HPSF_BLOCK / width;
+    return dim3((unsigned int)((rows + per - 1) / per), (unsigned int)((s + width - 1) / width));
+}
+
+// Writes the tile's sum (or with MAX its largest value) of each column to partials[blockIdx.x*s +
+// col] (the tree above over the tile's rows; `v` is this thread's term, 0 past the block's end).
+// Every thread of the block must call it; `sh` holds HPSF_BLOCK doubles.
 template <bool MAX = false>
-__device__ __forceinline__ void hpsf_block_partials(double v, double *sh, int64_t first, int32_t s,
-                                                    double *partials) {
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int32_t j = threadIdx.x; j < s; j += blockDim.x) {
-        // first element of this block in column j
-        int32_t off = (int32_t)((j - first % s + s) % s);
-        double acc = 0.0;
-        for (int32_t t = off; t < HPSF_BLOCK; t += s) acc = MAX ? fmax(acc, sh[t]) : acc + sh[t];
-        partials[(int64_t)blockIdx.x * s + j] = acc;
+__device__ __forceinline__ void hpsf_tile_sum(double v, double *sh, hpsf_tile t, int32_t s, double *partials,
+                                              bool last = false) {
+    int32_t rows = HPSF_BLOCK / t.width, lr = (int32_t)threadIdx.x / t.width;
+    for (int32_t h = 1; h < rows; h *= 2) {
+        int32_t d = h * t.width;
+        double o;
+        if (d < 32) {
+            o = __shfl_down_sync(0xffffffffu, v, d);
+        } else {
+            __syncthreads();
+            sh[threadIdx.x] = v;
+            __syncthreads();
+            o = sh[(threadIdx.x + d) % HPSF_BLOCK];
+        }
+        if (lr % (2 * h) == 0) v = MAX ? fmax(v, o) : v + o;
     }
+    if (last && !MAX) v = v + 0.0;
+    if (lr == 0 && t.col < s) partials[(int64_t)blockIdx.x * s + t.col] = v;
 }
 
 // Element `i` of a one-dimensional kernel over `len` elements (threads past the end return).

@@ -61,6 +61,7 @@ double hpsf_pm_cos_host(double x) { return hpsf_cos(x); }
 double hpsf_pm_asin_host(double x) { return hpsf_asin(x); }
 double hpsf_pm_acos_host(double x) { return hpsf_acos(x); }
 double hpsf_pm_exp_host(double x) { return hpsf_exp(x); }
+float hpsf_pm_expf_host(float x) { return hpsf_expf(x); }
 
 // ---- construct.h ----
 

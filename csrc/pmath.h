@@ -348,4 +348,8 @@ HPSF_HD double hpsf_exp(double x) {
     return hpsf_mul(hpsf_mul(e, hpsf_pow2(m + 1000)), hpsf_pow2(-1000));
 }
 
+/// e^x for a float: the double e^x rounded to float (the same bits on every device; correctly
+/// rounded but where the double lies within its own error of a float midpoint).
+HPSF_HD float hpsf_expf(float x) { return (float)hpsf_exp((double)x); }
+
 #endif

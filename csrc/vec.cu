@@ -6,7 +6,7 @@
 template <typename T>
 __global__ void axpby(T *y, const T *a, const T *x, T b, int64_t len, int32_t s) {
     HPSF_AT(e, len);
-    y[e] = a[e % s] * x[e] + b * y[e];
+    y[e] = hpsf_mul_t(a[e % s], x[e]) + hpsf_mul_t(b, y[e]);
 }
 
 template <typename T>
@@ -54,12 +54,14 @@ __global__ void columns(U *dst, int32_t t, const int32_t *dst_cols, const U *src
 
 // A box rule, one thread per element; with partials, the block's count (every thread of the block
 // takes part).
+// A box rule, one thread per element; with partials, the tile's count (every thread of the block
+// takes part; the elements are the rows of a one-column reduction).
 template <typename T>
 __global__ void box_rule(hpsf_box_args a, double *partials) {
     __shared__ double sh[HPSF_BLOCK];
-    int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    double v = e < a.len ? (double)hpsf_box_rule<T>(e, a) : 0.0;
-    if (partials) hpsf_block_partials(v, sh, 0, 1, partials);
+    hpsf_tile t = hpsf_tile_here(1);
+    double v = t.row < a.len ? (double)hpsf_box_rule<T>(t.row, a) : 0.0;
+    if (partials) hpsf_tile_sum(v, sh, t, 1, partials);
 }
 
 // ---- launchers ------------------------------------------------------------------------------------

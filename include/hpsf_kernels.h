@@ -7,9 +7,10 @@
  * before calling. Blocks of several right-hand sides are interleaved: element (e, j) of an E x s
  * block is at e*s + j.
  *
- * Reductions are deterministic: each thread block writes one partial per column (summed in a fixed
- * order within the block), and hpsf_reduce adds (or takes the largest of) a column's partials in a
- * fixed tree order. No atomics.
+ * Reductions are deterministic and follow one tree, the CPU's too: per column, the perfect binary
+ * tree over the rows that adds adjacent rows, then adjacent pairs, …, rows past the end counting
+ * +0.0, and the root + 0.0. A reducing kernel writes the sums of tiles of rows into `partials`
+ * (hpsf_reduction_space(rows, s) doubles); hpsf_reduce sums the tiles into the result. No atomics.
  */
 #ifndef HPSF_KERNELS_H
 #define HPSF_KERNELS_H
@@ -23,7 +24,7 @@ extern "C" {
 /* The CUDA stream (cudaStream_t / CUstream are both this pointer type). */
 typedef struct CUstream_st *hpsf_stream;
 
-/* Threads per block of every kernel; reductions produce one partial per block and column. */
+/* Threads per block of every kernel. */
 #define HPSF_BLOCK 256
 
 /* Element types of the value arrays. */
@@ -53,27 +54,32 @@ int hpsf_weights_by_cell(int32_t dtype, const double *sample_xyz, const double *
 int hpsf_mt_product(int32_t dtype, const int32_t *hi, const void *mt, int32_t n, int32_t npt, const void *v,
                     int32_t s, const uint8_t *valid, void *out, const int32_t *done, hpsf_stream stream);
 /* out (K x s) = u (N x s) . M (+ lam * add when add != NULL), gathered by cell (CSR). When dx != NULL,
- * also writes partials[block*s + j] = sum over the block's elements of column j of out * add * dx.
+ * also writes the partials of the sums over cells of out * add * dx per column (for hpsf_reduce).
  * Nothing when done != NULL and *done.                                                           */
 int hpsf_m_product(int32_t dtype, const int64_t *ptr, const uint32_t *sample, const void *m, int32_t k,
                    const void *u, int32_t s, double lam, const void *add, const void *dx, double *partials, void *out,
                    const int32_t *done, hpsf_stream stream);
 
 /* ---- reductions ---------------------------------------------------------------------------------
- * partials[block*s + j] = sum over the block's elements of column j of a * b * w[e] * (mask bit 0),
- * for an E x s block a (b, w, mask: NULL = 1; w per element e, i.e. per cell).                    */
+ * The doubles of scratch `partials` a reduction over `rows` rows of s columns needs, and the tiles
+ * its first kernel writes (host functions).                                                       */
+int64_t hpsf_reduction_space(int64_t rows, int32_t s);
+int64_t hpsf_reduction_tiles(int64_t rows, int32_t s);
+/* The partials of the sums over rows e of column j of a * b * w[e] * (mask bit 0), for an E x s
+ * block a (b, w, mask: NULL = 1; w per row e, i.e. per cell).                                     */
 int hpsf_row_dots(int32_t dtype, const void *a, const void *b, const void *w, const uint8_t *mask, int64_t e,
                   int32_t s, double *partials, hpsf_stream stream);
-/* partials[block*s + j] = the largest |a| of column j in the block.                             */
+/* The partials of the largest |a| of each column.                                                */
 int hpsf_row_max_abs(int32_t dtype, const void *a, int64_t e, int32_t s, double *partials, hpsf_stream stream);
-/* out[j] = the sum (op 0) or the largest (op 1) of partials[b*s + j] over b < nblocks, in a fixed
- * order. Nothing when done != NULL and *done.                                                    */
-int hpsf_reduce(const double *partials, int32_t nblocks, int32_t s, int32_t op, double *out, const int32_t *done,
+/* out[j] = the sum (op 0) or the largest (op 1) over the rows of column j, from the partials that a
+ * reducing kernel over `rows` rows of s columns wrote (the space past them is scratch). Nothing when
+ * done != NULL and *done.                                                                        */
+int hpsf_reduce(double *partials, int64_t rows, int32_t s, int32_t op, double *out, const int32_t *done,
                 hpsf_stream stream);
 
 /* ---- the CG ------------------------------------------------------------------------------------
- * x += alpha p; r -= alpha ap (alpha per column, double, rounded to the type); partials of
- * <r, r>_w as hpsf_row_dots. Nothing when *done.                                                  */
+ * x += alpha p; r -= alpha ap (alpha per column, double, rounded to the type); the partials of
+ * <r, r>_w (rows: the k cells) as hpsf_row_dots. Nothing when *done.                                                  */
 int hpsf_cg_update(int32_t dtype, void *x, void *r, const void *p, const void *ap, const double *alpha,
                    const void *w, int32_t k, int32_t s, double *partials, const int32_t *done, hpsf_stream stream);
 /* p = r + beta p (beta per column). Nothing when *done.                                           */
@@ -188,7 +194,7 @@ int hpsf_distinct_values(const double *v, int64_t n, int64_t *count, hpsf_stream
 
 /* ---- the box of a bounded fit -------------------------------------------------------------------
  * The box rule a->rule of csrc/rules.h at every element (a holds device pointers). With partials
- * != NULL, one partial per block: the block's count, as a double.                                 */
+ * != NULL, the partials of the count (a one-column reduction over a->len rows, for hpsf_reduce).  */
 int hpsf_box(int32_t dtype, const struct hpsf_box_args *a, double *partials, hpsf_stream stream);
 
 #ifdef __cplusplus

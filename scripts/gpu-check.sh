@@ -7,7 +7,8 @@
 #
 # 1. tests/cuda.rs: GPU vs CPU for the operators, plain fits (both stopping rules), every fit option
 #    (bounds, conservative, both, x0, per-row missing data alone and with the others, zero-filling,
-#    progress), sample_mask, out_cell_ids, from_links; determinism at B = 1 and 64.
+#    progress), sample_mask, out_cell_ids, from_links; determinism at B = 1 and 64; the GPU's bits
+#    equal to the CPU's (operators, fits, resample; f32 and f64; B = 1, 3, 8, 33, 257).
 # 2. compute-sanitizer memcheck on the parity tests and racecheck on the determinism test.
 # 3. The CPU suites (solver, constrained, invariants) built with the cuda feature.
 # 4. Benchmarks at N = 1e6, level 12, npt 9 on cuda:0: f32/f64 × B = 1/8 (100 iterations), with
@@ -67,7 +68,7 @@ run bench-constrained-b4 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --i
 if command -v compute-sanitizer >/dev/null; then
   run memcheck timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
       every_fit_option_on_the_gpu_matches_the_cpu_f64 masks_restricted_output gpu_construction_equals batched_layouts \
-      gpu_spacing_areas
+      gpu_spacing_areas gpu_and_cpu_agree_bit_for_bit_f32
   run racecheck timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
       gpu_results_are_deterministic
 fi

@@ -51,8 +51,8 @@ pub trait Real:
     fn from_f64(x: f64) -> Self;
     /// Exact conversion to `f64`.
     fn to_f64(self) -> f64;
-    /// e^self: for `f64` the portable exp of `csrc/pmath.h` (what the GPU computes, bit for bit), for
-    /// `f32` the platform's `expf`.
+    /// e^self: the portable exp of `csrc/pmath.h` (what the GPU computes, bit for bit; for `f32` the
+    /// double's rounded to float).
     fn exp(self) -> Self;
     /// √self.
     fn sqrt(self) -> Self;
@@ -104,5 +104,5 @@ macro_rules! impl_real {
         }
     };
 }
-impl_real!(f32, "float32", false, f32::exp);
+impl_real!(f32, "float32", false, crate::geometry::portable::expf);
 impl_real!(f64, "float64", true, crate::geometry::portable::exp);

@@ -16,18 +16,31 @@ struct Errors {
     hval: f64,
     hval_iter5: f64,
     invert: f64,
-    niters: (usize, usize),
+    /// ours, and the reference's in each of its runs
+    niters: (usize, Vec<usize>),
     niters5: (usize, usize),
-    clipped: (Vec<usize>, Vec<usize>),
+    clipped: (Vec<usize>, Vec<Vec<usize>>),
     clipped5: (Vec<usize>, Vec<usize>),
 }
 
-/// The reference's (n_clipped_low, n_clipped_high) for the full fit, or (at 5 iterations) from meta.
-fn gold_clipped(case: &Case, iter5: bool) -> Vec<usize> {
+/// The reference's results on this case: the fixture's, then those of the reference run again on
+/// other machines (`reference_reruns.json`, where a case has one: see there why counts can differ).
+fn gold_runs(case: &Case) -> Vec<serde_json::Value> {
+    let mut runs = vec![case.meta["result"].clone()];
+    if let Ok(text) = std::fs::read_to_string(case.dir.join("reference_reruns.json")) {
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("reference_reruns.json");
+        runs.extend(doc["runs"].as_array().expect("runs").iter().map(|r| r["result"].clone()));
+    }
+    runs
+}
+
+/// The reference's (n_clipped_low, n_clipped_high) for the full fit, or (at 5 iterations), in one
+/// of its results.
+fn gold_clipped(result: &serde_json::Value, iter5: bool) -> Vec<usize> {
     let mut out = Vec::new();
     for side in ["low", "high"] {
         let key = if iter5 { format!("n_clipped_{side}_iter5") } else { format!("n_clipped_{side}") };
-        if let Some(v) = case.meta["result"].get(&key).and_then(|v| v.as_array()) {
+        if let Some(v) = result.get(&key).and_then(|v| v.as_array()) {
             out.extend(v.iter().map(|x| x.as_u64().unwrap() as usize));
         }
     }
@@ -47,7 +60,8 @@ fn solve_errors<F: Real>(op: &PsfResampler<F>, case: &Case) -> Errors {
     let x_ref = op.apply_m(&val).unwrap();
     let (fit, invert) = op.fit_resample(&val, &case.fit_options(None)).unwrap();
     let fit5 = op.fit(&val, &case.fit_options(Some(5))).unwrap();
-    let gold_iters = case.meta["result"]["cg_niters"].as_u64().unwrap() as usize;
+    let runs = gold_runs(case);
+    let gold_iters = runs.iter().map(|r| r["cg_niters"].as_u64().unwrap() as usize).collect();
     let gold_iters5 = case.param("cg_niters_iter5").as_u64().unwrap() as usize;
     Errors {
         x_ref: rel_err("x_ref", &x_ref, &case.read_f("x_ref")),
@@ -55,8 +69,8 @@ fn solve_errors<F: Real>(op: &PsfResampler<F>, case: &Case) -> Errors {
         hval_iter5: rel_err("hval_iter5", &fit5.hval, &case.read_f("hval_iter5")),
         invert: rel_err("invert", &invert, &case.read_f("invert")),
         niters: (fit.info.as_ref().unwrap().iterations, gold_iters),
-        clipped: (clipped(fit.info.as_ref().unwrap(), case), gold_clipped(case, false)),
-        clipped5: (clipped(fit5.info.as_ref().unwrap(), case), gold_clipped(case, true)),
+        clipped: (clipped(fit.info.as_ref().unwrap(), case), runs.iter().map(|r| gold_clipped(r, false)).collect()),
+        clipped5: (clipped(fit5.info.as_ref().unwrap(), case), gold_clipped(&runs[0], true)),
         niters5: (fit5.info.unwrap().iterations, gold_iters5),
     }
 }
@@ -70,7 +84,7 @@ fn counts_match(ours: usize, gold: usize, frac: f64, borderline: bool) -> bool {
 /// counts and held cells equal the reference's; prints them. With `borderline` (bounded fits of a field that is zero on most cells, so that
 /// many free cells sit at the bound up to rounding), which cells the active set holds is decided by
 /// the last bits of sums whose order differs from torch's: held counts and iterations are then
-/// compared within a margin.
+/// compared within a margin, to the fixture's run of the reference or to another of its runs.
 fn assert_within_set(name: &str, what: &str, e: &Errors, (t_xref, t_iter5, t_hval): (f64, f64, f64), borderline: bool) {
     println!(
         "{name:30}{what:4}: x_ref {:.1e} hval_iter5 {:.1e} hval {:.1e} invert {:.1e}, iterations {:?} {:?}, held {:?} {:?}",
@@ -79,14 +93,23 @@ fn assert_within_set(name: &str, what: &str, e: &Errors, (t_xref, t_iter5, t_hva
     assert!(e.x_ref <= t_xref, "{name}{what}: x_ref {:e}", e.x_ref);
     assert!(e.hval_iter5 <= t_iter5, "{name}{what}: hval_iter5 {:e}", e.hval_iter5);
     assert!(e.hval <= t_hval && e.invert <= t_hval, "{name}{what}: hval {:e}, invert {:e}", e.hval, e.invert);
-    assert!(counts_match(e.niters.0, e.niters.1, 0.02, borderline), "{name}{what}: CG iterations {:?}", e.niters);
+    let held_match = |ours: &[usize], gold: &[usize]| {
+        ours.len() == gold.len() && ours.iter().zip(gold).all(|(&a, &b)| counts_match(a, b, 0.01, borderline))
+    };
+    // one run of the reference whose iterations and held cells both match
+    let runs = e.niters.1.iter().zip(&e.clipped.1);
+    assert!(
+        runs.clone().any(|(&n, held)| counts_match(e.niters.0, n, 0.02, borderline) && held_match(&e.clipped.0, held)),
+        "{name}{what}: CG iterations {:?}, cells held at the bounds {:?}",
+        e.niters,
+        e.clipped
+    );
     assert_eq!(e.niters5.0, e.niters5.1, "{name}{what}: CG iterations (max_iter 5)");
-    for (held, what5) in [(&e.clipped, ""), (&e.clipped5, " (max_iter 5)")] {
-        assert_eq!(held.0.len(), held.1.len(), "{name}{what}: rows of held counts{what5}");
-        for (&a, &b) in held.0.iter().zip(&held.1) {
-            assert!(counts_match(a, b, 0.01, borderline), "{name}{what}: cells held at the bounds{what5} {held:?}");
-        }
-    }
+    assert!(
+        held_match(&e.clipped5.0, &e.clipped5.1),
+        "{name}{what}: cells held at the bounds (max_iter 5) {:?}",
+        e.clipped5
+    );
 }
 
 fn check<F: Real + Pod>(name: &str, tie_divergent: bool, borderline: bool) {

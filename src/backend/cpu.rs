@@ -2,23 +2,24 @@
 //! backend.
 //!
 //! Work is split in chunks of [`CHUNK`] elements (samples or cells) whose boundaries depend on the
-//! sizes only; reductions add the chunk partials in chunk order, in f64: results are bitwise
-//! identical for any number of threads. The products and vector kernels are const-generic over the
+//! sizes only; reductions add in f64 in the tree of [`reduce`], the GPU's: results are bitwise
+//! identical for any number of threads, and to the GPU's. The products and vector kernels are const-generic over the
 //! common batch sizes (so the per-link loops unroll and vectorise); every variant performs the same
 //! operations in the same order for each element, so results do not depend on the variant either.
 //! The CG's scalar step and the active set's element rules are the C++ of `csrc/rules.h`, compiled
 //! for the host by build.rs (`csrc/host.cpp`) — the same source the CUDA kernels compile.
 
 use super::{
-    hpsf_box_args, layout, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered, LinkWeights,
-    WeightInputs, FREE,
+    hpsf_box_args, layout, reduce, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered,
+    LinkWeights, WeightInputs, FREE,
 };
 use crate::error::Result;
 use crate::real::Real;
 use crate::sparse::{CellLinks, SampleLinks};
 use rayon::prelude::*;
 
-/// Elements (samples or cells) per parallel chunk.
+/// Elements (samples or cells) per parallel chunk (a power of two: a chunk is a subtree of
+/// [`reduce`]'s tree).
 pub(crate) const CHUNK: usize = 2048;
 
 /// The operator's host data as a backend.
@@ -511,7 +512,7 @@ pub(crate) struct MExtras<'a, F> {
 }
 
 /// `out (K×s) = u (N×s) · M` (+ the extras), each cell gathering its linked samples. Returns the
-/// per-row dots asked for in `extras` (empty otherwise).
+/// per-row dots asked for in `extras` (empty otherwise), summed in the tree of [`reduce`].
 pub(crate) fn m_product<F: Real>(
     l: &CellLinks<F>,
     u: &[F],
@@ -519,63 +520,101 @@ pub(crate) fn m_product<F: Real>(
     out: &mut [F],
     extras: MExtras<'_, F>,
 ) -> Vec<f64> {
-    let partials: Vec<Vec<f64>> = out
-        .par_chunks_mut(CHUNK * s)
-        .enumerate()
-        .map(|(c, chunk)| dispatch_rows!(s, m_chunk, m_chunk_dyn, (l, u, s, c * CHUNK, chunk, extras)))
-        .collect();
-    sum_partials(partials, if extras.dot_with.is_some() { s } else { 0 })
+    let (add, dots) = (extras.add, extras.dot_with);
+    let chunks = out.par_chunks_mut(CHUNK * s).enumerate().map(|(c, chunk)| {
+        let k0 = c * CHUNK;
+        if dots.is_none() {
+            dispatch_rows!(s, m_chunk, m_chunk_dyn, (l, u, s, k0, chunk, add, None, &mut []));
+            return Vec::new();
+        }
+        reduce::chunk_sums(chunk.len() / s, s, |r0, n, terms| {
+            let rows = &mut chunk[r0 * s..(r0 + n) * s];
+            dispatch_rows!(s, m_chunk, m_chunk_dyn, (l, u, s, k0 + r0, rows, add, dots, terms));
+        })
+    });
+    let chunks: Vec<Vec<f64>> = chunks.collect();
+    if dots.is_some() {
+        reduce::total(chunks, s)
+    } else {
+        Vec::new()
+    }
 }
 
+/// Rows k0.. of `u·M` (+ lam·v) into `chunk`; with `dots` = (p, w), the terms `out·p·w` (in f64, in
+/// that order) of the rows into `terms`, summed per quad of rows (blocks of four cells at a time;
+/// the last cells by the general version).
+#[allow(clippy::too_many_arguments)]
 fn m_chunk<F: Real, const S: usize>(
     l: &CellLinks<F>,
     u: &[F],
     _s: usize,
     k0: usize,
     chunk: &mut [F],
-    ex: MExtras<'_, F>,
-) -> Vec<f64> {
-    let mut dots = [0.0f64; S];
-    for (dk, o) in chunk.chunks_exact_mut(S).enumerate() {
-        let k = k0 + dk;
-        let mut acc = [F::ZERO; S];
-        for p in l.ptr[k]..l.ptr[k + 1] {
-            let w = l.m[p];
-            let i = l.sample[p] as usize;
-            let ui: &[F; S] = u[i * S..(i + 1) * S].try_into().expect("S values");
-            for j in 0..S {
-                acc[j] += w * ui[j];
-            }
+    add: Option<(F, &[F])>,
+    dots: Option<(&[F], &[F])>,
+    terms: &mut [f64],
+) {
+    let Some((p, dx)) = dots else {
+        for (dk, o) in chunk.chunks_exact_mut(S).enumerate() {
+            o.copy_from_slice(&m_row::<F, S>(l, u, k0 + dk, add));
         }
-        if let Some((lam, v)) = ex.add {
-            for j in 0..S {
-                acc[j] += lam * v[k * S + j];
-            }
-        }
-        if let Some((p, dx)) = ex.dot_with {
+        return;
+    };
+    let block = reduce::FOLD * S;
+    let full = chunk.len() / block;
+    let (head, tail) = chunk.split_at_mut(full * block);
+    let (terms, terms_tail) = terms.split_at_mut(full * S);
+    for (b, (ob, o)) in head.chunks_exact_mut(block).zip(terms.chunks_exact_mut(S)).enumerate() {
+        let mut t = [[0.0f64; S]; 4];
+        for (q, tq) in t.iter_mut().enumerate() {
+            let k = k0 + b * reduce::FOLD + q;
+            let acc = m_row::<F, S>(l, u, k, add);
             let wk = dx[k].to_f64();
             for j in 0..S {
-                dots[j] += acc[j].to_f64() * p[k * S + j].to_f64() * wk;
+                tq[j] = acc[j].to_f64() * p[k * S + j].to_f64() * wk;
             }
+            ob[q * S..(q + 1) * S].copy_from_slice(&acc);
         }
-        o.copy_from_slice(&acc);
+        for j in 0..S {
+            o[j] = (t[0][j] + t[1][j]) + (t[2][j] + t[3][j]);
+        }
     }
-    if ex.dot_with.is_some() {
-        dots.to_vec()
-    } else {
-        Vec::new()
-    }
+    m_chunk_dyn(l, u, S, k0 + full * reduce::FOLD, tail, add, dots, terms_tail);
 }
 
+/// Row k of `u·M` (+ lam·v) for S columns: the cell's links in order, each product rounded before
+/// it is added.
+#[inline(always)]
+fn m_row<F: Real, const S: usize>(l: &CellLinks<F>, u: &[F], k: usize, add: Option<(F, &[F])>) -> [F; S] {
+    let mut acc = [F::ZERO; S];
+    for p in l.ptr[k]..l.ptr[k + 1] {
+        let w = l.m[p];
+        let i = l.sample[p] as usize;
+        let ui: &[F; S] = u[i * S..(i + 1) * S].try_into().expect("S values");
+        for j in 0..S {
+            acc[j] += w * ui[j];
+        }
+    }
+    if let Some((lam, v)) = add {
+        for j in 0..S {
+            acc[j] += lam * v[k * S + j];
+        }
+    }
+    acc
+}
+
+#[allow(clippy::too_many_arguments)]
 fn m_chunk_dyn<F: Real>(
     l: &CellLinks<F>,
     u: &[F],
     s: usize,
     k0: usize,
     chunk: &mut [F],
-    ex: MExtras<'_, F>,
-) -> Vec<f64> {
-    let mut dots = vec![0.0f64; if ex.dot_with.is_some() { s } else { 0 }];
+    add: Option<(F, &[F])>,
+    dots: Option<(&[F], &[F])>,
+    terms: &mut [f64],
+) {
+    let mut quads = dots.is_some().then(|| reduce::Quads::new(s, terms));
     for (dk, o) in chunk.chunks_exact_mut(s).enumerate() {
         let k = k0 + dk;
         o.fill(F::ZERO);
@@ -586,83 +625,94 @@ fn m_chunk_dyn<F: Real>(
                 *a += w * b;
             }
         }
-        if let Some((lam, v)) = ex.add {
+        if let Some((lam, v)) = add {
             for (a, &b) in o.iter_mut().zip(&v[k * s..(k + 1) * s]) {
                 *a += lam * b;
             }
         }
-        if let Some((p, dx)) = ex.dot_with {
+        if let (Some((p, dx)), Some(q)) = (dots, quads.as_mut()) {
             let wk = dx[k].to_f64();
-            for (j, (&a, &b)) in o.iter().zip(&p[k * s..(k + 1) * s]).enumerate() {
-                dots[j] += a.to_f64() * b.to_f64() * wk;
+            for ((t, &a), &b) in q.row().iter_mut().zip(o.iter()).zip(&p[k * s..(k + 1) * s]) {
+                *t = a.to_f64() * b.to_f64() * wk;
             }
         }
     }
-    dots
+    if let Some(q) = quads {
+        q.finish();
+    }
 }
 
-fn sum_partials(partials: Vec<Vec<f64>>, s: usize) -> Vec<f64> {
-    let mut total = vec![0.0f64; s];
-    for p in partials {
-        for (t, v) in total.iter_mut().zip(p) {
-            *t += v;
+/// The terms `a·b·w` (in f64, in that order; b, w = 1 when absent, w empty = absent) of rows of s
+/// columns into `terms`, where `mask` (bit 0) is set (+0.0 elsewhere); `w` from the rows' first.
+fn weighted_terms<F: Real>(a: &[F], b: Option<&[F]>, w: &[F], mask: Option<&[u8]>, s: usize, terms: &mut [f64]) {
+    let mut quads = reduce::Quads::new(s, terms);
+    for (r, ra) in a.chunks_exact(s).enumerate() {
+        let wk = if w.is_empty() { 1.0 } else { w[r].to_f64() };
+        let t = quads.row();
+        match (b, mask) {
+            (Some(b), None) => {
+                for ((t, &x), &y) in t.iter_mut().zip(ra).zip(&b[r * s..(r + 1) * s]) {
+                    *t = x.to_f64() * y.to_f64() * wk;
+                }
+            }
+            _ => {
+                for (j, (t, &x)) in t.iter_mut().zip(ra).enumerate() {
+                    let e = r * s + j;
+                    *t = if mask.is_none_or(|m| m[e] & FREE != 0) {
+                        x.to_f64() * b.map_or(1.0, |b| b[e].to_f64()) * wk
+                    } else {
+                        0.0
+                    };
+                }
+            }
         }
     }
-    total
+    quads.finish();
 }
 
 /// Per-row dot products `Σ_k a[k,j]·b[k,j]·w[k]·mask[k,j]` of E×s blocks (b, w = 1 and every
-/// element counted when absent; the terms are formed as `a·b·w` in f64).
+/// element counted when absent; the terms are formed as `a·b·w` in f64), in the tree of [`reduce`].
 pub(crate) fn dots<F: Real>(a: &[F], b: Option<&[F]>, s: usize, w: Option<&[F]>, mask: Option<&[u8]>) -> Vec<f64> {
-    let partials: Vec<Vec<f64>> = a
+    let chunks: Vec<Vec<f64>> = a
         .par_chunks(CHUNK * s)
         .enumerate()
         .map(|(c, ca)| {
-            let (at, k0) = (c * CHUNK * s, c * CHUNK);
-            let mut dots = vec![0.0f64; s];
-            // the options are decided once per chunk, not per element
-            let cb = b.map(|b| &b[at..at + ca.len()]);
-            let cm = mask.map(|m| &m[at..at + ca.len()]);
-            for (dk, ra) in ca.chunks_exact(s).enumerate() {
-                let wk = w.map_or(1.0, |w| w[k0 + dk].to_f64());
-                let (rb, rm) = (cb.map(|v| &v[dk * s..(dk + 1) * s]), cm.map(|v| &v[dk * s..(dk + 1) * s]));
-                match (rb, rm) {
-                    (Some(rb), None) => {
-                        for ((d, &x), &y) in dots.iter_mut().zip(ra).zip(rb) {
-                            *d += x.to_f64() * y.to_f64() * wk;
-                        }
-                    }
-                    _ => {
-                        for (j, (d, &x)) in dots.iter_mut().zip(ra).enumerate() {
-                            if rm.is_none_or(|m| m[j] & FREE != 0) {
-                                *d += x.to_f64() * rb.map_or(1.0, |v| v[j].to_f64()) * wk;
-                            }
-                        }
-                    }
-                }
-            }
-            dots
+            let k0 = c * CHUNK;
+            reduce::chunk_sums(ca.len() / s, s, |r0, n, terms| {
+                let (at, len) = ((k0 + r0) * s, n * s);
+                let wk = w.map_or(&[][..], |w| &w[k0 + r0..]);
+                let (cb, cm) = (b.map(|b| &b[at..at + len]), mask.map(|m| &m[at..at + len]));
+                weighted_terms(&a[at..at + len], cb, wk, cm, s, terms);
+            })
         })
         .collect();
-    sum_partials(partials, s)
+    reduce::total(chunks, s)
 }
 
-/// The CG update `x += α p; r −= α ap` (per row α), returning the new `<r, r>_w` per row.
+/// The CG update `x += α p; r −= α ap` (per row α), returning the new `<r, r>_w` per row (in the
+/// tree of [`reduce`]).
 pub(crate) fn cg_update<F: Real>(x: &mut [F], r: &mut [F], p: &[F], ap: &[F], alpha: &[F], w: &[F]) -> Vec<f64> {
     let s = alpha.len();
-    let partials: Vec<Vec<f64>> = x
+    let chunks: Vec<Vec<f64>> = x
         .par_chunks_mut(CHUNK * s)
         .zip(r.par_chunks_mut(CHUNK * s))
         .zip(p.par_chunks(CHUNK * s).zip(ap.par_chunks(CHUNK * s)))
         .enumerate()
         .map(|(c, ((cx, cr), (cp, cap)))| {
             let w = &w[c * CHUNK..];
-            dispatch_rows!(s, update_chunk, update_chunk_dyn, (cx, cr, cp, cap, alpha, w))
+            reduce::chunk_sums(cx.len() / s, s, |r0, n, terms| {
+                let at = r0 * s..(r0 + n) * s;
+                let (x, r, p, ap) = (&mut cx[at.clone()], &mut cr[at.clone()], &cp[at.clone()], &cap[at]);
+                dispatch_rows!(s, update_chunk, update_chunk_dyn, (x, r, p, ap, alpha, &w[r0..], terms))
+            })
         })
         .collect();
-    sum_partials(partials, s)
+    reduce::total(chunks, s)
 }
 
+/// Updates rows of x and r and writes the terms `r²·w` of `<r, r>_w`, summed per quad of rows
+/// (blocks of four rows at a time, so that the loop stays a vector loop; the last rows by the
+/// general version).
 fn update_chunk<F: Real, const S: usize>(
     x: &mut [F],
     r: &mut [F],
@@ -670,38 +720,57 @@ fn update_chunk<F: Real, const S: usize>(
     ap: &[F],
     alpha: &[F],
     w: &[F],
-) -> Vec<f64> {
+    terms: &mut [f64],
+) {
     let alpha: &[F; S] = alpha.try_into().expect("S values");
-    let mut dots = [0.0f64; S];
-    for ((((rx, rr), rp), rap), &wk) in
-        x.chunks_exact_mut(S).zip(r.chunks_exact_mut(S)).zip(p.chunks_exact(S)).zip(ap.chunks_exact(S)).zip(w)
+    let block = reduce::FOLD * S;
+    let full = x.len() / block;
+    let (x, x_tail) = x.split_at_mut(full * block);
+    let (r, r_tail) = r.split_at_mut(full * block);
+    let (terms, terms_tail) = terms.split_at_mut(full * S);
+    for (((((bx, br), bp), bap), bw), o) in x
+        .chunks_exact_mut(block)
+        .zip(r.chunks_exact_mut(block))
+        .zip(p.chunks_exact(block))
+        .zip(ap.chunks_exact(block))
+        .zip(w.chunks_exact(reduce::FOLD))
+        .zip(terms.chunks_exact_mut(S))
     {
-        let wk = wk.to_f64();
+        let mut t = [[0.0f64; S]; 4];
+        let rows = bx.chunks_exact_mut(S).zip(br.chunks_exact_mut(S)).zip(bp.chunks_exact(S)).zip(bap.chunks_exact(S));
+        for ((((rx, rr), rp), rap), (tq, &wk)) in rows.zip(t.iter_mut().zip(bw)) {
+            let wk = wk.to_f64();
+            for j in 0..S {
+                rx[j] += alpha[j] * rp[j];
+                rr[j] -= alpha[j] * rap[j];
+                let v = rr[j].to_f64();
+                tq[j] = v * v * wk;
+            }
+        }
         for j in 0..S {
-            rx[j] += alpha[j] * rp[j];
-            rr[j] -= alpha[j] * rap[j];
-            let v = rr[j].to_f64();
-            dots[j] += v * v * wk;
+            o[j] = (t[0][j] + t[1][j]) + (t[2][j] + t[3][j]);
         }
     }
-    dots.to_vec()
+    let at = full * block;
+    update_chunk_dyn(x_tail, r_tail, &p[at..], &ap[at..], alpha, &w[full * reduce::FOLD..], terms_tail);
 }
 
-fn update_chunk_dyn<F: Real>(x: &mut [F], r: &mut [F], p: &[F], ap: &[F], alpha: &[F], w: &[F]) -> Vec<f64> {
+fn update_chunk_dyn<F: Real>(x: &mut [F], r: &mut [F], p: &[F], ap: &[F], alpha: &[F], w: &[F], terms: &mut [f64]) {
     let s = alpha.len();
-    let mut dots = vec![0.0f64; s];
+    let mut quads = reduce::Quads::new(s, terms);
     for ((((rx, rr), rp), rap), &wk) in
         x.chunks_exact_mut(s).zip(r.chunks_exact_mut(s)).zip(p.chunks_exact(s)).zip(ap.chunks_exact(s)).zip(w)
     {
         let wk = wk.to_f64();
+        let t = quads.row();
         for j in 0..s {
             rx[j] += alpha[j] * rp[j];
             rr[j] -= alpha[j] * rap[j];
             let v = rr[j].to_f64();
-            dots[j] += v * v * wk;
+            t[j] = v * v * wk;
         }
     }
-    dots
+    quads.finish();
 }
 
 /// The new search direction `p = r + β p` (per row β).
@@ -726,6 +795,68 @@ fn direction_chunk_dyn<F: Real>(p: &mut [F], r: &[F], beta: &[F]) {
     for (rp, rr) in p.chunks_exact_mut(s).zip(r.chunks_exact(s)) {
         for j in 0..s {
             rp[j] = rr[j] + beta[j] * rp[j];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bits of the tree's sums of terms (K×s), as `reduce`'s tests define them.
+    fn tree(terms: &[f64], rows: usize, s: usize) -> Vec<u64> {
+        reduce::tests::reference(terms, rows, s).iter().map(|v| v.to_bits()).collect()
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2f32.powi((x % 9) as i32 - 4)
+            })
+            .collect()
+    }
+
+    /// dots, the CG update's <r, r>_w and u·M's <out, p>_Dx sum their terms in the tree, for every
+    /// batch-size variant and lengths that end in partial quads, groups and chunks.
+    #[test]
+    fn the_reductions_add_their_terms_in_the_tree() {
+        for &s in &[1usize, 2, 3, 4, 8, 16, 17] {
+            for &k in &[1usize, 5, 4099, 9 * CHUNK + 3] {
+                let (a, b, w) = (values(k * s, 1), values(k * s, 2), values(k, 3));
+                let mask: Vec<u8> = (0..k * s).map(|e| (e % 5 != 2) as u8).collect();
+                let terms: Vec<f64> = (0..k * s)
+                    .map(|e| if mask[e] & FREE != 0 { a[e] as f64 * b[e] as f64 * w[e / s] as f64 } else { 0.0 })
+                    .collect();
+                let got = dots(&a, Some(&b), s, Some(&w), Some(&mask));
+                assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), tree(&terms, k, s), "dots s {s} k {k}");
+
+                // the update: r − α·ap, then r²·w
+                let alpha = values(s, 4);
+                let (mut x, mut r) = (a.clone(), b.clone());
+                let (p, ap) = (values(k * s, 5), values(k * s, 6));
+                let got = cg_update(&mut x, &mut r, &p, &ap, &alpha, &w);
+                let terms: Vec<f64> =
+                    r.iter().enumerate().map(|(e, &v)| v as f64 * v as f64 * w[e / s] as f64).collect();
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    tree(&terms, k, s),
+                    "update s {s} k {k}"
+                );
+                assert!(r.iter().zip(&b).zip(&ap).enumerate().all(|(e, ((&r, &b), &ap))| r == b - alpha[e % s] * ap));
+
+                // u·M + λp with one link per cell (sample = cell), then <out, p>_w
+                let cells = CellLinks { ptr: (0..=k).collect(), sample: (0..k as u32).collect(), m: values(k, 7) };
+                let mut out = vec![0.0f32; k * s];
+                let ex = MExtras { add: Some((0.5, &p[..])), dot_with: Some((&p[..], &w[..])) };
+                let got = m_product(&cells, &a, s, &mut out, ex);
+                let terms: Vec<f64> =
+                    out.iter().enumerate().map(|(e, &o)| o as f64 * p[e] as f64 * w[e / s] as f64).collect();
+                assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), tree(&terms, k, s), "u·M s {s} k {k}");
+            }
         }
     }
 }

@@ -31,6 +31,7 @@ pub(crate) mod ffi {
         pub fn hpsf_pm_asin_host(x: f64) -> f64;
         pub fn hpsf_pm_acos_host(x: f64) -> f64;
         pub fn hpsf_pm_exp_host(x: f64) -> f64;
+        pub fn hpsf_pm_expf_host(x: f32) -> f32;
         pub fn hpsf_con_sample_xyz_host(lon_deg: f64, lat_deg: f64, out: *mut f64);
         pub fn hpsf_con_cell_xyz_host(depth: i32, id: u64, wgs84: i32, out: *mut f64);
         pub fn hpsf_con_keep_candidates_host(depth: i32, cell: u64, ring_weight: u32, out: *mut u64);
@@ -187,6 +188,13 @@ pub(crate) fn distance(c2: f64, radius: f64) -> f64 {
 pub(crate) fn exp(x: f64) -> f64 {
     // SAFETY: pure arithmetic on a value.
     unsafe { ffi::hpsf_pm_exp_host(x) }
+}
+
+/// e^x for a float by `csrc/pmath.h` (the double exp rounded to float: the GPU's bits).
+#[inline]
+pub(crate) fn expf(x: f32) -> f32 {
+    // SAFETY: pure arithmetic on a value.
+    unsafe { ffi::hpsf_pm_expf_host(x) }
 }
 
 /// The cells of the square of half-width `k` (0..=nside) around nested cell `id`, in cdshealpix's

@@ -30,12 +30,12 @@ mod sys {
 /// `cudaErrorInsufficientDriver`: the installed driver is older than the runtime.
 pub(super) const CUDA_ERROR_INSUFFICIENT_DRIVER: i32 = 35;
 
-/// Threads per block of the kernels (one reduction partial per block and column).
-const BLOCK: usize = sys::HPSF_BLOCK as usize;
-
-/// Blocks of a kernel over `elements` elements.
-fn blocks(elements: usize) -> usize {
-    elements.div_ceil(BLOCK).max(1)
+/// The doubles of scratch a reduction over `rows` rows of `s` columns needs (its tiles' partials
+/// and the levels of the tree above them, `csrc/cg.cu`).
+fn reduction_space(rows: usize, s: usize) -> Result<usize> {
+    let s32 = i32_len(s, "rows")?;
+    // SAFETY: a pure host function of two integers.
+    Ok(unsafe { sys::hpsf_reduction_space(rows as i64, s32) } as usize)
 }
 
 fn cuda_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {

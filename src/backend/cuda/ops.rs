@@ -2,7 +2,7 @@
 //! reduction of its partials and, when the host needs the values, a copy back), every length the
 //! launch relies on checked first.
 
-use super::{blocks, dtype, i32_len, need, sys, Buf, CudaOperator, Gpu};
+use super::{dtype, i32_len, need, reduction_space, sys, Buf, CudaOperator, Gpu};
 use crate::backend::{hpsf_box_args, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered};
 use crate::error::Result;
 use crate::real::Real;
@@ -46,17 +46,24 @@ fn cols_of(cols: impl Iterator<Item = usize>) -> Result<Vec<i32>> {
 }
 
 impl<F: Real> CudaOperator<F> {
-    /// Sums (op 0) or maxima (op 1) per column of the partials of a reduction over `elements`
-    /// elements of s columns, on the host.
-    fn reduced(&self, partials: &Buf<f64>, elements: usize, s: usize, op: i32) -> Result<Vec<f64>> {
+    /// Sums (op 0) or maxima (op 1) per column of a reduction over `rows` rows of s columns from
+    /// its partials, on the host.
+    fn reduced(&self, partials: &mut Buf<f64>, rows: usize, s: usize, op: i32) -> Result<Vec<f64>> {
         let g = &self.gpu;
-        let nb = blocks(elements);
-        need(partials.len(), nb * s, "the partials of a reduction")?;
+        need(partials.len(), reduction_space(rows, s)?, "the partials of a reduction")?;
         let mut out = g.alloc::<f64>(s)?;
-        let (nb32, s32) = (i32_len(nb, "blocks")?, i32_len(s, "rows")?);
-        // SAFETY: partials hold nb·s values, out s.
+        let s32 = i32_len(s, "rows")?;
+        // SAFETY: partials hold the reduction's space (checked), out s values.
         g.launch("a reduction", |st| unsafe {
-            sys::hpsf_reduce(partials.ptr(g).cast(), nb32, s32, op, out.ptr_mut(g).cast(), std::ptr::null(), st)
+            sys::hpsf_reduce(
+                partials.ptr_mut(g).cast(),
+                rows as i64,
+                s32,
+                op,
+                out.ptr_mut(g).cast(),
+                std::ptr::null(),
+                st,
+            )
         })?;
         g.get(&out)
     }
@@ -112,8 +119,8 @@ impl<F: Real> CudaOperator<F> {
         Ok(out)
     }
 
-    /// The count of a counting box rule from its per-block partials.
-    fn count(&self, partials: &Buf<f64>, len: usize) -> Result<u64> {
+    /// The count of a counting box rule from its partials.
+    fn count(&self, partials: &mut Buf<f64>, len: usize) -> Result<u64> {
         Ok(self.reduced(partials, len, 1, 0)?[0] as u64)
     }
 }
@@ -250,13 +257,12 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
         let lam = add.map_or(0.0, |(l, _)| l.to_f64());
         let add_ptr = opt(g, add.map(|(_, a)| a));
         // inside a CG: the partials of <out, add>_Dx, reduced into the scalars' den; skipped once done
-        let nb = blocks(self.k * s);
         let fused = match den {
             None => None,
             Some(c) => {
                 need(add.is_some() as usize, 1, "the direction of <p, Ap>")?;
                 need(c.layout.s, s, "the CG scalars")?;
-                need(c.partials.len(), nb * s, "the partials of <p, Ap>")?;
+                need(c.partials.len(), reduction_space(self.k, s)?, "the partials of <p, Ap>")?;
                 Some((c.done(g), c.slot(g, c.layout.den()), c.partials.ptr_mut(g).cast::<f64>()))
             }
         };
@@ -265,7 +271,7 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
             None => (std::ptr::null(), std::ptr::null_mut(), std::ptr::null()),
         };
         // SAFETY: ptr holds k+1 offsets into sample and m; u n·s, out and add k·s, dx k, partials
-        // nb·s (checked).
+        // the reduction's space (checked).
         g.launch("the M product", |st| unsafe {
             sys::hpsf_m_product(
                 dtype::<F>(),
@@ -285,10 +291,9 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
             )
         })?;
         let Some((done, den_slot, partials)) = fused else { return Ok(()) };
-        let nb32 = i32_len(nb, "blocks")?;
-        // SAFETY: partials nb·s values, the den slot s doubles of the scalars.
+        // SAFETY: partials hold the reduction's space, the den slot s doubles of the scalars.
         g.launch("the reduction of <p, Ap>", |st| unsafe {
-            sys::hpsf_reduce(partials, nb32, s32, 0, den_slot, done, st)
+            sys::hpsf_reduce(partials, self.k as i64, s32, 0, den_slot, done, st)
         })
     }
 
@@ -312,10 +317,10 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
         if weighted {
             need(e, self.k, "the cells of a weighted dot product")?;
         }
-        let mut partials = g.alloc::<f64>(blocks(e * s) * s)?;
+        let mut partials = g.alloc::<f64>(reduction_space(e, s)?)?;
         let w = if weighted { self.dx.ptr(g) } else { std::ptr::null() };
         let s32 = i32_len(s, "rows")?;
-        // SAFETY: a (and b, mask) hold e·s values, w e (checked), partials blocks(e·s)·s.
+        // SAFETY: a (and b, mask) hold e·s values, w e (checked), partials the reduction's space.
         g.launch("a dot product", |st| unsafe {
             sys::hpsf_row_dots(
                 dtype::<F>(),
@@ -329,19 +334,19 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
                 st,
             )
         })?;
-        self.reduced(&partials, e * s, s, 0)
+        self.reduced(&mut partials, e, s, 0)
     }
     fn max_abs(&self, v: &Buf<F>, s: usize) -> Result<Vec<f64>> {
         let g = &self.gpu;
         let e = v.len() / s.max(1);
         need(v.len(), e * s, "a block")?;
-        let mut partials = g.alloc::<f64>(blocks(e * s) * s)?;
+        let mut partials = g.alloc::<f64>(reduction_space(e, s)?)?;
         let s32 = i32_len(s, "rows")?;
-        // SAFETY: v holds e·s values, partials blocks(e·s)·s.
+        // SAFETY: v holds e·s values, partials the reduction's space.
         g.launch("a maximum", |st| unsafe {
             sys::hpsf_row_max_abs(dtype::<F>(), v.ptr(g), e as i64, s32, partials.ptr_mut(g).cast(), st)
         })?;
-        self.reduced(&partials, e * s, s, 1)
+        self.reduced(&mut partials, e, s, 1)
     }
 
     fn axpby(&self, y: &mut Buf<F>, a: &[F], x: &Buf<F>, b: F) -> Result<()> {
@@ -457,14 +462,14 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
                 (a.cand, a.base, a.codes) = (cand.ptr(g), base.ptr_mut(g), codes.ptr_mut(g).cast());
             }
         }
-        let mut partials = if counts { Some(g.alloc::<f64>(blocks(len))?) } else { None };
+        let mut partials = if counts { Some(g.alloc::<f64>(reduction_space(len, 1)?)?) } else { None };
         let p = partials.as_mut().map_or(std::ptr::null_mut(), |p| p.ptr_mut(g).cast::<f64>());
         // SAFETY: every block holds len elements and every per-column array s values (checked by
-        // `shape`); the partials one value per block; the struct is copied into the launch.
+        // `shape`); the partials the space of a one-column reduction; the struct is copied into the launch.
         g.launch("a rule of the box", |st| unsafe { sys::hpsf_box(dtype::<F>(), &a, p, st) })?;
         drop((lo, hi, kkt_d));
         match partials {
-            Some(p) => self.count(&p, len),
+            Some(mut p) => self.count(&mut p, len),
             None => Ok(0),
         }
     }
@@ -473,12 +478,7 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
         let layout = CgLayout::of(init);
         let (f, i) = layout.initial(init)?;
         let g = &self.gpu;
-        Ok(GpuScalars {
-            layout,
-            f: g.put(&f)?,
-            i: g.put(&i)?,
-            partials: g.alloc(blocks(self.k * layout.s) * layout.s)?,
-        })
+        Ok(GpuScalars { layout, f: g.put(&f)?, i: g.put(&i)?, partials: g.alloc(reduction_space(self.k, layout.s)?)? })
     }
     fn cg_read(&self, c: &GpuScalars) -> Result<CgSnapshot> {
         Ok(c.layout.snapshot(&self.gpu.get(&c.f)?, &self.gpu.get(&c.i)?))
@@ -496,12 +496,11 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
         for (b, what) in [(&*x, "x"), (&*r, "r"), (p, "p"), (ap, "Ap")] {
             need(b.len(), self.k * s, what)?;
         }
-        let nb = blocks(self.k * s);
-        need(c.partials.len(), nb * s, "the partials of <r, r>")?;
+        need(c.partials.len(), reduction_space(self.k, s)?, "the partials of <r, r>")?;
         let (done, alpha, rs_new) = (c.done(g), c.slot(g, c.layout.alpha()), c.slot(g, c.layout.rs_new()));
         let partials = c.partials.ptr_mut(g).cast::<f64>();
-        let (k32, s32, nb32) = (i32_len(self.k, "cells")?, i32_len(s, "rows")?, i32_len(nb, "blocks")?);
-        // SAFETY: x, r, p, ap hold k·s values, dx k, partials nb·s (checked); alpha and rs_new are
+        let (k32, s32) = (i32_len(self.k, "cells")?, i32_len(s, "rows")?);
+        // SAFETY: x, r, p, ap hold k·s values, dx k, partials the reduction's space (checked); alpha and rs_new are
         // s-value slots of the scalars.
         g.launch("the CG update", |st| unsafe {
             sys::hpsf_cg_update(
@@ -520,7 +519,9 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
             )
         })?;
         // SAFETY: as in `m`.
-        g.launch("the reduction of <r, r>", |st| unsafe { sys::hpsf_reduce(partials, nb32, s32, 0, rs_new, done, st) })
+        g.launch("the reduction of <r, r>", |st| unsafe {
+            sys::hpsf_reduce(partials, self.k as i64, s32, 0, rs_new, done, st)
+        })
     }
     fn cg_beta(&self, c: &mut GpuScalars) -> Result<()> {
         let g = &self.gpu;
