@@ -1,9 +1,8 @@
 // The fused gather-weight kernels (SPEC §3): distances, Gaussian weights and normalisations in one
 // pass, from the unit vectors of samples and cell centres (no N x npt weight array leaves the CPU).
 // The CPU's operations in the CPU's order (src/backend/cpu.rs `link_weights`), the distance from
-// construct.h, products never fused into a sum: with pmath.h's exp the f64 weights, Dx and Dy are
-// the CPU's bit for bit; f32 weights use CUDA's expf (not glibc's), so they may differ in the last
-// bits.
+// construct.h, products never fused into a sum (and nvcc's -fmad=false): with pmath.h's exp, for
+// f64 and for f32 (the double's rounded), the weights, Dx and Dy are the CPU's bit for bit.
 #include "common.cuh"
 
 template <typename T>

@@ -2,10 +2,11 @@
 //! none (CI has no GPU); on a machine with one they check the GPU against the CPU — the reference
 //! backend, itself checked against dense solves and the golden cases — and determinism.
 //!
-//! An f64 operator built on the GPU is the CPU's bit for bit (the same portable geometry, exp and
-//! order of additions: csrc/pmath.h). Tolerances (relative to the largest value): a fit stopped after a fixed
-//! number of iterations to 1e-9, full fits to 1e-9 with the same CG iteration counts and held cells;
-//! f32 to 1e-5 / 1e-4 / 1e-3 (iterations within one).
+//! Operators, fits and resamples on the GPU are the CPU's bit for bit, in f32 and f64 (the same
+//! portable geometry and exp, csrc/pmath.h; no FMA contraction; one reduction tree,
+//! src/backend/reduce.rs): `gpu_and_cpu_agree_bit_for_bit_*`. The older tests keep their tolerances
+//! (relative to the largest value): a fit stopped after a fixed number of iterations to 1e-9, full
+//! fits to 1e-9 with the same CG iteration counts and held cells; f32 to 1e-5 / 1e-4 / 1e-3.
 #![cfg(feature = "cuda")]
 
 mod common;
