@@ -74,6 +74,11 @@ typedef enum {
    A bug: the library panicked (the message says where); the operation had no effect.
    */
   HPSF_STATUS_PANIC = 13,
+  /*
+   Another rank of the MPI communicator failed in the same collective call (the message names
+   it and its error).
+   */
+  HPSF_STATUS_OTHER_RANK = 14,
 } hpsf_status;
 
 /*

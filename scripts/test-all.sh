@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run): the CPU build with the command-line tool (NetCDF-C
 # installed when missing) and the C and Fortran programs of the C ABI (gfortran and valgrind installed
-# when missing), then the CUDA build. The CUDA build
+# when missing), the distributed tests under mpirun (OpenMPI installed when missing), then the CUDA
+# build. The CUDA build
 # installs nvcc from PyPI and libclang if missing (scripts/setup-cuda.sh), compiles the kernels and
 # runs every test; tests that need a GPU print a SKIP line when there is none.
 set -euo pipefail
@@ -28,6 +29,12 @@ if bash scripts/netcdf-dev.sh; then
 else
   echo "SKIP: the healpix-psf command and its tests (no NetCDF-C library)" >&2
   cargo test --release
+fi
+# the distributed tests under mpirun on 1–4 ranks (OpenMPI installed when missing)
+if bash scripts/mpi-dev.sh; then
+  bash scripts/mpi-tests.sh
+else
+  echo "SKIP: the distributed (mpi) tests (no MPI library)" >&2
 fi
 eval "$(bash scripts/setup-cuda.sh | tail -1)"
 cargo test --release --features cuda

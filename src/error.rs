@@ -104,6 +104,16 @@ pub enum Error {
     #[error("CUDA error: {0}")]
     Cuda(String),
 
+    /// Another rank of an MPI communicator failed in a collective call (feature `mpi`): the rank
+    /// and its message. The call failed on every rank.
+    #[error("rank {rank} of the communicator failed: {message}")]
+    OtherRank {
+        /// The lowest rank that failed.
+        rank: usize,
+        /// Its error message.
+        message: String,
+    },
+
     /// The worker thread pool could not be created.
     #[error("could not create a thread pool with {threads} threads: {message}")]
     ThreadPool {

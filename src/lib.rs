@@ -81,6 +81,8 @@
 struct ReadmeDoctests;
 
 mod backend;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod error;
 pub mod ffi;
 pub mod geometry;

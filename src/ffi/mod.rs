@@ -52,6 +52,9 @@ pub enum HpsfStatus {
     ThreadPool = 12,
     /// A bug: the library panicked (the message says where); the operation had no effect.
     Panic = 13,
+    /// Another rank of the MPI communicator failed in the same collective call (the message names
+    /// it and its error).
+    OtherRank = 14,
 }
 
 impl HpsfStatus {
@@ -68,6 +71,7 @@ impl HpsfStatus {
             Error::DeviceUnavailable(_) => HpsfStatus::DeviceUnavailable,
             Error::Cuda(_) => HpsfStatus::Cuda,
             Error::ThreadPool { .. } => HpsfStatus::ThreadPool,
+            Error::OtherRank { .. } => HpsfStatus::OtherRank,
         }
     }
 }

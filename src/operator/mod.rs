@@ -742,7 +742,7 @@ pub(crate) use crate::backend::LEFT_OUT;
 
 /// Checks the samples' sizes and the coordinates of those used; with a mask, the used samples'
 /// indices (ascending).
-fn validate_samples(lon: &[f64], lat: &[f64], mask: Option<&[bool]>) -> Result<Option<Vec<u32>>> {
+pub(crate) fn validate_samples(lon: &[f64], lat: &[f64], mask: Option<&[bool]>) -> Result<Option<Vec<u32>>> {
     if lon.is_empty() && lat.is_empty() {
         return Err(Error::EmptyInput);
     }

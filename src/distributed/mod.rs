@@ -1,0 +1,110 @@
+//! Past one process: the rules every call of a distributed operator follows on the ranks of an MPI
+//! communicator (feature `mpi`, rsmpi over the system's MPI).
+//!
+//! Issue 17 builds the operator of the union of every rank's samples and its solve over MPI; this
+//! module holds what every distributed call needs first:
+//!
+//! * [`collective`] — a call succeeds on every rank or fails on every rank: a rank whose own step
+//!   failed returns its error, every other rank [`Error::OtherRank`] naming the lowest failing rank
+//!   and its message. No rank is left waiting in a collective operation the others skipped: a
+//!   distributed call never hangs on bad input.
+//! * [`check_parameters`] — every rank passed the same parameters (those that shape the operator:
+//!   not `num_threads`, `verbose` or `device`, which may differ per rank), and the same float type.
+//! * [`check_samples`] — every rank's samples are valid, and every rank holds at least one (a model's
+//!   rank without samples must be left out of the communicator).
+//!
+//! The design of the distributed construction and solve: `docs/distributed.md`.
+
+use crate::error::{Error, Result};
+use crate::operator::Params;
+use crate::real::Real;
+use mpi::traits::{Communicator, CommunicatorCollectives, Root};
+
+/// `local` on every rank when every rank's is `Ok`; otherwise an error on every rank: its own on a
+/// rank that failed, [`Error::OtherRank`] (the lowest failing rank and its message) on the others.
+/// Collective: every rank of `comm` must call it.
+pub fn collective<C: Communicator, T>(comm: &C, local: Result<T>) -> Result<T> {
+    let failed = i32::from(local.is_err());
+    let mut all = vec![0i32; comm.size() as usize];
+    comm.all_gather_into(&failed, &mut all[..]);
+    let Some(first) = all.iter().position(|&f| f != 0) else { return local };
+    let mut message = match &local {
+        Err(e) if comm.rank() as usize == first => e.to_string().into_bytes(),
+        _ => Vec::new(),
+    };
+    broadcast_bytes(comm, first, &mut message);
+    match local {
+        Err(e) => Err(e),
+        Ok(_) => Err(Error::OtherRank { rank: first, message: String::from_utf8_lossy(&message).into_owned() }),
+    }
+}
+
+/// Replaces `bytes` on every rank with those of rank `root`.
+fn broadcast_bytes<C: Communicator>(comm: &C, root: usize, bytes: &mut Vec<u8>) {
+    let root = comm.process_at_rank(root as i32);
+    let mut len = bytes.len() as u64;
+    root.broadcast_into(&mut len);
+    bytes.resize(len as usize, 0);
+    root.broadcast_into(&mut bytes[..]);
+}
+
+/// The parameters that shape the operator, as (name, value) text, and the float type. Per-sample
+/// arrays (explicit areas, `sample_mask`) are each rank's own: only their presence must agree.
+fn shared_params<F: Real>(p: &Params) -> Vec<(&'static str, String)> {
+    let out_cells = p.out_cell_ids.as_ref().map(|ids| {
+        let mut ids = ids.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        // FNV-1a over the sorted distinct ids: equal lists, equal text
+        let hash = ids.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| (h ^ c).wrapping_mul(0x0100_0000_01b3));
+        format!("{} cells, hash {hash:016x}", ids.len())
+    });
+    let area = match &p.area {
+        crate::operator::Area::Explicit(_) => "explicit".to_string(),
+        a => format!("{a:?}"),
+    };
+    vec![
+        ("dtype", F::NAME.to_string()),
+        ("level", p.level.to_string()),
+        ("npt", p.npt.to_string()),
+        ("sigma_m", format!("{:?}", p.sigma_m)),
+        ("threshold", format!("{:?}", p.threshold)),
+        ("nest", p.nest.to_string()),
+        ("radius", format!("{:?}", p.radius)),
+        ("ellipsoid", format!("{:?}", p.ellipsoid)),
+        ("ring_weight", format!("{:?}", p.ring_weight)),
+        ("ring_search_init", format!("{:?}", p.ring_search_init)),
+        ("ring_search_max", format!("{:?}", p.ring_search_max)),
+        ("area", area),
+        ("out_cell_ids", format!("{out_cells:?}")),
+        ("fill_missing_out_cells", p.fill_missing_out_cells.to_string()),
+        ("sample_mask", if p.sample_mask.is_some() { "given" } else { "none" }.to_string()),
+    ]
+}
+
+/// Checks that every rank passed the parameters rank 0 passed (and the same float type F), and
+/// that they are valid. Collective; an error on every rank otherwise (see [`collective`]).
+pub fn check_parameters<C: Communicator, F: Real>(comm: &C, p: &Params) -> Result<()> {
+    let mine = shared_params::<F>(p);
+    let encode = |v: &[(&str, String)]| v.iter().map(|(_, x)| x.as_str()).collect::<Vec<_>>().join("\n");
+    let mut first = encode(&mine).into_bytes();
+    broadcast_bytes(comm, 0, &mut first);
+    let first = String::from_utf8_lossy(&first).into_owned();
+    let me = comm.rank();
+    let local = match mine.iter().zip(first.split('\n')).find(|((_, a), b)| a != b) {
+        Some(((name, a), b)) => Err(Error::InvalidParameter {
+            name,
+            value: a.clone(),
+            reason: format!("rank {me} passed {name} = {a}, rank 0 {b}: every rank must pass the same parameters"),
+        }),
+        None => p.check(),
+    };
+    collective(comm, local)
+}
+
+/// Checks this rank's samples (lengths, coordinates, at least one sample, `sample_mask`) on every
+/// rank. Collective; an error on every rank when one rank's samples are invalid.
+pub fn check_samples<C: Communicator>(comm: &C, lon_deg: &[f64], lat_deg: &[f64], p: &Params) -> Result<()> {
+    let local = crate::operator::validate_samples(lon_deg, lat_deg, p.sample_mask.as_deref()).map(|_| ());
+    collective(comm, local)
+}
