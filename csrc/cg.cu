@@ -66,7 +66,7 @@ template <typename T>
 __global__ void cg_direction(T *p, const T *r, const double *beta, int32_t k, int32_t s, const int32_t *done) {
     if (*done) return;
     int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (e < (int64_t)k * s) p[e] = r[e] + (T)beta[e % s] * p[e];
+    if (e < (int64_t)k * s) p[e] = r[e] + hpsf_mul_t((T)beta[e % s], p[e]);
 }
 
 __global__ void cg_alpha(hpsf_cg_scalars c) {

@@ -33,7 +33,7 @@ pub(super) const CUDA_ERROR_INSUFFICIENT_DRIVER: i32 = 35;
 /// The doubles of scratch a reduction over `rows` rows of `s` columns needs (its tiles' partials
 /// and the levels of the tree above them, `csrc/cg.cu`).
 fn reduction_space(rows: usize, s: usize) -> Result<usize> {
-    let s32 = i32_len(s, "rows")?;
+    let s32 = i32_len(s, "rows of a batch")?;
     // SAFETY: a pure host function of two integers.
     Ok(unsafe { sys::hpsf_reduction_space(rows as i64, s32) } as usize)
 }
