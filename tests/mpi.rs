@@ -5,9 +5,11 @@
 //! A test harness of its own (`harness = false`): MPI is initialised once per process, and every
 //! rank must run the same collective calls in the same order.
 
-use healpix_psf::distributed::{check_parameters, check_samples, collective};
-use healpix_psf::{Error, Params};
-use mpi::traits::Communicator;
+mod common;
+
+use healpix_psf::distributed::{check_parameters, check_samples, collective, DistributedResampler, NO_CELL};
+use healpix_psf::{Area, Error, Params, PsfResampler, Real};
+use mpi::traits::{Communicator, CommunicatorCollectives};
 
 fn main() {
     let universe = mpi::initialize().expect("MPI could not be initialised");
@@ -88,4 +90,122 @@ fn main() {
         &format!("several failing ranks: {r:?}"),
     );
     println!("rank {me} of {size}: {checks} checks of the collective rules passed");
+
+    for (name, how) in [("longitude bands", Split::Bands), ("round-robin", Split::RoundRobin)] {
+        for (what, p) in [
+            ("level 10", Params::new(10)),
+            ("level 11, npt 16, sphere", Params { npt: 16, ellipsoid: healpix_psf::Ellipsoid::Sphere, ..Params::new(11) }),
+        ] {
+            construction_equals_single_process::<f64>(&world, how, &p, &format!("{name}, {what}, f64"));
+        }
+        let explicit = Params { area: Area::Explicit(Vec::new()), ..Params::new(10) };
+        construction_equals_single_process::<f32>(&world, how, &explicit, &format!("{name}, explicit areas, f32"));
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Split {
+    /// contiguous bands of longitude, one per rank
+    Bands,
+    /// sample i to rank i mod size: every sample's neighbours on other ranks
+    RoundRobin,
+}
+
+/// The samples of each rank, as indices into the whole set.
+fn split(lon: &[f64], size: usize, how: Split) -> Vec<Vec<usize>> {
+    let mut by_rank = vec![Vec::new(); size];
+    match how {
+        Split::RoundRobin => (0..lon.len()).for_each(|i| by_rank[i % size].push(i)),
+        Split::Bands => {
+            let mut idx: Vec<usize> = (0..lon.len()).collect();
+            idx.sort_by(|&a, &b| lon[a].total_cmp(&lon[b]));
+            for (k, &i) in idx.iter().enumerate() {
+                by_rank[k * size / lon.len()].push(i);
+            }
+            by_rank.iter_mut().for_each(|v| v.sort_unstable());
+        }
+    }
+    by_rank
+}
+
+/// Builds distributed and, on every rank, the single-process operator of all samples in the global
+/// order (rank 0's, then rank 1's, …); asserts that every kept cell has exactly one owner and that
+/// this rank's links, MT, distances, and its cells' Dx and rows of M are the single-process ones,
+/// bit for bit.
+fn construction_equals_single_process<F: Real>(
+    world: &mpi::topology::SimpleCommunicator,
+    how: Split,
+    p: &Params,
+    what: &str,
+) {
+    let (me, size) = (world.rank() as usize, world.size() as usize);
+    let (lon, lat) = common::synth::regional(6000, p.level, 1.5, 17);
+    let area_of = |i: usize| 1.0 + (i % 7) as f64 * 0.25;
+    let parts = split(&lon, size, how);
+    let global: Vec<usize> = parts.concat();
+    let explicit = matches!(p.area, Area::Explicit(_));
+    let with_area = |idx: &[usize]| Params {
+        area: if explicit { Area::Explicit(idx.iter().map(|&i| area_of(i)).collect()) } else { p.area.clone() },
+        ..p.clone()
+    };
+    let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+    let mine = &parts[me];
+    let d = DistributedResampler::<F>::new(world, &pick(&lon, mine), &pick(&lat, mine), &with_area(mine))
+        .unwrap_or_else(|e| panic!("{what}: the distributed build failed on rank {me}: {e}"));
+    let single = PsfResampler::<F>::new(&pick(&lon, &global), &pick(&lat, &global), &with_area(&global)).unwrap();
+
+    // every kept cell has exactly one owner
+    let mut owned_count = vec![0u64; size];
+    world.all_gather_into(&(d.cell_ids().len() as u64), &mut owned_count[..]);
+    assert_eq!(owned_count.iter().sum::<u64>() as usize, single.k(), "{what}: owned cells over the ranks");
+    let ids = single.cell_ids();
+    let index: Vec<usize> = d
+        .cell_ids()
+        .iter()
+        .map(|c| ids.binary_search(c).unwrap_or_else(|_| panic!("{what}: rank {me} owns cell {c}, not kept")))
+        .collect();
+    let mut seen = vec![0u8; single.k()];
+    for &c in &index {
+        seen[c] = 1;
+    }
+    let mut all_seen = vec![0u8; single.k()];
+    world.all_reduce_into(&seen[..], &mut all_seen[..], mpi::collective::SystemOperation::sum());
+    assert!(all_seen.iter().all(|&x| x == 1), "{what}: a cell owned by no rank or by two");
+
+    // this rank's samples' links, MT and distances
+    let (npt, hi, d_m) = (single.npt(), single.hi(), single.d_m());
+    let mt: std::collections::HashMap<(u64, u64), u64> = {
+        let t = single.mt_triplets();
+        t.rows.iter().zip(&t.cols).zip(&t.vals).map(|((&c, &s), v)| ((s as u64, ids[c as usize]), v.to_f64().to_bits())).collect()
+    };
+    let (cells, vals, dist) = d.links();
+    for (j, g) in d.global_samples().into_iter().enumerate() {
+        for t in 0..npt {
+            let (h, c) = (hi[g as usize * npt + t], cells[j * npt + t]);
+            assert_eq!(if h < 0 { NO_CELL } else { ids[h as usize] }, c, "{what}: sample {g} link {t}");
+            assert_eq!(d_m[g as usize * npt + t].to_f64().to_bits(), dist[j * npt + t].to_f64().to_bits());
+            if c != NO_CELL {
+                assert_eq!(mt[&(g, c)], vals[j * npt + t].to_f64().to_bits(), "{what}: MT of sample {g}, cell {c}");
+            }
+        }
+    }
+    // this rank's cells: Dx and the rows of M
+    let (ptr, smp, m) = d.m_rows();
+    let (links, order) = (single.cell_links(), single.sample_order());
+    for (r, &c) in index.iter().enumerate() {
+        assert_eq!(single.cell_weight()[c].to_f64().to_bits(), d.cell_weight()[r].to_f64().to_bits(), "{what}: Dx");
+        let mut want: Vec<(u64, u64)> = (links.ptr()[c]..links.ptr()[c + 1])
+            .map(|q| (order[links.sample()[q] as usize] as u64, links.m_values()[q].to_f64().to_bits()))
+            .collect();
+        want.sort_unstable();
+        let got: Vec<(u64, u64)> = (ptr[r]..ptr[r + 1]).map(|q| (smp[q], m[q].to_f64().to_bits())).collect();
+        assert_eq!(got, want, "{what}: the row of M of cell {}", ids[c]);
+    }
+    println!(
+        "rank {me} of {size}: {what}: {} of {} cells owned, {} samples + {} ghosts — equal to the single-process operator",
+        d.cell_ids().len(),
+        single.k(),
+        mine.len(),
+        d.ghost_samples()
+    );
 }

@@ -15,6 +15,10 @@
 //!
 //! The design of the distributed construction and solve: `docs/distributed.md`.
 
+mod construct;
+
+pub use construct::{DistributedResampler, NO_CELL};
+
 use crate::error::{Error, Result};
 use crate::operator::Params;
 use crate::real::Real;

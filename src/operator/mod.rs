@@ -156,6 +156,13 @@ impl Params {
         Config::resolve(self)?;
         backend::check_compiled(self.device)
     }
+
+    /// The resolved rings: the keep stage's, the search's first and last.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn rings(&self) -> Result<(u32, u32, u32)> {
+        let c = Config::resolve(self)?;
+        Ok((c.ring_weight, c.ring_search_init, c.ring_search_max))
+    }
 }
 
 /// Parameters after defaults are resolved and everything is validated.
@@ -836,7 +843,7 @@ fn restrict(grid: &Grid, kept: Vec<u64>, ids: &[u64]) -> Result<Vec<u64>> {
 }
 
 /// Checks explicit areas (of the used samples only, with a mask).
-fn validate_area(a: &[f64], n: usize, used: Option<&[u32]>) -> Result<()> {
+pub(crate) fn validate_area(a: &[f64], n: usize, used: Option<&[u32]>) -> Result<()> {
     if a.len() != n {
         return Err(Error::LengthMismatch { what: "area", expected: n, got: a.len() });
     }

@@ -1,0 +1,312 @@
+//! The distributed construction (docs/distributed.md): each rank receives the *ghost samples* of
+//! the other ranks that can influence its own samples' links and its cells' rows of M, builds the
+//! single-process operator of its own and ghost samples in the global sample order, and keeps what
+//! it owns: its samples' links (MT) and the rows of M and Dx of its cells.
+//!
+//! Global sample order: rank 0's samples (those used), then rank 1's, … — the operator equals the
+//! single-process operator of that concatenation.
+
+use super::{check_parameters, check_samples, collective};
+use crate::error::{Error, Result};
+use crate::geometry::Grid;
+use crate::operator::{Area, Params, PsfResampler};
+use crate::real::Real;
+use mpi::datatype::{Partition, PartitionMut};
+use mpi::traits::{Communicator, CommunicatorCollectives};
+use mpi::Count;
+
+/// The part of the operator of the union of every rank's samples that one rank owns.
+pub struct DistributedResampler<F: Real> {
+    rank: usize,
+    /// samples this rank passed
+    n: usize,
+    /// global index of this rank's first used sample, and the used samples' caller indices
+    offset: u64,
+    used: Vec<usize>,
+    npt: usize,
+    cell_ids: Vec<u64>,
+    dx: Vec<F>,
+    m_ptr: Vec<usize>,
+    m_sample: Vec<u64>,
+    m_val: Vec<F>,
+    link_cells: Vec<u64>,
+    mt: Vec<F>,
+    d_m: Vec<F>,
+    ghosts: usize,
+}
+
+/// A link slot without a cell.
+pub const NO_CELL: u64 = u64::MAX;
+
+/// The options the distributed build does not support yet, as an error.
+fn supported(p: &Params) -> Result<()> {
+    let unsupported = |name, why: &str| Err(Error::param(name, "given", why.to_string()));
+    match p.area {
+        Area::Auto | Area::Uniform | Area::Explicit(_) => {}
+        _ => {
+            return unsupported(
+                "area",
+                "the distributed build takes Area::Explicit (e.g. the model's cell areas), Area::Uniform or Area::Auto \
+                 on scattered samples; the spacing and ring estimates are not distributed yet",
+            )
+        }
+    }
+    if p.out_cell_ids.is_some() {
+        return unsupported("out_cell_ids", "restricted output is not distributed yet");
+    }
+    Ok(())
+}
+
+/// Every rank's values gathered on every rank, rank by rank.
+fn all_gather_varcount<C: Communicator, T>(comm: &C, mine: &[T]) -> Vec<Vec<T>>
+where
+    T: mpi::datatype::Equivalence + Copy + Default,
+{
+    let size = comm.size() as usize;
+    let mut counts = vec![0 as Count; size];
+    comm.all_gather_into(&(mine.len() as Count), &mut counts[..]);
+    let displs: Vec<Count> = counts.iter().scan(0, |a, &c| Some(std::mem::replace(a, *a + c))).collect();
+    let mut all = vec![T::default(); counts.iter().map(|&c| c as usize).sum()];
+    comm.all_gather_varcount_into(mine, &mut PartitionMut::new(&mut all[..], &counts[..], &displs[..]));
+    (0..size).map(|r| all[displs[r] as usize..(displs[r] + counts[r]) as usize].to_vec()).collect()
+}
+
+/// Sends `out[r]` to rank r and returns what each rank sent here, rank by rank.
+fn all_to_all_varcount<C: Communicator>(comm: &C, out: &[Vec<f64>]) -> Vec<f64> {
+    let size = comm.size() as usize;
+    let send_counts: Vec<Count> = out.iter().map(|v| v.len() as Count).collect();
+    let mut recv_counts = vec![0 as Count; size];
+    comm.all_to_all_into(&send_counts[..], &mut recv_counts[..]);
+    let displs = |c: &[Count]| -> Vec<Count> { c.iter().scan(0, |a, &x| Some(std::mem::replace(a, *a + x))).collect() };
+    let (send_displs, recv_displs) = (displs(&send_counts), displs(&recv_counts));
+    let send: Vec<f64> = out.concat();
+    let mut recv = vec![0.0f64; recv_counts.iter().map(|&c| c as usize).sum()];
+    comm.all_to_all_varcount_into(
+        &Partition::new(&send[..], &send_counts[..], &send_displs[..]),
+        &mut PartitionMut::new(&mut recv[..], &recv_counts[..], &recv_displs[..]),
+    );
+    recv
+}
+
+/// Rings of cells at the operator's level within which another rank's samples can change this
+/// rank's links or cell rows: a cell's row needs the samples linked to it (within the search
+/// square, `ring_search_max`), whose links need the kept cells of their own search squares, whose
+/// keep sums need the samples within `ring_weight`.
+fn ghost_rings(p: &Params) -> Result<u32> {
+    let (rw, _, rs) = p.rings()?;
+    Ok(2 * rs + rw)
+}
+
+/// The local build's samples (own and ghost, in the order given to the operator) and where they
+/// come from.
+struct Part<'a> {
+    /// global indices, ascending
+    global: &'a [u64],
+    lon: &'a [f64],
+    lat: &'a [f64],
+    rank: usize,
+    rank_of: &'a dyn Fn(u64) -> usize,
+    offset: u64,
+}
+
+/// One ghost sample on the wire: lon, lat, area, global index (exact in f64 below 2⁵³).
+const RECORD: usize = 4;
+
+impl<F: Real> DistributedResampler<F> {
+    /// Builds, collectively on every rank of `comm`, the operator of the union of the ranks'
+    /// samples and keeps this rank's part: its samples' links and the cells it owns — a kept cell
+    /// is owned by the lowest rank holding a sample inside it, or where no sample lies inside it,
+    /// the lowest rank whose samples link to it. Every rank must pass the same parameters; an
+    /// error on one rank is an error on every rank ([`super::collective`]).
+    pub fn new<C: Communicator>(comm: &C, lon_deg: &[f64], lat_deg: &[f64], params: &Params) -> Result<Self> {
+        check_parameters::<C, F>(comm, params)?;
+        check_samples(comm, lon_deg, lat_deg, params)?;
+        collective(comm, supported(params))?;
+        if let Area::Explicit(a) = &params.area {
+            let local = crate::operator::validate_area(a, lon_deg.len(), None);
+            collective(comm, local)?;
+        }
+        let rank = comm.rank() as usize;
+        let used: Vec<usize> = match &params.sample_mask {
+            Some(m) => (0..lon_deg.len()).filter(|&i| m[i]).collect(),
+            None => (0..lon_deg.len()).collect(),
+        };
+        let counts = all_gather_varcount(comm, &[used.len() as u64]);
+        let starts: Vec<u64> = counts.iter().scan(0, |a, c| Some(std::mem::replace(a, *a + c[0]))).collect();
+        let offset = starts[rank];
+        let rank_of = |g: u64| starts.partition_point(|&s| s <= g) - 1;
+
+        // the ghost samples: those in the parent cells (coarse enough to span the ghost rings)
+        // next to this rank's parents
+        let grid = Grid::new(params.level, true, params.ellipsoid)?;
+        let shift = (32 - (ghost_rings(params)?.max(1) - 1).leading_zeros()).min(params.level as u32);
+        let coarse = Grid::new(params.level - shift as u8, true, params.ellipsoid)?;
+        let parent_of = |i: usize| grid.hash_nested(lon_deg[i], lat_deg[i]) >> (2 * shift);
+        let mut parents: Vec<u64> = used.iter().map(|&i| parent_of(i)).collect();
+        parents.sort_unstable();
+        parents.dedup();
+        let mut near: Vec<u64> = parents.iter().flat_map(|&q| coarse.kth_neighbourhood_nested(q, 1)).collect();
+        near.sort_unstable();
+        near.dedup();
+        let wanted = all_gather_varcount(comm, &near);
+        let area = |i: usize| match &params.area {
+            Area::Explicit(a) => a[i],
+            _ => 1.0,
+        };
+        let out: Vec<Vec<f64>> = (0..wanted.len())
+            .map(|r| {
+                if r == rank {
+                    return Vec::new();
+                }
+                let mut v = Vec::new();
+                for (j, &i) in used.iter().enumerate() {
+                    if wanted[r].binary_search(&parent_of(i)).is_ok() {
+                        v.extend_from_slice(&[lon_deg[i], lat_deg[i], area(i), (offset + j as u64) as f64]);
+                    }
+                }
+                v
+            })
+            .collect();
+        let ghosts = all_to_all_varcount(comm, &out);
+
+        // own and ghost samples in the global order
+        let mut local: Vec<(u64, f64, f64, f64)> = used
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| (offset + j as u64, lon_deg[i], lat_deg[i], area(i)))
+            .chain(ghosts.chunks_exact(RECORD).map(|g| (g[3] as u64, g[0], g[1], g[2])))
+            .collect();
+        local.sort_unstable_by_key(|s| s.0);
+        let lp = Params {
+            area: match params.area {
+                Area::Explicit(_) => Area::Explicit(local.iter().map(|s| s.3).collect()),
+                ref a => a.clone(),
+            },
+            sample_mask: None,
+            ..params.clone()
+        };
+        let (llon, llat): (Vec<f64>, Vec<f64>) = local.iter().map(|s| (s.1, s.2)).unzip();
+        let op = collective(comm, PsfResampler::<F>::new(&llon, &llat, &lp))?;
+        let global: Vec<u64> = local.iter().map(|s| s.0).collect();
+        let n_ghosts = global.len() - used.len();
+        let part = Part { global: &global, lon: &llon, lat: &llat, rank, rank_of: &rank_of, offset };
+        Ok(Self::extract(&op, part, used, lon_deg.len(), n_ghosts))
+    }
+
+    /// This rank's part of the operator built on its own and ghost samples.
+    fn extract(op: &PsfResampler<F>, part: Part<'_>, used: Vec<usize>, n: usize, ghosts: usize) -> Self {
+        let Part { global, lon, lat, rank, rank_of, offset } = part;
+        let (ids, npt) = (op.cell_ids(), op.npt());
+        let hi = op.hi();
+        let order = op.sample_order();
+        // the cells' owners: the lowest rank with a sample inside, else the lowest linking rank
+        let grid = op.grid();
+        let mut inside = vec![usize::MAX; ids.len()];
+        let mut linking = vec![usize::MAX; ids.len()];
+        for (s, &g) in global.iter().enumerate() {
+            let r = rank_of(g);
+            if let Ok(Ok(c)) = grid.cell(lon[s], lat[s]).map(|c| ids.binary_search(&c)) {
+                inside[c] = inside[c].min(r);
+            }
+            for &h in &hi[s * npt..(s + 1) * npt] {
+                if h >= 0 {
+                    linking[h as usize] = linking[h as usize].min(r);
+                }
+            }
+        }
+        let owner = |c: usize| if inside[c] != usize::MAX { inside[c] } else { linking[c] };
+        let owned: Vec<usize> = (0..ids.len()).filter(|&c| owner(c) == rank).collect();
+
+        // the owned cells' rows of M (global sample indices ascending) and Dx
+        let links = op.cell_links();
+        let (mut m_ptr, mut m_sample, mut m_val) = (vec![0usize], Vec::new(), Vec::new());
+        for &c in &owned {
+            let mut row: Vec<(u64, F)> = (links.ptr()[c]..links.ptr()[c + 1])
+                .map(|q| (global[order[links.sample()[q] as usize] as usize], links.m[q]))
+                .collect();
+            row.sort_unstable_by_key(|e| e.0);
+            m_sample.extend(row.iter().map(|e| e.0));
+            m_val.extend(row.iter().map(|e| e.1));
+            m_ptr.push(m_sample.len());
+        }
+        let dx: Vec<F> = owned.iter().map(|&c| op.cell_weight()[c]).collect();
+
+        // this rank's samples' links (the operator's rows of MT by sample)
+        let mut position = vec![0usize; global.len()];
+        for (p, &s) in order.iter().enumerate() {
+            position[s as usize] = p;
+        }
+        let (d_all, sl) = (op.d_m(), op.sample_links());
+        let (mut link_cells, mut mt, mut d_m) = (Vec::new(), Vec::new(), Vec::new());
+        for j in 0..used.len() {
+            let s = global.binary_search(&(offset + j as u64)).expect("own samples are local");
+            let p = position[s];
+            for t in 0..npt {
+                let h = hi[s * npt + t];
+                link_cells.push(if h >= 0 { ids[h as usize] } else { NO_CELL });
+                mt.push(sl.mt[p * npt + t]);
+                d_m.push(d_all[s * npt + t]);
+            }
+        }
+        DistributedResampler {
+            rank,
+            n,
+            offset,
+            used,
+            npt,
+            cell_ids: owned.iter().map(|&c| ids[c]).collect(),
+            dx,
+            m_ptr,
+            m_sample,
+            m_val,
+            link_cells,
+            mt,
+            d_m,
+            ghosts,
+        }
+    }
+
+    /// This rank in the communicator.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+    /// Samples this rank passed.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Links per sample.
+    pub fn npt(&self) -> usize {
+        self.npt
+    }
+    /// The global index of each sample this rank passed and the operator uses (those of
+    /// `sample_mask`, in order): rank 0's used samples first, then rank 1's, …
+    pub fn global_samples(&self) -> Vec<u64> {
+        (0..self.used.len() as u64).map(|j| self.offset + j).collect()
+    }
+    /// The caller's indices of the samples used.
+    pub fn used_samples(&self) -> &[usize] {
+        &self.used
+    }
+    /// The cells this rank owns, ascending ids (in the parameters' scheme).
+    pub fn cell_ids(&self) -> &[u64] {
+        &self.cell_ids
+    }
+    /// `Dx` of the owned cells.
+    pub fn cell_weight(&self) -> &[F] {
+        &self.dx
+    }
+    /// The owned cells' rows of `M` (each sample's weight in the cell): CSR offsets over the owned
+    /// cells, the global sample indices (ascending in each row) and the values.
+    pub fn m_rows(&self) -> (&[usize], &[u64], &[F]) {
+        (&self.m_ptr, &self.m_sample, &self.m_val)
+    }
+    /// The used samples' links: cell ids ([`NO_CELL`] where a sample has fewer than npt), the
+    /// values of `MT` and the distances (m; +∞ where missing), used-sample × npt row-major.
+    pub fn links(&self) -> (&[u64], &[F], &[F]) {
+        (&self.link_cells, &self.mt, &self.d_m)
+    }
+    /// Ghost samples this rank received from the others.
+    pub fn ghost_samples(&self) -> usize {
+        self.ghosts
+    }
+}
