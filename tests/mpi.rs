@@ -94,13 +94,32 @@ fn main() {
     for (name, how) in [("longitude bands", Split::Bands), ("round-robin", Split::RoundRobin)] {
         for (what, p) in [
             ("level 10", Params::new(10)),
-            ("level 11, npt 16, sphere", Params { npt: 16, ellipsoid: healpix_psf::Ellipsoid::Sphere, ..Params::new(11) }),
+            (
+                "level 11, npt 16, sphere",
+                Params { npt: 16, ellipsoid: healpix_psf::Ellipsoid::Sphere, ..Params::new(11) },
+            ),
         ] {
             construction_equals_single_process::<f64>(&world, how, &p, &format!("{name}, {what}, f64"));
         }
         let explicit = Params { area: Area::Explicit(Vec::new()), ..Params::new(10) };
         construction_equals_single_process::<f32>(&world, how, &explicit, &format!("{name}, explicit areas, f32"));
     }
+    // a region much wider than the ghost band (the ghosts are a selection), and a sample mask
+    construction_equals_single_process::<f64>(&world, Split::Bands, &Params::new(13), "wide bands, level 13, f64");
+    let masked = Params { sample_mask: Some(Vec::new()), ..Params::new(12) };
+    construction_equals_single_process::<f64>(&world, Split::Bands, &masked, "bands, sample mask, f64");
+
+    // a grid of latitude rings with Area::Auto: a clear error on every rank (the spacing
+    // estimate is not distributed yet)
+    let lon: Vec<f64> = (0..400).map(|i| 5.0 + 0.05 * (i % 20) as f64 + me as f64).collect();
+    let lat: Vec<f64> = (0..400).map(|i| 40.0 + 0.05 * (i / 20) as f64).collect();
+    let r = DistributedResampler::<f64>::new(&world, &lon, &lat, &Params::new(10));
+    assert!(
+        matches!(&r, Err(Error::InvalidParameter { name: "area", .. })),
+        "rank {me}: a grid with Area::Auto: {:?}",
+        r.as_ref().err()
+    );
+    println!("rank {me} of {size}: a grid with Area::Auto is refused on every rank");
 }
 
 #[derive(Clone, Copy)]
@@ -139,20 +158,27 @@ fn construction_equals_single_process<F: Real>(
     what: &str,
 ) {
     let (me, size) = (world.rank() as usize, world.size() as usize);
-    let (lon, lat) = common::synth::regional(6000, p.level, 1.5, 17);
+    let n = if p.level >= 13 { 40_000 } else { 6000 };
+    let (lon, lat) = common::synth::regional(n, p.level, 1.5, 17);
     let area_of = |i: usize| 1.0 + (i % 7) as f64 * 0.25;
     let parts = split(&lon, size, how);
     let global: Vec<usize> = parts.concat();
     let explicit = matches!(p.area, Area::Explicit(_));
+    // with a mask: every eleventh sample left out
     let with_area = |idx: &[usize]| Params {
         area: if explicit { Area::Explicit(idx.iter().map(|&i| area_of(i)).collect()) } else { p.area.clone() },
+        sample_mask: p.sample_mask.as_ref().map(|_| idx.iter().map(|&i| i % 11 != 5).collect()),
         ..p.clone()
     };
     let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
     let mine = &parts[me];
     let d = DistributedResampler::<F>::new(world, &pick(&lon, mine), &pick(&lat, mine), &with_area(mine))
         .unwrap_or_else(|e| panic!("{what}: the distributed build failed on rank {me}: {e}"));
-    let single = PsfResampler::<F>::new(&pick(&lon, &global), &pick(&lat, &global), &with_area(&global)).unwrap();
+    // the single-process operator of the used samples, in the global order
+    let used: Vec<usize> = global.iter().copied().filter(|&i| p.sample_mask.is_none() || i % 11 != 5).collect();
+    let single_params = Params { sample_mask: None, ..with_area(&used) };
+    let single = PsfResampler::<F>::new(&pick(&lon, &used), &pick(&lat, &used), &single_params).unwrap();
+    assert_eq!(d.used_samples().len(), mine.iter().filter(|&&i| p.sample_mask.is_none() || i % 11 != 5).count());
 
     // every kept cell has exactly one owner
     let mut owned_count = vec![0u64; size];
@@ -176,7 +202,12 @@ fn construction_equals_single_process<F: Real>(
     let (npt, hi, d_m) = (single.npt(), single.hi(), single.d_m());
     let mt: std::collections::HashMap<(u64, u64), u64> = {
         let t = single.mt_triplets();
-        t.rows.iter().zip(&t.cols).zip(&t.vals).map(|((&c, &s), v)| ((s as u64, ids[c as usize]), v.to_f64().to_bits())).collect()
+        t.rows
+            .iter()
+            .zip(&t.cols)
+            .zip(&t.vals)
+            .map(|((&c, &s), v)| ((s, ids[c as usize]), v.to_f64().to_bits()))
+            .collect()
     };
     let (cells, vals, dist) = d.links();
     for (j, g) in d.global_samples().into_iter().enumerate() {

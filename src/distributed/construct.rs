@@ -43,13 +43,11 @@ fn supported(p: &Params) -> Result<()> {
     let unsupported = |name, why: &str| Err(Error::param(name, "given", why.to_string()));
     match p.area {
         Area::Auto | Area::Uniform | Area::Explicit(_) => {}
-        _ => {
-            return unsupported(
-                "area",
-                "the distributed build takes Area::Explicit (e.g. the model's cell areas), Area::Uniform or Area::Auto \
+        _ => return unsupported(
+            "area",
+            "the distributed build takes Area::Explicit (e.g. the model's cell areas), Area::Uniform or Area::Auto \
                  on scattered samples; the spacing and ring estimates are not distributed yet",
-            )
-        }
+        ),
     }
     if p.out_cell_ids.is_some() {
         return unsupported("out_cell_ids", "restricted output is not distributed yet");
@@ -86,6 +84,30 @@ fn all_to_all_varcount<C: Communicator>(comm: &C, out: &[Vec<f64>]) -> Vec<f64> 
         &mut PartitionMut::new(&mut recv[..], &recv_counts[..], &recv_displs[..]),
     );
     recv
+}
+
+/// The reference's test for a grid of latitude rings over the union of the ranks' samples: at
+/// most a third as many distinct latitudes as samples (`total`). Collective.
+fn latitude_rings<C: Communicator>(comm: &C, lat: impl Iterator<Item = f64>, total: u64) -> bool {
+    let limit = (total / 3) as usize;
+    let mut seen = std::collections::HashSet::new();
+    let mut too_many = false;
+    for x in lat {
+        // −0 and 0 are one latitude
+        if seen.insert((x + 0.0).to_bits()) && seen.len() > limit {
+            too_many = true;
+            break;
+        }
+    }
+    let flags = all_gather_varcount(comm, &[u8::from(too_many)]);
+    if flags.iter().any(|f| f[0] != 0) {
+        return false;
+    }
+    let mine: Vec<u64> = seen.into_iter().collect();
+    let mut all: Vec<u64> = all_gather_varcount(comm, &mine).concat();
+    all.sort_unstable();
+    all.dedup();
+    !all.is_empty() && all.len() <= limit
 }
 
 /// Rings of cells at the operator's level within which another rank's samples can change this
@@ -133,6 +155,18 @@ impl<F: Real> DistributedResampler<F> {
         };
         let counts = all_gather_varcount(comm, &[used.len() as u64]);
         let starts: Vec<u64> = counts.iter().scan(0, |a, c| Some(std::mem::replace(a, *a + c[0]))).collect();
+        let total: u64 = counts.iter().map(|c| c[0]).sum();
+        let local_area = match params.area {
+            Area::Auto if latitude_rings(comm, used.iter().map(|&i| lat_deg[i]), total) => Err(Error::param(
+                "area",
+                "Auto",
+                "the samples form a grid of latitude rings, where Area::Auto estimates areas from the sample \
+                 spacing, which is not distributed yet: pass Area::Explicit (the model's cell areas) or Area::Uniform",
+            )),
+            Area::Auto => Ok(Area::Uniform),
+            ref a => Ok(a.clone()),
+        };
+        let local_area = collective(comm, local_area)?;
         let offset = starts[rank];
         let rank_of = |g: u64| starts.partition_point(|&s| s <= g) - 1;
 
@@ -178,9 +212,9 @@ impl<F: Real> DistributedResampler<F> {
             .collect();
         local.sort_unstable_by_key(|s| s.0);
         let lp = Params {
-            area: match params.area {
+            area: match local_area {
                 Area::Explicit(_) => Area::Explicit(local.iter().map(|s| s.3).collect()),
-                ref a => a.clone(),
+                a => a,
             },
             sample_mask: None,
             ..params.clone()
