@@ -809,15 +809,7 @@ mod tests {
     }
 
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2f32.powi((x % 9) as i32 - 4)
-            })
-            .collect()
+        reduce::tests::terms(n, seed, 2).into_iter().map(|x| x as f32).collect()
     }
 
     /// dots, the CG update's <r, r>_w and u·M's <out, p>_Dx sum their terms in the tree, for every

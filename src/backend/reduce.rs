@@ -227,20 +227,31 @@ pub(crate) mod tests {
         total(parts, s)
     }
 
+    /// `n` terms of both signs spread over 10^±`decades` (xorshift from `seed`), so that any other
+    /// order of additions rounds differently.
+    pub(crate) fn terms(n: usize, seed: u64, decades: i32) -> Vec<f64> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let m = (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                m * 10f64.powi((x % (2 * decades as u64 + 1)) as i32 - decades)
+            })
+            .collect()
+    }
+
     #[test]
     fn the_host_tree_is_the_padded_tree_bit_for_bit() {
-        // terms of very different magnitudes and signs, so that any other order rounds differently
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let m = (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
-            m * 10f64.powi((x % 17) as i32 - 8)
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next_terms = |n: usize| {
+            seed += 1;
+            terms(n, seed, 8)
         };
         for &s in &[1usize, 2, 3, 5, 8, 64, 100, 256, 300] {
             for &rows in &[0usize, 1, 2, 3, 7, 255, 256, 257, 1000, 2048, 5000] {
-                let terms: Vec<f64> = (0..rows * s).map(|_| next()).collect();
+                let terms = next_terms(rows * s);
                 let want = reference(&terms, rows, s);
                 for &chunk in &[2048usize, 256, 64] {
                     let got = host(&terms, rows, s, chunk);
@@ -288,19 +299,12 @@ pub(crate) mod tests {
 
     #[test]
     fn the_gpus_tiles_add_as_the_host_tree() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 10f64.powi((x % 13) as i32 - 6)
-        };
         for &s in &[1usize, 3, 8, 33, 256, 300] {
             for &rows in &[0usize, 1, 5, 256, 257, 3000, 70_000] {
                 if rows * s > 3_000_000 {
                     continue;
                 }
-                let terms: Vec<f64> = (0..rows * s).map(|_| next()).collect();
+                let terms = terms(rows * s, (rows * 1000 + s) as u64, 6);
                 let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(
                     bits(&host(&terms, rows, s, 2048)),
