@@ -14,6 +14,7 @@ use crate::real::Real;
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::traits::{Communicator, CommunicatorCollectives};
 use mpi::Count;
+use rayon::prelude::*;
 
 /// The part of the operator of the union of every rank's samples that one rank owns.
 pub struct DistributedResampler<F: Real> {
@@ -235,11 +236,15 @@ impl<F: Real> DistributedResampler<F> {
         let order = op.sample_order();
         // the cells' owners: the lowest rank with a sample inside, else the lowest linking rank
         let grid = op.grid();
+        let inside_cell: Vec<Option<usize>> = (0..global.len())
+            .into_par_iter()
+            .map(|s| grid.cell(lon[s], lat[s]).ok().and_then(|c| ids.binary_search(&c).ok()))
+            .collect();
         let mut inside = vec![usize::MAX; ids.len()];
         let mut linking = vec![usize::MAX; ids.len()];
         for (s, &g) in global.iter().enumerate() {
             let r = rank_of(g);
-            if let Ok(Ok(c)) = grid.cell(lon[s], lat[s]).map(|c| ids.binary_search(&c)) {
+            if let Some(c) = inside_cell[s] {
                 inside[c] = inside[c].min(r);
             }
             for &h in &hi[s * npt..(s + 1) * npt] {
@@ -251,16 +256,16 @@ impl<F: Real> DistributedResampler<F> {
         let owner = |c: usize| if inside[c] != usize::MAX { inside[c] } else { linking[c] };
         let owned: Vec<usize> = (0..ids.len()).filter(|&c| owner(c) == rank).collect();
 
-        // the owned cells' rows of M (global sample indices ascending) and Dx
+        // the owned cells' rows of M, in the operator's order (the single-process order of the sums)
         let links = op.cell_links();
-        let (mut m_ptr, mut m_sample, mut m_val) = (vec![0usize], Vec::new(), Vec::new());
+        let mut m_ptr = Vec::with_capacity(owned.len() + 1);
+        m_ptr.push(0);
+        let (mut m_sample, mut m_val) = (Vec::new(), Vec::new());
         for &c in &owned {
-            let mut row: Vec<(u64, F)> = (links.ptr()[c]..links.ptr()[c + 1])
-                .map(|q| (global[order[links.sample()[q] as usize] as usize], links.m[q]))
-                .collect();
-            row.sort_unstable_by_key(|e| e.0);
-            m_sample.extend(row.iter().map(|e| e.0));
-            m_val.extend(row.iter().map(|e| e.1));
+            for q in links.ptr()[c]..links.ptr()[c + 1] {
+                m_sample.push(global[order[links.sample()[q] as usize] as usize]);
+                m_val.push(links.m[q]);
+            }
             m_ptr.push(m_sample.len());
         }
         let dx: Vec<F> = owned.iter().map(|&c| op.cell_weight()[c]).collect();
@@ -330,7 +335,8 @@ impl<F: Real> DistributedResampler<F> {
         &self.dx
     }
     /// The owned cells' rows of `M` (each sample's weight in the cell): CSR offsets over the owned
-    /// cells, the global sample indices (ascending in each row) and the values.
+    /// cells, the global sample indices and the values, each row in the single-process operator's
+    /// order (its samples by their own cell, then by global index: the order of its sums).
     pub fn m_rows(&self) -> (&[usize], &[u64], &[F]) {
         (&self.m_ptr, &self.m_sample, &self.m_val)
     }

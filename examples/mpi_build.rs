@@ -1,0 +1,77 @@
+//! The distributed construction's time on P ranks (feature `mpi`): prints one JSON line (rank 0).
+//!
+//! ```text
+//! cargo build --release --features mpi --example mpi_build
+//! mpirun -np P target/release/examples/mpi_build --n 1000000 --level 12 [--threads 1] [--reps 3] [--dtype f32]
+//! ```
+//! The samples are `bench`'s (uniform in a box centred on 8°E 45°N, ~1.5 per cell); each rank
+//! takes a band of longitudes (its N/P samples; every rank generates all N to pick its band, outside
+//! the timing). `build_s`: the best of `--reps` builds, each the slowest rank's time between two
+//! barriers; `ghosts_max`/`ghosts_mean`: ghost samples received per rank (32 bytes each on the wire).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use healpix_psf::distributed::DistributedResampler;
+use healpix_psf::{Params, Real};
+use mpi::traits::{Communicator, CommunicatorCollectives};
+use std::time::Instant;
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: cannot read {v}")))
+        .unwrap_or(default)
+}
+
+fn run<F: Real>(world: &mpi::topology::SimpleCommunicator) {
+    let (me, size) = (world.rank() as usize, world.size() as usize);
+    let n = arg::<f64>("--n", 1e6) as usize;
+    let level = arg("--level", 12u8);
+    let reps = arg("--reps", 1usize);
+    let p = Params { num_threads: arg("--threads", 1usize), ..Params::new(level) };
+    let (lon, lat) = common::synth::regional(n, level, 1.5, 0);
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| lon[a].total_cmp(&lon[b]));
+    let band = &idx[me * n / size..(me + 1) * n / size];
+    let (blon, blat): (Vec<f64>, Vec<f64>) = band.iter().map(|&i| (lon[i], lat[i])).unzip();
+    let mut best = f64::INFINITY;
+    let mut last = None;
+    for _ in 0..reps {
+        world.barrier();
+        let t = Instant::now();
+        let d = DistributedResampler::<F>::new(world, &blon, &blat, &p).expect("the distributed build");
+        world.barrier();
+        let mut dt = 0.0f64;
+        world.all_reduce_into(&t.elapsed().as_secs_f64(), &mut dt, mpi::collective::SystemOperation::max());
+        best = best.min(dt);
+        last = Some(d);
+    }
+    let d = last.expect("one build");
+    let (mut k, mut ghosts_max, mut ghosts_sum) = (0u64, 0u64, 0u64);
+    let (mine_k, mine_g) = (d.cell_ids().len() as u64, d.ghost_samples() as u64);
+    world.all_reduce_into(&mine_k, &mut k, mpi::collective::SystemOperation::sum());
+    world.all_reduce_into(&mine_g, &mut ghosts_max, mpi::collective::SystemOperation::max());
+    world.all_reduce_into(&mine_g, &mut ghosts_sum, mpi::collective::SystemOperation::sum());
+    if me == 0 {
+        println!(
+            "{{\"ranks\": {size}, \"threads_per_rank\": {}, \"n\": {n}, \"level\": {level}, \"dtype\": \"{}\", \"k\": {k}, \
+             \"build_s\": {best:.4}, \"ghosts_max\": {ghosts_max}, \"ghosts_mean\": {}, \"ghost_bytes_max\": {}}}",
+            p.num_threads,
+            F::NAME,
+            ghosts_sum / size as u64,
+            ghosts_max * 32
+        );
+    }
+}
+
+fn main() {
+    let universe = mpi::initialize().expect("MPI could not be initialised");
+    let world = universe.world();
+    match arg("--dtype", "f32".to_string()).as_str() {
+        "f64" => run::<f64>(&world),
+        _ => run::<f32>(&world),
+    }
+}
