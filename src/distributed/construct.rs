@@ -232,8 +232,10 @@ impl<F: Real> DistributedResampler<F> {
     fn extract(op: &PsfResampler<F>, part: Part<'_>, used: Vec<usize>, n: usize, ghosts: usize) -> Self {
         let Part { global, lon, lat, rank, rank_of, offset } = part;
         let (ids, npt) = (op.cell_ids(), op.npt());
-        let hi = op.hi();
+        // the operator's sample positions (its samples in cell order): position p holds local
+        // sample order[p]; the links by position
         let order = op.sample_order();
+        let sl = op.host_samples();
         // the cells' owners: the lowest rank with a sample inside, else the lowest linking rank
         let grid = op.grid();
         let inside_cell: Vec<Option<usize>> = (0..global.len())
@@ -243,11 +245,13 @@ impl<F: Real> DistributedResampler<F> {
         let mut inside = vec![usize::MAX; ids.len()];
         let mut linking = vec![usize::MAX; ids.len()];
         for (s, &g) in global.iter().enumerate() {
-            let r = rank_of(g);
             if let Some(c) = inside_cell[s] {
-                inside[c] = inside[c].min(r);
+                inside[c] = inside[c].min(rank_of(g));
             }
-            for &h in &hi[s * npt..(s + 1) * npt] {
+        }
+        for (p, &s) in order.iter().enumerate() {
+            let r = rank_of(global[s as usize]);
+            for &h in &sl.hi[p * npt..(p + 1) * npt] {
                 if h >= 0 {
                     linking[h as usize] = linking[h as usize].min(r);
                 }
@@ -257,7 +261,7 @@ impl<F: Real> DistributedResampler<F> {
         let owned: Vec<usize> = (0..ids.len()).filter(|&c| owner(c) == rank).collect();
 
         // the owned cells' rows of M, in the operator's order (the single-process order of the sums)
-        let links = op.cell_links();
+        let links = op.host_cells();
         let mut m_ptr = Vec::with_capacity(owned.len() + 1);
         m_ptr.push(0);
         let (mut m_sample, mut m_val) = (Vec::new(), Vec::new());
@@ -271,21 +275,23 @@ impl<F: Real> DistributedResampler<F> {
         let dx: Vec<F> = owned.iter().map(|&c| op.cell_weight()[c]).collect();
 
         // this rank's samples' links (the operator's rows of MT by sample)
-        let mut position = vec![0usize; global.len()];
+        let (n_used, d_all) = (used.len(), op.host_d_m());
+        let mut link_cells = vec![NO_CELL; n_used * npt];
+        let (mut mt, mut d_m) = (vec![F::ZERO; n_used * npt], vec![F::INFINITY; n_used * npt]);
         for (p, &s) in order.iter().enumerate() {
-            position[s as usize] = p;
-        }
-        let (d_all, sl) = (op.d_m(), op.sample_links());
-        let (mut link_cells, mut mt, mut d_m) = (Vec::new(), Vec::new(), Vec::new());
-        for j in 0..used.len() {
-            let s = global.binary_search(&(offset + j as u64)).expect("own samples are local");
-            let p = position[s];
-            for t in 0..npt {
-                let h = hi[s * npt + t];
-                link_cells.push(if h >= 0 { ids[h as usize] } else { NO_CELL });
-                mt.push(sl.mt[p * npt + t]);
-                d_m.push(d_all[s * npt + t]);
+            let g = global[s as usize];
+            if g < offset || g >= offset + n_used as u64 {
+                continue;
             }
+            let (j, at) = ((g - offset) as usize * npt, p * npt);
+            for t in 0..npt {
+                let h = sl.hi[at + t];
+                if h >= 0 {
+                    link_cells[j + t] = ids[h as usize];
+                }
+            }
+            mt[j..j + npt].copy_from_slice(&sl.mt[at..at + npt]);
+            d_m[j..j + npt].copy_from_slice(&d_all[at..at + npt]);
         }
         DistributedResampler {
             rank,
