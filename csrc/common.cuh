@@ -50,10 +50,13 @@ __device__ inline hpsf_tile hpsf_tile_here(int32_t width) {
     return t;
 }
 
-// The grid of a launch over `rows` rows of s columns in tiles of `width` columns.
+// The grid of a launch over `rows` rows of s columns in tiles of `width` columns; an empty grid
+// (the launch then fails with cudaErrorInvalidConfiguration) past CUDA's limits on grid.x and
+// grid.y, never a grid wrapped around.
 static inline dim3 hpsf_tiles(int64_t rows, int32_t s, int32_t width) {
-    int64_t per = HPSF_BLOCK / width;
-    return dim3((unsigned int)((rows + per - 1) / per), (unsigned int)((s + width - 1) / width));
+    int64_t per = HPSF_BLOCK / width, x = (rows + per - 1) / per, y = ((int64_t)s + width - 1) / width;
+    if (x > 2147483647 || y > 65535) return dim3(0, 0, 1);
+    return dim3((unsigned int)x, (unsigned int)y);
 }
 
 // Writes the tile's sum (or with MAX its largest value) of each column to partials[blockIdx.x*s +
