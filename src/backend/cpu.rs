@@ -11,7 +11,7 @@
 
 use super::{
     hpsf_box_args, layout, reduce, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered,
-    LinkWeights, WeightInputs, FREE,
+    LinkWeights, RowFacts, WeightInputs, FREE,
 };
 use crate::error::Result;
 use crate::real::Real;
@@ -27,6 +27,38 @@ pub(crate) struct Cpu<'a, F: Real> {
     pub samples: &'a SampleLinks<F>,
     pub cells: &'a CellLinks<F>,
     pub dx: &'a [F],
+    /// On one rank of several (the distributed solve): how the reductions are combined over the
+    /// ranks and where the products find the other ranks' values. `None`: one process.
+    pub ranks: Option<&'a dyn Ranks<F>>,
+}
+
+/// What the CPU backend needs to run on one rank of several (`crate::distributed`): its
+/// reductions combined over the ranks — the same numbers on every rank, so that every rank takes
+/// the same CG steps — and the values of the other ranks' cells and samples its products read.
+/// Called only from the thread that drives the solve, never from the parallel loops.
+pub(crate) trait Ranks<F: Real>: Sync {
+    /// Per-column sums: each rank's, added in rank order.
+    fn sums(&self, local: Vec<f64>) -> Result<Vec<f64>>;
+    /// Per-column maxima over the ranks.
+    fn maxima(&self, local: Vec<f64>) -> Result<Vec<f64>>;
+    /// What the rows hold over the ranks.
+    fn facts(&self, local: Vec<RowFacts>) -> Result<Vec<RowFacts>>;
+    /// The K×s block of this rank's cells followed by the values of the other ranks' cells its
+    /// samples link to.
+    fn with_ghost_cells(&self, v: &[F], s: usize) -> Result<Vec<F>>;
+    /// The N×s block of this rank's samples followed by those of the other ranks' samples its cells
+    /// link to.
+    fn with_ghost_samples(&self, u: &[F], s: usize) -> Result<Vec<F>>;
+}
+
+impl<F: Real> Cpu<'_, F> {
+    /// Per-column sums over the ranks (this process's alone without ranks).
+    fn sums(&self, local: Vec<f64>) -> Result<Vec<f64>> {
+        match self.ranks {
+            Some(r) => r.sums(local),
+            None => Ok(local),
+        }
+    }
 }
 
 /// The CG scalars in host memory (the layout of [`CgLayout`]).
@@ -114,6 +146,10 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
                 (x, valid, layout::row_facts(v, n, Some(position)))
             }
         };
+        let facts = match self.ranks {
+            Some(r) => r.facts(facts)?,
+            None => facts,
+        };
         Ok(Gathered { vals, valid, facts })
     }
     fn scatter(&self, x: &Vec<F>, s: usize, axis: Axis<'_>) -> Result<Vec<F>> {
@@ -159,7 +195,10 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         cg: Option<&HostScalars>,
     ) -> Result<()> {
         if !cg.is_some_and(HostScalars::done) {
-            mt_product(self.samples, v, s, out, valid.map(Vec::as_slice));
+            match self.ranks {
+                Some(r) => mt_product(self.samples, &r.with_ghost_cells(v, s)?, s, out, valid.map(Vec::as_slice)),
+                None => mt_product(self.samples, v, s, out, valid.map(Vec::as_slice)),
+            }
         }
         Ok(())
     }
@@ -176,8 +215,13 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         }
         let add = add.map(|(lam, v)| (lam, v.as_slice()));
         let dot_with = den.as_ref().and(add).map(|(_, p)| (p, self.dx));
-        let dots = m_product(self.cells, u, s, out, MExtras { add, dot_with });
+        let extras = MExtras { add, dot_with };
+        let dots = match self.ranks {
+            Some(r) => m_product(self.cells, &r.with_ghost_samples(u, s)?, s, out, extras),
+            None => m_product(self.cells, u, s, out, extras),
+        };
         if let Some(c) = den {
+            let dots = self.sums(dots)?;
             let at = c.layout.den();
             c.f[at..at + s].copy_from_slice(&dots);
         }
@@ -192,7 +236,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         weighted: bool,
         mask: Option<&Vec<u8>>,
     ) -> Result<Vec<f64>> {
-        Ok(dots(a, b.map(Vec::as_slice), s, weighted.then_some(self.dx), mask.map(Vec::as_slice)))
+        self.sums(dots(a, b.map(Vec::as_slice), s, weighted.then_some(self.dx), mask.map(Vec::as_slice)))
     }
     fn max_abs(&self, v: &Vec<F>, s: usize) -> Result<Vec<f64>> {
         let partials: Vec<Vec<f64>> = v
@@ -207,7 +251,12 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
                 m
             })
             .collect();
-        Ok(partials.into_iter().fold(vec![0.0; s], |acc, p| acc.iter().zip(&p).map(|(a, b)| a.max(*b)).collect()))
+        let local: Vec<f64> =
+            partials.into_iter().fold(vec![0.0f64; s], |acc, p| acc.iter().zip(&p).map(|(a, b)| a.max(*b)).collect());
+        match self.ranks {
+            Some(r) => r.maxima(local),
+            None => Ok(local),
+        }
     }
 
     fn axpby(&self, y: &mut Vec<F>, a: &[F], x: &Vec<F>, b: F) -> Result<()> {
@@ -296,7 +345,8 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
                 unsafe { rules::hpsf_box_host(F::IS_F64 as i32, &a.0, begin as i64, end as i64) }
             })
             .sum();
-        Ok(n as u64)
+        // a count, exact in f64
+        Ok(self.sums(vec![n as f64])?[0] as u64)
     }
 
     fn cg_start(&self, init: &CgInit) -> Result<HostScalars> {
@@ -318,7 +368,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
             return Ok(());
         }
         let alpha: Vec<F> = c.at(c.layout.alpha()).iter().map(|&a| F::from_f64(a)).collect();
-        let rs_new = cg_update(x, r, p, ap, &alpha, self.dx);
+        let rs_new = self.sums(cg_update(x, r, p, ap, &alpha, self.dx))?;
         let at = c.layout.rs_new();
         c.f[at..at + alpha.len()].copy_from_slice(&rs_new);
         Ok(())

@@ -34,6 +34,15 @@ pub struct DistributedResampler<F: Real> {
     mt: Vec<F>,
     d_m: Vec<F>,
     ghosts: usize,
+    /// the other ranks' cells this rank's samples link to, with their owners, by (owner, id)
+    pub(super) ghost_cells: Vec<(usize, u64)>,
+    /// the first global sample index of each rank
+    pub(super) starts: Vec<u64>,
+    /// the kept cells over all ranks, the used samples over all ranks
+    pub(super) k_total: usize,
+    pub(super) n_total: usize,
+    /// the data of the distributed solve (`super::solve`), made once the part is extracted
+    pub(super) solve: Option<super::solve::SolveData<F>>,
 }
 
 /// A link slot without a cell.
@@ -57,7 +66,7 @@ fn supported(p: &Params) -> Result<()> {
 }
 
 /// Every rank's values gathered on every rank, rank by rank.
-fn all_gather_varcount<C: Communicator, T>(comm: &C, mine: &[T]) -> Vec<Vec<T>>
+pub(super) fn all_gather_varcount<C: Communicator, T>(comm: &C, mine: &[T]) -> Vec<Vec<T>>
 where
     T: mpi::datatype::Equivalence + Copy + Default,
 {
@@ -71,20 +80,23 @@ where
 }
 
 /// Sends `out[r]` to rank r and returns what each rank sent here, rank by rank.
-fn all_to_all_varcount<C: Communicator>(comm: &C, out: &[Vec<f64>]) -> Vec<f64> {
+pub(super) fn exchange<C: Communicator, T>(comm: &C, out: &[Vec<T>]) -> Vec<Vec<T>>
+where
+    T: mpi::datatype::Equivalence + Copy + Default,
+{
     let size = comm.size() as usize;
     let send_counts: Vec<Count> = out.iter().map(|v| v.len() as Count).collect();
     let mut recv_counts = vec![0 as Count; size];
     comm.all_to_all_into(&send_counts[..], &mut recv_counts[..]);
     let displs = |c: &[Count]| -> Vec<Count> { c.iter().scan(0, |a, &x| Some(std::mem::replace(a, *a + x))).collect() };
     let (send_displs, recv_displs) = (displs(&send_counts), displs(&recv_counts));
-    let send: Vec<f64> = out.concat();
-    let mut recv = vec![0.0f64; recv_counts.iter().map(|&c| c as usize).sum()];
+    let send: Vec<T> = out.concat();
+    let mut recv = vec![T::default(); recv_counts.iter().map(|&c| c as usize).sum()];
     comm.all_to_all_varcount_into(
         &Partition::new(&send[..], &send_counts[..], &send_displs[..]),
         &mut PartitionMut::new(&mut recv[..], &recv_counts[..], &recv_displs[..]),
     );
-    recv
+    (0..size).map(|r| recv[recv_displs[r] as usize..(recv_displs[r] + recv_counts[r]) as usize].to_vec()).collect()
 }
 
 /// The reference's test for a grid of latitude rings over the union of the ranks' samples: at
@@ -202,7 +214,7 @@ impl<F: Real> DistributedResampler<F> {
                 v
             })
             .collect();
-        let ghosts = all_to_all_varcount(comm, &out);
+        let ghosts = exchange(comm, &out).concat();
 
         // own and ghost samples in the global order
         let mut local: Vec<(u64, f64, f64, f64)> = used
@@ -225,7 +237,15 @@ impl<F: Real> DistributedResampler<F> {
         let global: Vec<u64> = local.iter().map(|s| s.0).collect();
         let n_ghosts = global.len() - used.len();
         let part = Part { global: &global, lon: &llon, lat: &llat, rank, rank_of: &rank_of, offset };
-        Ok(Self::extract(&op, part, used, lon_deg.len(), n_ghosts))
+        let mut d = Self::extract(&op, part, used, lon_deg.len(), n_ghosts);
+        drop(op);
+        d.starts = starts;
+        d.n_total = total as usize;
+        let mut k_total = 0u64;
+        comm.all_reduce_into(&(d.cell_ids.len() as u64), &mut k_total, mpi::collective::SystemOperation::sum());
+        d.k_total = k_total as usize;
+        d.solve = Some(super::solve::SolveData::new(comm, &d)?);
+        Ok(d)
     }
 
     /// This rank's part of the operator built on its own and ghost samples.
@@ -259,6 +279,7 @@ impl<F: Real> DistributedResampler<F> {
         }
         let owner = |c: usize| if inside[c] != usize::MAX { inside[c] } else { linking[c] };
         let owned: Vec<usize> = (0..ids.len()).filter(|&c| owner(c) == rank).collect();
+        let mut ghost_cells: Vec<(usize, u64)> = Vec::new();
 
         // the owned cells' rows of M, in the operator's order (the single-process order of the sums)
         let links = op.host_cells();
@@ -288,6 +309,9 @@ impl<F: Real> DistributedResampler<F> {
                 let h = sl.hi[at + t];
                 if h >= 0 {
                     link_cells[j + t] = ids[h as usize];
+                    if owner(h as usize) != rank {
+                        ghost_cells.push((owner(h as usize), ids[h as usize]));
+                    }
                 }
             }
             mt[j..j + npt].copy_from_slice(&sl.mt[at..at + npt]);
@@ -308,6 +332,15 @@ impl<F: Real> DistributedResampler<F> {
             mt,
             d_m,
             ghosts,
+            ghost_cells: {
+                ghost_cells.sort_unstable();
+                ghost_cells.dedup();
+                ghost_cells
+            },
+            starts: Vec::new(),
+            k_total: 0,
+            n_total: 0,
+            solve: None,
         }
     }
 

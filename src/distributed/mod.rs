@@ -16,6 +16,7 @@
 //! The design of the distributed construction and solve: `docs/distributed.md`.
 
 mod construct;
+mod solve;
 
 pub use construct::{DistributedResampler, NO_CELL};
 

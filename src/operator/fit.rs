@@ -376,7 +376,7 @@ impl<F: Real> PsfResampler<F> {
 
     /// The operator's host copy as the CPU backend.
     fn cpu(&self) -> Cpu<'_, F> {
-        Cpu { samples: self.host_samples(), cells: self.host_cells(), dx: self.host_dx() }
+        Cpu { samples: self.host_samples(), cells: self.host_cells(), dx: self.host_dx(), ranks: None }
     }
 
     /// [`PsfResampler::fit`] followed by [`PsfResampler::resample`] of its result: the fitted field
@@ -425,14 +425,14 @@ struct Solved<F> {
 
 /// The rows of a batch that take part in a solve: those with a valid sample (`sel`, of `b`), and
 /// which of them miss some with per-row missing data.
-struct Rows {
+pub(crate) struct Rows {
     b: usize,
-    sel: Vec<usize>,
-    masked: Vec<bool>,
+    pub(crate) sel: Vec<usize>,
+    pub(crate) masked: Vec<bool>,
 }
 
 impl Rows {
-    fn of(facts: &[RowFacts], n_used: usize, per_row: bool) -> Rows {
+    pub(crate) fn of(facts: &[RowFacts], n_used: usize, per_row: bool) -> Rows {
         let sel: Vec<usize> = (0..facts.len()).filter(|&r| facts[r].nan < n_used as u64).collect();
         let masked = sel.iter().map(|&r| per_row && facts[r].nan > 0).collect();
         Rows { b: facts.len(), sel, masked }
@@ -453,7 +453,7 @@ impl Rows {
     }
 
     /// The selected columns of a gathered block, with its mask when a selected row is masked.
-    fn pick<F: Real, B: Backend<F>>(
+    pub(crate) fn pick<F: Real, B: Backend<F>>(
         &self,
         be: &B,
         g: Gathered<B::Vals, B::Mask>,
@@ -469,7 +469,7 @@ impl Rows {
 }
 
 /// The s = |sel| rows of `x` (rows of `e`) as rows `sel` of b rows, the others NaN.
-fn expand_rows<F: Real>(x: Vec<F>, b: usize, e: usize, sel: &[usize]) -> Vec<F> {
+pub(crate) fn expand_rows<F: Real>(x: Vec<F>, b: usize, e: usize, sel: &[usize]) -> Vec<F> {
     if sel.len() == b {
         return x;
     }

@@ -19,6 +19,8 @@ mod samples;
 mod search;
 
 pub(crate) use area::spacing as spacing_areas;
+#[cfg(feature = "mpi")]
+pub(crate) use fit::{expand_rows, Rows};
 
 use crate::backend::{self, ConstructArgs, Constructed, Device, Placed, Target};
 use crate::error::{Error, Result};
