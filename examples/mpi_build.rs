@@ -8,12 +8,14 @@
 //! takes a band of longitudes (its N/P samples; every rank generates all N to pick its band, outside
 //! the timing). `build_s`: the best of `--reps` builds, each the slowest rank's time between two
 //! barriers; `ghosts_max`/`ghosts_mean`: ghost samples received per rank (32 bytes each on the wire).
+//! With `--iters I` (and `--batch B`): `iter_ms`, one CG iteration of a fit of B rows (lam 0, no
+//! early stop): (the fit with I iterations − the fit with none) / I, the best of `--reps`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use healpix_psf::distributed::DistributedResampler;
-use healpix_psf::{Params, Real};
+use healpix_psf::{FitOptions, Params, Real};
 use mpi::traits::{Communicator, CommunicatorCollectives};
 use std::time::Instant;
 
@@ -55,10 +57,30 @@ fn run<F: Real>(world: &mpi::topology::SimpleCommunicator) {
     world.all_reduce_into(&mine_k, &mut k, mpi::collective::SystemOperation::sum());
     world.all_reduce_into(&mine_g, &mut ghosts_max, mpi::collective::SystemOperation::max());
     world.all_reduce_into(&mine_g, &mut ghosts_sum, mpi::collective::SystemOperation::sum());
+    let (iters, batch) = (arg("--iters", 0usize), arg("--batch", 1usize));
+    let mut iter_ms = f64::NAN;
+    if iters > 0 {
+        let val: Vec<F> = (0..batch)
+            .flat_map(|r| blat.iter().map(move |&y| F::from_f64(10.0 + y * (1.0 + r as f64) * 0.01)))
+            .collect();
+        let timed = |max_iter: usize| -> f64 {
+            let o = FitOptions::<F> { max_iter, tol: 1e-300, ..FitOptions::default() };
+            world.barrier();
+            let t = Instant::now();
+            d.fit(world, &val, &o).expect("the distributed fit");
+            world.barrier();
+            let mut dt = 0.0f64;
+            world.all_reduce_into(&t.elapsed().as_secs_f64(), &mut dt, mpi::collective::SystemOperation::max());
+            dt
+        };
+        let best = |max_iter: usize| (0..reps.max(1)).map(|_| timed(max_iter)).fold(f64::INFINITY, f64::min);
+        iter_ms = (best(iters) - best(0)) / iters as f64 * 1e3;
+    }
     if me == 0 {
         println!(
             "{{\"ranks\": {size}, \"threads_per_rank\": {}, \"n\": {n}, \"level\": {level}, \"dtype\": \"{}\", \"k\": {k}, \
-             \"build_s\": {best:.4}, \"ghosts_max\": {ghosts_max}, \"ghosts_mean\": {}, \"ghost_bytes_max\": {}}}",
+             \"build_s\": {best:.4}, \"ghosts_max\": {ghosts_max}, \"ghosts_mean\": {}, \"ghost_bytes_max\": {}, \
+             \"batch\": {batch}, \"iters\": {iters}, \"iter_ms\": {iter_ms:.3}}}",
             p.num_threads,
             F::NAME,
             ghosts_sum / size as u64,

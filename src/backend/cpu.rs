@@ -43,12 +43,12 @@ pub(crate) trait Ranks<F: Real>: Sync {
     fn maxima(&self, local: Vec<f64>) -> Result<Vec<f64>>;
     /// What the rows hold over the ranks.
     fn facts(&self, local: Vec<RowFacts>) -> Result<Vec<RowFacts>>;
-    /// The K×s block of this rank's cells followed by the values of the other ranks' cells its
-    /// samples link to.
-    fn with_ghost_cells(&self, v: &[F], s: usize) -> Result<Vec<F>>;
-    /// The N×s block of this rank's samples followed by those of the other ranks' samples its cells
-    /// link to.
-    fn with_ghost_samples(&self, u: &[F], s: usize) -> Result<Vec<F>>;
+    /// Calls `f` with the K×s block of this rank's cells followed by the values of the other
+    /// ranks' cells its samples link to.
+    fn with_ghost_cells(&self, v: &[F], s: usize, f: &mut dyn FnMut(&[F])) -> Result<()>;
+    /// Calls `f` with the N×s block of this rank's samples followed by those of the other ranks'
+    /// samples its cells link to.
+    fn with_ghost_samples(&self, u: &[F], s: usize, f: &mut dyn FnMut(&[F])) -> Result<()>;
 }
 
 impl<F: Real> Cpu<'_, F> {
@@ -195,9 +195,10 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         cg: Option<&HostScalars>,
     ) -> Result<()> {
         if !cg.is_some_and(HostScalars::done) {
+            let valid = valid.map(Vec::as_slice);
             match self.ranks {
-                Some(r) => mt_product(self.samples, &r.with_ghost_cells(v, s)?, s, out, valid.map(Vec::as_slice)),
-                None => mt_product(self.samples, v, s, out, valid.map(Vec::as_slice)),
+                Some(r) => r.with_ghost_cells(v, s, &mut |ext| mt_product(self.samples, ext, s, out, valid))?,
+                None => mt_product(self.samples, v, s, out, valid),
             }
         }
         Ok(())
@@ -217,7 +218,11 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         let dot_with = den.as_ref().and(add).map(|(_, p)| (p, self.dx));
         let extras = MExtras { add, dot_with };
         let dots = match self.ranks {
-            Some(r) => m_product(self.cells, &r.with_ghost_samples(u, s)?, s, out, extras),
+            Some(r) => {
+                let mut dots = Vec::new();
+                r.with_ghost_samples(u, s, &mut |ext| dots = m_product(self.cells, ext, s, out, extras))?;
+                dots
+            }
             None => m_product(self.cells, u, s, out, extras),
         };
         if let Some(c) = den {

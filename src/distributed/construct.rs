@@ -32,6 +32,8 @@ pub struct DistributedResampler<F: Real> {
     m_val: Vec<F>,
     link_cells: Vec<u64>,
     mt: Vec<F>,
+    /// the used sample (index into `used`) of each row of the links, in the operator's order
+    sample_order: Vec<u32>,
     d_m: Vec<F>,
     ghosts: usize,
     /// the other ranks' cells this rank's samples link to, with their owners, by (owner, id)
@@ -295,16 +297,19 @@ impl<F: Real> DistributedResampler<F> {
         }
         let dx: Vec<F> = owned.iter().map(|&c| op.cell_weight()[c]).collect();
 
-        // this rank's samples' links (the operator's rows of MT by sample)
+        // this rank's samples' links (the operator's rows of MT by sample), in the operator's
+        // sample order (by cell: the products then read nearby memory, as in one process)
         let (n_used, d_all) = (used.len(), op.host_d_m());
         let mut link_cells = vec![NO_CELL; n_used * npt];
         let (mut mt, mut d_m) = (vec![F::ZERO; n_used * npt], vec![F::INFINITY; n_used * npt]);
+        let mut sample_order: Vec<u32> = Vec::with_capacity(n_used);
         for (p, &s) in order.iter().enumerate() {
             let g = global[s as usize];
             if g < offset || g >= offset + n_used as u64 {
                 continue;
             }
-            let (j, at) = ((g - offset) as usize * npt, p * npt);
+            let (j, at) = (sample_order.len() * npt, p * npt);
+            sample_order.push((g - offset) as u32);
             for t in 0..npt {
                 let h = sl.hi[at + t];
                 if h >= 0 {
@@ -331,6 +336,7 @@ impl<F: Real> DistributedResampler<F> {
             link_cells,
             mt,
             d_m,
+            sample_order,
             ghosts,
             ghost_cells: {
                 ghost_cells.sort_unstable();
@@ -356,12 +362,17 @@ impl<F: Real> DistributedResampler<F> {
     pub fn npt(&self) -> usize {
         self.npt
     }
-    /// The global index of each sample this rank passed and the operator uses (those of
-    /// `sample_mask`, in order): rank 0's used samples first, then rank 1's, …
+    /// The global index of the sample of each row of [`DistributedResampler::links`] (the global
+    /// order: rank 0's used samples in their order, then rank 1's, …).
     pub fn global_samples(&self) -> Vec<u64> {
-        (0..self.used.len() as u64).map(|j| self.offset + j).collect()
+        self.sample_order.iter().map(|&j| self.offset + j as u64).collect()
     }
-    /// The caller's indices of the samples used.
+    /// The caller's index of the sample of each row of [`DistributedResampler::links`] (the
+    /// operator's order: by cell).
+    pub fn caller_samples(&self) -> Vec<usize> {
+        self.sample_order.iter().map(|&j| self.used[j as usize]).collect()
+    }
+    /// The caller's indices of the samples used, in the caller's order.
     pub fn used_samples(&self) -> &[usize] {
         &self.used
     }
@@ -380,7 +391,8 @@ impl<F: Real> DistributedResampler<F> {
         (&self.m_ptr, &self.m_sample, &self.m_val)
     }
     /// The used samples' links: cell ids ([`NO_CELL`] where a sample has fewer than npt), the
-    /// values of `MT` and the distances (m; +∞ where missing), used-sample × npt row-major.
+    /// values of `MT` and the distances (m; +∞ where missing), sample × npt row-major, the samples
+    /// in the operator's order ([`DistributedResampler::global_samples`] names them).
     pub fn links(&self) -> (&[u64], &[F], &[F]) {
         (&self.link_cells, &self.mt, &self.d_m)
     }

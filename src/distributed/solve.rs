@@ -20,22 +20,41 @@ use crate::sparse::{CellLinks, SampleLinks};
 use mpi::traits::{Communicator, CommunicatorCollectives};
 use std::collections::HashMap;
 
-/// What one rank sends the others before a product, and how many values it receives.
-pub(crate) struct Halo {
+/// What one rank sends the others before a product, and where it puts what it receives.
+pub(crate) struct Halo<F> {
     /// per rank: the local elements it asked for, in its order
     send: Vec<Vec<u32>>,
+    /// elements received
+    recv: usize,
+    /// whether any rank exchanges anything (otherwise no rank calls MPI)
+    active: bool,
+    /// the local block followed by the received values, kept between products (a fresh block of
+    /// tens of MB per product would cost its page faults every time)
+    buf: std::sync::Mutex<Vec<F>>,
 }
 
-impl Halo {
+impl<F: Real> Halo<F> {
     /// `want[r]`: the keys this rank needs from rank r, in the order it appends them; each rank
     /// answers with the local index `index_of` gives each key asked of it. Collective.
-    fn plan<C: Communicator>(comm: &C, want: &[Vec<u64>], index_of: impl Fn(u64) -> u32) -> Halo {
+    fn plan<C: Communicator>(comm: &C, want: &[Vec<u64>], index_of: impl Fn(u64) -> u32) -> Halo<F> {
         let asked = exchange(comm, want);
-        Halo { send: asked.iter().map(|keys| keys.iter().map(|&k| index_of(k)).collect()).collect() }
+        let recv: usize = want.iter().map(Vec::len).sum();
+        let mut any = 0u64;
+        comm.all_reduce_into(&(recv as u64), &mut any, mpi::collective::SystemOperation::sum());
+        Halo {
+            send: asked.iter().map(|keys| keys.iter().map(|&k| index_of(k)).collect()).collect(),
+            recv,
+            active: any > 0,
+            buf: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
-    /// The E×s block `local` followed by the values received (rank by rank). Collective.
-    fn extend<C: Communicator, F: Real>(&self, comm: &C, local: &[F], s: usize) -> Vec<F> {
+    /// Calls `f` with the E×s block `local` followed by the values received (rank by rank).
+    /// Collective.
+    fn extend<C: Communicator>(&self, comm: &C, local: &[F], s: usize, f: &mut dyn FnMut(&[F])) {
+        if !self.active {
+            return f(local);
+        }
         let out: Vec<Vec<f64>> = self
             .send
             .iter()
@@ -46,10 +65,14 @@ impl Halo {
             })
             .collect();
         let got = exchange(comm, &out).concat();
-        let mut ext = Vec::with_capacity(local.len() + got.len());
-        ext.extend_from_slice(local);
-        ext.extend(got.iter().map(|&x| F::from_f64(x)));
-        ext
+        if self.recv == 0 {
+            return f(local);
+        }
+        let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        buf.clear();
+        buf.extend_from_slice(local);
+        buf.extend(got.iter().map(|&x| F::from_f64(x)));
+        f(&buf);
     }
 }
 
@@ -58,8 +81,8 @@ impl Halo {
 pub(crate) struct SolveData<F: Real> {
     samples: SampleLinks<F>,
     cells: CellLinks<F>,
-    cell_halo: Halo,
-    sample_halo: Halo,
+    cell_halo: Halo<F>,
+    sample_halo: Halo<F>,
 }
 
 impl<F: Real> SolveData<F> {
@@ -84,16 +107,19 @@ impl<F: Real> SolveData<F> {
             d.cell_ids().binary_search(&id).expect("a cell asked of its owner") as u32
         });
 
+        // own samples in the links' order (by cell), then the ghosts by global index
         let own = d.global_samples();
-        let (first, n) = (own.first().copied().unwrap_or(0), own.len() as u64);
+        let (first, n) = (own.iter().copied().min().unwrap_or(0), own.len() as u64);
         let is_own = |g: u64| g >= first && g < first + n;
+        let mut row_of = vec![0u32; own.len()];
+        own.iter().enumerate().for_each(|(row, &g)| row_of[(g - first) as usize] = row as u32);
         let (ptr, smp, m) = d.m_rows();
         let mut ghosts: Vec<u64> = smp.iter().copied().filter(|&g| !is_own(g)).collect();
         ghosts.sort_unstable();
         ghosts.dedup();
         let local_sample = |g: u64| -> u32 {
             if is_own(g) {
-                (g - first) as u32
+                row_of[(g - first) as usize]
             } else {
                 n as u32 + ghosts.binary_search(&g).expect("a ghost sample") as u32
             }
@@ -104,7 +130,7 @@ impl<F: Real> SolveData<F> {
         for &g in &ghosts {
             want_samples[d.starts.partition_point(|&s| s <= g) - 1].push(g);
         }
-        let sample_halo = Halo::plan(comm, &want_samples, |g| (g - first) as u32);
+        let sample_halo = Halo::plan(comm, &want_samples, |g| row_of[(g - first) as usize]);
         Ok(SolveData { samples, cells, cell_halo, sample_halo })
     }
 }
@@ -147,11 +173,13 @@ impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
         }
         Ok(out)
     }
-    fn with_ghost_cells(&self, v: &[F], s: usize) -> Result<Vec<F>> {
-        Ok(self.data.cell_halo.extend(self.comm, v, s))
+    fn with_ghost_cells(&self, v: &[F], s: usize, f: &mut dyn FnMut(&[F])) -> Result<()> {
+        self.data.cell_halo.extend(self.comm, v, s, f);
+        Ok(())
     }
-    fn with_ghost_samples(&self, u: &[F], s: usize) -> Result<Vec<F>> {
-        Ok(self.data.sample_halo.extend(self.comm, u, s))
+    fn with_ghost_samples(&self, u: &[F], s: usize, f: &mut dyn FnMut(&[F])) -> Result<()> {
+        self.data.sample_halo.extend(self.comm, u, s, f);
+        Ok(())
     }
 }
 
@@ -177,14 +205,17 @@ impl<F: Real> DistributedResampler<F> {
                 ind[e * nz + q] = if val[row(j) * n + i as usize].is_nan() { F::ZERO } else { F::ONE };
             }
         }
-        let ext = ranks.with_ghost_samples(&ind, nz)?;
         let cl = &ranks.data.cells;
-        Ok((0..k * nz)
-            .map(|x| {
-                let (c, q) = (x / nz, x % nz);
-                cl.sample[cl.ptr[c]..cl.ptr[c + 1]].iter().any(|&p| ext[p as usize * nz + q] != F::ZERO)
-            })
-            .collect())
+        let mut out = Vec::new();
+        ranks.with_ghost_samples(&ind, nz, &mut |ext| {
+            out = (0..k * nz)
+                .map(|x| {
+                    let (c, q) = (x / nz, x % nz);
+                    cl.sample[cl.ptr[c]..cl.ptr[c + 1]].iter().any(|&p| ext[p as usize * nz + q] != F::ZERO)
+                })
+                .collect();
+        })?;
+        Ok(out)
     }
 
     /// Fits, collectively on every rank, the field of the union of the ranks' samples that best
@@ -214,7 +245,7 @@ impl<F: Real> DistributedResampler<F> {
         let ranks = OnRanks { comm, data };
         let be = Cpu { samples: &data.samples, cells: &data.cells, dx: self.cell_weight(), ranks: Some(&ranks) };
         let k = self.cell_ids().len();
-        let order: Vec<u32> = self.used_samples().iter().map(|&i| i as u32).collect();
+        let order: Vec<u32> = self.caller_samples().iter().map(|&i| i as u32).collect();
         let mut position = vec![LEFT_OUT; n];
         order.iter().enumerate().for_each(|(j, &i)| position[i as usize] = j as u32);
         let per_row = opts.missing == MissingData::PerRow;
