@@ -71,8 +71,14 @@
 //! data — is written once, generically over a backend trait whose primitives are whole-array
 //! operations (the two products, per-row dot products, the fused CG update, masks); the CG's scalar
 //! step and the active set's element rules are one C++ source (`csrc/rules.h`) compiled for the
-//! host and into the CUDA kernels. Every option gives the same answer on every backend (to
-//! rounding). A new backend is one module under `src/backend/`.
+//! host and into the CUDA kernels. Every option gives the same answer on every backend — by design
+//! the same bits: one source for the arithmetic, no FMA contraction, and one reduction tree on both
+//! devices (the GPU's check awaits a GPU). A new backend is one module under `src/backend/`.
+//!
+//! ## Over MPI ranks
+//! With the `mpi` feature, `distributed::DistributedResampler` builds the operator of the union of
+//! the samples that each rank of a communicator passes (equal bit for bit to the single-process
+//! operator), and fits on it collectively, each rank holding its own samples and cells.
 
 #![warn(missing_docs)]
 
