@@ -9,7 +9,7 @@
 use super::{check_parameters, check_samples, collective};
 use crate::error::{Error, Result};
 use crate::geometry::Grid;
-use crate::operator::{Area, Params, PsfResampler};
+use crate::operator::{distinct_latitudes, rings_of, Area, Params, PsfResampler};
 use crate::real::Real;
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::traits::{Communicator, CommunicatorCollectives};
@@ -40,8 +40,7 @@ pub struct DistributedResampler<F: Real> {
     pub(super) ghost_cells: Vec<(usize, u64)>,
     /// the first global sample index of each rank
     pub(super) starts: Vec<u64>,
-    /// the kept cells over all ranks, the used samples over all ranks
-    pub(super) k_total: usize,
+    /// the used samples over all ranks
     pub(super) n_total: usize,
     /// the data of the distributed solve (`super::solve`), made once the part is extracted
     pub(super) solve: Option<super::solve::SolveData<F>>,
@@ -101,28 +100,24 @@ where
     (0..size).map(|r| recv[recv_displs[r] as usize..(recv_displs[r] + recv_counts[r]) as usize].to_vec()).collect()
 }
 
-/// The reference's test for a grid of latitude rings over the union of the ranks' samples: at
-/// most a third as many distinct latitudes as samples (`total`). Collective.
+/// The reference's test for a grid of latitude rings over the union of the ranks' samples
+/// (`total` of them; `crate::operator::rings_of`). Collective.
 fn latitude_rings<C: Communicator>(comm: &C, lat: impl Iterator<Item = f64>, total: u64) -> bool {
     let limit = (total / 3) as usize;
-    let mut seen = std::collections::HashSet::new();
-    let mut too_many = false;
-    for x in lat {
-        // −0 and 0 are one latitude
-        if seen.insert((x + 0.0).to_bits()) && seen.len() > limit {
-            too_many = true;
-            break;
-        }
-    }
-    let flags = all_gather_varcount(comm, &[u8::from(too_many)]);
-    if flags.iter().any(|f| f[0] != 0) {
+    let mine = distinct_latitudes(lat, limit);
+    // a rank with more distinct latitudes than the limit settles it
+    if all_gather_varcount(comm, &[u8::from(mine.is_none())]).iter().any(|f| f[0] != 0) {
         return false;
     }
-    let mine: Vec<u64> = seen.into_iter().collect();
-    let mut all: Vec<u64> = all_gather_varcount(comm, &mine).concat();
+    let mut all: Vec<u64> = all_gather_varcount(comm, &mine.unwrap_or_default()).concat();
     all.sort_unstable();
     all.dedup();
-    !all.is_empty() && all.len() <= limit
+    rings_of(total as usize, all.len())
+}
+
+/// The rank holding global sample `g`, from each rank's first global index.
+pub(super) fn rank_of(starts: &[u64], g: u64) -> usize {
+    starts.partition_point(|&s| s <= g) - 1
 }
 
 /// Rings of cells at the operator's level within which another rank's samples can change this
@@ -183,7 +178,7 @@ impl<F: Real> DistributedResampler<F> {
         };
         let local_area = collective(comm, local_area)?;
         let offset = starts[rank];
-        let rank_of = |g: u64| starts.partition_point(|&s| s <= g) - 1;
+        let rank_of = |g: u64| rank_of(&starts, g);
 
         // the ghost samples: those in the parent cells (coarse enough to span the ghost rings)
         // next to this rank's parents
@@ -243,9 +238,6 @@ impl<F: Real> DistributedResampler<F> {
         drop(op);
         d.starts = starts;
         d.n_total = total as usize;
-        let mut k_total = 0u64;
-        comm.all_reduce_into(&(d.cell_ids.len() as u64), &mut k_total, mpi::collective::SystemOperation::sum());
-        d.k_total = k_total as usize;
         d.solve = Some(super::solve::SolveData::new(comm, &d)?);
         Ok(d)
     }
@@ -344,7 +336,6 @@ impl<F: Real> DistributedResampler<F> {
                 ghost_cells
             },
             starts: Vec::new(),
-            k_total: 0,
             n_total: 0,
             solve: None,
         }

@@ -9,11 +9,11 @@
 //! CG steps, and repeated runs with the same decomposition are bitwise identical.
 
 use super::collective;
-use super::construct::{all_gather_varcount, exchange, DistributedResampler, NO_CELL};
+use super::construct::{all_gather_varcount, exchange, rank_of, DistributedResampler, NO_CELL};
 use crate::backend::cpu::{Cpu, Ranks};
 use crate::backend::{Axis, Backend, RowFacts, LEFT_OUT};
 use crate::error::{Error, Result};
-use crate::operator::{expand_rows, Rows};
+use crate::operator::{expand_rows, first_infinite, Rows};
 use crate::real::Real;
 use crate::solver::{self, pow2_scales, EmptyCells, Fit, FitInfo, FitOptions, MissingData, Problem, Stopping};
 use crate::sparse::{CellLinks, SampleLinks};
@@ -128,7 +128,7 @@ impl<F: Real> SolveData<F> {
             CellLinks { ptr: ptr.to_vec(), sample: smp.iter().map(|&g| local_sample(g)).collect(), m: m.to_vec() };
         let mut want_samples = vec![Vec::new(); size];
         for &g in &ghosts {
-            want_samples[d.starts.partition_point(|&s| s <= g) - 1].push(g);
+            want_samples[rank_of(&d.starts, g)].push(g);
         }
         let sample_halo = Halo::plan(comm, &want_samples, |g| row_of[(g - first) as usize]);
         Ok(SolveData { samples, cells, cell_halo, sample_halo })
@@ -184,25 +184,24 @@ impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
 }
 
 impl<F: Real> DistributedResampler<F> {
-    /// For the rows `rows` (indices j into the fitted rows, `row(j)` the caller's row) with missing
-    /// samples that were not renormalised (the reference's zero-filling): whether each of this
-    /// rank's cells has a valid linked sample, its own or a ghost (cell × |rows|). Collective.
+    /// For the caller's rows `rows` with missing samples that were not renormalised (the
+    /// reference's zero-filling): whether each of this rank's cells has a valid linked sample, its
+    /// own or a ghost (cell × |rows|). Collective.
     fn valid_linked<C: Communicator>(
         &self,
         ranks: &OnRanks<'_, C, F>,
         val: &[F],
         order: &[u32],
         rows: &[usize],
-        row: &dyn Fn(usize) -> usize,
     ) -> Result<Vec<bool>> {
         let (n, nz, k) = (self.n(), rows.len(), self.cell_ids().len());
         if nz == 0 {
             return Ok(Vec::new());
         }
         let mut ind = vec![F::ZERO; order.len() * nz];
-        for (q, &j) in rows.iter().enumerate() {
+        for (q, &row) in rows.iter().enumerate() {
             for (e, &i) in order.iter().enumerate() {
-                ind[e * nz + q] = if val[row(j) * n + i as usize].is_nan() { F::ZERO } else { F::ONE };
+                ind[e * nz + q] = if val[row * n + i as usize].is_nan() { F::ZERO } else { F::ONE };
             }
         }
         let cl = &ranks.data.cells;
@@ -249,19 +248,9 @@ impl<F: Real> DistributedResampler<F> {
         let mut position = vec![LEFT_OUT; n];
         order.iter().enumerate().for_each(|(j, &i)| position[i as usize] = j as u32);
         let per_row = opts.missing == MissingData::PerRow;
-        let g = be.gather(val, Axis::Samples { order: &order, position: &position }, true, per_row)?;
-        let own_inf = (0..val.len()).find(|&i| !val[i].is_finite() && !val[i].is_nan() && position[i % n] != LEFT_OUT);
-        collective(
-            comm,
-            own_inf.map_or(Ok(()), |index| {
-                Err(Error::InvalidValue {
-                    what: "val",
-                    index,
-                    value: val[index].to_f64(),
-                    reason: "values must be finite (NaN marks a missing sample)",
-                })
-            }),
-        )?;
+        let axis = Axis::Samples { order: &order, position: &position };
+        let g = be.gather(val, axis, true, per_row)?;
+        collective(comm, first_infinite(val, axis, "val").map_or(Ok(()), Err))?;
         let facts = g.facts.clone();
         let rows = Rows::of(&facts, self.n_total, per_row);
         let (sel, s) = (rows.sel.clone(), rows.sel.len());
@@ -297,8 +286,8 @@ impl<F: Real> DistributedResampler<F> {
         be.scale_columns(&mut hval, &scale.iter().map(|&c| F::from_f64(c)).collect::<Vec<F>>())?;
         let mut hval = expand_rows(be.scatter(&hval, s, Axis::Cells(k))?, b, k, &sel);
         let zero_filled: Vec<usize> = (0..s).filter(|&j| facts[sel[j]].nan > 0 && !rows.masked[j]).collect();
-        let rows_of = |j: usize| sel[j];
-        let valid_linked = self.valid_linked(&ranks, val, &order, &zero_filled, &rows_of)?;
+        let zero_filled_rows: Vec<usize> = zero_filled.iter().map(|&j| sel[j]).collect();
+        let valid_linked = self.valid_linked(&ranks, val, &order, &zero_filled_rows)?;
         for (j, &row) in sel.iter().enumerate() {
             info.row_iterations[row] = sol.iterations[j];
             info.converged[row] = sol.converged[j];

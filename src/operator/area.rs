@@ -44,24 +44,28 @@ pub(crate) fn areas(mode: &Area, lon: &[f64], lat: &[f64], radius: f64, target: 
 
 /// The reference's test for a grid of latitude rings: at least 3 samples per distinct latitude on
 /// average (n / distinct ≥ 3 ⇔ distinct ≤ ⌊n/3⌋).
-fn rings_of(n: usize, distinct: usize) -> bool {
+pub(crate) fn rings_of(n: usize, distinct: usize) -> bool {
     distinct > 0 && distinct <= n / 3
 }
 
-/// The distinct latitudes, ascending, when the samples pass the reference's test for a grid of
-/// latitude rings (at least 3 samples per distinct latitude on average); `None` otherwise. Counted
-/// in a hash set that gives up as soon as the latitudes are too many (scattered samples: after a
-/// third of them).
-fn latitude_rings(lat: &[f64]) -> Option<Vec<f64>> {
-    let limit = lat.len() / 3;
+/// The distinct latitudes (as bits; −0 and 0 are one latitude) of `lat`, or `None` as soon as
+/// there are more than `limit` of them (counted in a hash set that gives up early).
+pub(crate) fn distinct_latitudes(lat: impl IntoIterator<Item = f64>, limit: usize) -> Option<Vec<u64>> {
     let mut seen: HashSet<u64, BuildHasherDefault<IdHasher>> = HashSet::default();
-    for &x in lat {
-        // −0 and 0 are one latitude
+    for x in lat {
         if seen.insert((x + 0.0).to_bits()) && seen.len() > limit {
             return None;
         }
     }
-    let mut u: Vec<f64> = seen.into_iter().map(f64::from_bits).collect();
+    Some(seen.into_iter().collect())
+}
+
+/// The distinct latitudes, ascending, when the samples pass the reference's test for a grid of
+/// latitude rings (at least 3 samples per distinct latitude on average); `None` otherwise (scattered
+/// samples: known after a third of them).
+fn latitude_rings(lat: &[f64]) -> Option<Vec<f64>> {
+    let mut u: Vec<f64> =
+        distinct_latitudes(lat.iter().copied(), lat.len() / 3)?.into_iter().map(f64::from_bits).collect();
     u.sort_unstable_by(f64::total_cmp);
     rings_of(lat.len(), u.len()).then_some(u)
 }

@@ -148,17 +148,7 @@ impl<F: Real> PsfResampler<F> {
     ) -> Result<Gathered<B::Vals, B::Mask>> {
         let g = be.gather(v, axis, zero_nan, mask)?;
         if g.facts.iter().any(|f| f.inf > 0) {
-            let used = |i: usize| match axis {
-                Axis::Samples { position, .. } => position[i % position.len()] != LEFT_OUT,
-                Axis::Cells(_) => true,
-            };
-            let index = (0..v.len()).find(|&i| !v[i].is_finite() && !v[i].is_nan() && used(i)).unwrap_or(0);
-            return Err(Error::InvalidValue {
-                what,
-                index,
-                value: v[index].to_f64(),
-                reason: "values must be finite (NaN marks a missing sample)",
-            });
+            return Err(first_infinite(v, axis, what).unwrap_or_else(|| infinite_at(v, 0, what)));
         }
         Ok(g)
     }
@@ -421,6 +411,25 @@ struct Solved<F> {
     no_data: Option<Vec<u8>>,
     /// Rows solved with per-row missing data.
     masked_rows: Vec<bool>,
+}
+
+/// The error of the first infinite value of `v` (rows on `axis`) at an element used by the
+/// operator, if there is one.
+pub(crate) fn first_infinite<F: Real>(v: &[F], axis: Axis<'_>, what: &'static str) -> Option<Error> {
+    let used = |i: usize| match axis {
+        Axis::Samples { position, .. } => position[i % position.len()] != LEFT_OUT,
+        Axis::Cells(_) => true,
+    };
+    (0..v.len()).find(|&i| !v[i].is_finite() && !v[i].is_nan() && used(i)).map(|i| infinite_at(v, i, what))
+}
+
+fn infinite_at<F: Real>(v: &[F], index: usize, what: &'static str) -> Error {
+    Error::InvalidValue {
+        what,
+        index,
+        value: v[index].to_f64(),
+        reason: "values must be finite (NaN marks a missing sample)",
+    }
 }
 
 /// The rows of a batch that take part in a solve: those with a valid sample (`sel`, of `b`), and

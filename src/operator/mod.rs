@@ -20,7 +20,9 @@ mod search;
 
 pub(crate) use area::spacing as spacing_areas;
 #[cfg(feature = "mpi")]
-pub(crate) use fit::{expand_rows, Rows};
+pub(crate) use area::{distinct_latitudes, rings_of};
+#[cfg(feature = "mpi")]
+pub(crate) use fit::{expand_rows, first_infinite, Rows};
 
 use crate::backend::{self, ConstructArgs, Constructed, Device, Placed, Target};
 use crate::error::{Error, Result};
