@@ -9,7 +9,8 @@
 use super::{check_parameters, check_samples, collective};
 use crate::error::{Error, Result};
 use crate::geometry::Grid;
-use crate::operator::{distinct_latitudes, rings_of, Area, Params, PsfResampler};
+use crate::operator::area::{distinct_latitudes, rings_of};
+use crate::operator::{Area, Params, PsfResampler};
 use crate::real::Real;
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::traits::{Communicator, CommunicatorCollectives};
@@ -101,7 +102,7 @@ where
 }
 
 /// The reference's test for a grid of latitude rings over the union of the ranks' samples
-/// (`total` of them; `crate::operator::rings_of`). Collective.
+/// (`total` of them; `rings_of`). Collective.
 fn latitude_rings<C: Communicator>(comm: &C, lat: impl Iterator<Item = f64>, total: u64) -> bool {
     let limit = (total / 3) as usize;
     let mine = distinct_latitudes(lat, limit);

@@ -13,7 +13,7 @@ use super::construct::{all_gather_varcount, exchange, rank_of, DistributedResamp
 use crate::backend::cpu::{Cpu, Ranks};
 use crate::backend::{Axis, Backend, RowFacts, LEFT_OUT};
 use crate::error::{Error, Result};
-use crate::operator::{expand_rows, first_infinite, Rows};
+use crate::operator::fit::{expand_rows, first_infinite, Rows};
 use crate::real::Real;
 use crate::solver::{self, pow2_scales, EmptyCells, Fit, FitInfo, FitOptions, MissingData, Problem, Stopping};
 use crate::sparse::{CellLinks, SampleLinks};

@@ -8,9 +8,9 @@
 //!             ─assemble─▶ area a, raw weights W = g·a, Dx, Dy, M, MT              area.rs, assemble.rs
 //! ```
 
-mod area;
+pub(crate) mod area;
 mod assemble;
-mod fit;
+pub(crate) mod fit;
 mod host;
 mod keep;
 mod nearest;
@@ -19,10 +19,6 @@ mod samples;
 mod search;
 
 pub(crate) use area::spacing as spacing_areas;
-#[cfg(feature = "mpi")]
-pub(crate) use area::{distinct_latitudes, rings_of};
-#[cfg(feature = "mpi")]
-pub(crate) use fit::{expand_rows, first_infinite, Rows};
 
 use crate::backend::{self, ConstructArgs, Constructed, Device, Placed, Target};
 use crate::error::{Error, Result};
@@ -161,9 +157,9 @@ impl Params {
         backend::check_compiled(self.device)
     }
 
-    /// The resolved rings: the keep stage's, the search's first and last.
-    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
-    pub(crate) fn rings(&self) -> Result<(u32, u32, u32)> {
+    /// The rings these parameters resolve to, as [`PsfResampler::rings`] reports them once built:
+    /// the keep stage's, the search's first and last (an error for invalid parameters).
+    pub fn rings(&self) -> Result<(u32, u32, u32)> {
         let c = Config::resolve(self)?;
         Ok((c.ring_weight, c.ring_search_init, c.ring_search_max))
     }
