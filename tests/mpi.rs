@@ -8,7 +8,7 @@
 mod common;
 
 use healpix_psf::distributed::{check_parameters, check_samples, collective, DistributedResampler, NO_CELL};
-use healpix_psf::{Area, Error, FitOptions, MissingData, Params, PsfResampler, Real, Stopping};
+use healpix_psf::{Area, Bound, EmptyCells, Error, FitOptions, MissingData, Params, PsfResampler, Real, Stopping};
 use mpi::traits::{Communicator, CommunicatorCollectives};
 
 fn main() {
@@ -109,9 +109,16 @@ fn main() {
     let masked = Params { sample_mask: Some(Vec::new()), ..Params::new(12) };
     construction_equals_single_process::<f64>(&world, Split::Bands, &masked, "bands, sample mask, f64");
 
-    for how in [Split::Bands, Split::RoundRobin] {
+    for how in [Split::Bands, Split::RoundRobin, Split::Parents] {
         fit_equals_single_process(&world, how);
     }
+    construction_equals_single_process::<f64>(
+        &world,
+        Split::Parents,
+        &Params::new(11),
+        "HEALPix parents, level 11, f64",
+    );
+    fits_refuse_bad_input(&world);
 
     // a grid of latitude rings with Area::Auto: a clear error on every rank (the spacing
     // estimate is not distributed yet)
@@ -132,13 +139,19 @@ enum Split {
     Bands,
     /// sample i to rank i mod size: every sample's neighbours on other ranks
     RoundRobin,
+    /// by HEALPix parent cell (level 7, nested), whole parents to each rank round-robin
+    Parents,
 }
 
 /// The samples of each rank, as indices into the whole set.
-fn split(lon: &[f64], size: usize, how: Split) -> Vec<Vec<usize>> {
+fn split(lon: &[f64], lat: &[f64], size: usize, how: Split) -> Vec<Vec<usize>> {
     let mut by_rank = vec![Vec::new(); size];
     match how {
         Split::RoundRobin => (0..lon.len()).for_each(|i| by_rank[i % size].push(i)),
+        Split::Parents => {
+            let grid = healpix_psf::geometry::Grid::new(7, true, healpix_psf::Ellipsoid::Sphere).unwrap();
+            (0..lon.len()).for_each(|i| by_rank[grid.cell(lon[i], lat[i]).unwrap() as usize % size].push(i))
+        }
         Split::Bands => {
             let mut idx: Vec<usize> = (0..lon.len()).collect();
             idx.sort_by(|&a, &b| lon[a].total_cmp(&lon[b]));
@@ -165,7 +178,7 @@ fn construction_equals_single_process<F: Real>(
     let n = if p.level >= 13 { 40_000 } else { 6000 };
     let (lon, lat) = common::synth::regional(n, p.level, 1.5, 17);
     let area_of = |i: usize| 1.0 + (i % 7) as f64 * 0.25;
-    let parts = split(&lon, size, how);
+    let parts = split(&lon, &lat, size, how);
     let global: Vec<usize> = parts.concat();
     let explicit = matches!(p.area, Area::Explicit(_));
     // with a mask: every eleventh sample left out
@@ -253,7 +266,7 @@ fn fit_equals_single_process(world: &mpi::topology::SimpleCommunicator, how: Spl
     let (me, size) = (world.rank() as usize, world.size() as usize);
     let p = Params::new(10);
     let (lon, lat) = common::synth::regional(6000, p.level, 1.5, 23);
-    let parts = split(&lon, size, how);
+    let parts = split(&lon, &lat, size, how);
     let global: Vec<usize> = parts.concat();
     // three rows: smooth; missing in a band; missing every seventh sample
     let b = 3;
@@ -275,18 +288,41 @@ fn fit_equals_single_process(world: &mpi::topology::SimpleCommunicator, how: Spl
     let index: Vec<usize> = d.cell_ids().iter().map(|c| ids.binary_search(c).unwrap()).collect();
     let (k, k_all) = (index.len(), single.k());
     let base = FitOptions::<f64> { lam: 1e-2, tol: 1e-10, max_iter: 400, return_info: true, ..FitOptions::default() };
+    // an initial update on the cells: this rank's cells, and all of them for the single process
+    let x0_of = |cells: &[u64]| -> Vec<f64> {
+        (0..b).flat_map(|r| cells.iter().map(move |&c| 0.05 * ((c % 97) as f64 + r as f64).sin())).collect()
+    };
+    let bounded = FitOptions { lower: Bound::Value(9.2), upper: Bound::Input, ..base.clone() };
     let cases = [
         ("damped, pooled", base.clone()),
         ("damped, per row", FitOptions { stopping: Stopping::PerRow, ..base.clone() }),
         ("damped, zero-filled", FitOptions { missing: MissingData::ZeroFill, ..base.clone() }),
         ("20 undamped iterations", FitOptions { lam: 0.0, tol: 1e-300, max_iter: 20, ..base.clone() }),
+        ("bounded, pooled", bounded.clone()),
+        ("bounded, per row", FitOptions { stopping: Stopping::PerRow, ..bounded.clone() }),
+        (
+            "conservative, zero-filled",
+            FitOptions { conservative: true, missing: MissingData::ZeroFill, ..base.clone() },
+        ),
+        ("conservative, per-row missing", FitOptions { conservative: true, ..base.clone() }),
+        ("bounded and conservative", FitOptions { conservative: true, ..bounded.clone() }),
+        (
+            "from x0, empty cells missing",
+            FitOptions { x0: Some(Vec::new()), empty_cells: EmptyCells::Missing, ..base.clone() },
+        ),
     ];
-    for (what, o) in cases {
-        let got = d.fit(world, &rows_of(mine), &o).unwrap_or_else(|e| panic!("{what}: rank {me}: {e}"));
+    let own_start: usize = parts[..me].iter().map(Vec::len).sum();
+    for (what, mut o) in cases {
+        let mut o_single = o.clone();
+        if o.x0.is_some() {
+            (o.x0, o_single.x0) = (Some(x0_of(d.cell_ids())), Some(x0_of(ids)));
+        }
+        let (got, back) =
+            d.fit_resample(world, &rows_of(mine), &o).unwrap_or_else(|e| panic!("{what}: rank {me}: {e}"));
         let again = d.fit(world, &rows_of(mine), &o).unwrap();
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
         assert_eq!(bits(&got.hval), bits(&again.hval), "{what}: a second run differs");
-        let want = single.fit(&rows_of(&global), &o).unwrap();
+        let (want, want_back) = single.fit_resample(&rows_of(&global), &o_single).unwrap();
         let largest = want.hval.iter().filter(|v| !v.is_nan()).fold(0.0f64, |a, v| a.max(v.abs()));
         let mut worst = 0.0f64;
         for r in 0..b {
@@ -303,9 +339,109 @@ fn fit_equals_single_process(world: &mpi::topology::SimpleCommunicator, how: Spl
         assert_eq!(gi.row_iterations, wi.row_iterations, "{what}: iterations");
         assert_eq!(gi.converged, wi.converged, "{what}: converged");
         assert_eq!(gi.empty_cells, wi.empty_cells, "{what}: cells without data");
+        assert_eq!(
+            (&gi.n_clipped_low, &gi.n_clipped_high),
+            (&wi.n_clipped_low, &wi.n_clipped_high),
+            "{what}: held cells"
+        );
+        assert_eq!(gi.outer_passes, wi.outer_passes, "{what}: active-set passes");
+        for r in 0..b {
+            let close = |a: f64, w: f64| (a.is_nan() && w.is_nan()) || (a - w).abs() <= 1e-10 * w.abs().max(1e-300);
+            assert!(
+                close(gi.residual_rms[r], wi.residual_rms[r]),
+                "{what}: row {r}: RMS {} against {}",
+                gi.residual_rms[r],
+                wi.residual_rms[r]
+            );
+            assert!(close(gi.residual_max[r], wi.residual_max[r]), "{what}: row {r}: max residual");
+        }
+        // the fitted field at this rank's samples, and on rank 0 the whole field
+        let n = mine.len();
+        for r in 0..b {
+            for j in 0..n {
+                let (g, w) = (back[r * n + j], want_back[r * global.len() + own_start + j]);
+                assert!(
+                    (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-10 * largest,
+                    "{what}: resampled row {r}, sample {j}: {g} against {w}"
+                );
+            }
+        }
+        let gathered = d.gather(world, 0, &got.hval).unwrap();
+        assert_eq!(gathered.is_some(), me == 0);
+        if let Some((all_ids, all)) = gathered {
+            assert_eq!(all_ids, ids, "{what}: the gathered ids");
+            let worst =
+                all.iter().zip(&want.hval).filter(|(_, w)| !w.is_nan()).fold(0.0f64, |a, (g, w)| a.max((g - w).abs()));
+            assert!(worst <= 1e-10 * largest, "{what}: the gathered field differs by {worst:e}");
+        }
         println!(
-            "rank {me} of {size}: fit ({what}): {k} of {k_all} cells within {worst:.1e} of the single process, {:?} iterations",
-            gi.row_iterations
+            "rank {me} of {size}: fit ({what}): {k} of {k_all} cells within {worst:.1e} of the single process, {:?} \
+             iterations, held low {:?}, high {:?}, empty {:?}",
+            gi.row_iterations, gi.n_clipped_low, gi.n_clipped_high, gi.empty_cells
         );
     }
+}
+
+/// Bad input to a distributed fit on one rank: a clear error on every rank, never a hang; and a
+/// rank that owns no cell (its samples lie in rank 0's cells) takes part with no values.
+fn fits_refuse_bad_input(world: &mpi::topology::SimpleCommunicator) {
+    let (me, size) = (world.rank() as usize, world.size() as usize);
+    let last = me + 1 == size;
+    let p = Params::new(10);
+    let (lon, lat) = common::synth::regional(2000, p.level, 1.0, 5);
+    let parts = split(&lon, &lat, size, Split::Bands);
+    let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+    let (mlon, mlat) = (pick(&lon, &parts[me]), pick(&lat, &parts[me]));
+    let d = DistributedResampler::<f64>::new(world, &mlon, &mlat, &p).unwrap();
+    let val: Vec<f64> = mlat.iter().map(|y| 2.0 * y).collect();
+    let o = FitOptions::<f64> { lam: 1e-2, ..FitOptions::default() };
+    // (what, this rank's values, its options, the parameter the failing rank names)
+    let mut inf = val.clone();
+    inf[3] = f64::INFINITY;
+    let cases: [(&str, Vec<f64>, FitOptions<f64>, &str); 4] = [
+        ("another damping", val.clone(), FitOptions { lam: 0.5, ..o.clone() }, "lam"),
+        ("another row count", [&val[..], &val[..]].concat(), o.clone(), "rows of values"),
+        ("x0 on one rank", val.clone(), FitOptions { x0: Some(vec![0.0; d.cell_ids().len()]), ..o.clone() }, "x0"),
+        ("an infinite value", inf, o.clone(), "val"),
+    ];
+    for (what, v, bad, name) in cases {
+        let (v, opts) = if last { (v, bad) } else { (val.clone(), o.clone()) };
+        let r = d.fit(world, &v, &opts);
+        let ok = match &r {
+            _ if size == 1 && name != "val" => r.is_ok(),
+            Err(Error::InvalidParameter { name: n, .. }) => last && *n == name,
+            Err(Error::InvalidValue { what: w, index: 3, .. }) => last && *w == name,
+            Err(Error::OtherRank { rank, .. }) => !last && *rank == size - 1,
+            _ => false,
+        };
+        assert!(ok, "rank {me} of {size}: {what}: {:?}", r.as_ref().err());
+    }
+    println!("rank {me} of {size}: bad input to a fit on the last rank fails on every rank");
+
+    // the last rank's samples copy some of rank 0's: every cell they touch is rank 0's
+    let zero = parts[0].clone();
+    let mine: Vec<usize> = if last && size > 1 { zero.iter().copied().step_by(3).collect() } else { parts[me].clone() };
+    let global: Vec<usize> = (0..size)
+        .flat_map(
+            |r| if r + 1 == size && size > 1 { zero.iter().copied().step_by(3).collect() } else { parts[r].clone() },
+        )
+        .collect();
+    let d = DistributedResampler::<f64>::new(world, &pick(&lon, &mine), &pick(&lat, &mine), &p).unwrap();
+    if last && size > 1 {
+        assert!(d.cell_ids().is_empty(), "rank {me}: owns {} cells", d.cell_ids().len());
+    }
+    let value = |i: usize| 5.0 + lon[i].sin() * lat[i].cos();
+    let (fit, back) = d.fit_resample(world, &mine.iter().map(|&i| value(i)).collect::<Vec<f64>>(), &o).unwrap();
+    assert_eq!((fit.hval.len(), back.len()), (d.cell_ids().len(), mine.len()));
+    let single = PsfResampler::<f64>::new(&pick(&lon, &global), &pick(&lat, &global), &p).unwrap();
+    let want = single.fit(&global.iter().map(|&i| value(i)).collect::<Vec<f64>>(), &o).unwrap();
+    if let Some((ids, all)) = d.gather(world, 0, &fit.hval).unwrap() {
+        assert_eq!(ids, single.cell_ids());
+        let worst = all.iter().zip(&want.hval).fold(0.0f64, |a, (g, w)| a.max((g - w).abs()));
+        assert!(worst <= 1e-10 * 6.0, "a rank without cells: the field differs by {worst:e}");
+    }
+    println!(
+        "rank {me} of {size}: a rank owning no cell ({} samples) takes part in fit, resample and gather",
+        mine.len()
+    );
 }

@@ -37,6 +37,8 @@ pub(crate) struct Cpu<'a, F: Real> {
 /// the same CG steps — and the values of the other ranks' cells and samples its products read.
 /// Called only from the thread that drives the solve, never from the parallel loops.
 pub(crate) trait Ranks<F: Real>: Sync {
+    /// The cells of all ranks.
+    fn cells_total(&self) -> usize;
     /// Per-column sums: each rank's, added in rank order.
     fn sums(&self, local: Vec<f64>) -> Result<Vec<f64>>;
     /// Per-column maxima over the ranks.
@@ -111,6 +113,9 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
     fn k(&self) -> usize {
         self.dx.len()
     }
+    fn k_total(&self) -> usize {
+        self.ranks.map_or(self.dx.len(), |r| r.cells_total())
+    }
     fn poll_every(&self) -> usize {
         1
     }
@@ -128,8 +133,15 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
     fn download_mask(&self, m: &Vec<u8>) -> Result<Vec<u8>> {
         Ok(m.clone())
     }
-    fn gather(&self, v: &[F], axis: Axis<'_>, zero_nan: bool, mask: bool) -> Result<Gathered<Vec<F>, Vec<u8>>> {
-        let s = axis.rows(v.len())?;
+    fn gather(
+        &self,
+        v: &[F],
+        s: usize,
+        axis: Axis<'_>,
+        zero_nan: bool,
+        mask: bool,
+    ) -> Result<Gathered<Vec<F>, Vec<u8>>> {
+        axis.check_rows(v.len(), s)?;
         let all: Vec<usize> = (0..s).collect();
         let (vals, valid, facts) = match axis {
             Axis::Cells(k) => {
@@ -138,7 +150,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
                 if zero_nan {
                     x.par_iter_mut().filter(|y| y.is_nan()).for_each(|y| *y = F::ZERO);
                 }
-                (x, valid, layout::row_facts(v, k, None))
+                (x, valid, if k == 0 { vec![RowFacts::default(); s] } else { layout::row_facts(v, k, None) })
             }
             Axis::Samples { order, position } => {
                 let n = position.len();

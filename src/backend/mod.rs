@@ -43,8 +43,11 @@ pub(crate) trait Backend<F: Real>: Sync {
 
     /// Samples the operator is built from.
     fn n(&self) -> usize;
-    /// Cells.
+    /// Cells (the length of a block on cells).
     fn k(&self) -> usize;
+    /// Cells of the whole problem: [`Backend::k`] in one process, the sum over the ranks on one
+    /// rank of several (the count a conservation target and a loop bound take, equal on every rank).
+    fn k_total(&self) -> usize;
     /// CG iterations between two looks at its scalars from the host (1 = every iteration).
     fn poll_every(&self) -> usize;
 
@@ -56,10 +59,18 @@ pub(crate) trait Backend<F: Real>: Sync {
     fn upload_mask(&self, m: Vec<u8>) -> Result<Self::Mask>;
     /// The bytes of a mask.
     fn download_mask(&self, m: &Self::Mask) -> Result<Vec<u8>>;
-    /// The s rows of `v` (row-major, as the caller holds them: s rows of `axis.width()` values) as
+    /// The s rows of `v` (row-major, as the caller holds them: s rows of `axis.width()` values; a
+    /// width of 0, a rank of several that owns no cell, holds s empty rows) as
     /// an E×s block on `axis` (E = `axis.elements()`), NaN → 0 with `zero_nan`; with `mask`, also
     /// the mask of the values that are not NaN (bit 0); and per row what the gathered values hold.
-    fn gather(&self, v: &[F], axis: Axis<'_>, zero_nan: bool, mask: bool) -> Result<Gathered<Self::Vals, Self::Mask>>;
+    fn gather(
+        &self,
+        v: &[F],
+        s: usize,
+        axis: Axis<'_>,
+        zero_nan: bool,
+        mask: bool,
+    ) -> Result<Gathered<Self::Vals, Self::Mask>>;
     /// An E×s block on `axis` as s rows in the caller's layout (NaN for the samples left out).
     fn scatter(&self, x: &Self::Vals, s: usize, axis: Axis<'_>) -> Result<Vec<F>>;
     /// `v[e, j] ·= c[j]` (c.len() = s).
@@ -181,15 +192,15 @@ impl Axis<'_> {
             Axis::Samples { order, .. } => order.len(),
         }
     }
-    /// The rows in `len` values, or why they are not whole rows.
-    pub fn rows(&self, len: usize) -> Result<usize> {
+    /// Fails unless `len` values are s rows in the caller's layout.
+    pub fn check_rows(&self, len: usize, s: usize) -> Result<()> {
         let w = self.width();
-        if w == 0 || !len.is_multiple_of(w) {
+        if len != w * s {
             return Err(Error::Cuda(format!(
-                "{len} values are not rows of {w} (a bug in healpix-psf: please report it)"
+                "{len} values are not {s} rows of {w} (a bug in healpix-psf: please report it)"
             )));
         }
-        Ok(len / w)
+        Ok(())
     }
     /// Fails unless `len` values are a block of `axis.elements()` elements × s rows.
     pub fn check_block(&self, len: usize, s: usize) -> Result<()> {

@@ -36,6 +36,8 @@ pub struct DistributedResampler<F: Real> {
     /// the used sample (index into `used`) of each row of the links, in the operator's order
     sample_order: Vec<u32>,
     d_m: Vec<F>,
+    /// the area weight of each used sample (as `used`)
+    pub(super) area: Vec<F>,
     ghosts: usize,
     /// the other ranks' cells this rank's samples link to, with their owners, by (owner, id)
     pub(super) ghost_cells: Vec<(usize, u64)>,
@@ -296,6 +298,8 @@ impl<F: Real> DistributedResampler<F> {
         let mut link_cells = vec![NO_CELL; n_used * npt];
         let (mut mt, mut d_m) = (vec![F::ZERO; n_used * npt], vec![F::INFINITY; n_used * npt]);
         let mut sample_order: Vec<u32> = Vec::with_capacity(n_used);
+        let op_area = op.try_host_area().expect("a host operator");
+        let mut area = vec![F::ZERO; n_used];
         for (p, &s) in order.iter().enumerate() {
             let g = global[s as usize];
             if g < offset || g >= offset + n_used as u64 {
@@ -303,6 +307,7 @@ impl<F: Real> DistributedResampler<F> {
             }
             let (j, at) = (sample_order.len() * npt, p * npt);
             sample_order.push((g - offset) as u32);
+            area[(g - offset) as usize] = op_area[p];
             for t in 0..npt {
                 let h = sl.hi[at + t];
                 if h >= 0 {
@@ -330,6 +335,7 @@ impl<F: Real> DistributedResampler<F> {
             mt,
             d_m,
             sample_order,
+            area,
             ghosts,
             ghost_cells: {
                 ghost_cells.sort_unstable();

@@ -90,20 +90,53 @@ fn shared_params<F: Real>(p: &Params) -> Vec<(&'static str, String)> {
 /// Checks that every rank passed the parameters rank 0 passed (and the same float type F), and
 /// that they are valid. Collective; an error on every rank otherwise (see [`collective`]).
 pub fn check_parameters<C: Communicator, F: Real>(comm: &C, p: &Params) -> Result<()> {
-    let mine = shared_params::<F>(p);
+    collective(comm, same_as_rank_0(comm, &shared_params::<F>(p), "parameters").and_then(|_| p.check()))
+}
+
+/// This rank's error when its `(name, value)` list differs from rank 0's (the first difference).
+/// Collective, but the result is this rank's alone: pass it to [`collective`].
+fn same_as_rank_0<C: Communicator>(comm: &C, mine: &[(&'static str, String)], what: &str) -> Result<()> {
     let encode = |v: &[(&str, String)]| v.iter().map(|(_, x)| x.as_str()).collect::<Vec<_>>().join("\n");
-    let mut first = encode(&mine).into_bytes();
+    let mut first = encode(mine).into_bytes();
     broadcast_bytes(comm, 0, &mut first);
     let first = String::from_utf8_lossy(&first).into_owned();
     let me = comm.rank();
-    let local = match mine.iter().zip(first.split('\n')).find(|((_, a), b)| a != b) {
+    match mine.iter().zip(first.split('\n')).find(|((_, a), b)| a != b) {
         Some(((name, a), b)) => Err(Error::InvalidParameter {
             name,
             value: a.clone(),
-            reason: format!("rank {me} passed {name} = {a}, rank 0 {b}: every rank must pass the same parameters"),
+            reason: format!("rank {me} passed {name} = {a}, rank 0 {b}: every rank must pass the same {what}"),
         }),
-        None => p.check(),
-    };
+        None => Ok(()),
+    }
+}
+
+/// Checks that every rank passed the same fit options as rank 0 (all but `progress`, and `x0`'s
+/// presence only) and the same number of rows, and that the options are valid (on this rank's
+/// rows of `k` cell values). Collective.
+pub(crate) fn check_fit_options<C: Communicator, F: Real>(
+    comm: &C,
+    rows: usize,
+    k: usize,
+    o: &crate::solver::FitOptions<F>,
+) -> Result<()> {
+    let mine = vec![
+        ("rows of values", rows.to_string()),
+        ("lam", format!("{:?}", o.lam)),
+        ("max_iter", o.max_iter.to_string()),
+        ("tol", format!("{:?}", o.tol)),
+        ("x0", if o.x0.is_some() { "given" } else { "none" }.to_string()),
+        ("return_info", o.return_info.to_string()),
+        ("stopping", format!("{:?}", o.stopping)),
+        ("lower", format!("{:?}", o.lower)),
+        ("upper", format!("{:?}", o.upper)),
+        ("max_outer", o.max_outer.to_string()),
+        ("conservative", o.conservative.to_string()),
+        ("empty_cells", format!("{:?}", o.empty_cells)),
+        ("missing", format!("{:?}", o.missing)),
+    ];
+    let local = same_as_rank_0(comm, &mine, "fit options and rows")
+        .and_then(|_| crate::operator::fit::check_fit_options(rows, k, o));
     collective(comm, local)
 }
 

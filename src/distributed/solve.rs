@@ -11,13 +11,16 @@
 use super::collective;
 use super::construct::{all_gather_varcount, exchange, rank_of, DistributedResampler, NO_CELL};
 use crate::backend::cpu::{Cpu, Ranks};
-use crate::backend::{Axis, Backend, RowFacts, LEFT_OUT};
+use crate::backend::{Axis, RowFacts, LEFT_OUT};
 use crate::error::{Error, Result};
-use crate::operator::fit::{expand_rows, first_infinite, Rows};
+use crate::operator::fit::{
+    area_sums, expand_rows, first_infinite, mean_of, resample_rows, residual_sums, rms_of, solve_rows, Side, Solved,
+};
 use crate::real::Real;
-use crate::solver::{self, pow2_scales, EmptyCells, Fit, FitInfo, FitOptions, MissingData, Problem, Stopping};
+use crate::solver::{EmptyCells, Fit, FitOptions};
 use crate::sparse::{CellLinks, SampleLinks};
-use mpi::traits::{Communicator, CommunicatorCollectives};
+use mpi::collective::SystemOperation;
+use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 use std::collections::HashMap;
 
 /// What one rank sends the others before a product, and where it puts what it receives.
@@ -40,7 +43,7 @@ impl<F: Real> Halo<F> {
         let asked = exchange(comm, want);
         let recv: usize = want.iter().map(Vec::len).sum();
         let mut any = 0u64;
-        comm.all_reduce_into(&(recv as u64), &mut any, mpi::collective::SystemOperation::sum());
+        comm.all_reduce_into(&(recv as u64), &mut any, SystemOperation::sum());
         Halo {
             send: asked.iter().map(|keys| keys.iter().map(|&k| index_of(k)).collect()).collect(),
             recv,
@@ -83,6 +86,12 @@ pub(crate) struct SolveData<F: Real> {
     cells: CellLinks<F>,
     cell_halo: Halo<F>,
     sample_halo: Halo<F>,
+    /// the samples axis: the caller's sample of each block element, and the element of each
+    /// caller's sample ([`LEFT_OUT`] where the sample mask leaves it out)
+    order: Vec<u32>,
+    position: Vec<u32>,
+    /// the cells of all ranks
+    cells_total: usize,
 }
 
 impl<F: Real> SolveData<F> {
@@ -131,7 +140,12 @@ impl<F: Real> SolveData<F> {
             want_samples[rank_of(&d.starts, g)].push(g);
         }
         let sample_halo = Halo::plan(comm, &want_samples, |g| row_of[(g - first) as usize]);
-        Ok(SolveData { samples, cells, cell_halo, sample_halo })
+        let order: Vec<u32> = d.caller_samples().iter().map(|&i| i as u32).collect();
+        let mut position = vec![LEFT_OUT; d.n()];
+        order.iter().enumerate().for_each(|(j, &i)| position[i as usize] = j as u32);
+        let mut cells_total = 0u64;
+        comm.all_reduce_into(&(k as u64), &mut cells_total, SystemOperation::sum());
+        Ok(SolveData { samples, cells, cell_halo, sample_halo, order, position, cells_total: cells_total as usize })
     }
 }
 
@@ -146,6 +160,9 @@ struct OnRanks<'a, C: Communicator, F: Real> {
 unsafe impl<C: Communicator, F: Real> Sync for OnRanks<'_, C, F> {}
 
 impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
+    fn cells_total(&self) -> usize {
+        self.data.cells_total
+    }
     fn sums(&self, local: Vec<f64>) -> Result<Vec<f64>> {
         let mut out = vec![0.0f64; local.len()];
         for part in all_gather_varcount(self.comm, &local) {
@@ -183,21 +200,213 @@ impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
     }
 }
 
+/// What a fit returns and, when it was computed for the residual statistics, the fitted field
+/// resampled at this rank's samples.
+type FitAndBack<F> = (Fit<F>, Option<Vec<F>>);
+
 impl<F: Real> DistributedResampler<F> {
-    /// For the caller's rows `rows` with missing samples that were not renormalised (the
-    /// reference's zero-filling): whether each of this rank's cells has a valid linked sample, its
-    /// own or a ghost (cell × |rows|). Collective.
-    fn valid_linked<C: Communicator>(
+    fn data(&self) -> &SolveData<F> {
+        self.solve.as_ref().expect("made by new")
+    }
+
+    /// The samples axis of this rank's blocks.
+    fn samples_axis(&self) -> Axis<'_> {
+        Axis::Samples { order: &self.data().order, position: &self.data().position }
+    }
+
+    /// The CPU backend on this rank's part, its reductions and products through `ranks`.
+    fn backend<'a, C: Communicator>(&'a self, ranks: &'a OnRanks<'a, C, F>) -> Cpu<'a, F> {
+        let data = self.data();
+        Cpu { samples: &data.samples, cells: &data.cells, dx: self.cell_weight(), ranks: Some(ranks) }
+    }
+
+    /// The error of the first infinite value of `v` on the rank holding it (every rank's call
+    /// once the rows' facts, combined over the ranks, found one). Collective.
+    fn infinite<C: Communicator>(comm: &C, v: &[F], axis: Axis<'_>, what: &'static str) -> Error {
+        match collective(comm, first_infinite(v, axis, what).map_or(Ok(()), Err)) {
+            Err(e) => e,
+            Ok(()) => Error::param(what, "an infinite value", "an infinite value on a rank that cannot name it"),
+        }
+    }
+
+    /// The rows of `len` values of this rank's cells (a rank owning no cells passes none and
+    /// takes the other ranks' count). Collective.
+    fn cell_rows<C: Communicator>(&self, comm: &C, len: usize, what: &'static str) -> Result<usize> {
+        let k = self.cell_ids().len();
+        let local = match (k, len) {
+            (0, 0) => Ok(0),
+            (0, _) => Err(Error::LengthMismatch { what, expected: 0, got: len }),
+            (k, len) if len == 0 || !len.is_multiple_of(k) => {
+                Err(Error::LengthMismatch { what, expected: k, got: len })
+            }
+            (k, len) => Ok(len / k),
+        };
+        let rows = collective(comm, local)?;
+        let all = all_gather_varcount(comm, &[rows as u64]);
+        let b = all.iter().map(|r| r[0]).max().unwrap_or(0) as usize;
+        let local = match all.iter().position(|r| r[0] != 0 && r[0] as usize != b) {
+            Some(r) => Err(Error::param(
+                what,
+                rows,
+                format!("every rank must pass the same rows: rank {r} passed {}", all[r][0]),
+            )),
+            None => Ok(b),
+        };
+        collective(comm, local)
+    }
+
+    /// Values at this rank's samples of B cell fields given on the cells each rank owns (B ×
+    /// `cell_ids().len()`, row-major): the single-process [`crate::PsfResampler::resample`] of the
+    /// whole field, each rank getting its own samples' values (B × `n()`, NaN at samples left out
+    /// by `sample_mask`). Collective.
+    pub fn resample<C: Communicator>(&self, comm: &C, hval: &[F]) -> Result<Vec<F>> {
+        let (b, k) = (self.cell_rows(comm, hval.len(), "hval")?, self.cell_ids().len());
+        let ranks = OnRanks { comm, data: self.data() };
+        let infinite = || Self::infinite(comm, hval, Axis::Cells(k), "hval");
+        resample_rows(&self.backend(&ranks), hval, b, k, self.samples_axis(), &infinite)
+    }
+
+    /// Fits, collectively on every rank, the field of the union of the ranks' samples that best
+    /// explains B rows of values (row-major, B × this rank's samples; NaN = missing): the single-
+    /// process [`crate::PsfResampler::fit`] on the union, each rank getting the rows of its own
+    /// cells (B × `cell_ids().len()`, in the order of `cell_ids()`; `x0` likewise). Every rank
+    /// must pass the same number of rows and the same options (all but `progress`; `x0` on every
+    /// rank or none).
+    pub fn fit<C: Communicator>(&self, comm: &C, val: &[F], opts: &FitOptions<F>) -> Result<Fit<F>> {
+        Ok(self.fit_and_back(comm, val, opts)?.0)
+    }
+
+    /// [`DistributedResampler::fit`] followed by [`DistributedResampler::resample`] of its result:
+    /// this rank's cells' fitted values and its samples' values of the fitted field. Collective.
+    pub fn fit_resample<C: Communicator>(&self, comm: &C, val: &[F], opts: &FitOptions<F>) -> Result<(Fit<F>, Vec<F>)> {
+        let (fit, back) = self.fit_and_back(comm, val, opts)?;
+        let back = match back {
+            Some(back) => back,
+            None => self.resample(comm, &fit.hval)?,
+        };
+        Ok((fit, back))
+    }
+
+    fn fit_and_back<C: Communicator>(&self, comm: &C, val: &[F], opts: &FitOptions<F>) -> Result<FitAndBack<F>> {
+        let (n, k) = (self.n(), self.cell_ids().len());
+        let local = match n {
+            _ if val.is_empty() || !val.len().is_multiple_of(n) => {
+                Err(Error::LengthMismatch { what: "val", expected: n, got: val.len() })
+            }
+            _ => Ok(val.len() / n),
+        };
+        let b = collective(comm, local)?;
+        super::check_fit_options(comm, b, k, opts)?;
+        let nonzero = opts.x0.as_ref().is_some_and(|x0| x0.iter().any(|&v| v != F::ZERO));
+        let mut any = 0u8;
+        comm.all_reduce_into(&u8::from(nonzero), &mut any, SystemOperation::max());
+        let ranks = OnRanks { comm, data: self.data() };
+        let be = self.backend(&ranks);
+        let axis = self.samples_axis();
+        let side = Side {
+            axis,
+            k,
+            n_used: self.n_total,
+            skip: &[],
+            means: &|sel, inv| self.conservation_means(&ranks, val, sel, inv),
+            infinite: &|| Self::infinite(comm, val, axis, "val"),
+            x0: opts.x0.as_deref().filter(|_| any != 0),
+        };
+        let mut solved = solve_rows(&be, val, opts, &side)?;
+        // the held cells over every rank
+        let held = ranks.sums(solved.n_low.iter().chain(&solved.n_high).map(|&c| c as f64).collect())?;
+        let s = solved.sel.len();
+        (solved.n_low, solved.n_high) =
+            (held[..s].iter().map(|&c| c as usize).collect(), held[s..].iter().map(|&c| c as usize).collect());
+        let sel = solved.sel.clone();
+        let mut info = solved.info(b, self.data().cells_total);
+        let mut hval = expand_rows(std::mem::take(&mut solved.hval), b, k, &sel);
+        if sel.is_empty() {
+            return Ok((Fit { hval, rows: b, info: opts.return_info.then_some(info) }, None));
+        }
+        if opts.empty_cells == EmptyCells::Missing || opts.return_info {
+            let empty = self.empty_cells(&ranks, val, &solved)?;
+            let counts = ranks.sums(empty.iter().map(|e| e.len() as f64).collect())?;
+            for (j, &row) in sel.iter().enumerate() {
+                info.empty_cells[row] = counts[j] as usize;
+                if opts.empty_cells == EmptyCells::Missing {
+                    empty[j].iter().for_each(|&c| hval[row * k + c] = F::from_f64(f64::NAN));
+                }
+            }
+        }
+        let mut back = None;
+        if opts.return_info {
+            let resampled = self.resample(comm, &hval)?;
+            let parts: Vec<(f64, f64, usize)> =
+                sel.iter().map(|&r| residual_sums(&resampled[r * n..(r + 1) * n], &val[r * n..(r + 1) * n])).collect();
+            let sums = ranks.sums(parts.iter().flat_map(|p| [p.0, p.2 as f64]).collect())?;
+            let maxima = ranks.maxima(parts.iter().map(|p| p.1).collect())?;
+            for (j, &row) in sel.iter().enumerate() {
+                (info.residual_rms[row], info.residual_max[row]) =
+                    rms_of(sums[2 * j], maxima[j], sums[2 * j + 1] as usize);
+            }
+            back = Some(resampled);
+        }
+        Ok((Fit { hval, rows: b, info: opts.return_info.then_some(info) }, back))
+    }
+
+    /// The area-weighted mean of each selected row's valid samples over every rank (each rank's
+    /// sums added in rank order), times the row's factor. Collective.
+    fn conservation_means<C: Communicator>(
         &self,
         ranks: &OnRanks<'_, C, F>,
         val: &[F],
-        order: &[u32],
-        rows: &[usize],
-    ) -> Result<Vec<bool>> {
+        sel: &[usize],
+        inv: &[F],
+    ) -> Result<Vec<f64>> {
+        let n = self.n();
+        let used = self.used_samples();
+        let local: Vec<f64> = sel
+            .iter()
+            .flat_map(|&row| {
+                let (num, den) =
+                    area_sums(&val[row * n..(row + 1) * n], used.iter().copied().zip(self.area.iter().copied()));
+                [num, den]
+            })
+            .collect();
+        let sums = ranks.sums(local)?;
+        Ok(inv.iter().enumerate().map(|(j, &c)| mean_of(sums[2 * j], sums[2 * j + 1], c)).collect())
+    }
+
+    /// This rank's cells without a valid sample carrying weight, per selected row of the fit
+    /// `solved` (see [`crate::PsfResampler::fit`]'s empty cells). Collective.
+    fn empty_cells<C: Communicator>(
+        &self,
+        ranks: &OnRanks<'_, C, F>,
+        val: &[F],
+        solved: &Solved<F>,
+    ) -> Result<Vec<Vec<usize>>> {
+        let (k, s) = (self.cell_ids().len(), solved.sel.len());
+        // rows zero-filled with a missing sample: the cells none of whose linked samples is valid
+        let zero_filled: Vec<usize> =
+            (0..s).filter(|&j| solved.facts[solved.sel[j]].nan > 0 && !solved.masked_rows[j]).collect();
+        let rows: Vec<usize> = zero_filled.iter().map(|&j| solved.sel[j]).collect();
+        let linked = self.valid_linked(ranks, val, &rows)?;
+        let ptr = &self.data().cells.ptr;
+        Ok((0..s)
+            .map(|j| match (solved.no_data.as_ref().filter(|_| solved.masked_rows[j]), zero_filled.binary_search(&j)) {
+                // a renormalised row: the solve's codes
+                (Some(codes), _) => (0..k).filter(|&c| codes[c * s + j] == 0).collect(),
+                (None, Ok(q)) => (0..k).filter(|&c| !linked[c * rows.len() + q]).collect(),
+                // every sample valid: the cells without a link
+                (None, Err(_)) => (0..k).filter(|&c| ptr[c] == ptr[c + 1]).collect(),
+            })
+            .collect())
+    }
+
+    /// For the caller's rows `rows`: whether each of this rank's cells has a valid linked sample,
+    /// its own or a ghost (cell × |rows|). Collective.
+    fn valid_linked<C: Communicator>(&self, ranks: &OnRanks<'_, C, F>, val: &[F], rows: &[usize]) -> Result<Vec<bool>> {
         let (n, nz, k) = (self.n(), rows.len(), self.cell_ids().len());
         if nz == 0 {
             return Ok(Vec::new());
         }
+        let order = &self.data().order;
         let mut ind = vec![F::ZERO; order.len() * nz];
         for (q, &row) in rows.iter().enumerate() {
             for (e, &i) in order.iter().enumerate() {
@@ -217,97 +426,57 @@ impl<F: Real> DistributedResampler<F> {
         Ok(out)
     }
 
-    /// Fits, collectively on every rank, the field of the union of the ranks' samples that best
-    /// explains B rows of values (row-major, B × this rank's samples; NaN = missing): the single-
-    /// process [`crate::PsfResampler::fit`] on the union, each rank getting the rows of its own
-    /// cells (B × `cell_ids().len()`, in the order of `cell_ids()`). Every rank must pass the same
-    /// number of rows and the same options. Not distributed yet: bounds, conservation, `x0`.
-    pub fn fit<C: Communicator>(&self, comm: &C, val: &[F], opts: &FitOptions<F>) -> Result<Fit<F>> {
-        let n = self.n();
-        let local = if opts.is_bounded() || opts.conservative || opts.x0.is_some() {
-            Err(Error::param("opts", "bounds, conservative or x0", "not distributed yet: plain and damped fits only"))
-        } else if n == 0 || !val.len().is_multiple_of(n) {
-            Err(Error::LengthMismatch { what: "val", expected: n, got: val.len() })
+    /// The whole field on rank `root`: B rows of values on each rank's cells (as a fit returns
+    /// them) assembled into B rows over every rank's cells in ascending id order, with those ids —
+    /// the single-process operator's `cell_ids()` and its fit's layout. `None` on the other ranks.
+    /// Collective.
+    pub fn gather<C: Communicator>(&self, comm: &C, root: usize, hval: &[F]) -> Result<Option<(Vec<u64>, Vec<F>)>> {
+        let local = if root < comm.size() as usize {
+            Ok(())
         } else {
-            Ok(val.len() / n)
+            Err(Error::param("root", root, format!("not a rank of this communicator of {} ranks", comm.size())))
         };
-        let b = collective(comm, local)?;
-        let counts = all_gather_varcount(comm, &[b as u64]);
-        if let Some(r) = counts.iter().position(|c| c[0] != b as u64) {
-            return Err(Error::param(
-                "val",
-                b,
-                format!("every rank must pass the same rows: rank {r} passed {}", counts[r][0]),
-            ));
-        }
-        let data = self.solve.as_ref().expect("made by new");
-        let ranks = OnRanks { comm, data };
-        let be = Cpu { samples: &data.samples, cells: &data.cells, dx: self.cell_weight(), ranks: Some(&ranks) };
-        let k = self.cell_ids().len();
-        let order: Vec<u32> = self.caller_samples().iter().map(|&i| i as u32).collect();
-        let mut position = vec![LEFT_OUT; n];
-        order.iter().enumerate().for_each(|(j, &i)| position[i as usize] = j as u32);
-        let per_row = opts.missing == MissingData::PerRow;
-        let axis = Axis::Samples { order: &order, position: &position };
-        let g = be.gather(val, axis, true, per_row)?;
-        collective(comm, first_infinite(val, axis, "val").map_or(Ok(()), Err))?;
-        let facts = g.facts.clone();
-        let rows = Rows::of(&facts, self.n_total, per_row);
-        let (sel, s) = (rows.sel.clone(), rows.sel.len());
-        let mut info = FitInfo {
-            iterations: 0,
-            row_iterations: vec![0; b],
-            residual_norms: vec![Vec::new(); b],
-            converged: vec![false; b],
-            has_data: (0..b).map(|r| sel.contains(&r)).collect(),
-            outer_passes: 0,
-            n_clipped_low: vec![0; b],
-            n_clipped_high: vec![0; b],
-            empty_cells: vec![0; b],
-            residual_rms: vec![f64::NAN; b],
-            residual_max: vec![f64::NAN; b],
-        };
-        if s == 0 {
-            return Ok(Fit {
-                hval: vec![F::from_f64(f64::NAN); b * k],
-                rows: b,
-                info: opts.return_info.then_some(info),
-            });
-        }
-        let (mut y0, valid) = rows.pick(&be, g)?;
-        let max_abs: Vec<f64> = sel.iter().map(|&r| facts[r].max_abs()).collect();
-        let scale = pow2_scales(&max_abs, opts.stopping == Stopping::Pooled);
-        let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
-        be.scale_columns(&mut y0, &inv)?;
-        let problem =
-            Problem { y0, valid, masked_rows: rows.masked.clone(), x0: None, bounds: None, means: None, opts };
-        let sol = solver::solve(&be, problem)?;
-        let mut hval = sol.hval;
-        be.scale_columns(&mut hval, &scale.iter().map(|&c| F::from_f64(c)).collect::<Vec<F>>())?;
-        let mut hval = expand_rows(be.scatter(&hval, s, Axis::Cells(k))?, b, k, &sel);
-        let zero_filled: Vec<usize> = (0..s).filter(|&j| facts[sel[j]].nan > 0 && !rows.masked[j]).collect();
-        let zero_filled_rows: Vec<usize> = zero_filled.iter().map(|&j| sel[j]).collect();
-        let valid_linked = self.valid_linked(&ranks, val, &order, &zero_filled_rows)?;
-        for (j, &row) in sel.iter().enumerate() {
-            info.row_iterations[row] = sol.iterations[j];
-            info.converged[row] = sol.converged[j];
-            info.residual_norms[row] = sol.norms[j].iter().map(|v| v * scale[j]).collect();
-            // the cells where no valid sample carries weight in a row with missing samples
-            let empty: Vec<usize> = match (sol.codes.as_ref().filter(|_| rows.masked[j]), zero_filled.binary_search(&j))
-            {
-                (Some(codes), _) => (0..k).filter(|&c| codes[c * s + j] == 0).collect(),
-                (None, Ok(q)) => (0..k).filter(|&c| !valid_linked[c * zero_filled.len() + q]).collect(),
-                (None, Err(_)) => Vec::new(),
-            };
-            let mut count = 0u64;
-            comm.all_reduce_into(&(empty.len() as u64), &mut count, mpi::collective::SystemOperation::sum());
-            info.empty_cells[row] = count as usize;
-            if opts.empty_cells == EmptyCells::Missing {
-                empty.iter().for_each(|&c| hval[row * k + c] = F::from_f64(f64::NAN));
+        collective(comm, local)?;
+        let b = self.cell_rows(comm, hval.len(), "hval")?;
+        let ids = gather_to(comm, root, self.cell_ids());
+        let vals: Vec<f64> = hval.iter().map(|v| v.to_f64()).collect();
+        let vals = gather_to(comm, root, &vals);
+        let (Some(ids), Some(vals)) = (ids, vals) else { return Ok(None) };
+        // every rank's cells, each with its rank and index, by id
+        let mut cells: Vec<(u64, usize, usize)> = ids
+            .iter()
+            .enumerate()
+            .flat_map(|(r, ids)| ids.iter().enumerate().map(move |(c, &id)| (id, r, c)))
+            .collect();
+        cells.sort_unstable();
+        let k = cells.len();
+        let mut out = vec![F::ZERO; b * k];
+        for (g, &(_, r, c)) in cells.iter().enumerate() {
+            let kr = ids[r].len();
+            for row in 0..b {
+                out[row * k + g] = F::from_f64(vals[r][row * kr + c]);
             }
         }
-        info.iterations = sol.iterations.iter().copied().max().unwrap_or(0);
-        info.outer_passes = sol.outer;
-        Ok(Fit { hval, rows: b, info: opts.return_info.then_some(info) })
+        Ok(Some((cells.iter().map(|c| c.0).collect(), out)))
     }
+}
+
+/// Every rank's `mine`, rank by rank, on rank `root` (`None` on the others). Collective.
+fn gather_to<C: Communicator, T>(comm: &C, root: usize, mine: &[T]) -> Option<Vec<Vec<T>>>
+where
+    T: mpi::datatype::Equivalence + Copy + Default,
+{
+    let at = comm.process_at_rank(root as i32);
+    let count = mine.len() as mpi::Count;
+    if comm.rank() as usize != root {
+        at.gather_into(&count);
+        at.gather_varcount_into(mine);
+        return None;
+    }
+    let mut counts = vec![0 as mpi::Count; comm.size() as usize];
+    at.gather_into_root(&count, &mut counts[..]);
+    let displs: Vec<mpi::Count> = counts.iter().scan(0, |a, &c| Some(std::mem::replace(a, *a + c))).collect();
+    let mut all = vec![T::default(); counts.iter().map(|&c| c as usize).sum()];
+    at.gather_varcount_into_root(mine, &mut mpi::datatype::PartitionMut::new(&mut all[..], &counts[..], &displs[..]));
+    Some((0..counts.len()).map(|r| all[displs[r] as usize..(displs[r] + counts[r]) as usize].to_vec()).collect())
 }

@@ -46,7 +46,7 @@ impl<F: Real> PsfResampler<F> {
     }
 
     fn apply_m_on<B: Backend<F>>(&self, be: &B, val: &[F], b: usize) -> Result<Vec<F>> {
-        let g = self.gather_finite(be, val, self.samples_axis(), true, false, "val")?;
+        let g = self.gather_finite(be, val, b, true, false)?;
         let mut out = be.zeros(self.k() * b)?;
         be.m(&g.vals, b, &mut out, None, None)?;
         be.scatter(&out, b, Axis::Cells(self.k()))
@@ -87,7 +87,7 @@ impl<F: Real> PsfResampler<F> {
 
     /// x_ref of the rows with data, as rows, and those rows.
     fn x_ref_on<B: Backend<F>>(&self, be: &B, val: &[F], per_row: bool) -> Result<(Vec<F>, Vec<usize>)> {
-        let g = self.gather_finite(be, val, self.samples_axis(), true, per_row, "val")?;
+        let g = self.gather_finite(be, val, val.len() / self.n, true, per_row)?;
         let rows = Rows::of(&g.facts, self.n_used(), per_row);
         if rows.sel.is_empty() {
             return Ok((Vec::new(), rows.sel));
@@ -123,11 +123,9 @@ impl<F: Real> PsfResampler<F> {
     }
 
     fn resample_on<B: Backend<F>>(&self, be: &B, hval: &[F], b: usize) -> Result<Vec<F>> {
-        // NaN cells stay NaN: they reach only the samples linked to them
-        let g = self.gather_finite(be, hval, Axis::Cells(self.k()), false, false, "hval")?;
-        let mut out = be.zeros(self.n_used() * b)?;
-        be.mt(&g.vals, b, &mut out, None, None)?;
-        be.scatter(&out, b, self.samples_axis())
+        let infinite =
+            || first_infinite(hval, Axis::Cells(self.k()), "hval").unwrap_or_else(|| infinite_at(hval, 0, "hval"));
+        resample_rows(be, hval, b, self.k(), self.samples_axis(), &infinite)
     }
 
     /// The operator's sample axis: the caller's samples in cell order.
@@ -135,20 +133,20 @@ impl<F: Real> PsfResampler<F> {
         Axis::Samples { order: &self.order, position: &self.position }
     }
 
-    /// The rows of `v` gathered on `axis` of `be` (see [`Backend::gather`]); an infinite value
-    /// (of a sample the operator uses) is an error naming it.
+    /// The s rows of sample values `val` gathered on `be` (see [`Backend::gather`]); an infinite
+    /// value (of a sample the operator uses) is an error naming it.
     fn gather_finite<B: Backend<F>>(
         &self,
         be: &B,
-        v: &[F],
-        axis: Axis<'_>,
+        val: &[F],
+        s: usize,
         zero_nan: bool,
         mask: bool,
-        what: &'static str,
     ) -> Result<Gathered<B::Vals, B::Mask>> {
-        let g = be.gather(v, axis, zero_nan, mask)?;
+        let axis = self.samples_axis();
+        let g = be.gather(val, s, axis, zero_nan, mask)?;
         if g.facts.iter().any(|f| f.inf > 0) {
-            return Err(first_infinite(v, axis, what).unwrap_or_else(|| infinite_at(v, 0, what)));
+            return Err(first_infinite(val, axis, "val").unwrap_or_else(|| infinite_at(val, 0, "val")));
         }
         Ok(g)
     }
@@ -184,40 +182,15 @@ impl<F: Real> PsfResampler<F> {
         let (n, k) = (self.n, self.k());
         let b = rows_of(val.len(), n, "val")?;
         check_fit_options(b, k, opts)?;
-        let solved = with_threads(self.cfg.num_threads, || {
+        let mut solved = with_threads(self.cfg.num_threads, || {
             with_backend!(&self.placed, self.cpu(), |be| self.solve_rows(be, val, opts))
         })??;
-        let sel = solved.sel;
-        let mut has_data = vec![false; b];
-        sel.iter().for_each(|&r| has_data[r] = true);
-        let mut info = FitInfo {
-            iterations: 0,
-            row_iterations: vec![0; b],
-            residual_norms: vec![Vec::new(); b],
-            converged: vec![false; b],
-            has_data,
-            outer_passes: 0,
-            n_clipped_low: vec![0; b],
-            n_clipped_high: vec![0; b],
-            empty_cells: vec![k; b],
-            residual_rms: vec![f64::NAN; b],
-            residual_max: vec![f64::NAN; b],
-        };
-        let mut hval = expand_rows(solved.hval, b, k, &sel);
+        let sel = solved.sel.clone();
+        let mut info = solved.info(b, k);
+        let mut hval = expand_rows(std::mem::take(&mut solved.hval), b, k, &sel);
         let mut back = None;
         if !sel.is_empty() {
             let s = sel.len();
-            for (j, &row) in sel.iter().enumerate() {
-                info.row_iterations[row] = solved.iterations[j];
-                info.converged[row] = solved.converged[j];
-                info.n_clipped_low[row] = solved.n_low[j];
-                info.n_clipped_high[row] = solved.n_high[j];
-            }
-            info.iterations = solved.iterations.iter().copied().max().unwrap_or(0);
-            info.outer_passes = solved.outer;
-            for (j, norms) in solved.norms.into_iter().enumerate() {
-                info.residual_norms[sel[j]] = norms;
-            }
             let missing = opts.empty_cells == EmptyCells::Missing;
             for (j, &row) in sel.iter().enumerate().filter(|_| missing || opts.return_info) {
                 let codes = solved.no_data.as_ref().filter(|_| solved.masked_rows[j]);
@@ -260,70 +233,18 @@ impl<F: Real> PsfResampler<F> {
         Ok((Fit { hval, rows: b, info: opts.return_info.then_some(info) }, back))
     }
 
-    /// The fit on `be` of the rows of `val` with a valid sample: their fitted values (rows of K, in
-    /// the caller's units) with the CG and active-set record, and what every row holds.
+    /// The fit on `be` of the rows of `val` with a valid sample (see [`solve_rows`]).
     fn solve_rows<B: Backend<F>>(&self, be: &B, val: &[F], opts: &FitOptions<F>) -> Result<Solved<F>> {
-        let k = self.k();
-        let per_row = opts.missing == MissingData::PerRow;
-        let g = self.gather_finite(be, val, self.samples_axis(), true, per_row, "val")?;
-        let facts = g.facts.clone();
-        let rows = Rows::of(&facts, self.n_used(), per_row);
-        let (sel, s) = (rows.sel.clone(), rows.sel.len());
-        if s == 0 {
-            return Ok(Solved { facts, ..Solved::default() });
-        }
-        let boxes = if opts.is_bounded() { Some(row_bounds(&facts, &sel, opts)?) } else { None };
-        let _progress = crate::parallel::report_cg_progress(opts.progress);
-        // work on the data divided by a power of two (exact): see `solver`
-        let (mut y0, valid) = rows.pick(be, g)?;
-        let max_abs: Vec<f64> = sel.iter().map(|&r| facts[r].max_abs()).collect();
-        let scale = pow2_scales(&max_abs, opts.stopping == Stopping::Pooled);
-        let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
-        be.scale_columns(&mut y0, &inv)?;
-        let x0 = match opts.x0.as_ref().filter(|x0| x0.iter().any(|&v| v != F::ZERO)) {
-            None => None,
-            Some(x0) => {
-                let mut x0 = rows.select(be, be.gather(x0, Axis::Cells(k), false, false)?.vals)?;
-                be.scale_columns(&mut x0, &inv)?;
-                Some(x0)
-            }
+        let side = Side {
+            axis: self.samples_axis(),
+            k: self.k(),
+            n_used: self.n_used(),
+            skip: &self.uncomputable,
+            means: &|sel, inv| self.conservation_means(val, sel, inv),
+            infinite: &|| first_infinite(val, self.samples_axis(), "val").unwrap_or_else(|| infinite_at(val, 0, "val")),
+            x0: opts.x0.as_deref().filter(|x0| x0.iter().any(|&v| v != F::ZERO)),
         };
-        let scaled = |v: &[F]| -> Vec<F> { v.iter().zip(&inv).map(|(&x, &c)| x * c).collect() };
-        let problem = Problem {
-            y0,
-            valid,
-            masked_rows: rows.masked.clone(),
-            x0,
-            bounds: boxes.as_ref().map(|(lo, hi)| (scaled(lo), scaled(hi))),
-            means: opts.conservative.then(|| self.conservation_means(val, &sel, &inv)).transpose()?,
-            opts,
-        };
-        let sol = solver::solve(be, problem)?;
-        let mut hval = sol.hval;
-        let back: Vec<F> = scale.iter().map(|&c| F::from_f64(c)).collect();
-        be.scale_columns(&mut hval, &back)?;
-        let hval = be.scatter(&hval, s, Axis::Cells(k))?;
-        let mut norms = sol.norms;
-        for (norms, &c) in norms.iter_mut().zip(&scale) {
-            norms.iter_mut().for_each(|v| *v *= c);
-        }
-        let (n_low, n_high) = match (&sol.codes, &boxes) {
-            (Some(codes), Some(_)) => held_counts(codes, s, &self.uncomputable),
-            _ => (vec![0; s], vec![0; s]),
-        };
-        Ok(Solved {
-            sel,
-            facts,
-            hval,
-            iterations: sol.iterations,
-            norms,
-            converged: sol.converged,
-            n_low,
-            n_high,
-            outer: sol.outer,
-            no_data: sol.codes,
-            masked_rows: rows.masked,
-        })
+        solve_rows(be, val, opts, &side)
     }
 
     /// The area-weighted mean of each selected row's valid samples, in the scaled units (NaN where
@@ -335,20 +256,10 @@ impl<F: Real> PsfResampler<F> {
             .iter()
             .zip(inv)
             .map(|(&row, &c)| {
-                let (mut num, mut den) = (0.0f64, 0.0f64);
-                for (i, &v) in val[row * n..(row + 1) * n].iter().enumerate() {
-                    let p = self.position[i];
-                    if !v.is_nan() && p != LEFT_OUT {
-                        let a = area[p as usize].to_f64();
-                        num += v.to_f64() * a;
-                        den += a;
-                    }
-                }
-                if den > 0.0 {
-                    num / den * c.to_f64()
-                } else {
-                    f64::NAN
-                }
+                let used = (0..n).filter(|&i| self.position[i] != LEFT_OUT);
+                let (num, den) =
+                    area_sums(&val[row * n..(row + 1) * n], used.map(|i| (i, area[self.position[i] as usize])));
+                mean_of(num, den, c)
             })
             .collect())
     }
@@ -394,23 +305,195 @@ impl<F: Real> PsfResampler<F> {
 
 /// What `solve_rows` returns: the s selected rows and their fit, and the facts of every row.
 #[derive(Default)]
-struct Solved<F> {
+pub(crate) struct Solved<F> {
     /// The rows with a valid sample.
-    sel: Vec<usize>,
+    pub(crate) sel: Vec<usize>,
     /// What each of the B rows holds.
-    facts: Vec<RowFacts>,
+    pub(crate) facts: Vec<RowFacts>,
     /// The fitted values, s rows of K.
-    hval: Vec<F>,
-    iterations: Vec<usize>,
-    norms: Vec<Vec<f64>>,
-    converged: Vec<bool>,
-    n_low: Vec<usize>,
-    n_high: Vec<usize>,
-    outer: usize,
+    pub(crate) hval: Vec<F>,
+    pub(crate) iterations: Vec<usize>,
+    pub(crate) norms: Vec<Vec<f64>>,
+    pub(crate) converged: Vec<bool>,
+    pub(crate) n_low: Vec<usize>,
+    pub(crate) n_high: Vec<usize>,
+    pub(crate) outer: usize,
     /// K×s cell codes when the solve made them (0: no data in the row).
-    no_data: Option<Vec<u8>>,
+    pub(crate) no_data: Option<Vec<u8>>,
     /// Rows solved with per-row missing data.
-    masked_rows: Vec<bool>,
+    pub(crate) masked_rows: Vec<bool>,
+}
+
+impl<F> Solved<F> {
+    /// The record of a fit of `b` rows (rows without data: `empty` empty cells), with the CG and
+    /// active-set record of the selected rows (their residual norms moved out of `self`); the empty
+    /// cells of the selected rows and the residual statistics are the caller's to fill.
+    pub(crate) fn info(&mut self, b: usize, empty: usize) -> FitInfo {
+        let mut info = FitInfo {
+            iterations: self.iterations.iter().copied().max().unwrap_or(0),
+            row_iterations: vec![0; b],
+            residual_norms: vec![Vec::new(); b],
+            converged: vec![false; b],
+            has_data: vec![false; b],
+            outer_passes: self.outer,
+            n_clipped_low: vec![0; b],
+            n_clipped_high: vec![0; b],
+            empty_cells: vec![empty; b],
+            residual_rms: vec![f64::NAN; b],
+            residual_max: vec![f64::NAN; b],
+        };
+        for (j, &row) in self.sel.iter().enumerate() {
+            info.has_data[row] = true;
+            info.row_iterations[row] = self.iterations[j];
+            info.converged[row] = self.converged[j];
+            info.n_clipped_low[row] = self.n_low[j];
+            info.n_clipped_high[row] = self.n_high[j];
+            info.residual_norms[row] = std::mem::take(&mut self.norms[j]);
+        }
+        info
+    }
+}
+
+/// The conservation means of the selected rows `sel`, times their factors `inv`.
+pub(crate) type MeansOf<'a, F> = dyn Fn(&[usize], &[F]) -> Result<Vec<f64>> + 'a;
+
+/// What a fit of rows takes from the operator it runs on: one process's operator, or one rank's
+/// part of a distributed one.
+pub(crate) struct Side<'a, F> {
+    /// The samples axis of the backend's blocks.
+    pub axis: Axis<'a>,
+    /// Cells of the backend's blocks.
+    pub k: usize,
+    /// Samples used by the whole operator (over every rank).
+    pub n_used: usize,
+    /// Cells left out of the held counts (the uncomputable ones).
+    pub skip: &'a [u32],
+    /// The area-weighted mean of each selected row's valid samples times the row's factor
+    /// (`inv`), for a conservative fit.
+    pub means: &'a MeansOf<'a, F>,
+    /// The error to report once the gathered rows turn out to hold an infinite value.
+    pub infinite: &'a dyn Fn() -> Error,
+    /// The initial update (B×k), unless it is zero (on every rank of a distributed fit alike).
+    pub x0: Option<&'a [F]>,
+}
+
+/// The fit on `be` of the rows of `val` with a valid sample: their fitted values (rows of K, in
+/// the caller's units) with the CG and active-set record (held counts of this side's cells), and
+/// what every row holds.
+pub(crate) fn solve_rows<F: Real, B: Backend<F>>(
+    be: &B,
+    val: &[F],
+    opts: &FitOptions<F>,
+    side: &Side<'_, F>,
+) -> Result<Solved<F>> {
+    let k = side.k;
+    let per_row = opts.missing == MissingData::PerRow;
+    let b = val.len() / side.axis.width();
+    let g = be.gather(val, b, side.axis, true, per_row)?;
+    if g.facts.iter().any(|f| f.inf > 0) {
+        return Err((side.infinite)());
+    }
+    let facts = g.facts.clone();
+    let rows = Rows::of(&facts, side.n_used, per_row);
+    let (sel, s) = (rows.sel.clone(), rows.sel.len());
+    if s == 0 {
+        return Ok(Solved { facts, ..Solved::default() });
+    }
+    let boxes = if opts.is_bounded() { Some(row_bounds(&facts, &sel, opts)?) } else { None };
+    let _progress = crate::parallel::report_cg_progress(opts.progress);
+    // work on the data divided by a power of two (exact): see `solver`
+    let (mut y0, valid) = rows.pick(be, g)?;
+    let max_abs: Vec<f64> = sel.iter().map(|&r| facts[r].max_abs()).collect();
+    let scale = pow2_scales(&max_abs, opts.stopping == Stopping::Pooled);
+    let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
+    be.scale_columns(&mut y0, &inv)?;
+    let x0 = match side.x0 {
+        None => None,
+        Some(x0) => {
+            let mut x0 = rows.select(be, be.gather(x0, b, Axis::Cells(k), false, false)?.vals)?;
+            be.scale_columns(&mut x0, &inv)?;
+            Some(x0)
+        }
+    };
+    let scaled = |v: &[F]| -> Vec<F> { v.iter().zip(&inv).map(|(&x, &c)| x * c).collect() };
+    let problem = Problem {
+        y0,
+        valid,
+        masked_rows: rows.masked.clone(),
+        x0,
+        bounds: boxes.as_ref().map(|(lo, hi)| (scaled(lo), scaled(hi))),
+        means: opts.conservative.then(|| (side.means)(&sel, &inv)).transpose()?,
+        opts,
+    };
+    let sol = solver::solve(be, problem)?;
+    let mut hval = sol.hval;
+    let back: Vec<F> = scale.iter().map(|&c| F::from_f64(c)).collect();
+    be.scale_columns(&mut hval, &back)?;
+    let hval = be.scatter(&hval, s, Axis::Cells(k))?;
+    let mut norms = sol.norms;
+    for (norms, &c) in norms.iter_mut().zip(&scale) {
+        norms.iter_mut().for_each(|v| *v *= c);
+    }
+    let (n_low, n_high) = match (&sol.codes, &boxes) {
+        (Some(codes), Some(_)) => held_counts(codes, s, side.skip),
+        _ => (vec![0; s], vec![0; s]),
+    };
+    Ok(Solved {
+        sel,
+        facts,
+        hval,
+        iterations: sol.iterations,
+        norms,
+        converged: sol.converged,
+        n_low,
+        n_high,
+        outer: sol.outer,
+        no_data: sol.codes,
+        masked_rows: rows.masked,
+    })
+}
+
+/// `hval·MT` on `be` for b rows of k cell values (see [`PsfResampler::resample`]), scattered on
+/// `samples`; `infinite` is the error once the gathered rows turn out to hold an infinite value.
+pub(crate) fn resample_rows<F: Real, B: Backend<F>>(
+    be: &B,
+    hval: &[F],
+    b: usize,
+    k: usize,
+    samples: Axis<'_>,
+    infinite: &dyn Fn() -> Error,
+) -> Result<Vec<F>> {
+    // NaN cells stay NaN: they reach only the samples linked to them
+    let g = be.gather(hval, b, Axis::Cells(k), false, false)?;
+    if g.facts.iter().any(|f| f.inf > 0) {
+        return Err(infinite());
+    }
+    let mut out = be.zeros(samples.elements() * b)?;
+    be.mt(&g.vals, b, &mut out, None, None)?;
+    be.scatter(&out, b, samples)
+}
+
+/// `(Σ v·a, Σ a)` over the valid values `v = row[i]` of the samples `(i, a)` (caller's index,
+/// area), in their order.
+pub(crate) fn area_sums<F: Real>(row: &[F], samples: impl Iterator<Item = (usize, F)>) -> (f64, f64) {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (i, a) in samples {
+        let v = row[i];
+        if !v.is_nan() {
+            num += v.to_f64() * a.to_f64();
+            den += a.to_f64();
+        }
+    }
+    (num, den)
+}
+
+/// The mean `num / den` times `c` (NaN where the valid samples have no area).
+pub(crate) fn mean_of<F: Real>(num: f64, den: f64, c: F) -> f64 {
+    if den > 0.0 {
+        num / den * c.to_f64()
+    } else {
+        f64::NAN
+    }
 }
 
 /// The error of the first infinite value of `v` (rows on `axis`) at an element used by the
@@ -491,6 +574,13 @@ pub(crate) fn expand_rows<F: Real>(x: Vec<F>, b: usize, e: usize, sel: &[usize])
 
 /// RMS and largest |back − y| over the valid samples where `back` is a number.
 fn residual_stats<F: Real>(back: &[F], y: &[F]) -> (f64, f64) {
+    let (sum, max, m) = residual_sums(back, y);
+    rms_of(sum, max, m)
+}
+
+/// Σ (back − y)², the largest |back − y| and the count, over the valid samples where `back` is a
+/// number.
+pub(crate) fn residual_sums<F: Real>(back: &[F], y: &[F]) -> (f64, f64, usize) {
     let (mut sum, mut max, mut m) = (0.0f64, 0.0f64, 0usize);
     for (&b, &v) in back.iter().zip(y) {
         if !v.is_nan() && !b.is_nan() {
@@ -500,6 +590,11 @@ fn residual_stats<F: Real>(back: &[F], y: &[F]) -> (f64, f64) {
             m += 1;
         }
     }
+    (sum, max, m)
+}
+
+/// The RMS and the largest residual from [`residual_sums`] (NaN without a sample).
+pub(crate) fn rms_of(sum: f64, max: f64, m: usize) -> (f64, f64) {
     if m == 0 {
         (f64::NAN, f64::NAN)
     } else {
@@ -541,7 +636,7 @@ fn row_bounds<F: Real>(facts: &[RowFacts], sel: &[usize], opts: &FitOptions<F>) 
 
 /// Validates the fit options against B rows of values and K cells (the values themselves are
 /// checked as they are gathered).
-fn check_fit_options<F: Real>(b: usize, k: usize, opts: &FitOptions<F>) -> Result<()> {
+pub(crate) fn check_fit_options<F: Real>(b: usize, k: usize, opts: &FitOptions<F>) -> Result<()> {
     opts.check()?;
     if let Some(x0) = &opts.x0 {
         if x0.len() != b * k {

@@ -175,7 +175,8 @@ pub(crate) fn conserve_rounds<F: Real, B: Backend<F>>(
     let (dxinv, f) = scaled_inverse_dx(b)?;
     let mut base = hval;
     let mut cand = b.zeros(k * s)?;
-    for _ in 0..=k {
+    // each round holds at least one more cell: at most K_total + 1 rounds, the same on every rank
+    for _ in 0..=b.k_total() {
         let rhs = b.broadcast(&dxinv, s, f, Some(&codes))?;
         let masked = Masked { inner: a.clone(), codes };
         let w = cg(b, &masked, rhs, None, s, lim.max_iter, lim.tol, Stopping::Pooled)?.x;

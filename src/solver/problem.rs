@@ -51,18 +51,16 @@ pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F, B>) -> Resu
     if let (Some(x0), Some(c)) = (x0.as_mut(), codes.as_ref()) {
         b.mul_mask(x0, c)?; // cells without data in a row take no part in its problem
     }
-    // conservation targets: the mean × K, or × the cells with data
+    // conservation targets: the mean × K, or × the cells with data (a count on the backend: over
+    // every rank of a distributed solve; exact, as a sum of ones in f64)
     let targets = match p.means {
         None => None,
         Some(means) => {
-            let counts: Vec<usize> = match &codes {
-                None => vec![k; s],
-                Some(c) => {
-                    let host = b.download_mask(c)?;
-                    (0..s).map(|j| host.iter().skip(j).step_by(s).filter(|&&c| c != 0).count()).collect()
-                }
+            let counts: Vec<f64> = match &codes {
+                None => vec![b.k_total() as f64; s],
+                Some(c) => b.dots(&b.mask_values(c)?, None, s, false, None)?,
             };
-            Some(means.iter().zip(&counts).map(|(&v, &n)| v * n as f64).collect::<Vec<f64>>())
+            Some(means.iter().zip(&counts).map(|(&v, &n)| v * n).collect::<Vec<f64>>())
         }
     };
 

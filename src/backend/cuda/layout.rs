@@ -37,12 +37,13 @@ impl<F: Real> CudaOperator<F> {
     pub(super) fn gather_rows(
         &self,
         v: &[F],
+        s: usize,
         axis: Axis<'_>,
         zero_nan: bool,
         mask: bool,
     ) -> Result<Gathered<Buf<F>, Buf<u8>>> {
         let g = &self.gpu;
-        let s = axis.rows(v.len())?;
+        axis.check_rows(v.len(), s)?;
         let (width, e) = (axis.width(), axis.elements());
         let (order, position) = match axis {
             Axis::Samples { order, position } => {

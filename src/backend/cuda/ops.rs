@@ -136,6 +136,9 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
     fn k(&self) -> usize {
         self.k
     }
+    fn k_total(&self) -> usize {
+        self.k
+    }
     fn poll_every(&self) -> usize {
         POLL_EVERY
     }
@@ -152,8 +155,15 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
     fn download_mask(&self, m: &Buf<u8>) -> Result<Vec<u8>> {
         self.gpu.get(m)
     }
-    fn gather(&self, v: &[F], axis: Axis<'_>, zero_nan: bool, mask: bool) -> Result<Gathered<Buf<F>, Buf<u8>>> {
-        self.gather_rows(v, axis, zero_nan, mask)
+    fn gather(
+        &self,
+        v: &[F],
+        s: usize,
+        axis: Axis<'_>,
+        zero_nan: bool,
+        mask: bool,
+    ) -> Result<Gathered<Buf<F>, Buf<u8>>> {
+        self.gather_rows(v, s, axis, zero_nan, mask)
     }
     fn scatter(&self, x: &Buf<F>, s: usize, axis: Axis<'_>) -> Result<Vec<F>> {
         self.scatter_rows(x, s, axis)
