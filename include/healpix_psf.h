@@ -81,6 +81,20 @@ typedef enum {
   HPSF_STATUS_OTHER_RANK = 14,
 } hpsf_status;
 
+#if defined(HPSF_MPI)
+/*
+ One rank's part of a distributed single-precision operator (opaque).
+ */
+typedef struct hpsf_mpi_op_f32 hpsf_mpi_op_f32;
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ One rank's part of a distributed double-precision operator (opaque).
+ */
+typedef struct hpsf_mpi_op_f64 hpsf_mpi_op_f64;
+#endif
+
 /*
  A single-precision operator (opaque).
  */
@@ -674,6 +688,302 @@ hpsf_status hpsf_fit_resample_f32(const hpsf_op_f32 *op,
                                   float *resampled,
                                   size_t resampled_len,
                                   hpsf_fit_info *info);
+
+#if defined(HPSF_MPI)
+/*
+ Builds, collectively on every rank of `comm` (a Fortran handle: `MPI_Comm_c2f(comm)` in
+ C), the part this rank owns of the operator of every rank's samples: this rank passes its
+ own `n` sample longitudes and latitudes (degrees) and the parameters every rank passes
+ alike (`params` NULL = the defaults at level 10). On success `*out` receives the handle
+ (free it with the matching `hpsf_mpi_free_*`, collectively); on failure, on every rank,
+ `*out` is left untouched.
+
+ # Safety
+ `comm` must be a valid communicator handle; `lon` and `lat` must point to `n` values,
+ `params` to an initialised `hpsf_params` (or be NULL), `out` to a writable pointer.
+ */
+hpsf_status hpsf_mpi_new_f64(int32_t comm,
+                             const double *lon,
+                             const double *lat,
+                             size_t n,
+                             const hpsf_params *params,
+                             hpsf_mpi_op_f64 **out);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ Frees an operator (NULL accepted). Collective: its communicator is freed too.
+
+ # Safety
+ `op` must be NULL or a handle from the matching `hpsf_mpi_new_*`, not used afterwards.
+ */
+void hpsf_mpi_free_f64(hpsf_mpi_op_f64 *op);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ The samples this rank passed.
+
+ # Safety
+ `op` must be NULL or live, `out` writable.
+ */
+hpsf_status hpsf_mpi_n_f64(const hpsf_mpi_op_f64 *op, size_t *out);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ The cells this rank owns (the length of a row of its fitted values).
+
+ # Safety
+ `op` must be NULL or live, `out` writable.
+ */
+hpsf_status hpsf_mpi_k_f64(const hpsf_mpi_op_f64 *op, size_t *out);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ The cells of every rank (the length of a row of the gathered field).
+
+ # Safety
+ `op` must be NULL or live, `out` writable.
+ */
+hpsf_status hpsf_mpi_k_total_f64(const hpsf_mpi_op_f64 *op, size_t *out);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ The ids of the cells this rank owns, ascending (`len` = the count of its `k`).
+
+ # Safety
+ `op` must be NULL or live, `out` point to `len` writable values.
+ */
+hpsf_status hpsf_mpi_cell_ids_f64(const hpsf_mpi_op_f64 *op, uint64_t *out, size_t len);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ Fits, collectively, the field of every rank's samples: this rank passes B rows of
+ values at its own samples (`val`, B·n; NaN = missing) and gets its own cells' values
+ (`hval`, B·k, in the order of its cell ids); `x0` NULL or B·k, `options` and `info` as
+ for `hpsf_fit_f64`. Every rank passes the same B and options.
+
+ # Safety
+ Every non-NULL pointer must point to the number of values its length says.
+ */
+hpsf_status hpsf_mpi_fit_f64(const hpsf_mpi_op_f64 *op,
+                             const double *val,
+                             size_t val_len,
+                             const hpsf_fit_options *options,
+                             const double *x0,
+                             size_t x0_len,
+                             double *hval,
+                             size_t hval_len,
+                             hpsf_fit_info *info);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ Values at this rank's samples (`out`, B·n) of B fields given on each rank's own cells
+ (`hval`, B·k). Collective.
+
+ # Safety
+ `hval` must point to `hval_len` values, `out` to `out_len` writable values.
+ */
+hpsf_status hpsf_mpi_resample_f64(const hpsf_mpi_op_f64 *op,
+                                  const double *hval,
+                                  size_t hval_len,
+                                  double *out,
+                                  size_t out_len);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ The fit, then the fitted field at this rank's samples (`resampled`, B·n). Collective.
+
+ # Safety
+ As for the fit; `resampled` must point to `resampled_len` writable values.
+ */
+hpsf_status hpsf_mpi_fit_resample_f64(const hpsf_mpi_op_f64 *op,
+                                      const double *val,
+                                      size_t val_len,
+                                      const hpsf_fit_options *options,
+                                      const double *x0,
+                                      size_t x0_len,
+                                      double *hval,
+                                      size_t hval_len,
+                                      double *resampled,
+                                      size_t resampled_len,
+                                      hpsf_fit_info *info);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ Assembles on rank `root` the whole field from every rank's B rows of its own cells
+ (`hval`, B·k): `ids` (k_total, ascending — the single-process operator's cell ids) and
+ `out` (B·k_total, row-major, in that order). The other ranks pass NULL and 0 for both.
+ Collective.
+
+ # Safety
+ `hval` must point to `hval_len` values; on `root`, `ids` and `out` to `ids_len` and
+ `out_len` writable values.
+ */
+hpsf_status hpsf_mpi_gather_f64(const hpsf_mpi_op_f64 *op,
+                                int32_t root,
+                                const double *hval,
+                                size_t hval_len,
+                                uint64_t *ids,
+                                size_t ids_len,
+                                double *out,
+                                size_t out_len);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ Builds, collectively on every rank of `comm` (a Fortran handle: `MPI_Comm_c2f(comm)` in
+ C), the part this rank owns of the operator of every rank's samples: this rank passes its
+ own `n` sample longitudes and latitudes (degrees) and the parameters every rank passes
+ alike (`params` NULL = the defaults at level 10). On success `*out` receives the handle
+ (free it with the matching `hpsf_mpi_free_*`, collectively); on failure, on every rank,
+ `*out` is left untouched.
+
+ # Safety
+ `comm` must be a valid communicator handle; `lon` and `lat` must point to `n` values,
+ `params` to an initialised `hpsf_params` (or be NULL), `out` to a writable pointer.
+ */
+hpsf_status hpsf_mpi_new_f32(int32_t comm,
+                             const double *lon,
+                             const double *lat,
+                             size_t n,
+                             const hpsf_params *params,
+                             hpsf_mpi_op_f32 **out);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ Frees an operator (NULL accepted). Collective: its communicator is freed too.
+
+ # Safety
+ `op` must be NULL or a handle from the matching `hpsf_mpi_new_*`, not used afterwards.
+ */
+void hpsf_mpi_free_f32(hpsf_mpi_op_f32 *op);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ The samples this rank passed.
+
+ # Safety
+ `op` must be NULL or live, `out` writable.
+ */
+hpsf_status hpsf_mpi_n_f32(const hpsf_mpi_op_f32 *op, size_t *out);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ The cells this rank owns (the length of a row of its fitted values).
+
+ # Safety
+ `op` must be NULL or live, `out` writable.
+ */
+hpsf_status hpsf_mpi_k_f32(const hpsf_mpi_op_f32 *op, size_t *out);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ The cells of every rank (the length of a row of the gathered field).
+
+ # Safety
+ `op` must be NULL or live, `out` writable.
+ */
+hpsf_status hpsf_mpi_k_total_f32(const hpsf_mpi_op_f32 *op, size_t *out);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ The ids of the cells this rank owns, ascending (`len` = the count of its `k`).
+
+ # Safety
+ `op` must be NULL or live, `out` point to `len` writable values.
+ */
+hpsf_status hpsf_mpi_cell_ids_f32(const hpsf_mpi_op_f32 *op, uint64_t *out, size_t len);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ Fits, collectively, the field of every rank's samples: this rank passes B rows of
+ values at its own samples (`val`, B·n; NaN = missing) and gets its own cells' values
+ (`hval`, B·k, in the order of its cell ids); `x0` NULL or B·k, `options` and `info` as
+ for `hpsf_fit_f64`. Every rank passes the same B and options.
+
+ # Safety
+ Every non-NULL pointer must point to the number of values its length says.
+ */
+hpsf_status hpsf_mpi_fit_f32(const hpsf_mpi_op_f32 *op,
+                             const float *val,
+                             size_t val_len,
+                             const hpsf_fit_options *options,
+                             const float *x0,
+                             size_t x0_len,
+                             float *hval,
+                             size_t hval_len,
+                             hpsf_fit_info *info);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ Values at this rank's samples (`out`, B·n) of B fields given on each rank's own cells
+ (`hval`, B·k). Collective.
+
+ # Safety
+ `hval` must point to `hval_len` values, `out` to `out_len` writable values.
+ */
+hpsf_status hpsf_mpi_resample_f32(const hpsf_mpi_op_f32 *op,
+                                  const float *hval,
+                                  size_t hval_len,
+                                  float *out,
+                                  size_t out_len);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ The fit, then the fitted field at this rank's samples (`resampled`, B·n). Collective.
+
+ # Safety
+ As for the fit; `resampled` must point to `resampled_len` writable values.
+ */
+hpsf_status hpsf_mpi_fit_resample_f32(const hpsf_mpi_op_f32 *op,
+                                      const float *val,
+                                      size_t val_len,
+                                      const hpsf_fit_options *options,
+                                      const float *x0,
+                                      size_t x0_len,
+                                      float *hval,
+                                      size_t hval_len,
+                                      float *resampled,
+                                      size_t resampled_len,
+                                      hpsf_fit_info *info);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ Assembles on rank `root` the whole field from every rank's B rows of its own cells
+ (`hval`, B·k): `ids` (k_total, ascending — the single-process operator's cell ids) and
+ `out` (B·k_total, row-major, in that order). The other ranks pass NULL and 0 for both.
+ Collective.
+
+ # Safety
+ `hval` must point to `hval_len` values; on `root`, `ids` and `out` to `ids_len` and
+ `out_len` writable values.
+ */
+hpsf_status hpsf_mpi_gather_f32(const hpsf_mpi_op_f32 *op,
+                                int32_t root,
+                                const float *hval,
+                                size_t hval_len,
+                                uint64_t *ids,
+                                size_t ids_len,
+                                float *out,
+                                size_t out_len);
+#endif
 
 #ifdef __cplusplus
 }  // extern "C"

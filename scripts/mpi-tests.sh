@@ -16,3 +16,30 @@ for np in 1 2 3 4; do
   # a hang is a failure too
   timeout 300 mpirun --oversubscribe -np "$np" "$exe"
 done
+
+# the C ABI's distributed entry points from C (mpicc) and Fortran (mpif90, mpi_f08), linked to the
+# library built with the feature (a copy of it: a later build without the feature overwrites
+# target/release/libhealpix_psf.so)
+cargo build --release --features mpi --lib
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp target/release/libhealpix_psf.so "$tmp/"
+mpicc -std=c99 -Wall -Wextra -Werror -O1 -I include tests/c/mpi_test.c -L "$tmp" -Wl,-rpath,"$tmp" \
+  -lhealpix_psf -lm -o "$tmp/mpi_test_c"
+progs=mpi_test_c
+if command -v gfortran >/dev/null; then
+  fflags="-std=f2018 -Wall -Werror -J $tmp"
+  mpif90 $fflags -Wno-unused-dummy-argument -c include/healpix_psf.f90 -o "$tmp/healpix_psf.o"
+  mpif90 $fflags -Wno-unused-dummy-argument -c include/healpix_psf_mpi.f90 -o "$tmp/healpix_psf_mpi.o"
+  mpif90 $fflags tests/fortran/test_mpi.f90 "$tmp/healpix_psf.o" "$tmp/healpix_psf_mpi.o" -L "$tmp" \
+    -Wl,-rpath,"$tmp" -lhealpix_psf -o "$tmp/mpi_test_f"
+  progs="$progs mpi_test_f"
+else
+  echo "SKIP: the Fortran program of the distributed C ABI (no gfortran)" >&2
+fi
+for prog in $progs; do
+  for np in 1 2 3 4; do
+    echo "== $prog on $np rank(s)"
+    timeout 120 mpirun --oversubscribe -np "$np" "$tmp/$prog"
+  done
+done

@@ -29,19 +29,26 @@ use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 /// rank that failed, [`Error::OtherRank`] (the lowest failing rank and its message) on the others.
 /// Collective: every rank of `comm` must call it.
 pub fn collective<C: Communicator, T>(comm: &C, local: Result<T>) -> Result<T> {
-    let failed = i32::from(local.is_err());
+    match first_failure(comm, local.as_ref().err().map(|e| e.to_string())) {
+        None => local,
+        Some((_, _)) if local.is_err() => local,
+        Some((rank, message)) => Err(Error::OtherRank { rank, message }),
+    }
+}
+
+/// The lowest rank whose `mine` is a failure message, and that message (`None` where every rank
+/// passed `None`). Collective.
+pub(crate) fn first_failure<C: Communicator>(comm: &C, mine: Option<String>) -> Option<(usize, String)> {
+    let failed = i32::from(mine.is_some());
     let mut all = vec![0i32; comm.size() as usize];
     comm.all_gather_into(&failed, &mut all[..]);
-    let Some(first) = all.iter().position(|&f| f != 0) else { return local };
-    let mut message = match &local {
-        Err(e) if comm.rank() as usize == first => e.to_string().into_bytes(),
+    let first = all.iter().position(|&f| f != 0)?;
+    let mut message = match mine {
+        Some(m) if comm.rank() as usize == first => m.into_bytes(),
         _ => Vec::new(),
     };
     broadcast_bytes(comm, first, &mut message);
-    match local {
-        Err(e) => Err(e),
-        Ok(_) => Err(Error::OtherRank { rank: first, message: String::from_utf8_lossy(&message).into_owned() }),
-    }
+    Some((first, String::from_utf8_lossy(&message).into_owned()))
 }
 
 /// Replaces `bytes` on every rank with those of rank `root`.

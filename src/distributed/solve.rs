@@ -205,6 +205,11 @@ impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
 type FitAndBack<F> = (Fit<F>, Option<Vec<F>>);
 
 impl<F: Real> DistributedResampler<F> {
+    /// The cells of every rank.
+    pub fn cells_total(&self) -> usize {
+        self.data().cells_total
+    }
+
     fn data(&self) -> &SolveData<F> {
         self.solve.as_ref().expect("made by new")
     }

@@ -86,7 +86,7 @@ fn set_last_error(msg: &str) {
 }
 
 /// A failure inside an export: its status and message.
-struct Fail(HpsfStatus, String);
+pub(crate) struct Fail(HpsfStatus, String);
 
 impl From<Error> for Fail {
     fn from(e: Error) -> Self {
@@ -569,13 +569,34 @@ pub extern "C" fn hpsf_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
 }
 
+/// What the fit entry points call: a single-process operator, or one rank's part of a distributed
+/// one (whose checks of the caller's arguments must agree over the ranks before the collective
+/// fit: a rank that returned early would leave the others waiting).
+pub(crate) trait Fits<F: Real> {
+    fn fit(&self, val: &[F], opts: &FitOptions<F>) -> crate::Result<crate::Fit<F>>;
+    fn fit_resample(&self, val: &[F], opts: &FitOptions<F>) -> crate::Result<(crate::Fit<F>, Vec<F>)>;
+    /// `local` (this process's checks of the arguments) where every caller's passed.
+    fn agree<T>(&self, local: Result<T, Fail>) -> Result<T, Fail> {
+        local
+    }
+}
+
+impl<F: Real> Fits<F> for PsfResampler<F> {
+    fn fit(&self, val: &[F], opts: &FitOptions<F>) -> crate::Result<crate::Fit<F>> {
+        PsfResampler::fit(self, val, opts)
+    }
+    fn fit_resample(&self, val: &[F], opts: &FitOptions<F>) -> crate::Result<(crate::Fit<F>, Vec<F>)> {
+        PsfResampler::fit_resample(self, val, opts)
+    }
+}
+
 /// The shared body of a fit: options, x0, outputs and info.
 ///
 /// # Safety
 /// Pointers as documented on `hpsf_fit_f64`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn fit_impl<F: Real>(
-    op: &PsfResampler<F>,
+    op: &impl Fits<F>,
     val: *const F,
     val_len: usize,
     options: *const HpsfFitOptions,
@@ -586,16 +607,20 @@ unsafe fn fit_impl<F: Real>(
     back: Option<(*mut F, usize)>,
     info: *mut HpsfFitInfo,
 ) -> Result<(), Fail> {
-    let o = if options.is_null() {
-        HpsfFitOptions::defaults()
-    } else {
-        read_versioned(options, HpsfFitOptions::defaults())
+    let args = || -> Result<(FitOptions<F>, &[F]), Fail> {
+        let o = if options.is_null() {
+            HpsfFitOptions::defaults()
+        } else {
+            read_versioned(options, HpsfFitOptions::defaults())
+        };
+        let mut opts = o.to_options::<F>()?;
+        // the info (and the residual statistics, one more product) only when the caller wants it
+        opts.return_info = !info.is_null();
+        let val = slice(val, val_len, "val")?;
+        opts.x0 = if x0.is_null() { None } else { Some(slice(x0, x0_len, "x0")?.to_vec()) };
+        Ok((opts, val))
     };
-    let mut opts = o.to_options::<F>()?;
-    // the info (and the residual statistics, one more product) only when the caller wants it
-    opts.return_info = !info.is_null();
-    let val = slice(val, val_len, "val")?;
-    opts.x0 = if x0.is_null() { None } else { Some(slice(x0, x0_len, "x0")?.to_vec()) };
+    let (opts, val) = op.agree(args())?;
     let (fit, resampled) = match back {
         Some(_) => op.fit_resample(val, &opts).map(|(f, r)| (f, Some(r)))?,
         None => (op.fit(val, &opts)?, None),
@@ -677,6 +702,9 @@ struct Op<F: Real> {
 pub struct HpsfOpF32(Op<f32>);
 /// A double-precision operator (opaque).
 pub struct HpsfOpF64(Op<f64>);
+
+#[cfg(feature = "mpi")]
+mod mpi;
 
 // ---- the generic bodies of the typed entry points -------------------------------------------------
 
