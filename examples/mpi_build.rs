@@ -9,7 +9,9 @@
 //! the timing). `build_s`: the best of `--reps` builds, each the slowest rank's time between two
 //! barriers; `ghosts_max`/`ghosts_mean`: ghost samples received per rank (32 bytes each on the wire).
 //! With `--iters I` (and `--batch B`): `iter_ms`, one CG iteration of a fit of B rows (lam 0, no
-//! early stop): (the fit with I iterations − the fit with none) / I, the best of `--reps`.
+//! early stop): (the fit with I iterations − the fit with none) / I, the best of `--reps`; and what
+//! one iteration sends per rank (the largest rank's): halo bytes and messages, reductions (each an
+//! allgather) and the bytes a rank contributes to them (`DistributedResampler::traffic`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -59,6 +61,7 @@ fn run<F: Real>(world: &mpi::topology::SimpleCommunicator) {
     world.all_reduce_into(&mine_g, &mut ghosts_sum, mpi::collective::SystemOperation::sum());
     let (iters, batch) = (arg("--iters", 0usize), arg("--batch", 1usize));
     let mut iter_ms = f64::NAN;
+    let mut per_iter = [f64::NAN; 4];
     if iters > 0 {
         let val: Vec<F> = (0..batch)
             .flat_map(|r| blat.iter().map(move |&y| F::from_f64(10.0 + y * (1.0 + r as f64) * 0.01)))
@@ -75,16 +78,38 @@ fn run<F: Real>(world: &mpi::topology::SimpleCommunicator) {
         };
         let best = |max_iter: usize| (0..reps.max(1)).map(|_| timed(max_iter)).fold(f64::INFINITY, f64::min);
         iter_ms = (best(iters) - best(0)) / iters as f64 * 1e3;
+        // what one iteration sends: (a fit of `iters` − a fit of none) / iters, the largest rank's
+        let sent = |max_iter: usize| {
+            let before = d.traffic();
+            timed(max_iter);
+            let after = d.traffic();
+            [
+                after.halo_bytes - before.halo_bytes,
+                after.halo_messages - before.halo_messages,
+                after.reductions - before.reductions,
+                after.reduction_bytes - before.reduction_bytes,
+            ]
+        };
+        let (with, without) = (sent(iters), sent(0));
+        for (i, out) in per_iter.iter_mut().enumerate() {
+            let mine = (with[i] - without[i]) as f64 / iters as f64;
+            world.all_reduce_into(&mine, out, mpi::collective::SystemOperation::max());
+        }
     }
     if me == 0 {
         println!(
             "{{\"ranks\": {size}, \"threads_per_rank\": {}, \"n\": {n}, \"level\": {level}, \"dtype\": \"{}\", \"k\": {k}, \
              \"build_s\": {best:.4}, \"ghosts_max\": {ghosts_max}, \"ghosts_mean\": {}, \"ghost_bytes_max\": {}, \
-             \"batch\": {batch}, \"iters\": {iters}, \"iter_ms\": {iter_ms:.3}}}",
+             \"batch\": {batch}, \"iters\": {iters}, \"iter_ms\": {iter_ms:.3}, \"halo_bytes_per_iter\": {}, \
+             \"halo_messages_per_iter\": {}, \"reductions_per_iter\": {}, \"reduction_bytes_per_iter\": {}}}",
             p.num_threads,
             F::NAME,
             ghosts_sum / size as u64,
-            ghosts_max * 32
+            ghosts_max * 32,
+            per_iter[0],
+            per_iter[1],
+            per_iter[2],
+            per_iter[3]
         );
     }
 }

@@ -19,6 +19,7 @@ mod construct;
 mod solve;
 
 pub use construct::{DistributedResampler, NO_CELL};
+pub use solve::Traffic;
 
 use crate::error::{Error, Result};
 use crate::operator::Params;

@@ -23,6 +23,37 @@ use mpi::collective::SystemOperation;
 use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 use std::collections::HashMap;
 
+/// What this rank has sent since its operator was built: the halo exchanges before the products
+/// (point-to-point in effect: `MPI_Alltoallv` with counts only between neighbours) and the
+/// collective reductions (dot products, maxima, row facts: allgathers of a few values per rank).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes of halo values sent to other ranks.
+    pub halo_bytes: u64,
+    /// Halo messages sent (one per neighbour with values to send, per product).
+    pub halo_messages: u64,
+    /// Halo exchanges (collective calls).
+    pub exchanges: u64,
+    /// Reductions over the ranks (collective calls: allgathers).
+    pub reductions: u64,
+    /// Bytes this rank contributed to those reductions.
+    pub reduction_bytes: u64,
+}
+
+/// [`Traffic`] as it accumulates (the solve drives MPI from one thread; atomics keep `Sync`).
+#[derive(Default)]
+struct Counters([std::sync::atomic::AtomicU64; 5]);
+
+impl Counters {
+    fn add(&self, field: usize, v: u64) {
+        self.0[field].fetch_add(v, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn get(&self) -> Traffic {
+        let v = |i: usize| self.0[i].load(std::sync::atomic::Ordering::Relaxed);
+        Traffic { halo_bytes: v(0), halo_messages: v(1), exchanges: v(2), reductions: v(3), reduction_bytes: v(4) }
+    }
+}
+
 /// What one rank sends the others before a product, and where it puts what it receives.
 pub(crate) struct Halo<F> {
     /// per rank: the local elements it asked for, in its order
@@ -54,10 +85,13 @@ impl<F: Real> Halo<F> {
 
     /// Calls `f` with the E×s block `local` followed by the values received (rank by rank).
     /// Collective.
-    fn extend<C: Communicator>(&self, comm: &C, local: &[F], s: usize, f: &mut dyn FnMut(&[F])) {
+    fn extend<C: Communicator>(&self, comm: &C, local: &[F], s: usize, traffic: &Counters, f: &mut dyn FnMut(&[F])) {
         if !self.active {
             return f(local);
         }
+        traffic.add(0, self.send.iter().map(|idx| (idx.len() * s * 8) as u64).sum());
+        traffic.add(1, self.send.iter().filter(|idx| !idx.is_empty()).count() as u64);
+        traffic.add(2, 1);
         let out: Vec<Vec<f64>> = self
             .send
             .iter()
@@ -92,6 +126,7 @@ pub(crate) struct SolveData<F: Real> {
     position: Vec<u32>,
     /// the cells of all ranks
     cells_total: usize,
+    traffic: Counters,
 }
 
 impl<F: Real> SolveData<F> {
@@ -145,7 +180,16 @@ impl<F: Real> SolveData<F> {
         order.iter().enumerate().for_each(|(j, &i)| position[i as usize] = j as u32);
         let mut cells_total = 0u64;
         comm.all_reduce_into(&(k as u64), &mut cells_total, SystemOperation::sum());
-        Ok(SolveData { samples, cells, cell_halo, sample_halo, order, position, cells_total: cells_total as usize })
+        Ok(SolveData {
+            samples,
+            cells,
+            cell_halo,
+            sample_halo,
+            order,
+            position,
+            cells_total: cells_total as usize,
+            traffic: Counters::default(),
+        })
     }
 }
 
@@ -153,6 +197,14 @@ impl<F: Real> SolveData<F> {
 struct OnRanks<'a, C: Communicator, F: Real> {
     comm: &'a C,
     data: &'a SolveData<F>,
+}
+
+impl<C: Communicator, F: Real> OnRanks<'_, C, F> {
+    /// Counts a reduction of `values` f64 per rank.
+    fn reduction(&self, values: usize) {
+        self.data.traffic.add(3, 1);
+        self.data.traffic.add(4, 8 * values as u64);
+    }
 }
 
 // SAFETY: `Ranks` is called only from the thread that drives the solve (its contract), never from
@@ -164,6 +216,7 @@ impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
         self.data.cells_total
     }
     fn sums(&self, local: Vec<f64>) -> Result<Vec<f64>> {
+        self.reduction(local.len());
         let mut out = vec![0.0f64; local.len()];
         for part in all_gather_varcount(self.comm, &local) {
             out.iter_mut().zip(&part).for_each(|(o, v)| *o += v);
@@ -171,6 +224,7 @@ impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
         Ok(out)
     }
     fn maxima(&self, local: Vec<f64>) -> Result<Vec<f64>> {
+        self.reduction(local.len());
         let mut out = local.clone();
         for part in all_gather_varcount(self.comm, &local) {
             out.iter_mut().zip(&part).for_each(|(o, &v)| *o = o.max(v));
@@ -179,6 +233,7 @@ impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
     }
     fn facts(&self, local: Vec<RowFacts>) -> Result<Vec<RowFacts>> {
         let flat: Vec<f64> = local.iter().flat_map(|f| [f.nan as f64, f.inf as f64, f.low, f.high]).collect();
+        self.reduction(flat.len());
         let mut out = vec![RowFacts::default(); local.len()];
         for part in all_gather_varcount(self.comm, &flat) {
             for (o, p) in out.iter_mut().zip(part.chunks_exact(4)) {
@@ -191,11 +246,11 @@ impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
         Ok(out)
     }
     fn with_ghost_cells(&self, v: &[F], s: usize, f: &mut dyn FnMut(&[F])) -> Result<()> {
-        self.data.cell_halo.extend(self.comm, v, s, f);
+        self.data.cell_halo.extend(self.comm, v, s, &self.data.traffic, f);
         Ok(())
     }
     fn with_ghost_samples(&self, u: &[F], s: usize, f: &mut dyn FnMut(&[F])) -> Result<()> {
-        self.data.sample_halo.extend(self.comm, u, s, f);
+        self.data.sample_halo.extend(self.comm, u, s, &self.data.traffic, f);
         Ok(())
     }
 }
@@ -205,6 +260,11 @@ impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
 type FitAndBack<F> = (Fit<F>, Option<Vec<F>>);
 
 impl<F: Real> DistributedResampler<F> {
+    /// What this rank has sent to the others in fits and resamples since it was built.
+    pub fn traffic(&self) -> Traffic {
+        self.data().traffic.get()
+    }
+
     /// The cells of every rank.
     pub fn cells_total(&self) -> usize {
         self.data().cells_total
