@@ -155,7 +155,9 @@ fn every_c_function_has_a_matching_julia_wrapper() {
     let c = c_functions();
     assert!(c.len() >= 30, "parsed only {} prototypes from the header", c.len());
     let jl = julia_ccalls(&read("bindings/julia/HealpixPsf.jl"));
-    for (name, (ret, args)) in &c {
+    // the distributed operator (HPSF_MPI) is for MPI programs (C, C++, Fortran); Julia would reach
+    // it through MPI.jl's communicators, which the Julia binding does not take (yet)
+    for (name, (ret, args)) in c.iter().filter(|(name, _)| !name.starts_with("hpsf_mpi_")) {
         let calls = jl.get(name).unwrap_or_else(|| panic!("{name} has no Julia ccall wrapper"));
         assert_eq!(calls.len(), 1, "{name}: {} ccalls", calls.len());
         let (jret, jargs) = &calls[0];
