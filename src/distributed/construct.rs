@@ -13,7 +13,7 @@ use crate::operator::area::{distinct_latitudes, rings_of};
 use crate::operator::{Area, Params, PsfResampler};
 use crate::real::Real;
 use mpi::datatype::{Partition, PartitionMut};
-use mpi::traits::{Communicator, CommunicatorCollectives};
+use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 use mpi::Count;
 use rayon::prelude::*;
 
@@ -69,18 +69,58 @@ fn supported(p: &Params) -> Result<()> {
     Ok(())
 }
 
+/// The offset of each rank's block in a buffer of consecutive blocks of `counts` values.
+fn displacements(counts: &[Count]) -> Vec<Count> {
+    counts.iter().scan(0, |a, &c| Some(std::mem::replace(a, *a + c))).collect()
+}
+
+/// A buffer of consecutive blocks of `counts` values, split rank by rank.
+fn by_rank<T: Copy>(all: &[T], counts: &[Count]) -> Vec<Vec<T>> {
+    let mut rest = all;
+    counts
+        .iter()
+        .map(|&c| {
+            let (block, tail) = rest.split_at(c as usize);
+            rest = tail;
+            block.to_vec()
+        })
+        .collect()
+}
+
+/// A zeroed buffer for consecutive blocks of `counts` values.
+fn buffer<T: Copy + Default>(counts: &[Count]) -> Vec<T> {
+    vec![T::default(); counts.iter().map(|&c| c as usize).sum()]
+}
+
 /// Every rank's values gathered on every rank, rank by rank.
 pub(super) fn all_gather_varcount<C: Communicator, T>(comm: &C, mine: &[T]) -> Vec<Vec<T>>
 where
     T: mpi::datatype::Equivalence + Copy + Default,
 {
-    let size = comm.size() as usize;
-    let mut counts = vec![0 as Count; size];
+    let mut counts = vec![0 as Count; comm.size() as usize];
     comm.all_gather_into(&(mine.len() as Count), &mut counts[..]);
-    let displs: Vec<Count> = counts.iter().scan(0, |a, &c| Some(std::mem::replace(a, *a + c))).collect();
-    let mut all = vec![T::default(); counts.iter().map(|&c| c as usize).sum()];
-    comm.all_gather_varcount_into(mine, &mut PartitionMut::new(&mut all[..], &counts[..], &displs[..]));
-    (0..size).map(|r| all[displs[r] as usize..(displs[r] + counts[r]) as usize].to_vec()).collect()
+    let mut all = buffer(&counts);
+    comm.all_gather_varcount_into(mine, &mut PartitionMut::new(&mut all[..], &counts[..], &displacements(&counts)[..]));
+    by_rank(&all, &counts)
+}
+
+/// Every rank's values on rank `root`, rank by rank (`None` on the other ranks). Collective.
+pub(super) fn gather_to<C: Communicator, T>(comm: &C, root: usize, mine: &[T]) -> Option<Vec<Vec<T>>>
+where
+    T: mpi::datatype::Equivalence + Copy + Default,
+{
+    let at = comm.process_at_rank(root as i32);
+    let count = mine.len() as Count;
+    if comm.rank() as usize != root {
+        at.gather_into(&count);
+        at.gather_varcount_into(mine);
+        return None;
+    }
+    let mut counts = vec![0 as Count; comm.size() as usize];
+    at.gather_into_root(&count, &mut counts[..]);
+    let mut all = buffer(&counts);
+    at.gather_varcount_into_root(mine, &mut PartitionMut::new(&mut all[..], &counts[..], &displacements(&counts)[..]));
+    Some(by_rank(&all, &counts))
 }
 
 /// Sends `out[r]` to rank r and returns what each rank sent here, rank by rank.
@@ -88,19 +128,16 @@ pub(super) fn exchange<C: Communicator, T>(comm: &C, out: &[Vec<T>]) -> Vec<Vec<
 where
     T: mpi::datatype::Equivalence + Copy + Default,
 {
-    let size = comm.size() as usize;
     let send_counts: Vec<Count> = out.iter().map(|v| v.len() as Count).collect();
-    let mut recv_counts = vec![0 as Count; size];
+    let mut recv_counts = vec![0 as Count; comm.size() as usize];
     comm.all_to_all_into(&send_counts[..], &mut recv_counts[..]);
-    let displs = |c: &[Count]| -> Vec<Count> { c.iter().scan(0, |a, &x| Some(std::mem::replace(a, *a + x))).collect() };
-    let (send_displs, recv_displs) = (displs(&send_counts), displs(&recv_counts));
     let send: Vec<T> = out.concat();
-    let mut recv = vec![T::default(); recv_counts.iter().map(|&c| c as usize).sum()];
+    let mut recv = buffer(&recv_counts);
     comm.all_to_all_varcount_into(
-        &Partition::new(&send[..], &send_counts[..], &send_displs[..]),
-        &mut PartitionMut::new(&mut recv[..], &recv_counts[..], &recv_displs[..]),
+        &Partition::new(&send[..], &send_counts[..], &displacements(&send_counts)[..]),
+        &mut PartitionMut::new(&mut recv[..], &recv_counts[..], &displacements(&recv_counts)[..]),
     );
-    (0..size).map(|r| recv[recv_displs[r] as usize..(recv_displs[r] + recv_counts[r]) as usize].to_vec()).collect()
+    by_rank(&recv, &recv_counts)
 }
 
 /// The reference's test for a grid of latitude rings over the union of the ranks' samples

@@ -30,16 +30,26 @@ use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 /// rank that failed, [`Error::OtherRank`] (the lowest failing rank and its message) on the others.
 /// Collective: every rank of `comm` must call it.
 pub fn collective<C: Communicator, T>(comm: &C, local: Result<T>) -> Result<T> {
-    match first_failure(comm, local.as_ref().err().map(|e| e.to_string())) {
-        None => local,
-        Some((_, _)) if local.is_err() => local,
-        Some((rank, message)) => Err(Error::OtherRank { rank, message }),
+    collective_with(comm, local, |e| e.to_string(), |rank, message| Error::OtherRank { rank, message })
+}
+
+/// [`collective`] for any error type: `message` tells a failure's text, `other` makes the error
+/// of a rank whose own step succeeded from the lowest failing rank and its message. Collective.
+pub(crate) fn collective_with<C: Communicator, T, E>(
+    comm: &C,
+    local: std::result::Result<T, E>,
+    message: impl Fn(&E) -> String,
+    other: impl FnOnce(usize, String) -> E,
+) -> std::result::Result<T, E> {
+    match first_failure(comm, local.as_ref().err().map(message)) {
+        Some((rank, text)) if local.is_ok() => Err(other(rank, text)),
+        _ => local,
     }
 }
 
 /// The lowest rank whose `mine` is a failure message, and that message (`None` where every rank
 /// passed `None`). Collective.
-pub(crate) fn first_failure<C: Communicator>(comm: &C, mine: Option<String>) -> Option<(usize, String)> {
+fn first_failure<C: Communicator>(comm: &C, mine: Option<String>) -> Option<(usize, String)> {
     let failed = i32::from(mine.is_some());
     let mut all = vec![0i32; comm.size() as usize];
     comm.all_gather_into(&failed, &mut all[..]);

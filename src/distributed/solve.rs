@@ -9,19 +9,21 @@
 //! CG steps, and repeated runs with the same decomposition are bitwise identical.
 
 use super::collective;
-use super::construct::{all_gather_varcount, exchange, rank_of, DistributedResampler, NO_CELL};
+use super::construct::{all_gather_varcount, exchange, gather_to, rank_of, DistributedResampler, NO_CELL};
 use crate::backend::cpu::{Cpu, Ranks};
 use crate::backend::{Axis, RowFacts, LEFT_OUT};
 use crate::error::{Error, Result};
 use crate::operator::fit::{
-    area_sums, expand_rows, first_infinite, mean_of, resample_rows, residual_sums, rms_of, solve_rows, Side, Solved,
+    area_sums, expand_rows, first_infinite, mean_of, resample_rows, residual_sums, rms_of, solve_rows, without_data,
+    EmptyRule, Side, Solved,
 };
 use crate::real::Real;
 use crate::solver::{EmptyCells, Fit, FitOptions};
 use crate::sparse::{CellLinks, SampleLinks};
 use mpi::collective::SystemOperation;
-use mpi::traits::{Communicator, CommunicatorCollectives, Root};
+use mpi::traits::{Communicator, CommunicatorCollectives};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// What this rank has sent since its operator was built: the halo exchanges before the products
 /// (point-to-point in effect: `MPI_Alltoallv` with counts only between neighbours) and the
@@ -40,20 +42,6 @@ pub struct Traffic {
     pub reduction_bytes: u64,
 }
 
-/// [`Traffic`] as it accumulates (the solve drives MPI from one thread; atomics keep `Sync`).
-#[derive(Default)]
-struct Counters([std::sync::atomic::AtomicU64; 5]);
-
-impl Counters {
-    fn add(&self, field: usize, v: u64) {
-        self.0[field].fetch_add(v, std::sync::atomic::Ordering::Relaxed);
-    }
-    fn get(&self) -> Traffic {
-        let v = |i: usize| self.0[i].load(std::sync::atomic::Ordering::Relaxed);
-        Traffic { halo_bytes: v(0), halo_messages: v(1), exchanges: v(2), reductions: v(3), reduction_bytes: v(4) }
-    }
-}
-
 /// What one rank sends the others before a product, and where it puts what it receives.
 pub(crate) struct Halo<F> {
     /// per rank: the local elements it asked for, in its order
@@ -64,7 +52,7 @@ pub(crate) struct Halo<F> {
     active: bool,
     /// the local block followed by the received values, kept between products (a fresh block of
     /// tens of MB per product would cost its page faults every time)
-    buf: std::sync::Mutex<Vec<F>>,
+    buf: Mutex<Vec<F>>,
 }
 
 impl<F: Real> Halo<F> {
@@ -79,19 +67,29 @@ impl<F: Real> Halo<F> {
             send: asked.iter().map(|keys| keys.iter().map(|&k| index_of(k)).collect()).collect(),
             recv,
             active: any > 0,
-            buf: std::sync::Mutex::new(Vec::new()),
+            buf: Mutex::new(Vec::new()),
         }
     }
 
     /// Calls `f` with the E×s block `local` followed by the values received (rank by rank).
     /// Collective.
-    fn extend<C: Communicator>(&self, comm: &C, local: &[F], s: usize, traffic: &Counters, f: &mut dyn FnMut(&[F])) {
+    fn extend<C: Communicator>(
+        &self,
+        comm: &C,
+        local: &[F],
+        s: usize,
+        traffic: &Mutex<Traffic>,
+        f: &mut dyn FnMut(&[F]),
+    ) {
         if !self.active {
             return f(local);
         }
-        traffic.add(0, self.send.iter().map(|idx| (idx.len() * s * 8) as u64).sum());
-        traffic.add(1, self.send.iter().filter(|idx| !idx.is_empty()).count() as u64);
-        traffic.add(2, 1);
+        {
+            let mut t = traffic.lock().unwrap_or_else(|e| e.into_inner());
+            t.halo_bytes += self.send.iter().map(|idx| (idx.len() * s * 8) as u64).sum::<u64>();
+            t.halo_messages += self.send.iter().filter(|idx| !idx.is_empty()).count() as u64;
+            t.exchanges += 1;
+        }
         let out: Vec<Vec<f64>> = self
             .send
             .iter()
@@ -126,7 +124,8 @@ pub(crate) struct SolveData<F: Real> {
     position: Vec<u32>,
     /// the cells of all ranks
     cells_total: usize,
-    traffic: Counters,
+    /// what this rank has sent (the solve drives MPI from one thread; the lock keeps `Sync`)
+    traffic: Mutex<Traffic>,
 }
 
 impl<F: Real> SolveData<F> {
@@ -188,7 +187,7 @@ impl<F: Real> SolveData<F> {
             order,
             position,
             cells_total: cells_total as usize,
-            traffic: Counters::default(),
+            traffic: Mutex::default(),
         })
     }
 }
@@ -202,8 +201,9 @@ struct OnRanks<'a, C: Communicator, F: Real> {
 impl<C: Communicator, F: Real> OnRanks<'_, C, F> {
     /// Counts a reduction of `values` f64 per rank.
     fn reduction(&self, values: usize) {
-        self.data.traffic.add(3, 1);
-        self.data.traffic.add(4, 8 * values as u64);
+        let mut t = self.data.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        t.reductions += 1;
+        t.reduction_bytes += 8 * values as u64;
     }
 }
 
@@ -262,7 +262,7 @@ type FitAndBack<F> = (Fit<F>, Option<Vec<F>>);
 impl<F: Real> DistributedResampler<F> {
     /// What this rank has sent to the others in fits and resamples since it was built.
     pub fn traffic(&self) -> Traffic {
-        self.data().traffic.get()
+        *self.data().traffic.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The cells of every rank.
@@ -309,15 +309,15 @@ impl<F: Real> DistributedResampler<F> {
         let rows = collective(comm, local)?;
         let all = all_gather_varcount(comm, &[rows as u64]);
         let b = all.iter().map(|r| r[0]).max().unwrap_or(0) as usize;
-        let local = match all.iter().position(|r| r[0] != 0 && r[0] as usize != b) {
+        // decided from the gathered counts: the same on every rank
+        match all.iter().position(|r| r[0] != 0 && r[0] as usize != b) {
             Some(r) => Err(Error::param(
                 what,
                 rows,
                 format!("every rank must pass the same rows: rank {r} passed {}", all[r][0]),
             )),
             None => Ok(b),
-        };
-        collective(comm, local)
+        }
     }
 
     /// Values at this rank's samples of B cell fields given on the cells each rank owns (B ×
@@ -354,11 +354,10 @@ impl<F: Real> DistributedResampler<F> {
 
     fn fit_and_back<C: Communicator>(&self, comm: &C, val: &[F], opts: &FitOptions<F>) -> Result<FitAndBack<F>> {
         let (n, k) = (self.n(), self.cell_ids().len());
-        let local = match n {
-            _ if val.is_empty() || !val.len().is_multiple_of(n) => {
-                Err(Error::LengthMismatch { what: "val", expected: n, got: val.len() })
-            }
-            _ => Ok(val.len() / n),
+        let local = if val.is_empty() || !val.len().is_multiple_of(n) {
+            Err(Error::LengthMismatch { what: "val", expected: n, got: val.len() })
+        } else {
+            Ok(val.len() / n)
         };
         let b = collective(comm, local)?;
         super::check_fit_options(comm, b, k, opts)?;
@@ -395,7 +394,7 @@ impl<F: Real> DistributedResampler<F> {
             for (j, &row) in sel.iter().enumerate() {
                 info.empty_cells[row] = counts[j] as usize;
                 if opts.empty_cells == EmptyCells::Missing {
-                    empty[j].iter().for_each(|&c| hval[row * k + c] = F::from_f64(f64::NAN));
+                    empty[j].iter().for_each(|&c| hval[row * k + c as usize] = F::from_f64(f64::NAN));
                 }
             }
         }
@@ -445,21 +444,22 @@ impl<F: Real> DistributedResampler<F> {
         ranks: &OnRanks<'_, C, F>,
         val: &[F],
         solved: &Solved<F>,
-    ) -> Result<Vec<Vec<usize>>> {
+    ) -> Result<Vec<Vec<u32>>> {
         let (k, s) = (self.cell_ids().len(), solved.sel.len());
-        // rows zero-filled with a missing sample: the cells none of whose linked samples is valid
         let zero_filled: Vec<usize> =
-            (0..s).filter(|&j| solved.facts[solved.sel[j]].nan > 0 && !solved.masked_rows[j]).collect();
+            (0..s).filter(|&j| matches!(solved.empty_rule(j), EmptyRule::ZeroFilled)).collect();
         let rows: Vec<usize> = zero_filled.iter().map(|&j| solved.sel[j]).collect();
         let linked = self.valid_linked(ranks, val, &rows)?;
         let ptr = &self.data().cells.ptr;
+        let cells = |keep: &dyn Fn(usize) -> bool| (0..k as u32).filter(|&c| keep(c as usize)).collect();
         Ok((0..s)
-            .map(|j| match (solved.no_data.as_ref().filter(|_| solved.masked_rows[j]), zero_filled.binary_search(&j)) {
-                // a renormalised row: the solve's codes
-                (Some(codes), _) => (0..k).filter(|&c| codes[c * s + j] == 0).collect(),
-                (None, Ok(q)) => (0..k).filter(|&c| !linked[c * rows.len() + q]).collect(),
-                // every sample valid: the cells without a link
-                (None, Err(_)) => (0..k).filter(|&c| ptr[c] == ptr[c + 1]).collect(),
+            .map(|j| match solved.empty_rule(j) {
+                EmptyRule::NoneMissing => cells(&|c| ptr[c] == ptr[c + 1]),
+                EmptyRule::Renormalised(codes) => without_data(codes, k, s, j),
+                EmptyRule::ZeroFilled => {
+                    let q = zero_filled.binary_search(&j).expect("a zero-filled row");
+                    cells(&|c| !linked[c * rows.len() + q])
+                }
             })
             .collect())
     }
@@ -524,24 +524,4 @@ impl<F: Real> DistributedResampler<F> {
         }
         Ok(Some((cells.iter().map(|c| c.0).collect(), out)))
     }
-}
-
-/// Every rank's `mine`, rank by rank, on rank `root` (`None` on the others). Collective.
-fn gather_to<C: Communicator, T>(comm: &C, root: usize, mine: &[T]) -> Option<Vec<Vec<T>>>
-where
-    T: mpi::datatype::Equivalence + Copy + Default,
-{
-    let at = comm.process_at_rank(root as i32);
-    let count = mine.len() as mpi::Count;
-    if comm.rank() as usize != root {
-        at.gather_into(&count);
-        at.gather_varcount_into(mine);
-        return None;
-    }
-    let mut counts = vec![0 as mpi::Count; comm.size() as usize];
-    at.gather_into_root(&count, &mut counts[..]);
-    let displs: Vec<mpi::Count> = counts.iter().scan(0, |a, &c| Some(std::mem::replace(a, *a + c))).collect();
-    let mut all = vec![T::default(); counts.iter().map(|&c| c as usize).sum()];
-    at.gather_varcount_into_root(mine, &mut mpi::datatype::PartitionMut::new(&mut all[..], &counts[..], &displs[..]));
-    Some((0..counts.len()).map(|r| all[displs[r] as usize..(displs[r] + counts[r]) as usize].to_vec()).collect())
 }

@@ -17,7 +17,7 @@ use super::{
     array, fit_impl, null, run, scalar, slice, write_out, Fail, Fits, HpsfFitInfo, HpsfFitOptions, HpsfParams,
     HpsfStatus,
 };
-use crate::distributed::{first_failure, DistributedResampler};
+use crate::distributed::{collective_with, DistributedResampler};
 use crate::{Error, Fit, FitOptions, Real};
 use mpi::raw::FromRaw;
 use mpi::topology::SimpleCommunicator;
@@ -48,11 +48,7 @@ impl<F: Real> Fits<F> for Dist<F> {
 /// `local` where every rank's checks passed; else this rank's failure, or `OTHER_RANK` naming
 /// the lowest failing rank. Collective.
 fn agree<T>(comm: &SimpleCommunicator, local: Result<T, Fail>) -> Result<T, Fail> {
-    match first_failure(comm, local.as_ref().err().map(|f| f.1.clone())) {
-        None => local,
-        Some(_) if local.is_err() => local,
-        Some((rank, message)) => Err(Error::OtherRank { rank, message }.into()),
-    }
+    collective_with(comm, local, |f| f.1.clone(), |rank, message| Error::OtherRank { rank, message }.into())
 }
 
 /// A duplicate of the caller's communicator (Fortran handle `comm`), owned by the operator.

@@ -46,7 +46,7 @@ impl<F: Real> PsfResampler<F> {
     }
 
     fn apply_m_on<B: Backend<F>>(&self, be: &B, val: &[F], b: usize) -> Result<Vec<F>> {
-        let g = self.gather_finite(be, val, b, true, false)?;
+        let g = self.gather_samples(be, val, b, true, false)?;
         let mut out = be.zeros(self.k() * b)?;
         be.m(&g.vals, b, &mut out, None, None)?;
         be.scatter(&out, b, Axis::Cells(self.k()))
@@ -87,7 +87,7 @@ impl<F: Real> PsfResampler<F> {
 
     /// x_ref of the rows with data, as rows, and those rows.
     fn x_ref_on<B: Backend<F>>(&self, be: &B, val: &[F], per_row: bool) -> Result<(Vec<F>, Vec<usize>)> {
-        let g = self.gather_finite(be, val, val.len() / self.n, true, per_row)?;
+        let g = self.gather_samples(be, val, val.len() / self.n, true, per_row)?;
         let rows = Rows::of(&g.facts, self.n_used(), per_row);
         if rows.sel.is_empty() {
             return Ok((Vec::new(), rows.sel));
@@ -123,8 +123,7 @@ impl<F: Real> PsfResampler<F> {
     }
 
     fn resample_on<B: Backend<F>>(&self, be: &B, hval: &[F], b: usize) -> Result<Vec<F>> {
-        let infinite =
-            || first_infinite(hval, Axis::Cells(self.k()), "hval").unwrap_or_else(|| infinite_at(hval, 0, "hval"));
+        let infinite = || infinite_error(hval, Axis::Cells(self.k()), "hval");
         resample_rows(be, hval, b, self.k(), self.samples_axis(), &infinite)
     }
 
@@ -135,7 +134,7 @@ impl<F: Real> PsfResampler<F> {
 
     /// The s rows of sample values `val` gathered on `be` (see [`Backend::gather`]); an infinite
     /// value (of a sample the operator uses) is an error naming it.
-    fn gather_finite<B: Backend<F>>(
+    fn gather_samples<B: Backend<F>>(
         &self,
         be: &B,
         val: &[F],
@@ -144,11 +143,7 @@ impl<F: Real> PsfResampler<F> {
         mask: bool,
     ) -> Result<Gathered<B::Vals, B::Mask>> {
         let axis = self.samples_axis();
-        let g = be.gather(val, s, axis, zero_nan, mask)?;
-        if g.facts.iter().any(|f| f.inf > 0) {
-            return Err(first_infinite(val, axis, "val").unwrap_or_else(|| infinite_at(val, 0, "val")));
-        }
-        Ok(g)
+        gather_finite(be, val, s, axis, zero_nan, mask, &|| infinite_error(val, axis, "val"))
     }
 
     /// Fits the cell field that best explains B rows of N sample values (row-major; NaN = missing):
@@ -193,16 +188,10 @@ impl<F: Real> PsfResampler<F> {
             let s = sel.len();
             let missing = opts.empty_cells == EmptyCells::Missing;
             for (j, &row) in sel.iter().enumerate().filter(|_| missing || opts.return_info) {
-                let codes = solved.no_data.as_ref().filter(|_| solved.masked_rows[j]);
-                let empty: std::borrow::Cow<'_, [u32]> = match codes {
-                    // every sample valid: the cells without a link (and no row codes: unmasked)
-                    _ if solved.facts[row].nan == 0 => std::borrow::Cow::Borrowed(&self.unlinked),
-                    // a renormalised row: the cells where no valid sample carries weight (those
-                    // without a valid linked sample among them), from the solve's codes
-                    Some(codes) => {
-                        std::borrow::Cow::Owned((0..k as u32).filter(|&c| codes[c as usize * s + j] == 0).collect())
-                    }
-                    None => std::borrow::Cow::Owned(self.empty_cells(&val[row * n..(row + 1) * n])?),
+                let empty: std::borrow::Cow<'_, [u32]> = match solved.empty_rule(j) {
+                    EmptyRule::NoneMissing => std::borrow::Cow::Borrowed(&self.unlinked),
+                    EmptyRule::Renormalised(codes) => std::borrow::Cow::Owned(without_data(codes, k, s, j)),
+                    EmptyRule::ZeroFilled => std::borrow::Cow::Owned(self.empty_cells(&val[row * n..(row + 1) * n])?),
                 };
                 info.empty_cells[row] = empty.len();
                 if missing {
@@ -241,7 +230,7 @@ impl<F: Real> PsfResampler<F> {
             n_used: self.n_used(),
             skip: &self.uncomputable,
             means: &|sel, inv| self.conservation_means(val, sel, inv),
-            infinite: &|| first_infinite(val, self.samples_axis(), "val").unwrap_or_else(|| infinite_at(val, 0, "val")),
+            infinite: &|| infinite_error(val, self.samples_axis(), "val"),
             x0: opts.x0.as_deref().filter(|x0| x0.iter().any(|&v| v != F::ZERO)),
         };
         solve_rows(be, val, opts, &side)
@@ -354,6 +343,33 @@ impl<F> Solved<F> {
     }
 }
 
+/// How the cells without data of a selected row of a fit are found (the cells where no valid
+/// sample carries weight: they have no fitted number).
+pub(crate) enum EmptyRule<'a> {
+    /// Every sample valid: the cells without a link.
+    NoneMissing,
+    /// A row renormalised over its valid samples: the cells the solve's codes (K×s) mark 0.
+    Renormalised(&'a [u8]),
+    /// A row with missing samples counted as 0: the cells none of whose linked samples is valid.
+    ZeroFilled,
+}
+
+impl<F> Solved<F> {
+    /// The rule for the empty cells of selected row j.
+    pub(crate) fn empty_rule(&self, j: usize) -> EmptyRule<'_> {
+        match self.no_data.as_deref().filter(|_| self.masked_rows[j]) {
+            _ if self.facts[self.sel[j]].nan == 0 => EmptyRule::NoneMissing,
+            Some(codes) => EmptyRule::Renormalised(codes),
+            None => EmptyRule::ZeroFilled,
+        }
+    }
+}
+
+/// The cells (of k) whose code in column j of K×s `codes` is 0: no valid sample carries weight.
+pub(crate) fn without_data(codes: &[u8], k: usize, s: usize, j: usize) -> Vec<u32> {
+    (0..k as u32).filter(|&c| codes[c as usize * s + j] == 0).collect()
+}
+
 /// The conservation means of the selected rows `sel`, times their factors `inv`.
 pub(crate) type MeansOf<'a, F> = dyn Fn(&[usize], &[F]) -> Result<Vec<f64>> + 'a;
 
@@ -389,10 +405,7 @@ pub(crate) fn solve_rows<F: Real, B: Backend<F>>(
     let k = side.k;
     let per_row = opts.missing == MissingData::PerRow;
     let b = val.len() / side.axis.width();
-    let g = be.gather(val, b, side.axis, true, per_row)?;
-    if g.facts.iter().any(|f| f.inf > 0) {
-        return Err((side.infinite)());
-    }
+    let g = gather_finite(be, val, b, side.axis, true, per_row, side.infinite)?;
     let facts = g.facts.clone();
     let rows = Rows::of(&facts, side.n_used, per_row);
     let (sel, s) = (rows.sel.clone(), rows.sel.len());
@@ -453,6 +466,24 @@ pub(crate) fn solve_rows<F: Real, B: Backend<F>>(
     })
 }
 
+/// The s rows of `v` gathered on `axis` of `be` (see [`Backend::gather`]); `infinite` is the
+/// error once the rows' facts find an infinite value (of an element the operator uses).
+fn gather_finite<F: Real, B: Backend<F>>(
+    be: &B,
+    v: &[F],
+    s: usize,
+    axis: Axis<'_>,
+    zero_nan: bool,
+    mask: bool,
+    infinite: &dyn Fn() -> Error,
+) -> Result<Gathered<B::Vals, B::Mask>> {
+    let g = be.gather(v, s, axis, zero_nan, mask)?;
+    if g.facts.iter().any(|f| f.inf > 0) {
+        return Err(infinite());
+    }
+    Ok(g)
+}
+
 /// `hval·MT` on `be` for b rows of k cell values (see [`PsfResampler::resample`]), scattered on
 /// `samples`; `infinite` is the error once the gathered rows turn out to hold an infinite value.
 pub(crate) fn resample_rows<F: Real, B: Backend<F>>(
@@ -464,10 +495,7 @@ pub(crate) fn resample_rows<F: Real, B: Backend<F>>(
     infinite: &dyn Fn() -> Error,
 ) -> Result<Vec<F>> {
     // NaN cells stay NaN: they reach only the samples linked to them
-    let g = be.gather(hval, b, Axis::Cells(k), false, false)?;
-    if g.facts.iter().any(|f| f.inf > 0) {
-        return Err(infinite());
-    }
+    let g = gather_finite(be, hval, b, Axis::Cells(k), false, false, infinite)?;
     let mut out = be.zeros(samples.elements() * b)?;
     be.mt(&g.vals, b, &mut out, None, None)?;
     be.scatter(&out, b, samples)
@@ -504,6 +532,12 @@ pub(crate) fn first_infinite<F: Real>(v: &[F], axis: Axis<'_>, what: &'static st
         Axis::Cells(_) => true,
     };
     (0..v.len()).find(|&i| !v[i].is_finite() && !v[i].is_nan() && used(i)).map(|i| infinite_at(v, i, what))
+}
+
+/// The error of the first infinite value of `v` (rows on `axis`), once the gathered rows' facts
+/// found one (element 0 if it cannot be named: a bug).
+fn infinite_error<F: Real>(v: &[F], axis: Axis<'_>, what: &'static str) -> Error {
+    first_infinite(v, axis, what).unwrap_or_else(|| infinite_at(v, 0, what))
 }
 
 fn infinite_at<F: Real>(v: &[F], index: usize, what: &'static str) -> Error {
