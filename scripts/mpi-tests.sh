@@ -43,3 +43,12 @@ for prog in $progs; do
     timeout 120 mpirun --oversubscribe -np "$np" "$tmp/$prog"
   done
 done
+
+# the command line as an MPI program (features cli and mpi): the ORCA1 file and a regular grid split
+# into tiles on 1-4 ranks write the single process's file (tests/cli_mpi.rs)
+if bash scripts/netcdf-dev.sh >/dev/null 2>&1; then
+  echo "== tests/cli_mpi.rs: healpix-psf regrid --distributed under mpirun"
+  timeout 600 cargo test --release --features cli,mpi --test cli_mpi -- --nocapture
+else
+  echo "SKIP: the distributed command line (no NetCDF-C library)" >&2
+fi

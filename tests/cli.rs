@@ -396,6 +396,11 @@ fn clear_errors() {
     assert!(e.contains("cell_ids"), "{e}");
     let e = usage(&["regrid", i, "--var", "temp", "-o", o, "--lower", "abc"]);
     assert!(e.contains("--lower abc"), "{e}");
+    if !cfg!(feature = "mpi") {
+        // the MPI program needs a build with the feature (tests/cli_mpi.rs tests it)
+        let e = usage(&["regrid", i, "--var", "temp", "-o", o, "--distributed"]);
+        assert!(e.contains("built without MPI") && e.contains("--features cli,mpi"), "{e}");
+    }
     let e = usage(&["regrid", i, "--var", "temp", "-o", o, "--lam=-1", "-q"]);
     assert!(e.contains("lam"), "{e}");
     // usage errors come before any input is read: a missing input is not even looked at

@@ -33,9 +33,10 @@ pub fn collective<C: Communicator, T>(comm: &C, local: Result<T>) -> Result<T> {
     collective_with(comm, local, |e| e.to_string(), |rank, message| Error::OtherRank { rank, message })
 }
 
-/// [`collective`] for any error type: `message` tells a failure's text, `other` makes the error
-/// of a rank whose own step succeeded from the lowest failing rank and its message. Collective.
-pub(crate) fn collective_with<C: Communicator, T, E>(
+/// [`collective`] for any error type (a program's own): `message` tells a failure's text, `other`
+/// makes the error of a rank whose own step succeeded from the lowest failing rank and its message.
+/// Collective.
+pub fn collective_with<C: Communicator, T, E>(
     comm: &C,
     local: std::result::Result<T, E>,
     message: impl Fn(&E) -> String,
@@ -69,6 +70,43 @@ fn broadcast_bytes<C: Communicator>(comm: &C, root: usize, bytes: &mut Vec<u8>) 
     root.broadcast_into(&mut len);
     bytes.resize(len as usize, 0);
     root.broadcast_into(&mut bytes[..]);
+}
+
+/// The points of rank `rank`'s tile when a grid of `shape` points (row-major, last dimension
+/// fastest) is split into `size` tiles as a model decomposes its grid: a 1-D set of points into
+/// contiguous runs, a 2-D (or higher: the leading dimensions flattened) grid of ny × nx points into
+/// py × px blocks (py · px = `size`, the blocks as square as the divisors of `size` allow), rank r
+/// the block (r / px, r mod px). Ascending indices. An error when a tile would be empty.
+///
+/// # Examples
+/// ```
+/// // a 4 × 6 grid on 4 ranks: 2 × 2 blocks of 2 × 3 points
+/// assert_eq!(healpix_psf::distributed::tile(&[4, 6], 3, 4)?, vec![15, 16, 17, 21, 22, 23]);
+/// # Ok::<(), healpix_psf::Error>(())
+/// ```
+pub fn tile(shape: &[usize], rank: usize, size: usize) -> Result<Vec<usize>> {
+    let nx = shape.last().copied().unwrap_or(0);
+    let ny: usize = shape[..shape.len().saturating_sub(1)].iter().product();
+    let (ny, nx) = if shape.len() < 2 { (1, nx) } else { (ny, nx) };
+    // the layout whose blocks are the most square (py rows of px blocks)
+    let (py, px) = (1..=size)
+        .filter(|py| size.is_multiple_of(*py))
+        .map(|py| (py, size / py))
+        .filter(|&(py, px)| py <= ny && px <= nx)
+        .min_by(|a, b| {
+            let skew = |(py, px): (usize, usize)| ((ny as f64 / py as f64) / (nx as f64 / px as f64)).ln().abs();
+            skew(*a).total_cmp(&skew(*b))
+        })
+        .ok_or_else(|| {
+            Error::param("size", size, format!("a grid of {ny} × {nx} points cannot be split into {size} tiles"))
+        })?;
+    if rank >= size {
+        return Err(Error::param("rank", rank, format!("not one of {size} ranks")));
+    }
+    let (ty, tx) = (rank / px, rank % px);
+    let (y0, y1) = (ty * ny / py, (ty + 1) * ny / py);
+    let (x0, x1) = (tx * nx / px, (tx + 1) * nx / px);
+    Ok((y0..y1).flat_map(|y| (x0..x1).map(move |x| y * nx + x)).collect())
 }
 
 /// The parameters that shape the operator, as (name, value) text, and the float type. Per-sample

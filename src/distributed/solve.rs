@@ -507,21 +507,33 @@ impl<F: Real> DistributedResampler<F> {
         let vals: Vec<f64> = hval.iter().map(|v| v.to_f64()).collect();
         let vals = gather_to(comm, root, &vals);
         let (Some(ids), Some(vals)) = (ids, vals) else { return Ok(None) };
-        // every rank's cells, each with its rank and index, by id
-        let mut cells: Vec<(u64, usize, usize)> = ids
-            .iter()
-            .enumerate()
-            .flat_map(|(r, ids)| ids.iter().enumerate().map(move |(c, &id)| (id, r, c)))
-            .collect();
-        cells.sort_unstable();
-        let k = cells.len();
-        let mut out = vec![F::ZERO; b * k];
-        for (g, &(_, r, c)) in cells.iter().enumerate() {
-            let kr = ids[r].len();
-            for row in 0..b {
-                out[row * k + g] = F::from_f64(vals[r][row * kr + c]);
-            }
-        }
-        Ok(Some((cells.iter().map(|c| c.0).collect(), out)))
+        Ok(Some(whole_field(&ids, &vals, b)))
     }
+
+    /// [`Self::gather`] onto every rank: the ids of all cells (ascending) and the B rows of the
+    /// whole field, on each rank. Collective.
+    pub fn gather_all<C: Communicator>(&self, comm: &C, hval: &[F]) -> Result<(Vec<u64>, Vec<F>)> {
+        let b = self.cell_rows(comm, hval.len(), "hval")?;
+        let ids = all_gather_varcount(comm, self.cell_ids());
+        let vals: Vec<f64> = hval.iter().map(|v| v.to_f64()).collect();
+        Ok(whole_field(&ids, &all_gather_varcount(comm, &vals), b))
+    }
+}
+
+/// The whole field from every rank's cell ids and B rows of values (rank by rank): the ids
+/// ascending and the values in their order.
+fn whole_field<F: Real>(ids: &[Vec<u64>], vals: &[Vec<f64>], b: usize) -> (Vec<u64>, Vec<F>) {
+    // every rank's cells, each with its rank and index, by id
+    let mut cells: Vec<(u64, usize, usize)> =
+        ids.iter().enumerate().flat_map(|(r, ids)| ids.iter().enumerate().map(move |(c, &id)| (id, r, c))).collect();
+    cells.sort_unstable();
+    let k = cells.len();
+    let mut out = vec![F::ZERO; b * k];
+    for (g, &(_, r, c)) in cells.iter().enumerate() {
+        let kr = ids[r].len();
+        for row in 0..b {
+            out[row * k + g] = F::from_f64(vals[r][row * kr + c]);
+        }
+    }
+    (cells.iter().map(|c| c.0).collect(), out)
 }

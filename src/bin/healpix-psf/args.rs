@@ -215,6 +215,12 @@ pub struct RegridArgs {
     /// No progress messages on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Run as an MPI program, `mpirun -np P healpix-psf regrid --distributed …` (a build with
+    /// `--features cli,mpi`): each rank reads the inputs and passes the points of its tile of the
+    /// grid (blocks of a 2-D grid, runs of a list of points) to the distributed operator and fits;
+    /// rank 0 writes the same files one process writes. Not with --x0 or --cells yet.
+    #[arg(long)]
+    pub distributed: bool,
 }
 
 /// A level given on the command line.
@@ -363,6 +369,13 @@ fn params(a: &RegridArgs, level: Level) -> Result<Params, CliError> {
 
 /// Checks the option values and the paths, and expands the inputs (globs) into jobs.
 pub fn plan(a: &RegridArgs) -> Result<Plan, CliError> {
+    if a.distributed {
+        for (flag, given) in [("--x0", a.x0.is_some()), ("--cells", a.cells.is_some())] {
+            if given {
+                return Err(usage(format!("{flag} is not available with --distributed yet")));
+            }
+        }
+    }
     let level = level(&a.level)?;
     let params = params(a, level)?;
     let fit = fit_options(a)?;

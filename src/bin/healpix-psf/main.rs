@@ -15,15 +15,20 @@
 mod args;
 mod cftime;
 mod coast;
+mod engine;
 mod input;
 
 mod integrity;
 mod output;
+#[cfg(feature = "mpi")]
+mod ranks;
 mod render;
 mod stage;
 
 use args::{AreaArg, Dtype, Job, Level, Plan, RegridArgs};
 use clap::Parser;
+use engine::{Engine, Run};
+use healpix_psf::geometry::Grid;
 use healpix_psf::{kernel, valid_samples, Area, FitInfo, FitOptions, PsfResampler, Real};
 use input::Input;
 use netcdf::AttributeValue;
@@ -43,38 +48,68 @@ impl std::fmt::Display for CliError {
 
 fn main() {
     let args::Command::Regrid(a) = args::Cli::parse().command;
-    let plan = match args::plan(&a) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("healpix-psf: error: {e}");
-            std::process::exit(2);
-        }
-    };
-    let log = Log { t0: Instant::now(), quiet: a.quiet };
-    let done = match a.dtype {
-        Dtype::F32 => regrid::<f32>(&a, &plan, &log),
-        Dtype::F64 => regrid::<f64>(&a, &plan, &log),
-    };
-    if let Err(e) = done {
-        eprintln!("healpix-psf: error: {e}");
-        std::process::exit(1);
-    }
+    // the exit status, decided after MPI (with --distributed) is finalised
+    let status = if a.distributed { distributed(&a) } else { run(&a, &Run::Single) };
+    std::process::exit(status);
 }
 
-/// Progress on stderr (silenced by --quiet); warnings always.
+/// `--distributed`: the run on the ranks of an MPI program; MPI is finalised on return.
+#[cfg(feature = "mpi")]
+fn distributed(a: &RegridArgs) -> i32 {
+    let Some(universe) = mpi::initialize() else {
+        eprintln!("healpix-psf: error: --distributed: MPI could not be initialised (or already was)");
+        return 1;
+    };
+    run(a, &Run::Ranks(ranks::World { comm: universe.world() }))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn distributed(_: &RegridArgs) -> i32 {
+    eprintln!(
+        "healpix-psf: error: --distributed: this healpix-psf was built without MPI (build it with \
+         `cargo build --release --features cli,mpi` and run it under mpirun)"
+    );
+    2
+}
+
+/// The whole run: 0, 1 (an error) or 2 (a usage error). Errors are reported by the root only:
+/// every step's failure is agreed over the ranks ([`Run::agree`]).
+fn run(a: &RegridArgs, how: &Run) -> i32 {
+    let fail = |e: CliError, status: i32| {
+        if how.is_root() {
+            eprintln!("healpix-psf: error: {e}");
+        }
+        status
+    };
+    let plan = match args::plan(a) {
+        Ok(p) => p,
+        Err(e) => return fail(e, 2),
+    };
+    let log = Log { t0: Instant::now(), quiet: a.quiet, root: how.is_root() };
+    let done = match a.dtype {
+        Dtype::F32 => regrid::<f32>(a, &plan, &log, how),
+        Dtype::F64 => regrid::<f64>(a, &plan, &log, how),
+    };
+    done.map_or_else(|e| fail(e, 1), |_| 0)
+}
+
+/// Progress on stderr (silenced by --quiet); warnings always — from the root only.
 pub struct Log {
     t0: Instant,
     quiet: bool,
+    root: bool,
 }
 
 impl Log {
     fn say(&self, s: String) {
-        if !self.quiet {
+        if self.root && !self.quiet {
             eprintln!("[healpix-psf] {:>8.3} s  {s}", self.t0.elapsed().as_secs_f64());
         }
     }
     fn warn(&self, s: String) {
-        eprintln!("healpix-psf: warning: {s}");
+        if self.root {
+            eprintln!("healpix-psf: warning: {s}");
+        }
     }
 }
 
@@ -91,7 +126,8 @@ struct Points {
 
 /// The operator and what the outputs need to know of it.
 struct Operator<F: Real> {
-    op: PsfResampler<F>,
+    engine: Engine<F>,
+    grid: Grid,
     level: u8,
     centres: Vec<(f64, f64)>,
     left_out: usize,
@@ -109,12 +145,12 @@ struct Part {
     drawn: Option<Vec<f64>>,
 }
 
-fn regrid<F: Real>(a: &RegridArgs, plan: &Plan, log: &Log) -> Result<(), CliError> {
+fn regrid<F: Real>(a: &RegridArgs, plan: &Plan, log: &Log, how: &Run) -> Result<(), CliError> {
     let first_path = &plan.jobs[0].inputs[0];
-    let first = read(first_path, a, log)?;
-    let points = survey(a, plan, &first, log)?;
+    let first = how.agree(read(first_path, a, log))?;
+    let points = how.agree(survey(a, plan, &first, log))?;
     check_png_row(a, plan, &points)?;
-    let op = operator::<F>(a, plan, &first, &points, log)?;
+    let op = operator::<F>(a, plan, &first, &points, log, how)?;
     let start = a.x0.as_deref().map(|p| input::field_on_cells(p, &a.var)).transpose()?;
     let mut cached = Some(first);
     let total: usize = plan.jobs.iter().map(|j| j.inputs.len()).sum();
@@ -125,7 +161,7 @@ fn regrid<F: Real>(a: &RegridArgs, plan: &Plan, log: &Log) -> Result<(), CliErro
             let row0: usize = parts.iter().map(|p| p.rows.len()).sum();
             let input = match cached.take() {
                 Some(i) if Path::new(&i.path) == path.as_path() => i,
-                _ => read_same_grid(path, a, log, &points)?,
+                _ => how.agree(read_same_grid(path, a, log, &points))?,
             };
             let part = fit(&op, input, plan, start.as_ref(), a.png_row.checked_sub(row0), log)?;
             check_range(a, &part, log)?;
@@ -133,7 +169,8 @@ fn regrid<F: Real>(a: &RegridArgs, plan: &Plan, log: &Log) -> Result<(), CliErro
             done += 1;
             progress(log, done, total, path);
         }
-        write_job(a, plan, job, &op, &parts, log)?;
+        // the root writes; its failure is every rank's
+        how.agree(if how.is_root() { write_job(a, plan, job, &op, &parts, log) } else { Ok(()) })?;
     }
     Ok(())
 }
@@ -300,6 +337,7 @@ fn operator<F: Real>(
     first: &Input,
     points: &Points,
     log: &Log,
+    how: &Run,
 ) -> Result<Operator<F>, CliError> {
     let at = format!("{}: variable '{}'", first.path, a.var);
     let (ulon, ulat): (Vec<f64>, Vec<f64>) =
@@ -313,9 +351,12 @@ fn operator<F: Real>(
         sample_mask: (!a.keep_missing_points).then(|| points.mask.clone()),
         ..plan.params.clone()
     };
-    let op = PsfResampler::<F>::new(&first.lon, &first.lat, &params).map_err(|e| CliError(format!("{at}: {e}")))?;
+    let grid = Grid::new(level, params.nest, params.ellipsoid).map_err(|e| CliError(format!("{at}: {e}")))?;
+    let shape: Vec<usize> = first.spatial_dims.iter().map(|d| d.1).collect();
+    let engine = how.build::<F>(&first.lon, &first.lat, &shape, &params).map_err(|e| CliError(format!("{at}: {e}")))?;
     let left_out = if a.keep_missing_points { 0 } else { first.n() - points.n_valid };
-    Ok(Operator { centres: op.cell_lonlat(), op, level, left_out })
+    let centres = engine.cell_ids().iter().map(|&c| grid.center(c).expect("the operator's cells")).collect();
+    Ok(Operator { engine, grid, centres, level, left_out })
 }
 
 /// The command line's fit options in the operator's precision.
@@ -382,13 +423,14 @@ fn fit<F: Real>(
     let t = Instant::now();
     let v: Vec<F> = input.values.iter().map(|&x| F::from_f64(x)).collect();
     let mut opts = options::<F>(&plan.fit);
+    let single = || op.engine.single().ok_or_else(|| CliError("--x0 is not distributed yet".into()));
     opts.x0 =
-        start.map(|s| start_from(&op.op, &v, &opts, s)).transpose().map_err(|e| CliError(format!("{at}: {e}")))?;
-    let fit = op.op.fit(&v, &opts).map_err(|e| CliError(format!("{at}: {e}")))?;
+        start.map(|s| start_from(single()?, &v, &opts, s)).transpose().map_err(|e| CliError(format!("{at}: {e}")))?;
+    let fit = op.engine.fit(&v, &opts).map_err(|e| CliError(format!("{at}: {e}")))?;
     drop(v);
     let info = fit.info.expect("asked for");
     let hval: Vec<f64> = fit.hval.iter().map(|x| x.to_f64()).collect();
-    let (n, b, k) = (input.n(), input.b(), op.op.k());
+    let (n, b, k) = (input.n(), input.b(), op.engine.cell_ids().len());
     let units = input::units(&input);
     let worst = |v: &[f64]| v.iter().copied().filter(|x| x.is_finite()).fold(f64::NAN, f64::max);
     log.say(format!(
@@ -699,7 +741,7 @@ fn write_job<F: Real>(
         batch,
         coords,
         cells: output::Cells {
-            ids: op.op.cell_ids(),
+            ids: op.engine.cell_ids(),
             centres: &op.centres,
             level: op.level,
             nest: !a.ring,
@@ -719,7 +761,7 @@ fn write_job<F: Real>(
     }
     staged.commit()?;
     let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
-    log.say(format!("wrote {} ({} cells × {rows} rows)", job.output.display(), op.op.k()));
+    log.say(format!("wrote {} ({} cells × {rows} rows)", job.output.display(), op.engine.cell_ids().len()));
     if let Some(png) = &job.png {
         log.say(format!("drew {} (row {} of {rows})", png.display(), a.png_row));
     }
@@ -728,7 +770,7 @@ fn write_job<F: Real>(
 
 /// The map of row --png-row of a job.
 fn draw<F: Real>(a: &RegridArgs, op: &Operator<F>, parts: &[Part], hval: &[f64], path: &Path) -> Result<(), CliError> {
-    let k = op.op.k();
+    let k = op.engine.cell_ids().len();
     let rows: Vec<&String> = parts.iter().flat_map(|p| &p.rows).collect();
     let r = a.png_row;
     if r >= rows.len() {
@@ -747,8 +789,8 @@ fn draw<F: Real>(a: &RegridArgs, op: &Operator<F>, parts: &[Part], hval: &[f64],
         var: &a.var,
         units: &units,
         row_label: rows[r].as_str(),
-        grid: op.op.grid(),
-        cell_ids: op.op.cell_ids(),
+        grid: &op.grid,
+        cell_ids: op.engine.cell_ids(),
         cell_values: &hval[r * k..(r + 1) * k],
         input: if a.png_input { drawn.map(|values| render::MapPoints { lon, lat, values }) } else { None },
         projection: a.projection,

@@ -1,0 +1,94 @@
+//! `--distributed`: the tool as an MPI program (`mpirun -np P healpix-psf regrid --distributed …`).
+//!
+//! Every rank reads the inputs and takes the same decisions from them as one process would (the
+//! points with data, the level, the samples' areas: [`healpix_psf::sample_areas`] over all points,
+//! since the estimates from the sample spacing need each point's neighbours). The operator and the
+//! fits are the distributed ones ([`DistributedResampler`]): each rank passes only the points of its
+//! tile of the grid ([`healpix_psf::distributed::tile`]: blocks of a 2-D grid, runs of a list of
+//! points), as a model's rank holds them. The fitted field is gathered onto every rank, and rank 0
+//! writes the same files a single process writes.
+
+use crate::CliError;
+use healpix_psf::distributed::{collective_with, tile, DistributedResampler};
+use healpix_psf::{sample_areas, Area, Fit, FitOptions, Params, Real};
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::Communicator;
+
+/// MPI_COMM_WORLD of this run (MPI is initialised by `main`, and finalised when its universe is
+/// dropped).
+pub struct World {
+    pub comm: SimpleCommunicator,
+}
+
+/// This rank's part of the distributed operator.
+pub struct Tiles<F: Real> {
+    comm: SimpleCommunicator,
+    /// the points of this rank's tile (indices into the input's points)
+    tile: Vec<usize>,
+    n: usize,
+    op: DistributedResampler<F>,
+    /// the ids of every rank's cells, ascending
+    ids: Vec<u64>,
+}
+
+impl World {
+    pub fn is_root(&self) -> bool {
+        self.comm.rank() == 0
+    }
+
+    pub fn agree<T>(&self, r: Result<T, CliError>) -> Result<T, CliError> {
+        collective_with(&self.comm, r, |e| e.0.clone(), |rank, message| CliError(format!("rank {rank}: {message}")))
+    }
+
+    /// The distributed operator of the points (a grid of `shape`), this rank passing its tile.
+    /// Collective.
+    pub fn build<F: Real>(
+        &self,
+        lon: &[f64],
+        lat: &[f64],
+        shape: &[usize],
+        params: &Params,
+    ) -> Result<Tiles<F>, healpix_psf::Error> {
+        let (rank, size) = (self.comm.rank() as usize, self.comm.size() as usize);
+        let local =
+            sample_areas(lon, lat, params).and_then(|a| tile(shape, rank, size).map(|t| (a, t))).and_then(|(a, t)| {
+                match &params.sample_mask {
+                    Some(m) if !t.iter().any(|&i| m[i]) => Err(healpix_psf::Error::InvalidParameter {
+                        name: "ranks",
+                        value: size.to_string(),
+                        reason: format!("the tile of rank {rank} holds no point with data: run on fewer ranks"),
+                    }),
+                    _ => Ok((a, t)),
+                }
+            });
+        let (area, tile) = healpix_psf::distributed::collective(&self.comm, local)?;
+        let pick = |v: &[f64]| -> Vec<f64> { tile.iter().map(|&i| v[i]).collect() };
+        let mine = Params {
+            area: Area::Explicit(pick(&area)),
+            sample_mask: params.sample_mask.as_ref().map(|m| tile.iter().map(|&i| m[i]).collect()),
+            // the construction's progress from rank 0 only
+            verbose: params.verbose && rank == 0,
+            ..params.clone()
+        };
+        let op = DistributedResampler::<F>::new(&self.comm, &pick(lon), &pick(lat), &mine)?;
+        let (ids, _) = op.gather_all(&self.comm, &vec![F::ZERO; op.cell_ids().len()])?;
+        Ok(Tiles { comm: self.comm.duplicate(), tile, n: lon.len(), op, ids })
+    }
+}
+
+impl<F: Real> Tiles<F> {
+    pub fn cell_ids(&self) -> &[u64] {
+        &self.ids
+    }
+
+    /// The distributed fit of this rank's tile of the B rows of N values `v`, and the whole field
+    /// gathered onto every rank. Collective.
+    pub fn fit(&self, v: &[F], opts: &FitOptions<F>) -> Result<Fit<F>, healpix_psf::Error> {
+        let rows = v.len() / self.n.max(1);
+        let mine: Vec<F> = (0..rows).flat_map(|r| self.tile.iter().map(move |&i| v[r * self.n + i])).collect();
+        let fit = self.op.fit(&self.comm, &mine, opts)?;
+        let (ids, hval) = self.op.gather_all(&self.comm, &fit.hval)?;
+        debug_assert_eq!(ids, self.ids);
+        Ok(Fit { hval, rows: fit.rows, info: fit.info })
+    }
+}
