@@ -91,6 +91,7 @@ fn main() {
     );
     println!("rank {me} of {size}: {checks} checks of the collective rules passed");
 
+    let (small, wide) = (Data::synthetic(6000, 10, 17), Data::synthetic(40_000, 13, 17));
     for (name, how) in [("longitude bands", Split::Bands), ("round-robin", Split::RoundRobin)] {
         for (what, p) in [
             ("level 10", Params::new(10)),
@@ -99,25 +100,38 @@ fn main() {
                 Params { npt: 16, ellipsoid: healpix_psf::Ellipsoid::Sphere, ..Params::new(11) },
             ),
         ] {
-            construction_equals_single_process::<f64>(&world, how, &p, &format!("{name}, {what}, f64"));
+            construction_equals_single_process::<f64>(&world, &small, how, &p, &format!("{name}, {what}, f64"));
         }
         let explicit = Params { area: Area::Explicit(Vec::new()), ..Params::new(10) };
-        construction_equals_single_process::<f32>(&world, how, &explicit, &format!("{name}, explicit areas, f32"));
+        let what = format!("{name}, explicit areas, f32");
+        construction_equals_single_process::<f32>(&world, &small, how, &explicit, &what);
     }
     // a region much wider than the ghost band (the ghosts are a selection), and a sample mask
-    construction_equals_single_process::<f64>(&world, Split::Bands, &Params::new(13), "wide bands, level 13, f64");
+    let level13 = Params::new(13);
+    construction_equals_single_process::<f64>(&world, &wide, Split::Bands, &level13, "wide bands, level 13, f64");
     let masked = Params { sample_mask: Some(Vec::new()), ..Params::new(12) };
-    construction_equals_single_process::<f64>(&world, Split::Bands, &masked, "bands, sample mask, f64");
+    construction_equals_single_process::<f64>(&world, &small, Split::Bands, &masked, "bands, sample mask, f64");
 
+    let fits = Data::synthetic(6000, 10, 23);
     for how in [Split::Bands, Split::RoundRobin, Split::Parents] {
-        fit_equals_single_process(&world, how);
+        fit_equals_single_process(&world, &fits, how, &Params::new(10), "");
     }
+    let level11 = Params::new(11);
     construction_equals_single_process::<f64>(
         &world,
+        &small,
         Split::Parents,
-        &Params::new(11),
+        &level11,
         "HEALPix parents, level 11, f64",
     );
+
+    // a model's grid in tiles: NEMO ORCA2 (tripolar, its north fold repeating points), land left
+    // out by the mask, the cells' polygon areas
+    let orca = Data::orca2();
+    let orca_params = Params { area: Area::Explicit(Vec::new()), sample_mask: Some(Vec::new()), ..Params::new(5) };
+    let tiles = Split::Tiles(148, 180);
+    construction_equals_single_process::<f64>(&world, &orca, tiles, &orca_params, "ORCA2 tiles, ocean, areas, f64");
+    fit_equals_single_process(&world, &orca, tiles, &orca_params, "ORCA2 tiles, ");
     fits_refuse_bad_input(&world);
 
     // a grid of latitude rings with Area::Auto: a clear error on every rank (the spacing
@@ -141,6 +155,52 @@ enum Split {
     RoundRobin,
     /// by HEALPix parent cell (level 7, nested), whole parents to each rank round-robin
     Parents,
+    /// blocks of a grid of ny × nx points, as a model decomposes it (`distributed::tile`)
+    Tiles(usize, usize),
+}
+
+/// The samples of a test: coordinates, areas (used where the parameters ask for explicit areas)
+/// and the samples used (where they ask for a mask).
+struct Data {
+    lon: Vec<f64>,
+    lat: Vec<f64>,
+    area: Vec<f64>,
+    used: Vec<bool>,
+}
+
+impl Data {
+    /// A regional sample set at ~1.5 samples per cell of `level`; areas 1–2.5, every eleventh
+    /// sample left out by a mask.
+    fn synthetic(n: usize, level: u8, seed: u64) -> Data {
+        let (lon, lat) = common::synth::regional(n, level, 1.5, seed);
+        let area = (0..n).map(|i| 1.0 + (i % 7) as f64 * 0.25).collect();
+        Data { lon, lat, area, used: (0..n).map(|i| i % 11 != 5).collect() }
+    }
+
+    /// The ORCA2 fixture: the ocean used, the polygon areas (sr, shared at repeated positions).
+    fn orca2() -> Data {
+        let o = common::orca::Orca::read(&common::orca::fixture_dir());
+        let used = o.sst.iter().map(|v| v.is_finite()).collect();
+        Data { lon: o.lon, lat: o.lat, area: o.exact, used }
+    }
+
+    /// The parameters `p` for the samples `idx`: `Area::Explicit` and `sample_mask` in `p` (any
+    /// content) become those of the samples.
+    fn params(&self, p: &Params, idx: &[usize]) -> Params {
+        Params {
+            area: match p.area {
+                Area::Explicit(_) => Area::Explicit(idx.iter().map(|&i| self.area[i]).collect()),
+                ref a => a.clone(),
+            },
+            sample_mask: p.sample_mask.as_ref().map(|_| idx.iter().map(|&i| self.used[i]).collect()),
+            ..p.clone()
+        }
+    }
+
+    /// Whether sample i is used under `p`.
+    fn uses(&self, p: &Params, i: usize) -> bool {
+        p.sample_mask.is_none() || self.used[i]
+    }
 }
 
 /// The samples of each rank, as indices into the whole set.
@@ -148,6 +208,10 @@ fn split(lon: &[f64], lat: &[f64], size: usize, how: Split) -> Vec<Vec<usize>> {
     let mut by_rank = vec![Vec::new(); size];
     match how {
         Split::RoundRobin => (0..lon.len()).for_each(|i| by_rank[i % size].push(i)),
+        Split::Tiles(ny, nx) => {
+            assert_eq!(ny * nx, lon.len());
+            by_rank = (0..size).map(|r| healpix_psf::distributed::tile(&[ny, nx], r, size).unwrap()).collect();
+        }
         Split::Parents => {
             let grid = healpix_psf::geometry::Grid::new(7, true, healpix_psf::Ellipsoid::Sphere).unwrap();
             (0..lon.len()).for_each(|i| by_rank[grid.cell(lon[i], lat[i]).unwrap() as usize % size].push(i))
@@ -170,32 +234,24 @@ fn split(lon: &[f64], lat: &[f64], size: usize, how: Split) -> Vec<Vec<usize>> {
 /// bit for bit.
 fn construction_equals_single_process<F: Real>(
     world: &mpi::topology::SimpleCommunicator,
+    data: &Data,
     how: Split,
     p: &Params,
     what: &str,
 ) {
     let (me, size) = (world.rank() as usize, world.size() as usize);
-    let n = if p.level >= 13 { 40_000 } else { 6000 };
-    let (lon, lat) = common::synth::regional(n, p.level, 1.5, 17);
-    let area_of = |i: usize| 1.0 + (i % 7) as f64 * 0.25;
-    let parts = split(&lon, &lat, size, how);
+    let (lon, lat) = (&data.lon, &data.lat);
+    let parts = split(lon, lat, size, how);
     let global: Vec<usize> = parts.concat();
-    let explicit = matches!(p.area, Area::Explicit(_));
-    // with a mask: every eleventh sample left out
-    let with_area = |idx: &[usize]| Params {
-        area: if explicit { Area::Explicit(idx.iter().map(|&i| area_of(i)).collect()) } else { p.area.clone() },
-        sample_mask: p.sample_mask.as_ref().map(|_| idx.iter().map(|&i| i % 11 != 5).collect()),
-        ..p.clone()
-    };
     let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
     let mine = &parts[me];
-    let d = DistributedResampler::<F>::new(world, &pick(&lon, mine), &pick(&lat, mine), &with_area(mine))
+    let d = DistributedResampler::<F>::new(world, &pick(lon, mine), &pick(lat, mine), &data.params(p, mine))
         .unwrap_or_else(|e| panic!("{what}: the distributed build failed on rank {me}: {e}"));
     // the single-process operator of the used samples, in the global order
-    let used: Vec<usize> = global.iter().copied().filter(|&i| p.sample_mask.is_none() || i % 11 != 5).collect();
-    let single_params = Params { sample_mask: None, ..with_area(&used) };
-    let single = PsfResampler::<F>::new(&pick(&lon, &used), &pick(&lat, &used), &single_params).unwrap();
-    assert_eq!(d.used_samples().len(), mine.iter().filter(|&&i| p.sample_mask.is_none() || i % 11 != 5).count());
+    let used: Vec<usize> = global.iter().copied().filter(|&i| data.uses(p, i)).collect();
+    let single_params = Params { sample_mask: None, ..data.params(p, &used) };
+    let single = PsfResampler::<F>::new(&pick(lon, &used), &pick(lat, &used), &single_params).unwrap();
+    assert_eq!(d.used_samples().len(), mine.iter().filter(|&&i| data.uses(p, i)).count());
 
     // every kept cell has exactly one owner
     let mut owned_count = vec![0u64; size];
@@ -262,11 +318,16 @@ fn construction_equals_single_process<F: Real>(
 /// of the largest value, NaN in the same cells, the same iteration counts — for damped fits to a
 /// tight tolerance (both stopping rules, per-row missing data and the reference's zero-filling) and
 /// a fixed number of undamped iterations.
-fn fit_equals_single_process(world: &mpi::topology::SimpleCommunicator, how: Split) {
+fn fit_equals_single_process(
+    world: &mpi::topology::SimpleCommunicator,
+    data: &Data,
+    how: Split,
+    p: &Params,
+    name: &str,
+) {
     let (me, size) = (world.rank() as usize, world.size() as usize);
-    let p = Params::new(10);
-    let (lon, lat) = common::synth::regional(6000, p.level, 1.5, 23);
-    let parts = split(&lon, &lat, size, how);
+    let (lon, lat) = (&data.lon, &data.lat);
+    let parts = split(lon, lat, size, how);
     let global: Vec<usize> = parts.concat();
     // three rows: smooth; missing in a band; missing every seventh sample
     let b = 3;
@@ -282,8 +343,8 @@ fn fit_equals_single_process(world: &mpi::topology::SimpleCommunicator, how: Spl
     let rows_of = |idx: &[usize]| -> Vec<f64> { (0..b).flat_map(|r| idx.iter().map(move |&i| value(r, i))).collect() };
     let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
     let mine = &parts[me];
-    let d = DistributedResampler::<f64>::new(world, &pick(&lon, mine), &pick(&lat, mine), &p).unwrap();
-    let single = PsfResampler::<f64>::new(&pick(&lon, &global), &pick(&lat, &global), &p).unwrap();
+    let d = DistributedResampler::<f64>::new(world, &pick(lon, mine), &pick(lat, mine), &data.params(p, mine)).unwrap();
+    let single = PsfResampler::<f64>::new(&pick(lon, &global), &pick(lat, &global), &data.params(p, &global)).unwrap();
     let ids = single.cell_ids();
     let index: Vec<usize> = d.cell_ids().iter().map(|c| ids.binary_search(c).unwrap()).collect();
     let (k, k_all) = (index.len(), single.k());
@@ -313,6 +374,7 @@ fn fit_equals_single_process(world: &mpi::topology::SimpleCommunicator, how: Spl
     ];
     let own_start: usize = parts[..me].iter().map(Vec::len).sum();
     for (what, mut o) in cases {
+        let what = format!("{name}{what}");
         let mut o_single = o.clone();
         if o.x0.is_some() {
             (o.x0, o_single.x0) = (Some(x0_of(d.cell_ids())), Some(x0_of(ids)));
