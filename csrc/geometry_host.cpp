@@ -88,15 +88,17 @@ void hpsf_con_shares_host(const double *xyz, int64_t m, const double *centres, c
 
 double hpsf_con_distance_host(double c2, double radius) { return hpsf_distance(c2, radius); }
 
-// The depth of the spacing estimate's buckets for n sample ids sorted at HPSF_AREA_FINE_DEPTH.
-int32_t hpsf_con_area_depth_host(const uint64_t *sorted, int64_t n) {
-    uint64_t bins[HPSF_AREA_FINE_DEPTH + 1] = {0};
+// Adds to bins[0..=HPSF_AREA_FINE_DEPTH] the neighbouring pairs of n sample ids sorted at
+// HPSF_AREA_FINE_DEPTH by the depth at which they first differ (hpsf_boundary_depth).
+void hpsf_con_area_bins_host(const uint64_t *sorted, int64_t n, uint64_t *bins) {
     for (int64_t i = 1; i < n; ++i) {
         int t = hpsf_boundary_depth(sorted[i - 1], sorted[i]);
         if (t >= 0) ++bins[t];
     }
-    return hpsf_area_depth(bins, n);
 }
+
+// The depth of the spacing estimate's buckets for n samples whose sorted ids have the bins above.
+int32_t hpsf_con_area_depth_host(const uint64_t *bins, int64_t n) { return hpsf_area_depth(bins, n); }
 
 int32_t hpsf_con_area_fine_depth_host(void) { return HPSF_AREA_FINE_DEPTH; }
 

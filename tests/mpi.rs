@@ -134,17 +134,45 @@ fn main() {
     fit_equals_single_process(&world, &orca, tiles, &orca_params, "ORCA2 tiles, ");
     fits_refuse_bad_input(&world);
 
-    // a grid of latitude rings with Area::Auto: a clear error on every rank (the spacing
-    // estimate is not distributed yet)
-    let lon: Vec<f64> = (0..400).map(|i| 5.0 + 0.05 * (i % 20) as f64 + me as f64).collect();
-    let lat: Vec<f64> = (0..400).map(|i| 40.0 + 0.05 * (i / 20) as f64).collect();
-    let r = DistributedResampler::<f64>::new(&world, &lon, &lat, &Params::new(10));
-    assert!(
-        matches!(&r, Err(Error::InvalidParameter { name: "area", .. })),
-        "rank {me}: a grid with Area::Auto: {:?}",
-        r.as_ref().err()
-    );
-    println!("rank {me} of {size}: a grid with Area::Auto is refused on every rank");
+    areas_equal_single_process(&world);
+}
+
+/// The areas estimated over the union of the ranks' samples (the spacing estimate, the reference's
+/// ring areas, `Area::Auto`'s choice) equal the single process's bit for bit — on a grid of
+/// latitude rings in tiles, bands and round-robin, on the ORCA2 grid's ocean, on scattered samples
+/// with isolated ones (the median fill), and on a few samples over the globe (buckets at level 0)
+/// — and so does the rest of the operator.
+fn areas_equal_single_process(world: &mpi::topology::SimpleCommunicator) {
+    let grid = Data::grid(60, 80, 0.1);
+    let orca = Data::orca2();
+    let mut isolated = Data::synthetic(5000, 10, 31);
+    for (x, y) in [(30.0, 10.0), (-40.0, -20.0), (100.0, 60.0)] {
+        isolated.lon.push(x);
+        isolated.lat.push(y);
+        isolated.area.push(1.0);
+        isolated.used.push(true);
+    }
+    let sparse = Data::sparse_globe(60);
+    let p = |area: Area, level: u8| Params { area, ..Params::new(level) };
+    let ocean = Params { sample_mask: Some(Vec::new()), ..p(Area::Auto, 5) };
+    let cases: [(&str, &Data, Split, Params); 9] = [
+        ("ring grid in tiles, Area::Auto", &grid, Split::Tiles(60, 80), p(Area::Auto, 10)),
+        ("ring grid in bands, Area::Spacing", &grid, Split::Bands, p(Area::Spacing, 10)),
+        ("ring grid round-robin, Area::Auto", &grid, Split::RoundRobin, p(Area::Auto, 10)),
+        ("ring grid in tiles, Area::ReferenceAuto", &grid, Split::Tiles(60, 80), p(Area::ReferenceAuto, 10)),
+        ("ring grid round-robin, Area::ReferenceAuto", &grid, Split::RoundRobin, p(Area::ReferenceAuto, 10)),
+        ("ORCA2 ocean in tiles, Area::Auto", &orca, Split::Tiles(148, 180), ocean),
+        ("scattered with isolated samples, Area::Spacing", &isolated, Split::RoundRobin, p(Area::Spacing, 10)),
+        ("scattered with isolated samples in bands", &isolated, Split::Bands, p(Area::Spacing, 10)),
+        ("60 samples over the globe, Area::Spacing", &sparse, Split::RoundRobin, p(Area::Spacing, 2)),
+    ];
+    let me = world.rank() as usize;
+    for (what, data, how, p) in cases {
+        let want = construction_equals_single_process::<f64>(world, data, how, &p, what);
+        // the estimate was made: the areas are not all equal
+        assert!(want.iter().any(|&a| a != want[0]), "{what}: uniform areas");
+        println!("rank {me}: {what}: the areas equal the single process's");
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -175,6 +203,24 @@ impl Data {
         let (lon, lat) = common::synth::regional(n, level, 1.5, seed);
         let area = (0..n).map(|i| 1.0 + (i % 7) as f64 * 0.25).collect();
         Data { lon, lat, area, used: (0..n).map(|i| i % 11 != 5).collect() }
+    }
+
+    /// A regular grid of ny latitude rings of nx points, `step` degrees apart (from 5°E 40°N).
+    fn grid(ny: usize, nx: usize, step: f64) -> Data {
+        let (lon, lat): (Vec<f64>, Vec<f64>) =
+            (0..ny * nx).map(|k| (5.0 + step * (k % nx) as f64, 40.0 + step * (k / nx) as f64)).unzip();
+        Data { area: vec![1.0; lon.len()], used: vec![true; lon.len()], lon, lat }
+    }
+
+    /// `n` samples scattered over the globe (a golden-angle spiral).
+    fn sparse_globe(n: usize) -> Data {
+        let (lon, lat): (Vec<f64>, Vec<f64>) = (0..n)
+            .map(|k| {
+                let z = 1.0 - 2.0 * (k as f64 + 0.5) / n as f64;
+                ((137.508 * k as f64) % 360.0, z.asin().to_degrees())
+            })
+            .unzip();
+        Data { area: vec![1.0; n], used: vec![true; n], lon, lat }
     }
 
     /// The ORCA2 fixture: the ocean used, the polygon areas (sr, shared at repeated positions).
@@ -238,7 +284,7 @@ fn construction_equals_single_process<F: Real>(
     how: Split,
     p: &Params,
     what: &str,
-) {
+) -> Vec<f64> {
     let (me, size) = (world.rank() as usize, world.size() as usize);
     let (lon, lat) = (&data.lon, &data.lat);
     let parts = split(lon, lat, size, how);
@@ -252,6 +298,12 @@ fn construction_equals_single_process<F: Real>(
     let single_params = Params { sample_mask: None, ..data.params(p, &used) };
     let single = PsfResampler::<F>::new(&pick(lon, &used), &pick(lat, &used), &single_params).unwrap();
     assert_eq!(d.used_samples().len(), mine.iter().filter(|&&i| data.uses(p, i)).count());
+    // the areas (given or estimated), bit for bit: this rank's used samples follow the lower ranks'
+    let offset: usize = parts[..me].iter().map(|r| r.iter().filter(|&&i| data.uses(p, i)).count()).sum();
+    let want = single.area();
+    for (j, a) in d.area().iter().enumerate() {
+        assert_eq!(a.to_f64().to_bits(), want[offset + j].to_f64().to_bits(), "{what}: the area of used sample {j}");
+    }
 
     // every kept cell has exactly one owner
     let mut owned_count = vec![0u64; size];
@@ -312,6 +364,7 @@ fn construction_equals_single_process<F: Real>(
         mine.len(),
         d.ghost_samples()
     );
+    want.iter().map(|a| a.to_f64()).collect()
 }
 
 /// The distributed fit against the single-process fit of all samples: each rank's cells to 1e-10

@@ -9,7 +9,6 @@
 use super::{check_parameters, check_samples, collective};
 use crate::error::{Error, Result};
 use crate::geometry::Grid;
-use crate::operator::area::{distinct_latitudes, rings_of};
 use crate::operator::{Area, Params, PsfResampler};
 use crate::real::Real;
 use mpi::datatype::{Partition, PartitionMut};
@@ -54,19 +53,10 @@ pub const NO_CELL: u64 = u64::MAX;
 
 /// The options the distributed build does not support yet, as an error.
 fn supported(p: &Params) -> Result<()> {
-    let unsupported = |name, why: &str| Err(Error::param(name, "given", why.to_string()));
-    match p.area {
-        Area::Auto | Area::Uniform | Area::Explicit(_) => {}
-        _ => return unsupported(
-            "area",
-            "the distributed build takes Area::Explicit (e.g. the model's cell areas), Area::Uniform or Area::Auto \
-                 on scattered samples; the spacing and ring estimates are not distributed yet",
-        ),
+    match p.out_cell_ids {
+        Some(_) => Err(Error::param("out_cell_ids", "given", "restricted output is not distributed yet")),
+        None => Ok(()),
     }
-    if p.out_cell_ids.is_some() {
-        return unsupported("out_cell_ids", "restricted output is not distributed yet");
-    }
-    Ok(())
 }
 
 /// The offset of each rank's block in a buffer of consecutive blocks of `counts` values.
@@ -140,19 +130,36 @@ where
     by_rank(&recv, &recv_counts)
 }
 
-/// The reference's test for a grid of latitude rings over the union of the ranks' samples
-/// (`total` of them; `rings_of`). Collective.
-fn latitude_rings<C: Communicator>(comm: &C, lat: impl Iterator<Item = f64>, total: u64) -> bool {
-    let limit = (total / 3) as usize;
-    let mine = distinct_latitudes(lat, limit);
-    // a rank with more distinct latitudes than the limit settles it
-    if all_gather_varcount(comm, &[u8::from(mine.is_none())]).iter().any(|f| f[0] != 0) {
-        return false;
-    }
-    let mut all: Vec<u64> = all_gather_varcount(comm, &mine.unwrap_or_default()).concat();
-    all.sort_unstable();
-    all.dedup();
-    rings_of(total as usize, all.len())
+/// The records of the other ranks' samples near this rank's: every rank gives the parent cell
+/// (on `coarse`) of each of its samples, `parent[j]`, and receives the records (`record(j)`, W
+/// values) of the other ranks' samples whose parent is one of its own parents or next to one (one
+/// ring of `coarse`) — every other rank's samples when `coarse` is `None`. Collective.
+pub(super) fn near_records<C: Communicator, const W: usize>(
+    comm: &C,
+    coarse: Option<&Grid>,
+    parent: &[u64],
+    record: impl Fn(usize) -> [f64; W],
+) -> Vec<[f64; W]> {
+    let rank = comm.rank() as usize;
+    let mut near: Vec<u64> = match coarse {
+        Some(g) => {
+            let mut own = parent.to_vec();
+            own.sort_unstable();
+            own.dedup();
+            own.iter().flat_map(|&q| g.kth_neighbourhood_nested(q, 1)).collect()
+        }
+        None => Vec::new(),
+    };
+    near.sort_unstable();
+    near.dedup();
+    let wanted = all_gather_varcount(comm, &near);
+    let out: Vec<Vec<f64>> = (0..wanted.len())
+        .map(|r| {
+            let sends = |j: &usize| r != rank && (coarse.is_none() || wanted[r].binary_search(&parent[*j]).is_ok());
+            (0..parent.len()).filter(sends).flat_map(&record).collect()
+        })
+        .collect();
+    exchange(comm, &out).concat().chunks_exact(W).map(|c| c.try_into().expect("W values")).collect()
 }
 
 /// The rank holding global sample `g`, from each rank's first global index.
@@ -181,9 +188,6 @@ struct Part<'a> {
     offset: u64,
 }
 
-/// One ghost sample on the wire: lon, lat, area, global index (exact in f64 below 2⁵³).
-const RECORD: usize = 4;
-
 impl<F: Real> DistributedResampler<F> {
     /// Builds, collectively on every rank of `comm`, the operator of the union of the ranks'
     /// samples and keeps this rank's part: its samples' links and the cells it owns — a kept cell
@@ -206,65 +210,42 @@ impl<F: Real> DistributedResampler<F> {
         let counts = all_gather_varcount(comm, &[used.len() as u64]);
         let starts: Vec<u64> = counts.iter().scan(0, |a, c| Some(std::mem::replace(a, *a + c[0]))).collect();
         let total: u64 = counts.iter().map(|c| c[0]).sum();
-        let local_area = match params.area {
-            Area::Auto if latitude_rings(comm, used.iter().map(|&i| lat_deg[i]), total) => Err(Error::param(
-                "area",
-                "Auto",
-                "the samples form a grid of latitude rings, where Area::Auto estimates areas from the sample \
-                 spacing, which is not distributed yet: pass Area::Explicit (the model's cell areas) or Area::Uniform",
-            )),
-            Area::Auto => Ok(Area::Uniform),
-            ref a => Ok(a.clone()),
-        };
-        let local_area = collective(comm, local_area)?;
         let offset = starts[rank];
         let rank_of = |g: u64| rank_of(&starts, g);
+        // the used samples' areas: given, or estimated over the union (None: uniform)
+        let area_used: Option<Vec<f64>> = match &params.area {
+            Area::Explicit(a) => Some(used.iter().map(|&i| a[i]).collect()),
+            mode => {
+                let pick = |v: &[f64]| used.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+                let (ulon, ulat) = (pick(lon_deg), pick(lat_deg));
+                super::area::areas(comm, mode, &ulon, &ulat, offset, total, params.radius)?
+            }
+        };
+        let area = |j: usize| area_used.as_ref().map_or(1.0, |a| a[j]);
 
         // the ghost samples: those in the parent cells (coarse enough to span the ghost rings)
         // next to this rank's parents
         let grid = Grid::new(params.level, true, params.ellipsoid)?;
         let shift = (32 - (ghost_rings(params)?.max(1) - 1).leading_zeros()).min(params.level as u32);
         let coarse = Grid::new(params.level - shift as u8, true, params.ellipsoid)?;
-        let parent_of = |i: usize| grid.hash_nested(lon_deg[i], lat_deg[i]) >> (2 * shift);
-        let mut parents: Vec<u64> = used.iter().map(|&i| parent_of(i)).collect();
-        parents.sort_unstable();
-        parents.dedup();
-        let mut near: Vec<u64> = parents.iter().flat_map(|&q| coarse.kth_neighbourhood_nested(q, 1)).collect();
-        near.sort_unstable();
-        near.dedup();
-        let wanted = all_gather_varcount(comm, &near);
-        let area = |i: usize| match &params.area {
-            Area::Explicit(a) => a[i],
-            _ => 1.0,
-        };
-        let out: Vec<Vec<f64>> = (0..wanted.len())
-            .map(|r| {
-                if r == rank {
-                    return Vec::new();
-                }
-                let mut v = Vec::new();
-                for (j, &i) in used.iter().enumerate() {
-                    if wanted[r].binary_search(&parent_of(i)).is_ok() {
-                        v.extend_from_slice(&[lon_deg[i], lat_deg[i], area(i), (offset + j as u64) as f64]);
-                    }
-                }
-                v
-            })
-            .collect();
-        let ghosts = exchange(comm, &out).concat();
+        let parent: Vec<u64> = used.iter().map(|&i| grid.hash_nested(lon_deg[i], lat_deg[i]) >> (2 * shift)).collect();
+        let ghosts = near_records(comm, Some(&coarse), &parent, |j| {
+            let i = used[j];
+            [lon_deg[i], lat_deg[i], area(j), (offset + j as u64) as f64]
+        });
 
         // own and ghost samples in the global order
         let mut local: Vec<(u64, f64, f64, f64)> = used
             .iter()
             .enumerate()
-            .map(|(j, &i)| (offset + j as u64, lon_deg[i], lat_deg[i], area(i)))
-            .chain(ghosts.chunks_exact(RECORD).map(|g| (g[3] as u64, g[0], g[1], g[2])))
+            .map(|(j, &i)| (offset + j as u64, lon_deg[i], lat_deg[i], area(j)))
+            .chain(ghosts.iter().map(|g| (g[3] as u64, g[0], g[1], g[2])))
             .collect();
         local.sort_unstable_by_key(|s| s.0);
         let lp = Params {
-            area: match local_area {
-                Area::Explicit(_) => Area::Explicit(local.iter().map(|s| s.3).collect()),
-                a => a,
+            area: match area_used {
+                Some(_) => Area::Explicit(local.iter().map(|s| s.3).collect()),
+                None => Area::Uniform,
             },
             sample_mask: None,
             ..params.clone()
@@ -410,6 +391,11 @@ impl<F: Real> DistributedResampler<F> {
     /// The caller's indices of the samples used, in the caller's order.
     pub fn used_samples(&self) -> &[usize] {
         &self.used
+    }
+    /// The area weight of each used sample (as [`Self::used_samples`]): given, or estimated over
+    /// the union of the ranks' samples as one process estimates them ([`crate::Area`]).
+    pub fn area(&self) -> &[F] {
+        &self.area
     }
     /// The cells this rank owns, ascending ids (in the parameters' scheme).
     pub fn cell_ids(&self) -> &[u64] {

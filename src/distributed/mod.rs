@@ -15,6 +15,7 @@
 //!
 //! The design of the distributed construction and solve: `docs/distributed.md`.
 
+mod area;
 mod construct;
 mod solve;
 

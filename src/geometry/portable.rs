@@ -37,7 +37,8 @@ pub(crate) mod ffi {
         pub fn hpsf_con_keep_candidates_host(depth: i32, cell: u64, ring_weight: u32, out: *mut u64);
         pub fn hpsf_con_weight_sum_host(xyz: *const f64, m: i64, c: *const f64, radius: f64, s2: f64) -> f64;
         pub fn hpsf_con_distance_host(c2: f64, radius: f64) -> f64;
-        pub fn hpsf_con_area_depth_host(sorted: *const u64, n: i64) -> i32;
+        pub fn hpsf_con_area_bins_host(sorted: *const u64, n: i64, bins: *mut u64);
+        pub fn hpsf_con_area_depth_host(bins: *const u64, n: i64) -> i32;
         pub fn hpsf_con_area_fine_depth_host() -> i32;
         pub fn hpsf_con_spacing_area_host(xyz: *const f64, near: *const u32, m: i64, p: i64, radius: f64) -> f64;
         pub fn hpsf_con_shares_host(

@@ -73,32 +73,77 @@ fn latitude_rings(lat: &[f64]) -> Option<Vec<f64>> {
 /// The spacing estimate of every sample's area in m² (see the module docs). Samples with no
 /// neighbour found (isolated, or N = 1) get the median of the others (1 when there are none).
 pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
-    let n = lat.len();
-    // buckets: the finest level whose occupied cells hold ≥ 2 samples on average (construct.h's
-    // rule, which the GPU applies too)
+    let mut bins = vec![0; fine_depth() as usize + 1];
+    add_bins(&fine_cells(lon, lat), &mut bins);
+    let level = bucket_depth(&bins, lon.len() as u64);
+    let mut a = spacing_estimates(lon, lat, level, radius, &|_| true);
+    let known: Vec<f64> = a.iter().copied().filter(|a| a.is_finite()).collect();
+    let fill = median(known).unwrap_or(1.0);
+    a.iter_mut().filter(|a| !a.is_finite()).for_each(|a| *a = fill);
+    a
+}
+
+/// The depth at which the samples are hashed first to choose the spacing estimate's buckets.
+pub(crate) fn fine_depth() -> u8 {
     // SAFETY: returns a constant.
-    let fine = unsafe { portable::ffi::hpsf_con_area_fine_depth_host() } as u8;
-    let g = Grid::new(fine, true, Ellipsoid::Sphere).expect("valid level");
+    unsafe { portable::ffi::hpsf_con_area_fine_depth_host() as u8 }
+}
+
+/// The samples' cells at [`fine_depth`] (nested, on the sphere), ascending.
+pub(crate) fn fine_cells(lon: &[f64], lat: &[f64]) -> Vec<u64> {
+    let g = Grid::new(fine_depth(), true, Ellipsoid::Sphere).expect("valid level");
     let mut h: Vec<u64> = lon.par_iter().zip(lat.par_iter()).map(|(&x, &y)| g.hash_nested(x, y)).collect();
     h.par_sort_unstable();
-    // SAFETY: h holds n ids.
-    let level = unsafe { portable::ffi::hpsf_con_area_depth_host(h.as_ptr(), n as i64) } as u8;
-    drop(h);
+    h
+}
+
+/// The counts of neighbouring pairs of sorted [`fine_cells`] by the depth at which they first
+/// differ (construct.h's bins), added to `bins` (`fine_depth() + 1` entries).
+pub(crate) fn add_bins(sorted: &[u64], bins: &mut [u64]) {
+    assert_eq!(bins.len(), fine_depth() as usize + 1);
+    // SAFETY: `sorted` holds its length in ids, `bins` one entry per depth to the fine one.
+    unsafe { portable::ffi::hpsf_con_area_bins_host(sorted.as_ptr(), sorted.len() as i64, bins.as_mut_ptr()) }
+}
+
+/// The depth of the buckets for `n` samples whose sorted fine cells have the bins `bins`: the
+/// finest level whose occupied cells hold ≥ 2 samples on average (construct.h's rule, which the
+/// GPU applies too).
+pub(crate) fn bucket_depth(bins: &[u64], n: u64) -> u8 {
+    assert_eq!(bins.len(), fine_depth() as usize + 1);
+    // SAFETY: `bins` holds one entry per depth to the fine one.
+    unsafe { portable::ffi::hpsf_con_area_depth_host(bins.as_ptr(), n as i64) as u8 }
+}
+
+/// The spacing estimate of the samples `wanted(i)` (NaN for the others, and where no neighbour is
+/// found), with buckets at `level`: each sample's candidates are the samples of the 25 buckets
+/// around its own (all samples at level 0), offered in the order of the buckets' ids and, within a
+/// bucket, of the samples' indices.
+pub(crate) fn spacing_estimates(
+    lon: &[f64],
+    lat: &[f64],
+    level: u8,
+    radius: f64,
+    wanted: &(dyn Fn(usize) -> bool + Sync),
+) -> Vec<f64> {
     let grid = Grid::new(level, true, Ellipsoid::Sphere).expect("valid level");
     let smp = super::samples::Samples::new(&grid, lon, lat);
     let ring = 2u32.min(grid.nside());
     let xyz = smp.xyz.as_flattened();
-    let mut by_position: Vec<f64> = (0..smp.unique.len())
+    let by_position: Vec<f64> = (0..smp.unique.len())
         .into_par_iter()
         .map_init(Vec::<u32>::new, |near, u| {
             near.clear();
-            if level == 0 {
+            let any = smp.positions(u).any(|p| wanted(smp.order[p] as usize));
+            if any && level == 0 {
                 near.extend(0..smp.n() as u32); // the whole sphere is a few cells
-            } else {
+            } else if any {
                 near.extend(smp.around(&grid, smp.unique[u], ring).map(|q| q as u32));
             }
             smp.positions(u)
                 .map(|p| {
+                    if !wanted(smp.order[p] as usize) {
+                        return f64::NAN;
+                    }
                     // SAFETY: xyz holds 3 values per position; near lists near.len() positions below n.
                     unsafe {
                         portable::ffi::hpsf_con_spacing_area_host(
@@ -114,19 +159,17 @@ pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
         })
         .flatten_iter()
         .collect();
-    let mut known: Vec<f64> = by_position.iter().copied().filter(|a| a.is_finite()).collect();
-    let fill = if known.is_empty() {
-        1.0
-    } else {
-        let mid = known.len() / 2;
-        *known.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1
-    };
-    by_position.iter_mut().filter(|a| !a.is_finite()).for_each(|a| *a = fill);
-    let mut out = vec![0.0; n];
+    let mut out = vec![f64::NAN; lon.len()];
     for (p, &i) in smp.order.iter().enumerate() {
         out[i as usize] = by_position[p];
     }
     out
+}
+
+/// The median of `v` (the element at index len/2 in ascending order), `None` when empty.
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
+    let mid = v.len() / 2;
+    (!v.is_empty()).then(|| *v.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1)
 }
 
 /// The reference's `estimate_pixel_area`: samples sharing an exact latitude form a ring spanning
@@ -135,28 +178,31 @@ pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
 /// samples per distinct latitude on average.
 pub(crate) fn reference_auto(lat: &[f64], radius: f64) -> Option<Vec<f64>> {
     let u = latitude_rings(lat)?;
-    let j = u.len();
-    let ring = |x: f64| u.partition_point(|&v| v < x);
-    let mut count = vec![0usize; j];
+    let mut count = vec![0u64; u.len()];
     for &x in lat {
-        count[ring(x)] += 1;
+        count[u.partition_point(|&v| v < x)] += 1;
     }
-    let mut sin_b = Vec::with_capacity(j + 1);
+    Some(ring_areas(&u, &count, lat, radius))
+}
+
+/// [`reference_auto`]'s areas of the samples at latitudes `lat`, from the rings' distinct
+/// latitudes `u` (ascending) and their sample counts.
+pub(crate) fn ring_areas(u: &[f64], count: &[u64], lat: &[f64], radius: f64) -> Vec<f64> {
+    let ring = |x: f64| u.partition_point(|&v| v < x);
+    let mut sin_b = Vec::with_capacity(u.len() + 1);
     sin_b.push((-90f64).to_radians().sin());
     for w in u.windows(2) {
         sin_b.push(((w[0] + w[1]) / 2.0).to_radians().sin());
     }
     sin_b.push(90f64.to_radians().sin());
     let r2 = radius * radius;
-    Some(
-        lat.iter()
-            .map(|&x| {
-                let r = ring(x);
-                let dlon = 2.0 * std::f64::consts::PI / count[r] as f64;
-                r2 * (sin_b[r + 1] - sin_b[r]) * dlon
-            })
-            .collect(),
-    )
+    lat.iter()
+        .map(|&x| {
+            let r = ring(x);
+            let dlon = 2.0 * std::f64::consts::PI / count[r] as f64;
+            r2 * (sin_b[r + 1] - sin_b[r]) * dlon
+        })
+        .collect()
 }
 
 #[cfg(test)]

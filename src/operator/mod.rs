@@ -787,46 +787,6 @@ fn used_indices(n: usize, used: Option<&[u32]>) -> Box<dyn Iterator<Item = usize
     }
 }
 
-/// The area weight of each sample (in caller order) that [`PsfResampler::new`] uses with the same
-/// `params` (its [`Params::area`] rule, `sample_mask`, `radius`; computed on the CPU), without
-/// building the operator: 1 for every sample with [`Area::Uniform`] (and [`Area::Auto`] on
-/// scattered samples), 0 for a sample left out by `sample_mask`.
-///
-/// For a caller that holds all samples but builds a [`crate::distributed`] operator of them in
-/// parts: the distributed build takes explicit areas, and the estimates from the sample spacing
-/// need every sample's neighbours (the `healpix-psf` command line under MPI does this).
-///
-/// # Examples
-/// ```
-/// use healpix_psf::{sample_areas, Area, Params, PsfResampler};
-/// // a small grid of latitude rings: Area::Auto estimates areas from the sample spacing
-/// let (lon, lat): (Vec<f64>, Vec<f64>) = (0..60).map(|i| (10.0 + 0.1 * (i % 10) as f64, 40.0 + 0.1 * (i / 10) as f64)).unzip();
-/// let p = Params::new(9);
-/// let a = sample_areas(&lon, &lat, &p)?;
-/// let op = PsfResampler::<f64>::new(&lon, &lat, &p)?;
-/// assert_eq!(a, op.area());
-/// # Ok::<(), healpix_psf::Error>(())
-/// ```
-pub fn sample_areas(lon_deg: &[f64], lat_deg: &[f64], params: &Params) -> Result<Vec<f64>> {
-    let cfg = Config::resolve(params)?;
-    let used = validate_samples(lon_deg, lat_deg, params.sample_mask.as_deref())?;
-    if let Area::Explicit(a) = &params.area {
-        validate_area(a, lon_deg.len(), used.as_deref())?;
-    }
-    let used: Vec<usize> = used_indices(lon_deg.len(), used.as_deref()).collect();
-    let pick = |v: &[f64]| -> Vec<f64> { used.iter().map(|&i| v[i]).collect() };
-    let mode = match &params.area {
-        Area::Explicit(a) => Area::Explicit(pick(a)),
-        other => other.clone(),
-    };
-    let mut out = vec![0.0; lon_deg.len()];
-    match area::areas(&mode, &pick(lon_deg), &pick(lat_deg), cfg.radius, &Target::Cpu)? {
-        Some(a) => used.iter().zip(a).for_each(|(&i, x)| out[i] = x),
-        None => used.iter().for_each(|&i| out[i] = 1.0),
-    }
-    Ok(out)
-}
-
 /// The mask of the samples that have a value (not NaN) in at least one of the B rows of N values
 /// in `val` (row-major): for [`Params::sample_mask`] when the missing pattern is fixed (a land
 /// mask) — the operator is then built from valid samples only.

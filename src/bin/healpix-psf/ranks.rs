@@ -1,16 +1,15 @@
 //! `--distributed`: the tool as an MPI program (`mpirun -np P healpix-psf regrid --distributed …`).
 //!
 //! Every rank reads the inputs and takes the same decisions from them as one process would (the
-//! points with data, the level, the samples' areas: [`healpix_psf::sample_areas`] over all points,
-//! since the estimates from the sample spacing need each point's neighbours). The operator and the
-//! fits are the distributed ones ([`DistributedResampler`]): each rank passes only the points of its
-//! tile of the grid ([`healpix_psf::distributed::tile`]: blocks of a 2-D grid, runs of a list of
-//! points), as a model's rank holds them. The fitted field is gathered onto every rank, and rank 0
-//! writes the same files a single process writes.
+//! points with data, the level). The operator and the fits are the distributed ones
+//! ([`DistributedResampler`], areas estimated over the union of the tiles as one process does):
+//! each rank passes only the points of its tile of the grid ([`healpix_psf::distributed::tile`]:
+//! blocks of a 2-D grid, runs of a list of points), as a model's rank holds them. The fitted field
+//! is gathered onto every rank, and rank 0 writes the same files a single process writes.
 
 use crate::CliError;
 use healpix_psf::distributed::{collective_with, tile, DistributedResampler};
-use healpix_psf::{sample_areas, Area, Fit, FitOptions, Params, Real};
+use healpix_psf::{Area, Fit, FitOptions, Params, Real};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::Communicator;
 
@@ -50,21 +49,21 @@ impl World {
         params: &Params,
     ) -> Result<Tiles<F>, healpix_psf::Error> {
         let (rank, size) = (self.comm.rank() as usize, self.comm.size() as usize);
-        let local =
-            sample_areas(lon, lat, params).and_then(|a| tile(shape, rank, size).map(|t| (a, t))).and_then(|(a, t)| {
-                match &params.sample_mask {
-                    Some(m) if !t.iter().any(|&i| m[i]) => Err(healpix_psf::Error::InvalidParameter {
-                        name: "ranks",
-                        value: size.to_string(),
-                        reason: format!("the tile of rank {rank} holds no point with data: run on fewer ranks"),
-                    }),
-                    _ => Ok((a, t)),
-                }
-            });
-        let (area, tile) = healpix_psf::distributed::collective(&self.comm, local)?;
+        let local = tile(shape, rank, size).and_then(|t| match &params.sample_mask {
+            Some(m) if !t.iter().any(|&i| m[i]) => Err(healpix_psf::Error::InvalidParameter {
+                name: "ranks",
+                value: size.to_string(),
+                reason: format!("the tile of rank {rank} holds no point with data: run on fewer ranks"),
+            }),
+            _ => Ok(t),
+        });
+        let tile = healpix_psf::distributed::collective(&self.comm, local)?;
         let pick = |v: &[f64]| -> Vec<f64> { tile.iter().map(|&i| v[i]).collect() };
         let mine = Params {
-            area: Area::Explicit(pick(&area)),
+            area: match &params.area {
+                Area::Explicit(a) => Area::Explicit(pick(a)),
+                estimated => estimated.clone(),
+            },
             sample_mask: params.sample_mask.as_ref().map(|m| tile.iter().map(|&i| m[i]).collect()),
             // the construction's progress from rank 0 only
             verbose: params.verbose && rank == 0,
