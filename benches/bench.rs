@@ -105,7 +105,11 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
-    let (lon, lat) = if a.grid { grid(a) } else { common::synth::regional(a.n, a.level, a.density, a.seed) };
+    let (lon, lat) = if a.grid {
+        common::synth::regional_grid(a.n, a.level, a.density)
+    } else {
+        common::synth::regional(a.n, a.level, a.density, a.seed)
+    };
     let rss_data = peak_rss_mb();
     let device = match a.device.as_str() {
         "cpu" => Device::Cpu,
@@ -232,15 +236,6 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         }
     }
     Ok(())
-}
-
-/// About n samples on a regular longitude/latitude grid over the box of `regional` (the same
-/// degrees in both directions).
-fn grid(a: &Args) -> (Vec<f64>, Vec<f64>) {
-    let (lon0, lon1, lat0, lat1) = common::synth::box_for_density(a.n, a.level, a.density, 8.0, 45.0);
-    let step = ((lon1 - lon0) * (lat1 - lat0) / a.n as f64).sqrt();
-    let (nx, ny) = (((lon1 - lon0) / step).round() as usize, ((lat1 - lat0) / step).round() as usize);
-    (0..nx * ny).map(|q| (lon0 + step * (q % nx) as f64, lat0 + step * (q / nx) as f64)).unzip()
 }
 
 fn main() {

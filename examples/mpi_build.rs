@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! cargo build --release --features mpi --example mpi_build
-//! mpirun -np P target/release/examples/mpi_build --n 1000000 --level 12 [--threads 1] [--reps 3] [--dtype f32]
+//! mpirun -np P target/release/examples/mpi_build --n 1000000 --level 12 [--threads 1] [--reps 3] [--dtype f32] [--grid]
 //! ```
-//! The samples are `bench`'s (uniform in a box centred on 8°E 45°N, ~1.5 per cell); each rank
+//! The samples are `bench`'s (uniform in a box centred on 8°E 45°N, ~1.5 per cell; with `--grid` on
+//! a regular grid over that box, whose areas are then estimated from the spacing); each rank
 //! takes a band of longitudes (its N/P samples; every rank generates all N to pick its band, outside
 //! the timing). `build_s`: the best of `--reps` builds, each the slowest rank's time between two
 //! barriers; `ghosts_max`/`ghosts_mean`: ghost samples received per rank (32 bytes each on the wire).
@@ -36,7 +37,11 @@ fn run<F: Real>(world: &mpi::topology::SimpleCommunicator) {
     let level = arg("--level", 12u8);
     let reps = arg("--reps", 1usize);
     let p = Params { num_threads: arg("--threads", 1usize), ..Params::new(level) };
-    let (lon, lat) = common::synth::regional(n, level, 1.5, 0);
+    // --grid: a regular grid (latitude rings: the areas estimated from the spacing, distributed)
+    let grid = std::env::args().any(|a| a == "--grid");
+    let (lon, lat) =
+        if grid { common::synth::regional_grid(n, level, 1.5) } else { common::synth::regional(n, level, 1.5, 0) };
+    let n = lon.len();
     let mut idx: Vec<usize> = (0..n).collect();
     idx.sort_by(|&a, &b| lon[a].total_cmp(&lon[b]));
     let band = &idx[me * n / size..(me + 1) * n / size];

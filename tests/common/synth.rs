@@ -54,6 +54,15 @@ pub fn regional(n: usize, level: u8, density: f64, seed: u64) -> (Vec<f64>, Vec<
     sample_box(&mut rng, n, box_for_density(n, level, density, 8.0, 45.0))
 }
 
+/// About n samples on a regular longitude/latitude grid over the box of [`regional`] (the same
+/// degrees in both directions): latitude rings, where the automatic areas come from the spacing.
+pub fn regional_grid(n: usize, level: u8, density: f64) -> (Vec<f64>, Vec<f64>) {
+    let (lon0, lon1, lat0, lat1) = box_for_density(n, level, density, 8.0, 45.0);
+    let step = ((lon1 - lon0) * (lat1 - lat0) / n as f64).sqrt();
+    let (nx, ny) = (((lon1 - lon0) / step).round() as usize, ((lat1 - lat0) / step).round() as usize);
+    (0..nx * ny).map(|q| (lon0 + step * (q % nx) as f64, lat0 + step * (q / nx) as f64)).unzip()
+}
+
 /// A random regional sample set for property tests: n samples at ~density per cell of `level`, in a
 /// box centred on (lon_c, lat_c); `wrap` stores longitudes in [-180, 180) (a box across the
 /// antimeridian then jumps from 180 to -180).
