@@ -90,6 +90,7 @@ fn main() {
         &format!("several failing ranks: {r:?}"),
     );
     println!("rank {me} of {size}: {checks} checks of the collective rules passed");
+    tiles_cover_the_grid();
 
     let (small, wide) = (Data::synthetic(6000, 10, 17), Data::synthetic(40_000, 13, 17));
     for (name, how) in [("longitude bands", Split::Bands), ("round-robin", Split::RoundRobin)] {
@@ -137,6 +138,28 @@ fn main() {
     areas_equal_single_process(&world);
 }
 
+/// `distributed::tile` splits a grid into disjoint blocks covering it, as square as the divisors
+/// allow, and refuses what it cannot split.
+fn tiles_cover_the_grid() {
+    use healpix_psf::distributed::tile;
+    for (shape, size) in [(vec![7, 9], 4), (vec![10], 3), (vec![5, 7], 7), (vec![2, 3, 4], 6), (vec![1, 13], 5)] {
+        let n: usize = shape.iter().product();
+        let mut seen = vec![0u8; n];
+        for r in 0..size {
+            let t = tile(&shape, r, size).unwrap();
+            assert!(!t.is_empty() && t.windows(2).all(|w| w[0] < w[1]), "{shape:?} on {size}: tile {r}");
+            t.iter().for_each(|&i| seen[i] += 1);
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{shape:?} on {size}: every point in one tile");
+    }
+    // 4 ranks on a 6 × 8 grid: 2 × 2 blocks of 3 × 4; a prime count on a wide grid: columns
+    assert_eq!(tile(&[6, 8], 1, 4).unwrap(), vec![4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23]);
+    assert_eq!(tile(&[4, 30], 2, 3).unwrap().len(), 40);
+    assert!(tile(&[3], 0, 4).is_err(), "more ranks than points");
+    assert!(tile(&[5, 5], 2, 2).is_err(), "a rank outside the communicator");
+    assert!(tile(&[], 0, 1).is_err(), "no points");
+}
+
 /// The areas estimated over the union of the ranks' samples (the spacing estimate, the reference's
 /// ring areas, `Area::Auto`'s choice) equal the single process's bit for bit — on a grid of
 /// latitude rings in tiles, bands and round-robin, on the ORCA2 grid's ocean, on scattered samples
@@ -153,24 +176,42 @@ fn areas_equal_single_process(world: &mpi::topology::SimpleCommunicator) {
         isolated.used.push(true);
     }
     let sparse = Data::sparse_globe(60);
+    let sparse_l1 = Data::sparse_globe(150);
+    // rings across the equator, the equator's samples at latitude 0 and −0 alternately
+    let mut equator = Data::grid(60, 80, 0.1);
+    for (k, y) in equator.lat.iter_mut().enumerate() {
+        let j = k / 80;
+        *y = if j == 30 && k % 2 == 1 { -0.0 } else { (j as f64 - 30.0) * 0.1 };
+    }
     let p = |area: Area, level: u8| Params { area, ..Params::new(level) };
     let ocean = Params { sample_mask: Some(Vec::new()), ..p(Area::Auto, 5) };
-    let cases: [(&str, &Data, Split, Params); 9] = [
-        ("ring grid in tiles, Area::Auto", &grid, Split::Tiles(60, 80), p(Area::Auto, 10)),
-        ("ring grid in bands, Area::Spacing", &grid, Split::Bands, p(Area::Spacing, 10)),
-        ("ring grid round-robin, Area::Auto", &grid, Split::RoundRobin, p(Area::Auto, 10)),
-        ("ring grid in tiles, Area::ReferenceAuto", &grid, Split::Tiles(60, 80), p(Area::ReferenceAuto, 10)),
-        ("ring grid round-robin, Area::ReferenceAuto", &grid, Split::RoundRobin, p(Area::ReferenceAuto, 10)),
-        ("ORCA2 ocean in tiles, Area::Auto", &orca, Split::Tiles(148, 180), ocean),
-        ("scattered with isolated samples, Area::Spacing", &isolated, Split::RoundRobin, p(Area::Spacing, 10)),
-        ("scattered with isolated samples in bands", &isolated, Split::Bands, p(Area::Spacing, 10)),
-        ("60 samples over the globe, Area::Spacing", &sparse, Split::RoundRobin, p(Area::Spacing, 2)),
+    // (what, samples, decomposition, parameters, whether areas are estimated: not all equal)
+    let cases: [(&str, &Data, Split, Params, bool); 13] = [
+        ("ring grid in tiles, Area::Auto", &grid, Split::Tiles(60, 80), p(Area::Auto, 10), true),
+        ("ring grid in bands, Area::Spacing", &grid, Split::Bands, p(Area::Spacing, 10), true),
+        ("ring grid round-robin, Area::Auto", &grid, Split::RoundRobin, p(Area::Auto, 10), true),
+        ("ring grid in tiles, Area::ReferenceAuto", &grid, Split::Tiles(60, 80), p(Area::ReferenceAuto, 10), true),
+        ("ring grid round-robin, Area::ReferenceAuto", &grid, Split::RoundRobin, p(Area::ReferenceAuto, 10), true),
+        (
+            "rings at ±0 latitude in tiles, Area::ReferenceAuto",
+            &equator,
+            Split::Tiles(60, 80),
+            p(Area::ReferenceAuto, 10),
+            true,
+        ),
+        ("rings at ±0 latitude round-robin, Area::Auto", &equator, Split::RoundRobin, p(Area::Auto, 10), true),
+        ("ORCA2 ocean in tiles, Area::Auto", &orca, Split::Tiles(148, 180), ocean, true),
+        ("scattered with isolated samples, Area::Spacing", &isolated, Split::RoundRobin, p(Area::Spacing, 10), true),
+        ("scattered with isolated samples in bands", &isolated, Split::Bands, p(Area::Spacing, 10), true),
+        ("scattered, Area::Auto (not rings: uniform)", &isolated, Split::Bands, p(Area::Auto, 10), false),
+        ("60 samples over the globe (level-0 buckets)", &sparse, Split::RoundRobin, p(Area::Spacing, 2), true),
+        ("150 samples over the globe (level-1 buckets)", &sparse_l1, Split::Bands, p(Area::Spacing, 3), true),
     ];
     let me = world.rank() as usize;
-    for (what, data, how, p) in cases {
+    for (what, data, how, p, estimated) in cases {
         let want = construction_equals_single_process::<f64>(world, data, how, &p, what);
-        // the estimate was made: the areas are not all equal
-        assert!(want.iter().any(|&a| a != want[0]), "{what}: uniform areas");
+        // the estimate was made (or not): the areas are not all equal
+        assert_eq!(want.iter().any(|&a| a != want[0]), estimated, "{what}: estimated areas");
         println!("rank {me}: {what}: the areas equal the single process's");
     }
 }

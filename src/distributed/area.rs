@@ -3,8 +3,8 @@
 //! union of the ranks' samples (`operator::area`), each rank computing its own samples', bit for bit.
 //!
 //! * The ring test and the reference's estimate: every rank's distinct latitudes with their sample
-//!   counts, allgathered and merged (a grid of rings has few; a rank with more than a third of the
-//!   union's samples' worth stops early: not rings).
+//!   counts, merged by latitude on the rank its bits choose; gathered on every rank only when they
+//!   are few enough for a grid of rings (a rank with more than ⌊N/3⌋ stops early: not rings).
 //! * The spacing estimate: the buckets' depth from the bins of the union's sorted fine cells (a
 //!   sample sort: each rank sorts a range of the ids, and the pairs across ranges are added once);
 //!   each sample's candidates are the samples of the 5 × 5 buckets around its own, so a rank
@@ -15,11 +15,13 @@
 use super::construct::{all_gather_varcount, exchange, near_records};
 use crate::error::Result;
 use crate::geometry::{Ellipsoid, Grid};
-use crate::operator::area::{add_bins, bucket_depth, fine_cells, fine_depth, median, ring_areas, rings_of};
+use crate::operator::area::{
+    add_bins, bucket_depth, fill_isolated, fine_cells, fine_depth, latitude_counts, median, ring_areas, rings_from,
+    LatitudeCounts,
+};
 use crate::operator::Area;
 use mpi::collective::SystemOperation;
 use mpi::traits::{Communicator, CommunicatorCollectives};
-use std::collections::HashMap;
 
 /// The areas of this rank's used samples (`lon`, `lat`; global indices from `offset`, `total` over
 /// all ranks) under the estimated `mode`, `None` where they are uniform. Collective.
@@ -42,28 +44,30 @@ pub(super) fn areas<C: Communicator>(
 }
 
 /// The union's distinct latitudes (ascending) and their sample counts when the `total` samples
-/// pass the reference's test for a grid of latitude rings (`rings_of`); `None` otherwise.
-/// Collective.
+/// pass the reference's test for a grid of latitude rings (`rings_of`); `None` otherwise: each
+/// rank counts its latitudes (giving up past ⌊total/3⌋ distinct ones: not rings), sends each to
+/// one rank (by its bits), which adds the counts; the union's distinct latitudes are counted, and
+/// only when they are few enough for rings are they gathered on every rank. Collective.
 pub(super) fn rings<C: Communicator>(comm: &C, lat: &[f64], total: u64) -> Option<(Vec<f64>, Vec<u64>)> {
     let limit = (total / 3) as usize;
-    let mut mine: HashMap<u64, u64> = HashMap::new();
-    for &x in lat {
-        *mine.entry((x + 0.0).to_bits()).or_default() += 1;
-        if mine.len() > limit {
-            break;
-        }
-    }
+    let mine = latitude_counts(lat.iter().copied(), limit);
     // a rank with more distinct latitudes than the limit settles it
-    if all_gather_varcount(comm, &[u8::from(mine.len() > limit)]).iter().any(|f| f[0] != 0) {
+    if all_gather_varcount(comm, &[u8::from(mine.is_none())]).iter().any(|f| f[0] != 0) {
         return None;
     }
-    let (bits, counts): (Vec<u64>, Vec<u64>) = mine.into_iter().unzip();
-    let (bits, counts) = (all_gather_varcount(comm, &bits).concat(), all_gather_varcount(comm, &counts).concat());
-    let mut merged: HashMap<u64, u64> = HashMap::new();
-    bits.iter().zip(&counts).for_each(|(&b, &c)| *merged.entry(b).or_default() += c);
-    let mut rings: Vec<(f64, u64)> = merged.into_iter().map(|(b, c)| (f64::from_bits(b), c)).collect();
-    rings.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-    rings_of(total as usize, rings.len()).then(|| rings.into_iter().unzip())
+    let size = comm.size() as usize;
+    let mut out = vec![Vec::new(); size];
+    for (b, c) in mine.unwrap_or_default() {
+        out[((b.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % size as u64) as usize].extend([b, c]);
+    }
+    let mut merged = LatitudeCounts::default();
+    exchange(comm, &out).concat().chunks_exact(2).for_each(|p| *merged.entry(p[0]).or_default() += p[1]);
+    if sum(comm, merged.len() as u64) > limit as u64 {
+        return None;
+    }
+    let pairs: Vec<u64> = merged.into_iter().flat_map(|(b, c)| [b, c]).collect();
+    let all = all_gather_varcount(comm, &pairs).concat();
+    rings_from(all.chunks_exact(2).map(|p| (p[0], p[1])), total as usize)
 }
 
 /// The spacing estimate of this rank's samples. Collective.
@@ -95,8 +99,7 @@ fn spacing<C: Communicator>(
     let isolated = mine.iter().filter(|a| !a.is_finite()).count() as u64;
     if sum(comm, isolated) > 0 {
         let known: Vec<f64> = mine.iter().copied().filter(|a| a.is_finite()).collect();
-        let fill = median_over(comm, &known).unwrap_or(1.0);
-        mine.iter_mut().filter(|a| !a.is_finite()).for_each(|a| *a = fill);
+        fill_isolated(&mut mine, median_over(comm, &known));
     }
     Ok(mine)
 }

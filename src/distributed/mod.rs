@@ -12,6 +12,11 @@
 //!   not `num_threads`, `verbose` or `device`, which may differ per rank), and the same float type.
 //! * [`check_samples`] — every rank's samples are valid, and every rank holds at least one (a model's
 //!   rank without samples must be left out of the communicator).
+//! * [`collective_with`] — [`collective`] for a program's own error type (the command line's).
+//! * [`tile`] — a rank's block of a structured grid, for callers that decompose a grid themselves.
+//!
+//! [`DistributedResampler`] is the operator (`construct.rs`; its estimated areas `area.rs`) and its
+//! solve (`solve.rs`).
 //!
 //! The design of the distributed construction and solve: `docs/distributed.md`.
 
@@ -88,7 +93,6 @@ fn broadcast_bytes<C: Communicator>(comm: &C, root: usize, bytes: &mut Vec<u8>) 
 pub fn tile(shape: &[usize], rank: usize, size: usize) -> Result<Vec<usize>> {
     let nx = shape.last().copied().unwrap_or(0);
     let ny: usize = shape[..shape.len().saturating_sub(1)].iter().product();
-    let (ny, nx) = if shape.len() < 2 { (1, nx) } else { (ny, nx) };
     // the layout whose blocks are the most square (py rows of px blocks)
     let (py, px) = (1..=size)
         .filter(|py| size.is_multiple_of(*py))

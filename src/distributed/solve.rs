@@ -510,6 +510,14 @@ impl<F: Real> DistributedResampler<F> {
         Ok(Some(whole_field(&ids, &vals, b)))
     }
 
+    /// The ids of every rank's cells, ascending (the single-process `cell_ids()`), on every rank.
+    /// Collective.
+    pub fn all_cell_ids<C: Communicator>(&self, comm: &C) -> Vec<u64> {
+        let mut ids = all_gather_varcount(comm, self.cell_ids()).concat();
+        ids.sort_unstable();
+        ids
+    }
+
     /// [`Self::gather`] onto every rank: the ids of all cells (ascending) and the B rows of the
     /// whole field, on each rank. Collective.
     pub fn gather_all<C: Communicator>(&self, comm: &C, hval: &[F]) -> Result<(Vec<u64>, Vec<F>)> {

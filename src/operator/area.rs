@@ -18,7 +18,7 @@ use crate::backend::Target;
 use crate::error::Result;
 use crate::geometry::{portable, Ellipsoid, Grid};
 use rayon::prelude::*;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 /// The area of each sample, in f64, for a validated `mode` (`None`: every area is 1); the ring test
@@ -48,26 +48,35 @@ pub(crate) fn rings_of(n: usize, distinct: usize) -> bool {
     distinct > 0 && distinct <= n / 3
 }
 
-/// The distinct latitudes (as bits; −0 and 0 are one latitude) of `lat`, or `None` as soon as
-/// there are more than `limit` of them (counted in a hash set that gives up early).
-pub(crate) fn distinct_latitudes(lat: impl IntoIterator<Item = f64>, limit: usize) -> Option<Vec<u64>> {
-    let mut seen: HashSet<u64, BuildHasherDefault<IdHasher>> = HashSet::default();
+/// Counts by latitude (as bits).
+pub(crate) type LatitudeCounts = HashMap<u64, u64, BuildHasherDefault<IdHasher>>;
+
+/// The distinct latitudes (as bits; −0 and 0 are one latitude) of `lat` with their sample counts,
+/// or `None` as soon as there are more than `limit` of them (a hash map that gives up early).
+pub(crate) fn latitude_counts(lat: impl IntoIterator<Item = f64>, limit: usize) -> Option<LatitudeCounts> {
+    let mut seen = LatitudeCounts::default();
     for x in lat {
-        if seen.insert((x + 0.0).to_bits()) && seen.len() > limit {
+        *seen.entry((x + 0.0).to_bits()).or_default() += 1;
+        if seen.len() > limit {
             return None;
         }
     }
-    Some(seen.into_iter().collect())
+    Some(seen)
 }
 
-/// The distinct latitudes, ascending, when the samples pass the reference's test for a grid of
-/// latitude rings (at least 3 samples per distinct latitude on average); `None` otherwise (scattered
-/// samples: known after a third of them).
-fn latitude_rings(lat: &[f64]) -> Option<Vec<f64>> {
-    let mut u: Vec<f64> =
-        distinct_latitudes(lat.iter().copied(), lat.len() / 3)?.into_iter().map(f64::from_bits).collect();
-    u.sort_unstable_by(f64::total_cmp);
-    rings_of(lat.len(), u.len()).then_some(u)
+/// The rings of `n` samples from their latitudes' counts: the distinct latitudes ascending and
+/// their counts, when they pass the reference's test for a grid of latitude rings ([`rings_of`]).
+pub(crate) fn rings_from(counts: impl IntoIterator<Item = (u64, u64)>, n: usize) -> Option<(Vec<f64>, Vec<u64>)> {
+    let mut rings: Vec<(f64, u64)> = counts.into_iter().map(|(b, c)| (f64::from_bits(b), c)).collect();
+    rings.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    rings_of(n, rings.len()).then(|| rings.into_iter().unzip())
+}
+
+/// The distinct latitudes, ascending, and their sample counts when the samples pass the reference's
+/// test for a grid of latitude rings (at least 3 samples per distinct latitude on average); `None`
+/// otherwise (scattered samples: known after a third of them).
+fn latitude_rings(lat: &[f64]) -> Option<(Vec<f64>, Vec<u64>)> {
+    rings_from(latitude_counts(lat.iter().copied(), lat.len() / 3)?, lat.len())
 }
 
 /// The spacing estimate of every sample's area in m² (see the module docs). Samples with no
@@ -78,9 +87,15 @@ pub(crate) fn spacing(lon: &[f64], lat: &[f64], radius: f64) -> Vec<f64> {
     let level = bucket_depth(&bins, lon.len() as u64);
     let mut a = spacing_estimates(lon, lat, level, radius, &|_| true);
     let known: Vec<f64> = a.iter().copied().filter(|a| a.is_finite()).collect();
-    let fill = median(known).unwrap_or(1.0);
-    a.iter_mut().filter(|a| !a.is_finite()).for_each(|a| *a = fill);
+    fill_isolated(&mut a, median(known));
     a
+}
+
+/// Gives the samples without an estimate (isolated) the median of the others' (`median`), or 1
+/// when no sample has one.
+pub(crate) fn fill_isolated(a: &mut [f64], median: Option<f64>) {
+    let fill = median.unwrap_or(1.0);
+    a.iter_mut().filter(|a| !a.is_finite()).for_each(|a| *a = fill);
 }
 
 /// The depth at which the samples are hashed first to choose the spacing estimate's buckets.
@@ -177,11 +192,7 @@ pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
 /// gets the ring's area over its sample count. `None` (uniform areas) when there are fewer than 3
 /// samples per distinct latitude on average.
 pub(crate) fn reference_auto(lat: &[f64], radius: f64) -> Option<Vec<f64>> {
-    let u = latitude_rings(lat)?;
-    let mut count = vec![0u64; u.len()];
-    for &x in lat {
-        count[u.partition_point(|&v| v < x)] += 1;
-    }
+    let (u, count) = latitude_rings(lat)?;
     Some(ring_areas(&u, &count, lat, radius))
 }
 
@@ -292,7 +303,7 @@ mod tests {
     fn too_few_points_per_latitude_gives_none() {
         assert!(reference_auto(&[1.0, 2.0, 3.0, 3.0], 1.0).is_none());
         // exactly 3 per latitude passes, one latitude more does not; −0 and 0 are one latitude
-        assert_eq!(latitude_rings(&[5.0, -0.0, 5.0, 0.0, 5.0, 0.0]), Some(vec![0.0, 5.0]));
+        assert_eq!(latitude_rings(&[5.0, -0.0, 5.0, 0.0, 5.0, 0.0]), Some((vec![0.0, 5.0], vec![3, 3])));
         assert_eq!(latitude_rings(&[5.0, 1.0, 5.0, 0.0, 5.0, 0.0]), None);
         assert_eq!(latitude_rings(&[]), None);
     }

@@ -149,7 +149,7 @@ fn regrid<F: Real>(a: &RegridArgs, plan: &Plan, log: &Log, how: &Run) -> Result<
     let first_path = &plan.jobs[0].inputs[0];
     let first = how.agree(read(first_path, a, log))?;
     let points = how.agree(survey(a, plan, &first, log))?;
-    check_png_row(a, plan, &points)?;
+    how.agree(check_png_row(a, plan, &points))?;
     let op = operator::<F>(a, plan, &first, &points, log, how)?;
     let start = a.x0.as_deref().map(|p| input::field_on_cells(p, &a.var)).transpose()?;
     let mut cached = Some(first);
@@ -163,8 +163,8 @@ fn regrid<F: Real>(a: &RegridArgs, plan: &Plan, log: &Log, how: &Run) -> Result<
                 Some(i) if Path::new(&i.path) == path.as_path() => i,
                 _ => how.agree(read_same_grid(path, a, log, &points))?,
             };
-            let part = fit(&op, input, plan, start.as_ref(), a.png_row.checked_sub(row0), log)?;
-            check_range(a, &part, log)?;
+            let part = how.agree(fit(&op, input, plan, start.as_ref(), a.png_row.checked_sub(row0), log))?;
+            how.agree(check_range(a, &part, log))?;
             parts.push(part);
             done += 1;
             progress(log, done, total, path);
@@ -340,6 +340,24 @@ fn operator<F: Real>(
     how: &Run,
 ) -> Result<Operator<F>, CliError> {
     let at = format!("{}: variable '{}'", first.path, a.var);
+    // decided from the files: agreed over the ranks before the collective build
+    let (params, grid) = how.agree(parameters(a, plan, first, points, log, &at))?;
+    let shape: Vec<usize> = first.spatial_dims.iter().map(|d| d.1).collect();
+    let engine = how.build::<F>(&first.lon, &first.lat, &shape, &params).map_err(|e| CliError(format!("{at}: {e}")))?;
+    let left_out = if a.keep_missing_points { 0 } else { first.n() - points.n_valid };
+    let centres = engine.cell_ids().iter().map(|&c| grid.center(c).expect("the operator's cells")).collect();
+    Ok(Operator { engine, grid, centres, level: params.level, left_out })
+}
+
+/// The operator's parameters (level, areas, cells, mask) and grid.
+fn parameters(
+    a: &RegridArgs,
+    plan: &Plan,
+    first: &Input,
+    points: &Points,
+    log: &Log,
+    at: &str,
+) -> Result<(healpix_psf::Params, Grid), CliError> {
     let (ulon, ulat): (Vec<f64>, Vec<f64>) =
         (0..first.n()).filter(|&i| points.mask[i]).map(|i| (first.lon[i], first.lat[i])).unzip();
     let cells = a.cells.as_deref().map(input::cell_ids).transpose()?;
@@ -352,11 +370,7 @@ fn operator<F: Real>(
         ..plan.params.clone()
     };
     let grid = Grid::new(level, params.nest, params.ellipsoid).map_err(|e| CliError(format!("{at}: {e}")))?;
-    let shape: Vec<usize> = first.spatial_dims.iter().map(|d| d.1).collect();
-    let engine = how.build::<F>(&first.lon, &first.lat, &shape, &params).map_err(|e| CliError(format!("{at}: {e}")))?;
-    let left_out = if a.keep_missing_points { 0 } else { first.n() - points.n_valid };
-    let centres = engine.cell_ids().iter().map(|&c| grid.center(c).expect("the operator's cells")).collect();
-    Ok(Operator { engine, grid, centres, level, left_out })
+    Ok((params, grid))
 }
 
 /// The command line's fit options in the operator's precision.

@@ -70,7 +70,7 @@ impl World {
             ..params.clone()
         };
         let op = DistributedResampler::<F>::new(&self.comm, &pick(lon), &pick(lat), &mine)?;
-        let (ids, _) = op.gather_all(&self.comm, &vec![F::ZERO; op.cell_ids().len()])?;
+        let ids = op.all_cell_ids(&self.comm);
         Ok(Tiles { comm: self.comm.duplicate(), tile, n: lon.len(), op, ids })
     }
 }
