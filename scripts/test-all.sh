@@ -22,6 +22,12 @@ if [ ! -x .venv-check/bin/python ]; then
   { python3 -m venv .venv-check && .venv-check/bin/pip install -q xarray netCDF4 xdggs easygems; } ||
     { echo "test-all: could not make .venv-check: the xdggs/easygems check will SKIP" >&2; rm -rf .venv-check; }
 fi
+# Julia 1.5.3 (Debian bullseye's packages, unpacked into .cache/) runs the Julia binding's test
+if jl=$(bash scripts/julia-setup.sh | tail -1) && [ -x "$jl" ]; then
+  export HPSF_JULIA=$jl
+else
+  echo "test-all: Julia could not be set up: the Julia binding's run will SKIP (its static check still runs)" >&2
+fi
 if bash scripts/netcdf-dev.sh; then
   # the coastlines of the maps (Natural Earth, from a PyPI package; the maps draw without them)
   bash scripts/natural-earth.sh

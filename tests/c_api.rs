@@ -7,21 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Where cargo put libhealpix_psf.so for this test: next to the test's executable
-/// (target/<profile>/deps, where `cargo test` builds it), else target/<profile> (`cargo build`).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
-    if deps.join("libhealpix_psf.so").exists() {
-        return deps;
-    }
-    deps.parent().expect("target/<profile>").to_path_buf()
-}
-
 /// Compiles the C program to a path of its own for each caller (tests run in parallel threads).
 fn compile(tag: &str) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = lib_dir();
+    let lib = common::lib_dir();
     if !lib.join("libhealpix_psf.so").exists() {
         panic!("{} has no libhealpix_psf.so: build the cdylib first (cargo build --release)", lib.display());
     }
@@ -78,7 +67,7 @@ fn c_program_matches_the_reference_and_rejects_bad_input() {
             let clip = args("clip_input_l11_b3_nan");
             a.extend([clip[0].clone(), clip[1].clone(), clip[3].clone()]);
         }
-        let out = Command::new(&exe).args(a).env("LD_LIBRARY_PATH", lib_dir()).output().unwrap();
+        let out = Command::new(&exe).args(a).env("LD_LIBRARY_PATH", common::lib_dir()).output().unwrap();
         check_output(case, &out);
     }
 }
@@ -88,7 +77,7 @@ fn c_program_is_clean_under_valgrind() {
     let Some(exe) = compile("valgrind") else { return };
     let mut cmd = Command::new("valgrind");
     // this build's library, not an older one on cargo's LD_LIBRARY_PATH (e.g. target/<profile>)
-    cmd.env("LD_LIBRARY_PATH", lib_dir());
+    cmd.env("LD_LIBRARY_PATH", common::lib_dir());
     cmd.args([
         "--leak-check=full",
         "--errors-for-leak-kinds=definite,indirect",
@@ -110,7 +99,7 @@ fn c_program_is_clean_under_valgrind() {
 #[test]
 fn fortran_program_matches_the_reference_and_rejects_bad_input() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = lib_dir();
+    let lib = common::lib_dir();
     let tmp = std::env::temp_dir().join(format!("hpsf_fortran_{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let module = Command::new("gfortran")
@@ -142,7 +131,7 @@ fn fortran_program_matches_the_reference_and_rejects_bad_input() {
         .unwrap();
     assert!(status.success(), "compiling tests/fortran/test_healpix_psf.f90 failed");
     for case in ["corner_l11_npt9_b3_nan", "regional_l10_npt9_b1"] {
-        let out = Command::new(&exe).args(args(case)).env("LD_LIBRARY_PATH", lib_dir()).output().unwrap();
+        let out = Command::new(&exe).args(args(case)).env("LD_LIBRARY_PATH", common::lib_dir()).output().unwrap();
         check_output(&format!("fortran {case}"), &out);
     }
 }

@@ -1,6 +1,11 @@
-//! Julia cannot be installed on CI: check bindings/julia/HealpixPsf.jl against the generated header
-//! instead. Every exported C function has exactly one `ccall` wrapper whose return and argument types
-//! map to its prototype, and the Julia structs have the C structs' fields in the same order and types.
+//! The Julia binding, bindings/julia/HealpixPsf.jl: run for real where a `julia` is on the PATH
+//! (`scripts/julia-setup.sh` unpacks Julia 1.5.3 from Debian bullseye; `.ci/run` does): golden cases
+//! built, fitted and resampled through the wrapper against the reference, bad input, finalizers
+//! (bindings/julia/test/runtests.jl). And checked statically against the generated header: every
+//! exported C function has exactly one `ccall` wrapper whose return and argument types map to its
+//! prototype, and the Julia structs have the C structs' fields in the same order and types.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -148,6 +153,42 @@ fn julia_ccalls(src: &str) -> BTreeMap<String, Vec<(String, Vec<String>)>> {
         out.entry(name).or_default().push((ret, args));
     }
     out
+}
+
+/// bindings/julia/test/runtests.jl on two golden cases (arguments as the C test's: dir, level, npt,
+/// lam), against the library cargo built for this test.
+#[test]
+fn julia_runs_the_golden_cases() {
+    let julia = std::env::var("HPSF_JULIA").unwrap_or_else(|_| "julia".into());
+    let Ok(version) = std::process::Command::new(&julia).arg("--version").output() else {
+        println!("SKIP: no `{julia}` on the PATH (bash scripts/julia-setup.sh provides Julia 1.5.3)");
+        return;
+    };
+    let lib = common::lib_dir().join("libhealpix_psf.so");
+    assert!(lib.exists(), "{} is missing: build the cdylib first", lib.display());
+    let mut args =
+        vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("bindings/julia/test/runtests.jl").display().to_string()];
+    for name in ["regional_l10_npt9_b1", "corner_l11_npt9_b3_nan"] {
+        let case = common::Case::open(&common::fixtures_dir().join(name));
+        args.extend([
+            case.dir.display().to_string(),
+            case.param("level").to_string(),
+            case.param("Npt").to_string(),
+            format!("{:?}", case.param("lam").as_f64().expect("lam")),
+        ]);
+    }
+    let out = std::process::Command::new(&julia)
+        .arg("--startup-file=no")
+        .args(&args)
+        .env("HEALPIX_PSF_LIB", &lib)
+        .output()
+        .expect("julia runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{}{stdout}{stderr}", String::from_utf8_lossy(&version.stdout));
+    assert!(out.status.success(), "the Julia test failed ({:?})", out.status);
+    assert!(
+        stdout.contains("regional_l10_npt9_b1: hval within") && stdout.contains("corner_l11_npt9_b3_nan: hval within")
+    );
 }
 
 #[test]

@@ -10,6 +10,17 @@ use healpix_psf::{Area, Bound, Ellipsoid, EmptyCells, FitOptions, MissingData, P
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
+/// Where cargo put libhealpix_psf.so for the running test: next to the test's executable
+/// (target/<profile>/deps, where `cargo test` builds it), else target/<profile> (`cargo build`).
+pub fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().expect("target/<profile>/deps").to_path_buf();
+    if deps.join("libhealpix_psf.so").exists() {
+        return deps;
+    }
+    deps.parent().expect("target/<profile>").to_path_buf()
+}
+
 pub struct Case {
     pub dir: PathBuf,
     pub meta: Value,
