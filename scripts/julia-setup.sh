@@ -23,9 +23,11 @@ lib=$root/usr/lib/x86_64-linux-gnu
 system_libs="libpcre2-8.so.0 libssh2.so.1 libgmp.so.10 libcurl-gnutls.so.4 libmpfr.so.6 libgfortran.so.5"
 system_pkgs="libpcre2-8-0 libssh2-1 libgmp10 libcurl3-gnutls libmpfr6 libgfortran5"
 
-found() { ldconfig -p | awk -v n="$1" '$1 == n { print $NF; exit }'; }
+# (awk reads all of ldconfig's output: an early exit would fail the pipe with SIGPIPE)
+found() { ldconfig -p | awk -v n="$1" '$1 == n && !done { print $NF; done = 1 }'; }
 
-if [ ! -x "$root/usr/bin/julia" ]; then
+# .complete marks an unpacking that went to the end (a broken one is redone)
+if [ ! -f "$dir/.complete" ]; then
   missing=""
   for l in $system_libs; do [ -n "$(found "$l")" ] || missing="$missing $l"; done
   if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
@@ -52,6 +54,7 @@ if [ ! -x "$root/usr/bin/julia" ]; then
     [ -n "$p" ] || { echo "julia-setup: $l not found on this system" >&2; exit 1; }
     ln -sf "$p" "$lib/$l"
   done
+  touch "$dir/.complete"
 fi
 launcher=$dir/julia
 {
