@@ -37,6 +37,8 @@ else
   cargo test --release
 fi
 # the distributed tests under mpirun on 1–4 ranks (OpenMPI installed when missing)
+# the Python package: built by maturin (pip), tested by pytest
+bash scripts/python-tests.sh
 if bash scripts/mpi-dev.sh; then
   bash scripts/mpi-tests.sh
 else
