@@ -4,8 +4,7 @@
 //! release the GIL.
 
 use healpix_psf::{
-    Area, Bound as Clip, Device, Ellipsoid, EmptyCells, Error, Fit, FitInfo, FitOptions, MissingData, Params,
-    PsfResampler, Real, Stopping,
+    Area, Bound as Clip, EmptyCells, Error, Fit, FitInfo, FitOptions, MissingData, Params, PsfResampler, Real, Stopping,
 };
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
@@ -69,18 +68,6 @@ fn area_of(mode: &str, area: Option<PyReadonlyArray1<'_, f64>>) -> PyResult<Area
             )))
         }
     })
-}
-
-fn device_of(s: &str) -> PyResult<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| PyValueError::new_err(format!("device: {s:?} is not \"cpu\", \"cuda\" or \"cuda:N\""))),
-    }
 }
 
 fn bound_of(b: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Clip> {
@@ -223,18 +210,14 @@ impl Operator {
             threshold,
             nest,
             radius,
-            ellipsoid: match ellipsoid.to_ascii_uppercase().as_str() {
-                "WGS84" => Ellipsoid::Wgs84,
-                "SPHERE" => Ellipsoid::Sphere,
-                s => return Err(PyValueError::new_err(format!("ellipsoid: {s:?} is not \"WGS84\" or \"sphere\""))),
-            },
+            ellipsoid: ellipsoid.parse().map_err(py_err)?,
             ring_weight,
             ring_search_init,
             ring_search_max,
             num_threads,
             verbose,
             area: area_of(area_mode, area)?,
-            device: device_of(device)?,
+            device: device.parse().map_err(py_err)?,
             out_cell_ids: out_cell_ids.map(|c| c.as_array().to_vec()),
             fill_missing_out_cells,
             sample_mask: sample_mask.map(|m| m.as_array().to_vec()),

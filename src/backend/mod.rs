@@ -262,6 +262,22 @@ pub enum Device {
     Cuda(usize),
 }
 
+impl std::str::FromStr for Device {
+    type Err = crate::error::Error;
+    /// `"cpu"`, `"cuda"` (GPU 0) or `"cuda:N"`.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| crate::error::Error::param("device", s, "use \"cpu\", \"cuda\" or \"cuda:N\"")),
+        }
+    }
+}
+
 /// The device backends compiled into this build.
 pub(crate) const COMPILED_DEVICES: &[&str] = &[
     #[cfg(feature = "cuda")]

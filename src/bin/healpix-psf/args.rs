@@ -265,15 +265,7 @@ fn bound(s: &Option<String>, flag: &str) -> Result<Bound, CliError> {
 }
 
 fn device(s: &str) -> Result<Device, CliError> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| usage(format!("--device {s}: use cpu, cuda or cuda:N"))),
-    }
+    s.parse().map_err(|_| usage(format!("--device {s}: use cpu, cuda or cuda:N")))
 }
 
 fn level(s: &str) -> Result<Level, CliError> {
