@@ -30,7 +30,7 @@ module healpix_psf
        HPSF_LENGTH_MISMATCH = 3, HPSF_INVALID_COORDINATE = 4, HPSF_INVALID_PARAMETER = 5, &
        HPSF_INVALID_VALUE = 6, HPSF_NO_CELL_PASSED_THRESHOLD = 7, HPSF_NO_SAMPLE_LINKED = 8, &
        HPSF_TOO_LARGE = 9, HPSF_DEVICE_UNAVAILABLE = 10, HPSF_CUDA = 11, HPSF_THREAD_POOL = 12, &
-       HPSF_PANIC = 13, HPSF_OTHER_RANK = 14
+       HPSF_PANIC = 13, HPSF_OTHER_RANK = 14, HPSF_INTERRUPTED = 15
 
   ! ---- the C structs (same fields and order as include/healpix_psf.h) ----
   type, bind(c), public :: hpsf_params

@@ -79,6 +79,10 @@ typedef enum {
    it and its error).
    */
   HPSF_STATUS_OTHER_RANK = 14,
+  /*
+   The fit was stopped by its caller's interrupt check (not settable through the C ABI yet).
+   */
+  HPSF_STATUS_INTERRUPTED = 15,
 } hpsf_status;
 
 #if defined(HPSF_MPI)

@@ -114,6 +114,10 @@ pub enum Error {
         message: String,
     },
 
+    /// The caller's [`crate::FitOptions::interrupt`] check stopped the fit between two iterations.
+    #[error("the fit was interrupted (by the caller's check between CG iterations)")]
+    Interrupted,
+
     /// The worker thread pool could not be created.
     #[error("could not create a thread pool with {threads} threads: {message}")]
     ThreadPool {

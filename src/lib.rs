@@ -104,4 +104,4 @@ pub use error::{Error, Result};
 pub use geometry::Ellipsoid;
 pub use operator::{valid_samples, Area, BuildInfo, MemoryUse, Params, PsfResampler};
 pub use real::Real;
-pub use solver::{Bound, EmptyCells, Fit, FitInfo, FitOptions, MissingData, Stopping};
+pub use solver::{Bound, EmptyCells, Fit, FitInfo, FitOptions, Interrupt, MissingData, Stopping};

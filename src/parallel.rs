@@ -62,6 +62,40 @@ pub(crate) fn report_cg_progress(on: bool) -> impl Drop {
     Restore(CG_PROGRESS.with(|c| c.replace(on)))
 }
 
+thread_local! {
+    /// The caller's interrupt check of the fit running on this thread and when it last ran (see
+    /// [`check_interrupts`]).
+    static INTERRUPT: std::cell::RefCell<Option<(crate::solver::Interrupt, Instant)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes [`interrupted`] ask `check` on this thread until the returned guard is dropped.
+pub(crate) fn check_interrupts(check: Option<crate::solver::Interrupt>) -> impl Drop {
+    struct Restore(Option<(crate::solver::Interrupt, Instant)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INTERRUPT.with(|c| *c.borrow_mut() = self.0.take());
+        }
+    }
+    Restore(INTERRUPT.with(|c| c.replace(check.map(|i| (i, Instant::now())))))
+}
+
+/// `Err(Interrupted)` when the caller's check (if any) answers true; the check runs at most every
+/// 50 ms, so that it costs nothing next to the iterations.
+pub(crate) fn interrupted() -> crate::error::Result<()> {
+    INTERRUPT.with(|c| match c.borrow_mut().as_mut() {
+        Some((check, last)) if last.elapsed().as_millis() >= 50 => {
+            *last = Instant::now();
+            if (check.0)() {
+                Err(crate::error::Error::Interrupted)
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    })
+}
+
 /// CG progress lines on stderr, at most every half second: iteration, residual, rate, time left.
 pub(crate) struct CgProgress {
     max_iter: usize,

@@ -30,7 +30,7 @@ const HPSF_STATUS_OK = Cint(0)
 const STATUS_NAMES = ["NULL_POINTER", "EMPTY_INPUT", "LENGTH_MISMATCH", "INVALID_COORDINATE",
                       "INVALID_PARAMETER", "INVALID_VALUE", "NO_CELL_PASSED_THRESHOLD", "NO_SAMPLE_LINKED",
                       "TOO_LARGE", "DEVICE_UNAVAILABLE", "CUDA", "THREAD_POOL", "PANIC",
-                      "OTHER_RANK"]
+                      "OTHER_RANK", "INTERRUPTED"]
 
 # ---- the C structs (same fields, order and types as include/healpix_psf.h) ----------------------
 struct HpsfParams

@@ -4,13 +4,17 @@
 //! release the GIL.
 
 use healpix_psf::{
-    Area, Bound as Clip, EmptyCells, Error, Fit, FitInfo, FitOptions, MissingData, Params, PsfResampler, Real, Stopping,
+    Area, Bound as Clip, EmptyCells, Error, Fit, FitInfo, FitOptions, Interrupt, MissingData, Params, PsfResampler,
+    Real, Stopping,
 };
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 /// The library's error as a Python exception: what the caller passed wrong is a `ValueError`;
 /// a problem with no valid answer for these samples or a failing device is a `RuntimeError`.
@@ -22,6 +26,7 @@ fn py_err(e: Error) -> PyErr {
         | Error::Cuda(_)
         | Error::ThreadPool { .. }
         | Error::TooLarge { .. } => PyRuntimeError::new_err(e.to_string()),
+        Error::Interrupted => pyo3::exceptions::PyKeyboardInterrupt::new_err(e.to_string()),
         _ => PyValueError::new_err(e.to_string()),
     }
 }
@@ -141,6 +146,7 @@ fn options<F: Real + Element>(
             s => return Err(PyValueError::new_err(format!("empty_cells: {s:?} is not \"missing\" or \"fitted\""))),
         },
         progress: false,
+        interrupt: None,
         missing: match missing {
             "per_row" => MissingData::PerRow,
             "zero_fill" => MissingData::ZeroFill,
@@ -149,22 +155,65 @@ fn options<F: Real + Element>(
     })
 }
 
-/// The fit (and with `back`, the resampled field) of (B, N) values, without the GIL.
+/// A fit's result: the fit and, when asked for, the resampled field.
+type Fitted<F> = Result<(Fit<F>, Option<Vec<F>>), Error>;
+
+/// Runs `work` on a thread of its own while this (the main) thread waits without the GIL and looks
+/// for signals every 50 ms: on Ctrl-C the fit is told to stop (`stop`, read by its interrupt check
+/// between iterations) and the KeyboardInterrupt is raised once it has. Python runs signal handlers
+/// on its main thread only, so the fit's own threads could not see them.
+fn interruptible<F: Real>(
+    py: Python<'_>,
+    stop: &AtomicBool,
+    work: impl FnOnce() -> Fitted<F> + Send,
+) -> PyResult<Fitted<F>> {
+    std::thread::scope(|s| {
+        let (tx, mut rx) = mpsc::channel();
+        s.spawn(move || {
+            let _ = tx.send(work());
+        });
+        loop {
+            // the receiver moves into the GIL-free wait and back (it is Send, not Sync)
+            let (got, back) = py.allow_threads(move || (rx.recv_timeout(Duration::from_millis(50)), rx));
+            rx = back;
+            match got {
+                Ok(done) => return Ok(done),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(PyRuntimeError::new_err("the fit's thread ended without a result"))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = py.check_signals() {
+                        stop.store(true, Ordering::Relaxed);
+                        // the fit stops at its next iteration; wait for it before raising
+                        let _ = py.allow_threads(move || rx.recv());
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The fit (and with `back`, the resampled field) of (B, N) values, without the GIL, stopped by
+/// Ctrl-C between iterations.
 fn fit_rows<'py, F: Real + Element>(
     py: Python<'py>,
     op: &PsfResampler<F>,
     val: &Bound<'py, PyAny>,
-    opts: FitOptions<F>,
+    mut opts: FitOptions<F>,
     back: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let v: Vec<F> = val.extract::<PyReadonlyArray2<'_, F>>()?.as_array().iter().copied().collect();
-    let done: Result<(Fit<F>, Option<Vec<F>>), Error> = py.allow_threads(|| {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    opts.interrupt = Some(Interrupt(Arc::new(move || flag.load(Ordering::Relaxed))));
+    let done = interruptible(py, &stop, || {
         if back {
             op.fit_resample(&v, &opts).map(|(f, r)| (f, Some(r)))
         } else {
             op.fit(&v, &opts).map(|f| (f, None))
         }
-    });
+    })?;
     let (fit, resampled) = done.map_err(py_err)?;
     let info = fit.info.as_ref().map(|i| info_dict(py, i)).transpose()?;
     let hval = rows(py, fit.hval, op.k())?;

@@ -160,3 +160,31 @@ def test_bad_input_raises():
 def test_help_reads_well():
     assert "lon_deg" in PSFResampler.__doc__ and "Npt" in PSFResampler.__doc__
     assert "lam" in PSFResampler.fit.__doc__
+
+
+def test_ctrl_c_interrupts_a_long_fit():
+    """SIGINT during a fit (GIL released, on its own thread) raises KeyboardInterrupt between two
+    iterations, long before the fit would end; the operator is unharmed."""
+    import os
+    import signal
+    import threading
+    import time
+
+    rng = np.random.default_rng(1)
+    n = 200000
+    lon, lat = rng.uniform(5.0, 9.0, n), rng.uniform(40.0, 43.0, n)
+    op = PSFResampler(lon, lat, 12)
+    val = np.stack([np.sin(np.radians(7 * lon)) + np.cos(np.radians(5 * lat)), np.cos(np.radians(3 * lon))])
+    # undamped to an unreachable tolerance: ~1 000 iterations until the CG breaks down
+    t = time.perf_counter()
+    whole = op.fit(val, tol=1e-300, max_iter=5000)
+    full = time.perf_counter() - t
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    t = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        op.fit(val, tol=1e-300, max_iter=5000)
+    stopped = time.perf_counter() - t
+    timer.join()
+    assert full > 1.0 and stopped < 0.3 + 0.5 * (full - 0.3), (full, stopped)
+    np.testing.assert_array_equal(op.fit(val, tol=1e-300, max_iter=5000), whole)

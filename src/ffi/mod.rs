@@ -55,6 +55,8 @@ pub enum HpsfStatus {
     /// Another rank of the MPI communicator failed in the same collective call (the message names
     /// it and its error).
     OtherRank = 14,
+    /// The fit was stopped by its caller's interrupt check (not settable through the C ABI yet).
+    Interrupted = 15,
 }
 
 impl HpsfStatus {
@@ -72,6 +74,7 @@ impl HpsfStatus {
             Error::Cuda(_) => HpsfStatus::Cuda,
             Error::ThreadPool { .. } => HpsfStatus::ThreadPool,
             Error::OtherRank { .. } => HpsfStatus::OtherRank,
+            Error::Interrupted => HpsfStatus::Interrupted,
         }
     }
 }
@@ -434,6 +437,7 @@ impl HpsfFitOptions {
             conservative: self.conservative != 0,
             empty_cells,
             progress: self.progress != 0,
+            interrupt: None,
         })
     }
 }

@@ -414,6 +414,7 @@ pub(crate) fn solve_rows<F: Real, B: Backend<F>>(
     }
     let boxes = if opts.is_bounded() { Some(row_bounds(&facts, &sel, opts)?) } else { None };
     let _progress = crate::parallel::report_cg_progress(opts.progress);
+    let _interrupt = crate::parallel::check_interrupts(opts.interrupt.clone());
     // work on the data divided by a power of two (exact): see `solver`
     let (mut y0, valid) = rows.pick(be, g)?;
     let max_abs: Vec<f64> = sel.iter().map(|&r| facts[r].max_abs()).collect();

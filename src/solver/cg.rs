@@ -289,6 +289,7 @@ fn iterate<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     let mut launched = 0;
     loop {
         if launched % poll == 0 || launched == max_iter {
+            crate::parallel::interrupted()?;
             let snap = b.cg_read(&run.scalars)?;
             record(&snap, &mut run, out);
             if let Some(report) = report.as_mut() {

@@ -87,6 +87,27 @@ pub struct FitOptions<F> {
     /// How a sample missing (NaN) in some rows only enters those rows' fits (default
     /// [`MissingData::PerRow`]).
     pub missing: MissingData,
+    /// A check made between CG iterations (at most every 50 ms): when it answers `true` the fit
+    /// stops with [`crate::Error::Interrupted`] (default none). For a caller that must react to its
+    /// user during a long fit — Ctrl-C in Python. Not for a distributed fit (ignored there: every
+    /// rank must take the same steps).
+    pub interrupt: Option<Interrupt>,
+}
+
+/// The check of [`FitOptions::interrupt`]: called on the fit's thread between iterations.
+#[derive(Clone)]
+pub struct Interrupt(pub std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupt(..)")
+    }
+}
+
+impl PartialEq for Interrupt {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl<F> Default for FitOptions<F> {
@@ -105,6 +126,7 @@ impl<F> Default for FitOptions<F> {
             empty_cells: EmptyCells::Missing,
             progress: false,
             missing: MissingData::PerRow,
+            interrupt: None,
         }
     }
 }

@@ -389,6 +389,7 @@ fn options<F: Real>(o: &FitOptions<f64>) -> FitOptions<F> {
         empty_cells: o.empty_cells,
         progress: o.progress,
         missing: o.missing,
+        interrupt: None,
     }
 }
 
