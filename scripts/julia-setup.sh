@@ -13,7 +13,7 @@
 # when Julia cannot be set up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=${HPSF_JULIA_DIR:-$PWD/.cache/julia-1.5.3}
+dir=$(realpath -m "${HPSF_JULIA_DIR:-$PWD/.cache/julia-1.5.3}")
 root=$dir/root
 lib=$root/usr/lib/x86_64-linux-gnu
 
@@ -24,7 +24,7 @@ system_libs="libpcre2-8.so.0 libssh2.so.1 libgmp.so.10 libcurl-gnutls.so.4 libmp
 system_pkgs="libpcre2-8-0 libssh2-1 libgmp10 libcurl3-gnutls libmpfr6 libgfortran5"
 
 # (awk reads all of ldconfig's output: an early exit would fail the pipe with SIGPIPE)
-found() { ldconfig -p | awk -v n="$1" '$1 == n && !done { print $NF; done = 1 }'; }
+found() { "${LDCONFIG:-/sbin/ldconfig}" -p | awk -v n="$1" '$1 == n && !done { print $NF; done = 1 }'; }
 
 # .complete marks an unpacking that went to the end (a broken one is redone)
 if [ ! -f "$dir/.complete" ]; then
@@ -37,16 +37,18 @@ if [ ! -f "$dir/.complete" ]; then
   fi
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  echo "deb http://deb.debian.org/debian bullseye main" >"$tmp/sources.list"
+  # bullseye's LTS ended in 2026: its packages stay on archive.debian.org when the mirrors drop them
+  { echo "deb http://deb.debian.org/debian bullseye main"
+    echo "deb http://archive.debian.org/debian bullseye main"; } >"$tmp/sources.list"
   mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
   apt=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
        -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o Debug::NoLocking=1
        -o APT::Sandbox::User=root)
   echo "julia-setup: fetching Julia 1.5.3 from Debian bullseye into $dir" >&2
-  apt-get "${apt[@]}" update -qq >/dev/null
+  apt-get "${apt[@]}" update -qq >"$tmp/log" 2>&1 || true   # one of the two sources may be gone
   (cd "$tmp" && apt-get "${apt[@]}" download julia julia-common libjulia1 libllvm9 libgit2-1.1 libmbedcrypto3 \
     libmbedtls12 libmbedx509-0 libdsfmt-19937-1 libopenlibm3 libutf8proc2 libhttp-parser2.9 libffi7 \
-    libunwind8=1.3.2-2 >/dev/null 2>&1)
+    libunwind8=1.3.2-2 >>"$tmp/log" 2>&1) || { echo "julia-setup: the download failed:" >&2; cat "$tmp/log" >&2; exit 1; }
   rm -rf "$dir" && mkdir -p "$root"
   for d in "$tmp"/*.deb; do dpkg -x "$d" "$root"; done
   for l in $system_libs; do
@@ -65,5 +67,5 @@ launcher=$dir/julia
 chmod +x "$launcher"
 # it runs, with the standard libraries the test uses, and survives an exception
 "$launcher" --startup-file=no -e 'using Test, Libdl; @test_throws ErrorException error(); VERSION == v"1.5.3" || exit(1)' >&2 ||
-  { echo "julia-setup: the unpacked Julia does not run" >&2; exit 1; }
+  { echo "julia-setup: the unpacked Julia does not run" >&2; rm -f "$dir/.complete"; exit 1; }
 echo "$launcher"

@@ -5,7 +5,8 @@
 # process: the environment `../shared/reference/setup_ref.sh` makes (.venv-ref, git-ignored; CPU
 # torch and healpix-resample 2026.10.2 from PyPI). Where that environment cannot be made, a plain
 # .venv-py (git-ignored) is used and the same-process comparison prints SKIP. The Rust build goes
-# to target/python.
+# to target/python. Exit status 3: no Python environment could be made at all (SKIP); any failure
+# to build or test the package fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ref=../shared/reference/setup_ref.sh
@@ -15,8 +16,11 @@ else
   echo "python-tests: the reference's environment could not be made (see /tmp/hpsf-setup-ref.log):" \
     "the same-process comparison will SKIP" >&2
   venv=.venv-py
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
+  # a venv made without ensurepip has a python but no pip: make it again
+  [ -x "$venv/bin/pip" ] || { rm -rf "$venv" && python3 -m venv "$venv"; } ||
+    { echo "SKIP: the Python package's tests (no python3 -m venv: apt-get install python3-venv)" >&2; exit 3; }
+  "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null ||
+    { echo "SKIP: the Python package's tests (pip cannot reach PyPI)" >&2; exit 3; }
 fi
 export CARGO_TARGET_DIR=$PWD/target/python
 "$venv/bin/pip" install -q --disable-pip-version-check "./python[test]"

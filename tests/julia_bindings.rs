@@ -159,10 +159,16 @@ fn julia_ccalls(src: &str) -> BTreeMap<String, Vec<(String, Vec<String>)>> {
 /// lam), against the library cargo built for this test.
 #[test]
 fn julia_runs_the_golden_cases() {
-    let julia = std::env::var("HPSF_JULIA").unwrap_or_else(|_| "julia".into());
-    let Ok(version) = std::process::Command::new(&julia).arg("--version").output() else {
-        println!("SKIP: no `{julia}` on the PATH (bash scripts/julia-setup.sh provides Julia 1.5.3)");
-        return;
+    let given = std::env::var("HPSF_JULIA").ok();
+    let julia = given.clone().unwrap_or_else(|| "julia".into());
+    let version = match std::process::Command::new(&julia).arg("--version").output() {
+        Ok(v) => v,
+        // a Julia named by HPSF_JULIA must run
+        Err(e) if given.is_some() => panic!("HPSF_JULIA={julia} does not run: {e}"),
+        Err(_) => {
+            println!("SKIP: no `julia` on the PATH (bash scripts/julia-setup.sh provides Julia 1.5.3)");
+            return;
+        }
     };
     let lib = common::lib_dir().join("libhealpix_psf.so");
     assert!(lib.exists(), "{} is missing: build the cdylib first", lib.display());

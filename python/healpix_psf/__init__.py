@@ -29,12 +29,14 @@ _AREA_MODES = ("auto", "spacing", "reference", "uniform")
 
 
 def _as_values(val, name, n):
-    """An array-like (numpy, lists, torch CPU tensors: anything numpy can read) as a float array
-    of shape (B, n), whether it was 1-D, and its float dtype (float64 for integers)."""
+    """An array-like (numpy, lists, torch CPU tensors: anything numpy can read) as an array of
+    shape (B, n), whether it was 1-D, and the float dtype of results (float32 for float32 input,
+    else float64)."""
     a = np.asarray(val)
-    if a.dtype.kind not in "fiu" or a.dtype.kind == "c":
+    if a.dtype.kind not in "fiu":
         raise TypeError(f"{name}: numbers expected, got dtype {a.dtype}")
-    dtype = a.dtype if a.dtype.kind == "f" else np.dtype(np.float64)
+    # results in float32 or float64: float32 stays, anything else becomes float64
+    dtype = np.dtype(np.float32) if a.dtype == np.float32 else np.dtype(np.float64)
     if a.ndim == 1:
         one = True
         a = a.reshape(1, -1)
@@ -201,7 +203,10 @@ class PSFResampler:
         v, one, dtype = _as_values(val, "val", self.N)
         v = np.ascontiguousarray(v, dtype=self.dtype)
         if x0 is not None:
-            x0 = np.ascontiguousarray(np.asarray(x0, dtype=self.dtype).reshape(v.shape[0], self.K))
+            x, x_one, _ = _as_values(x0, "x0", self.K)
+            if x_one != one:
+                raise ValueError(f"x0: shape {np.shape(x0)}: give ({self.K},) for 1-D values, (B, {self.K}) for (B, N)")
+            x0 = np.ascontiguousarray(x, dtype=self.dtype)
         hval, back, info = self._op.fit(v, float(lam), int(max_iter), float(tol), x0, bool(return_info),
                                         bool(per_row), lower, upper, int(max_outer), bool(conservative),
                                         str(empty_cells), str(missing), bool(resample))
@@ -221,7 +226,8 @@ class PSFResampler:
         active-set passes). `conservative`: keep each row's area-weighted mean exactly.
         `missing`: "per_row" (a NaN sample is left out of its row's problem) or "zero_fill" (counted
         as 0: the reference's behaviour). `empty_cells`: cells with no valid sample in a row are
-        "missing" (NaN) or "fitted". The result has the input's float dtype; with `return_info`,
+        "missing" (NaN) or "fitted". The result is float32 for float32 input, else float64; with
+        `return_info`,
         (hval, info) with the iterations, convergence, residual norms and held cells per row.
         """
         hval, _, info = self._fit(val, lam, max_iter, tol, x0, return_info, per_row, lower, upper, max_outer,
@@ -230,12 +236,13 @@ class PSFResampler:
 
     def fit_resample(self, val, lam=0.0, max_iter=100, tol=1e-8, x0=None, return_info=False, **options):
         """`fit` and the fitted field at the samples: (hval, resampled[, info])."""
+        unknown = set(options) - {"per_row", "lower", "upper", "max_outer", "conservative", "empty_cells", "missing"}
+        if unknown:
+            raise TypeError(f"fit_resample: unexpected keywords {sorted(unknown)}")
         hval, back, info = self._fit(val, lam, max_iter, tol, x0, return_info, options.pop("per_row", False),
                                      options.pop("lower", None), options.pop("upper", None),
                                      options.pop("max_outer", 10), options.pop("conservative", False),
                                      options.pop("empty_cells", "missing"), options.pop("missing", "per_row"), True)
-        if options:
-            raise TypeError(f"fit_resample: unexpected keywords {sorted(options)}")
         return (hval, back, info) if return_info else (hval, back)
 
     def resample(self, hval):

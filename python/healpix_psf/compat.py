@@ -12,7 +12,8 @@ the reference's area estimate when `area` is None, missing samples counted as 0,
 valid sample fitted, `clip=(lo, hi)` with None, a number or "input", `cg_residual_norms` of shape
 (iterations + 1, rows with data), results in the operator's dtype, torch tensors in → torch
 tensors out (numpy in → numpy out).
-`batch_size` is accepted and ignored (the results do not depend on it). For this library's own
+`batch_size` is accepted and ignored (the results do not depend on it); `device=None` means the
+CPU (the reference picks a GPU when one is there: pass "cuda" for a `cuda` build). For this library's own
 options (per-row missing data, per-row stopping, bounds with NaN cells left missing …) use
 `healpix_psf.PSFResampler`.
 """
@@ -56,8 +57,14 @@ def _is_torch(x):
 
 
 def _np(a):
-    """A torch tensor's values as numpy (None and other array-likes as they are)."""
-    return a.detach().cpu().numpy() if _is_torch(a) else a
+    """A torch tensor's values as numpy, in float64 for floating tensors (bfloat16 has no numpy
+    type); None and other array-likes as they are."""
+    if not _is_torch(a):
+        return a
+    import torch
+
+    a = a.detach().cpu()
+    return (a.to(torch.float64) if a.is_floating_point() else a).numpy()
 
 
 def _like(result, template):
@@ -65,7 +72,7 @@ def _like(result, template):
     if _is_torch(template):
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(result))
+        return torch.as_tensor(np.ascontiguousarray(result))
     return result
 
 
@@ -112,21 +119,34 @@ class PSFResampler:
                  clip=None, max_outer=10):
         """The reference's `resample`: the fitted cell field and the CG's record (ResampleResults)."""
         del return_info  # accepted and ignored, as by the reference
-        lower, upper = (None, None) if clip is None else clip
+        if clip is None:
+            lower, upper = None, None
+        elif isinstance(clip, (tuple, list)) and len(clip) == 2:
+            lower, upper = clip
+        else:
+            raise ValueError(f"clip: {clip!r}: give (lo, hi), each None, a number or \"input\"")
         # the reference computes and answers in its dtype, whatever the input's
         hval, info = self._op.fit(np.asarray(_np(val), dtype=self._op.dtype), lam=lam, max_iter=max_iter, tol=tol, x0=_np(x0), return_info=True, lower=lower,
                                   upper=upper, max_outer=max_outer, conservative=conservative, missing="zero_fill",
                                   empty_cells="fitted")
+        dt = self._op.dtype
         rows = [np.asarray(n) for n, d in zip(info["residual_norms"], info["has_data"]) if d]
-        norms = np.stack(rows, axis=1) if rows else np.zeros((1, 0))
+        # the reference's record: (iterations + 1, rows with data); one NaN row when no row has data
+        norms = (np.stack(rows, axis=1) if rows else np.full((1, len(info["has_data"])), np.nan)).astype(dt)
+        one = np.ndim(_np(val)) == 1
         held = clip is not None
+
+        def count(c):
+            c = np.asarray(c, dtype=np.int64)
+            return _like(c[0] if one else c, val) if held else None
+
         return ResampleResults(
             cell_data=_like(hval, val),
-            cell_ids=self._op.cell_ids,
-            cg_residual_norms=norms,
+            cell_ids=_like(self._op.cell_ids, val),
+            cg_residual_norms=_like(norms, val),
             cg_niters=int(info["iterations"]),
-            n_clipped_low=np.asarray(info["n_clipped_low"]) if held else None,
-            n_clipped_high=np.asarray(info["n_clipped_high"]) if held else None,
+            n_clipped_low=count(info["n_clipped_low"]),
+            n_clipped_high=count(info["n_clipped_high"]),
         )
 
     def invert(self, hval):

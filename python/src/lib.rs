@@ -170,14 +170,19 @@ fn interruptible<F: Real>(
     std::thread::scope(|s| {
         let (tx, mut rx) = mpsc::channel();
         s.spawn(move || {
-            let _ = tx.send(work());
+            // a panic (a bug) becomes a message, not a panic of the scope
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
         });
+        let panicked = |p: Box<dyn std::any::Any + Send>| {
+            let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+            PyRuntimeError::new_err(format!("a bug: the fit panicked ({})", what.unwrap_or_default()))
+        };
         loop {
             // the receiver moves into the GIL-free wait and back (it is Send, not Sync)
             let (got, back) = py.allow_threads(move || (rx.recv_timeout(Duration::from_millis(50)), rx));
             rx = back;
             match got {
-                Ok(done) => return Ok(done),
+                Ok(done) => return done.map_err(panicked),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(PyRuntimeError::new_err("the fit's thread ended without a result"))
                 }

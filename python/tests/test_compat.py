@@ -75,7 +75,19 @@ def test_against_the_reference_in_the_same_process():
         assert rel(b.invert(rb.cell_data), np.asarray(a.invert(ra.cell_data))) < 1e-6
         if "clip" in fit:
             assert np.array_equal(rb.n_clipped_low, np.asarray(ra.n_clipped_low))
-    # torch in, torch out
+    # torch in, torch out (every array of the result), bfloat16 too
     b = PSFResampler(lon, lat, 10, dtype=torch.float64)
-    r = b.resample(torch.from_numpy(val))
-    assert isinstance(r.cell_data, torch.Tensor) and isinstance(b.invert(r.cell_data), torch.Tensor)
+    r = b.resample(torch.from_numpy(val), clip=("input", None))
+    assert all(isinstance(x, torch.Tensor) for x in (r.cell_data, r.cell_ids, r.cg_residual_norms, r.n_clipped_low))
+    assert isinstance(b.invert(r.cell_data), torch.Tensor)
+    assert b.resample(torch.from_numpy(val[0]).to(torch.bfloat16)).cell_data.shape == (b.K,)
+    # one row: held counts as scalars, as the reference's
+    ra = ref.PSFResampler(lon, lat, 10, dtype=torch.float64).resample(val[0], clip=("input", "input"))
+    rb = b.resample(val[0], clip=("input", "input"))
+    assert np.shape(rb.n_clipped_low) == np.shape(np.asarray(ra.n_clipped_low))
+    # a row without data: the reference's one NaN row of norms
+    ra = ref.PSFResampler(lon, lat, 10, dtype=torch.float64).resample(np.full(n, np.nan))
+    rb = b.resample(np.full(n, np.nan))
+    assert np.shape(rb.cg_residual_norms) == np.shape(np.asarray(ra.cg_residual_norms))
+    with pytest.raises(ValueError, match="clip"):
+        b.resample(val, clip=3.0)

@@ -155,6 +155,12 @@ def test_bad_input_raises():
         op.fit(inf)
     with pytest.raises(ValueError, match="shape"):
         op.resample(np.zeros(op.K + 1))
+    with pytest.raises(ValueError, match="x0"):
+        op.fit(np.zeros((2, op.N)), x0=np.zeros((op.K, 2)))
+    with pytest.raises(ValueError, match="x0"):
+        op.fit(np.zeros(op.N), x0=np.zeros((1, op.K)))
+    with pytest.raises(TypeError, match="unexpected"):
+        op.fit_resample(np.zeros(op.N), lamda=1.0)
 
 
 def test_help_reads_well():
@@ -179,6 +185,8 @@ def test_ctrl_c_interrupts_a_long_fit():
     t = time.perf_counter()
     whole = op.fit(val, tol=1e-300, max_iter=5000)
     full = time.perf_counter() - t
+    if full < 1.0:
+        pytest.skip(f"the uninterrupted fit took {full:.2f} s: too fast here to tell an interrupt from its end")
     timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
     t = time.perf_counter()
     timer.start()
@@ -186,5 +194,5 @@ def test_ctrl_c_interrupts_a_long_fit():
         op.fit(val, tol=1e-300, max_iter=5000)
     stopped = time.perf_counter() - t
     timer.join()
-    assert full > 1.0 and stopped < 0.3 + 0.5 * (full - 0.3), (full, stopped)
+    assert stopped < 0.3 + 0.5 * (full - 0.3), (full, stopped)
     np.testing.assert_array_equal(op.fit(val, tol=1e-300, max_iter=5000), whole)

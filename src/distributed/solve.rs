@@ -354,7 +354,14 @@ impl<F: Real> DistributedResampler<F> {
 
     fn fit_and_back<C: Communicator>(&self, comm: &C, val: &[F], opts: &FitOptions<F>) -> Result<FitAndBack<F>> {
         // every rank takes the same steps: no rank stops on its own
-        let opts = &FitOptions { interrupt: None, ..opts.clone() };
+        let cleared;
+        let opts = match opts.interrupt {
+            Some(_) => {
+                cleared = FitOptions { interrupt: None, ..opts.clone() };
+                &cleared
+            }
+            None => opts,
+        };
         let (n, k) = (self.n(), self.cell_ids().len());
         let local = if val.is_empty() || !val.len().is_multiple_of(n) {
             Err(Error::LengthMismatch { what: "val", expected: n, got: val.len() })
