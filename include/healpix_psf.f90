@@ -30,7 +30,8 @@ module healpix_psf
        HPSF_LENGTH_MISMATCH = 3, HPSF_INVALID_COORDINATE = 4, HPSF_INVALID_PARAMETER = 5, &
        HPSF_INVALID_VALUE = 6, HPSF_NO_CELL_PASSED_THRESHOLD = 7, HPSF_NO_SAMPLE_LINKED = 8, &
        HPSF_TOO_LARGE = 9, HPSF_DEVICE_UNAVAILABLE = 10, HPSF_CUDA = 11, HPSF_THREAD_POOL = 12, &
-       HPSF_PANIC = 13, HPSF_OTHER_RANK = 14, HPSF_INTERRUPTED = 15
+       HPSF_PANIC = 13, HPSF_OTHER_RANK = 14, HPSF_INTERRUPTED = 15, HPSF_IO = 16, &
+       HPSF_BAD_OPERATOR_FILE = 17
 
   ! ---- the C structs (same fields and order as include/healpix_psf.h) ----
   type, bind(c), public :: hpsf_params
@@ -335,6 +336,36 @@ module healpix_psf
        type(c_ptr), value :: info
      end function hpsf_fit_resample_f32
 
+     integer(c_int) function hpsf_saved_precision(path, out) bind(c, name="hpsf_saved_precision")
+       import :: c_int, c_char, c_int32_t
+       character(kind=c_char), intent(in) :: path(*)
+       integer(c_int32_t), intent(out) :: out
+     end function hpsf_saved_precision
+     integer(c_int) function hpsf_save_f64(op, path) bind(c, name="hpsf_save_f64")
+       import :: c_int, c_ptr, c_char
+       type(c_ptr), value :: op
+       character(kind=c_char), intent(in) :: path(*)
+     end function hpsf_save_f64
+     integer(c_int) function hpsf_load_f64(path, device, num_threads, out) bind(c, name="hpsf_load_f64")
+       import :: c_int, c_ptr, c_char, c_int32_t, c_size_t
+       character(kind=c_char), intent(in) :: path(*)
+       integer(c_int32_t), value :: device
+       integer(c_size_t), value :: num_threads
+       type(c_ptr), intent(out) :: out
+     end function hpsf_load_f64
+     integer(c_int) function hpsf_save_f32(op, path) bind(c, name="hpsf_save_f32")
+       import :: c_int, c_ptr, c_char
+       type(c_ptr), value :: op
+       character(kind=c_char), intent(in) :: path(*)
+     end function hpsf_save_f32
+     integer(c_int) function hpsf_load_f32(path, device, num_threads, out) bind(c, name="hpsf_load_f32")
+       import :: c_int, c_ptr, c_char, c_int32_t, c_size_t
+       character(kind=c_char), intent(in) :: path(*)
+       integer(c_int32_t), value :: device
+       integer(c_size_t), value :: num_threads
+       type(c_ptr), intent(out) :: out
+     end function hpsf_load_f32
+
      integer(c_size_t) function c_strlen(s) bind(c, name="strlen")
        import :: c_ptr, c_size_t
        type(c_ptr), value :: s
@@ -351,7 +382,8 @@ module healpix_psf
      final :: op_final
   end type psf_operator
 
-  public :: psf_params_default, psf_new, psf_fit, psf_resample, psf_cell_ids, hpsf_message, psf_version
+  public :: psf_params_default, psf_new, psf_fit, psf_resample, psf_cell_ids, psf_save, psf_load, hpsf_message, &
+       psf_version
 
 contains
 
@@ -453,6 +485,36 @@ contains
     integer(c_int64_t), intent(out), contiguous :: ids(:)
     status = hpsf_cell_ids_f64(op%handle, ids, int(size(ids), c_size_t))
   end function psf_cell_ids
+
+  !> Saves `op` into the file `path` (the library's versioned binary format, written whole or not at
+  !> all), for psf_load in another run or process.
+  integer function psf_save(op, path) result(status)
+    type(psf_operator), intent(in) :: op
+    character(len=*), intent(in) :: path
+    status = hpsf_save_f64(op%handle, trim(path)//c_null_char)
+  end function psf_save
+
+  !> Loads into `op` a double-precision operator saved by psf_save (frees what `op` held before);
+  !> optional device (-1: the CPU) and num_threads (0: all cores). HPSF_BAD_OPERATOR_FILE for a file
+  !> of another format version or precision, damaged or truncated; HPSF_IO when it cannot be read.
+  integer function psf_load(op, path, device, num_threads) result(status)
+    type(psf_operator), intent(inout) :: op
+    character(len=*), intent(in) :: path
+    integer, intent(in), optional :: device, num_threads
+    integer(c_int32_t) :: d
+    integer(c_size_t) :: t
+    type(c_ptr) :: h
+    d = -1
+    t = 0
+    if (present(device)) d = int(device, c_int32_t)
+    if (present(num_threads)) t = int(num_threads, c_size_t)
+    h = c_null_ptr
+    status = hpsf_load_f64(trim(path)//c_null_char, d, t, h)
+    if (status == HPSF_OK) then
+       call op%free()
+       op%handle = h
+    end if
+  end function psf_load
 
   !> Number of samples N (0 for an operator not built).
   integer function op_n_samples(op) result(n)

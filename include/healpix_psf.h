@@ -83,6 +83,15 @@ typedef enum {
    The fit was stopped by its caller's interrupt check (not settable through the C ABI yet).
    */
   HPSF_STATUS_INTERRUPTED = 15,
+  /*
+   Reading or writing a file failed (the message names the file and the system's reason).
+   */
+  HPSF_STATUS_IO = 16,
+  /*
+   A saved operator cannot be loaded: not an operator file, another format version or float
+   type, damaged or truncated.
+   */
+  HPSF_STATUS_BAD_OPERATOR_FILE = 17,
 } hpsf_status;
 
 #if defined(HPSF_MPI)
@@ -390,6 +399,16 @@ int32_t hpsf_has_cuda(void);
 const char *hpsf_last_error(void);
 
 /*
+ The float type of the operator saved in the file `path`: `*out` = 4 (load it with
+ `hpsf_load_f32`) or 8 (`hpsf_load_f64`). `HPSF_STATUS_BAD_OPERATOR_FILE` for a file that is not
+ an operator of this format version.
+
+ # Safety
+ `path` must be a NUL-terminated string, `out` writable.
+ */
+hpsf_status hpsf_saved_precision(const char *path, int32_t *out);
+
+/*
  Builds a double-precision operator from `n` sample longitudes and latitudes (degrees); `params`
  NULL = the defaults at level 10. On success `*out` receives the handle (free it with
  `hpsf_free_f64`); on failure `*out` is left untouched.
@@ -403,6 +422,26 @@ hpsf_status hpsf_new_f64(const double *lon,
                          size_t n,
                          const hpsf_params *params,
                          hpsf_op_f64 **out);
+
+/*
+ Saves the operator into the file `path` (the library's versioned binary format, written whole
+ or not at all) for `hpsf_load_f64` in another run or process.
+
+ # Safety
+ `op` must be NULL or live, `path` a NUL-terminated UTF-8 string.
+ */
+hpsf_status hpsf_save_f64(const hpsf_op_f64 *op, const char *path);
+
+/*
+ Loads an operator saved by `hpsf_save_f64` onto `device` (−1 = CPU, n ≥ 0 = CUDA device n),
+ its fits on `num_threads` threads (0 = all cores); `*out` receives the handle (free it with
+ `hpsf_free_f64`). A file of another version or float type (see `hpsf_saved_precision`), damaged
+ or truncated: `HPSF_STATUS_BAD_OPERATOR_FILE`; a file that cannot be read: `HPSF_STATUS_IO`.
+
+ # Safety
+ `path` must be a NUL-terminated UTF-8 string, `out` a writable pointer.
+ */
+hpsf_status hpsf_load_f64(const char *path, int32_t device, size_t num_threads, hpsf_op_f64 **out);
 
 /*
  Frees an operator; NULL is accepted.
@@ -555,6 +594,26 @@ hpsf_status hpsf_new_f32(const double *lon,
                          size_t n,
                          const hpsf_params *params,
                          hpsf_op_f32 **out);
+
+/*
+ Saves the operator into the file `path` (the library's versioned binary format, written whole
+ or not at all) for `hpsf_load_f32` in another run or process.
+
+ # Safety
+ `op` must be NULL or live, `path` a NUL-terminated UTF-8 string.
+ */
+hpsf_status hpsf_save_f32(const hpsf_op_f32 *op, const char *path);
+
+/*
+ Loads an operator saved by `hpsf_save_f32` onto `device` (−1 = CPU, n ≥ 0 = CUDA device n),
+ its fits on `num_threads` threads (0 = all cores); `*out` receives the handle (free it with
+ `hpsf_free_f32`). A file of another version or float type (see `hpsf_saved_precision`), damaged
+ or truncated: `HPSF_STATUS_BAD_OPERATOR_FILE`; a file that cannot be read: `HPSF_STATUS_IO`.
+
+ # Safety
+ `path` must be a NUL-terminated UTF-8 string, `out` a writable pointer.
+ */
+hpsf_status hpsf_load_f32(const char *path, int32_t device, size_t num_threads, hpsf_op_f32 **out);
 
 /*
  Frees an operator; NULL is accepted.

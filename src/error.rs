@@ -118,6 +118,20 @@ pub enum Error {
     #[error("the fit was interrupted (by the caller's check between CG iterations)")]
     Interrupted,
 
+    /// Reading or writing a file failed (the operating system's message).
+    #[error("{path}: {message}")]
+    Io {
+        /// The file (`<stream>` for a reader or writer).
+        path: String,
+        /// What the operating system said.
+        message: String,
+    },
+
+    /// A saved operator cannot be loaded: not an operator file, another format version or float
+    /// type, a damaged or truncated file (the message says which).
+    #[error("cannot load the operator: {0}")]
+    BadOperatorFile(String),
+
     /// The worker thread pool could not be created.
     #[error("could not create a thread pool with {threads} threads: {message}")]
     ThreadPool {

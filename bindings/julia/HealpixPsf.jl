@@ -21,7 +21,7 @@ ids = cell_ids(op)
 """
 module HealpixPsf
 
-export Operator, fit, resample, cell_ids, HpsfError
+export Operator, fit, resample, cell_ids, save, HpsfError
 
 const libhpsf = get(ENV, "HEALPIX_PSF_LIB", "libhealpix_psf")
 
@@ -30,7 +30,7 @@ const HPSF_STATUS_OK = Cint(0)
 const STATUS_NAMES = ["NULL_POINTER", "EMPTY_INPUT", "LENGTH_MISMATCH", "INVALID_COORDINATE",
                       "INVALID_PARAMETER", "INVALID_VALUE", "NO_CELL_PASSED_THRESHOLD", "NO_SAMPLE_LINKED",
                       "TOO_LARGE", "DEVICE_UNAVAILABLE", "CUDA", "THREAD_POOL", "PANIC",
-                      "OTHER_RANK", "INTERRUPTED"]
+                      "OTHER_RANK", "INTERRUPTED", "IO", "BAD_OPERATOR_FILE"]
 
 # ---- the C structs (same fields, order and types as include/healpix_psf.h) ----------------------
 struct HpsfParams
@@ -101,6 +101,11 @@ hpsf_fit_info_init(info) = ccall((:hpsf_fit_info_init, libhpsf), Cint, (Ptr{Hpsf
 hpsf_version() = ccall((:hpsf_version, libhpsf), Cstring, ())
 hpsf_has_cuda() = ccall((:hpsf_has_cuda, libhpsf), Int32, ())
 hpsf_last_error() = ccall((:hpsf_last_error, libhpsf), Cstring, ())
+hpsf_saved_precision(path, out) = ccall((:hpsf_saved_precision, libhpsf), Cint, (Cstring, Ptr{Int32}), path, out)
+hpsf_save_f64(op, path) = ccall((:hpsf_save_f64, libhpsf), Cint, (Ptr{Cvoid}, Cstring), op, path)
+hpsf_load_f64(path, device, num_threads, out) = ccall((:hpsf_load_f64, libhpsf), Cint, (Cstring, Int32, Csize_t, Ptr{Ptr{Cvoid}}), path, device, num_threads, out)
+hpsf_save_f32(op, path) = ccall((:hpsf_save_f32, libhpsf), Cint, (Ptr{Cvoid}, Cstring), op, path)
+hpsf_load_f32(path, device, num_threads, out) = ccall((:hpsf_load_f32, libhpsf), Cint, (Cstring, Int32, Csize_t, Ptr{Ptr{Cvoid}}), path, device, num_threads, out)
 hpsf_new_f64(lon, lat, n, params, out) = ccall((:hpsf_new_f64, libhpsf), Cint, (Ptr{Float64}, Ptr{Float64}, Csize_t, Ptr{HpsfParams}, Ptr{Ptr{Cvoid}}), lon, lat, n, params, out)
 hpsf_free_f64(op) = ccall((:hpsf_free_f64, libhpsf), Cvoid, (Ptr{Cvoid},), op)
 hpsf_n_f64(op, out) = ccall((:hpsf_n_f64, libhpsf), Cint, (Ptr{Cvoid}, Ptr{Csize_t}), op, out)
@@ -194,6 +199,34 @@ function Operator{T}(lon::AbstractVector{<:Real}, lat::AbstractVector{<:Real}; l
     return op
 end
 Operator(lon, lat; kwargs...) = Operator{Float64}(lon, lat; kwargs...)
+
+"""
+    save(op, path)
+
+Saves the operator into the file `path` (the library's versioned binary format, written whole or not
+at all); `Operator(path)` loads it in another run or process.
+"""
+function save(op::Operator{T}, path::AbstractString) where {T}
+    check((T === Float64 ? hpsf_save_f64 : hpsf_save_f32)(op.handle, path))
+    return path
+end
+
+"""
+    Operator(path; device = -1, num_threads = 0) -> Operator{Float32} or Operator{Float64}
+
+Loads an operator saved by `save`, in the precision it was saved in. A file of another format
+version, damaged or truncated throws an `HpsfError` (`BAD_OPERATOR_FILE`).
+"""
+function Operator(path::AbstractString; device::Integer = -1, num_threads::Integer = 0)
+    bytes = Ref{Int32}(0)
+    check(hpsf_saved_precision(path, bytes))
+    T = bytes[] == 4 ? Float32 : Float64
+    out = Ref{Ptr{Cvoid}}(C_NULL)
+    check((T === Float64 ? hpsf_load_f64 : hpsf_load_f32)(path, Int32(device), Csize_t(num_threads), out))
+    op = Operator{T}(out[])
+    finalizer(close, op)
+    return op
+end
 
 _size(f, op) = (n = Ref{Csize_t}(0); check(f(op.handle, n)); Int(n[]))
 nsamples(op::Operator{Float64}) = _size(hpsf_n_f64, op)

@@ -27,6 +27,7 @@ fn py_err(e: Error) -> PyErr {
         | Error::ThreadPool { .. }
         | Error::TooLarge { .. } => PyRuntimeError::new_err(e.to_string()),
         Error::Interrupted => pyo3::exceptions::PyKeyboardInterrupt::new_err(e.to_string()),
+        Error::Io { .. } => pyo3::exceptions::PyOSError::new_err(e.to_string()),
         _ => PyValueError::new_err(e.to_string()),
     }
 }

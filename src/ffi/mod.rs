@@ -57,6 +57,11 @@ pub enum HpsfStatus {
     OtherRank = 14,
     /// The fit was stopped by its caller's interrupt check (not settable through the C ABI yet).
     Interrupted = 15,
+    /// Reading or writing a file failed (the message names the file and the system's reason).
+    Io = 16,
+    /// A saved operator cannot be loaded: not an operator file, another format version or float
+    /// type, damaged or truncated.
+    BadOperatorFile = 17,
 }
 
 impl HpsfStatus {
@@ -75,6 +80,8 @@ impl HpsfStatus {
             Error::ThreadPool { .. } => HpsfStatus::ThreadPool,
             Error::OtherRank { .. } => HpsfStatus::OtherRank,
             Error::Interrupted => HpsfStatus::Interrupted,
+            Error::Io { .. } => HpsfStatus::Io,
+            Error::BadOperatorFile(_) => HpsfStatus::BadOperatorFile,
         }
     }
 }
@@ -296,11 +303,7 @@ impl HpsfParams {
                 ))
             }
         };
-        let device = match self.device {
-            -1 => Device::Cpu,
-            d if d >= 0 => Device::Cuda(d as usize),
-            d => return Err(bad("device", d.to_string(), "−1 = CPU, n ≥ 0 = CUDA device n")),
-        };
+        let device = device_of(self.device)?;
         let out_cell_ids = if self.out_cell_ids.is_null() {
             None
         } else {
@@ -696,6 +699,29 @@ unsafe fn fit_impl<F: Real>(
     Ok(())
 }
 
+/// The device of a C `device` number: −1 = CPU, n ≥ 0 = CUDA device n.
+fn device_of(d: i32) -> Result<Device, Fail> {
+    match d {
+        -1 => Ok(Device::Cpu),
+        d if d >= 0 => Ok(Device::Cuda(d as usize)),
+        d => Err(Error::param("device", d, "−1 = CPU, n ≥ 0 = CUDA device n").into()),
+    }
+}
+
+/// A file path from a NUL-terminated UTF-8 C string.
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string.
+unsafe fn path_of<'a>(path: *const c_char) -> Result<&'a std::path::Path, Fail> {
+    if path.is_null() {
+        return Err(null("path"));
+    }
+    let s = CStr::from_ptr(path)
+        .to_str()
+        .map_err(|_| Fail::from(Error::param("path", "(not UTF-8)", "give the path in UTF-8")))?;
+    Ok(std::path::Path::new(s))
+}
+
 /// An operator and the device it was asked for.
 struct Op<F: Real> {
     op: PsfResampler<F>,
@@ -724,6 +750,44 @@ unsafe fn new_impl<F: Real>(
     let rp = p.to_params()?;
     let op = PsfResampler::<F>::new(slice(lon, n, "lon")?, slice(lat, n, "lat")?, &rp)?;
     Ok(Op { op, device: p.device })
+}
+
+/// # Safety
+/// As for `hpsf_load_f64`.
+unsafe fn load_impl<F: Real>(path: *const c_char, device: i32, num_threads: usize) -> Result<Op<F>, Fail> {
+    let op = PsfResampler::<F>::load_file(path_of(path)?, device_of(device)?, num_threads)?;
+    Ok(Op { op, device })
+}
+
+/// # Safety
+/// As for `hpsf_save_f64`.
+unsafe fn save_impl<F: Real>(op: Option<&Op<F>>, path: *const c_char) -> HpsfStatus {
+    run(|| {
+        let op = op.ok_or_else(|| null("op"))?;
+        Ok(op.op.save_file(path_of(path)?)?)
+    })
+}
+
+/// The float type of the operator saved in the file `path`: `*out` = 4 (load it with
+/// `hpsf_load_f32`) or 8 (`hpsf_load_f64`). `HPSF_STATUS_BAD_OPERATOR_FILE` for a file that is not
+/// an operator of this format version.
+///
+/// # Safety
+/// `path` must be a NUL-terminated string, `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_saved_precision(path: *const c_char, out: *mut i32) -> HpsfStatus {
+    run(|| {
+        let path = path_of(path)?;
+        let mut head = Vec::new();
+        let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), message: e.to_string() };
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, 24), &mut head)
+            .map_err(io)?;
+        let bytes = match crate::saved_precision(&head)? {
+            "f32" => 4,
+            _ => 8,
+        };
+        write_out(out, 1, &[bytes], "out")
+    })
 }
 
 /// Writes one scalar property of a live handle.
@@ -792,6 +856,40 @@ pub unsafe extern "C" fn hpsf_new_f64(
             return Err(null("out"));
         }
         let op = new_impl::<f64>(lon, lat, n, params)?;
+        out.write(Box::into_raw(Box::new(HpsfOpF64(op))));
+        Ok(())
+    })
+}
+
+/// Saves the operator into the file `path` (the library's versioned binary format, written whole
+/// or not at all) for `hpsf_load_f64` in another run or process.
+///
+/// # Safety
+/// `op` must be NULL or live, `path` a NUL-terminated UTF-8 string.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_save_f64(op: *const HpsfOpF64, path: *const c_char) -> HpsfStatus {
+    save_impl(op.as_ref().map(|h| &h.0), path)
+}
+
+/// Loads an operator saved by `hpsf_save_f64` onto `device` (−1 = CPU, n ≥ 0 = CUDA device n),
+/// its fits on `num_threads` threads (0 = all cores); `*out` receives the handle (free it with
+/// `hpsf_free_f64`). A file of another version or float type (see `hpsf_saved_precision`), damaged
+/// or truncated: `HPSF_STATUS_BAD_OPERATOR_FILE`; a file that cannot be read: `HPSF_STATUS_IO`.
+///
+/// # Safety
+/// `path` must be a NUL-terminated UTF-8 string, `out` a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_load_f64(
+    path: *const c_char,
+    device: i32,
+    num_threads: usize,
+    out: *mut *mut HpsfOpF64,
+) -> HpsfStatus {
+    run(|| {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let op = load_impl::<f64>(path, device, num_threads)?;
         out.write(Box::into_raw(Box::new(HpsfOpF64(op))));
         Ok(())
     })
@@ -984,6 +1082,40 @@ pub unsafe extern "C" fn hpsf_new_f32(
             return Err(null("out"));
         }
         let op = new_impl::<f32>(lon, lat, n, params)?;
+        out.write(Box::into_raw(Box::new(HpsfOpF32(op))));
+        Ok(())
+    })
+}
+
+/// Saves the operator into the file `path` (the library's versioned binary format, written whole
+/// or not at all) for `hpsf_load_f32` in another run or process.
+///
+/// # Safety
+/// `op` must be NULL or live, `path` a NUL-terminated UTF-8 string.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_save_f32(op: *const HpsfOpF32, path: *const c_char) -> HpsfStatus {
+    save_impl(op.as_ref().map(|h| &h.0), path)
+}
+
+/// Loads an operator saved by `hpsf_save_f32` onto `device` (−1 = CPU, n ≥ 0 = CUDA device n),
+/// its fits on `num_threads` threads (0 = all cores); `*out` receives the handle (free it with
+/// `hpsf_free_f32`). A file of another version or float type (see `hpsf_saved_precision`), damaged
+/// or truncated: `HPSF_STATUS_BAD_OPERATOR_FILE`; a file that cannot be read: `HPSF_STATUS_IO`.
+///
+/// # Safety
+/// `path` must be a NUL-terminated UTF-8 string, `out` a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_load_f32(
+    path: *const c_char,
+    device: i32,
+    num_threads: usize,
+    out: *mut *mut HpsfOpF32,
+) -> HpsfStatus {
+    run(|| {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let op = load_impl::<f32>(path, device, num_threads)?;
         out.write(Box::into_raw(Box::new(HpsfOpF32(op))));
         Ok(())
     })

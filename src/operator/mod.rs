@@ -10,6 +10,7 @@
 
 pub(crate) mod area;
 mod assemble;
+mod file;
 pub(crate) mod fit;
 mod host;
 mod keep;
@@ -19,6 +20,7 @@ mod samples;
 mod search;
 
 pub(crate) use area::spacing as spacing_areas;
+pub use file::{saved_precision, FORMAT_VERSION};
 
 use crate::backend::{self, ConstructArgs, Constructed, Device, Placed, Target};
 use crate::error::{Error, Result};
@@ -477,81 +479,8 @@ impl<F: Real> PsfResampler<F> {
                 "from_links takes the links of the samples to use: give those only and leave sample_mask unset",
             ));
         }
-        let npt = cfg.npt;
-        if n == 0 {
-            return Err(Error::EmptyInput);
-        }
-        let links = n.checked_mul(npt).ok_or(Error::TooLarge {
-            what: "number of links n·npt",
-            value: u64::MAX,
-            limit: usize::MAX as u64,
-        })?;
-        if n > u32::MAX as usize {
-            return Err(Error::TooLarge { what: "number of samples", value: n as u64, limit: u32::MAX as u64 });
-        }
-        if cell_ids.len() > i32::MAX as usize {
-            return Err(Error::TooLarge {
-                what: "number of cells",
-                value: cell_ids.len() as u64,
-                limit: i32::MAX as u64,
-            });
-        }
-        for (what, len) in [("hi", hi.len()), ("d_m", d_m.len())] {
-            if len != links {
-                return Err(Error::LengthMismatch { what, expected: links, got: len });
-            }
-        }
+        check_links(&grid, cfg.npt, n, cell_ids, hi, d_m)?;
         validate_area(area, n, None)?;
-        for (index, w) in cell_ids.windows(2).enumerate() {
-            if w[0] >= w[1] {
-                return Err(Error::InvalidValue {
-                    what: "cell_ids",
-                    index: index + 1,
-                    value: w[1] as f64,
-                    reason: "cell ids must be strictly ascending",
-                });
-            }
-        }
-        if let Some(&last) = cell_ids.last() {
-            if last >= grid.n_cells() {
-                return Err(Error::InvalidValue {
-                    what: "cell_ids",
-                    index: cell_ids.len() - 1,
-                    value: last as f64,
-                    reason: "not a cell of this level",
-                });
-            }
-        }
-        let k = cell_ids.len() as i64;
-        for (i, (row_h, row_d)) in hi.chunks_exact(npt).zip(d_m.chunks_exact(npt)).enumerate() {
-            for (t, (&h, &d)) in row_h.iter().zip(row_d).enumerate() {
-                let index = i * npt + t;
-                if h < -1 || h as i64 >= k {
-                    return Err(Error::InvalidValue {
-                        what: "hi",
-                        index,
-                        value: h as f64,
-                        reason: "must be −1 or a cell index < K",
-                    });
-                }
-                if h >= 0 && (d.is_nan() || d < 0.0) {
-                    return Err(Error::InvalidValue {
-                        what: "d_m",
-                        index,
-                        value: d,
-                        reason: "a linked distance must be ≥ 0",
-                    });
-                }
-                if h >= 0 && row_h[..t].contains(&h) {
-                    return Err(Error::InvalidValue {
-                        what: "hi",
-                        index,
-                        value: h as f64,
-                        reason: "a sample links to a cell twice",
-                    });
-                }
-            }
-        }
         let d: Vec<F> = d_m.iter().zip(hi).map(|(&d, &h)| if h >= 0 { F::from_f64(d) } else { F::INFINITY }).collect();
         let order = (0..n as u32).collect();
         let links =
@@ -840,6 +769,83 @@ fn restrict(grid: &Grid, kept: Vec<u64>, ids: &[u64]) -> Result<Vec<u64>> {
         ));
     }
     Ok(out)
+}
+
+/// Checks links given from outside (`from_links`, a saved operator): n samples, `cell_ids` strictly
+/// ascending ids of `grid`, `hi` n×npt cell indices (−1 or < K, no cell twice in a row) and `d_m`
+/// n×npt distances (≥ 0 where linked).
+fn check_links<D: Real>(grid: &Grid, npt: usize, n: usize, cell_ids: &[u64], hi: &[i32], d_m: &[D]) -> Result<()> {
+    if n == 0 {
+        return Err(Error::EmptyInput);
+    }
+    let links = n.checked_mul(npt).ok_or(Error::TooLarge {
+        what: "number of links n·npt",
+        value: u64::MAX,
+        limit: usize::MAX as u64,
+    })?;
+    if n > u32::MAX as usize {
+        return Err(Error::TooLarge { what: "number of samples", value: n as u64, limit: u32::MAX as u64 });
+    }
+    if cell_ids.len() > i32::MAX as usize {
+        return Err(Error::TooLarge { what: "number of cells", value: cell_ids.len() as u64, limit: i32::MAX as u64 });
+    }
+    for (what, len) in [("hi", hi.len()), ("d_m", d_m.len())] {
+        if len != links {
+            return Err(Error::LengthMismatch { what, expected: links, got: len });
+        }
+    }
+    for (index, w) in cell_ids.windows(2).enumerate() {
+        if w[0] >= w[1] {
+            return Err(Error::InvalidValue {
+                what: "cell_ids",
+                index: index + 1,
+                value: w[1] as f64,
+                reason: "cell ids must be strictly ascending",
+            });
+        }
+    }
+    if let Some(&last) = cell_ids.last() {
+        if last >= grid.n_cells() {
+            return Err(Error::InvalidValue {
+                what: "cell_ids",
+                index: cell_ids.len() - 1,
+                value: last as f64,
+                reason: "not a cell of this level",
+            });
+        }
+    }
+    let k = cell_ids.len() as i64;
+    for (i, (row_h, row_d)) in hi.chunks_exact(npt).zip(d_m.chunks_exact(npt)).enumerate() {
+        for (t, (&h, d)) in row_h.iter().zip(row_d).enumerate() {
+            let index = i * npt + t;
+            if h < -1 || h as i64 >= k {
+                return Err(Error::InvalidValue {
+                    what: "hi",
+                    index,
+                    value: h as f64,
+                    reason: "must be −1 or a cell index < K",
+                });
+            }
+            let d = d.to_f64();
+            if h >= 0 && (d.is_nan() || d < 0.0) {
+                return Err(Error::InvalidValue {
+                    what: "d_m",
+                    index,
+                    value: d,
+                    reason: "a linked distance must be ≥ 0",
+                });
+            }
+            if h >= 0 && row_h[..t].contains(&h) {
+                return Err(Error::InvalidValue {
+                    what: "hi",
+                    index,
+                    value: h as f64,
+                    reason: "a sample links to a cell twice",
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks explicit areas (of the used samples only, with a mask).

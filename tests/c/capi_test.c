@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int passed = 0, failed = 0;
 
@@ -194,6 +195,52 @@ static void check_masked(const double *lon, const double *lat, const double *val
     free(mask), free(sl), free(sa), free(sv), free(h), free(hs), free(back), free(back_s);
 }
 
+/* Saving and loading: the loaded operators fit to the same bits; foreign, damaged and missing files
+ * give their statuses. */
+static void check_saved(hpsf_op_f64 *op, hpsf_op_f32 *op32, const double *val, size_t n, size_t b, size_t k,
+                        const hpsf_fit_options *o) {
+    char path[4096], bad[4096];
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(path, sizeof path, "%s/hpsf-capi-%d.op", tmp, (int)getpid());
+    snprintf(bad, sizeof bad, "%s/hpsf-capi-%d.bad", tmp, (int)getpid());
+    CHECK(hpsf_save_f64(op, path) == HPSF_STATUS_OK, "save_f64 (%s)", hpsf_last_error());
+    int bytes = 0;
+    CHECK(hpsf_saved_precision(path, &bytes) == HPSF_STATUS_OK && bytes == 8, "saved precision %d", bytes);
+    hpsf_op_f64 *back = NULL;
+    CHECK(hpsf_load_f64(path, -1, 1, &back) == HPSF_STATUS_OK && back != NULL, "load_f64 (%s)", hpsf_last_error());
+    size_t kk = 0;
+    CHECK(back && hpsf_k_f64(back, &kk) == HPSF_STATUS_OK && kk == k, "loaded K %zu", kk);
+    double *h1 = malloc(b * k * sizeof(double)), *h2 = malloc(b * k * sizeof(double));
+    CHECK(hpsf_fit_f64(op, val, b * n, o, NULL, 0, h1, b * k, NULL) == HPSF_STATUS_OK &&
+              back && hpsf_fit_f64(back, val, b * n, o, NULL, 0, h2, b * k, NULL) == HPSF_STATUS_OK &&
+              memcmp(h1, h2, b * k * sizeof(double)) == 0,
+          "the loaded operator fits to the same bits");
+    hpsf_op_f32 *wrong = NULL;
+    CHECK(hpsf_load_f32(path, -1, 0, &wrong) == HPSF_STATUS_BAD_OPERATOR_FILE && wrong == NULL &&
+              strstr(hpsf_last_error(), "f64") != NULL,
+          "an f64 file loaded as f32: %s", hpsf_last_error());
+    CHECK(hpsf_save_f32(op32, path) == HPSF_STATUS_OK && hpsf_saved_precision(path, &bytes) == HPSF_STATUS_OK &&
+              bytes == 4,
+          "save_f32");
+    CHECK(hpsf_load_f32(path, -1, 0, &wrong) == HPSF_STATUS_OK && wrong != NULL, "load_f32 (%s)", hpsf_last_error());
+    hpsf_free_f32(wrong);
+    FILE *f = fopen(bad, "wb");
+    fputs("HPSF-OP\n but nothing after", f);
+    fclose(f);
+    CHECK(hpsf_load_f64(bad, -1, 0, &back) == HPSF_STATUS_BAD_OPERATOR_FILE, "damaged file: %s", hpsf_last_error());
+    CHECK(hpsf_saved_precision(bad, &bytes) == HPSF_STATUS_BAD_OPERATOR_FILE, "damaged file's precision");
+    remove(bad);
+    remove(path);
+    CHECK(hpsf_load_f64(path, -1, 0, &back) == HPSF_STATUS_IO && strstr(hpsf_last_error(), "hpsf-capi") != NULL,
+          "a missing file: %s", hpsf_last_error());
+    CHECK(hpsf_load_f64(NULL, -1, 0, &back) == HPSF_STATUS_NULL_POINTER, "NULL path");
+    CHECK(hpsf_load_f64(path, -1, 0, NULL) == HPSF_STATUS_NULL_POINTER, "NULL out");
+    CHECK(hpsf_save_f64(NULL, path) == HPSF_STATUS_NULL_POINTER, "save NULL op");
+    CHECK(hpsf_load_f64(path, -7, 0, &back) == HPSF_STATUS_INVALID_PARAMETER, "device -7");
+    hpsf_free_f64(back);
+    free(h1), free(h2);
+}
+
 int main(int argc, char **argv) {
     if (argc != 6 && argc != 9) {
         printf("usage: capi_test CASE_DIR LEVEL NPT LAM CG_ITERS [CLIP_DIR CLIP_LEVEL CLIP_LAM]\n");
@@ -365,6 +412,7 @@ int main(int argc, char **argv) {
     CHECK(hpsf_device_f64(op_old, &dev_old) == HPSF_STATUS_OK && dev_old == -1, "short params device %d", dev_old);
 
     check_masked(lon, lat, val, n, b, &p, lam);
+    check_saved(op, op32, val, n, b, k, &o);
 
     hpsf_free_f64(op_old);
     hpsf_free_f64(op);

@@ -5,10 +5,10 @@ program test_healpix_psf
   use healpix_psf
   implicit none
   character(len=4096) :: dir, arg
-  integer :: level, npt, cg_iters, n, k, b, iters, npass = 0, nfail = 0, status
+  integer :: level, npt, cg_iters, n, k, b, iters, npass = 0, nfail = 0, status, unit_no
   real(c_double) :: lam, e, floor_value
   real(c_double), allocatable :: lon(:), lat(:), val(:, :), gold_hval(:, :), gold_inv(:, :), hval(:, :), back(:, :), &
-       bounded(:, :)
+       bounded(:, :), bounded2(:, :)
   integer(c_int64_t), allocatable :: gold_ids(:), ids(:)
   logical, allocatable :: keep(:)
   type(psf_operator) :: op, other
@@ -74,6 +74,25 @@ program test_healpix_psf
   call other%free()
   deallocate (hval)
   allocate (hval(k, b))
+
+  ! saved and loaded: the same cells and the same fit, to the bit
+  call check(psf_save(op, "hpsf-fortran-test.op") == HPSF_OK, "psf_save: "//hpsf_message())
+  call check(psf_load(other, "hpsf-fortran-test.op", num_threads=1) == HPSF_OK, "psf_load: "//hpsf_message())
+  call check(other%n_cells() == k, "loaded K")
+  allocate (bounded2(k, b))
+  call check(psf_fit(op, val, hval, lam=lam) == HPSF_OK .and. psf_fit(other, val, bounded2, lam=lam) == HPSF_OK, &
+       "fits of the saved and the loaded operator")
+  call check(all(hval == bounded2 .or. (hval /= hval .and. bounded2 /= bounded2)), "the loaded operator fits the same")
+  open (newunit=unit_no, file="hpsf-fortran-test.op", status="replace", access="stream")
+  write (unit_no) "HPSF-OP", achar(10), "damaged"
+  close (unit_no, status="keep")
+  call check(psf_load(other, "hpsf-fortran-test.op") == HPSF_BAD_OPERATOR_FILE, "a damaged file")
+  call check(other%n_cells() == k, "a failed load leaves the operator as it was")
+  open (newunit=unit_no, file="hpsf-fortran-test.op", status="old")
+  close (unit_no, status="delete")
+  call check(psf_load(other, "hpsf-fortran-test.op") == HPSF_IO, "a missing file")
+  call check(index(hpsf_message(), "hpsf-fortran-test.op") > 0, "the message names the file")
+  call other%free()
 
   ! bad input: statuses and messages, no crash
   call check(psf_fit(op, val(1:n - 1, :), hval, lam=lam) == HPSF_LENGTH_MISMATCH, "wrong val size")

@@ -64,6 +64,30 @@ function bad_input(dir::String, level::Int)
     end
 end
 
+function saved(dir::String, level::Int)
+    lon, lat = readbin(dir, "lon.bin", Float64), readbin(dir, "lat.bin", Float64)
+    val = readbin(dir, "val.bin", Float64)
+    @testset "save and load" begin
+        path = tempname()
+        for T in (Float64, Float32)
+            op = Operator{T}(lon, lat; level = level)
+            @test save(op, path) == path
+            back = Operator(path)
+            @test back isa Operator{T}
+            @test cell_ids(back) == cell_ids(op)
+            v = T.(reshape(val, length(lon), :))
+            @test isequal(fit(back, v; lam = 1e-3), fit(op, v; lam = 1e-3))   # the same bits (NaN too)
+            close(back)
+        end
+        write(path, "HPSF-OP\n and then nothing")
+        e = try Operator(path); nothing catch err; err end
+        @test e isa HpsfError && HealpixPsf.STATUS_NAMES[e.status] == "BAD_OPERATOR_FILE"
+        rm(path)
+        e = try Operator(path); nothing catch err; err end
+        @test e isa HpsfError && HealpixPsf.STATUS_NAMES[e.status] == "IO"
+    end
+end
+
 function finalizers(dir::String, level::Int)
     lon, lat = readbin(dir, "lon.bin", Float64), readbin(dir, "lat.bin", Float64)
     @testset "the handle is freed" begin
@@ -90,4 +114,5 @@ length(args) >= 4 && length(args) % 4 == 0 || error("usage: runtests.jl CASE_DIR
     end
     bad_input(args[1], parse(Int, args[2]))
     finalizers(args[1], parse(Int, args[2]))
+    saved(args[1], parse(Int, args[2]))
 end
