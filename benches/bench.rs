@@ -8,6 +8,9 @@
 //!                        per-row missing data)
 //!     [--grid]          (the samples on a regular longitude/latitude grid over the same box instead:
 //!                        the automatic areas are then estimated from the spacing, `area_s`)
+//!     [--save]          (also times save_file and load_file of the operator in the temporary
+//!                        folder: `save_s`, `load_s`, `file_bytes_per_sample`; the loaded
+//!                        operator's M is checked equal to the built one's)
 //! ```
 //! Samples: uniform on the sphere in a box centred on 8°E 45°N holding ~density samples per cell
 //! (as the reference generator's `--region regional --density 1.5`). `build_s` is the best of
@@ -39,6 +42,7 @@ struct Args {
     constrained: bool,
     gaps: f64,
     grid: bool,
+    save: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -58,6 +62,7 @@ fn parse() -> Result<Args, String> {
         constrained: false,
         gaps: 0.0,
         grid: false,
+        save: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -68,6 +73,10 @@ fn parse() -> Result<Args, String> {
         }
         if flag == "--verbose" {
             a.verbose = true;
+            continue;
+        }
+        if flag == "--save" {
+            a.save = true;
             continue;
         }
         if flag == "--grid" {
@@ -208,6 +217,9 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         mem.host as f64 / op.n() as f64,
         mem.device as f64 / op.n() as f64
     );
+    if a.save {
+        save_and_load(&op, a, best)?;
+    }
     if a.constrained {
         // full fits (lam 1e-2, tol 1e-6): plain, bounded below at 9.5 (the field spans about 7.7 to
         // 12.3: a quarter of the cells are held), conservative, and both
@@ -235,6 +247,35 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
             );
         }
     }
+    Ok(())
+}
+
+/// Times saving the operator to a file and loading it back (best of `--reps`), and checks the
+/// loaded operator's M against the built one's.
+fn save_and_load<F: Real>(op: &PsfResampler<F>, a: &Args, build_s: f64) -> Result<(), healpix_psf::Error> {
+    let path = std::env::temp_dir().join(format!("hpsf-bench-{}.op", std::process::id()));
+    let (mut save_s, mut load_s) = (f64::INFINITY, f64::INFINITY);
+    let mut loaded = None;
+    for _ in 0..a.reps.max(1) {
+        let t0 = Instant::now();
+        op.save_file(&path)?;
+        save_s = save_s.min(t0.elapsed().as_secs_f64());
+        drop(loaded.take());
+        let t0 = Instant::now();
+        loaded = Some(PsfResampler::<F>::load_file(&path, Device::Cpu, a.threads)?);
+        load_s = load_s.min(t0.elapsed().as_secs_f64());
+    }
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&path);
+    let same = loaded.expect("loaded").m_triplets() == op.m_triplets();
+    println!(
+        "{{\"save\": true, \"n\": {}, \"dtype\": \"{}\", \"build_s\": {build_s:.4}, \"save_s\": {save_s:.4}, \
+         \"load_s\": {load_s:.4}, \"file_bytes_per_sample\": {:.1}, \"host_bytes_per_sample\": {:.1}, \"same_m\": {same}}}",
+        op.n(),
+        F::NAME,
+        bytes as f64 / op.n() as f64,
+        op.memory().host as f64 / op.n() as f64
+    );
     Ok(())
 }
 

@@ -102,6 +102,9 @@ pub mod sparse;
 pub use backend::Device;
 pub use error::{Error, Result};
 pub use geometry::Ellipsoid;
-pub use operator::{saved_precision, valid_samples, Area, BuildInfo, MemoryUse, Params, PsfResampler, FORMAT_VERSION};
+pub use operator::{
+    saved_file_precision, saved_precision, valid_samples, Area, BuildInfo, MemoryUse, Params, PsfResampler,
+    FORMAT_VERSION,
+};
 pub use real::Real;
 pub use solver::{Bound, EmptyCells, Fit, FitInfo, FitOptions, Interrupt, MissingData, Stopping};

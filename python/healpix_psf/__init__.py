@@ -75,6 +75,9 @@ class PSFResampler:
     Attributes: N, K, Npt, level, sigma_m, radius, threshold, nest, dtype, device, cell_ids (K,)
     int64, hi (N, Npt) int64 (-1: no link), d_m (N, Npt) metres, area (N,), cell_weight (K,), and M
     (N×K) and MT (K×N) as scipy.sparse CSR matrices (scipy needed).
+
+    An operator pickles (for dask workers and multiprocessing: the library's saved format, loaded
+    on the same device), and `save(path)` / `PSFResampler.load(path)` keep it in a file.
     """
 
     def __init__(self, lon_deg, lat_deg, level, Npt=9, sigma_m=None, threshold=0.1, nest=True,
@@ -101,10 +104,43 @@ class PSFResampler:
             bool(nest), float(radius), str(ellipsoid), dt == np.float32, str(device),
             ring_weight, ring_search_init, ring_search_max, int(num_threads), bool(verbose), mode, areas,
             cells, bool(fill_missing_out_cells), mask)
-        self.dtype = dt
-        self.device = str(device)
-        self.ellipsoid = str(ellipsoid)
+        self._adopt(self._op, str(device), int(num_threads))
+
+    def _adopt(self, op, device, num_threads):
+        """Takes `op` (a built or loaded _core.Operator) as this object's operator."""
+        self._op = op
+        self.dtype = np.dtype(np.float32) if op.single else np.dtype(np.float64)
+        self.device = device
+        self.ellipsoid = op.ellipsoid
+        self._num_threads = num_threads
         self._m = {}
+
+    # ---- saving, loading, pickling ----
+    def save(self, path):
+        """Saves the operator into the file `path` (a versioned binary format, written whole or not at
+        all: about N*Npt*(4 + itemsize) bytes); `PSFResampler.load(path)` reads it back, in another run
+        or process, to the same bits."""
+        import os
+        self._op.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path, device="cpu", num_threads=0):
+        """The operator saved in `path` by `save`, on `device`, in the precision it was saved in.
+        Raises ValueError for a file of another format version, damaged or truncated, OSError when
+        it cannot be read."""
+        import os
+        self = cls.__new__(cls)
+        self._adopt(_core.Operator.load(os.fspath(path), str(device), int(num_threads)), str(device),
+                    int(num_threads))
+        return self
+
+    def __getstate__(self):
+        # the operator in the saved format; the scipy matrices are made again on demand
+        return {"operator": self._op.to_bytes(), "device": self.device, "num_threads": self._num_threads}
+
+    def __setstate__(self, state):
+        op = _core.Operator.from_bytes(state["operator"], state["device"], state["num_threads"])
+        self._adopt(op, state["device"], state["num_threads"])
 
     # ---- sizes and parameters ----
     @property

@@ -4,14 +4,14 @@
 //! release the GIL.
 
 use healpix_psf::{
-    Area, Bound as Clip, EmptyCells, Error, Fit, FitInfo, FitOptions, Interrupt, MissingData, Params, PsfResampler,
-    Real, Stopping,
+    saved_file_precision, saved_precision, Area, Bound as Clip, EmptyCells, Error, Fit, FitInfo, FitOptions, Interrupt,
+    MissingData, Params, PsfResampler, Real, Stopping,
 };
 use numpy::ndarray::Array2;
 use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -288,6 +288,51 @@ impl Operator {
         Ok(Operator { op: op.map_err(py_err)? })
     }
 
+    /// The operator in the library's saved format (for pickling).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes = py.allow_threads(|| with_op!(self, op, F => op.to_bytes()));
+        PyBytes::new(py, &bytes)
+    }
+
+    /// An operator from `to_bytes`'s bytes, on `device`, in the precision it was saved in.
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8], device: &str, num_threads: usize) -> PyResult<Self> {
+        let device = device.parse().map_err(py_err)?;
+        let precision = saved_precision(data).map_err(py_err)?;
+        let op = py.allow_threads(|| {
+            let mut r = data;
+            match precision {
+                "f32" => PsfResampler::<f32>::load(&mut r, device, num_threads).map(Op::F32),
+                _ => PsfResampler::<f64>::load(&mut r, device, num_threads).map(Op::F64),
+            }
+        });
+        Ok(Operator { op: op.map_err(py_err)? })
+    }
+
+    /// Saves the operator into the file `path` (written whole or not at all).
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        py.allow_threads(|| with_op!(self, op, F => op.save_file(&path))).map_err(py_err)
+    }
+
+    /// An operator saved by `save`, on `device`, in the precision it was saved in.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: std::path::PathBuf, device: &str, num_threads: usize) -> PyResult<Self> {
+        let device = device.parse().map_err(py_err)?;
+        let op = py.allow_threads(|| {
+            let precision = saved_file_precision(&path)?;
+            match precision {
+                "f32" => PsfResampler::<f32>::load_file(&path, device, num_threads).map(Op::F32),
+                _ => PsfResampler::<f64>::load_file(&path, device, num_threads).map(Op::F64),
+            }
+        });
+        Ok(Operator { op: op.map_err(py_err)? })
+    }
+
+    #[getter]
+    fn ellipsoid(&self) -> &'static str {
+        with_op!(self, op, F => op.ellipsoid().name())
+    }
+
     #[getter]
     fn single(&self) -> bool {
         matches!(self.op, Op::F32(_))
@@ -403,6 +448,22 @@ impl Operator {
     }
 }
 
+/// (level, spacing in metres): the finest HEALPix level whose cells are at least as wide as the
+/// median spacing of the samples (what the command line's `--level auto` picks).
+#[pyfunction]
+fn level_for_samples(
+    py: Python<'_>,
+    lon_deg: PyReadonlyArray1<'_, f64>,
+    lat_deg: PyReadonlyArray1<'_, f64>,
+) -> PyResult<(u8, f64)> {
+    let (lon, lat) = (lon_deg.as_array().to_vec(), lat_deg.as_array().to_vec());
+    py.allow_threads(|| {
+        let d = healpix_psf::kernel::sample_spacing_m(&lon, &lat)?;
+        Ok((healpix_psf::kernel::level_for_spacing(d)?, d))
+    })
+    .map_err(py_err)
+}
+
 /// The library's version.
 #[pyfunction]
 fn version() -> &'static str {
@@ -413,5 +474,6 @@ fn version() -> &'static str {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Operator>()?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(level_for_samples, m)?)?;
     Ok(())
 }

@@ -777,12 +777,7 @@ unsafe fn save_impl<F: Real>(op: Option<&Op<F>>, path: *const c_char) -> HpsfSta
 #[no_mangle]
 pub unsafe extern "C" fn hpsf_saved_precision(path: *const c_char, out: *mut i32) -> HpsfStatus {
     run(|| {
-        let path = path_of(path)?;
-        let mut head = Vec::new();
-        let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), message: e.to_string() };
-        std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, 24), &mut head)
-            .map_err(io)?;
-        let bytes = match crate::saved_precision(&head)? {
+        let bytes = match crate::saved_file_precision(path_of(path)?)? {
             "f32" => 4,
             _ => 8,
         };

@@ -20,7 +20,7 @@ mod samples;
 mod search;
 
 pub(crate) use area::spacing as spacing_areas;
-pub use file::{saved_precision, FORMAT_VERSION};
+pub use file::{saved_file_precision, saved_precision, FORMAT_VERSION};
 
 use crate::backend::{self, ConstructArgs, Constructed, Device, Placed, Target};
 use crate::error::{Error, Result};
