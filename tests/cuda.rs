@@ -438,3 +438,28 @@ fn gpu_and_cpu_agree_bit_for_bit_f64() {
 fn gpu_and_cpu_agree_bit_for_bit_f32() {
     bit_for_bit::<f32>();
 }
+
+/// A GPU-built operator saved and loaded back onto the GPU and onto the CPU: the same cells and
+/// links, and fits within the older tests' tolerances (bit for bit where the devices agree bit for
+/// bit: the loaded operators get their weights from the CPU's code).
+#[test]
+fn saved_gpu_operators_load_on_both_devices() {
+    let (lon, lat) = regional(20_000, 11, 1.5, 4);
+    let Some(g) = on_gpu::<f64>(&lon, &lat, &Params::new(11)) else { return };
+    let bytes = g.to_bytes();
+    let on_cpu = PsfResampler::<f64>::load(&mut bytes.as_slice(), Device::Cpu, 0).unwrap();
+    let on_gpu_again = PsfResampler::<f64>::load(&mut bytes.as_slice(), Device::Cuda(0), 0).unwrap();
+    let cpu = PsfResampler::<f64>::new(&lon, &lat, &Params::new(11)).unwrap();
+    for op in [&on_cpu, &on_gpu_again] {
+        assert_eq!(op.cell_ids(), cpu.cell_ids());
+        assert_eq!(op.hi(), cpu.hi());
+    }
+    let val = rows::<f64>(&lon, &lat, 3, true);
+    let o = FitOptions::<f64> { lam: 1e-3, return_info: true, ..FitOptions::default() };
+    let want = cpu.fit(&val, &o).unwrap();
+    for (name, op) in [("loaded on the CPU", &on_cpu), ("loaded on the GPU", &on_gpu_again)] {
+        let got = op.fit(&val, &o).unwrap();
+        let e = same_fit(&got, &want, 1e-9, true, name);
+        println!("{name}: fit within {e:.2e} of the CPU-built operator's");
+    }
+}
