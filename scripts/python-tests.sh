@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The Python package (python/: PyO3 + numpy, built by maturin): installed with `pip install
-# ./python[test]` — the one command the README gives — and tested with pytest (python/tests)
+# The Python package (python/: PyO3 + numpy, built by maturin): a wheel built (`pip wheel`, what
+# the README's `pip install ./python` does) and installed with the test extras (xarray, dask,
+# netCDF4, xdggs, scipy, pytest), then tested with pytest (python/tests)
 # against the reference's golden cases, and against the reference package itself in the same
 # process: the environment `../shared/reference/setup_ref.sh` makes (.venv-ref, git-ignored; CPU
 # torch and healpix-resample 2026.10.2 from PyPI). Where that environment cannot be made, a plain
@@ -23,6 +24,12 @@ else
     { echo "SKIP: the Python package's tests (pip cannot reach PyPI)" >&2; exit 3; }
 fi
 export CARGO_TARGET_DIR=$PWD/target/python
-"$venv/bin/pip" install -q --disable-pip-version-check "./python[test]"
+# a wheel (what `pip install ./python` builds and installs), then it and the test extras
+rm -rf target/python/wheels
+"$venv/bin/pip" wheel -q --disable-pip-version-check --no-deps -w target/python/wheels ./python
+wheel=$(ls target/python/wheels/healpix_psf-*.whl)
+echo "python-tests: built $wheel"
+"$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
+"$venv/bin/pip" install -q --disable-pip-version-check "$wheel[test]"
 # from the tests' folder, so that the installed package is the one imported
 (cd python/tests && "../../$venv/bin/python" -m pytest -q -rs -p no:cacheprovider .)
