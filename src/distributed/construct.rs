@@ -7,10 +7,12 @@
 //! single-process operator of that concatenation.
 
 use super::{check_parameters, check_samples, collective};
+use crate::backend::LEFT_OUT;
 use crate::error::{Error, Result};
 use crate::geometry::Grid;
 use crate::operator::{Area, Params, PsfResampler};
 use crate::real::Real;
+use crate::sparse::{CellLinks, SampleLinks};
 use mpi::datatype::{Partition, PartitionMut};
 use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 use mpi::Count;
@@ -27,13 +29,9 @@ pub struct DistributedResampler<F: Real> {
     npt: usize,
     cell_ids: Vec<u64>,
     dx: Vec<F>,
-    m_ptr: Vec<usize>,
-    m_sample: Vec<u64>,
-    m_val: Vec<F>,
-    link_cells: Vec<u64>,
-    mt: Vec<F>,
     /// the used sample (index into `used`) of each row of the links, in the operator's order
     sample_order: Vec<u32>,
+    /// the distances of the links (rows as `sample_order`)
     d_m: Vec<F>,
     /// the area weight of each used sample (as `used`)
     pub(super) area: Vec<F>,
@@ -44,8 +42,18 @@ pub struct DistributedResampler<F: Real> {
     pub(super) starts: Vec<u64>,
     /// the used samples over all ranks
     pub(super) n_total: usize,
-    /// the data of the distributed solve (`super::solve`), made once the part is extracted
+    /// the data of the distributed solve (`super::solve`): the links in local indices
     pub(super) solve: Option<super::solve::SolveData<F>>,
+}
+
+/// This rank's links in local indices, as the CPU backend takes them: samples are this rank's
+/// rows (the operator's order) then the ghost samples its cells' rows of M read (by global index);
+/// cells are the owned ones then the ghost cells its samples link to (as `ghost_cells`).
+pub(super) struct LocalLinks<F: Real> {
+    pub samples: SampleLinks<F>,
+    pub cells: CellLinks<F>,
+    /// the global index of each ghost sample, ascending
+    pub ghost_samples: Vec<u64>,
 }
 
 /// A link slot without a cell.
@@ -186,6 +194,8 @@ struct Part<'a> {
     rank: usize,
     rank_of: &'a dyn Fn(u64) -> usize,
     offset: u64,
+    /// the nested cell of each used sample (as `used`), at the operator's level
+    own_cells: &'a [u64],
 }
 
 impl<F: Real> DistributedResampler<F> {
@@ -228,7 +238,8 @@ impl<F: Real> DistributedResampler<F> {
         let grid = Grid::new(params.level, true, params.ellipsoid)?;
         let shift = (32 - (ghost_rings(params)?.max(1) - 1).leading_zeros()).min(params.level as u32);
         let coarse = Grid::new(params.level - shift as u8, true, params.ellipsoid)?;
-        let parent: Vec<u64> = used.iter().map(|&i| grid.hash_nested(lon_deg[i], lat_deg[i]) >> (2 * shift)).collect();
+        let own_cells: Vec<u64> = used.par_iter().map(|&i| grid.hash_nested(lon_deg[i], lat_deg[i])).collect();
+        let parent: Vec<u64> = own_cells.iter().map(|&h| h >> (2 * shift)).collect();
         let ghosts = near_records(comm, Some(&coarse), &parent, |j| {
             let i = used[j];
             [lon_deg[i], lat_deg[i], area(j), (offset + j as u64) as f64]
@@ -254,116 +265,52 @@ impl<F: Real> DistributedResampler<F> {
         let op = collective(comm, PsfResampler::<F>::new(&llon, &llat, &lp))?;
         let global: Vec<u64> = local.iter().map(|s| s.0).collect();
         let n_ghosts = global.len() - used.len();
-        let part = Part { global: &global, lon: &llon, lat: &llat, rank, rank_of: &rank_of, offset };
-        let mut d = Self::extract(&op, part, used, lon_deg.len(), n_ghosts);
+        let part =
+            Part { global: &global, lon: &llon, lat: &llat, rank, rank_of: &rank_of, offset, own_cells: &own_cells };
+        let (mut d, links) = Self::extract(&op, part, used, lon_deg.len(), n_ghosts);
         drop(op);
         d.starts = starts;
         d.n_total = total as usize;
-        d.solve = Some(super::solve::SolveData::new(comm, &d)?);
+        d.solve = Some(super::solve::SolveData::new(comm, &d, links)?);
         Ok(d)
     }
 
-    /// This rank's part of the operator built on its own and ghost samples.
-    fn extract(op: &PsfResampler<F>, part: Part<'_>, used: Vec<usize>, n: usize, ghosts: usize) -> Self {
-        let Part { global, lon, lat, rank, rank_of, offset } = part;
-        let (ids, npt) = (op.cell_ids(), op.npt());
-        // the operator's sample positions (its samples in cell order): position p holds local
-        // sample order[p]; the links by position
-        let order = op.sample_order();
-        let sl = op.host_samples();
-        // the cells' owners: the lowest rank with a sample inside, else the lowest linking rank
-        let grid = op.grid();
-        let inside_cell: Vec<Option<usize>> = (0..global.len())
-            .into_par_iter()
-            .map(|s| grid.cell(lon[s], lat[s]).ok().and_then(|c| ids.binary_search(&c).ok()))
-            .collect();
-        let mut inside = vec![usize::MAX; ids.len()];
-        let mut linking = vec![usize::MAX; ids.len()];
-        for (s, &g) in global.iter().enumerate() {
-            if let Some(c) = inside_cell[s] {
-                inside[c] = inside[c].min(rank_of(g));
-            }
-        }
-        for (p, &s) in order.iter().enumerate() {
-            let r = rank_of(global[s as usize]);
-            for &h in &sl.hi[p * npt..(p + 1) * npt] {
-                if h >= 0 {
-                    linking[h as usize] = linking[h as usize].min(r);
-                }
-            }
-        }
-        let owner = |c: usize| if inside[c] != usize::MAX { inside[c] } else { linking[c] };
-        let owned: Vec<usize> = (0..ids.len()).filter(|&c| owner(c) == rank).collect();
-        let mut ghost_cells: Vec<(usize, u64)> = Vec::new();
-
-        // the owned cells' rows of M, in the operator's order (the single-process order of the sums)
-        let links = op.host_cells();
-        let mut m_ptr = Vec::with_capacity(owned.len() + 1);
-        m_ptr.push(0);
-        let (mut m_sample, mut m_val) = (Vec::new(), Vec::new());
-        for &c in &owned {
-            for q in links.ptr()[c]..links.ptr()[c + 1] {
-                m_sample.push(global[order[links.sample()[q] as usize] as usize]);
-                m_val.push(links.m[q]);
-            }
-            m_ptr.push(m_sample.len());
-        }
-        let dx: Vec<F> = owned.iter().map(|&c| op.cell_weight()[c]).collect();
-
-        // this rank's samples' links (the operator's rows of MT by sample), in the operator's
-        // sample order (by cell: the products then read nearby memory, as in one process)
-        let (n_used, d_all) = (used.len(), op.host_d_m());
-        let mut link_cells = vec![NO_CELL; n_used * npt];
-        let (mut mt, mut d_m) = (vec![F::ZERO; n_used * npt], vec![F::INFINITY; n_used * npt]);
-        let mut sample_order: Vec<u32> = Vec::with_capacity(n_used);
-        let op_area = op.try_host_area().expect("a host operator");
-        let mut area = vec![F::ZERO; n_used];
-        for (p, &s) in order.iter().enumerate() {
-            let g = global[s as usize];
-            if g < offset || g >= offset + n_used as u64 {
-                continue;
-            }
-            let (j, at) = (sample_order.len() * npt, p * npt);
-            sample_order.push((g - offset) as u32);
-            area[(g - offset) as usize] = op_area[p];
-            for t in 0..npt {
-                let h = sl.hi[at + t];
-                if h >= 0 {
-                    link_cells[j + t] = ids[h as usize];
-                    if owner(h as usize) != rank {
-                        ghost_cells.push((owner(h as usize), ids[h as usize]));
-                    }
-                }
-            }
-            mt[j..j + npt].copy_from_slice(&sl.mt[at..at + npt]);
-            d_m[j..j + npt].copy_from_slice(&d_all[at..at + npt]);
-        }
-        DistributedResampler {
+    /// This rank's part of the operator built on its own and ghost samples, and its links in
+    /// local indices.
+    fn extract(
+        op: &PsfResampler<F>,
+        part: Part<'_>,
+        used: Vec<usize>,
+        n: usize,
+        ghosts: usize,
+    ) -> (Self, LocalLinks<F>) {
+        let Part { global, rank, offset, .. } = part;
+        let ids = op.cell_ids();
+        // the global index of the sample at each of the operator's positions (one gather: the
+        // positions follow the cells, the local samples the global order)
+        let at: Vec<u64> = op.sample_order().par_iter().map(|&s| global[s as usize]).collect();
+        let owner = owners(op, &part, &at);
+        let owned: Vec<usize> = (0..ids.len()).filter(|&c| owner[c] == rank).collect();
+        let (samples, sample_order, d_m, area, ghost_cells) = own_links(op, &at, offset, &owner, &owned, used.len());
+        let (cells, ghost_samples) = owned_rows(op, &at, offset, used.len(), &sample_order, &owned);
+        let d = DistributedResampler {
             rank,
             n,
             offset,
             used,
-            npt,
+            npt: op.npt(),
             cell_ids: owned.iter().map(|&c| ids[c]).collect(),
-            dx,
-            m_ptr,
-            m_sample,
-            m_val,
-            link_cells,
-            mt,
-            d_m,
+            dx: owned.iter().map(|&c| op.cell_weight()[c]).collect(),
             sample_order,
+            d_m,
             area,
             ghosts,
-            ghost_cells: {
-                ghost_cells.sort_unstable();
-                ghost_cells.dedup();
-                ghost_cells
-            },
+            ghost_cells,
             starts: Vec::new(),
             n_total: 0,
             solve: None,
-        }
+        };
+        (d, LocalLinks { samples, cells, ghost_samples })
     }
 
     /// This rank in the communicator.
@@ -408,17 +355,221 @@ impl<F: Real> DistributedResampler<F> {
     /// The owned cells' rows of `M` (each sample's weight in the cell): CSR offsets over the owned
     /// cells, the global sample indices and the values, each row in the single-process operator's
     /// order (its samples by their own cell, then by global index: the order of its sums).
-    pub fn m_rows(&self) -> (&[usize], &[u64], &[F]) {
-        (&self.m_ptr, &self.m_sample, &self.m_val)
+    pub fn m_rows(&self) -> (&[usize], Vec<u64>, &[F]) {
+        let (data, rows) = (self.data(), self.sample_order.len() as u32);
+        let global = |s: u32| match s.checked_sub(rows) {
+            None => self.offset + self.sample_order[s as usize] as u64,
+            Some(g) => data.ghost_samples[g as usize],
+        };
+        let c = &data.cells;
+        (&c.ptr, c.sample.iter().map(|&s| global(s)).collect(), &c.m)
     }
     /// The used samples' links: cell ids ([`NO_CELL`] where a sample has fewer than npt), the
     /// values of `MT` and the distances (m; +∞ where missing), sample × npt row-major, the samples
     /// in the operator's order ([`DistributedResampler::global_samples`] names them).
-    pub fn links(&self) -> (&[u64], &[F], &[F]) {
-        (&self.link_cells, &self.mt, &self.d_m)
+    pub fn links(&self) -> (Vec<u64>, &[F], &[F]) {
+        let (s, k) = (&self.data().samples, self.cell_ids.len());
+        let id = |h: i32| match h {
+            -1 => NO_CELL,
+            h if (h as usize) < k => self.cell_ids[h as usize],
+            h => self.ghost_cells[h as usize - k].1,
+        };
+        (s.hi.iter().map(|&h| id(h)).collect(), &s.mt, &self.d_m)
     }
     /// Ghost samples this rank received from the others.
     pub fn ghost_samples(&self) -> usize {
         self.ghosts
+    }
+}
+
+/// The owner of each of the local operator's cells: the lowest rank with a sample inside it, else
+/// the lowest rank whose samples link to it (`usize::MAX` for a cell of neither kind).
+fn owners<F: Real>(op: &PsfResampler<F>, part: &Part<'_>, at: &[u64]) -> Vec<usize> {
+    let Part { lon, lat, rank, rank_of, offset, own_cells, .. } = *part;
+    let (ids, npt, grid) = (op.cell_ids(), op.npt(), op.grid());
+    let own = |g: u64| g >= offset && g < offset + own_cells.len() as u64;
+    let rank_at = |p: usize| if own(at[p]) { rank } else { rank_of(at[p]) };
+    let (order, hi) = (op.sample_order(), &op.host_samples().hi);
+    // each sample's cell (this rank's hashed once already, the ghosts' now), by position: the
+    // positions follow the samples' cells, so each search starts from the last one's answer
+    let inside_cell: Vec<Option<usize>> = order
+        .par_chunks(1 << 16)
+        .zip(at.par_chunks(1 << 16))
+        .flat_map_iter(|(chunk, globals)| {
+            let mut from = 0;
+            chunk.iter().zip(globals).map(move |(&s, &g)| {
+                let s = s as usize;
+                let nested = if own(g) { own_cells[(g - offset) as usize] } else { grid.hash_nested(lon[s], lat[s]) };
+                let found = gallop(ids, from, grid.scheme_id(nested));
+                from = found.unwrap_or_else(|i| i.min(ids.len().saturating_sub(1)));
+                found.ok()
+            })
+        })
+        .collect();
+    let (mut owner, mut linking) = (vec![usize::MAX; ids.len()], vec![usize::MAX; ids.len()]);
+    for (p, cell) in inside_cell.iter().enumerate() {
+        let r = rank_at(p);
+        if let Some(c) = *cell {
+            owner[c] = owner[c].min(r);
+        }
+        for &h in hi[p * npt..(p + 1) * npt].iter().filter(|&&h| h >= 0) {
+            linking[h as usize] = linking[h as usize].min(r);
+        }
+    }
+    owner.iter().zip(linking).map(|(&o, l)| if o != usize::MAX { o } else { l }).collect()
+}
+
+/// Links of this rank's samples (rows in the operator's sample order: by cell, so that the
+/// products read nearby memory as in one process) in local cell indices, their rows' used samples,
+/// distances and areas (as `used`), and the ghost cells they link to by (owner, id).
+#[allow(clippy::type_complexity)]
+fn own_links<F: Real>(
+    op: &PsfResampler<F>,
+    at: &[u64],
+    offset: u64,
+    owner: &[usize],
+    owned: &[usize],
+    n_used: usize,
+) -> (SampleLinks<F>, Vec<u32>, Vec<F>, Vec<F>, Vec<(usize, u64)>) {
+    let (ids, npt, sl) = (op.cell_ids(), op.npt(), op.host_samples());
+    let own_row = |p: usize| (at[p] >= offset && at[p] < offset + n_used as u64).then_some((at[p] - offset) as u32);
+    // the local index of each owned cell; each ghost cell gets one in the order first met, made
+    // its place among the ghosts by (owner, id) once all are known
+    let mut local = vec![-1i32; ids.len()];
+    owned.iter().enumerate().for_each(|(i, &c)| local[c] = i as i32);
+    let k = owned.len();
+    let mut ghost: Vec<(usize, u64, usize)> = Vec::new();
+    let (d_all, op_area) = (op.host_d_m(), op.try_host_area().expect("a host operator"));
+    let mut hi = Vec::with_capacity(n_used * npt);
+    let (mut mt, mut d_m) = (Vec::with_capacity(n_used * npt), Vec::with_capacity(n_used * npt));
+    let (mut rows, mut area) = (Vec::with_capacity(n_used), vec![F::ZERO; n_used]);
+    for (p, &a) in op_area.iter().enumerate() {
+        let Some(j) = own_row(p) else { continue };
+        rows.push(j);
+        area[j as usize] = a;
+        let at = p * npt..(p + 1) * npt;
+        for &h in &sl.hi[at.clone()] {
+            hi.push(match h {
+                -1 => -1,
+                h if local[h as usize] >= 0 => local[h as usize],
+                h => {
+                    local[h as usize] = (k + ghost.len()) as i32;
+                    ghost.push((owner[h as usize], ids[h as usize], ghost.len()));
+                    local[h as usize]
+                }
+            });
+        }
+        mt.extend_from_slice(&sl.mt[at.clone()]);
+        d_m.extend_from_slice(&d_all[at]);
+    }
+    ghost.sort_unstable();
+    let mut place = vec![0i32; ghost.len()];
+    ghost.iter().enumerate().for_each(|(i, &(_, _, first))| place[first] = (k + i) as i32);
+    hi.iter_mut().filter(|h| **h >= k as i32).for_each(|h| *h = place[*h as usize - k]);
+    let ghost_cells = ghost.into_iter().map(|(r, id, _)| (r, id)).collect();
+    (SampleLinks { npt, hi, mt }, rows, d_m, area, ghost_cells)
+}
+
+/// The owned cells' rows of M (the single-process operator's, in its order) in local sample
+/// indices — this rank's rows (`rows`: the used sample of each), then the ghost samples by global
+/// index — and those ghosts' global indices.
+fn owned_rows<F: Real>(
+    op: &PsfResampler<F>,
+    at: &[u64],
+    offset: u64,
+    n_used: usize,
+    rows: &[u32],
+    owned: &[usize],
+) -> (CellLinks<F>, Vec<u64>) {
+    let links = op.host_cells();
+    // the local index of each of the operator's sample positions: this rank's rows first (its
+    // positions in order: the rows were made so); the ghosts' (`LEFT_OUT` until known) once the
+    // rows of M have named them
+    let mut next = 0u32;
+    let mut local: Vec<u32> = at
+        .iter()
+        .map(|&g| {
+            if g >= offset && g < offset + n_used as u64 {
+                next += 1;
+                next - 1
+            } else {
+                LEFT_OUT
+            }
+        })
+        .collect();
+    debug_assert_eq!(next as usize, rows.len());
+    // one pass: a ghost gets a provisional index (n_used + the order first met), made its place
+    // among the ghosts by global index once all are known
+    let mut ghost: Vec<(u64, u32)> = Vec::new();
+    let mut ptr = Vec::with_capacity(owned.len() + 1);
+    ptr.push(0);
+    let nnz = owned.iter().map(|&c| links.ptr()[c + 1] - links.ptr()[c]).sum();
+    let (mut sample, mut m) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
+    for &c in owned {
+        let q = links.ptr()[c]..links.ptr()[c + 1];
+        for &p in &links.sample()[q.clone()] {
+            let l = &mut local[p as usize];
+            if *l == LEFT_OUT {
+                *l = (n_used + ghost.len()) as u32;
+                ghost.push((at[p as usize], *l));
+            }
+            sample.push(*l);
+        }
+        m.extend_from_slice(&links.m_values()[q]);
+        ptr.push(sample.len());
+    }
+    ghost.sort_unstable();
+    let mut place = vec![0u32; ghost.len()];
+    ghost.iter().enumerate().for_each(|(i, &(_, first))| place[first as usize - n_used] = (n_used + i) as u32);
+    sample.iter_mut().filter(|s| **s as usize >= n_used).for_each(|s| *s = place[*s as usize - n_used]);
+    (CellLinks { ptr, sample, m }, ghost.into_iter().map(|(g, _)| g).collect())
+}
+
+/// `ids.binary_search(&id)` (ascending `ids`) by an exponential search from index `from`: O(log d)
+/// for an answer d places away.
+fn gallop(ids: &[u64], from: usize, id: u64) -> std::result::Result<usize, usize> {
+    let from = from.min(ids.len());
+    let (lo, hi) = if from < ids.len() && ids[from] < id {
+        let mut step = 1;
+        while from + step < ids.len() && ids[from + step] < id {
+            step *= 2;
+        }
+        (from + step / 2, (from + step + 1).min(ids.len()))
+    } else {
+        let mut step = 1;
+        while step <= from && ids[from - step] >= id {
+            step *= 2;
+        }
+        (from.saturating_sub(step), (from - step / 2 + 1).min(ids.len()))
+    };
+    ids[lo..hi].binary_search(&id).map(|i| lo + i).map_err(|i| lo + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gallop;
+
+    #[test]
+    fn gallop_is_a_binary_search_from_anywhere() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for len in [0usize, 1, 2, 3, 7, 64, 1000] {
+            let mut ids: Vec<u64> = (0..len).map(|_| next() % 5000).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for from in 0..=ids.len() + 2 {
+                for id in [0, 1, 2499, 4999, 5000, next() % 5001] {
+                    assert_eq!(gallop(&ids, from, id), ids.binary_search(&id), "len {len} from {from} id {id}");
+                }
+                for &id in ids.iter().step_by(7) {
+                    assert_eq!(gallop(&ids, from, id), ids.binary_search(&id));
+                }
+            }
+        }
     }
 }

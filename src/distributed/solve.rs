@@ -9,7 +9,7 @@
 //! CG steps, and repeated runs with the same decomposition are bitwise identical.
 
 use super::collective;
-use super::construct::{all_gather_varcount, exchange, gather_to, rank_of, DistributedResampler, NO_CELL};
+use super::construct::{all_gather_varcount, exchange, gather_to, rank_of, DistributedResampler, LocalLinks};
 use crate::backend::cpu::{Cpu, Ranks};
 use crate::backend::{Axis, RowFacts, LEFT_OUT};
 use crate::error::{Error, Result};
@@ -22,7 +22,6 @@ use crate::solver::{EmptyCells, Fit, FitOptions};
 use crate::sparse::{CellLinks, SampleLinks};
 use mpi::collective::SystemOperation;
 use mpi::traits::{Communicator, CommunicatorCollectives};
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// What this rank has sent since its operator was built: the halo exchanges before the products
@@ -114,8 +113,10 @@ impl<F: Real> Halo<F> {
 /// A rank's links in its local numbering: cells = owned then ghost cells (by owner, then id);
 /// samples = own used samples then ghost samples (by global index).
 pub(crate) struct SolveData<F: Real> {
-    samples: SampleLinks<F>,
-    cells: CellLinks<F>,
+    pub(super) samples: SampleLinks<F>,
+    pub(super) cells: CellLinks<F>,
+    /// the global index of each ghost sample (the local samples after this rank's own)
+    pub(super) ghost_samples: Vec<u64>,
     cell_halo: Halo<F>,
     sample_halo: Halo<F>,
     /// the samples axis: the caller's sample of each block element, and the element of each
@@ -130,47 +131,21 @@ pub(crate) struct SolveData<F: Real> {
 
 impl<F: Real> SolveData<F> {
     /// Collective.
-    pub(super) fn new<C: Communicator>(comm: &C, d: &DistributedResampler<F>) -> Result<Self> {
+    pub(super) fn new<C: Communicator>(comm: &C, d: &DistributedResampler<F>, links: LocalLinks<F>) -> Result<Self> {
         let (size, k) = (comm.size() as usize, d.cell_ids().len());
-        let ghost_index: HashMap<u64, usize> =
-            d.ghost_cells.iter().enumerate().map(|(i, &(_, id))| (id, k + i)).collect();
-        let local_cell = |id: u64| -> i32 {
-            match (id, d.cell_ids().binary_search(&id)) {
-                (NO_CELL, _) => -1,
-                (_, Ok(c)) => c as i32,
-                (_, Err(_)) => ghost_index[&id] as i32,
-            }
-        };
-        let (cells_of_links, mt, _) = d.links();
-        let samples =
-            SampleLinks { npt: d.npt(), hi: cells_of_links.iter().map(|&c| local_cell(c)).collect(), mt: mt.to_vec() };
+        let LocalLinks { samples, cells, ghost_samples } = links;
         let mut want_cells = vec![Vec::new(); size];
         d.ghost_cells.iter().for_each(|&(r, id)| want_cells[r].push(id));
         let cell_halo = Halo::plan(comm, &want_cells, |id| {
             d.cell_ids().binary_search(&id).expect("a cell asked of its owner") as u32
         });
-
-        // own samples in the links' order (by cell), then the ghosts by global index
+        // the ghost samples the owned cells' rows read, asked of their ranks by global index
         let own = d.global_samples();
-        let (first, n) = (own.iter().copied().min().unwrap_or(0), own.len() as u64);
-        let is_own = |g: u64| g >= first && g < first + n;
+        let first = own.iter().copied().min().unwrap_or(0);
         let mut row_of = vec![0u32; own.len()];
         own.iter().enumerate().for_each(|(row, &g)| row_of[(g - first) as usize] = row as u32);
-        let (ptr, smp, m) = d.m_rows();
-        let mut ghosts: Vec<u64> = smp.iter().copied().filter(|&g| !is_own(g)).collect();
-        ghosts.sort_unstable();
-        ghosts.dedup();
-        let local_sample = |g: u64| -> u32 {
-            if is_own(g) {
-                row_of[(g - first) as usize]
-            } else {
-                n as u32 + ghosts.binary_search(&g).expect("a ghost sample") as u32
-            }
-        };
-        let cells =
-            CellLinks { ptr: ptr.to_vec(), sample: smp.iter().map(|&g| local_sample(g)).collect(), m: m.to_vec() };
         let mut want_samples = vec![Vec::new(); size];
-        for &g in &ghosts {
+        for &g in &ghost_samples {
             want_samples[rank_of(&d.starts, g)].push(g);
         }
         let sample_halo = Halo::plan(comm, &want_samples, |g| row_of[(g - first) as usize]);
@@ -182,6 +157,7 @@ impl<F: Real> SolveData<F> {
         Ok(SolveData {
             samples,
             cells,
+            ghost_samples,
             cell_halo,
             sample_halo,
             order,
@@ -270,7 +246,7 @@ impl<F: Real> DistributedResampler<F> {
         self.data().cells_total
     }
 
-    fn data(&self) -> &SolveData<F> {
+    pub(super) fn data(&self) -> &SolveData<F> {
         self.solve.as_ref().expect("made by new")
     }
 
