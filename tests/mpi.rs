@@ -113,6 +113,8 @@ fn main() {
     let masked = Params { sample_mask: Some(Vec::new()), ..Params::new(12) };
     construction_equals_single_process::<f64>(&world, &small, Split::Bands, &masked, "bands, sample mask, f64");
 
+    restricted_output(&world, &small);
+
     let fits = Data::synthetic(6000, 10, 23);
     for how in [Split::Bands, Split::RoundRobin, Split::Parents] {
         fit_equals_single_process(&world, &fits, how, &Params::new(10), "");
@@ -136,6 +138,61 @@ fn main() {
     fits_refuse_bad_input(&world);
 
     areas_equal_single_process(&world);
+}
+
+/// `out_cell_ids` distributed: a requested list reaching beyond the samples (cells kept at a low
+/// threshold that no sample links to: uncomputable), one only near the westernmost samples (the
+/// other ranks of a band split hold no requested cell), and one far from every sample (an error on
+/// every rank) — the single process's cells, uncomputable cells and fits.
+fn restricted_output(world: &mpi::topology::SimpleCommunicator, data: &Data) {
+    use healpix_psf::geometry::Grid;
+    let me = world.rank() as usize;
+    let base = Params { threshold: 0.02, ..Params::new(10) };
+    let full = PsfResampler::<f64>::new(&data.lon, &data.lat, &base).unwrap();
+    let grid = Grid::new(10, true, base.ellipsoid).unwrap();
+    let mut wide: Vec<u64> = full.cell_ids().iter().flat_map(|&c| grid.kth_neighbourhood(c, 2).unwrap()).collect();
+    wide.sort_unstable();
+    wide.dedup();
+    let beyond: Vec<u64> = wide.iter().copied().enumerate().filter(|(i, _)| i % 5 != 2).map(|(_, c)| c).collect();
+    let west = data.lon.iter().copied().fold(f64::INFINITY, f64::min) + 0.3;
+    let near_west: Vec<u64> = full.cell_ids().iter().copied().filter(|&c| grid.center(c).unwrap().0 < west).collect();
+    // (a threshold so low that cells two and three rings beyond the samples are kept)
+    for (what, cells, threshold) in [("beyond the samples", beyond, 1e-5), ("near the west end only", near_west, 0.02)]
+    {
+        let p = Params { out_cell_ids: Some(cells), threshold, ..base.clone() };
+        let single = PsfResampler::<f64>::new(&data.lon, &data.lat, &p).unwrap();
+        let unlinked = single.cell_sample_counts().iter().filter(|&&c| c == 0).count();
+        if what.contains("beyond") {
+            // cells no sample links to (their owner is a keep-stage rank: `claim_unlinked`)
+            assert!(unlinked > 0 && !single.uncomputable_cells().is_empty(), "{what}: {unlinked} unlinked cells");
+        }
+        if me == 0 {
+            println!(
+                "{what}: {} cells, {} uncomputable, {unlinked} unlinked",
+                single.k(),
+                single.uncomputable_cells().len()
+            );
+        }
+        for (name, how) in [("bands", Split::Bands), ("round-robin", Split::RoundRobin)] {
+            let what = format!("restricted output {what}, {name}, f64");
+            construction_equals_single_process::<f64>(world, data, how, &p, &what);
+        }
+        fit_equals_single_process(world, data, Split::Bands, &p, &format!("restricted output {what}, "));
+    }
+    // requested cells far from every sample: the single process's error, on every rank
+    let far = Params { out_cell_ids: Some(vec![0, 1, 2]), ..base.clone() };
+    let parts = split(&data.lon, &data.lat, world.size() as usize, Split::Bands);
+    let pick = |v: &[f64]| parts[me].iter().map(|&i| v[i]).collect::<Vec<f64>>();
+    let r = DistributedResampler::<f64>::new(world, &pick(&data.lon), &pick(&data.lat), &far);
+    assert!(
+        matches!(&r, Err(Error::InvalidParameter { name: "out_cell_ids", .. }) | Err(Error::OtherRank { .. })),
+        "requested cells far from the samples: {:?}",
+        r.err()
+    );
+    let filled = Params { fill_missing_out_cells: true, ..far };
+    let r = DistributedResampler::<f64>::new(world, &pick(&data.lon), &pick(&data.lat), &filled);
+    assert!(matches!(&r, Err(Error::InvalidParameter { name: "fill_missing_out_cells", .. })), "{:?}", r.err());
+    println!("rank {me}: restricted output checked");
 }
 
 /// `distributed::tile` splits a grid into disjoint blocks covering it, as square as the divisors
@@ -363,6 +420,18 @@ fn construction_equals_single_process<F: Real>(
     let mut all_seen = vec![0u8; single.k()];
     world.all_reduce_into(&seen[..], &mut all_seen[..], mpi::collective::SystemOperation::sum());
     assert!(all_seen.iter().all(|&x| x == 1), "{what}: a cell owned by no rank or by two");
+    // restricted output: the uncomputable cells among this rank's, and their number over the ranks
+    let unc: Vec<u64> = d.uncomputable_cells().iter().map(|&c| d.cell_ids()[c as usize]).collect();
+    let want_unc: Vec<u64> = single
+        .uncomputable_cells()
+        .iter()
+        .map(|&c| ids[c as usize])
+        .filter(|id| d.cell_ids().binary_search(id).is_ok())
+        .collect();
+    assert_eq!(unc, want_unc, "{what}: the uncomputable cells");
+    let mut unc_total = 0u64;
+    world.all_reduce_into(&(unc.len() as u64), &mut unc_total, mpi::collective::SystemOperation::sum());
+    assert_eq!(unc_total as usize, single.uncomputable_cells().len(), "{what}: uncomputable cells over the ranks");
 
     // this rank's samples' links, MT and distances
     let (npt, hi, d_m) = (single.npt(), single.hi(), single.d_m());

@@ -29,6 +29,8 @@ pub struct DistributedResampler<F: Real> {
     npt: usize,
     cell_ids: Vec<u64>,
     dx: Vec<F>,
+    /// with `out_cell_ids`: the owned cells without enough support (indices, ascending)
+    pub(super) uncomputable: Vec<u32>,
     /// the used sample (index into `used`) of each row of the links, in the operator's order
     sample_order: Vec<u32>,
     /// the distances of the links (rows as `sample_order`)
@@ -61,9 +63,24 @@ pub const NO_CELL: u64 = u64::MAX;
 
 /// The options the distributed build does not support yet, as an error.
 fn supported(p: &Params) -> Result<()> {
-    match p.out_cell_ids {
-        Some(_) => Err(Error::param("out_cell_ids", "given", "restricted output is not distributed yet")),
-        None => Ok(()),
+    match (&p.out_cell_ids, p.fill_missing_out_cells) {
+        (Some(_), true) => Err(Error::param(
+            "fill_missing_out_cells",
+            true,
+            "filling uncomputable cells from the nearest sample is not distributed yet (they come out NaN without it)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a local build's error means only that no cell is near this rank's samples (none passes
+/// the keep threshold, or none of the requested ones does): the rank then takes part with its
+/// samples unlinked — one process would link them to no cell either.
+fn no_cell_here(e: &Error) -> bool {
+    match e {
+        Error::NoCellPassedThreshold { .. } => true,
+        Error::InvalidParameter { name: "out_cell_ids", reason, .. } => reason.starts_with("none of the requested"),
+        _ => false,
     }
 }
 
@@ -181,7 +198,8 @@ pub(super) fn rank_of(starts: &[u64], g: u64) -> usize {
 /// keep sums need the samples within `ring_weight`.
 fn ghost_rings(p: &Params) -> Result<u32> {
     let (rw, _, rs) = p.rings()?;
-    Ok(2 * rs + rw)
+    // and every sample near a requested cell no sample links to (see `owners`)
+    Ok((2 * rs + rw).max(2 * (rw + 1)))
 }
 
 /// The local build's samples (own and ghost, in the order given to the operator) and where they
@@ -202,8 +220,11 @@ impl<F: Real> DistributedResampler<F> {
     /// Builds, collectively on every rank of `comm`, the operator of the union of the ranks'
     /// samples and keeps this rank's part: its samples' links and the cells it owns — a kept cell
     /// is owned by the lowest rank holding a sample inside it, or where no sample lies inside it,
-    /// the lowest rank whose samples link to it. Every rank must pass the same parameters; an
-    /// error on one rank is an error on every rank ([`super::collective`]).
+    /// the lowest rank whose samples link to it (with `out_cell_ids`, a requested cell no sample
+    /// links to: the lowest rank with a sample within `ring_weight + 1` rings of it). A rank near
+    /// no (requested) cell takes part with its samples unlinked. Every rank must pass the same
+    /// parameters (`fill_missing_out_cells` is not distributed yet); an error on one rank is an
+    /// error on every rank ([`super::collective`]).
     pub fn new<C: Communicator>(comm: &C, lon_deg: &[f64], lat_deg: &[f64], params: &Params) -> Result<Self> {
         check_parameters::<C, F>(comm, params)?;
         check_samples(comm, lon_deg, lat_deg, params)?;
@@ -262,17 +283,65 @@ impl<F: Real> DistributedResampler<F> {
             ..params.clone()
         };
         let (llon, llat): (Vec<f64>, Vec<f64>) = local.iter().map(|s| (s.1, s.2)).unzip();
-        let op = collective(comm, PsfResampler::<F>::new(&llon, &llat, &lp))?;
+        let (op, none_here) = match PsfResampler::<F>::new(&llon, &llat, &lp) {
+            Ok(op) => (Ok(Some(op)), None),
+            Err(e) if no_cell_here(&e) => (Ok(None), Some(e)),
+            Err(e) => (Err(e), None),
+        };
+        let op = collective(comm, op)?;
         let global: Vec<u64> = local.iter().map(|s| s.0).collect();
         let n_ghosts = global.len() - used.len();
         let part =
             Part { global: &global, lon: &llon, lat: &llat, rank, rank_of: &rank_of, offset, own_cells: &own_cells };
-        let (mut d, links) = Self::extract(&op, part, used, lon_deg.len(), n_ghosts);
-        drop(op);
+        let (mut d, links) = match op {
+            Some(op) => Self::extract(&op, part, used, lon_deg.len(), n_ghosts),
+            None => {
+                let area: Vec<F> = (0..used.len()).map(|j| F::from_f64(area(j))).collect();
+                Self::unlinked(params.npt, rank, offset, used, lon_deg.len(), area)
+            }
+        };
         d.starts = starts;
         d.n_total = total as usize;
         d.solve = Some(super::solve::SolveData::new(comm, &d, links)?);
+        if d.cells_total() == 0 {
+            // no rank has a cell: the single process's error, on every rank
+            collective(comm, none_here.map_or(Ok(()), Err))?;
+            return Err(Error::NoSampleLinked { ring_search_max: params.rings()?.2 });
+        }
         Ok(d)
+    }
+
+    /// The part of a rank none of whose samples links to a cell.
+    fn unlinked(
+        npt: usize,
+        rank: usize,
+        offset: u64,
+        used: Vec<usize>,
+        n: usize,
+        area: Vec<F>,
+    ) -> (Self, LocalLinks<F>) {
+        let rows = used.len();
+        let samples = SampleLinks { npt, hi: vec![-1; rows * npt], mt: vec![F::ZERO; rows * npt] };
+        let cells = CellLinks { ptr: vec![0], sample: Vec::new(), m: Vec::new() };
+        let d = DistributedResampler {
+            rank,
+            n,
+            offset,
+            used,
+            npt,
+            cell_ids: Vec::new(),
+            dx: Vec::new(),
+            uncomputable: Vec::new(),
+            sample_order: (0..rows as u32).collect(),
+            d_m: vec![F::INFINITY; rows * npt],
+            area,
+            ghosts: 0,
+            ghost_cells: Vec::new(),
+            starts: Vec::new(),
+            n_total: 0,
+            solve: None,
+        };
+        (d, LocalLinks { samples, cells, ghost_samples: Vec::new() })
     }
 
     /// This rank's part of the operator built on its own and ghost samples, and its links in
@@ -301,6 +370,9 @@ impl<F: Real> DistributedResampler<F> {
             npt: op.npt(),
             cell_ids: owned.iter().map(|&c| ids[c]).collect(),
             dx: owned.iter().map(|&c| op.cell_weight()[c]).collect(),
+            uncomputable: (op.uncomputable_cells().iter())
+                .filter_map(|&c| owned.binary_search(&(c as usize)).ok().map(|i| i as u32))
+                .collect(),
             sample_order,
             d_m,
             area,
@@ -348,6 +420,11 @@ impl<F: Real> DistributedResampler<F> {
     pub fn cell_ids(&self) -> &[u64] {
         &self.cell_ids
     }
+    /// With `out_cell_ids`: the owned cells whose raw support is ≤ `threshold` (indices into
+    /// [`Self::cell_ids`], ascending): NaN in every fit, as in one process.
+    pub fn uncomputable_cells(&self) -> &[u32] {
+        &self.uncomputable
+    }
     /// `Dx` of the owned cells.
     pub fn cell_weight(&self) -> &[F] {
         &self.dx
@@ -392,15 +469,24 @@ fn owners<F: Real>(op: &PsfResampler<F>, part: &Part<'_>, at: &[u64]) -> Vec<usi
     let (order, hi) = (op.sample_order(), &op.host_samples().hi);
     // each sample's cell (this rank's hashed once already, the ghosts' now), by position: the
     // positions follow the samples' cells, so each search starts from the last one's answer
-    let inside_cell: Vec<Option<usize>> = order
+    let nested: Vec<u64> = order
+        .par_iter()
+        .zip(at)
+        .map(|(&s, &g)| {
+            let s = s as usize;
+            if own(g) {
+                own_cells[(g - offset) as usize]
+            } else {
+                grid.hash_nested(lon[s], lat[s])
+            }
+        })
+        .collect();
+    let inside_cell: Vec<Option<usize>> = nested
         .par_chunks(1 << 16)
-        .zip(at.par_chunks(1 << 16))
-        .flat_map_iter(|(chunk, globals)| {
+        .flat_map_iter(|chunk| {
             let mut from = 0;
-            chunk.iter().zip(globals).map(move |(&s, &g)| {
-                let s = s as usize;
-                let nested = if own(g) { own_cells[(g - offset) as usize] } else { grid.hash_nested(lon[s], lat[s]) };
-                let found = gallop(ids, from, grid.scheme_id(nested));
+            chunk.iter().map(move |&cell| {
+                let found = gallop(ids, from, grid.scheme_id(cell));
                 from = found.unwrap_or_else(|i| i.min(ids.len().saturating_sub(1)));
                 found.ok()
             })
@@ -416,7 +502,38 @@ fn owners<F: Real>(op: &PsfResampler<F>, part: &Part<'_>, at: &[u64]) -> Vec<usi
             linking[h as usize] = linking[h as usize].min(r);
         }
     }
-    owner.iter().zip(linking).map(|(&o, l)| if o != usize::MAX { o } else { l }).collect()
+    let mut owner: Vec<usize> = owner.iter().zip(linking).map(|(&o, l)| if o != usize::MAX { o } else { l }).collect();
+    if owner.contains(&usize::MAX) {
+        claim_unlinked(op, &nested, &rank_at, &mut owner);
+    }
+    owner
+}
+
+/// Owners for the cells with no sample inside and no link (requested cells of a restricted output,
+/// kept but linked to by no sample): the lowest rank with a sample within `ring_weight + 1` rings
+/// of the cell — a sample of the keep stage's sums. A rank with such a sample of its own sees every
+/// such sample (the ghost width covers them), so the rank it finds is right; a rank without one
+/// finds another rank, and does not claim the cell.
+fn claim_unlinked<F: Real>(
+    op: &PsfResampler<F>,
+    nested: &[u64],
+    rank_at: &dyn Fn(usize) -> usize,
+    owner: &mut [usize],
+) {
+    let (grid, ids, rw) = (op.grid(), op.cell_ids(), op.rings().0);
+    let mut by_cell: Vec<(u64, usize)> = nested.iter().enumerate().map(|(p, &c)| (c, rank_at(p))).collect();
+    by_cell.sort_unstable();
+    for (c, o) in owner.iter_mut().enumerate().filter(|(_, o)| **o == usize::MAX) {
+        *o = grid
+            .kth_neighbourhood_nested(grid.nested_id(ids[c]), rw + 1)
+            .into_iter()
+            .filter_map(|q| {
+                let from = by_cell.partition_point(|&(cell, _)| cell < q);
+                by_cell.get(from).filter(|&&(cell, _)| cell == q).map(|&(_, r)| r)
+            })
+            .min()
+            .unwrap_or(usize::MAX);
+    }
 }
 
 /// Links of this rank's samples (rows in the operator's sample order: by cell, so that the

@@ -356,7 +356,7 @@ impl<F: Real> DistributedResampler<F> {
             axis,
             k,
             n_used: self.n_total,
-            skip: &[],
+            skip: &self.uncomputable,
             means: &|sel, inv| self.conservation_means(&ranks, val, sel, inv),
             infinite: &|| Self::infinite(comm, val, axis, "val"),
             x0: opts.x0.as_deref().filter(|_| any != 0),
@@ -382,6 +382,10 @@ impl<F: Real> DistributedResampler<F> {
                     empty[j].iter().for_each(|&c| hval[row * k + c as usize] = F::from_f64(f64::NAN));
                 }
             }
+        }
+        // requested cells without enough support (out_cell_ids): NaN, as in one process
+        for &row in &sel {
+            self.uncomputable.iter().for_each(|&c| hval[row * k + c as usize] = F::from_f64(f64::NAN));
         }
         let mut back = None;
         if opts.return_info {
