@@ -147,6 +147,15 @@ fn orca1_on_tiles_writes_the_single_process_file() {
         let worst = same_file(&single, &out);
         println!("ORCA1 on {np} rank(s): the single process's file, fitted values within {worst:.1e}");
     }
+    // restricted to the cells of a file (--cells: the single process's output, its level 6), on 3
+    // ranks: requested cells no point links to come out missing, as in one process
+    let cells = ["--cells", single.to_str().unwrap(), "-q"];
+    let single_cells = tmp("orca1_cells_single.nc");
+    ok(None, &[&[ORCA1, "--var", "tos", "-o", single_cells.to_str().unwrap()], &cells[..]].concat());
+    let out = tmp("orca1_cells_3.nc");
+    ok(Some(3), &[&[ORCA1, "--var", "tos", "-o", out.to_str().unwrap()], &cells[..]].concat());
+    let worst = same_file(&single_cells, &out);
+    println!("ORCA1 restricted by --cells on 3 ranks: the single process's file, within {worst:.1e}");
     // bounded by the data and conservative, on 3 ranks (1 × 3 tiles), in double precision
     let args = ["--lower", "input", "--upper", "input", "--conservative", "--dtype", "f64", "--level", "7", "-q"];
     let single = tmp("orca1_bounded_single.nc");
