@@ -149,21 +149,22 @@ fn orca1_on_tiles_writes_the_single_process_file() {
     }
     // restricted to the cells of a file (--cells: the single process's output, its level 6), on 3
     // ranks: requested cells no point links to come out missing, as in one process
-    let cells = ["--cells", single.to_str().unwrap(), "-q"];
-    let single_cells = tmp("orca1_cells_single.nc");
-    ok(None, &[&[ORCA1, "--var", "tos", "-o", single_cells.to_str().unwrap()], &cells[..]].concat());
-    let out = tmp("orca1_cells_3.nc");
-    ok(Some(3), &[&[ORCA1, "--var", "tos", "-o", out.to_str().unwrap()], &cells[..]].concat());
-    let worst = same_file(&single_cells, &out);
+    let worst = on_ranks_as_one(ORCA1, "tos", 3, "orca1_cells", &["--cells", single.to_str().unwrap(), "-q"]);
     println!("ORCA1 restricted by --cells on 3 ranks: the single process's file, within {worst:.1e}");
     // bounded by the data and conservative, on 3 ranks (1 × 3 tiles), in double precision
     let args = ["--lower", "input", "--upper", "input", "--conservative", "--dtype", "f64", "--level", "7", "-q"];
-    let single = tmp("orca1_bounded_single.nc");
-    ok(None, &[&[ORCA1, "--var", "tos", "-o", single.to_str().unwrap()], &args[..]].concat());
-    let out = tmp("orca1_bounded_3.nc");
-    ok(Some(3), &[&[ORCA1, "--var", "tos", "-o", out.to_str().unwrap()], &args[..]].concat());
-    let worst = same_file(&single, &out);
+    let worst = on_ranks_as_one(ORCA1, "tos", 3, "orca1_bounded", &args);
     println!("ORCA1 bounded and conservative on 3 ranks: the single process's file, within {worst:.1e}");
+}
+
+/// `input`'s variable `var` regridded with `args` by one process and on `np` ranks (files
+/// `{tag}_single.nc`, `{tag}_{np}.nc`): the same file ([`same_file`]'s largest difference).
+fn on_ranks_as_one(input: &str, var: &str, np: usize, tag: &str, args: &[&str]) -> f64 {
+    let single = tmp(&format!("{tag}_single.nc"));
+    ok(None, &[&[input, "--var", var, "-o", single.to_str().unwrap()], args].concat());
+    let out = tmp(&format!("{tag}_{np}.nc"));
+    ok(Some(np), &[&[input, "--var", var, "-o", out.to_str().unwrap()], args].concat());
+    same_file(&single, &out)
 }
 
 /// A regular 24 × 30 grid with `time` × `depth` rows, cell areas named by `cell_measures`, a land

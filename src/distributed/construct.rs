@@ -10,7 +10,7 @@ use super::{check_parameters, check_samples, collective};
 use crate::backend::LEFT_OUT;
 use crate::error::{Error, Result};
 use crate::geometry::Grid;
-use crate::operator::{Area, Params, PsfResampler};
+use crate::operator::{Area, Params, PsfResampler, NO_REQUESTED_CELL_KEPT};
 use crate::real::Real;
 use crate::sparse::{CellLinks, SampleLinks};
 use mpi::datatype::{Partition, PartitionMut};
@@ -79,7 +79,7 @@ fn supported(p: &Params) -> Result<()> {
 fn no_cell_here(e: &Error) -> bool {
     match e {
         Error::NoCellPassedThreshold { .. } => true,
-        Error::InvalidParameter { name: "out_cell_ids", reason, .. } => reason.starts_with("none of the requested"),
+        Error::InvalidParameter { name: "out_cell_ids", reason, .. } => reason == NO_REQUESTED_CELL_KEPT,
         _ => false,
     }
 }

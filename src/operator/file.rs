@@ -65,10 +65,16 @@ pub fn saved_file_precision(path: impl AsRef<Path>) -> Result<&'static str> {
     let path = path.as_ref();
     let mut head = [0u8; HEADER];
     let got = std::fs::File::open(path).and_then(|mut f| read_up_to(&mut f, &mut head)).map_err(|e| io(path, e))?;
-    saved_precision(&head[..got]).map_err(|e| match e {
+    saved_precision(&head[..got]).map_err(|e| naming(path, e))
+}
+
+/// `e` naming the file `path` it is about (a damaged file's reason, a failed read).
+fn naming(path: &Path, e: Error) -> Error {
+    match e {
         Error::BadOperatorFile(m) => Error::BadOperatorFile(format!("{}: {m}", path.display())),
+        Error::Io { message, .. } => Error::Io { path: path.display().to_string(), message },
         e => e,
-    })
+    }
 }
 
 /// (version, float bytes, payload length) of a header, checked.
@@ -283,11 +289,7 @@ impl<F: Real> PsfResampler<F> {
     pub fn load_file(path: impl AsRef<Path>, device: Device, num_threads: usize) -> Result<Self> {
         let path = path.as_ref();
         let f = std::fs::File::open(path).map_err(|e| io(path, e))?;
-        Self::load(&mut std::io::BufReader::new(f), device, num_threads).map_err(|e| match e {
-            Error::BadOperatorFile(m) => Error::BadOperatorFile(format!("{}: {m}", path.display())),
-            Error::Io { message, .. } => Error::Io { path: path.display().to_string(), message },
-            e => e,
-        })
+        Self::load(&mut std::io::BufReader::new(f), device, num_threads).map_err(|e| naming(path, e))
     }
 
     fn payload(&self, p: &mut Out) {

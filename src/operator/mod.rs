@@ -745,6 +745,11 @@ pub fn valid_samples<F: Real>(val: &[F], n: usize) -> Result<Vec<bool>> {
     Ok(mask)
 }
 
+/// Why a restricted construction failed when none of the requested cells passed the keep stage
+/// (the distributed build tells this failure of a rank's local build from the others).
+pub(crate) const NO_REQUESTED_CELL_KEPT: &str =
+    "none of the requested cells passed the keep threshold (no sample is near them)";
+
 /// The kept cells (nested, ascending) that were requested (ids in the grid's scheme).
 fn restrict(grid: &Grid, kept: Vec<u64>, ids: &[u64]) -> Result<Vec<u64>> {
     if ids.is_empty() {
@@ -762,11 +767,7 @@ fn restrict(grid: &Grid, kept: Vec<u64>, ids: &[u64]) -> Result<Vec<u64>> {
     want.dedup();
     let out: Vec<u64> = kept.into_iter().filter(|c| want.binary_search(c).is_ok()).collect();
     if out.is_empty() {
-        return Err(Error::param(
-            "out_cell_ids",
-            want.len() as f64,
-            "none of the requested cells passed the keep threshold (no sample is near them)",
-        ));
+        return Err(Error::param("out_cell_ids", want.len() as f64, NO_REQUESTED_CELL_KEPT));
     }
     Ok(out)
 }
