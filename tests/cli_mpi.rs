@@ -151,6 +151,10 @@ fn orca1_on_tiles_writes_the_single_process_file() {
     // ranks: requested cells no point links to come out missing, as in one process
     let worst = on_ranks_as_one(ORCA1, "tos", 3, "orca1_cells", &["--cells", single.to_str().unwrap(), "-q"]);
     println!("ORCA1 restricted by --cells on 3 ranks: the single process's file, within {worst:.1e}");
+    // and those cells filled from the nearest point over every rank (--fill-missing-cells), on 4
+    let args = ["--cells", single.to_str().unwrap(), "--fill-missing-cells", "-q"];
+    let worst = on_ranks_as_one(ORCA1, "tos", 4, "orca1_cells_filled", &args);
+    println!("ORCA1 restricted by --cells and filled on 4 ranks: the single process's file, within {worst:.1e}");
     // bounded by the data and conservative, on 3 ranks (1 × 3 tiles), in double precision
     let args = ["--lower", "input", "--upper", "input", "--conservative", "--dtype", "f64", "--level", "7", "-q"];
     let worst = on_ranks_as_one(ORCA1, "tos", 3, "orca1_bounded", &args);

@@ -142,8 +142,9 @@ fn main() {
 
 /// `out_cell_ids` distributed: a requested list reaching beyond the samples (cells kept at a low
 /// threshold that no sample links to: uncomputable), one only near the westernmost samples (the
-/// other ranks of a band split hold no requested cell), and one far from every sample (an error on
-/// every rank) — the single process's cells, uncomputable cells and fits.
+/// other ranks of a band split hold no requested cell), the first with its uncomputable cells filled
+/// from the nearest sample over every rank, and one far from every sample (an error on every rank)
+/// — the single process's cells, uncomputable cells, fill samples and fits.
 fn restricted_output(world: &mpi::topology::SimpleCommunicator, data: &Data) {
     use healpix_psf::geometry::Grid;
     let me = world.rank() as usize;
@@ -157,9 +158,14 @@ fn restricted_output(world: &mpi::topology::SimpleCommunicator, data: &Data) {
     let west = data.lon.iter().copied().fold(f64::INFINITY, f64::min) + 0.3;
     let near_west: Vec<u64> = full.cell_ids().iter().copied().filter(|&c| grid.center(c).unwrap().0 < west).collect();
     // (a threshold so low that cells two and three rings beyond the samples are kept)
-    for (what, cells, threshold) in [("beyond the samples", beyond, 1e-5), ("near the west end only", near_west, 0.02)]
-    {
-        let p = Params { out_cell_ids: Some(cells), threshold, ..base.clone() };
+    // and the first filled from the nearest sample (fill_missing_out_cells: over every rank)
+    let cases = [
+        ("beyond the samples", beyond.clone(), 1e-5, false),
+        ("near the west end only", near_west, 0.02, false),
+        ("beyond the samples, filled", beyond, 1e-5, true),
+    ];
+    for (what, cells, threshold, fill) in cases {
+        let p = Params { out_cell_ids: Some(cells), threshold, fill_missing_out_cells: fill, ..base.clone() };
         let single = PsfResampler::<f64>::new(&data.lon, &data.lat, &p).unwrap();
         let unlinked = single.cell_sample_counts().iter().filter(|&&c| c == 0).count();
         if what.contains("beyond") {
@@ -178,6 +184,10 @@ fn restricted_output(world: &mpi::topology::SimpleCommunicator, data: &Data) {
             construction_equals_single_process::<f64>(world, data, how, &p, &what);
         }
         fit_equals_single_process(world, data, Split::Bands, &p, &format!("restricted output {what}, "));
+        if fill {
+            assert_eq!(single.fill_samples().len(), single.uncomputable_cells().len());
+            fit_equals_single_process(world, data, Split::RoundRobin, &p, &format!("restricted output {what}, "));
+        }
     }
     // requested cells far from every sample: the single process's error, on every rank
     let far = Params { out_cell_ids: Some(vec![0, 1, 2]), ..base.clone() };
@@ -189,9 +199,6 @@ fn restricted_output(world: &mpi::topology::SimpleCommunicator, data: &Data) {
         "requested cells far from the samples: {:?}",
         r.err()
     );
-    let filled = Params { fill_missing_out_cells: true, ..far };
-    let r = DistributedResampler::<f64>::new(world, &pick(&data.lon), &pick(&data.lat), &filled);
-    assert!(matches!(&r, Err(Error::InvalidParameter { name: "fill_missing_out_cells", .. })), "{:?}", r.err());
     println!("rank {me}: restricted output checked");
 }
 
@@ -432,6 +439,12 @@ fn construction_equals_single_process<F: Real>(
     let mut unc_total = 0u64;
     world.all_reduce_into(&(unc.len() as u64), &mut unc_total, mpi::collective::SystemOperation::sum());
     assert_eq!(unc_total as usize, single.uncomputable_cells().len(), "{what}: uncomputable cells over the ranks");
+    // with fill_missing_out_cells: the nearest sample of each, over every rank
+    let want_fill: Vec<u64> = (single.uncomputable_cells().iter().zip(single.fill_samples()))
+        .filter(|(&c, _)| d.cell_ids().binary_search(&ids[c as usize]).is_ok())
+        .map(|(_, &s)| s as u64)
+        .collect();
+    assert_eq!(d.fill_samples(), &want_fill[..], "{what}: the samples filling the uncomputable cells");
 
     // this rank's samples' links, MT and distances
     let (npt, hi, d_m) = (single.npt(), single.hi(), single.d_m());

@@ -46,6 +46,8 @@ pub struct DistributedResampler<F: Real> {
     pub(super) n_total: usize,
     /// the data of the distributed solve (`super::solve`): the links in local indices
     pub(super) solve: Option<super::solve::SolveData<F>>,
+    /// with `fill_missing_out_cells`: where the uncomputable cells' values come from
+    pub(super) fill: Option<super::fill::Fill>,
 }
 
 /// This rank's links in local indices, as the CPU backend takes them: samples are this rank's
@@ -60,18 +62,6 @@ pub(super) struct LocalLinks<F: Real> {
 
 /// A link slot without a cell.
 pub const NO_CELL: u64 = u64::MAX;
-
-/// The options the distributed build does not support yet, as an error.
-fn supported(p: &Params) -> Result<()> {
-    match (&p.out_cell_ids, p.fill_missing_out_cells) {
-        (Some(_), true) => Err(Error::param(
-            "fill_missing_out_cells",
-            true,
-            "filling uncomputable cells from the nearest sample is not distributed yet (they come out NaN without it)",
-        )),
-        _ => Ok(()),
-    }
-}
 
 /// Whether a local build's error means only that no cell is near this rank's samples (none passes
 /// the keep threshold, or none of the requested ones does): the rank then takes part with its
@@ -223,12 +213,10 @@ impl<F: Real> DistributedResampler<F> {
     /// the lowest rank whose samples link to it (with `out_cell_ids`, a requested cell no sample
     /// links to: the lowest rank with a sample within `ring_weight + 1` rings of it). A rank near
     /// no (requested) cell takes part with its samples unlinked. Every rank must pass the same
-    /// parameters (`fill_missing_out_cells` is not distributed yet); an error on one rank is an
-    /// error on every rank ([`super::collective`]).
+    /// parameters; an error on one rank is an error on every rank ([`super::collective`]).
     pub fn new<C: Communicator>(comm: &C, lon_deg: &[f64], lat_deg: &[f64], params: &Params) -> Result<Self> {
         check_parameters::<C, F>(comm, params)?;
         check_samples(comm, lon_deg, lat_deg, params)?;
-        collective(comm, supported(params))?;
         if let Area::Explicit(a) = &params.area {
             let local = crate::operator::validate_area(a, lon_deg.len(), None);
             collective(comm, local)?;
@@ -308,6 +296,15 @@ impl<F: Real> DistributedResampler<F> {
             collective(comm, none_here.map_or(Ok(()), Err))?;
             return Err(Error::NoSampleLinked { ring_search_max: params.rings()?.2 });
         }
+        if params.fill_missing_out_cells && params.out_cell_ids.is_some() {
+            let pick = |v: &[f64]| d.used.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+            let (ulon, ulat) = (pick(lon_deg), pick(lat_deg));
+            let scheme = Grid::new(params.level, params.nest, params.ellipsoid)?;
+            let cells = d.uncomputable.iter().map(|&c| d.cell_ids[c as usize]).collect();
+            let own =
+                super::fill::Own { grid: &scheme, cells, used: &d.used, lon: &ulon, lat: &ulat, starts: &d.starts };
+            d.fill = super::fill::Fill::new(comm, own);
+        }
         Ok(d)
     }
 
@@ -340,6 +337,7 @@ impl<F: Real> DistributedResampler<F> {
             starts: Vec::new(),
             n_total: 0,
             solve: None,
+            fill: None,
         };
         (d, LocalLinks { samples, cells, ghost_samples: Vec::new() })
     }
@@ -381,6 +379,7 @@ impl<F: Real> DistributedResampler<F> {
             starts: Vec::new(),
             n_total: 0,
             solve: None,
+            fill: None,
         };
         (d, LocalLinks { samples, cells, ghost_samples })
     }
@@ -424,6 +423,12 @@ impl<F: Real> DistributedResampler<F> {
     /// [`Self::cell_ids`], ascending): NaN in every fit, as in one process.
     pub fn uncomputable_cells(&self) -> &[u32] {
         &self.uncomputable
+    }
+    /// With `fill_missing_out_cells`: the global index of the sample nearest to the centre of each
+    /// of [`Self::uncomputable_cells`], whose value the cell takes in every fit (over every rank:
+    /// the single process's choice). Empty otherwise.
+    pub fn fill_samples(&self) -> &[u64] {
+        self.fill.as_ref().map_or(&[], |f| &f.from)
     }
     /// `Dx` of the owned cells.
     pub fn cell_weight(&self) -> &[F] {

@@ -15,13 +15,15 @@
 //! * [`collective_with`] — [`collective`] for a program's own error type (the command line's).
 //! * [`tile`] — a rank's block of a structured grid, for callers that decompose a grid themselves.
 //!
-//! [`DistributedResampler`] is the operator (`construct.rs`; its estimated areas `area.rs`) and its
-//! solve (`solve.rs`).
+//! [`DistributedResampler`] is the operator (`construct.rs`; its estimated areas `area.rs`), its
+//! solve (`solve.rs`) and the nearest-sample fill of a restricted output's uncomputable cells
+//! (`fill.rs`).
 //!
 //! The design of the distributed construction and solve: `docs/distributed.md`.
 
 mod area;
 mod construct;
+mod fill;
 mod solve;
 
 pub use construct::{DistributedResampler, NO_CELL};

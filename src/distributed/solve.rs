@@ -383,9 +383,20 @@ impl<F: Real> DistributedResampler<F> {
                 }
             }
         }
-        // requested cells without enough support (out_cell_ids): NaN, as in one process
-        for &row in &sel {
-            self.uncomputable.iter().for_each(|&c| hval[row * k + c as usize] = F::from_f64(f64::NAN));
+        // requested cells without enough support (out_cell_ids): NaN, or the nearest sample's value
+        let filled = match &self.fill {
+            Some(fill) => {
+                let (values, bytes, messages) = fill.values(comm, val, n, &sel);
+                let mut t = self.data().traffic.lock().unwrap_or_else(|e| e.into_inner());
+                (t.halo_bytes, t.halo_messages, t.exchanges) =
+                    (t.halo_bytes + bytes, t.halo_messages + messages, t.exchanges + 1);
+                values
+            }
+            None => vec![F::from_f64(f64::NAN); sel.len() * self.uncomputable.len()],
+        };
+        for (j, &row) in sel.iter().enumerate() {
+            let row_values = &filled[j * self.uncomputable.len()..(j + 1) * self.uncomputable.len()];
+            self.uncomputable.iter().zip(row_values).for_each(|(&c, &v)| hval[row * k + c as usize] = v);
         }
         let mut back = None;
         if opts.return_info {

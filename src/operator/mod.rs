@@ -21,6 +21,7 @@ mod search;
 
 pub(crate) use area::spacing as spacing_areas;
 pub use file::{saved_file_precision, saved_precision, FORMAT_VERSION};
+pub(crate) use nearest::nearest_of as nearest_samples_of;
 
 use crate::backend::{self, ConstructArgs, Constructed, Device, Placed, Target};
 use crate::error::{Error, Result};
@@ -586,6 +587,12 @@ impl<F: Real> PsfResampler<F> {
     pub fn uncomputable_cells(&self) -> &[u32] {
         &self.uncomputable
     }
+    /// With `fill_missing_out_cells`: the caller's index of the sample nearest to the centre of
+    /// each of [`PsfResampler::uncomputable_cells`] (smallest chord distance, ties to the lower
+    /// index), whose value the cell takes in every fit. Empty otherwise.
+    pub fn fill_samples(&self) -> &[u32] {
+        &self.fill_from
+    }
     /// The number of samples linked to each cell (K).
     pub fn cell_sample_counts(&self) -> Vec<u32> {
         self.host_cells().ptr.windows(2).map(|w| (w[1] - w[0]) as u32).collect()
@@ -907,7 +914,7 @@ fn build<F: Real>(
                 .iter()
                 .map(|&c| grid.center_nested_xyz(grid.nested_id(op.cell_ids[c as usize])))
                 .collect();
-            op.fill_from = nearest::nearest_samples(&grid, &smp, &centres);
+            op.fill_from = nearest::nearest_samples(&smp, &centres).into_iter().map(|(_, i)| i).collect();
         }
     }
     op.info = info;
