@@ -155,6 +155,11 @@ fn orca1_on_tiles_writes_the_single_process_file() {
     let args = ["--cells", single.to_str().unwrap(), "--fill-missing-cells", "-q"];
     let worst = on_ranks_as_one(ORCA1, "tos", 4, "orca1_cells_filled", &args);
     println!("ORCA1 restricted by --cells and filled on 4 ranks: the single process's file, within {worst:.1e}");
+    // from a previous field (--x0: a more damped fit's output) on 3 ranks: the distributed x_ref
+    let damped = tmp("orca1_damped.nc");
+    ok(None, &[ORCA1, "--var", "tos", "--lam", "0.3", "-o", damped.to_str().unwrap(), "-q"]);
+    let worst = on_ranks_as_one(ORCA1, "tos", 3, "orca1_x0", &["--x0", damped.to_str().unwrap(), "-q"]);
+    println!("ORCA1 from --x0 on 3 ranks: the single process's file, within {worst:.1e}");
     // bounded by the data and conservative, on 3 ranks (1 × 3 tiles), in double precision
     let args = ["--lower", "input", "--upper", "input", "--conservative", "--dtype", "f64", "--level", "7", "-q"];
     let worst = on_ranks_as_one(ORCA1, "tos", 3, "orca1_bounded", &args);
@@ -240,11 +245,12 @@ fn bad_input_fails_on_every_rank_with_one_message() {
     assert_eq!(err.matches("healpix-psf: error").count(), 1, "one message: {err}");
     assert!(err.contains("rank 3 holds no point with data"), "{err}");
     assert!(!out.exists(), "no output is written");
-    // not distributed yet: a usage error (status 2) on every rank
-    let r = run(Some(2), &[ORCA1, "--var", "tos", "--x0", ORCA1, "-o", out.to_str().unwrap()]);
+    // an --x0 file whose cells are not the operator's: one message, no output
+    let r = run(Some(2), &[ORCA1, "--var", "tos", "--level", "5", "--x0", ORCA1, "-o", out.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&r.stderr);
-    assert!(!r.status.success() && err.contains("--x0 is not available with --distributed"), "{err}");
+    assert!(!r.status.success() && err.contains("--x0"), "{err}");
     assert_eq!(err.matches("healpix-psf: error").count(), 1, "one message: {err}");
+    assert!(!out.exists());
     // a variable that is not in the file: every rank fails reading, one message
     let r = run(Some(3), &[ORCA1, "--var", "nope", "-o", out.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&r.stderr);

@@ -618,6 +618,29 @@ fn fit_equals_single_process(
             gi.row_iterations, gi.n_clipped_low, gi.n_clipped_high, gi.empty_cells
         );
     }
+    // x_ref (the Gaussian average of the samples) on this rank's cells: the single process's, bit
+    // for bit (each cell's row of M and its order are the single process's)
+    for missing in [MissingData::PerRow, MissingData::ZeroFill] {
+        let got = d.x_ref(world, &rows_of(mine), missing).unwrap();
+        let want = single.x_ref(&rows_of(&global), missing).unwrap();
+        for r in 0..b {
+            for (j, &c) in index.iter().enumerate() {
+                let (g, w) = (got[r * k + j], want[r * k_all + c]);
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "{name}x_ref ({missing:?}), row {r}, cell {}: {g} against {w}",
+                    ids[c]
+                );
+            }
+        }
+    }
+    // rows differing between ranks: an error on every rank
+    if size > 1 {
+        let rows = if me == 0 { rows_of(mine) } else { rows_of(mine)[..mine.len()].to_vec() };
+        let r = d.x_ref(world, &rows, MissingData::PerRow);
+        assert!(matches!(&r, Err(Error::InvalidParameter { name: "val", .. })), "{name}x_ref: {:?}", r.err());
+    }
 }
 
 /// Bad input to a distributed fit on one rank: a clear error on every rank, never a hang; and a

@@ -10,7 +10,7 @@ use super::{check_parameters, check_samples, collective};
 use crate::backend::LEFT_OUT;
 use crate::error::{Error, Result};
 use crate::geometry::Grid;
-use crate::operator::{Area, Params, PsfResampler, NO_REQUESTED_CELL_KEPT};
+use crate::operator::{Area, LinkParts, Params, PsfResampler, NO_REQUESTED_CELL_KEPT};
 use crate::real::Real;
 use crate::sparse::{CellLinks, SampleLinks};
 use mpi::datatype::{Partition, PartitionMut};
@@ -271,23 +271,27 @@ impl<F: Real> DistributedResampler<F> {
             ..params.clone()
         };
         let (llon, llat): (Vec<f64>, Vec<f64>) = local.iter().map(|s| (s.1, s.2)).unzip();
+        let global: Vec<u64> = local.iter().map(|s| s.0).collect();
+        // (the temporaries go before the local operator takes its memory)
+        drop((local, ghosts, parent));
         let (op, none_here) = match PsfResampler::<F>::new(&llon, &llat, &lp) {
             Ok(op) => (Ok(Some(op)), None),
             Err(e) if no_cell_here(&e) => (Ok(None), Some(e)),
             Err(e) => (Err(e), None),
         };
+        drop(lp);
         let op = collective(comm, op)?;
-        let global: Vec<u64> = local.iter().map(|s| s.0).collect();
         let n_ghosts = global.len() - used.len();
         let part =
             Part { global: &global, lon: &llon, lat: &llat, rank, rank_of: &rank_of, offset, own_cells: &own_cells };
-        let (mut d, links) = match op {
-            Some(op) => Self::extract(&op, part, used, lon_deg.len(), n_ghosts),
+        let local = match op {
+            Some(op) => Self::extract(op, part, used, lon_deg.len(), n_ghosts),
             None => {
                 let area: Vec<F> = (0..used.len()).map(|j| F::from_f64(area(j))).collect();
-                Self::unlinked(params.npt, rank, offset, used, lon_deg.len(), area)
+                Ok(Self::unlinked(params.npt, rank, offset, used, lon_deg.len(), area))
             }
         };
+        let (mut d, links) = collective(comm, local)?;
         d.starts = starts;
         d.n_total = total as usize;
         d.solve = Some(super::solve::SolveData::new(comm, &d, links)?);
@@ -343,34 +347,38 @@ impl<F: Real> DistributedResampler<F> {
     }
 
     /// This rank's part of the operator built on its own and ghost samples, and its links in
-    /// local indices.
+    /// local indices: moved out of the local operator and compacted in place (no second copy).
     fn extract(
-        op: &PsfResampler<F>,
+        op: PsfResampler<F>,
         part: Part<'_>,
         used: Vec<usize>,
         n: usize,
         ghosts: usize,
-    ) -> (Self, LocalLinks<F>) {
+    ) -> Result<(Self, LocalLinks<F>)> {
         let Part { global, rank, offset, .. } = part;
-        let ids = op.cell_ids();
         // the global index of the sample at each of the operator's positions (one gather: the
         // positions follow the cells, the local samples the global order)
         let at: Vec<u64> = op.sample_order().par_iter().map(|&s| global[s as usize]).collect();
-        let owner = owners(op, &part, &at);
-        let owned: Vec<usize> = (0..ids.len()).filter(|&c| owner[c] == rank).collect();
-        let (samples, sample_order, d_m, area, ghost_cells) = own_links(op, &at, offset, &owner, &owned, used.len());
-        let (cells, ghost_samples) = owned_rows(op, &at, offset, used.len(), &sample_order, &owned);
+        let owner = owners(&op, &part, &at);
+        let owned: Vec<usize> = (0..op.k()).filter(|&c| owner[c] == rank).collect();
+        let uncomputable = (op.uncomputable_cells().iter())
+            .filter_map(|&c| owned.binary_search(&(c as usize)).ok().map(|i| i as u32))
+            .collect();
+        let npt = op.npt();
+        let LinkParts { cell_ids, samples, cells, d_m, area, dx } = op.into_links()?;
+        let own = OwnSamples { at: &at, offset, n_used: used.len() };
+        let (samples, sample_order, d_m, area, ghost_cells) =
+            own_links(samples, d_m, &area, &cell_ids, &own, &owner, &owned);
+        let (cells, ghost_samples) = owned_rows(cells, &own, &owned);
         let d = DistributedResampler {
             rank,
             n,
             offset,
             used,
-            npt: op.npt(),
-            cell_ids: owned.iter().map(|&c| ids[c]).collect(),
-            dx: owned.iter().map(|&c| op.cell_weight()[c]).collect(),
-            uncomputable: (op.uncomputable_cells().iter())
-                .filter_map(|&c| owned.binary_search(&(c as usize)).ok().map(|i| i as u32))
-                .collect(),
+            npt,
+            cell_ids: owned.iter().map(|&c| cell_ids[c]).collect(),
+            dx: owned.iter().map(|&c| dx[c]).collect(),
+            uncomputable,
             sample_order,
             d_m,
             area,
@@ -381,7 +389,7 @@ impl<F: Real> DistributedResampler<F> {
             solve: None,
             fill: None,
         };
-        (d, LocalLinks { samples, cells, ghost_samples })
+        Ok((d, LocalLinks { samples, cells, ghost_samples }))
     }
 
     /// This rank in the communicator.
@@ -541,37 +549,54 @@ fn claim_unlinked<F: Real>(
     }
 }
 
+/// Which of the local operator's sample positions are this rank's own samples.
+struct OwnSamples<'a> {
+    /// the global index of the sample at each position
+    at: &'a [u64],
+    /// this rank's first global index, and its used samples
+    offset: u64,
+    n_used: usize,
+}
+
+impl OwnSamples<'_> {
+    /// The used sample (index into `used`) at position p, if it is this rank's.
+    fn row(&self, p: usize) -> Option<u32> {
+        let g = self.at[p];
+        (g >= self.offset && g < self.offset + self.n_used as u64).then(|| (g - self.offset) as u32)
+    }
+}
+
 /// Links of this rank's samples (rows in the operator's sample order: by cell, so that the
 /// products read nearby memory as in one process) in local cell indices, their rows' used samples,
-/// distances and areas (as `used`), and the ghost cells they link to by (owner, id).
+/// distances and areas (as `used`), and the ghost cells they link to by (owner, id). The operator's
+/// links and distances are compacted in place (this rank's rows keep their order; a row never moves
+/// up past one not yet read).
 #[allow(clippy::type_complexity)]
 fn own_links<F: Real>(
-    op: &PsfResampler<F>,
-    at: &[u64],
-    offset: u64,
+    samples: SampleLinks<F>,
+    mut d_m: Vec<F>,
+    op_area: &[F],
+    ids: &[u64],
+    own: &OwnSamples<'_>,
     owner: &[usize],
     owned: &[usize],
-    n_used: usize,
 ) -> (SampleLinks<F>, Vec<u32>, Vec<F>, Vec<F>, Vec<(usize, u64)>) {
-    let (ids, npt, sl) = (op.cell_ids(), op.npt(), op.host_samples());
-    let own_row = |p: usize| (at[p] >= offset && at[p] < offset + n_used as u64).then_some((at[p] - offset) as u32);
+    let SampleLinks { npt, mut hi, mut mt } = samples;
+    let n_used = own.n_used;
     // the local index of each owned cell; each ghost cell gets one in the order first met, made
     // its place among the ghosts by (owner, id) once all are known
     let mut local = vec![-1i32; ids.len()];
     owned.iter().enumerate().for_each(|(i, &c)| local[c] = i as i32);
     let k = owned.len();
     let mut ghost: Vec<(usize, u64, usize)> = Vec::new();
-    let (d_all, op_area) = (op.host_d_m(), op.try_host_area().expect("a host operator"));
-    let mut hi = Vec::with_capacity(n_used * npt);
-    let (mut mt, mut d_m) = (Vec::with_capacity(n_used * npt), Vec::with_capacity(n_used * npt));
     let (mut rows, mut area) = (Vec::with_capacity(n_used), vec![F::ZERO; n_used]);
     for (p, &a) in op_area.iter().enumerate() {
-        let Some(j) = own_row(p) else { continue };
+        let Some(j) = own.row(p) else { continue };
+        let (from, to) = (p * npt, rows.len() * npt);
         rows.push(j);
         area[j as usize] = a;
-        let at = p * npt..(p + 1) * npt;
-        for &h in &sl.hi[at.clone()] {
-            hi.push(match h {
+        for t in 0..npt {
+            hi[to + t] = match hi[from + t] {
                 -1 => -1,
                 h if local[h as usize] >= 0 => local[h as usize],
                 h => {
@@ -579,11 +604,17 @@ fn own_links<F: Real>(
                     ghost.push((owner[h as usize], ids[h as usize], ghost.len()));
                     local[h as usize]
                 }
-            });
+            };
         }
-        mt.extend_from_slice(&sl.mt[at.clone()]);
-        d_m.extend_from_slice(&d_all[at]);
+        if from != to {
+            mt.copy_within(from..from + npt, to);
+            d_m.copy_within(from..from + npt, to);
+        }
     }
+    let len = rows.len() * npt;
+    hi.truncate(len);
+    mt.truncate(len);
+    d_m.truncate(len);
     ghost.sort_unstable();
     let mut place = vec![0i32; ghost.len()];
     ghost.iter().enumerate().for_each(|(i, &(_, _, first))| place[first] = (k + i) as i32);
@@ -593,53 +624,49 @@ fn own_links<F: Real>(
 }
 
 /// The owned cells' rows of M (the single-process operator's, in its order) in local sample
-/// indices — this rank's rows (`rows`: the used sample of each), then the ghost samples by global
-/// index — and those ghosts' global indices.
-fn owned_rows<F: Real>(
-    op: &PsfResampler<F>,
-    at: &[u64],
-    offset: u64,
-    n_used: usize,
-    rows: &[u32],
-    owned: &[usize],
-) -> (CellLinks<F>, Vec<u64>) {
-    let links = op.host_cells();
+/// indices — this rank's rows (its positions in order), then the ghost samples by global index —
+/// and those ghosts' global indices. The operator's rows are compacted in place (owned cells
+/// ascending: a row never moves up past one not yet read).
+fn owned_rows<F: Real>(links: CellLinks<F>, own: &OwnSamples<'_>, owned: &[usize]) -> (CellLinks<F>, Vec<u64>) {
+    let CellLinks { ptr: all_ptr, mut sample, mut m } = links;
+    let n_used = own.n_used;
     // the local index of each of the operator's sample positions: this rank's rows first (its
     // positions in order: the rows were made so); the ghosts' (`LEFT_OUT` until known) once the
     // rows of M have named them
     let mut next = 0u32;
-    let mut local: Vec<u32> = at
-        .iter()
-        .map(|&g| {
-            if g >= offset && g < offset + n_used as u64 {
+    let mut local: Vec<u32> = (0..own.at.len())
+        .map(|p| match own.row(p) {
+            Some(_) => {
                 next += 1;
                 next - 1
-            } else {
-                LEFT_OUT
             }
+            None => LEFT_OUT,
         })
         .collect();
-    debug_assert_eq!(next as usize, rows.len());
     // one pass: a ghost gets a provisional index (n_used + the order first met), made its place
     // among the ghosts by global index once all are known
     let mut ghost: Vec<(u64, u32)> = Vec::new();
     let mut ptr = Vec::with_capacity(owned.len() + 1);
     ptr.push(0);
-    let nnz = owned.iter().map(|&c| links.ptr()[c + 1] - links.ptr()[c]).sum();
-    let (mut sample, mut m) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
+    let mut to = 0;
     for &c in owned {
-        let q = links.ptr()[c]..links.ptr()[c + 1];
-        for &p in &links.sample()[q.clone()] {
-            let l = &mut local[p as usize];
+        let q = all_ptr[c]..all_ptr[c + 1];
+        for (i, from) in q.clone().enumerate() {
+            let l = &mut local[sample[from] as usize];
             if *l == LEFT_OUT {
                 *l = (n_used + ghost.len()) as u32;
-                ghost.push((at[p as usize], *l));
+                ghost.push((own.at[sample[from] as usize], *l));
             }
-            sample.push(*l);
+            sample[to + i] = *l;
         }
-        m.extend_from_slice(&links.m_values()[q]);
-        ptr.push(sample.len());
+        if q.start != to {
+            m.copy_within(q.clone(), to);
+        }
+        to += q.len();
+        ptr.push(to);
     }
+    sample.truncate(to);
+    m.truncate(to);
     ghost.sort_unstable();
     let mut place = vec![0u32; ghost.len()];
     ghost.iter().enumerate().for_each(|(i, &(_, first))| place[first as usize - n_used] = (n_used + i) as u32);

@@ -14,11 +14,11 @@ use crate::backend::cpu::{Cpu, Ranks};
 use crate::backend::{Axis, RowFacts, LEFT_OUT};
 use crate::error::{Error, Result};
 use crate::operator::fit::{
-    area_sums, expand_rows, first_infinite, mean_of, resample_rows, residual_sums, rms_of, solve_rows, without_data,
-    EmptyRule, Side, Solved,
+    area_sums, expand_rows, first_infinite, mean_of, reference_rows, resample_rows, residual_sums, rms_of, solve_rows,
+    without_data, EmptyRule, Side, Solved,
 };
 use crate::real::Real;
-use crate::solver::{EmptyCells, Fit, FitOptions};
+use crate::solver::{EmptyCells, Fit, FitOptions, MissingData};
 use crate::sparse::{CellLinks, SampleLinks};
 use mpi::collective::SystemOperation;
 use mpi::traits::{Communicator, CommunicatorCollectives};
@@ -305,6 +305,34 @@ impl<F: Real> DistributedResampler<F> {
         let ranks = OnRanks { comm, data: self.data() };
         let infinite = || Self::infinite(comm, hval, Axis::Cells(k), "hval");
         resample_rows(&self.backend(&ranks), hval, b, k, self.samples_axis(), &infinite)
+    }
+
+    /// The Gaussian average of the samples' values on this rank's cells, `x_ref = y0·M` (NaN
+    /// samples as zeros, or with [`MissingData::PerRow`] each row renormalised over its valid
+    /// samples): the single-process [`crate::PsfResampler::x_ref`] of the union, each rank getting
+    /// the rows of its own cells (B × `cell_ids().len()`; all NaN in a row without a valid sample).
+    /// `val` is B × `n()` as for [`DistributedResampler::fit`]. Collective.
+    pub fn x_ref<C: Communicator>(&self, comm: &C, val: &[F], missing: MissingData) -> Result<Vec<F>> {
+        let (n, k) = (self.n(), self.cell_ids().len());
+        let local = if val.is_empty() || !val.len().is_multiple_of(n) {
+            Err(Error::LengthMismatch { what: "val", expected: n, got: val.len() })
+        } else {
+            Ok(val.len() / n)
+        };
+        let b = collective(comm, local)?;
+        // decided from the gathered counts: the same on every rank
+        let all = all_gather_varcount(comm, &[b as u64]);
+        if let Some(r) = all.iter().position(|x| x[0] != all[0][0]) {
+            let why =
+                format!("every rank must pass the same rows: rank {r} passed {}, rank 0 {}", all[r][0], all[0][0]);
+            return Err(Error::param("val", b, why));
+        }
+        let ranks = OnRanks { comm, data: self.data() };
+        let axis = self.samples_axis();
+        let infinite = || Self::infinite(comm, val, axis, "val");
+        let per_row = missing == MissingData::PerRow;
+        let (x, sel) = reference_rows(&self.backend(&ranks), val, axis, k, self.n_total, per_row, &infinite)?;
+        Ok(expand_rows(x, b, k, &sel))
     }
 
     /// Fits, collectively on every rank, the field of the union of the ranks' samples that best

@@ -79,22 +79,12 @@ impl<F: Real> PsfResampler<F> {
     pub fn x_ref(&self, val: &[F], missing: MissingData) -> Result<Vec<F>> {
         let b = rows_of(val.len(), self.n, "val")?;
         let per_row = missing == MissingData::PerRow;
+        let (axis, k, n_used) = (self.samples_axis(), self.k(), self.n_used());
+        let infinite = || infinite_error(val, axis, "val");
         let (x, sel) = with_threads(self.cfg.num_threads, || {
-            with_backend!(&self.placed, self.cpu(), |be| self.x_ref_on(be, val, per_row))
+            with_backend!(&self.placed, self.cpu(), |be| reference_rows(be, val, axis, k, n_used, per_row, &infinite))
         })??;
         Ok(expand_rows(x, b, self.k(), &sel))
-    }
-
-    /// x_ref of the rows with data, as rows, and those rows.
-    fn x_ref_on<B: Backend<F>>(&self, be: &B, val: &[F], per_row: bool) -> Result<(Vec<F>, Vec<usize>)> {
-        let g = self.gather_samples(be, val, val.len() / self.n, true, per_row)?;
-        let rows = Rows::of(&g.facts, self.n_used(), per_row);
-        if rows.sel.is_empty() {
-            return Ok((Vec::new(), rows.sel));
-        }
-        let (y0, valid) = rows.pick(be, g)?;
-        let x = solver::reference_field(be, y0, valid, &rows.masked)?;
-        Ok((be.scatter(&x, rows.sel.len(), Axis::Cells(self.k()))?, rows.sel))
     }
 
     /// Values at the samples of B cell fields: `hval·MT`, each sample's normalised Gaussian
@@ -500,6 +490,27 @@ pub(crate) fn resample_rows<F: Real, B: Backend<F>>(
     let mut out = be.zeros(samples.elements() * b)?;
     be.mt(&g.vals, b, &mut out, None, None)?;
     be.scatter(&out, b, samples)
+}
+
+/// x_ref (`y0·M`, per-row renormalised where `per_row`) of the rows of `val` with a valid sample
+/// (on `axis`; `n_used` samples in all), as rows of `k` cells, and those rows.
+pub(crate) fn reference_rows<F: Real, B: Backend<F>>(
+    be: &B,
+    val: &[F],
+    axis: Axis<'_>,
+    k: usize,
+    n_used: usize,
+    per_row: bool,
+    infinite: &dyn Fn() -> Error,
+) -> Result<(Vec<F>, Vec<usize>)> {
+    let g = gather_finite(be, val, val.len() / axis.width(), axis, true, per_row, infinite)?;
+    let rows = Rows::of(&g.facts, n_used, per_row);
+    if rows.sel.is_empty() {
+        return Ok((Vec::new(), rows.sel));
+    }
+    let (y0, valid) = rows.pick(be, g)?;
+    let x = solver::reference_field(be, y0, valid, &rows.masked)?;
+    Ok((be.scatter(&x, rows.sel.len(), Axis::Cells(k))?, rows.sel))
 }
 
 /// `(Σ v·a, Σ a)` over the valid values `v = row[i]` of the samples `(i, a)` (caller's index,

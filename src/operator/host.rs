@@ -115,3 +115,35 @@ impl<F: Real> PsfResampler<F> {
         get_or_try(cell, || self.placed.values(which)).map(Vec::as_slice)
     }
 }
+
+/// An operator's links, distances, areas and cells moved out of it: for a caller that keeps a part
+/// of them and drops the rest (the distributed build, feature `mpi`) without holding two copies.
+#[allow(dead_code)]
+pub(crate) struct LinkParts<F: Real> {
+    pub cell_ids: Vec<u64>,
+    pub samples: SampleLinks<F>,
+    pub cells: CellLinks<F>,
+    pub d_m: Vec<F>,
+    pub area: Vec<F>,
+    pub dx: Vec<F>,
+}
+
+impl<F: Real> PsfResampler<F> {
+    /// The operator's links and weights, moved out (a device operator's copied from the device).
+    /// Errors: a copy from the device failed.
+    #[allow(dead_code)]
+    pub(crate) fn into_links(mut self) -> crate::Result<LinkParts<F>> {
+        self.try_host_cells()?;
+        let _ = (get_or_try(&self.host.samples, || self.placed.sample_links())?, self.try_host_area()?);
+        let _ = (
+            self.host_values(&self.host.d_m, DeviceValues::DistM)?,
+            self.host_values(&self.host.dx, DeviceValues::Dx)?,
+        );
+        let h = &mut self.host;
+        let taken = (h.samples.take(), h.cells.take(), h.d_m.take(), h.area.take(), h.dx.take());
+        let (Some(samples), Some(cells), Some(d_m), Some(area), Some(dx)) = taken else {
+            unreachable!("each set above")
+        };
+        Ok(LinkParts { cell_ids: std::mem::take(&mut self.cell_ids), samples, cells, d_m, area, dx })
+    }
+}

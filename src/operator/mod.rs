@@ -21,6 +21,10 @@ mod search;
 
 pub(crate) use area::spacing as spacing_areas;
 pub use file::{saved_file_precision, saved_precision, FORMAT_VERSION};
+// for the distributed build (feature `mpi`)
+#[allow(unused_imports)]
+pub(crate) use host::LinkParts;
+#[allow(unused_imports)]
 pub(crate) use nearest::nearest_of as nearest_samples_of;
 
 use crate::backend::{self, ConstructArgs, Constructed, Device, Placed, Target};

@@ -33,10 +33,10 @@ struct Buckets<'a> {
 }
 
 /// The (squared chord distance, caller's index) of the sample nearest to each point (unit
-/// vectors). `smp` must hold at least one sample.
+/// vectors); (+∞, `u32::MAX`) where there is no sample.
 pub(crate) fn nearest_samples(smp: &Samples, points: &[[f64; 3]]) -> Vec<(f64, u32)> {
-    if points.is_empty() {
-        return Vec::new();
+    if smp.n() == 0 || points.is_empty() {
+        return vec![(f64::INFINITY, u32::MAX); points.len()];
     }
     let buckets = Buckets::new(smp);
     points.par_iter().map(|p| buckets.nearest(p)).collect()
@@ -44,6 +44,7 @@ pub(crate) fn nearest_samples(smp: &Samples, points: &[[f64; 3]]) -> Vec<(f64, u
 
 /// [`nearest_samples`] of samples given by their coordinates (degrees), hashed on `grid`: the
 /// (squared chord distance, index into `lon`) of the nearest to each point.
+#[allow(dead_code)] // the distributed build's (feature `mpi`)
 pub(crate) fn nearest_of(grid: &Grid, lon: &[f64], lat: &[f64], points: &[[f64; 3]]) -> Vec<(f64, u32)> {
     if points.is_empty() {
         return Vec::new();
@@ -159,6 +160,8 @@ mod tests {
             state ^= state << 17;
             (state >> 11) as f64 / (1u64 << 53) as f64
         };
+        let grid = Grid::new(8, true, Default::default()).unwrap();
+        assert_eq!(nearest_of(&grid, &[], &[], &[[1.0, 0.0, 0.0]]), vec![(f64::INFINITY, u32::MAX)], "no sample");
         for (level, n, spread) in [(10u8, 3000usize, 3.0), (6, 500, 180.0), (12, 40, 0.01), (3, 1, 1.0)] {
             let grid = Grid::new(level, true, Default::default()).unwrap();
             let mut lon: Vec<f64> = (0..n).map(|_| 20.0 + spread * (next() - 0.5)).collect();

@@ -218,7 +218,7 @@ pub struct RegridArgs {
     /// Run as an MPI program, `mpirun -np P healpix-psf regrid --distributed …` (a build with
     /// `--features cli,mpi`): each rank reads the inputs and passes the points of its tile of the
     /// grid (blocks of a 2-D grid, runs of a list of points) to the distributed operator and fits;
-    /// rank 0 writes the same files one process writes. Not with --x0 yet.
+    /// rank 0 writes the same files one process writes.
     #[arg(long)]
     pub distributed: bool,
 }
@@ -361,9 +361,6 @@ fn params(a: &RegridArgs, level: Level) -> Result<Params, CliError> {
 
 /// Checks the option values and the paths, and expands the inputs (globs) into jobs.
 pub fn plan(a: &RegridArgs) -> Result<Plan, CliError> {
-    if a.distributed && a.x0.is_some() {
-        return Err(usage("--x0 is not available with --distributed yet".into()));
-    }
     let level = level(&a.level)?;
     let params = params(a, level)?;
     let fit = fit_options(a)?;

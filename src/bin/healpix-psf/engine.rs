@@ -4,7 +4,7 @@
 //! decisions after a fit; only the root writes.
 
 use crate::CliError;
-use healpix_psf::{Fit, FitOptions, Params, PsfResampler, Real};
+use healpix_psf::{Fit, FitOptions, MissingData, Params, PsfResampler, Real};
 
 /// How this run is carried out.
 pub enum Run {
@@ -70,12 +70,12 @@ impl<F: Real> Engine<F> {
         }
     }
 
-    /// The single-process operator (for what is not distributed).
-    pub fn single(&self) -> Option<&PsfResampler<F>> {
+    /// The Gaussian average of B rows of N values on every cell (`x_ref`).
+    pub fn x_ref(&self, v: &[F], missing: MissingData) -> Result<Vec<F>, healpix_psf::Error> {
         match self {
-            Engine::Single(op) => Some(op),
+            Engine::Single(op) => op.x_ref(v, missing),
             #[cfg(feature = "mpi")]
-            Engine::Tiles(_) => None,
+            Engine::Tiles(t) => t.x_ref(v, missing),
         }
     }
 

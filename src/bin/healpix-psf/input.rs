@@ -276,7 +276,7 @@ fn cells_in(file: &netcdf::File, path: &str) -> Result<Cells, CliError> {
 /// A previous output's field `var` (B×K) on its cells, for a warm start.
 pub fn field_on_cells(path: &str, var: &str) -> Result<(Vec<u64>, Vec<f64>), CliError> {
     let file = open(path)?;
-    let ids = cells_in(&file, path)?.ids;
+    let ids = cells_in(&file, path).map_err(|e| CliError(format!("--x0 {}", e.0)))?.ids;
     let v = file.variable(var).ok_or_else(|| CliError(format!("{path}: no variable '{var}' to start from (--x0)")))?;
     let x: Vec<f64> = v.get_values(..).map_err(|e| damaged(path, var, e))?;
     Ok((ids, x))

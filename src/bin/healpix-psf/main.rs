@@ -29,7 +29,7 @@ use args::{AreaArg, Dtype, Job, Level, Plan, RegridArgs};
 use clap::Parser;
 use engine::{Engine, Run};
 use healpix_psf::geometry::Grid;
-use healpix_psf::{kernel, valid_samples, Area, FitInfo, FitOptions, PsfResampler, Real};
+use healpix_psf::{kernel, valid_samples, Area, FitInfo, FitOptions, Real};
 use input::Input;
 use netcdf::AttributeValue;
 use output::{Diag, DiagValues};
@@ -395,29 +395,25 @@ fn options<F: Real>(o: &FitOptions<f64>) -> FitOptions<F> {
 
 /// The fit's start from an earlier field (cell ids, B×K values): its update over x_ref.
 fn start_from<F: Real>(
-    op: &PsfResampler<F>,
+    engine: &Engine<F>,
     v: &[F],
+    rows: usize,
     opts: &FitOptions<F>,
     start: &(Vec<u64>, Vec<f64>),
 ) -> Result<Vec<F>, CliError> {
     let (ids, prev) = start;
-    if ids.as_slice() != op.cell_ids() {
+    let k = engine.cell_ids().len();
+    if ids.as_slice() != engine.cell_ids() {
         return Err(CliError(format!(
-            "--x0: its {} cells are not this operator's {} (regrid with --cells on that file)",
-            ids.len(),
-            op.k()
+            "--x0: its {} cells are not this operator's {k} (regrid with --cells on that file)",
+            ids.len()
         )));
     }
-    if prev.len() != v.len() / op.n() * op.k() {
-        return Err(CliError(format!(
-            "--x0: {} values, not {} rows of {} cells",
-            prev.len(),
-            v.len() / op.n(),
-            op.k()
-        )));
+    if prev.len() != rows * k {
+        return Err(CliError(format!("--x0: {} values, not {rows} rows of {k} cells", prev.len())));
     }
     // the fit's unknown is the update of x_ref, the Gaussian average of the valid points
-    let x_ref = op.x_ref(v, opts.missing).map_err(|e| CliError(e.to_string()))?;
+    let x_ref = engine.x_ref(v, opts.missing).map_err(|e| CliError(e.to_string()))?;
     Ok(prev
         .iter()
         .zip(&x_ref)
@@ -438,9 +434,11 @@ fn fit<F: Real>(
     let t = Instant::now();
     let v: Vec<F> = input.values.iter().map(|&x| F::from_f64(x)).collect();
     let mut opts = options::<F>(&plan.fit);
-    let single = || op.engine.single().ok_or_else(|| CliError("--x0 is not distributed yet".into()));
-    opts.x0 =
-        start.map(|s| start_from(single()?, &v, &opts, s)).transpose().map_err(|e| CliError(format!("{at}: {e}")))?;
+    let rows = input.b();
+    opts.x0 = start
+        .map(|s| start_from(&op.engine, &v, rows, &opts, s))
+        .transpose()
+        .map_err(|e| CliError(format!("{at}: {e}")))?;
     let fit = op.engine.fit(&v, &opts).map_err(|e| CliError(format!("{at}: {e}")))?;
     drop(v);
     let info = fit.info.expect("asked for");

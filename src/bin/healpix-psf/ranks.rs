@@ -9,7 +9,7 @@
 
 use crate::CliError;
 use healpix_psf::distributed::{collective_with, tile, DistributedResampler};
-use healpix_psf::{Area, Fit, FitOptions, Params, Real};
+use healpix_psf::{Area, Fit, FitOptions, MissingData, Params, Real};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::Communicator;
 
@@ -80,14 +80,43 @@ impl<F: Real> Tiles<F> {
         &self.ids
     }
 
-    /// The distributed fit of this rank's tile of the B rows of N values `v`, and the whole field
-    /// gathered onto every rank. Collective.
-    pub fn fit(&self, v: &[F], opts: &FitOptions<F>) -> Result<Fit<F>, healpix_psf::Error> {
+    /// This rank's tile of the B rows of N values `v`.
+    fn mine(&self, v: &[F]) -> Vec<F> {
         let rows = v.len() / self.n.max(1);
-        let mine: Vec<F> = (0..rows).flat_map(|r| self.tile.iter().map(move |&i| v[r * self.n + i])).collect();
-        let fit = self.op.fit(&self.comm, &mine, opts)?;
+        (0..rows).flat_map(|r| self.tile.iter().map(move |&i| v[r * self.n + i])).collect()
+    }
+
+    /// The distributed fit of this rank's tile of the B rows of N values `v` (`x0`, if any, on
+    /// every cell), and the whole field gathered onto every rank. Collective.
+    pub fn fit(&self, v: &[F], opts: &FitOptions<F>) -> Result<Fit<F>, healpix_psf::Error> {
+        let own_x0;
+        let opts = match &opts.x0 {
+            Some(x0) => {
+                // this rank's cells' values of every row
+                let k_all = self.ids.len().max(1);
+                let at: Vec<usize> = self
+                    .op
+                    .cell_ids()
+                    .iter()
+                    .map(|c| self.ids.binary_search(c).expect("a cell of the operator"))
+                    .collect();
+                let rows = x0.len() / k_all;
+                let x0 = (0..rows).flat_map(|r| at.iter().map(move |&c| x0[r * k_all + c])).collect();
+                own_x0 = FitOptions { x0: Some(x0), ..opts.clone() };
+                &own_x0
+            }
+            None => opts,
+        };
+        let fit = self.op.fit(&self.comm, &self.mine(v), opts)?;
         let (ids, hval) = self.op.gather_all(&self.comm, &fit.hval)?;
         debug_assert_eq!(ids, self.ids);
         Ok(Fit { hval, rows: fit.rows, info: fit.info })
+    }
+
+    /// The Gaussian average of the points' values on every cell (the distributed `x_ref`),
+    /// gathered onto every rank. Collective.
+    pub fn x_ref(&self, v: &[F], missing: MissingData) -> Result<Vec<F>, healpix_psf::Error> {
+        let x = self.op.x_ref(&self.comm, &self.mine(v), missing)?;
+        Ok(self.op.gather_all(&self.comm, &x)?.1)
     }
 }
