@@ -296,6 +296,18 @@ impl<F: Real> DistributedResampler<F> {
         }
     }
 
+    /// The rows of `len` values of this rank's samples (an error on every rank where a rank's
+    /// length is not a multiple of its samples). Collective.
+    fn sample_rows<C: Communicator>(&self, comm: &C, len: usize) -> Result<usize> {
+        let n = self.n();
+        let local = if len == 0 || !len.is_multiple_of(n) {
+            Err(Error::LengthMismatch { what: "val", expected: n, got: len })
+        } else {
+            Ok(len / n)
+        };
+        collective(comm, local)
+    }
+
     /// Values at this rank's samples of B cell fields given on the cells each rank owns (B ×
     /// `cell_ids().len()`, row-major): the single-process [`crate::PsfResampler::resample`] of the
     /// whole field, each rank getting its own samples' values (B × `n()`, NaN at samples left out
@@ -313,13 +325,8 @@ impl<F: Real> DistributedResampler<F> {
     /// the rows of its own cells (B × `cell_ids().len()`; all NaN in a row without a valid sample).
     /// `val` is B × `n()` as for [`DistributedResampler::fit`]. Collective.
     pub fn x_ref<C: Communicator>(&self, comm: &C, val: &[F], missing: MissingData) -> Result<Vec<F>> {
-        let (n, k) = (self.n(), self.cell_ids().len());
-        let local = if val.is_empty() || !val.len().is_multiple_of(n) {
-            Err(Error::LengthMismatch { what: "val", expected: n, got: val.len() })
-        } else {
-            Ok(val.len() / n)
-        };
-        let b = collective(comm, local)?;
+        let k = self.cell_ids().len();
+        let b = self.sample_rows(comm, val.len())?;
         // decided from the gathered counts: the same on every rank
         let all = all_gather_varcount(comm, &[b as u64]);
         if let Some(r) = all.iter().position(|x| x[0] != all[0][0]) {
@@ -367,12 +374,7 @@ impl<F: Real> DistributedResampler<F> {
             None => opts,
         };
         let (n, k) = (self.n(), self.cell_ids().len());
-        let local = if val.is_empty() || !val.len().is_multiple_of(n) {
-            Err(Error::LengthMismatch { what: "val", expected: n, got: val.len() })
-        } else {
-            Ok(val.len() / n)
-        };
-        let b = collective(comm, local)?;
+        let b = self.sample_rows(comm, val.len())?;
         super::check_fit_options(comm, b, k, opts)?;
         let nonzero = opts.x0.as_ref().is_some_and(|x0| x0.iter().any(|&v| v != F::ZERO));
         let mut any = 0u8;
