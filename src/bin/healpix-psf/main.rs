@@ -151,7 +151,7 @@ fn regrid<F: Real>(a: &RegridArgs, plan: &Plan, log: &Log, how: &Run) -> Result<
     let points = how.agree(survey(a, plan, &first, log))?;
     how.agree(check_png_row(a, plan, &points))?;
     let op = operator::<F>(a, plan, &first, &points, log, how)?;
-    let start = a.x0.as_deref().map(|p| input::field_on_cells(p, &a.var)).transpose()?;
+    let start = how.agree(a.x0.as_deref().map(|p| input::field_on_cells(p, &a.var)).transpose())?;
     let mut cached = Some(first);
     let total: usize = plan.jobs.iter().map(|j| j.inputs.len()).sum();
     let mut done = 0;
