@@ -359,14 +359,14 @@ impl<F: Real> DistributedResampler<F> {
         // the global index of the sample at each of the operator's positions (one gather: the
         // positions follow the cells, the local samples the global order)
         let at: Vec<u64> = op.sample_order().par_iter().map(|&s| global[s as usize]).collect();
-        let owner = owners(&op, &part, &at);
+        let own = OwnSamples { at: &at, offset, n_used: used.len() };
+        let owner = owners(&op, &part, &own);
         let owned: Vec<usize> = (0..op.k()).filter(|&c| owner[c] == rank).collect();
         let uncomputable = (op.uncomputable_cells().iter())
             .filter_map(|&c| owned.binary_search(&(c as usize)).ok().map(|i| i as u32))
             .collect();
         let npt = op.npt();
         let LinkParts { cell_ids, samples, cells, d_m, area, dx } = op.into_links()?;
-        let own = OwnSamples { at: &at, offset, n_used: used.len() };
         let (samples, sample_order, d_m, area, ghost_cells) =
             own_links(samples, d_m, &area, &cell_ids, &own, &owner, &owned);
         let (cells, ghost_samples) = owned_rows(cells, &own, &owned);
@@ -474,24 +474,19 @@ impl<F: Real> DistributedResampler<F> {
 
 /// The owner of each of the local operator's cells: the lowest rank with a sample inside it, else
 /// the lowest rank whose samples link to it (`usize::MAX` for a cell of neither kind).
-fn owners<F: Real>(op: &PsfResampler<F>, part: &Part<'_>, at: &[u64]) -> Vec<usize> {
-    let Part { lon, lat, rank, rank_of, offset, own_cells, .. } = *part;
+fn owners<F: Real>(op: &PsfResampler<F>, part: &Part<'_>, own: &OwnSamples<'_>) -> Vec<usize> {
+    let Part { lon, lat, rank, rank_of, own_cells, .. } = *part;
     let (ids, npt, grid) = (op.cell_ids(), op.npt(), op.grid());
-    let own = |g: u64| g >= offset && g < offset + own_cells.len() as u64;
-    let rank_at = |p: usize| if own(at[p]) { rank } else { rank_of(at[p]) };
+    let rank_at = |p: usize| if own.row(p).is_some() { rank } else { rank_of(own.at[p]) };
     let (order, hi) = (op.sample_order(), &op.host_samples().hi);
     // each sample's cell (this rank's hashed once already, the ghosts' now), by position: the
     // positions follow the samples' cells, so each search starts from the last one's answer
     let nested: Vec<u64> = order
         .par_iter()
-        .zip(at)
-        .map(|(&s, &g)| {
-            let s = s as usize;
-            if own(g) {
-                own_cells[(g - offset) as usize]
-            } else {
-                grid.hash_nested(lon[s], lat[s])
-            }
+        .enumerate()
+        .map(|(p, &s)| match own.row(p) {
+            Some(j) => own_cells[j as usize],
+            None => grid.hash_nested(lon[s as usize], lat[s as usize]),
         })
         .collect();
     let inside_cell: Vec<Option<usize>> = nested

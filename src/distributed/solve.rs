@@ -231,6 +231,20 @@ impl<C: Communicator, F: Real> Ranks<F> for OnRanks<'_, C, F> {
     }
 }
 
+/// The rows every rank passed, `rows` here (a rank owning no cell passes none and takes the others'
+/// count); an error on every rank where two ranks passed different nonzero counts. Collective.
+fn agreed_rows<C: Communicator>(comm: &C, rows: usize, what: &'static str) -> Result<usize> {
+    let all = all_gather_varcount(comm, &[rows as u64]);
+    let b = all.iter().map(|r| r[0]).max().unwrap_or(0) as usize;
+    // decided from the gathered counts: the same on every rank
+    match all.iter().position(|r| r[0] != 0 && r[0] as usize != b) {
+        Some(r) => {
+            Err(Error::param(what, rows, format!("every rank must pass the same rows: rank {r} passed {}", all[r][0])))
+        }
+        None => Ok(b),
+    }
+}
+
 /// What a fit returns and, when it was computed for the residual statistics, the fitted field
 /// resampled at this rank's samples.
 type FitAndBack<F> = (Fit<F>, Option<Vec<F>>);
@@ -282,18 +296,7 @@ impl<F: Real> DistributedResampler<F> {
             }
             (k, len) => Ok(len / k),
         };
-        let rows = collective(comm, local)?;
-        let all = all_gather_varcount(comm, &[rows as u64]);
-        let b = all.iter().map(|r| r[0]).max().unwrap_or(0) as usize;
-        // decided from the gathered counts: the same on every rank
-        match all.iter().position(|r| r[0] != 0 && r[0] as usize != b) {
-            Some(r) => Err(Error::param(
-                what,
-                rows,
-                format!("every rank must pass the same rows: rank {r} passed {}", all[r][0]),
-            )),
-            None => Ok(b),
-        }
+        agreed_rows(comm, collective(comm, local)?, what)
     }
 
     /// The rows of `len` values of this rank's samples (an error on every rank where a rank's
@@ -326,14 +329,7 @@ impl<F: Real> DistributedResampler<F> {
     /// `val` is B × `n()` as for [`DistributedResampler::fit`]. Collective.
     pub fn x_ref<C: Communicator>(&self, comm: &C, val: &[F], missing: MissingData) -> Result<Vec<F>> {
         let k = self.cell_ids().len();
-        let b = self.sample_rows(comm, val.len())?;
-        // decided from the gathered counts: the same on every rank
-        let all = all_gather_varcount(comm, &[b as u64]);
-        if let Some(r) = all.iter().position(|x| x[0] != all[0][0]) {
-            let why =
-                format!("every rank must pass the same rows: rank {r} passed {}, rank 0 {}", all[r][0], all[0][0]);
-            return Err(Error::param("val", b, why));
-        }
+        let b = agreed_rows(comm, self.sample_rows(comm, val.len())?, "val")?;
         let ranks = OnRanks { comm, data: self.data() };
         let axis = self.samples_axis();
         let infinite = || Self::infinite(comm, val, axis, "val");
