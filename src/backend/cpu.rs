@@ -22,6 +22,19 @@ use rayon::prelude::*;
 /// [`reduce`]'s tree).
 pub(crate) const CHUNK: usize = 2048;
 
+/// Asks the processor to bring the cache line holding `x` into its caches: a hint, with no effect
+/// on any result (nothing on other processors than x86-64).
+#[inline(always)]
+pub(crate) fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program sees and never faults.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((x as *const T).cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 /// The operator's host data as a backend.
 pub(crate) struct Cpu<'a, F: Real> {
     pub samples: &'a SampleLinks<F>,
@@ -121,11 +134,18 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
     }
 
     fn zeros(&self, len: usize) -> Result<Vec<F>> {
-        Ok(vec![F::ZERO; len])
+        // Written by the threads, not left to calloc's lazy zero pages: a block read before it is
+        // written (x in the first CG update) would map the shared zero page on the read, then take
+        // a second fault and a TLB shoot-down on the write (at B = 64 the first update took 13×
+        // the others on a 2-vCPU machine).
+        Ok((0..len).into_par_iter().map(|_| F::ZERO).collect())
     }
     fn copy_into(&self, dst: &mut Vec<F>, src: &Vec<F>) -> Result<()> {
-        dst.copy_from_slice(src);
+        dst.par_chunks_mut(CHUNK * 16).zip(src.par_chunks(CHUNK * 16)).for_each(|(d, s)| d.copy_from_slice(s));
         Ok(())
+    }
+    fn duplicate(&self, v: &Vec<F>, _len: usize) -> Result<Vec<F>> {
+        Ok(v.par_iter().copied().collect())
     }
     fn upload_mask(&self, m: Vec<u8>) -> Result<Vec<u8>> {
         Ok(m)
@@ -143,24 +163,28 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
     ) -> Result<Gathered<Vec<F>, Vec<u8>>> {
         axis.check_rows(v.len(), s)?;
         let all: Vec<usize> = (0..s).collect();
-        let (vals, valid, facts) = match axis {
+        // what the rows hold first (over every rank): the mask is made only if some row holds a
+        // NaN — the same decision on every rank — and is otherwise all ones, not worth its bytes
+        let facts = match axis {
+            Axis::Cells(0) => vec![RowFacts::default(); s],
+            Axis::Cells(k) => layout::row_facts(v, k, None),
+            Axis::Samples { position, .. } => layout::row_facts(v, position.len(), Some(position)),
+        };
+        let facts = match self.ranks {
+            Some(r) => r.facts(facts)?,
+            None => facts,
+        };
+        let mask = mask && facts.iter().any(|f| f.nan > 0);
+        let (vals, valid) = match axis {
             Axis::Cells(k) => {
                 let mut x = layout::interleave(v, k, &all);
                 let valid = mask.then(|| x.par_iter().map(|y| !y.is_nan() as u8).collect());
                 if zero_nan {
                     x.par_iter_mut().filter(|y| y.is_nan()).for_each(|y| *y = F::ZERO);
                 }
-                (x, valid, if k == 0 { vec![RowFacts::default(); s] } else { layout::row_facts(v, k, None) })
+                (x, valid)
             }
-            Axis::Samples { order, position } => {
-                let n = position.len();
-                let (x, valid) = layout::sample_block(v, n, &all, order, mask, zero_nan);
-                (x, valid, layout::row_facts(v, n, Some(position)))
-            }
-        };
-        let facts = match self.ranks {
-            Some(r) => r.facts(facts)?,
-            None => facts,
+            Axis::Samples { order, position } => layout::sample_block(v, position.len(), &all, order, mask, zero_nan),
         };
         Ok(Gathered { vals, valid, facts })
     }
@@ -209,11 +233,23 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         if !cg.is_some_and(HostScalars::done) {
             let valid = valid.map(Vec::as_slice);
             match self.ranks {
-                Some(r) => r.with_ghost_cells(v, s, &mut |ext| mt_product(self.samples, ext, s, out, valid))?,
-                None => mt_product(self.samples, v, s, out, valid),
+                Some(r) => {
+                    r.with_ghost_cells(v, s, &mut |ext| mt_product(self.samples, ext, s, out, valid, Put::Write))?
+                }
+                None => mt_product(self.samples, v, s, out, valid, Put::Write),
             }
         }
         Ok(())
+    }
+    fn mt_sub(&self, v: &Vec<F>, s: usize, y: &mut Vec<F>, valid: Option<&Vec<u8>>) -> Result<()> {
+        let valid = valid.map(Vec::as_slice);
+        match self.ranks {
+            Some(r) => r.with_ghost_cells(v, s, &mut |ext| mt_product(self.samples, ext, s, y, valid, Put::Subtract)),
+            None => {
+                mt_product(self.samples, v, s, y, valid, Put::Subtract);
+                Ok(())
+            }
+        }
     }
     fn m(
         &self,
@@ -520,13 +556,34 @@ macro_rules! dispatch_rows {
     };
 }
 
-/// `out (N×s) = (v (K×s) · MT) ⊙ valid`: each sample gathers its linked cells; where `valid` (N×s,
-/// bit 0) is clear, 0 (a second, cheap pass, so that the unmasked product stays as lean as it was).
-pub(crate) fn mt_product<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, out: &mut [F], valid: Option<&[u8]>) {
+/// Where the rows of a `v·MT` product go: written over `out`, or subtracted from what `out` holds.
+#[derive(Clone, Copy)]
+pub(crate) enum Put {
+    Write,
+    Subtract,
+}
+
+/// `out (N×s) = (v (K×s) · MT) ⊙ valid` with [`Put::Write`], `out −= (v·MT) ⊙ valid` with
+/// [`Put::Subtract`] (each element `out − t`, the rounding of `t` then `out + (−1)·t`): each sample
+/// gathers its linked cells. Written, a value where `valid` (N×s, bit 0) is clear is 0 (a second,
+/// cheap pass, so that the unmasked product stays as lean as it was); subtracted, it is `out − 0`.
+pub(crate) fn mt_product<F: Real>(
+    l: &SampleLinks<F>,
+    v: &[F],
+    s: usize,
+    out: &mut [F],
+    valid: Option<&[u8]>,
+    put: Put,
+) {
+    let sub_valid = match put {
+        Put::Write => None,
+        Put::Subtract => valid,
+    };
     out.par_chunks_mut(CHUNK * s).enumerate().for_each(|(c, chunk)| {
-        dispatch_rows!(s, mt_chunk, mt_chunk_dyn, (l, v, s, c * CHUNK, chunk));
+        let rows = MtRows { put, valid: sub_valid.map(|m| &m[c * CHUNK * s..][..chunk.len()]) };
+        dispatch_rows!(s, mt_chunk, mt_chunk_dyn, (l, v, s, c * CHUNK, chunk, rows));
     });
-    if let Some(valid) = valid {
+    if let (Put::Write, Some(valid)) = (put, valid) {
         out.par_chunks_mut(CHUNK * s).zip(valid.par_chunks(CHUNK * s)).for_each(|(o, m)| {
             for (x, &mj) in o.iter_mut().zip(m) {
                 if mj & FREE == 0 {
@@ -537,7 +594,39 @@ pub(crate) fn mt_product<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, out: &m
     }
 }
 
-fn mt_chunk<F: Real, const S: usize>(l: &SampleLinks<F>, v: &[F], _s: usize, i0: usize, chunk: &mut [F]) {
+/// How a chunk of `v·MT` puts its rows: as [`Put`] says, subtracting only where `valid` (the
+/// chunk's part of the mask) is set when there is one.
+#[derive(Clone, Copy)]
+struct MtRows<'a> {
+    put: Put,
+    valid: Option<&'a [u8]>,
+}
+
+impl MtRows<'_> {
+    /// Puts the sums `acc` of the chunk's row `di` into `o`.
+    #[inline(always)]
+    fn row<F: Real>(&self, o: &mut [F], acc: &[F], di: usize) {
+        match (self.put, self.valid) {
+            (Put::Write, _) => o.copy_from_slice(acc),
+            (Put::Subtract, None) => o.iter_mut().zip(acc).for_each(|(x, &a)| *x -= a),
+            (Put::Subtract, Some(m)) => {
+                let m = &m[di * o.len()..][..o.len()];
+                for ((x, &a), &mj) in o.iter_mut().zip(acc).zip(m) {
+                    *x -= if mj & FREE != 0 { a } else { F::ZERO };
+                }
+            }
+        }
+    }
+}
+
+fn mt_chunk<F: Real, const S: usize>(
+    l: &SampleLinks<F>,
+    v: &[F],
+    _s: usize,
+    i0: usize,
+    chunk: &mut [F],
+    rows: MtRows<'_>,
+) {
     let npt = l.npt;
     for (di, o) in chunk.chunks_exact_mut(S).enumerate() {
         let i = (i0 + di) * npt;
@@ -550,22 +639,24 @@ fn mt_chunk<F: Real, const S: usize>(l: &SampleLinks<F>, v: &[F], _s: usize, i0:
                 }
             }
         }
-        o.copy_from_slice(&acc);
+        rows.row(o, &acc, di);
     }
 }
 
-fn mt_chunk_dyn<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, i0: usize, chunk: &mut [F]) {
+fn mt_chunk_dyn<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, i0: usize, chunk: &mut [F], rows: MtRows<'_>) {
     let npt = l.npt;
+    let mut acc = vec![F::ZERO; s];
     for (di, o) in chunk.chunks_exact_mut(s).enumerate() {
         let i = (i0 + di) * npt;
-        o.fill(F::ZERO);
+        acc.fill(F::ZERO);
         for (&h, &w) in l.hi[i..i + npt].iter().zip(&l.mt[i..i + npt]) {
             if h >= 0 {
-                for (a, &b) in o.iter_mut().zip(&v[h as usize * s..(h as usize + 1) * s]) {
+                for (a, &b) in acc.iter_mut().zip(&v[h as usize * s..(h as usize + 1) * s]) {
                     *a += w * b;
                 }
             }
         }
+        rows.row(o, &acc, di);
     }
 }
 
@@ -877,6 +968,31 @@ mod tests {
 
     fn values(n: usize, seed: u64) -> Vec<f32> {
         reduce::tests::terms(n, seed, 2).into_iter().map(|x| x as f32).collect()
+    }
+
+    /// `out −= v·MT` (masked or not) equals the product written into a block and subtracted by
+    /// `axpby`, bit for bit, for every batch-size variant.
+    #[test]
+    fn subtracting_a_product_rounds_as_writing_it_then_subtracting() {
+        let (n, k, npt) = (3000usize, 700usize, 5usize);
+        let hi: Vec<i32> = (0..n * npt).map(|p| if p % 7 == 3 { -1 } else { ((p * 131) % k) as i32 }).collect();
+        let links = SampleLinks { npt, hi, mt: values(n * npt, 8) };
+        let cells = CellLinks { ptr: vec![0], sample: vec![], m: vec![] };
+        let cpu = Cpu { samples: &links, cells: &cells, dx: &[], ranks: None };
+        for &s in &[1usize, 2, 3, 8, 16, 17, 64] {
+            let (v, y) = (values(k * s, 9), values(n * s, 10));
+            let valid: Vec<u8> = (0..n * s).map(|e| (e % 3 != 1) as u8).collect();
+            for mask in [None, Some(&valid[..])] {
+                let mut t = vec![0.0f32; n * s];
+                mt_product(&links, &v, s, &mut t, mask, Put::Write);
+                let mut want = y.clone();
+                cpu.axpby(&mut want, &vec![-1.0; s], &t, 1.0).expect("host");
+                let mut got = y.clone();
+                mt_product(&links, &v, s, &mut got, mask, Put::Subtract);
+                let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "s {s} mask {}", mask.is_some());
+            }
+        }
     }
 
     /// dots, the CG update's <r, r>_w and u·M's <out, p>_Dx sum their terms in the tree, for every

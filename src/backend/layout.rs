@@ -9,7 +9,7 @@
 //! transposed in the caller's order, a cache line's worth of rows at a time, then gathered line by
 //! line. The floor of each move is reading and writing its values once.
 
-use super::cpu::CHUNK;
+use super::cpu::{prefetch, CHUNK};
 use super::{RowFacts, LEFT_OUT};
 use crate::real::Real;
 use rayon::prelude::*;
@@ -95,19 +95,14 @@ struct Lines<'a, F> {
 /// Columns `cols` of the E×s block `y0` (and of `valid`) from the lines of `l.t` at the samples
 /// `l.order` (NaN as 0 with `zero_nan`, valid = not NaN).
 fn gather_lines<F: Real>(l: &Lines<'_, F>, y0: &mut [F], valid: Option<&mut [u8]>) {
-    let (s, g) = (l.s, l.g);
+    let s = l.s;
     let chunk = chunk_len(s);
-    let fill = |c: usize, yb: &mut [F], mut mb: Option<&mut [u8]>| {
-        for (dp, &i) in l.order[c * chunk..][..yb.len() / s].iter().enumerate() {
-            let line = &l.t[i as usize * g..][..g];
-            let at = dp * s + l.cols.start;
-            for (r, &y) in line.iter().enumerate() {
-                let nan = y.is_nan();
-                yb[at + r] = if nan && l.zero_nan { F::ZERO } else { y };
-                if let Some(m) = mb.as_deref_mut() {
-                    m[at + r] = !nan as u8;
-                }
-            }
+    let fill = |c: usize, yb: &mut [F], mb: Option<&mut [u8]>| {
+        let order = &l.order[c * chunk..][..yb.len() / s];
+        if l.zero_nan {
+            copy_lines::<F, true>(l, order, yb, mb);
+        } else {
+            copy_lines::<F, false>(l, order, yb, mb);
         }
     };
     match valid {
@@ -117,6 +112,32 @@ fn gather_lines<F: Real>(l: &Lines<'_, F>, y0: &mut [F], valid: Option<&mut [u8]
             .enumerate()
             .for_each(|(c, (yb, mb))| fill(c, yb, Some(mb))),
         None => y0.par_chunks_mut(chunk * s).enumerate().for_each(|(c, yb)| fill(c, yb, None)),
+    }
+}
+
+/// Samples ahead whose line [`copy_lines`] asks the cache for: the lines are read in a random
+/// order, and a sample's copy is too short for the processor to look that far ahead by itself.
+const AHEAD: usize = 16;
+
+/// The lines of `l.t` at the samples `order` into rows of the block `yb` (and `mb`), NaN as 0
+/// with `Z`.
+#[inline(always)]
+fn copy_lines<F: Real, const Z: bool>(l: &Lines<'_, F>, order: &[u32], yb: &mut [F], mut mb: Option<&mut [u8]>) {
+    let (s, g) = (l.s, l.g);
+    for (dp, &i) in order.iter().enumerate() {
+        if let Some(&ahead) = order.get(dp + AHEAD) {
+            prefetch(&l.t[ahead as usize * g]);
+        }
+        let line = &l.t[i as usize * g..][..g];
+        let at = dp * s + l.cols.start;
+        for (d, &y) in yb[at..at + g].iter_mut().zip(line) {
+            *d = if Z && y.is_nan() { F::ZERO } else { y };
+        }
+        if let Some(m) = mb.as_deref_mut() {
+            for (b, &y) in m[at..at + g].iter_mut().zip(line) {
+                *b = !y.is_nan() as u8;
+            }
+        }
     }
 }
 
@@ -189,11 +210,17 @@ fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<&[u
 
 /// Multiplies column j of an E×s block by `f[j]`.
 pub(crate) fn scale_columns<F: Real>(v: &mut [F], f: &[F]) {
-    for row in v.chunks_exact_mut(f.len()) {
-        for (x, &c) in row.iter_mut().zip(f) {
-            *x *= c;
-        }
+    let s = f.len();
+    if s == 0 {
+        return;
     }
+    v.par_chunks_mut(CHUNK * s).for_each(|c| {
+        for row in c.chunks_exact_mut(s) {
+            for (x, &c) in row.iter_mut().zip(f) {
+                *x *= c;
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -55,6 +55,12 @@ pub(crate) trait Backend<F: Real>: Sync {
     fn zeros(&self, len: usize) -> Result<Self::Vals>;
     /// `dst = src` (same lengths).
     fn copy_into(&self, dst: &mut Self::Vals, src: &Self::Vals) -> Result<()>;
+    /// A copy of the block `v` of `len` values.
+    fn duplicate(&self, v: &Self::Vals, len: usize) -> Result<Self::Vals> {
+        let mut d = self.zeros(len)?;
+        self.copy_into(&mut d, v)?;
+        Ok(d)
+    }
     /// A mask holding `m`.
     fn upload_mask(&self, m: Vec<u8>) -> Result<Self::Mask>;
     /// The bytes of a mask.
@@ -62,7 +68,8 @@ pub(crate) trait Backend<F: Real>: Sync {
     /// The s rows of `v` (row-major, as the caller holds them: s rows of `axis.width()` values; a
     /// width of 0, a rank of several that owns no cell, holds s empty rows) as
     /// an E×s block on `axis` (E = `axis.elements()`), NaN → 0 with `zero_nan`; with `mask`, also
-    /// the mask of the values that are not NaN (bit 0); and per row what the gathered values hold.
+    /// the mask of the values that are not NaN (bit 0), which a backend may leave out (`None`)
+    /// when no row holds a NaN (on any rank); and per row what the gathered values hold.
     fn gather(
         &self,
         v: &[F],
@@ -102,6 +109,13 @@ pub(crate) trait Backend<F: Real>: Sync {
         valid: Option<&Self::Mask>,
         cg: Option<&Self::Scalars>,
     ) -> Result<()>;
+    /// `y (N×s) −= (v (K×s)·MT) ⊙ valid`, each element rounded as `mt` into a block `t` then
+    /// `axpby(y, −1, t, 1)` would (that is the default; a backend may fuse it).
+    fn mt_sub(&self, v: &Self::Vals, s: usize, y: &mut Self::Vals, valid: Option<&Self::Mask>) -> Result<()> {
+        let mut t = self.zeros(self.n() * s)?;
+        self.mt(v, s, &mut t, valid, None)?;
+        self.axpby(y, &vec![-F::ONE; s], &t, F::ONE)
+    }
     /// `out (K×s) = u (N×s)·M + lam·add`. With `den` (and `add`): skipped once that CG is done, and
     /// `<out, add>_Dx` per column is written as its `den`.
     fn m(

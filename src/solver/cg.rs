@@ -168,6 +168,7 @@ pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     let mut work = Work::new();
     let rhs_dots = b.dots(&rhs, Some(&rhs), s, true, None)?;
     let mut r = rhs;
+    let rs = if x0.is_none() { Some(rhs_dots.clone()) } else { None }; // r is the right-hand side
     let x = match x0 {
         Some(x0) => {
             let mut ax = b.zeros(k * s)?;
@@ -177,9 +178,12 @@ pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
         }
         None => b.zeros(k * s)?,
     };
-    let rs = b.dots(&r, Some(&r), s, true, None)?;
+    let rs = match rs {
+        Some(rs) => rs,
+        None => b.dots(&r, Some(&r), s, true, None)?,
+    };
     let mut out = CgOut {
-        x: b.zeros(k * s)?,
+        x: None,
         iterations: vec![0; s],
         norms: rs.iter().map(|v| vec![v.sqrt()]).collect(),
         converged: vec![false; s],
@@ -211,7 +215,7 @@ pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
             }
         }
     }
-    b.put_columns(&mut out.x, s, &x, s, &untouched)?;
+    collect(b, &mut out.x, s, &x, s, &untouched)?;
     if !active.is_empty() {
         let rules = Rules { thr: &thr, per_row: stopping == Stopping::PerRow, max_iter, poll: b.poll_every().max(1) };
         let init = rules.init(active.iter().map(|&j| rs[j]).collect(), &active, 0);
@@ -223,7 +227,12 @@ pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
             *conv = norms.last().is_some_and(|&v| v <= t);
         }
     }
-    Ok(out)
+    let CgOut { x, iterations, norms, converged } = out;
+    let x = match x {
+        Some(x) => x,
+        None => b.zeros(k * s)?, // no column (s = 0)
+    };
+    Ok(CgOut { x, iterations, norms, converged })
 }
 
 /// The running state for the columns `rows` of blocks of s columns (x, r: K×s).
@@ -244,8 +253,7 @@ fn start<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     } else {
         (Some(a.select(b, s, &rows)?), b.select(&x, s, &rows)?, b.select(&r, s, &rows)?)
     };
-    let mut p = b.zeros(k * m)?;
-    b.copy_into(&mut p, &r)?;
+    let p = b.duplicate(&r, k * m)?;
     let scalars = b.cg_start(&init)?;
     Ok(Running { rows, a, x, r, p, ap: b.zeros(k * m)?, scalars, recorded: vec![0; m], it_base: 0 })
 }
@@ -280,7 +288,7 @@ fn iterate<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     a: &A,
     mut run: Running<F, B, A>,
     rules: &Rules<'_>,
-    out: &mut CgOut<B::Vals>,
+    out: &mut CgOut<Option<B::Vals>>,
     work: &mut Work<F, B>,
 ) -> Result<()> {
     let s = out.iterations.len();
@@ -301,7 +309,7 @@ fn iterate<F: Real, B: Backend<F>, A: LinOp<F, B>>(
                     for (c, &flag) in snap.flags.iter().enumerate() {
                         out.converged[c] = flag == 1;
                     }
-                    out.x = run.x;
+                    out.x = Some(run.x);
                 } else {
                     finish(b, &run, &snap, (0..run.rows.len()).collect(), s, out)?;
                 }
@@ -326,8 +334,28 @@ fn iterate<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     }
 }
 
+/// Copies the columns `pairs` (from, to) of `src` (K×m) into the result `x` (K×s), made (zeros)
+/// on the first copy: most CGs run every column to the end and return their x itself.
+fn collect<F: Real, B: Backend<F>>(
+    b: &B,
+    x: &mut Option<B::Vals>,
+    s: usize,
+    src: &B::Vals,
+    m: usize,
+    pairs: &[(usize, usize)],
+) -> Result<()> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let dst = match x {
+        Some(x) => x,
+        None => x.insert(b.zeros(b.k() * s)?),
+    };
+    b.put_columns(dst, s, src, m, pairs)
+}
+
 /// Copies the iterations and norms each column made since the last look into `out`.
-fn record<F: Real, B: Backend<F>, A>(snap: &CgSnapshot, run: &mut Running<F, B, A>, out: &mut CgOut<B::Vals>) {
+fn record<F: Real, B: Backend<F>, A>(snap: &CgSnapshot, run: &mut Running<F, B, A>, out: &mut CgOut<Option<B::Vals>>) {
     for (c, &row) in run.rows.iter().enumerate() {
         for t in run.recorded[c] + 1..=snap.iters[c] {
             out.norms[row].push(snap.norm(c, t));
@@ -344,10 +372,10 @@ fn finish<F: Real, B: Backend<F>, A>(
     snap: &CgSnapshot,
     cols: Vec<usize>,
     s: usize,
-    out: &mut CgOut<B::Vals>,
+    out: &mut CgOut<Option<B::Vals>>,
 ) -> Result<()> {
     let pairs: Vec<(usize, usize)> = cols.iter().map(|&c| (c, run.rows[c])).collect();
-    b.put_columns(&mut out.x, s, &run.x, run.rows.len(), &pairs)?;
+    collect(b, &mut out.x, s, &run.x, run.rows.len(), &pairs)?;
     for &c in &cols {
         out.converged[run.rows[c]] = snap.flags[c] == 1;
     }

@@ -140,13 +140,10 @@ fn right_hand_side<F: Real, B: Backend<F>>(
     valid: Option<B::Mask>,
     masked_rows: &[bool],
 ) -> Result<(B::Vals, B::Vals, Option<B::Mask>, Option<B::Mask>)> {
-    let (n, k, s) = (b.n(), b.k(), masked_rows.len());
+    let (k, s) = (b.k(), masked_rows.len());
     let (x_ref, y0, valid, codes) = averages(b, y0, valid, masked_rows)?;
-    let mut t = b.zeros(n * s)?;
-    b.mt(&x_ref, s, &mut t, valid.as_ref(), None)?;
     let mut y = y0;
-    b.axpby(&mut y, &vec![-F::ONE; s], &t, F::ONE)?;
-    drop(t);
+    b.mt_sub(&x_ref, s, &mut y, valid.as_ref())?;
     let mut rhs = b.zeros(k * s)?;
     b.m(&y, s, &mut rhs, None, None)?;
     Ok((x_ref, rhs, valid, codes))
