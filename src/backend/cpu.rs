@@ -35,6 +35,30 @@ pub(crate) fn prefetch<T>(x: &T) {
     let _ = x;
 }
 
+/// Asks for the cache lines of rows `rows` (of s values) of the block `v`.
+#[inline(always)]
+fn prefetch_rows<F>(v: &[F], s: usize, rows: impl Iterator<Item = usize>) {
+    let per_line = (64 / std::mem::size_of::<F>()).max(1);
+    for r in rows {
+        let row = &v[r * s..(r + 1) * s];
+        for x in row.iter().step_by(per_line) {
+            prefetch(x);
+        }
+        if let Some(x) = row.last() {
+            prefetch(x);
+        }
+    }
+}
+
+/// Elements (cells or samples) ahead of the one a product sums whose rows it asks the cache for.
+const AHEAD: usize = 4;
+
+/// Columns a wide product sums at a time in registers.
+const TILE: usize = 16;
+
+/// Elements a narrow product sums at a time, interleaved.
+const LANES: usize = 4;
+
 /// The operator's host data as a backend.
 pub(crate) struct Cpu<'a, F: Real> {
     pub samples: &'a SampleLinks<F>,
@@ -628,7 +652,28 @@ fn mt_chunk<F: Real, const S: usize>(
     rows: MtRows<'_>,
 ) {
     let npt = l.npt;
-    for (di, o) in chunk.chunks_exact_mut(S).enumerate() {
+    // narrow rows: LANES samples at a time, their sums interleaved (each still in its slots' order),
+    // so that the additions of one sample do not wait for each other's latency
+    let head = if S <= 2 { chunk.len() / S / LANES * LANES } else { 0 };
+    for d0 in (0..head).step_by(LANES) {
+        let mut acc = [[F::ZERO; S]; LANES];
+        for t in 0..npt {
+            for (q, aq) in acc.iter_mut().enumerate() {
+                let at = (i0 + d0 + q) * npt + t;
+                let h = l.hi[at];
+                if h >= 0 {
+                    let vk: &[F; S] = v[h as usize * S..(h as usize + 1) * S].try_into().expect("S values");
+                    for j in 0..S {
+                        aq[j] += l.mt[at] * vk[j];
+                    }
+                }
+            }
+        }
+        for (q, aq) in acc.iter().enumerate() {
+            rows.row(&mut chunk[(d0 + q) * S..(d0 + q + 1) * S], aq, d0 + q);
+        }
+    }
+    for (di, o) in chunk.chunks_exact_mut(S).enumerate().skip(head) {
         let i = (i0 + di) * npt;
         let mut acc = [F::ZERO; S];
         for (&h, &w) in l.hi[i..i + npt].iter().zip(&l.mt[i..i + npt]) {
@@ -648,15 +693,36 @@ fn mt_chunk_dyn<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, i0: usize, chunk
     let mut acc = vec![F::ZERO; s];
     for (di, o) in chunk.chunks_exact_mut(s).enumerate() {
         let i = (i0 + di) * npt;
-        acc.fill(F::ZERO);
-        for (&h, &w) in l.hi[i..i + npt].iter().zip(&l.mt[i..i + npt]) {
-            if h >= 0 {
-                for (a, &b) in acc.iter_mut().zip(&v[h as usize * s..(h as usize + 1) * s]) {
-                    *a += w * b;
-                }
+        if let Some(ahead) = l.hi.get(i + AHEAD * npt..i + (AHEAD + 1) * npt) {
+            prefetch_rows(v, s, ahead.iter().filter(|&&h| h >= 0).map(|&h| h as usize));
+        }
+        let links = l.hi[i..i + npt].iter().zip(&l.mt[i..i + npt]).filter(|(&h, _)| h >= 0);
+        weighted_rows(v, s, links.map(|(&h, &w)| (h as usize, w)), &mut acc);
+        rows.row(o, &acc, di);
+    }
+}
+
+/// `o = Σ w·x[i]` over the links (i, w), in their order, of rows of s values of the block `x`: tiles
+/// of [`TILE`] columns summed in registers, then the last columns one by one (each element's sum
+/// is the same either way).
+#[inline(always)]
+fn weighted_rows<F: Real, I: Iterator<Item = (usize, F)> + Clone>(x: &[F], s: usize, links: I, o: &mut [F]) {
+    let tiles = s / TILE * TILE;
+    for t0 in (0..tiles).step_by(TILE) {
+        let mut a = [F::ZERO; TILE];
+        for (i, w) in links.clone() {
+            let xi: &[F; TILE] = x[i * s + t0..][..TILE].try_into().expect("TILE values");
+            for j in 0..TILE {
+                a[j] += w * xi[j];
             }
         }
-        rows.row(o, &acc, di);
+        o[t0..t0 + TILE].copy_from_slice(&a);
+    }
+    o[tiles..].fill(F::ZERO);
+    for (i, w) in links {
+        for (a, &b) in o[tiles..].iter_mut().zip(&x[i * s + tiles..(i + 1) * s]) {
+            *a += w * b;
+        }
     }
 }
 
@@ -775,14 +841,12 @@ fn m_chunk_dyn<F: Real>(
     let mut quads = dots.is_some().then(|| reduce::Quads::new(s, terms));
     for (dk, o) in chunk.chunks_exact_mut(s).enumerate() {
         let k = k0 + dk;
-        o.fill(F::ZERO);
-        for p in l.ptr[k]..l.ptr[k + 1] {
-            let w = l.m[p];
-            let i = l.sample[p] as usize;
-            for (a, &b) in o.iter_mut().zip(&u[i * s..(i + 1) * s]) {
-                *a += w * b;
-            }
+        if k + AHEAD + 1 < l.ptr.len() {
+            let ahead = l.ptr[k + AHEAD]..l.ptr[k + AHEAD + 1];
+            prefetch_rows(u, s, l.sample[ahead].iter().map(|&i| i as usize));
         }
+        let links = l.sample[l.ptr[k]..l.ptr[k + 1]].iter().zip(&l.m[l.ptr[k]..l.ptr[k + 1]]);
+        weighted_rows(u, s, links.map(|(&i, &w)| (i as usize, w)), o);
         if let Some((lam, v)) = add {
             for (a, &b) in o.iter_mut().zip(&v[k * s..(k + 1) * s]) {
                 *a += lam * b;
@@ -970,17 +1034,46 @@ mod tests {
         reduce::tests::terms(n, seed, 2).into_iter().map(|x| x as f32).collect()
     }
 
-    /// `out −= v·MT` (masked or not) equals the product written into a block and subtracted by
-    /// `axpby`, bit for bit, for every batch-size variant.
+    /// Both products sum each element's links in their order, whatever the batch-size variant
+    /// (interleaved narrow rows, tiles of wide ones, the rest): bit for bit a plain loop's sums.
+    /// And `out −= v·MT` (masked or not) equals the product written into a block and subtracted by
+    /// `axpby`.
     #[test]
-    fn subtracting_a_product_rounds_as_writing_it_then_subtracting() {
-        let (n, k, npt) = (3000usize, 700usize, 5usize);
+    fn products_sum_links_in_order_and_subtracting_rounds_as_axpby() {
+        let (n, k, npt) = (3001usize, 700usize, 5usize);
         let hi: Vec<i32> = (0..n * npt).map(|p| if p % 7 == 3 { -1 } else { ((p * 131) % k) as i32 }).collect();
         let links = SampleLinks { npt, hi, mt: values(n * npt, 8) };
-        let cells = CellLinks { ptr: vec![0], sample: vec![], m: vec![] };
+        // cells with 0 to 40 links each, ascending samples
+        let mut cells = CellLinks { ptr: vec![0], sample: vec![], m: vec![] };
+        for c in 0..k {
+            cells.sample.extend((0..(c * 17) % 41).map(|t| ((c * 3 + t * 7) % n) as u32));
+            cells.ptr.push(cells.sample.len());
+        }
+        cells.m = values(cells.sample.len(), 11);
         let cpu = Cpu { samples: &links, cells: &cells, dx: &[], ranks: None };
-        for &s in &[1usize, 2, 3, 8, 16, 17, 64] {
+        for &s in &[1usize, 2, 3, 4, 8, 16, 17, 33, 64] {
             let (v, y) = (values(k * s, 9), values(n * s, 10));
+            let mut want = vec![0.0f32; n * s];
+            for i in 0..n {
+                for t in (0..npt).filter(|&t| links.hi[i * npt + t] >= 0) {
+                    let (h, w) = (links.hi[i * npt + t] as usize, links.mt[i * npt + t]);
+                    (0..s).for_each(|j| want[i * s + j] += w * v[h * s + j]);
+                }
+            }
+            let mut got = vec![0.0f32; n * s];
+            mt_product(&links, &v, s, &mut got, None, Put::Write);
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "v·MT s {s}");
+            let mut want = vec![0.0f32; k * s];
+            for c in 0..k {
+                for p in cells.ptr[c]..cells.ptr[c + 1] {
+                    let (i, w) = (cells.sample[p] as usize, cells.m[p]);
+                    (0..s).for_each(|j| want[c * s + j] += w * y[i * s + j]);
+                }
+            }
+            let mut got = vec![0.0f32; k * s];
+            m_product(&cells, &y, s, &mut got, MExtras { add: None, dot_with: None });
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "u·M s {s}");
+
             let valid: Vec<u8> = (0..n * s).map(|e| (e % 3 != 1) as u8).collect();
             for mask in [None, Some(&valid[..])] {
                 let mut t = vec![0.0f32; n * s];

@@ -74,7 +74,7 @@ pub(crate) fn bounded_cg<F: Real, B: Backend<F>>(
     lim: Limits,
 ) -> Result<BoundedOut<B::Vals, B::Mask>> {
     let s = bx.lo.len();
-    let mut work = Work::new();
+    let mut work = Work::new(None);
     let mut x = match x0 {
         Some(x0) => x0,
         None => b.zeros(b.k() * s)?,
@@ -91,7 +91,7 @@ pub(crate) fn bounded_cg<F: Real, B: Backend<F>>(
         let mut rhs_free = r;
         b.mul_mask(&mut rhs_free, &codes)?;
         let masked = Masked { inner: a.clone(), codes };
-        let step = cg(b, &masked, rhs_free, None, s, lim.max_iter, lim.tol, Stopping::Pooled)?;
+        let step = cg(b, &masked, rhs_free, None, s, lim.max_iter, lim.tol, Stopping::Pooled, None)?;
         codes = masked.codes;
         for j in 0..s {
             iterations[j] += step.iterations[j];
@@ -150,7 +150,7 @@ pub(crate) fn conserve_shared<F: Real, B: Backend<F>>(
     let s = target.len();
     let (dxinv, f) = scaled_inverse_dx(b)?;
     let rhs = b.broadcast(&dxinv, 1, f, None)?;
-    let w = cg(b, a, rhs, None, 1, lim.max_iter, lim.tol, Stopping::Pooled)?.x;
+    let w = cg(b, a, rhs, None, 1, lim.max_iter, lim.tol, Stopping::Pooled, None)?.x;
     let w_sum = b.dots(&w, None, 1, false, None)?;
     let have = b.dots(hval, None, s, false, None)?;
     let mu = corrections::<F>(target, &have, &vec![w_sum[0]; s]);
@@ -179,7 +179,7 @@ pub(crate) fn conserve_rounds<F: Real, B: Backend<F>>(
     for _ in 0..=b.k_total() {
         let rhs = b.broadcast(&dxinv, s, f, Some(&codes))?;
         let masked = Masked { inner: a.clone(), codes };
-        let w = cg(b, &masked, rhs, None, s, lim.max_iter, lim.tol, Stopping::Pooled)?.x;
+        let w = cg(b, &masked, rhs, None, s, lim.max_iter, lim.tol, Stopping::Pooled, None)?.x;
         codes = masked.codes;
         let w_sum = b.dots(&w, None, s, false, None)?;
         let have = b.dots(&base, None, s, false, None)?;

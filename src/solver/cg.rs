@@ -40,8 +40,9 @@ pub(crate) struct Work<F: Real, B: Backend<F>> {
 }
 
 impl<F: Real, B: Backend<F>> Work<F, B> {
-    pub fn new() -> Self {
-        Work { u: None, fp: None }
+    /// With `u`, an N×s block the operators may overwrite (the right-hand side's, spent).
+    pub fn new(u: Option<(usize, B::Vals)>) -> Self {
+        Work { u, fp: None }
     }
     /// A block of `len` values from `slot` (reused when its length matches).
     fn take(slot: &mut Option<(usize, B::Vals)>, b: &B, len: usize) -> Result<B::Vals> {
@@ -152,7 +153,8 @@ struct Running<F: Real, B: Backend<F>, A> {
     it_base: usize,
 }
 
-/// Solves `A δ = rhs` for s columns (K×s) from `x0` (K×s and not all zero; `None` = zeros).
+/// Solves `A δ = rhs` for s columns (K×s) from `x0` (K×s and not all zero; `None` = zeros);
+/// `scratch`, an N×s block of no further use, serves as the operator's work block.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     b: &B,
@@ -163,9 +165,10 @@ pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     max_iter: usize,
     tol: f64,
     stopping: Stopping,
+    scratch: Option<B::Vals>,
 ) -> Result<CgOut<B::Vals>> {
     let k = b.k();
-    let mut work = Work::new();
+    let mut work = Work::new(scratch.map(|u| (b.n() * s, u)));
     let rhs_dots = b.dots(&rhs, Some(&rhs), s, true, None)?;
     let mut r = rhs;
     let rs = if x0.is_none() { Some(rhs_dots.clone()) } else { None }; // r is the right-hand side

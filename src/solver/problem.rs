@@ -45,7 +45,7 @@ pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F, B>) -> Resu
     let (k, s) = (b.k(), p.masked_rows.len());
     let o = p.opts;
     let lim = Limits { max_iter: o.max_iter, tol: o.tol, max_outer: o.max_outer };
-    let (x_ref, rhs, valid, codes) = right_hand_side(b, p.y0, p.valid, &p.masked_rows)?;
+    let Start { x_ref, rhs, valid, codes, spent } = right_hand_side(b, p.y0, p.valid, &p.masked_rows)?;
     let a = Normal { lam: F::from_f64(o.lam), valid: valid.map(Arc::new) };
     let mut x0 = p.x0;
     if let (Some(x0), Some(c)) = (x0.as_mut(), codes.as_ref()) {
@@ -74,7 +74,7 @@ pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F, B>) -> Resu
     };
     let (hval, codes) = match &p.bounds {
         None => {
-            let out = cg(b, &a, rhs, x0, s, o.max_iter, o.tol, o.stopping)?;
+            let out = cg(b, &a, rhs, x0, s, o.max_iter, o.tol, o.stopping, Some(spent))?;
             (sol.iterations, sol.norms, sol.converged) = (out.iterations, out.norms, out.converged);
             let mut hval = x_ref;
             b.axpby(&mut hval, &vec![F::ONE; s], &out.x, F::ONE)?;
@@ -92,6 +92,7 @@ pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F, B>) -> Resu
             }
         }
         Some((lo, hi)) => {
+            drop(spent);
             let codes = match codes {
                 Some(c) => c,
                 None => b.upload_mask(vec![FREE; k * s])?,
@@ -130,23 +131,31 @@ pub(crate) fn reference_field<F: Real, B: Backend<F>>(
     Ok(x_ref)
 }
 
+/// What a solve starts from (see [`right_hand_side`]).
+struct Start<F: Real, B: Backend<F>> {
+    x_ref: B::Vals,
+    rhs: B::Vals,
+    valid: Option<B::Mask>,
+    codes: Option<B::Mask>,
+    /// The N×s block the right-hand side was made in, of no further use.
+    spent: B::Vals,
+}
+
 /// x_ref (K×s), the right-hand side `((y0 − x_ref·MT) ⊙ valid)·M` (K×s), the valid mask on the
 /// backend and, with per-row missing data, the cell codes (0 where no valid sample carries weight in
 /// a renormalised row).
-#[allow(clippy::type_complexity)]
 fn right_hand_side<F: Real, B: Backend<F>>(
     b: &B,
     y0: B::Vals,
     valid: Option<B::Mask>,
     masked_rows: &[bool],
-) -> Result<(B::Vals, B::Vals, Option<B::Mask>, Option<B::Mask>)> {
+) -> Result<Start<F, B>> {
     let (k, s) = (b.k(), masked_rows.len());
-    let (x_ref, y0, valid, codes) = averages(b, y0, valid, masked_rows)?;
-    let mut y = y0;
+    let (x_ref, mut y, valid, codes) = averages(b, y0, valid, masked_rows)?;
     b.mt_sub(&x_ref, s, &mut y, valid.as_ref())?;
     let mut rhs = b.zeros(k * s)?;
     b.m(&y, s, &mut rhs, None, None)?;
-    Ok((x_ref, rhs, valid, codes))
+    Ok(Start { x_ref, rhs, valid, codes, spent: y })
 }
 
 /// x_ref = y0·M, renormalised over the valid samples of the masked rows; y0, the valid mask and
