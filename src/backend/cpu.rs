@@ -168,6 +168,11 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         dst.par_chunks_mut(CHUNK * 16).zip(src.par_chunks(CHUNK * 16)).for_each(|(d, s)| d.copy_from_slice(s));
         Ok(())
     }
+    fn output(&self, len: usize) -> Result<Vec<F>> {
+        // calloc's zero pages, each made by the first (parallel) write: read first, a page would
+        // be copied on write (see `zeros`)
+        Ok(vec![F::ZERO; len])
+    }
     fn duplicate(&self, v: &Vec<F>, _len: usize) -> Result<Vec<F>> {
         Ok(v.par_iter().copied().collect())
     }

@@ -186,23 +186,27 @@ fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<&[u
             parts[c].push(part);
         }
     }
-    parts.into_par_iter().enumerate().for_each(|(c, mut rows)| {
+    parts.into_par_iter().enumerate().for_each_init(Vec::new, |block, (c, mut rows)| {
         let base = c * chunk;
-        match position {
-            None => {
-                for (j, row) in rows.iter_mut().enumerate() {
-                    for (di, x) in row.iter_mut().enumerate() {
-                        *x = v[(base + di) * s + j];
-                    }
-                }
-            }
+        let len = rows.first().map_or(0, |r| r.len());
+        let src = match position {
+            None => &v[base * s..(base + len) * s],
             Some(pos) => {
-                for di in 0..rows.first().map_or(0, |r| r.len()) {
-                    let p = pos[base + di];
-                    for (j, row) in rows.iter_mut().enumerate() {
-                        row[di] = if p == LEFT_OUT { F::from_f64(f64::NAN) } else { v[p as usize * s + j] };
+                // the chunk's samples' rows of v gathered first, whole rows into a block that stays
+                // in cache, so that each row of the output is then written in one stream
+                block.clear();
+                for &p in &pos[base..base + len] {
+                    match p {
+                        LEFT_OUT => block.extend(std::iter::repeat_n(F::from_f64(f64::NAN), s)),
+                        p => block.extend_from_slice(&v[p as usize * s..(p as usize + 1) * s]),
                     }
                 }
+                &block[..]
+            }
+        };
+        for (j, row) in rows.iter_mut().enumerate() {
+            for (di, x) in row.iter_mut().enumerate() {
+                *x = src[di * s + j];
             }
         }
     });

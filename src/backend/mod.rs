@@ -55,6 +55,11 @@ pub(crate) trait Backend<F: Real>: Sync {
     fn zeros(&self, len: usize) -> Result<Self::Vals>;
     /// `dst = src` (same lengths).
     fn copy_into(&self, dst: &mut Self::Vals, src: &Self::Vals) -> Result<()>;
+    /// A block of `len` values that the next product writes entirely before anything reads it:
+    /// zeros by default (the CPU's pages are made by the threads' first writes).
+    fn output(&self, len: usize) -> Result<Self::Vals> {
+        self.zeros(len)
+    }
     /// A copy of the block `v` of `len` values.
     fn duplicate(&self, v: &Self::Vals, len: usize) -> Result<Self::Vals> {
         let mut d = self.zeros(len)?;
@@ -112,7 +117,7 @@ pub(crate) trait Backend<F: Real>: Sync {
     /// `y (N×s) −= (v (K×s)·MT) ⊙ valid`, each element rounded as `mt` into a block `t` then
     /// `axpby(y, −1, t, 1)` would (that is the default; a backend may fuse it).
     fn mt_sub(&self, v: &Self::Vals, s: usize, y: &mut Self::Vals, valid: Option<&Self::Mask>) -> Result<()> {
-        let mut t = self.zeros(self.n() * s)?;
+        let mut t = self.output(self.n() * s)?;
         self.mt(v, s, &mut t, valid, None)?;
         self.axpby(y, &vec![-F::ONE; s], &t, F::ONE)
     }

@@ -47,7 +47,7 @@ impl<F: Real> PsfResampler<F> {
 
     fn apply_m_on<B: Backend<F>>(&self, be: &B, val: &[F], b: usize) -> Result<Vec<F>> {
         let g = self.gather_samples(be, val, b, true, false)?;
-        let mut out = be.zeros(self.k() * b)?;
+        let mut out = be.output(self.k() * b)?;
         be.m(&g.vals, b, &mut out, None, None)?;
         be.scatter(&out, b, Axis::Cells(self.k()))
     }
@@ -487,7 +487,7 @@ pub(crate) fn resample_rows<F: Real, B: Backend<F>>(
 ) -> Result<Vec<F>> {
     // NaN cells stay NaN: they reach only the samples linked to them
     let g = gather_finite(be, hval, b, Axis::Cells(k), false, false, infinite)?;
-    let mut out = be.zeros(samples.elements() * b)?;
+    let mut out = be.output(samples.elements() * b)?;
     be.mt(&g.vals, b, &mut out, None, None)?;
     be.scatter(&out, b, samples)
 }

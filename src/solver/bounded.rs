@@ -45,7 +45,7 @@ fn residual<F: Real, B: Backend<F>>(
     s: usize,
     work: &mut Work<F, B>,
 ) -> Result<B::Vals> {
-    let mut ax = b.zeros(b.k() * s)?;
+    let mut ax = b.output(b.k() * s)?;
     a.apply(b, x, &mut ax, s, work, None)?;
     let mut r = b.zeros(b.k() * s)?;
     b.copy_into(&mut r, rhs)?;

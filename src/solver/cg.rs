@@ -48,7 +48,7 @@ impl<F: Real, B: Backend<F>> Work<F, B> {
     fn take(slot: &mut Option<(usize, B::Vals)>, b: &B, len: usize) -> Result<B::Vals> {
         match slot.take() {
             Some((l, v)) if l == len => Ok(v),
-            _ => b.zeros(len),
+            _ => b.output(len),
         }
     }
 }
@@ -174,7 +174,7 @@ pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     let rs = if x0.is_none() { Some(rhs_dots.clone()) } else { None }; // r is the right-hand side
     let x = match x0 {
         Some(x0) => {
-            let mut ax = b.zeros(k * s)?;
+            let mut ax = b.output(k * s)?;
             a.apply(b, &x0, &mut ax, s, &mut work, None)?;
             b.axpby(&mut r, &vec![-F::ONE; s], &ax, F::ONE)?;
             x0
@@ -258,7 +258,7 @@ fn start<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     };
     let p = b.duplicate(&r, k * m)?;
     let scalars = b.cg_start(&init)?;
-    Ok(Running { rows, a, x, r, p, ap: b.zeros(k * m)?, scalars, recorded: vec![0; m], it_base: 0 })
+    Ok(Running { rows, a, x, r, p, ap: b.output(k * m)?, scalars, recorded: vec![0; m], it_base: 0 })
 }
 
 /// The stopping rules of a CG: per-row thresholds, the rule, the iteration budget, and how often
@@ -407,7 +407,7 @@ fn compact<F: Real, B: Backend<F>, A: LinOp<F, B>>(
         x: b.select(&run.x, m, keep)?,
         r: b.select(&run.r, m, keep)?,
         p: b.select(&run.p, m, keep)?,
-        ap: b.zeros(k * keep.len())?,
+        ap: b.output(k * keep.len())?,
         scalars: b.cg_start(&init)?,
         recorded: vec![0; keep.len()],
         rows,

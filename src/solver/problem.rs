@@ -153,7 +153,7 @@ fn right_hand_side<F: Real, B: Backend<F>>(
     let (k, s) = (b.k(), masked_rows.len());
     let (x_ref, mut y, valid, codes) = averages(b, y0, valid, masked_rows)?;
     b.mt_sub(&x_ref, s, &mut y, valid.as_ref())?;
-    let mut rhs = b.zeros(k * s)?;
+    let mut rhs = b.output(k * s)?;
     b.m(&y, s, &mut rhs, None, None)?;
     Ok(Start { x_ref, rhs, valid, codes, spent: y })
 }
@@ -168,14 +168,14 @@ fn averages<F: Real, B: Backend<F>>(
     masked_rows: &[bool],
 ) -> Result<(B::Vals, B::Vals, Option<B::Mask>, Option<B::Mask>)> {
     let (k, s) = (b.k(), masked_rows.len());
-    let mut x_ref = b.zeros(k * s)?;
+    let mut x_ref = b.output(k * s)?;
     b.m(&y0, s, &mut x_ref, None, None)?;
     let (valid, codes) = match valid {
         None => (None, None),
         Some(v) => {
             // the weight of each row's valid samples in each cell: valid·M
             let weights = b.mask_values(&v)?;
-            let mut w = b.zeros(k * s)?;
+            let mut w = b.output(k * s)?;
             b.m(&weights, s, &mut w, None, None)?;
             drop(weights);
             let codes = b.renormalise(&mut x_ref, &w, masked_rows)?;
