@@ -25,7 +25,7 @@ pub(crate) const CHUNK: usize = 2048;
 /// Asks the processor to bring the cache line holding `x` into its caches: a hint, with no effect
 /// on any result (nothing on other processors than x86-64).
 #[inline(always)]
-pub(crate) fn prefetch<T>(x: &T) {
+fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing the program sees and never faults.
     unsafe {
@@ -213,7 +213,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
                 }
                 (x, valid)
             }
-            Axis::Samples { order, position } => layout::sample_block(v, position.len(), &all, order, mask, zero_nan),
+            Axis::Samples { order, position } => layout::sample_block(v, &all, position, order.len(), mask, zero_nan),
         };
         Ok(Gathered { vals, valid, facts })
     }

@@ -9,7 +9,7 @@
 //! transposed in the caller's order, a cache line's worth of rows at a time, then gathered line by
 //! line. The floor of each move is reading and writing its values once.
 
-use super::cpu::{prefetch, CHUNK};
+use super::cpu::CHUNK;
 use super::{RowFacts, LEFT_OUT};
 use crate::real::Real;
 use rayon::prelude::*;
@@ -47,95 +47,84 @@ fn interleave_into<F: Real>(out: &mut [F], v: &[F], e: usize, sel: &[usize]) {
     });
 }
 
-/// Rows `sel` of B×N sample values at the operator's samples (`order`), interleaved N_used×|sel|,
-/// NaN as 0 with `zero_nan`; with `mask`, also which values are not NaN (bit 0).
+/// Rows `sel` of B×N sample values at the operator's samples, interleaved E×|sel| (E the samples
+/// used: sample i goes to row `position[i]`, none where it is [`LEFT_OUT`]), NaN as 0 with
+/// `zero_nan`; with `mask`, also which values are not NaN (bit 0).
+///
+/// A chunk of samples at a time in the caller's order: every selected row's part of the chunk is
+/// read in one stream and transposed into a block that stays in cache, whose rows are then written
+/// to their positions, each a whole row at once (random in the block, but every cache line of it
+/// written once, and the caller's values read once).
 pub(crate) fn sample_block<F: Real>(
     v: &[F],
-    n: usize,
     sel: &[usize],
-    order: &[u32],
+    position: &[u32],
+    e: usize,
     mask: bool,
     zero_nan: bool,
 ) -> (Vec<F>, Option<Vec<u8>>) {
-    let s = sel.len();
-    let mut y0 = vec![F::ZERO; order.len() * s];
-    // zeroed lazily: untouched (no page is ever written) without `mask`
-    let mut valid = vec![0u8; order.len() * s];
-    // a cache line of rows at a time: transposed in the caller's order, then gathered by line
-    // (one buffer for every group: a fresh page costs a fault and the kernel's zeroing, more than
-    // the copy that fills it)
-    let g = (64 / std::mem::size_of::<F>()).clamp(1, s.max(1));
-    let mut buf = if g > 1 { vec![F::ZERO; n * g] } else { Vec::new() };
-    for (gi, rows) in sel.chunks(g).enumerate() {
-        // a single row is its own N×1 block
-        let t: &[F] = if let [b] = rows {
-            &v[b * n..(b + 1) * n]
-        } else {
-            interleave_into(&mut buf[..n * rows.len()], v, n, rows);
-            &buf[..n * rows.len()]
-        };
-        let cols = gi * g..gi * g + rows.len();
-        let lines = Lines { t, g: rows.len(), order, s, cols, zero_nan };
-        gather_lines(&lines, &mut y0, mask.then_some(&mut valid[..]));
-    }
+    let (n, s) = (position.len(), sel.len());
+    // calloc's pages, each made by the first write into it
+    let mut y0 = vec![F::ZERO; e * s];
+    let mut valid = vec![0u8; if mask { e * s } else { 0 }];
+    assert!(is_injection(position, e), "the operator's sample positions are not distinct (a bug)");
+    let rows = Rows { y0: y0.as_mut_ptr(), valid: mask.then_some(valid.as_mut_ptr()), s };
+    let rows = &rows; // the closure must capture the Sync wrapper, not its fields
+    let chunk = chunk_len(s);
+    (0..n.div_ceil(chunk)).into_par_iter().for_each_init(Vec::new, |block: &mut Vec<F>, c| {
+        let (i0, len) = (c * chunk, chunk.min(n - c * chunk));
+        block.resize(len * s, F::ZERO);
+        for (r, &b) in sel.iter().enumerate() {
+            for (di, &x) in v[b * n + i0..][..len].iter().enumerate() {
+                block[di * s + r] = x;
+            }
+        }
+        for (di, &p) in position[i0..i0 + len].iter().enumerate() {
+            if p != LEFT_OUT {
+                // SAFETY: p < e and the positions other than LEFT_OUT are distinct (checked above), so
+                // row p of y0 and valid is written by this task alone, and nothing reads them here
+                unsafe { rows.put(p as usize, &block[di * s..(di + 1) * s], zero_nan) };
+            }
+        }
+    });
     (y0, mask.then_some(valid))
 }
 
-/// What [`gather_lines`] reads: the N×g block `t` of g rows, to go to columns `cols` of an E×s
-/// block at the samples `order`.
-struct Lines<'a, F> {
-    t: &'a [F],
-    g: usize,
-    order: &'a [u32],
+/// Whether the values of `position` other than [`LEFT_OUT`] are distinct and below `e`.
+fn is_injection(position: &[u32], e: usize) -> bool {
+    let mut seen = vec![false; e];
+    position
+        .iter()
+        .filter(|&&p| p != LEFT_OUT)
+        .all(|&p| p < e as u32 && !std::mem::replace(&mut seen[p as usize], true))
+}
+
+/// The rows of the E×s blocks `sample_block` writes from its parallel tasks, each row by one task.
+struct Rows<F> {
+    y0: *mut F,
+    valid: Option<*mut u8>,
     s: usize,
-    cols: std::ops::Range<usize>,
-    zero_nan: bool,
 }
 
-/// Columns `cols` of the E×s block `y0` (and of `valid`) from the lines of `l.t` at the samples
-/// `l.order` (NaN as 0 with `zero_nan`, valid = not NaN).
-fn gather_lines<F: Real>(l: &Lines<'_, F>, y0: &mut [F], valid: Option<&mut [u8]>) {
-    let s = l.s;
-    let chunk = chunk_len(s);
-    let fill = |c: usize, yb: &mut [F], mb: Option<&mut [u8]>| {
-        let order = &l.order[c * chunk..][..yb.len() / s];
-        if l.zero_nan {
-            copy_lines::<F, true>(l, order, yb, mb);
-        } else {
-            copy_lines::<F, false>(l, order, yb, mb);
-        }
-    };
-    match valid {
-        Some(valid) => y0
-            .par_chunks_mut(chunk * s)
-            .zip(valid.par_chunks_mut(chunk * s))
-            .enumerate()
-            .for_each(|(c, (yb, mb))| fill(c, yb, Some(mb))),
-        None => y0.par_chunks_mut(chunk * s).enumerate().for_each(|(c, yb)| fill(c, yb, None)),
-    }
-}
+// SAFETY: the tasks write disjoint rows (see `sample_block`).
+unsafe impl<F: Send> Sync for Rows<F> {}
 
-/// Samples ahead whose line [`copy_lines`] asks the cache for: the lines are read in a random
-/// order, and a sample's copy is too short for the processor to look that far ahead by itself.
-const AHEAD: usize = 16;
-
-/// The lines of `l.t` at the samples `order` into rows of the block `yb` (and `mb`), NaN as 0
-/// with `Z`.
-#[inline(always)]
-fn copy_lines<F: Real, const Z: bool>(l: &Lines<'_, F>, order: &[u32], yb: &mut [F], mut mb: Option<&mut [u8]>) {
-    let (s, g) = (l.s, l.g);
-    for (dp, &i) in order.iter().enumerate() {
-        if let Some(&ahead) = order.get(dp + AHEAD) {
-            prefetch(&l.t[ahead as usize * g]);
+impl<F: Real> Rows<F> {
+    /// Writes `x` (s values) into row p of y0 (NaN as 0 with `zero_nan`) and its mask into row p of
+    /// valid.
+    ///
+    /// # Safety
+    /// Row p exists, and no other thread reads or writes it meanwhile.
+    #[inline(always)]
+    unsafe fn put(&self, p: usize, x: &[F], zero_nan: bool) {
+        let y = std::slice::from_raw_parts_mut(self.y0.add(p * self.s), self.s);
+        for (d, &x) in y.iter_mut().zip(x) {
+            *d = if zero_nan && x.is_nan() { F::ZERO } else { x };
         }
-        let line = &l.t[i as usize * g..][..g];
-        let at = dp * s + l.cols.start;
-        for (d, &y) in yb[at..at + g].iter_mut().zip(line) {
-            *d = if Z && y.is_nan() { F::ZERO } else { y };
-        }
-        if let Some(m) = mb.as_deref_mut() {
-            for (b, &y) in m[at..at + g].iter_mut().zip(line) {
-                *b = !y.is_nan() as u8;
+        if let Some(m) = self.valid {
+            let m = std::slice::from_raw_parts_mut(m.add(p * self.s), self.s);
+            for (b, &x) in m.iter_mut().zip(x) {
+                *b = !x.is_nan() as u8;
             }
         }
     }
@@ -144,26 +133,69 @@ fn copy_lines<F: Real, const Z: bool>(l: &Lines<'_, F>, order: &[u32], yb: &mut 
 /// What each row of `v` (rows of `width`) holds, over the elements with `position[i] != LEFT_OUT`
 /// (all without `position`).
 pub(crate) fn row_facts<F: Real>(v: &[F], width: usize, position: Option<&[u32]>) -> Vec<RowFacts> {
-    let position = position.filter(|p| p.contains(&LEFT_OUT));
+    let left_out = position.map_or(0, |p| p.iter().filter(|&&p| p == LEFT_OUT).count());
+    let position = position.filter(|_| left_out > 0);
     v.par_chunks(width.max(1))
         .map(|row| {
-            let mut f = RowFacts::default();
-            for (i, &x) in row.iter().enumerate() {
-                if position.is_some_and(|p| p[i] == LEFT_OUT) {
-                    continue;
-                }
-                if x.is_nan() {
-                    f.nan += 1;
-                } else if !x.is_finite() {
-                    f.inf += 1;
-                } else {
-                    f.low = f.low.min(x.to_f64());
-                    f.high = f.high.max(x.to_f64());
-                }
-            }
+            let mut f = Lanes::of(row, position);
+            f.nan -= left_out as u64; // counted as NaN by the lanes
             f
         })
         .collect()
+}
+
+/// [`row_facts`] in eight independent lanes, in the values' own type: counts, minima and maxima do
+/// not depend on the order, and the lanes make a loop the compiler vectorises. The extremes are
+/// over every value but NaN: an infinity is one (it is counted, and the fits refuse it).
+struct Lanes<F> {
+    nan: [u32; 8],
+    inf: [u32; 8],
+    low: [F; 8],
+    high: [F; 8],
+}
+
+impl<F: Real> Lanes<F> {
+    /// The facts of `values`, where those at `position` [`LEFT_OUT`] count as NaN.
+    fn of(values: &[F], position: Option<&[u32]>) -> RowFacts {
+        let nan = F::from_f64(f64::NAN);
+        let mut l = Lanes { nan: [0; 8], inf: [0; 8], low: [F::INFINITY; 8], high: [-F::INFINITY; 8] };
+        let chunks = values.chunks_exact(8);
+        let rest = chunks.remainder();
+        match position {
+            None => chunks.for_each(|xs| l.add(xs.try_into().expect("8 values"))),
+            Some(p) => {
+                for (xs, ps) in chunks.zip(p.chunks_exact(8)) {
+                    l.add(&std::array::from_fn(|q| if ps[q] == LEFT_OUT { nan } else { xs[q] }));
+                }
+            }
+        }
+        let at = values.len() - rest.len();
+        let mut last = [nan; 8]; // the lanes past the end count as NaN, taken off below
+        for (q, &x) in rest.iter().enumerate() {
+            last[q] = if position.is_some_and(|p| p[at + q] == LEFT_OUT) { nan } else { x };
+        }
+        l.add(&last);
+        let mut f = RowFacts::default();
+        for q in 0..8 {
+            f.nan += l.nan[q] as u64;
+            f.inf += l.inf[q] as u64;
+            f.low = f.low.min(l.low[q].to_f64());
+            f.high = f.high.max(l.high[q].to_f64());
+        }
+        f.nan -= (8 - rest.len()) as u64;
+        f
+    }
+
+    #[inline(always)]
+    fn add(&mut self, xs: &[F; 8]) {
+        for (q, &x) in xs.iter().enumerate() {
+            self.nan[q] += x.is_nan() as u32;
+            self.inf[q] += (x.abs() == F::INFINITY) as u32;
+            // (a NaN compares false: never an extreme)
+            self.low[q] = if x < self.low[q] { x } else { self.low[q] };
+            self.high[q] = if x > self.high[q] { x } else { self.high[q] };
+        }
+    }
 }
 
 /// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
@@ -246,8 +278,12 @@ mod tests {
             }
             // a permutation with samples left out
             let order: Vec<u32> = (0..e as u32).rev().filter(|i| i % 5 != 2).collect();
-            let (y0, valid) = sample_block(&v, e, &sel, &order, true, true);
-            let (raw, none) = sample_block(&v, e, &sel, &order, false, false);
+            let mut position = vec![u32::MAX; e];
+            for (p, &i) in order.iter().enumerate() {
+                position[i as usize] = p as u32;
+            }
+            let (y0, valid) = sample_block(&v, &sel, &position, order.len(), true, true);
+            let (raw, none) = sample_block(&v, &sel, &position, order.len(), false, false);
             assert!(none.is_none());
             let valid = valid.expect("asked for");
             for (p, &i) in order.iter().enumerate() {
@@ -264,10 +300,6 @@ mod tests {
                 for i in 0..e {
                     assert!(same(back[j * e + i], v[r * e + i]));
                 }
-            }
-            let mut position = vec![u32::MAX; e];
-            for (p, &i) in order.iter().enumerate() {
-                position[i as usize] = p as u32;
             }
             let caller = deinterleave(&y0, e, s, Some(&position));
             for (j, &r) in sel.iter().enumerate() {
@@ -288,27 +320,31 @@ mod tests {
     /// The facts of rows against a plain count, with and without samples left out.
     #[test]
     fn row_facts_count_what_rows_hold() {
-        let (b, e) = (5usize, 1000usize);
-        let v: Vec<f64> = (0..b * e)
-            .map(|i| match i % 13 {
-                1 => f64::NAN,
-                4 if i % 2 == 0 => f64::INFINITY,
-                7 => -(i as f64),
-                _ => i as f64 * 0.5,
-            })
-            .collect();
-        let position: Vec<u32> = (0..e as u32).map(|i| if i % 7 == 3 { LEFT_OUT } else { i }).collect();
-        for pos in [None, Some(&position[..])] {
-            let facts = row_facts(&v, e, pos);
-            for (r, f) in facts.iter().enumerate() {
-                let used = || (0..e).filter(|&i| pos.is_none_or(|p| p[i] != LEFT_OUT)).map(|i| v[r * e + i]);
-                assert_eq!(f.nan, used().filter(|x| x.is_nan()).count() as u64);
-                assert_eq!(f.inf, used().filter(|x| x.is_infinite()).count() as u64);
-                let max = used().filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()));
-                assert_eq!(f.max_abs(), max);
-                let low = used().filter(|x| x.is_finite()).fold(f64::INFINITY, f64::min);
-                let high = used().filter(|x| x.is_finite()).fold(f64::NEG_INFINITY, f64::max);
-                assert_eq!((f.low, f.high), (low, high));
+        for (b, e) in [(6usize, 1000usize), (4, 1003), (2, 5)] {
+            // rows 0 and 1 without infinities
+            let v: Vec<f64> = (0..b * e)
+                .map(|i| match i % 13 {
+                    1 => f64::NAN,
+                    4 if i % 2 == 0 && i >= 2 * e => f64::INFINITY,
+                    7 => -(i as f64),
+                    _ => i as f64 * 0.5,
+                })
+                .collect();
+            let position: Vec<u32> = (0..e as u32).map(|i| if i % 7 == 3 { LEFT_OUT } else { i }).collect();
+            for pos in [None, Some(&position[..])] {
+                let facts = row_facts(&v, e, pos);
+                for (r, f) in facts.iter().enumerate() {
+                    let used = || (0..e).filter(|&i| pos.is_none_or(|p| p[i] != LEFT_OUT)).map(|i| v[r * e + i]);
+                    assert_eq!(f.nan, used().filter(|x| x.is_nan()).count() as u64);
+                    assert_eq!(f.inf, used().filter(|x| x.is_infinite()).count() as u64);
+                    if f.inf == 0 {
+                        let max = used().filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()));
+                        assert_eq!(f.max_abs(), max);
+                    }
+                    let low = used().filter(|x| !x.is_nan()).fold(f64::INFINITY, f64::min);
+                    let high = used().filter(|x| !x.is_nan()).fold(f64::NEG_INFINITY, f64::max);
+                    assert_eq!((f.low, f.high), (low, high), "b {b} e {e} row {r}");
+                }
             }
         }
     }

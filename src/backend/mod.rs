@@ -240,9 +240,9 @@ pub(crate) struct RowFacts {
     pub nan: u64,
     /// Infinite values.
     pub inf: u64,
-    /// The lowest finite value (+∞ when none).
+    /// The lowest value but NaN (+∞ when none); finite unless `inf` > 0, which the fits refuse.
     pub low: f64,
-    /// The highest finite value (−∞ when none).
+    /// The highest value but NaN (−∞ when none); finite unless `inf` > 0.
     pub high: f64,
 }
 

@@ -468,9 +468,13 @@ fn gather_finite<F: Real, B: Backend<F>>(
     mask: bool,
     infinite: &dyn Fn() -> Error,
 ) -> Result<Gathered<B::Vals, B::Mask>> {
-    let g = be.gather(v, s, axis, zero_nan, mask)?;
+    let mut g = be.gather(v, s, axis, zero_nan, mask)?;
     if g.facts.iter().any(|f| f.inf > 0) {
         return Err(infinite());
+    }
+    // a zero extreme is +0 whichever zero came first (the order differs between devices and ranks)
+    for f in &mut g.facts {
+        (f.low, f.high) = (f.low + 0.0, f.high + 0.0);
     }
     Ok(g)
 }
