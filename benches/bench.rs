@@ -19,6 +19,11 @@
 //! `iter_ms = (fit_s − setup_s)/iters`, `resample_ms` the best of `--reps` resamples of B constant
 //! fields; `peak_rss_mb` is the process's high-water mark (VmHWM); `host_bytes_per_sample` and
 //! `device_bytes_per_sample` what the operator holds once built (`PsfResampler::memory`).
+//!
+//! Floors (with `--iters`): `iter_bytes` and `setup_bytes` are the bytes an iteration and the
+//! setup must move at least (the model is in `floor_bytes`); on the CPU `copy_gbs` is this
+//! machine's measured copy rate with the same threads (bytes read + written per second, pages
+//! already made, best of 5), and `iter_floor_ms`, `setup_floor_ms` the bytes at that rate.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -104,6 +109,53 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
+/// The bytes one CG iteration and the setup of a fit (no sample missing, no bound) must move at
+/// least, for b rows: every block read or written once, the links once per product.
+///
+/// Iteration: `v·MT` reads p (K×b) and the links by sample (N·npt index + value) and writes u
+/// (N×b); `u·M + λp` with `<p, Ap>` reads u, the links by cell (nnz index + value, K+1 offsets) and
+/// p and writes Ap; the update reads x, r, p, Ap and writes x, r; the direction reads r, p and
+/// writes p: 12 K×b blocks, 2 N×b blocks and both link layouts.
+/// Setup: the caller's rows read and the N×b block written; x_ref = y0·M (N×b and links in, K×b
+/// out); y −= x_ref·MT (K×b and links in, N×b read and written); the right-hand side (as x_ref);
+/// the CG's start (⟨r, r⟩ reads r, x zeroed, p copied from r: 4 K×b); x_ref + x scaled (3 K×b); the
+/// result back to the caller's rows (2 K×b).
+fn floor_bytes<F: Real>(n: usize, k: usize, nnz: usize, npt: usize, b: usize) -> (f64, f64) {
+    let f = std::mem::size_of::<F>() as f64;
+    let (nb, kb) = ((n * b) as f64 * f, (k * b) as f64 * f);
+    let by_sample = (n * npt) as f64 * (4.0 + f);
+    let by_cell = nnz as f64 * (4.0 + f) + (k + 1) as f64 * 8.0;
+    let iter = 12.0 * kb + 2.0 * nb + by_sample + by_cell;
+    let setup = 2.0 * nb
+        + (nb + by_cell + kb)
+        + (kb + by_sample + 2.0 * nb)
+        + (nb + by_cell + kb)
+        + 4.0 * kb
+        + 3.0 * kb
+        + 2.0 * kb;
+    (iter, setup)
+}
+
+/// This machine's copy rate with `threads` threads: bytes read + written per second copying a
+/// 256 MiB block whose pages exist (best of 5).
+fn copy_gbs(threads: usize) -> f64 {
+    let len = 1 << 25; // f64 values
+    let (src, mut dst) = (vec![1.0f64; len], vec![0.0f64; len]);
+    let part = len.div_ceil(threads.max(1));
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        std::thread::scope(|sc| {
+            for (d, s) in dst.chunks_mut(part).zip(src.chunks(part)) {
+                sc.spawn(move || d.copy_from_slice(s));
+            }
+        });
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    assert_eq!(dst[len - 1], 1.0);
+    2.0 * (len * 8) as f64 / best / 1e9
+}
+
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -183,13 +235,29 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
     }
 
     let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };
+    let peak_rss = peak_rss_mb(); // before the copy rate's blocks
+    let floors = if a.iters > 0 {
+        let (iter_bytes, setup_bytes) = floor_bytes::<F>(op.n(), op.k(), op.nnz(), a.npt, b);
+        let copy = if a.device == "cpu" { copy_gbs(threads) } else { f64::NAN };
+        let ms = |bytes: f64| bytes / copy / 1e6;
+        format!(
+            ", \"iter_bytes\": {iter_bytes:.0}, \"setup_bytes\": {setup_bytes:.0}, \"copy_gbs\": {copy:.1}, \
+             \"iter_floor_ms\": {:.3}, \"setup_floor_ms\": {:.3}, \"iter_over_floor\": {:.2}, \"setup_over_floor\": {:.2}",
+            ms(iter_bytes),
+            ms(setup_bytes),
+            iter_ms / ms(iter_bytes),
+            setup_s * 1e3 / ms(setup_bytes)
+        )
+    } else {
+        String::new()
+    };
     let i = op.build_info();
     println!(
         "{{\"n\": {}, \"k\": {}, \"nnz\": {}, \"level\": {}, \"npt\": {}, \"dtype\": \"{}\", \"device\": \"{}\", \
          \"threads\": {}, \"batch\": {}, \"build_s\": {:.4}, \"reps\": {}, \"hash_s\": {:.4}, \"keep_s\": {:.4}, \
          \"search_s\": {:.4}, \"area_s\": {:.4}, \"assemble_s\": {:.4}, \"iters\": {}, \"fit_s\": {:.4}, \"setup_s\": {:.4}, \
          \"iter_ms\": {:.3}, \"resample_ms\": {:.3}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}, \
-         \"missing_fraction\": {:.3}, \"host_bytes_per_sample\": {:.1}, \"device_bytes_per_sample\": {:.1}}}",
+         \"missing_fraction\": {:.3}, \"host_bytes_per_sample\": {:.1}, \"device_bytes_per_sample\": {:.1}{}}}",
         op.n(),
         op.k(),
         op.nnz(),
@@ -211,11 +279,12 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         setup_s,
         iter_ms,
         resample_ms,
-        peak_rss_mb(),
+        peak_rss,
         rss_data,
         missing as f64 / (n * b) as f64,
         mem.host as f64 / op.n() as f64,
-        mem.device as f64 / op.n() as f64
+        mem.device as f64 / op.n() as f64,
+        floors
     );
     if a.save {
         save_and_load(&op, a, best)?;
