@@ -166,6 +166,21 @@ fn conservative_and_bounded_together() {
     assert!((sum - target).abs() <= 1e-9 * target.abs(), "Σ hval {sum} vs {target}");
 }
 
+/// A bound taken from the input is +0 where the row's lowest value is a zero of either sign (the
+/// order in which a device or rank meets the zeros must not decide), so a conservative fit held at
+/// it holds +0: the fit of a row whose zeros are −0 equals the fit of the row with +0, bit for bit.
+#[test]
+fn a_zero_bound_from_the_input_is_positive_zero() {
+    let (op, y) = problem(400, 9, 9);
+    let o = FitOptions { conservative: true, lower: Bound::Input, max_outer: 50, ..opts(0.01, 1e-12) };
+    let negative: Vec<f64> = y.iter().map(|&v| if v == 0.0 { -0.0 } else { v }).collect();
+    assert!(negative.iter().any(|v| *v == 0.0 && v.is_sign_negative()), "the field has zeros");
+    let (a, b) = (op.fit(&y, &o).unwrap(), op.fit(&negative, &o).unwrap());
+    assert!(a.info.as_ref().unwrap().n_clipped_low[0] > 0, "cells held at the bound");
+    assert!(a.hval.iter().zip(&b.hval).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(a.hval.iter().all(|v| !(*v == 0.0 && v.is_sign_negative())));
+}
+
 #[test]
 fn per_row_bounded_batch_equals_singles() {
     let (op, y) = problem(400, 9, 11);

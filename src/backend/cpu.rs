@@ -165,6 +165,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         Ok((0..len).into_par_iter().map(|_| F::ZERO).collect())
     }
     fn copy_into(&self, dst: &mut Vec<F>, src: &Vec<F>) -> Result<()> {
+        assert_eq!(dst.len(), src.len(), "copy_into: blocks of different lengths (a bug)");
         dst.par_chunks_mut(CHUNK * 16).zip(src.par_chunks(CHUNK * 16)).for_each(|(d, s)| d.copy_from_slice(s));
         Ok(())
     }

@@ -5,9 +5,11 @@
 //! Every move is a cache-blocked transpose: a chunk of elements of every selected row is read
 //! sequentially and written into a block small enough to stay in cache (≤ [`BLOCK`] values), so
 //! each cache line of either side is loaded once. The permutation into the operator's sample order
-//! (cell order, random with respect to the caller's) moves whole cache lines: the rows are first
-//! transposed in the caller's order, a cache line's worth of rows at a time, then gathered line by
-//! line. The floor of each move is reading and writing its values once.
+//! (cell order, random with respect to the caller's) moves whole rows of the block: on the way in,
+//! a chunk of samples is transposed in the caller's order and each sample's row written whole at
+//! its position; on the way back, a chunk's rows are gathered from their positions into a block in
+//! cache, then written out row by row. The floor of each move is reading and writing its values
+//! once.
 
 use super::cpu::CHUNK;
 use super::{RowFacts, LEFT_OUT};

@@ -55,8 +55,9 @@ pub(crate) trait Backend<F: Real>: Sync {
     fn zeros(&self, len: usize) -> Result<Self::Vals>;
     /// `dst = src` (same lengths).
     fn copy_into(&self, dst: &mut Self::Vals, src: &Self::Vals) -> Result<()>;
-    /// A block of `len` values that the next product writes entirely before anything reads it:
-    /// zeros by default (the CPU's pages are made by the threads' first writes).
+    /// A block of `len` values whose values nothing uses before the next product writes it
+    /// entirely: zeros by default (on the CPU calloc's zeros, the pages made by the threads' first
+    /// writes).
     fn output(&self, len: usize) -> Result<Self::Vals> {
         self.zeros(len)
     }
@@ -240,7 +241,8 @@ pub(crate) struct RowFacts {
     pub nan: u64,
     /// Infinite values.
     pub inf: u64,
-    /// The lowest value but NaN (+∞ when none); finite unless `inf` > 0, which the fits refuse.
+    /// The lowest value but NaN (+∞ when none); finite unless `inf` > 0, which the fits refuse. A
+    /// zero extreme is +0 (`gather_finite`), whichever zero a device or rank met first.
     pub low: f64,
     /// The highest value but NaN (−∞ when none); finite unless `inf` > 0.
     pub high: f64,
@@ -253,7 +255,7 @@ impl Default for RowFacts {
 }
 
 impl RowFacts {
-    /// The largest |value| of the finite values (0 when none).
+    /// The largest |value| of the values but NaN (0 when none).
     pub fn max_abs(&self) -> f64 {
         if self.low > self.high {
             0.0
