@@ -26,27 +26,26 @@ fn chunk_len(s: usize) -> usize {
 
 /// Rows `sel` of a B×E row-major block, interleaved E×|sel|.
 pub(crate) fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
-    let mut out = vec![F::ZERO; e * sel.len()];
-    interleave_into(&mut out, v, e, sel);
+    let s = sel.len();
+    let mut out = vec![F::ZERO; e * s];
+    if s > 0 {
+        let chunk = chunk_len(s);
+        out.par_chunks_mut(chunk * s).enumerate().for_each(|(c, block)| transpose_chunk(block, v, e, sel, c * chunk));
+    }
     out
 }
 
-/// [`interleave`] into `out` (E×|sel| values).
-fn interleave_into<F: Real>(out: &mut [F], v: &[F], e: usize, sel: &[usize]) {
+/// Elements i0.. of the rows `sel` of the row-major block `v` (rows of e), interleaved into
+/// `block` (|sel| values per element, as many elements as it holds): each row's part read in one
+/// stream, the block small enough to stay in cache.
+fn transpose_chunk<F: Copy>(block: &mut [F], v: &[F], e: usize, sel: &[usize], i0: usize) {
     let s = sel.len();
-    if s == 0 {
-        return;
-    }
-    let chunk = chunk_len(s);
-    out.par_chunks_mut(chunk * s).enumerate().for_each(|(c, block)| {
-        let len = block.len() / s;
-        for (r, &b) in sel.iter().enumerate() {
-            let src = &v[b * e + c * chunk..][..len];
-            for (dp, &x) in src.iter().enumerate() {
-                block[dp * s + r] = x;
-            }
+    let len = block.len() / s.max(1);
+    for (r, &b) in sel.iter().enumerate() {
+        for (dp, &x) in v[b * e + i0..][..len].iter().enumerate() {
+            block[dp * s + r] = x;
         }
-    });
+    }
 }
 
 /// Rows `sel` of B×N sample values at the operator's samples, interleaved E×|sel| (E the samples
@@ -76,11 +75,7 @@ pub(crate) fn sample_block<F: Real>(
     (0..n.div_ceil(chunk)).into_par_iter().for_each_init(Vec::new, |block: &mut Vec<F>, c| {
         let (i0, len) = (c * chunk, chunk.min(n - c * chunk));
         block.resize(len * s, F::ZERO);
-        for (r, &b) in sel.iter().enumerate() {
-            for (di, &x) in v[b * n + i0..][..len].iter().enumerate() {
-                block[di * s + r] = x;
-            }
-        }
+        transpose_chunk(block, v, n, sel, i0);
         for (di, &p) in position[i0..i0 + len].iter().enumerate() {
             if p != LEFT_OUT {
                 // SAFETY: p < e and the positions other than LEFT_OUT are distinct (checked above), so

@@ -47,8 +47,7 @@ fn residual<F: Real, B: Backend<F>>(
 ) -> Result<B::Vals> {
     let mut ax = b.output(b.k() * s)?;
     a.apply(b, x, &mut ax, s, work, None)?;
-    let mut r = b.zeros(b.k() * s)?;
-    b.copy_into(&mut r, rhs)?;
+    let mut r = b.duplicate(rhs, b.k() * s)?;
     b.axpby(&mut r, &vec![-F::ONE; s], &ax, F::ONE)?;
     Ok(r)
 }

@@ -171,7 +171,7 @@ pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     let mut work = Work::new(scratch.map(|u| (b.n() * s, u)));
     let rhs_dots = b.dots(&rhs, Some(&rhs), s, true, None)?;
     let mut r = rhs;
-    let rs = if x0.is_none() { Some(rhs_dots.clone()) } else { None }; // r is the right-hand side
+    let no_x0 = x0.is_none();
     let x = match x0 {
         Some(x0) => {
             let mut ax = b.output(k * s)?;
@@ -181,9 +181,10 @@ pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
         }
         None => b.zeros(k * s)?,
     };
-    let rs = match rs {
-        Some(rs) => rs,
-        None => b.dots(&r, Some(&r), s, true, None)?,
+    let rs = if no_x0 {
+        rhs_dots.clone() // r is the right-hand side itself
+    } else {
+        b.dots(&r, Some(&r), s, true, None)?
     };
     let mut out = CgOut {
         x: None,
