@@ -10,7 +10,7 @@
 //! for the host by build.rs (`csrc/host.cpp`) — the same source the CUDA kernels compile.
 
 use super::{
-    hpsf_box_args, layout, reduce, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered,
+    hpsf_box_args, layout, pages, reduce, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered,
     LinkWeights, RowFacts, WeightInputs, FREE,
 };
 use crate::error::Result;
@@ -162,7 +162,9 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         // written (x in the first CG update) would map the shared zero page on the read, then take
         // a second fault and a TLB shoot-down on the write (at B = 64 the first update took 13×
         // the others on a 2-vCPU machine).
-        Ok((0..len).into_par_iter().map(|_| F::ZERO).collect())
+        let mut v = pages::zeroed(len, F::ZERO);
+        v.par_chunks_mut(CHUNK * 16).for_each(|c| c.fill(F::ZERO));
+        Ok(v)
     }
     fn copy_into(&self, dst: &mut Vec<F>, src: &Vec<F>) -> Result<()> {
         assert_eq!(dst.len(), src.len(), "copy_into: blocks of different lengths (a bug)");
@@ -172,10 +174,12 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
     fn output(&self, len: usize) -> Result<Vec<F>> {
         // calloc's zero pages, each made by the first (parallel) write: read first, a page would
         // be copied on write (see `zeros`)
-        Ok(vec![F::ZERO; len])
+        Ok(pages::zeroed(len, F::ZERO))
     }
     fn duplicate(&self, v: &Vec<F>, _len: usize) -> Result<Vec<F>> {
-        Ok(v.par_iter().copied().collect())
+        let mut out = pages::zeroed(v.len(), F::ZERO);
+        self.copy_into(&mut out, v)?;
+        Ok(out)
     }
     fn upload_mask(&self, m: Vec<u8>) -> Result<Vec<u8>> {
         Ok(m)
@@ -379,7 +383,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         Ok(self.dx.iter().map(|&d| safe_div(F::ONE, d)).collect())
     }
     fn broadcast(&self, src: &Vec<F>, s: usize, scale: F, codes: Option<&Vec<u8>>) -> Result<Vec<F>> {
-        let mut out = vec![F::ZERO; src.len() * s];
+        let mut out = pages::zeroed(src.len() * s, F::ZERO);
         for (k, (row, &v)) in out.chunks_exact_mut(s).zip(src).enumerate() {
             for (j, o) in row.iter_mut().enumerate() {
                 let keep = codes.is_none_or(|c| c[k * s + j] & FREE != 0);
@@ -473,7 +477,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
 
 /// The columns `cols` of an E×s block.
 fn columns<T: Copy>(v: &[T], s: usize, cols: &[usize]) -> Vec<T> {
-    let mut out = Vec::with_capacity(v.len() / s.max(1) * cols.len());
+    let mut out = pages::with_capacity(v.len() / s.max(1) * cols.len());
     for row in v.chunks_exact(s) {
         out.extend(cols.iter().map(|&j| row[j]));
     }

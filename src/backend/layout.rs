@@ -12,7 +12,7 @@
 //! once.
 
 use super::cpu::CHUNK;
-use super::{RowFacts, LEFT_OUT};
+use super::{pages, RowFacts, LEFT_OUT};
 use crate::real::Real;
 use rayon::prelude::*;
 
@@ -27,7 +27,7 @@ fn chunk_len(s: usize) -> usize {
 /// Rows `sel` of a B×E row-major block, interleaved E×|sel|.
 pub(crate) fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
     let s = sel.len();
-    let mut out = vec![F::ZERO; e * s];
+    let mut out = pages::zeroed(e * s, F::ZERO);
     if s > 0 {
         let chunk = chunk_len(s);
         out.par_chunks_mut(chunk * s).enumerate().for_each(|(c, block)| transpose_chunk(block, v, e, sel, c * chunk));
@@ -38,12 +38,88 @@ pub(crate) fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
 /// Elements i0.. of the rows `sel` of the row-major block `v` (rows of e), interleaved into
 /// `block` (|sel| values per element, as many elements as it holds): each row's part read in one
 /// stream, the block small enough to stay in cache.
-fn transpose_chunk<F: Copy>(block: &mut [F], v: &[F], e: usize, sel: &[usize], i0: usize) {
+fn transpose_chunk<F: Copy + 'static>(block: &mut [F], v: &[F], e: usize, sel: &[usize], i0: usize) {
     let s = sel.len();
     let len = block.len() / s.max(1);
-    for (r, &b) in sel.iter().enumerate() {
-        for (dp, &x) in v[b * e + i0..][..len].iter().enumerate() {
+    let row = |r: usize| &v[sel[r] * e + i0..][..len];
+    let mut r = 0;
+    // four rows at a time, in tiles of 4×4: a tile's four rows stored whole
+    while r + 4 <= s {
+        let src = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+        let mut d = 0;
+        while d + 4 <= len {
+            let t = tile4(src.map(|x| -> [F; 4] { x[d..d + 4].try_into().expect("4") }));
+            for (j, t) in t.iter().enumerate() {
+                block[(d + j) * s + r..][..4].copy_from_slice(t);
+            }
+            d += 4;
+        }
+        for d in d..len {
+            for (i, x) in src.iter().enumerate() {
+                block[d * s + r + i] = x[d];
+            }
+        }
+        r += 4;
+    }
+    for r in r..s {
+        for (dp, &x) in row(r).iter().enumerate() {
             block[dp * s + r] = x;
+        }
+    }
+}
+
+/// The transpose of a 4×4 tile (`out[j][i] = t[i][j]`), in vector registers for f32 on x86-64.
+#[inline(always)]
+fn tile4<F: Copy + 'static>(t: [[F; 4]; 4]) -> [[F; 4]; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>() {
+        use std::arch::x86_64::*;
+        // SAFETY: F is f32 (checked), so both arrays are [[f32; 4]; 4]; SSE is part of x86-64
+        unsafe {
+            let t: [[f32; 4]; 4] = std::mem::transmute_copy(&t);
+            let [a, b, c, d] = t.map(|r| _mm_loadu_ps(r.as_ptr()));
+            let (ab_lo, cd_lo) = (_mm_unpacklo_ps(a, b), _mm_unpacklo_ps(c, d)); // a0 b0 a1 b1, c0 d0 c1 d1
+            let (ab_hi, cd_hi) = (_mm_unpackhi_ps(a, b), _mm_unpackhi_ps(c, d)); // a2 b2 a3 b3, c2 d2 c3 d3
+            let rows = [
+                _mm_movelh_ps(ab_lo, cd_lo),
+                _mm_movehl_ps(cd_lo, ab_lo),
+                _mm_movelh_ps(ab_hi, cd_hi),
+                _mm_movehl_ps(cd_hi, ab_hi),
+            ];
+            let mut out = [[0.0f32; 4]; 4];
+            for (o, r) in out.iter_mut().zip(rows) {
+                _mm_storeu_ps(o.as_mut_ptr(), r);
+            }
+            return std::mem::transmute_copy(&out);
+        }
+    }
+    std::array::from_fn(|j| std::array::from_fn(|i| t[i][j]))
+}
+
+/// Columns j.. of the block `src` (rows of s) into the rows `out` (one column each), in tiles of
+/// 4×4 where four columns remain: the inverse of [`transpose_chunk`].
+fn untranspose_chunk<F: Copy + 'static>(out: &mut [&mut [F]], src: &[F], s: usize) {
+    let len = out.first().map_or(0, |r| r.len());
+    let mut j = 0;
+    while j + 4 <= out.len() {
+        let [a, b, c, d] = &mut out[j..j + 4] else { unreachable!() };
+        let mut i = 0;
+        while i + 4 <= len {
+            let t = tile4(std::array::from_fn(|t| src[(i + t) * s + j..][..4].try_into().expect("4")));
+            for (row, t) in [&mut **a, &mut **b, &mut **c, &mut **d].into_iter().zip(&t) {
+                row[i..i + 4].copy_from_slice(t);
+            }
+            i += 4;
+        }
+        for i in i..len {
+            let x = &src[i * s + j..][..4];
+            (a[i], b[i], c[i], d[i]) = (x[0], x[1], x[2], x[3]);
+        }
+        j += 4;
+    }
+    for (jj, row) in out.iter_mut().enumerate().skip(j) {
+        for (i, x) in row.iter_mut().enumerate() {
+            *x = src[i * s + jj];
         }
     }
 }
@@ -66,8 +142,8 @@ pub(crate) fn sample_block<F: Real>(
 ) -> (Vec<F>, Option<Vec<u8>>) {
     let (n, s) = (position.len(), sel.len());
     // calloc's pages, each made by the first write into it
-    let mut y0 = vec![F::ZERO; e * s];
-    let mut valid = vec![0u8; if mask { e * s } else { 0 }];
+    let mut y0 = pages::zeroed(e * s, F::ZERO);
+    let mut valid = pages::zeroed(if mask { e * s } else { 0 }, 0u8);
     assert!(is_injection(position, e), "the operator's sample positions are not distinct (a bug)");
     let rows = Rows { y0: y0.as_mut_ptr(), valid: mask.then_some(valid.as_mut_ptr()), s };
     let rows = &rows; // the closure must capture the Sync wrapper, not its fields
@@ -199,7 +275,7 @@ impl<F: Real> Lanes<F> {
 /// from position `position[i]` (samples back to the caller's order; samples left out, [`LEFT_OUT`],
 /// come back NaN).
 pub(crate) fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<&[u32]>) -> Vec<F> {
-    let mut out = vec![F::ZERO; e * s];
+    let mut out = pages::zeroed(e * s, F::ZERO);
     scatter(v, s, out.chunks_mut(e.max(1)).collect(), position);
     out
 }
@@ -233,11 +309,7 @@ fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<&[u
                 &block[..]
             }
         };
-        for (j, row) in rows.iter_mut().enumerate() {
-            for (di, x) in row.iter_mut().enumerate() {
-                *x = src[di * s + j];
-            }
-        }
+        untranspose_chunk(&mut rows, src, s);
     });
 }
 
@@ -260,11 +332,18 @@ pub(crate) fn scale_columns<F: Real>(v: &mut [F], f: &[F]) {
 mod tests {
     use super::*;
 
-    /// The layouts against their definitions, on shapes around the chunk and group sizes.
+    /// The layouts against their definitions, on shapes around the chunk, group and tile sizes
+    /// (f32 takes the vector tiles on x86-64, f64 the plain ones).
     #[test]
     fn moves_match_their_definitions() {
-        for &(b, e) in &[(1usize, 5usize), (3, 2049), (17, 4100), (40, 70), (70, 3000)] {
-            let v: Vec<f64> = (0..b * e).map(|i| if i % 11 == 3 { f64::NAN } else { i as f64 }).collect();
+        moves_match::<f32>();
+        moves_match::<f64>();
+    }
+
+    fn moves_match<F: Real>() {
+        let nan = F::from_f64(f64::NAN);
+        for &(b, e) in &[(1usize, 5usize), (3, 2049), (17, 4100), (40, 70), (70, 3000), (9, 4099)] {
+            let v: Vec<F> = (0..b * e).map(|i| if i % 11 == 3 { nan } else { F::from_f64(i as f64) }).collect();
             let sel: Vec<usize> = (0..b).filter(|r| r % 3 != 1).collect();
             let s = sel.len();
             let il = interleave(&v, e, &sel);
@@ -286,7 +365,7 @@ mod tests {
             for (p, &i) in order.iter().enumerate() {
                 for (j, &r) in sel.iter().enumerate() {
                     let x = v[r * e + i as usize];
-                    assert_eq!(y0[p * s + j], if x.is_nan() { 0.0 } else { x });
+                    assert_eq!(y0[p * s + j], if x.is_nan() { F::ZERO } else { x });
                     assert!(same(raw[p * s + j], x));
                     assert_eq!(valid[p * s + j], !x.is_nan() as u8);
                 }
@@ -302,9 +381,9 @@ mod tests {
             for (j, &r) in sel.iter().enumerate() {
                 for i in 0..e {
                     let want = if position[i] == u32::MAX {
-                        f64::NAN
+                        nan
                     } else if v[r * e + i].is_nan() {
-                        0.0
+                        F::ZERO
                     } else {
                         v[r * e + i]
                     };
@@ -346,7 +425,7 @@ mod tests {
         }
     }
 
-    fn same(a: f64, b: f64) -> bool {
+    fn same<F: Real>(a: F, b: F) -> bool {
         a == b || (a.is_nan() && b.is_nan())
     }
 }

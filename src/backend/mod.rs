@@ -22,6 +22,7 @@ pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda;
 pub(crate) mod layout;
+pub(crate) mod pages;
 pub(crate) mod reduce;
 
 use crate::error::{Error, Result};
