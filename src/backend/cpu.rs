@@ -11,7 +11,7 @@
 
 use super::{
     hpsf_box_args, layout, pages, reduce, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered,
-    LinkWeights, RowFacts, WeightInputs, FREE,
+    LinkWeights, RowFacts, Scales, WeightInputs, FREE,
 };
 use crate::error::Result;
 use crate::real::Real;
@@ -97,6 +97,61 @@ impl<F: Real> Cpu<'_, F> {
             Some(r) => r.sums(local),
             None => Ok(local),
         }
+    }
+
+    /// [`Backend::gather`], with [`Backend::gather_scaled`]'s factors when `scale` is given (on the
+    /// samples' axis applied as the values are written).
+    fn gather_with(
+        &self,
+        v: &[F],
+        s: usize,
+        axis: Axis<'_>,
+        zero_nan: bool,
+        mask: bool,
+        scale: Option<&Scales<'_, F>>,
+    ) -> Result<Gathered<Vec<F>, Vec<u8>>> {
+        axis.check_rows(v.len(), s)?;
+        let all: Vec<usize> = (0..s).collect();
+        // what the rows hold first (over every rank): the mask is made only if some row holds a
+        // NaN — the same decision on every rank — and is otherwise all ones, not worth its bytes
+        let facts = match axis {
+            Axis::Cells(0) => vec![RowFacts::default(); s],
+            Axis::Cells(k) => layout::row_facts(v, k, None),
+            Axis::Samples { position, .. } => layout::row_facts(v, position.len(), Some(position)),
+        };
+        let facts = match self.ranks {
+            Some(r) => r.facts(facts)?,
+            None => facts,
+        };
+        let mask = mask && facts.iter().any(|f| f.nan > 0);
+        let c = scale.map(|f| f(&facts));
+        let (vals, valid) = match axis {
+            Axis::Cells(k) => {
+                let mut x = layout::interleave(v, k, &all);
+                let valid = mask.then(|| x.par_iter().map(|y| !y.is_nan() as u8).collect());
+                if zero_nan {
+                    x.par_iter_mut().filter(|y| y.is_nan()).for_each(|y| *y = F::ZERO);
+                }
+                if let Some(c) = &c {
+                    layout::scale_columns(&mut x, c);
+                }
+                (x, valid)
+            }
+            Axis::Samples { order, position } => {
+                layout::sample_block(v, &all, position, order.len(), mask, zero_nan, c.as_deref())
+            }
+        };
+        Ok(Gathered { vals, valid, facts })
+    }
+
+    /// [`Backend::scatter`], each column j multiplied by `c[j]` as it is written when `c` is given.
+    fn scatter_with(&self, x: &[F], s: usize, axis: Axis<'_>, c: Option<&[F]>) -> Result<Vec<F>> {
+        axis.check_block(x.len(), s)?;
+        let position = match axis {
+            Axis::Cells(_) => None,
+            Axis::Samples { position, .. } => Some(position),
+        };
+        Ok(layout::deinterleave(x, axis.width(), s, position, c))
     }
 }
 
@@ -195,40 +250,24 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         zero_nan: bool,
         mask: bool,
     ) -> Result<Gathered<Vec<F>, Vec<u8>>> {
-        axis.check_rows(v.len(), s)?;
-        let all: Vec<usize> = (0..s).collect();
-        // what the rows hold first (over every rank): the mask is made only if some row holds a
-        // NaN — the same decision on every rank — and is otherwise all ones, not worth its bytes
-        let facts = match axis {
-            Axis::Cells(0) => vec![RowFacts::default(); s],
-            Axis::Cells(k) => layout::row_facts(v, k, None),
-            Axis::Samples { position, .. } => layout::row_facts(v, position.len(), Some(position)),
-        };
-        let facts = match self.ranks {
-            Some(r) => r.facts(facts)?,
-            None => facts,
-        };
-        let mask = mask && facts.iter().any(|f| f.nan > 0);
-        let (vals, valid) = match axis {
-            Axis::Cells(k) => {
-                let mut x = layout::interleave(v, k, &all);
-                let valid = mask.then(|| x.par_iter().map(|y| !y.is_nan() as u8).collect());
-                if zero_nan {
-                    x.par_iter_mut().filter(|y| y.is_nan()).for_each(|y| *y = F::ZERO);
-                }
-                (x, valid)
-            }
-            Axis::Samples { order, position } => layout::sample_block(v, &all, position, order.len(), mask, zero_nan),
-        };
-        Ok(Gathered { vals, valid, facts })
+        self.gather_with(v, s, axis, zero_nan, mask, None)
+    }
+    fn gather_scaled(
+        &self,
+        v: &[F],
+        s: usize,
+        axis: Axis<'_>,
+        zero_nan: bool,
+        mask: bool,
+        scale: &Scales<'_, F>,
+    ) -> Result<Gathered<Vec<F>, Vec<u8>>> {
+        self.gather_with(v, s, axis, zero_nan, mask, Some(scale))
     }
     fn scatter(&self, x: &Vec<F>, s: usize, axis: Axis<'_>) -> Result<Vec<F>> {
-        axis.check_block(x.len(), s)?;
-        let position = match axis {
-            Axis::Cells(_) => None,
-            Axis::Samples { position, .. } => Some(position),
-        };
-        Ok(layout::deinterleave(x, axis.width(), s, position))
+        self.scatter_with(x, s, axis, None)
+    }
+    fn scatter_scaled(&self, x: Vec<F>, s: usize, axis: Axis<'_>, c: &[F]) -> Result<Vec<F>> {
+        self.scatter_with(&x, s, axis, Some(c))
     }
     fn scale_columns(&self, v: &mut Vec<F>, c: &[F]) -> Result<()> {
         layout::scale_columns(v, c);

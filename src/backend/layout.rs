@@ -68,7 +68,7 @@ fn transpose_chunk<F: Copy + 'static>(block: &mut [F], v: &[F], e: usize, sel: &
     }
 }
 
-/// The transpose of a 4×4 tile (`out[j][i] = t[i][j]`), in vector registers for f32 on x86-64.
+/// The transpose of a 4×4 tile (`out[j][i] = t[i][j]`), in vector registers on x86-64.
 #[inline(always)]
 fn tile4<F: Copy + 'static>(t: [[F; 4]; 4]) -> [[F; 4]; 4] {
     #[cfg(target_arch = "x86_64")]
@@ -89,6 +89,25 @@ fn tile4<F: Copy + 'static>(t: [[F; 4]; 4]) -> [[F; 4]; 4] {
             let mut out = [[0.0f32; 4]; 4];
             for (o, r) in out.iter_mut().zip(rows) {
                 _mm_storeu_ps(o.as_mut_ptr(), r);
+            }
+            return std::mem::transmute_copy(&out);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<F>() == std::any::TypeId::of::<f64>() {
+        use std::arch::x86_64::*;
+        // SAFETY: F is f64 (checked), so both arrays are [[f64; 4]; 4]; SSE2 is part of x86-64
+        unsafe {
+            let t: [[f64; 4]; 4] = std::mem::transmute_copy(&t);
+            let [a, b, c, d] = t;
+            let mut out = [[0.0f64; 4]; 4];
+            for h in [0, 2] {
+                let [a, b, c, d] = [a, b, c, d].map(|r| _mm_loadu_pd(r[h..].as_ptr())); // values h, h + 1
+                let [lo, hi] = &mut out[h..h + 2] else { unreachable!() };
+                _mm_storeu_pd(lo.as_mut_ptr(), _mm_unpacklo_pd(a, b));
+                _mm_storeu_pd(lo[2..].as_mut_ptr(), _mm_unpacklo_pd(c, d));
+                _mm_storeu_pd(hi.as_mut_ptr(), _mm_unpackhi_pd(a, b));
+                _mm_storeu_pd(hi[2..].as_mut_ptr(), _mm_unpackhi_pd(c, d));
             }
             return std::mem::transmute_copy(&out);
         }
@@ -139,13 +158,14 @@ pub(crate) fn sample_block<F: Real>(
     e: usize,
     mask: bool,
     zero_nan: bool,
+    scale: Option<&[F]>,
 ) -> (Vec<F>, Option<Vec<u8>>) {
     let (n, s) = (position.len(), sel.len());
     // calloc's pages, each made by the first write into it
     let mut y0 = pages::zeroed(e * s, F::ZERO);
     let mut valid = pages::zeroed(if mask { e * s } else { 0 }, 0u8);
     assert!(is_injection(position, e), "the operator's sample positions are not distinct (a bug)");
-    let rows = Rows { y0: y0.as_mut_ptr(), valid: mask.then_some(valid.as_mut_ptr()), s };
+    let rows = Rows { y0: y0.as_mut_ptr(), valid: mask.then_some(valid.as_mut_ptr()), s, scale };
     let rows = &rows; // the closure must capture the Sync wrapper, not its fields
     let chunk = chunk_len(s);
     (0..n.div_ceil(chunk)).into_par_iter().for_each_init(Vec::new, |block: &mut Vec<F>, c| {
@@ -173,18 +193,20 @@ fn is_injection(position: &[u32], e: usize) -> bool {
 }
 
 /// The rows of the E×s blocks `sample_block` writes from its parallel tasks, each row by one task.
-struct Rows<F> {
+struct Rows<'a, F> {
     y0: *mut F,
     valid: Option<*mut u8>,
     s: usize,
+    /// factors of the columns, applied as the values are written
+    scale: Option<&'a [F]>,
 }
 
 // SAFETY: the tasks write disjoint rows (see `sample_block`).
-unsafe impl<F: Send> Sync for Rows<F> {}
+unsafe impl<F: Sync> Sync for Rows<'_, F> {}
 
-impl<F: Real> Rows<F> {
-    /// Writes `x` (s values) into row p of y0 (NaN as 0 with `zero_nan`) and its mask into row p of
-    /// valid.
+impl<F: Real> Rows<'_, F> {
+    /// Writes `x` (s values, times the column factors) into row p of y0 (NaN as 0 with `zero_nan`)
+    /// and its mask into row p of valid.
     ///
     /// # Safety
     /// Row p exists, and no other thread reads or writes it meanwhile.
@@ -193,6 +215,11 @@ impl<F: Real> Rows<F> {
         let y = std::slice::from_raw_parts_mut(self.y0.add(p * self.s), self.s);
         for (d, &x) in y.iter_mut().zip(x) {
             *d = if zero_nan && x.is_nan() { F::ZERO } else { x };
+        }
+        if let Some(c) = self.scale {
+            for (d, &c) in y.iter_mut().zip(c) {
+                *d *= c;
+            }
         }
         if let Some(m) = self.valid {
             let m = std::slice::from_raw_parts_mut(m.add(p * self.s), self.s);
@@ -273,16 +300,22 @@ impl<F: Real> Lanes<F> {
 
 /// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
 /// from position `position[i]` (samples back to the caller's order; samples left out, [`LEFT_OUT`],
-/// come back NaN).
-pub(crate) fn deinterleave<F: Real>(v: &[F], e: usize, s: usize, position: Option<&[u32]>) -> Vec<F> {
+/// come back NaN). With `scale`, output row j is multiplied by `scale[j]`.
+pub(crate) fn deinterleave<F: Real>(
+    v: &[F],
+    e: usize,
+    s: usize,
+    position: Option<&[u32]>,
+    scale: Option<&[F]>,
+) -> Vec<F> {
     let mut out = pages::zeroed(e * s, F::ZERO);
-    scatter(v, s, out.chunks_mut(e.max(1)).collect(), position);
+    scatter(v, s, out.chunks_mut(e.max(1)).collect(), position, scale);
     out
 }
 
 /// The columns of the E×s block `v` into `rows` (s rows of E), chunk by chunk in parallel: each
 /// chunk's block of `v` stays in cache while every row's part of the chunk is written in turn.
-fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<&[u32]>) {
+fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<&[u32]>, scale: Option<&[F]>) {
     let e = rows.first().map_or(0, |r| r.len());
     let chunk = chunk_len(s);
     let mut parts: Vec<Vec<&mut [F]>> = (0..e.div_ceil(chunk)).map(|_| Vec::with_capacity(s)).collect();
@@ -310,6 +343,11 @@ fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<&[u
             }
         };
         untranspose_chunk(&mut rows, src, s);
+        if let Some(c) = scale {
+            for (row, &c) in rows.iter_mut().zip(c) {
+                row.iter_mut().for_each(|x| *x *= c);
+            }
+        }
     });
 }
 
@@ -333,7 +371,7 @@ mod tests {
     use super::*;
 
     /// The layouts against their definitions, on shapes around the chunk, group and tile sizes
-    /// (f32 takes the vector tiles on x86-64, f64 the plain ones).
+    /// (f32 and f64 take their own vector tiles on x86-64).
     #[test]
     fn moves_match_their_definitions() {
         moves_match::<f32>();
@@ -358,8 +396,16 @@ mod tests {
             for (p, &i) in order.iter().enumerate() {
                 position[i as usize] = p as u32;
             }
-            let (y0, valid) = sample_block(&v, &sel, &position, order.len(), true, true);
-            let (raw, none) = sample_block(&v, &sel, &position, order.len(), false, false);
+            let (y0, valid) = sample_block(&v, &sel, &position, order.len(), true, true, None);
+            let (raw, none) = sample_block(&v, &sel, &position, order.len(), false, false, None);
+            // column factors (powers of two) applied as written: the bits of scaling afterwards
+            let c: Vec<F> = (0..s).map(|j| F::from_f64([0.5, 1.0, 4.0][j % 3])).collect();
+            let (mut scaled, _) = sample_block(&v, &sel, &position, order.len(), false, true, Some(&c));
+            scale_columns(&mut scaled, &c);
+            let (mut twice, _) = sample_block(&v, &sel, &position, order.len(), false, true, None);
+            scale_columns(&mut twice, &c);
+            scale_columns(&mut twice, &c);
+            assert!(scaled.iter().zip(&twice).all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()));
             assert!(none.is_none());
             let valid = valid.expect("asked for");
             for (p, &i) in order.iter().enumerate() {
@@ -371,13 +417,18 @@ mod tests {
                 }
             }
             // back: rows of the interleaved block, and samples back to their positions
-            let back = deinterleave(&il, e, s, None);
+            let back = deinterleave(&il, e, s, None, None);
+            let mut il_scaled = il.clone();
+            scale_columns(&mut il_scaled, &c);
+            let plain = deinterleave(&il_scaled, e, s, Some(&position), None);
+            let fused = deinterleave(&il, e, s, Some(&position), Some(&c));
+            assert!(plain.iter().zip(&fused).all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()));
             for (j, &r) in sel.iter().enumerate() {
                 for i in 0..e {
                     assert!(same(back[j * e + i], v[r * e + i]));
                 }
             }
-            let caller = deinterleave(&y0, e, s, Some(&position));
+            let caller = deinterleave(&y0, e, s, Some(&position), None);
             for (j, &r) in sel.iter().enumerate() {
                 for i in 0..e {
                     let want = if position[i] == u32::MAX {

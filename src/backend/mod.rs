@@ -29,6 +29,10 @@ use crate::error::{Error, Result};
 use crate::real::Real;
 use std::ffi::c_void;
 
+/// Factors of the columns of a gathered block, chosen from what its rows hold (see
+/// [`Backend::gather_scaled`]).
+pub(crate) type Scales<'a, F> = dyn Fn(&[RowFacts]) -> Vec<F> + 'a;
+
 /// The solver's primitives on one operator (the links by sample holding `MT`, the links by cell
 /// holding `M`, and `Dx`). Every method is a whole-array operation; those returning host values
 /// (`dots`, `max_abs`, `box_rule`, `cg_read`, `download*`) wait for the backend, the others may
@@ -85,8 +89,30 @@ pub(crate) trait Backend<F: Real>: Sync {
         zero_nan: bool,
         mask: bool,
     ) -> Result<Gathered<Self::Vals, Self::Mask>>;
+    /// [`Backend::gather`], then column j multiplied by `scale(facts)[j]` (factors chosen from what
+    /// the rows hold, every rank's rows combined): in the gather's own pass where the backend can,
+    /// with the bits of the two steps.
+    fn gather_scaled(
+        &self,
+        v: &[F],
+        s: usize,
+        axis: Axis<'_>,
+        zero_nan: bool,
+        mask: bool,
+        scale: &Scales<'_, F>,
+    ) -> Result<Gathered<Self::Vals, Self::Mask>> {
+        let mut g = self.gather(v, s, axis, zero_nan, mask)?;
+        self.scale_columns(&mut g.vals, &scale(&g.facts))?;
+        Ok(g)
+    }
     /// An E×s block on `axis` as s rows in the caller's layout (NaN for the samples left out).
     fn scatter(&self, x: &Self::Vals, s: usize, axis: Axis<'_>) -> Result<Vec<F>>;
+    /// `x` with column j multiplied by `c[j]`, then [`Backend::scatter`]ed: in one pass where the
+    /// backend can, with the bits of the two steps.
+    fn scatter_scaled(&self, mut x: Self::Vals, s: usize, axis: Axis<'_>, c: &[F]) -> Result<Vec<F>> {
+        self.scale_columns(&mut x, c)?;
+        self.scatter(&x, s, axis)
+    }
     /// `v[e, j] ·= c[j]` (c.len() = s).
     fn scale_columns(&self, v: &mut Self::Vals, c: &[F]) -> Result<()>;
     /// The mask as values: 1 where bit 0 is set, else 0.

@@ -7,7 +7,7 @@
 
 use super::{PsfResampler, LEFT_OUT};
 use crate::backend::cpu::Cpu;
-use crate::backend::{with_backend, Axis, Backend, Gathered, RowFacts};
+use crate::backend::{with_backend, Axis, Backend, Gathered, RowFacts, Scales};
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
@@ -133,7 +133,7 @@ impl<F: Real> PsfResampler<F> {
         mask: bool,
     ) -> Result<Gathered<B::Vals, B::Mask>> {
         let axis = self.samples_axis();
-        gather_finite(be, val, s, axis, zero_nan, mask, &|| infinite_error(val, axis, "val"))
+        gather_finite(be, val, s, axis, zero_nan, mask, None, &|| infinite_error(val, axis, "val"))
     }
 
     /// Fits the cell field that best explains B rows of N sample values (row-major; NaN = missing):
@@ -395,9 +395,19 @@ pub(crate) fn solve_rows<F: Real, B: Backend<F>>(
     let k = side.k;
     let per_row = opts.missing == MissingData::PerRow;
     let b = val.len() / side.axis.width();
-    let g = gather_finite(be, val, b, side.axis, true, per_row, side.infinite)?;
+    // work on the data divided by a power of two (exact; see `solver`), divided as it is gathered
+    let pooled = opts.stopping == Stopping::Pooled;
+    let divisors = |facts: &[RowFacts]| {
+        let (rows, scale) = data_scales(facts, side.n_used, per_row, pooled);
+        let mut inv = vec![F::ONE; facts.len()];
+        for (&r, &c) in rows.sel.iter().zip(&scale) {
+            inv[r] = F::from_f64(1.0 / c);
+        }
+        inv
+    };
+    let g = gather_finite(be, val, b, side.axis, true, per_row, Some(&divisors), side.infinite)?;
     let facts = g.facts.clone();
-    let rows = Rows::of(&facts, side.n_used, per_row);
+    let (rows, scale) = data_scales(&facts, side.n_used, per_row, pooled);
     let (sel, s) = (rows.sel.clone(), rows.sel.len());
     if s == 0 {
         return Ok(Solved { facts, ..Solved::default() });
@@ -405,12 +415,8 @@ pub(crate) fn solve_rows<F: Real, B: Backend<F>>(
     let boxes = if opts.is_bounded() { Some(row_bounds(&facts, &sel, opts)?) } else { None };
     let _progress = crate::parallel::report_cg_progress(opts.progress);
     let _interrupt = crate::parallel::check_interrupts(opts.interrupt.clone());
-    // work on the data divided by a power of two (exact): see `solver`
-    let (mut y0, valid) = rows.pick(be, g)?;
-    let max_abs: Vec<f64> = sel.iter().map(|&r| facts[r].max_abs()).collect();
-    let scale = pow2_scales(&max_abs, opts.stopping == Stopping::Pooled);
+    let (y0, valid) = rows.pick(be, g)?;
     let inv: Vec<F> = scale.iter().map(|&c| F::from_f64(1.0 / c)).collect();
-    be.scale_columns(&mut y0, &inv)?;
     let x0 = match side.x0 {
         None => None,
         Some(x0) => {
@@ -430,10 +436,8 @@ pub(crate) fn solve_rows<F: Real, B: Backend<F>>(
         opts,
     };
     let sol = solver::solve(be, problem)?;
-    let mut hval = sol.hval;
     let back: Vec<F> = scale.iter().map(|&c| F::from_f64(c)).collect();
-    be.scale_columns(&mut hval, &back)?;
-    let hval = be.scatter(&hval, s, Axis::Cells(k))?;
+    let hval = be.scatter_scaled(sol.hval, s, Axis::Cells(k), &back)?;
     let mut norms = sol.norms;
     for (norms, &c) in norms.iter_mut().zip(&scale) {
         norms.iter_mut().for_each(|v| *v *= c);
@@ -459,6 +463,7 @@ pub(crate) fn solve_rows<F: Real, B: Backend<F>>(
 
 /// The s rows of `v` gathered on `axis` of `be` (see [`Backend::gather`]); `infinite` is the
 /// error once the rows' facts find an infinite value (of an element the operator uses).
+#[allow(clippy::too_many_arguments)]
 fn gather_finite<F: Real, B: Backend<F>>(
     be: &B,
     v: &[F],
@@ -466,9 +471,13 @@ fn gather_finite<F: Real, B: Backend<F>>(
     axis: Axis<'_>,
     zero_nan: bool,
     mask: bool,
+    scale: Option<&Scales<'_, F>>,
     infinite: &dyn Fn() -> Error,
 ) -> Result<Gathered<B::Vals, B::Mask>> {
-    let mut g = be.gather(v, s, axis, zero_nan, mask)?;
+    let mut g = match scale {
+        None => be.gather(v, s, axis, zero_nan, mask)?,
+        Some(scale) => be.gather_scaled(v, s, axis, zero_nan, mask, scale)?,
+    };
     if g.facts.iter().any(|f| f.inf > 0) {
         return Err(infinite());
     }
@@ -490,7 +499,7 @@ pub(crate) fn resample_rows<F: Real, B: Backend<F>>(
     infinite: &dyn Fn() -> Error,
 ) -> Result<Vec<F>> {
     // NaN cells stay NaN: they reach only the samples linked to them
-    let g = gather_finite(be, hval, b, Axis::Cells(k), false, false, infinite)?;
+    let g = gather_finite(be, hval, b, Axis::Cells(k), false, false, None, infinite)?;
     let mut out = be.output(samples.elements() * b)?;
     be.mt(&g.vals, b, &mut out, None, None)?;
     be.scatter(&out, b, samples)
@@ -507,7 +516,7 @@ pub(crate) fn reference_rows<F: Real, B: Backend<F>>(
     per_row: bool,
     infinite: &dyn Fn() -> Error,
 ) -> Result<(Vec<F>, Vec<usize>)> {
-    let g = gather_finite(be, val, val.len() / axis.width(), axis, true, per_row, infinite)?;
+    let g = gather_finite(be, val, val.len() / axis.width(), axis, true, per_row, None, infinite)?;
     let rows = Rows::of(&g.facts, n_used, per_row);
     if rows.sel.is_empty() {
         return Ok((Vec::new(), rows.sel));
@@ -608,6 +617,15 @@ impl Rows {
         };
         Ok((self.select(be, g.vals)?, valid))
     }
+}
+
+/// The rows with a valid sample (of `n_used`) and the power of two each selected row's data is
+/// divided by for the solve (one for all with `common`), from what the rows hold.
+fn data_scales(facts: &[RowFacts], n_used: usize, per_row: bool, common: bool) -> (Rows, Vec<f64>) {
+    let rows = Rows::of(facts, n_used, per_row);
+    let max_abs: Vec<f64> = rows.sel.iter().map(|&r| facts[r].max_abs()).collect();
+    let scale = pow2_scales(&max_abs, common);
+    (rows, scale)
 }
 
 /// The s = |sel| rows of `x` (rows of `e`) as rows `sel` of b rows, the others NaN.
