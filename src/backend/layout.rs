@@ -115,30 +115,39 @@ fn tile4<F: Copy + 'static>(t: [[F; 4]; 4]) -> [[F; 4]; 4] {
     std::array::from_fn(|j| std::array::from_fn(|i| t[i][j]))
 }
 
-/// Columns j.. of the block `src` (rows of s) into the rows `out` (one column each), in tiles of
-/// 4×4 where four columns remain: the inverse of [`transpose_chunk`].
-fn untranspose_chunk<F: Copy + 'static>(out: &mut [&mut [F]], src: &[F], s: usize) {
+/// Columns j.. of the block `src` (rows of s) into the rows `out` (one column each), each times
+/// `scale[j]` where given, in tiles of 4×4 where four columns remain: the inverse of
+/// [`transpose_chunk`].
+fn untranspose_chunk<F: Real>(out: &mut [&mut [F]], src: &[F], s: usize, scale: Option<&[F]>) {
     let len = out.first().map_or(0, |r| r.len());
+    let factor = |j: usize| scale.map(|c| c[j]);
+    let put = |row: &mut [F], x: &[F], c: Option<F>| match c {
+        None => row.copy_from_slice(x),
+        Some(c) => row.iter_mut().zip(x).for_each(|(o, &x)| *o = x * c),
+    };
     let mut j = 0;
     while j + 4 <= out.len() {
         let [a, b, c, d] = &mut out[j..j + 4] else { unreachable!() };
         let mut i = 0;
         while i + 4 <= len {
             let t = tile4(std::array::from_fn(|t| src[(i + t) * s + j..][..4].try_into().expect("4")));
-            for (row, t) in [&mut **a, &mut **b, &mut **c, &mut **d].into_iter().zip(&t) {
-                row[i..i + 4].copy_from_slice(t);
+            for (q, (row, t)) in [&mut **a, &mut **b, &mut **c, &mut **d].into_iter().zip(&t).enumerate() {
+                put(&mut row[i..i + 4], t, factor(j + q));
             }
             i += 4;
         }
         for i in i..len {
             let x = &src[i * s + j..][..4];
-            (a[i], b[i], c[i], d[i]) = (x[0], x[1], x[2], x[3]);
+            for (q, row) in [&mut **a, &mut **b, &mut **c, &mut **d].into_iter().enumerate() {
+                put(&mut row[i..i + 1], &x[q..q + 1], factor(j + q));
+            }
         }
         j += 4;
     }
     for (jj, row) in out.iter_mut().enumerate().skip(j) {
+        let c = factor(jj);
         for (i, x) in row.iter_mut().enumerate() {
-            *x = src[i * s + jj];
+            put(std::slice::from_mut(x), &src[i * s + jj..][..1], c);
         }
     }
 }
@@ -213,13 +222,12 @@ impl<F: Real> Rows<'_, F> {
     #[inline(always)]
     unsafe fn put(&self, p: usize, x: &[F], zero_nan: bool) {
         let y = std::slice::from_raw_parts_mut(self.y0.add(p * self.s), self.s);
-        for (d, &x) in y.iter_mut().zip(x) {
-            *d = if zero_nan && x.is_nan() { F::ZERO } else { x };
-        }
-        if let Some(c) = self.scale {
-            for (d, &c) in y.iter_mut().zip(c) {
-                *d *= c;
-            }
+        let value = |x: F| if zero_nan && x.is_nan() { F::ZERO } else { x };
+        // each value stored once, finished: reading back a row just stored at a random place
+        // waits for its cache line (one memory latency per row)
+        match self.scale {
+            None => y.iter_mut().zip(x).for_each(|(d, &x)| *d = value(x)),
+            Some(c) => y.iter_mut().zip(x).zip(c).for_each(|((d, &x), &c)| *d = value(x) * c),
         }
         if let Some(m) = self.valid {
             let m = std::slice::from_raw_parts_mut(m.add(p * self.s), self.s);
@@ -342,12 +350,7 @@ fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<&[u
                 &block[..]
             }
         };
-        untranspose_chunk(&mut rows, src, s);
-        if let Some(c) = scale {
-            for (row, &c) in rows.iter_mut().zip(c) {
-                row.iter_mut().for_each(|x| *x *= c);
-            }
-        }
+        untranspose_chunk(&mut rows, src, s, scale);
     });
 }
 
