@@ -3,7 +3,8 @@
 # (--oversubscribe: more ranks than cores). As root, OpenMPI needs its allow-run-as-root variables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exe=$(cargo test --release --features mpi --test mpi --no-run --message-format=json 2>/dev/null |
+# (cargo's progress and any build error on stderr: a failed build must say why)
+exe=$(cargo test --release --features mpi --test mpi --no-run --message-format=json |
       python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

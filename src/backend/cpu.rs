@@ -1073,6 +1073,7 @@ fn direction_chunk_dyn<F: Real>(p: &mut [F], r: &[F], beta: &[F]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::LEFT_OUT;
 
     /// The bits of the tree's sums of terms (K×s), as `reduce`'s tests define them.
     fn tree(terms: &[f64], rows: usize, s: usize) -> Vec<u64> {
@@ -1173,6 +1174,45 @@ mod tests {
                 let terms: Vec<f64> =
                     out.iter().enumerate().map(|(e, &o)| o as f64 * p[e] as f64 * w[e / s] as f64).collect();
                 assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), tree(&terms, k, s), "u·M s {s} k {k}");
+            }
+        }
+    }
+
+    /// The fused scaling of the CPU's gather and scatter against the two steps it replaces, bit
+    /// for bit: both axes, a row without data (factor 1), NaN made 0, zeros of both signs.
+    #[test]
+    fn scaled_layouts_are_the_two_steps() {
+        let (n, k) = (1003usize, 257usize);
+        let links = SampleLinks { npt: 1, hi: vec![0; n], mt: vec![0.0f32; n] };
+        let cells = CellLinks { ptr: vec![0; k + 1], sample: vec![], m: vec![] };
+        let cpu = Cpu { samples: &links, cells: &cells, dx: &[], ranks: None };
+        let order: Vec<u32> = (0..n as u32).rev().filter(|i| i % 9 != 4).collect();
+        let mut position = vec![LEFT_OUT; n];
+        for (p, &i) in order.iter().enumerate() {
+            position[i as usize] = p as u32;
+        }
+        let axes = [(Axis::Samples { order: &order, position: &position }, n), (Axis::Cells(k), k)];
+        for (axis, width) in axes {
+            for s in [1usize, 3, 6, 64] {
+                let mut v: Vec<f32> = values(width * s, 12).iter().map(|x| x * 3.0e3).collect();
+                v.iter_mut().step_by(13).for_each(|x| *x = f32::NAN);
+                v.iter_mut().skip(5).step_by(17).for_each(|x| *x = -0.0);
+                v[..width].iter_mut().for_each(|x| *x = f32::NAN); // row 0: no data
+                let factors = |f: &[RowFacts]| -> Vec<f32> {
+                    f.iter().map(|f| if f.max_abs() > 0.0 { 0.25 } else { 1.0 }).collect()
+                };
+                let mut two = cpu.gather(&v, s, axis, true, true).expect("host");
+                cpu.scale_columns(&mut two.vals, &factors(&two.facts)).expect("host");
+                let one = cpu.gather_scaled(&v, s, axis, true, true, &factors).expect("host");
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&one.vals), bits(&two.vals), "gather, s {s}");
+                assert_eq!(one.valid, two.valid);
+                let c: Vec<f32> = (0..s).map(|j| [4.0, 0.5, 1.0][j % 3]).collect();
+                let mut scaled = one.vals.clone();
+                cpu.scale_columns(&mut scaled, &c).expect("host");
+                let two = cpu.scatter(&scaled, s, axis).expect("host");
+                let one = cpu.scatter_scaled(one.vals, s, axis, &c).expect("host");
+                assert_eq!(bits(&one), bits(&two), "scatter, s {s}");
             }
         }
     }

@@ -154,7 +154,8 @@ fn untranspose_chunk<F: Real>(out: &mut [&mut [F]], src: &[F], s: usize, scale: 
 
 /// Rows `sel` of B×N sample values at the operator's samples, interleaved E×|sel| (E the samples
 /// used: sample i goes to row `position[i]`, none where it is [`LEFT_OUT`]), NaN as 0 with
-/// `zero_nan`; with `mask`, also which values are not NaN (bit 0).
+/// `zero_nan`, column j times `scale[j]` where given (each value stored once, finished); with
+/// `mask`, also which values are not NaN (bit 0).
 ///
 /// A chunk of samples at a time in the caller's order: every selected row's part of the chunk is
 /// read in one stream and transposed into a block that stays in cache, whose rows are then written
@@ -210,8 +211,9 @@ struct Rows<'a, F> {
     scale: Option<&'a [F]>,
 }
 
-// SAFETY: the tasks write disjoint rows (see `sample_block`).
-unsafe impl<F: Sync> Sync for Rows<'_, F> {}
+// SAFETY: the tasks write disjoint rows (see `sample_block`), values of F sent from the tasks'
+// threads; `scale` is only read.
+unsafe impl<F: Send + Sync> Sync for Rows<'_, F> {}
 
 impl<F: Real> Rows<'_, F> {
     /// Writes `x` (s values, times the column factors) into row p of y0 (NaN as 0 with `zero_nan`)
@@ -321,8 +323,9 @@ pub(crate) fn deinterleave<F: Real>(
     out
 }
 
-/// The columns of the E×s block `v` into `rows` (s rows of E), chunk by chunk in parallel: each
-/// chunk's block of `v` stays in cache while every row's part of the chunk is written in turn.
+/// The columns of the E×s block `v` into `rows` (s rows of E), column j times `scale[j]` where
+/// given, chunk by chunk in parallel: each chunk's block of `v` stays in cache while every row's
+/// part of the chunk is written in turn.
 fn scatter<F: Real>(v: &[F], s: usize, rows: Vec<&mut [F]>, position: Option<&[u32]>, scale: Option<&[F]>) {
     let e = rows.first().map_or(0, |r| r.len());
     let chunk = chunk_len(s);

@@ -30,7 +30,8 @@ use crate::real::Real;
 use std::ffi::c_void;
 
 /// Factors of the columns of a gathered block, chosen from what its rows hold (see
-/// [`Backend::gather_scaled`]).
+/// [`Backend::gather_scaled`]): the facts as gathered and combined over the ranks, before a zero
+/// extreme is made +0, so the factors must not depend on the sign of a zero.
 pub(crate) type Scales<'a, F> = dyn Fn(&[RowFacts]) -> Vec<F> + 'a;
 
 /// The solver's primitives on one operator (the links by sample holding `MT`, the links by cell

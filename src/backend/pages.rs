@@ -5,8 +5,8 @@
 //! much as the writes themselves). Linux backs a region with 2 MiB pages when the region asks for
 //! it (`madvise(MADV_HUGEPAGE)`, honoured where transparent huge pages are `madvise` or `always`,
 //! the distributions' defaults): 512 times fewer faults. Blocks are asked for zeroed (calloc, whose
-//! large blocks are fresh mappings, untouched), advised, then written — the advice must come before
-//! the first write. It changes no value, and it is only advice: elsewhere, or if the kernel
+//! large blocks are usually fresh mappings, untouched), advised, then written — the advice must
+//! come before the first write to count; on memory glibc reuses from its heap it is merely late. It changes no value, and it is only advice: elsewhere, or if the kernel
 //! declines, the block is an ordinary one. `HPSF_HUGE_PAGES=0` turns it off.
 
 use std::sync::OnceLock;
