@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it (.ci/run): the CPU build with the command-line tool (NetCDF-C
-# installed when missing) and the C and Fortran programs of the C ABI (gfortran and valgrind installed
-# when missing), the Julia binding under Julia 1.5.3 (scripts/julia-setup.sh), the Python package
-# under pytest (scripts/python-tests.sh, with the reference package in the same process), the
-# distributed tests under mpirun (OpenMPI installed when missing), then the CUDA build. The CUDA build
-# installs nvcc from PyPI and libclang if missing (scripts/setup-cuda.sh), compiles the kernels and
-# runs every test; tests that need a GPU print a SKIP line when there is none.
+# The whole test suite, as CI runs it (.ci/run). One release build with the command-line tool and the
+# CUDA backend (features cli,cuda; NetCDF-C installed when missing, nvcc 13.0 from PyPI and libclang by
+# scripts/setup-cuda.sh) runs every test: the library's, the command line's, the C and Fortran
+# programs of the C ABI (gfortran and valgrind installed when missing), the Julia binding under Julia
+# 1.5.3 (scripts/julia-setup.sh) and the GPU tests, which print a SKIP line when there is no GPU. Then
+# the Python package under pytest (scripts/python-tests.sh, with the reference package in the same
+# process), the distributed tests under mpirun (OpenMPI installed when missing), and, on the MPI
+# build's library (no CUDA backend), the tests whose checks differ when the CUDA backend is not
+# compiled. Each stage prints its wall time ("== stage ... s") to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+t0=$SECONDS
+stage() { echo "== stage $1: $((SECONDS - t0)) s" >&2; t0=$SECONDS; }
 # gfortran and valgrind for the Fortran test program and the C program's memory check (those tests
 # print SKIP without them)
 for tool in gfortran valgrind; do
@@ -17,7 +21,7 @@ for tool in gfortran valgrind; do
       echo "test-all: could not install $tool: its tests will SKIP" >&2
   fi
 done
-# the CPU suite with the command-line tool (needs NetCDF-C; without it, the suite without the tool);
+# the command-line tool's tests (they need NetCDF-C; without it, the suite runs without the tool):
 # its output is checked with xdggs and easygems from a venv made here
 if [ ! -x .venv-check/bin/python ]; then
   { python3 -m venv .venv-check && .venv-check/bin/pip install -q xarray netCDF4 xdggs easygems; } ||
@@ -32,20 +36,29 @@ fi
 if bash scripts/netcdf-dev.sh; then
   # the coastlines of the maps (Natural Earth, from a PyPI package; the maps draw without them)
   bash scripts/natural-earth.sh
-  cargo test --release --features cli
+  cli=cli
 else
   echo "SKIP: the healpix-psf command and its tests (no NetCDF-C library)" >&2
-  cargo test --release
-fi
-# the distributed tests under mpirun on 1–4 ranks (OpenMPI installed when missing)
-# the Python package: built by maturin (pip), tested by pytest (status 3: no Python environment: SKIP)
-bash scripts/python-tests.sh || { s=$?; [ "$s" = 3 ] || exit "$s"; }
-if bash scripts/mpi-dev.sh; then
-  bash scripts/mpi-tests.sh
-else
-  echo "SKIP: the distributed (mpi) tests (no MPI library)" >&2
+  cli=
 fi
 eval "$(bash scripts/setup-cuda.sh | tail -1)"
-cargo test --release --features cuda
+stage setup
+cargo test --release --features "${cli:+$cli,}cuda"
+stage "the suite (features ${cli:+$cli,}cuda)"
 echo "== GPU tests (SKIP lines mean no GPU here) =="
-cargo test --release --features cuda --test cuda -- --nocapture
+cargo test --release --features "${cli:+$cli,}cuda" --test cuda -- --nocapture
+# the Python package: built by maturin (pip), tested by pytest (status 3: no Python environment: SKIP)
+bash scripts/python-tests.sh || { s=$?; [ "$s" = 3 ] || exit "$s"; }
+stage python
+# the distributed tests under mpirun on 1–4 ranks (OpenMPI installed when missing); then, with the
+# library that build made (no CUDA backend), the tests that check what a build without it says
+if bash scripts/mpi-dev.sh; then
+  bash scripts/mpi-tests.sh
+  stage mpi
+  nocuda=${cli:+$cli,}mpi
+else
+  echo "SKIP: the distributed (mpi) tests (no MPI library)" >&2
+  nocuda=$cli
+fi
+cargo test --release ${nocuda:+--features "$nocuda"} --test bad_input --test save_load ${cli:+--test cli}
+stage "without the CUDA backend (features ${nocuda:-none})"
