@@ -6,8 +6,9 @@
 //! it (`madvise(MADV_HUGEPAGE)`, honoured where transparent huge pages are `madvise` or `always`,
 //! the distributions' defaults): 512 times fewer faults. Blocks are asked for zeroed (calloc, whose
 //! large blocks are usually fresh mappings, untouched), advised, then written — the advice must
-//! come before the first write to count; on memory glibc reuses from its heap it is merely late. It changes no value, and it is only advice: elsewhere, or if the kernel
-//! declines, the block is an ordinary one. `HPSF_HUGE_PAGES=0` turns it off.
+//! come before the first write to count; on memory glibc reuses from its heap it is merely late.
+//! It changes no value, and it is only advice: elsewhere, or if the kernel declines, the block is
+//! an ordinary one. `HPSF_HUGE_PAGES=0` turns it off.
 
 use std::sync::OnceLock;
 
