@@ -10,15 +10,14 @@ eval "$(bash scripts/setup-cuda.sh | tail -1)"
 mkdir -p .gpu
 cargo build --release --features cuda --example bench --example demo
 cp target/release/examples/bench target/release/examples/demo .gpu/
-for t in cuda solver constrained invariants; do
-  exe=$(cargo test --release --features cuda --test "$t" --no-run --message-format=json 2>/dev/null |
+# the integration tests, one binary (tests/suite): its cuda:: tests and the CPU suites
+exe=$(cargo test --release --features cuda --test suite --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["executable"])' | tail -1)
-  cp "$exe" ".gpu/test-$t"
-done
+cp "$exe" .gpu/test-suite
 # issue 17 on the device machine's cores (scripts/mpi-node-check.sh): the distributed benchmark, and
 # the Open MPI runtime as a wheel (that machine has no MPI; the program runs on the wheel's libmpi)
 mkdir -p .gpu/mpi
@@ -43,8 +42,8 @@ du -sh .gpu
 cat <<'USAGE'
 On the GPU machine, from the repository root (OUT=<log folder>):
   bash scripts/gpu-check.sh                  # everything below, logs to $OUT, a summary table last
-  .gpu/test-cuda --nocapture                 # CPU<->GPU parity of every fit option, determinism
-  .gpu/test-solver && .gpu/test-constrained && .gpu/test-invariants   # the CPU suites, for reference
+  .gpu/test-suite cuda:: --nocapture        # CPU<->GPU parity of every fit option, determinism
+  .gpu/test-suite solver:: constrained:: invariants::   # the CPU suites, for reference
   .gpu/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 1 --iters 100 --device cuda:0 --reps 3
   .gpu/demo
   bash scripts/mpi-node-check.sh             # issue 17: 4 ranks against 4 threads on the same cores

@@ -5,7 +5,7 @@
 #
 #   bash scripts/gpu-check.sh
 #
-# 1. tests/cuda.rs: GPU vs CPU for the operators, plain fits (both stopping rules), every fit option
+# 1. tests/suite/cuda.rs: GPU vs CPU for the operators, plain fits (both stopping rules), every fit option
 #    (bounds, conservative, both, x0, per-row missing data alone and with the others, zero-filling,
 #    progress), sample_mask, out_cell_ids, from_links; determinism at B = 1 and 64; the GPU's bits
 #    equal to the CPU's (operators, fits, resample; f32 and f64; B = 1, 3, 8, 33, 257).
@@ -39,7 +39,7 @@ run() { # name, command...
 }
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
 # the most valuable first (a call that runs out of time still returns what is done)
-run test-cuda timeout 240 $G/test-cuda --nocapture --test-threads=1
+run test-cuda timeout 240 $G/test-suite cuda:: --nocapture --test-threads=1
 run bench-patch-build timeout 60 $G/bench --n 65536 --level 20 --npt 22 --dtype f32 --iters 0 --reps 5 --device cuda:0
 run bench-1e7-build timeout 90 $G/bench --n 1e7 --level 12 --npt 9 --dtype f32 --iters 0 --reps 2 --device cuda:0
 # gridded samples: their areas are estimated from the spacing, on the host (area_s)
@@ -66,11 +66,11 @@ run bench-1e8-build timeout 150 $G/bench --n 1e8 --level 14 --npt 9 --dtype f32 
 run bench-constrained-b1 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --device cuda:0
 run bench-constrained-b4 timeout 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --batch 4 --device cuda:0
 if command -v compute-sanitizer >/dev/null; then
-  run memcheck timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
-      every_fit_option_on_the_gpu_matches_the_cpu_f64 masks_restricted_output gpu_construction_equals batched_layouts \
-      gpu_spacing_areas gpu_and_cpu_agree_bit_for_bit_f32
-  run racecheck timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-cuda --test-threads=1 \
-      gpu_results_are_deterministic
+  run memcheck timeout 200 compute-sanitizer --tool memcheck --error-exitcode 9 $G/test-suite --test-threads=1 \
+      cuda::every_fit_option_on_the_gpu_matches_the_cpu_f64 cuda::masks_restricted_output cuda::gpu_construction_equals cuda::batched_layouts \
+      cuda::gpu_spacing_areas cuda::gpu_and_cpu_agree_bit_for_bit_f32
+  run racecheck timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-suite --test-threads=1 \
+      cuda::gpu_results_are_deterministic
 fi
 for dt in f32 f64; do
   for b in 1 8; do
@@ -78,9 +78,9 @@ for dt in f32 f64; do
   done
 done
 run bench-cpu-f32-b64 timeout 90 $G/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 64 --iters 5 --reps 1
-run test-solver timeout 120 $G/test-solver
-run test-constrained timeout 120 $G/test-constrained
-run test-invariants timeout 120 $G/test-invariants
+run test-solver timeout 120 $G/test-suite solver::
+run test-constrained timeout 120 $G/test-suite constrained::
+run test-invariants timeout 120 $G/test-suite invariants::
 grep -h "test result\|SKIP\|panicked" "$OUT"/test-*.log > "$OUT/tests-summary.txt" 2>&1
 grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$OUT"/memcheck.log "$OUT"/racecheck.log >> "$OUT/tests-summary.txt" 2>&1
 echo "== $(cat "$OUT/gpu.txt" | tail -1)"

@@ -3,8 +3,11 @@
 # (--oversubscribe: more ranks than cores). As root, OpenMPI needs its allow-run-as-root variables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# (cargo's progress and any build error on stderr: a failed build must say why)
-exe=$(cargo test --release --features mpi --test mpi --no-run --message-format=json |
+# One build serves every step below: features mpi, and cli where the NetCDF-C library is there (the
+# command line as an MPI program, last). (cargo's progress and any build error on stderr: a failed
+# build must say why.)
+if bash scripts/netcdf-dev.sh >/dev/null 2>&1; then features=cli,mpi; else features=mpi; fi
+exe=$(cargo test --release --features $features --test mpi --no-run --message-format=json |
       python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
@@ -19,12 +22,11 @@ for np in 1 2 3 4; do
 done
 
 # the C ABI's distributed entry points from C (mpicc) and Fortran (mpif90, mpi_f08), linked to the
-# library built with the feature (a copy of it: a later build without the feature overwrites
-# target/release/libhealpix_psf.so)
-cargo build --release --features mpi --lib
+# library that build made (next to the test's executable; a copy of it: a later build with other
+# features overwrites it)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cp target/release/libhealpix_psf.so "$tmp/"
+cp "$(dirname "$exe")/libhealpix_psf.so" "$tmp/"
 mpicc -std=c99 -Wall -Wextra -Werror -O1 -I include tests/c/mpi_test.c -L "$tmp" -Wl,-rpath,"$tmp" \
   -lhealpix_psf -lm -o "$tmp/mpi_test_c"
 progs=mpi_test_c
@@ -47,7 +49,7 @@ done
 
 # the command line as an MPI program (features cli and mpi): the ORCA1 file and a regular grid split
 # into tiles on 1-4 ranks write the single process's file (tests/cli_mpi.rs)
-if bash scripts/netcdf-dev.sh >/dev/null 2>&1; then
+if [ "$features" = cli,mpi ]; then
   echo "== tests/cli_mpi.rs: healpix-psf regrid --distributed under mpirun"
   timeout 600 cargo test --release --features cli,mpi --test cli_mpi -- --nocapture
 else

@@ -43,10 +43,15 @@ else
 fi
 eval "$(bash scripts/setup-cuda.sh | tail -1)"
 stage setup
-cargo test --release --features "${cli:+$cli,}cuda"
-stage "the suite (features ${cli:+$cli,}cuda)"
+features=${cli:+$cli,}cuda
+# the tests of every target but the examples, then the documentation's examples; the examples are
+# type-checked only (compiling them takes as long as the suite: each instantiates the library anew)
+cargo test --release --features "$features" --tests
+cargo test --release --features "$features" --doc
+cargo check --release --features "$features" --examples
+stage "the suite (features $features)"
 echo "== GPU tests (SKIP lines mean no GPU here) =="
-cargo test --release --features "${cli:+$cli,}cuda" --test cuda -- --nocapture
+cargo test --release --features "$features" --test suite -- cuda:: --nocapture
 # the Python package: built by maturin (pip), tested by pytest (status 3: no Python environment: SKIP)
 bash scripts/python-tests.sh || { s=$?; [ "$s" = 3 ] || exit "$s"; }
 stage python
@@ -60,5 +65,5 @@ else
   echo "SKIP: the distributed (mpi) tests (no MPI library)" >&2
   nocuda=$cli
 fi
-cargo test --release ${nocuda:+--features "$nocuda"} --test bad_input --test save_load ${cli:+--test cli}
+cargo test --release ${nocuda:+--features "$nocuda"} --test suite -- bad_input:: save_load:: ${cli:+cli::}
 stage "without the CUDA backend (features ${nocuda:-none})"

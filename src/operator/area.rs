@@ -8,7 +8,7 @@
 //! spacings. On a regular longitude/latitude grid of step Δ this is `R²Δ²·cos φ` (the cell's area,
 //! edge rows included); on a stretched or curvilinear grid (NEMO ORCA) it is the area between the
 //! midpoints to the neighbours — within 1 % of the cell polygons for 99.7 % of ORCA2's ocean points
-//! (`tests/orca2.rs`); on scattered points a noisy local density. Coincident samples share their
+//! (`tests/suite/orca2.rs`); on scattered points a noisy local density. Coincident samples share their
 //! area. Each sample's estimate is `csrc/construct.h`'s `hpsf_spacing_area` (the code a GPU would
 //! run), over the samples of the 25 cells around its own, offered in a fixed order.
 

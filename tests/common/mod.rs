@@ -1,5 +1,5 @@
 //! Reading and writing golden cases in the format of `ref_case.py` (`meta.json` + little-endian
-//! C-order `.bin` arrays). Shared by the integration tests and `examples/golden.rs`.
+//! C-order `.bin` arrays). Shared by the integration tests (tests/suite, tests/mpi.rs) and the examples.
 #![allow(dead_code)]
 
 pub mod dense;

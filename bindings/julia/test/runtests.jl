@@ -1,5 +1,5 @@
 # The Julia binding run for real (Julia ≥ 1.5): golden cases of the reference built, fitted and
-# resampled through `HealpixPsf`, bad input, and the finalizer. Run by tests/julia_bindings.rs:
+# resampled through `HealpixPsf`, bad input, and the finalizer. Run by tests/suite/julia_bindings.rs:
 #
 #   HEALPIX_PSF_LIB=target/release/libhealpix_psf.so julia bindings/julia/test/runtests.jl \
 #       CASE_DIR LEVEL NPT LAM [CASE_DIR LEVEL NPT LAM ...]

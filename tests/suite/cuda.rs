@@ -9,9 +9,9 @@
 //! fits to 1e-9 with the same CG iteration counts and held cells; f32 to 1e-5 / 1e-4 / 1e-3.
 #![cfg(feature = "cuda")]
 
-mod common;
+use crate::common;
 
-use common::synth::regional;
+use crate::common::synth::regional;
 use healpix_psf::{
     Area, Bound, Device, EmptyCells, Error, Fit, FitOptions, MissingData, Params, PsfResampler, Real, Stopping,
 };

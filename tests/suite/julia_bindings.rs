@@ -5,7 +5,7 @@
 //! exported C function has exactly one `ccall` wrapper whose return and argument types map to its
 //! prototype, and the Julia structs have the C structs' fields in the same order and types.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,9 +3,7 @@
 //! cell polygons (computed independently from the cell vertices stored in the file), and fits with
 //! the operator built from the ocean points only (`sample_mask`) against fits with land as missing.
 
-mod common;
-
-use common::orca::{clouds, field_error, fixture_dir, implausible, Orca};
+use crate::common::orca::{clouds, field_error, fixture_dir, implausible, Orca};
 use healpix_psf::{valid_samples, Area, Bound, EmptyCells, FitOptions, MissingData, Params, PsfResampler};
 
 fn orca2() -> Orca {

@@ -10,9 +10,9 @@
 //! * Fed the golden links (`hi`, `d_m`, `area`), the assembly reproduces `M`, `MT` and `cell_weight`
 //!   to 1e-12 in f64 (1e-6 in f32).
 
-mod common;
+use crate::common;
 
-use common::{rel_err, Case, Pod};
+use crate::common::{rel_err, Case, Pod};
 use healpix_psf::{PsfResampler, Real};
 use std::collections::{BTreeMap, HashMap, HashSet};
 

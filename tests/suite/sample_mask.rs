@@ -2,8 +2,7 @@
 //! operator built from those samples' coordinates alone — construction, products and every kind of
 //! fit — with the samples left out ignored on input and NaN on output.
 
-mod common;
-use common::synth::regional;
+use crate::common::synth::regional;
 use healpix_psf::{valid_samples, Area, Bound, Error, FitOptions, Params, PsfResampler};
 
 /// A regional scatter with a "land" blob (every sample within 0.6° of a point) left out.

@@ -2,9 +2,9 @@
 //! columns of M and rows of MT sum to 1; MT = Dx·Mᵀ·Dy⁻¹; cells ascending and all referenced; each
 //! sample's links sorted by distance with missing links last; bitwise identical with 1 and 2 threads.
 
-mod common;
+use crate::common;
 
-use common::synth::Region;
+use crate::common::synth::Region;
 use healpix_psf::{Params, PsfResampler, Real};
 use proptest::prelude::*;
 

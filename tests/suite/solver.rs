@@ -6,10 +6,10 @@
 //! Row-vector convention: M is N×K, MT is K×N, `x_ref = y0·M`, `rhs = (y0 − x_ref·MT)·M`, δ solves
 //! `δ·(MT·M) + λδ = rhs`, `hval = x_ref + δ`, norms in the Dx-weighted inner product.
 
-mod common;
+use crate::common;
 
-use common::dense::{to_f64s, Dense};
-use common::synth::{regional, Region, Rng};
+use crate::common::dense::{to_f64s, Dense};
+use crate::common::synth::{regional, Region, Rng};
 use healpix_psf::{EmptyCells, Error, Fit, FitInfo, FitOptions, MissingData, Params, PsfResampler, Real, Stopping};
 use proptest::prelude::*;
 
@@ -55,7 +55,7 @@ fn with_nans(mut v: Vec<f64>, first: usize, every: usize) -> Vec<f64> {
 }
 
 /// Options of these checks: the reference's problem (missing samples count as 0) and its plain
-/// least-squares solution everywhere, cells without valid samples included (tests/constrained.rs
+/// least-squares solution everywhere, cells without valid samples included (tests/suite/constrained.rs
 /// checks that they become NaN by default; section 7 checks per-row missing data).
 fn opts<F>(lam: f64, tol: f64, max_iter: usize, stopping: Stopping) -> FitOptions<F> {
     FitOptions {

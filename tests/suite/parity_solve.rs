@@ -6,9 +6,9 @@
 //! On the tie-heavy grid our operator links 42 tie cells differently (see parity_construct.rs), which
 //! changes the solve globally: there only the fed comparison is meaningful.
 
-mod common;
+use crate::common;
 
-use common::{rel_err, Case, Pod};
+use crate::common::{rel_err, Case, Pod};
 use healpix_psf::{PsfResampler, Real};
 
 struct Errors {

@@ -1,5 +1,5 @@
 //! The committed C header `include/healpix_psf.h` is what cbindgen makes of `src/ffi` today, and it
-//! compiles as C99 and as C++. Regenerate it with `HPSF_BLESS=1 cargo test --release --test header`.
+//! compiles as C99 and as C++. Regenerate it with `HPSF_BLESS=1 cargo test --release --test suite header::`.
 
 use std::path::Path;
 use std::process::Command;
@@ -28,7 +28,7 @@ fn committed_header_is_current() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == now,
-        "include/healpix_psf.h is stale: regenerate it with `HPSF_BLESS=1 cargo test --release --test header` and commit it"
+        "include/healpix_psf.h is stale: regenerate it with `HPSF_BLESS=1 cargo test --release --test suite header::` and commit it"
     );
     for name in ["hpsf_new_f64", "hpsf_fit_f32", "hpsf_last_error", "hpsf_params_init", "HPSF_STATUS_OK"] {
         assert!(now.contains(name), "{name} missing from the header");

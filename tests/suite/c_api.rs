@@ -2,7 +2,7 @@
 //! shared library, builds operators on golden cases, fits and resamples, compares with the reference
 //! and checks the bad-input statuses; then the same under valgrind (no leaks, no invalid accesses).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

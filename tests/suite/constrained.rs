@@ -3,10 +3,10 @@
 //! quadratic, the conservation correction vs the dense KKT solution, empty cells vs a count from
 //! `hi`, residual statistics vs `resample`. Parity with the reference is in parity_solve.rs.
 
-mod common;
+use crate::common;
 
-use common::dense::{lu_apply, vec_mat, Dense};
-use common::synth::{regional, Rng};
+use crate::common::dense::{lu_apply, vec_mat, Dense};
+use crate::common::synth::{regional, Rng};
 use healpix_psf::{Bound, EmptyCells, Error, Fit, FitOptions, MissingData, Params, PsfResampler, Stopping};
 
 /// A field of sharp positive blobs on a zero background (the unconstrained fit rings below 0).

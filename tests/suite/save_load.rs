@@ -2,8 +2,8 @@
 //! weights, fits, restricted output, masks), on every golden case; every damaged, truncated or
 //! foreign file is refused with `Error::BadOperatorFile` (never a panic, never an operator).
 
-mod common;
-use common::synth::{regional, regional_grid};
+use crate::common;
+use crate::common::synth::{regional, regional_grid};
 use healpix_psf::{
     saved_precision, Area, Bound, Device, Error, FitOptions, MissingData, Params, PsfResampler, Real, FORMAT_VERSION,
 };
