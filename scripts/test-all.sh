@@ -65,5 +65,6 @@ else
   echo "SKIP: the distributed (mpi) tests (no MPI library)" >&2
   nocuda=$cli
 fi
-cargo test --release ${nocuda:+--features "$nocuda"} --test suite -- bad_input:: save_load:: ${cli:+cli::}
+cargo test --release ${nocuda:+--features "$nocuda"} --test suite -- bad_input:: save_load::
+if [ -n "$cli" ]; then cargo test --release --features "$nocuda" --test cli; fi
 stage "without the CUDA backend (features ${nocuda:-none})"

@@ -1,16 +1,17 @@
 //! The integration tests, one binary: every module below is a file of tests of the public API, the
-//! C ABI, the bindings or the command line (run one with `cargo test --release --test suite NAME::`).
+//! C ABI or the bindings (run one with `cargo test --release --test suite NAME::`).
 //! One binary instead of one per file: the library's generic code is compiled once for all of them
 //! (the build of the suite took ≈ 5 minutes of CI's 2 cores when each file was its own binary).
-//! The distributed tests (`tests/mpi.rs`, `tests/cli_mpi.rs`) stay apart: they run under mpirun.
+//! Apart stay the distributed tests (`tests/mpi.rs`, `tests/cli_mpi.rs`: they run under mpirun) and
+//! the command line's (`tests/cli.rs`, `tests/cli_fuzz.rs`): those write NetCDF (HDF5) files in the
+//! test process, and a subprocess another test forks meanwhile inherits the open file with its HDF5
+//! lock (flock), so that the next open of the file fails (NC_EHDFERR, seen once in this binary).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bad_input;
 mod c_api;
-mod cli;
-mod cli_fuzz;
 mod constrained;
 mod cuda;
 mod geometry;

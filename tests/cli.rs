@@ -4,7 +4,7 @@
 //! errors before any read (status 2), a gap in one time step kept inside the data's range (and
 //! --strict refusing the reference's zero-filled fit), truncated and damaged inputs, outputs whole
 //! or absent when the map's write fails, history and globals, and a series over files on one
-//! operator (per file, --concat, globs). tests/suite/cli_fuzz.rs feeds it damaged files.
+//! operator (per file, --concat, globs). tests/cli_fuzz.rs feeds it damaged files.
 #![cfg(feature = "cli")]
 
 use healpix_psf::{valid_samples, Params, PsfResampler};
@@ -446,7 +446,7 @@ fn write_tas(path: &Path, fmt: netcdf::Options, patch: bool) -> Vec<f64> {
     f.add_dimension("lat", ny).unwrap();
     f.add_dimension("lon", nx).unwrap();
     f.add_attribute("title", "synthetic tas").unwrap();
-    f.add_attribute("history", "made by tests/suite/cli.rs").unwrap();
+    f.add_attribute("history", "made by tests/cli.rs").unwrap();
     f.add_attribute("ni", 360i32).unwrap();
     f.add_attribute("ibegin", 1i32).unwrap();
     let lat: Vec<f64> = (0..ny).map(|j| -89.5 + j as f64).collect();
@@ -619,10 +619,7 @@ fn metadata_appends_and_drops() {
         other => panic!("{other:?}"),
     };
     let lines: Vec<&str> = history.lines().collect();
-    assert!(
-        lines.len() == 2 && lines[0].contains("healpix-psf") && lines[1] == "made by tests/suite/cli.rs",
-        "{history}"
-    );
+    assert!(lines.len() == 2 && lines[0].contains("healpix-psf") && lines[1] == "made by tests/cli.rs", "{history}");
     assert!(f.attribute("title").is_some());
     assert!(f.attribute("ni").is_none() && f.attribute("ibegin").is_none());
     use netcdf::types::{IntType, NcVariableType as T};

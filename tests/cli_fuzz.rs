@@ -6,7 +6,7 @@
 //! Each case must end in a clear error (status 1, nothing written) or in an output whose values
 //! stay inside the input's range (the input read back here and unpacked independently) — never a
 //! panic, an abort, a usage error or a hang. The suite runs a short campaign;
-//! `HPSF_FUZZ_CASES=10000 cargo test --release --features cli --test suite cli_fuzz:: -- --nocapture`
+//! `HPSF_FUZZ_CASES=10000 cargo test --release --features cli --test cli_fuzz -- --nocapture`
 //! runs the long one (`HPSF_FUZZ_SEED` to change the seed, `HPSF_FUZZ_ONLY=N` to replay case N).
 #![cfg(feature = "cli")]
 
