@@ -51,7 +51,7 @@ done
 # into tiles on 1-4 ranks write the single process's file (tests/cli_mpi.rs)
 if [ "$features" = cli,mpi ]; then
   echo "== tests/cli_mpi.rs: healpix-psf regrid --distributed under mpirun"
-  timeout 600 cargo test --release --features cli,mpi --test cli_mpi -- --nocapture
+  timeout 600 cargo test --release --features "$features" --test cli_mpi -- --nocapture
 else
   echo "SKIP: the distributed command line (no NetCDF-C library)" >&2
 fi

@@ -768,7 +768,7 @@ fn mt_chunk_dyn<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, i0: usize, chunk
 
 /// `o = Σ w·x[i]` over the links (i, w), in their order, of rows of s values of the block `x`: tiles
 /// of 128 bytes summed in registers (2·[`TILE`] columns of f32, [`TILE`] of f64; each link's part
-/// of a row read once per tile: tiles of 16 f32 columns made B = 64 products 10–15 % slower), then
+/// of a row read once per tile: tiles of 16 f32 columns made B = 64 products 12–16 % slower), then
 /// a tile of [`TILE`] columns where one fits, then the last columns in one tile of their width (each
 /// element's sum is the same either way: its links in order, from zero).
 #[inline(always)]
