@@ -3,15 +3,16 @@
 //!
 //! Work is split in chunks of [`CHUNK`] elements (samples or cells) whose boundaries depend on the
 //! sizes only; reductions add in f64 in the tree of [`reduce`], the GPU's: results are bitwise
-//! identical for any number of threads, and to the GPU's. The products and vector kernels are const-generic over the
-//! common batch sizes (so the per-link loops unroll and vectorise); every variant performs the same
+//! identical for any number of threads, and to the GPU's. The products and vector kernels are
+//! const-generic over the common batch sizes (so the per-link loops unroll and vectorise), and
+//! those of wider rows are compiled for AVX2 as well ([`simd`]); every variant performs the same
 //! operations in the same order for each element, so results do not depend on the variant either.
 //! The CG's scalar step and the active set's element rules are the C++ of `csrc/rules.h`, compiled
 //! for the host by build.rs (`csrc/host.cpp`) — the same source the CUDA kernels compile.
 
 use super::{
-    hpsf_box_args, layout, pages, reduce, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered,
-    LinkWeights, RowFacts, Scales, WeightInputs, FREE,
+    hpsf_box_args, layout, pages, reduce, simd, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot,
+    Gathered, LinkWeights, RowFacts, Scales, WeightInputs, FREE,
 };
 use crate::error::Result;
 use crate::real::Real;
@@ -33,6 +34,31 @@ fn prefetch<T>(x: &T) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = x;
+}
+
+/// Asks for the cache lines of the `bytes` bytes from `start`: a hint, which reads nothing the
+/// program sees and never faults, wherever `start` points.
+#[inline(always)]
+pub(crate) fn prefetch_bytes(start: *const u8, bytes: usize) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = start;
+    let mut at = 0;
+    while at < bytes {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch reads nothing the program sees and never faults, even out of bounds
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(start.wrapping_add(at).cast())
+        };
+        at += 64;
+    }
+    if bytes > 0 {
+        // the last line, when the bytes do not start at one
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(start.wrapping_add(bytes - 1).cast())
+        };
+    }
 }
 
 /// Asks for the cache lines of rows `rows` (of s values) of the block `v`.
@@ -618,8 +644,9 @@ pub(crate) fn link_weights<F: Real>(w: WeightInputs<'_, F>) -> LinkWeights<F> {
 /// Calls `$f::<F, S>` with the number of rows `$s` as a constant up to 16 rows (the per-link loops
 /// unroll and vectorise; a width left to the general version ran 3–4× slower, B = 3 88 ms an
 /// iteration against 29 ms for B = 4 at N = 10⁶), and `$dynf` beyond (whose products sum their
-/// rows in constant-width tiles). Every variant performs the same operations in the same order for
-/// each element, so results do not depend on the variant.
+/// rows in constant-width tiles), compiled for AVX2 too and run so where the processor has it
+/// ([`simd::wide`]; `$dynf` must be `#[inline(always)]`). Every variant performs the same
+/// operations in the same order for each element, so results do not depend on the variant.
 macro_rules! dispatch_rows {
     ($s:expr, $f:ident, $dynf:ident, ($($arg:expr),*)) => {
         match $s {
@@ -639,7 +666,7 @@ macro_rules! dispatch_rows {
             14 => $f::<F, 14>($($arg),*),
             15 => $f::<F, 15>($($arg),*),
             16 => $f::<F, 16>($($arg),*),
-            _ => $dynf($($arg),*),
+            _ => simd::wide(|| $dynf($($arg),*)),
         }
     };
 }
@@ -752,6 +779,7 @@ fn mt_chunk<F: Real, const S: usize>(
     }
 }
 
+#[inline(always)]
 fn mt_chunk_dyn<F: Real>(l: &SampleLinks<F>, v: &[F], s: usize, i0: usize, chunk: &mut [F], rows: MtRows<'_>) {
     let npt = l.npt;
     let mut acc = vec![F::ZERO; s];
@@ -916,6 +944,7 @@ fn m_row<F: Real, const S: usize>(l: &CellLinks<F>, u: &[F], k: usize, add: Opti
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn m_chunk_dyn<F: Real>(
     l: &CellLinks<F>,
     u: &[F],
@@ -1065,6 +1094,7 @@ fn update_chunk<F: Real, const S: usize>(
     update_chunk_dyn(x_tail, r_tail, &p[at..], &ap[at..], alpha, &w[full * reduce::FOLD..], terms_tail);
 }
 
+#[inline(always)]
 fn update_chunk_dyn<F: Real>(x: &mut [F], r: &mut [F], p: &[F], ap: &[F], alpha: &[F], w: &[F], terms: &mut [f64]) {
     let s = alpha.len();
     let mut quads = reduce::Quads::new(s, terms);
@@ -1100,6 +1130,7 @@ fn direction_chunk<F: Real, const S: usize>(p: &mut [F], r: &[F], beta: &[F]) {
     }
 }
 
+#[inline(always)]
 fn direction_chunk_dyn<F: Real>(p: &mut [F], r: &[F], beta: &[F]) {
     let s = beta.len();
     for (rp, rr) in p.chunks_exact_mut(s).zip(r.chunks_exact(s)) {
@@ -1124,11 +1155,20 @@ mod tests {
     }
 
     /// Both products sum each element's links in their order, whatever the batch-size variant
-    /// (interleaved narrow rows, tiles of wide ones, the rest): bit for bit a plain loop's sums.
+    /// (interleaved narrow rows, tiles of wide ones, the rest) and instruction set (wide rows:
+    /// AVX2 where the processor has it, and the baseline code): bit for bit a plain loop's sums.
     /// And `out −= v·MT` (masked or not) equals the product written into a block and subtracted by
     /// `axpby`.
     #[test]
     fn products_sum_links_in_order_and_subtracting_rounds_as_axpby() {
+        if !simd::tests::has_avx2() {
+            println!("NOTE: no AVX2 here: the wide kernels' AVX2 code is not exercised");
+        }
+        products_in_order();
+        simd::tests::baseline(products_in_order);
+    }
+
+    fn products_in_order() {
         let (n, k, npt) = (3001usize, 700usize, 5usize);
         let hi: Vec<i32> = (0..n * npt).map(|p| if p % 7 == 3 { -1 } else { ((p * 131) % k) as i32 }).collect();
         let links = SampleLinks { npt, hi, mt: values(n * npt, 8) };
@@ -1178,10 +1218,16 @@ mod tests {
     }
 
     /// dots, the CG update's <r, r>_w and u·M's <out, p>_Dx sum their terms in the tree, for every
-    /// batch-size variant and lengths that end in partial quads, groups and chunks.
+    /// batch-size variant (wide ones in both instruction sets) and lengths that end in partial
+    /// quads, groups and chunks; the direction is `r + β·p`.
     #[test]
     fn the_reductions_add_their_terms_in_the_tree() {
-        for &s in &[1usize, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17] {
+        reductions_in_tree();
+        simd::tests::baseline(reductions_in_tree);
+    }
+
+    fn reductions_in_tree() {
+        for &s in &[1usize, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 40] {
             for &k in &[1usize, 5, 4099, 9 * CHUNK + 3] {
                 let (a, b, w) = (values(k * s, 1), values(k * s, 2), values(k, 3));
                 let mask: Vec<u8> = (0..k * s).map(|e| (e % 5 != 2) as u8).collect();
@@ -1204,6 +1250,9 @@ mod tests {
                     "update s {s} k {k}"
                 );
                 assert!(r.iter().zip(&b).zip(&ap).enumerate().all(|(e, ((&r, &b), &ap))| r == b - alpha[e % s] * ap));
+                let mut d = p.clone();
+                cg_direction(&mut d, &r, &alpha);
+                assert!(d.iter().zip(&r).zip(&p).enumerate().all(|(e, ((&d, &r), &p))| d == r + alpha[e % s] * p));
 
                 // u·M + λp with one link per cell (sample = cell), then <out, p>_w
                 let cells = CellLinks { ptr: (0..=k).collect(), sample: (0..k as u32).collect(), m: values(k, 7) };

@@ -24,6 +24,7 @@ pub(crate) mod cuda;
 pub(crate) mod layout;
 pub(crate) mod pages;
 pub(crate) mod reduce;
+pub(crate) mod simd;
 
 use crate::error::{Error, Result};
 use crate::real::Real;
