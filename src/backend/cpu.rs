@@ -127,6 +127,19 @@ impl<F: Real> Cpu<'_, F> {
         }
     }
 
+    /// [`m_product`] over this rank's samples and those of the other ranks its cells link to:
+    /// this rank's dots.
+    fn m_product(&self, u: &[F], s: usize, out: &mut [F], extras: MExtras<'_, F>) -> Result<Vec<f64>> {
+        match self.ranks {
+            Some(r) => {
+                let mut dots = Vec::new();
+                r.with_ghost_samples(u, s, &mut |ext| dots = m_product(self.cells, ext, s, out, extras))?;
+                Ok(dots)
+            }
+            None => Ok(m_product(self.cells, u, s, out, extras)),
+        }
+    }
+
     /// [`Backend::gather`], with [`Backend::gather_scaled`]'s factors when `scale` is given (on the
     /// samples' axis applied as the values are written).
     fn gather_with(
@@ -364,22 +377,18 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
             return Ok(());
         }
         let add = add.map(|(lam, v)| (lam, v.as_slice()));
-        let dot_with = den.as_ref().and(add).map(|(_, p)| (p, self.dx));
-        let extras = MExtras { add, dot_with };
-        let dots = match self.ranks {
-            Some(r) => {
-                let mut dots = Vec::new();
-                r.with_ghost_samples(u, s, &mut |ext| dots = m_product(self.cells, ext, s, out, extras))?;
-                dots
-            }
-            None => m_product(self.cells, u, s, out, extras),
-        };
+        let dot_with = den.as_ref().and(add).map(|(_, p)| (Some(p), self.dx));
+        let dots = self.m_product(u, s, out, MExtras { add, dot_with })?;
         if let Some(c) = den {
             let dots = self.sums(dots)?;
             let at = c.layout.den();
             c.f[at..at + s].copy_from_slice(&dots);
         }
         Ok(())
+    }
+    fn m_norms(&self, u: &Vec<F>, s: usize, out: &mut Vec<F>) -> Result<Vec<f64>> {
+        let dots = self.m_product(u, s, out, MExtras { add: None, dot_with: Some((None, self.dx)) })?;
+        self.sums(dots)
     }
 
     fn dots(
@@ -847,8 +856,9 @@ fn weighted_tile<F: Real, const W: usize, I: Iterator<Item = (usize, F)>>(
 pub(crate) struct MExtras<'a, F> {
     /// Adds `lam·v` (K×s) to the product.
     pub add: Option<(F, &'a [F])>,
-    /// Returns the per-row dots of the result with `p` (K×s) weighted by `w` (K).
-    pub dot_with: Option<(&'a [F], &'a [F])>,
+    /// Returns the per-row dots of the result with `p` (K×s; `None`: the result itself) weighted
+    /// by `w` (K).
+    pub dot_with: Option<(Option<&'a [F]>, &'a [F])>,
 }
 
 /// `out (K×s) = u (N×s) · M` (+ the extras), each cell gathering its linked samples. Returns the
@@ -891,7 +901,7 @@ fn m_chunk<F: Real, const S: usize>(
     k0: usize,
     chunk: &mut [F],
     add: Option<(F, &[F])>,
-    dots: Option<(&[F], &[F])>,
+    dots: Option<(Option<&[F]>, &[F])>,
     terms: &mut [f64],
 ) {
     let Some((p, dx)) = dots else {
@@ -911,7 +921,8 @@ fn m_chunk<F: Real, const S: usize>(
             let acc = m_row::<F, S>(l, u, k, add);
             let wk = dx[k].to_f64();
             for j in 0..S {
-                tq[j] = acc[j].to_f64() * p[k * S + j].to_f64() * wk;
+                let pj = p.map_or(acc[j], |p| p[k * S + j]);
+                tq[j] = acc[j].to_f64() * pj.to_f64() * wk;
             }
             ob[q * S..(q + 1) * S].copy_from_slice(&acc);
         }
@@ -952,7 +963,7 @@ fn m_chunk_dyn<F: Real>(
     k0: usize,
     chunk: &mut [F],
     add: Option<(F, &[F])>,
-    dots: Option<(&[F], &[F])>,
+    dots: Option<(Option<&[F]>, &[F])>,
     terms: &mut [f64],
 ) {
     let mut quads = dots.is_some().then(|| reduce::Quads::new(s, terms));
@@ -971,7 +982,8 @@ fn m_chunk_dyn<F: Real>(
         }
         if let (Some((p, dx)), Some(q)) = (dots, quads.as_mut()) {
             let wk = dx[k].to_f64();
-            for ((t, &a), &b) in q.row().iter_mut().zip(o.iter()).zip(&p[k * s..(k + 1) * s]) {
+            let p = p.map_or(&o[..], |p| &p[k * s..(k + 1) * s]);
+            for ((t, &a), &b) in q.row().iter_mut().zip(o.iter()).zip(p) {
                 *t = a.to_f64() * b.to_f64() * wk;
             }
         }
@@ -1257,11 +1269,20 @@ mod tests {
                 // u·M + λp with one link per cell (sample = cell), then <out, p>_w
                 let cells = CellLinks { ptr: (0..=k).collect(), sample: (0..k as u32).collect(), m: values(k, 7) };
                 let mut out = vec![0.0f32; k * s];
-                let ex = MExtras { add: Some((0.5, &p[..])), dot_with: Some((&p[..], &w[..])) };
+                let ex = MExtras { add: Some((0.5, &p[..])), dot_with: Some((Some(&p[..]), &w[..])) };
                 let got = m_product(&cells, &a, s, &mut out, ex);
                 let terms: Vec<f64> =
                     out.iter().enumerate().map(|(e, &o)| o as f64 * p[e] as f64 * w[e / s] as f64).collect();
                 assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), tree(&terms, k, s), "u·M s {s} k {k}");
+                // <out, out>_w summed as out is made: the bits of dots
+                let mut own = vec![0.0f32; k * s];
+                let got = m_product(&cells, &a, s, &mut own, MExtras { add: None, dot_with: Some((None, &w[..])) });
+                let want = dots(&own, Some(&own), s, Some(&w), None);
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "own s {s} k {k}"
+                );
             }
         }
     }

@@ -224,17 +224,17 @@ struct Rows<'a, F> {
 unsafe impl<F: Send + Sync> Sync for Rows<'_, F> {}
 
 impl<F: Real> Rows<'_, F> {
-    /// Writes `x` (s values, times the column factors) into row p of y0 (NaN as 0 with `zero_nan`)
-    /// and its mask into row p of valid.
-    ///
-    /// # Safety
-    /// Row p exists, and no other thread reads or writes it meanwhile.
     /// Asks the cache for row p of y0, about to be written (a hint: reads nothing).
     #[inline(always)]
     fn prefetch(&self, p: usize) {
         prefetch_bytes(self.y0.wrapping_add(p * self.s).cast(), self.s * size_of::<F>());
     }
 
+    /// Writes `x` (s values, times the column factors) into row p of y0 (NaN as 0 with `zero_nan`)
+    /// and its mask into row p of valid.
+    ///
+    /// # Safety
+    /// Row p exists, and no other thread reads or writes it meanwhile.
     #[inline(always)]
     unsafe fn put(&self, p: usize, x: &[F], zero_nan: bool) {
         let y = std::slice::from_raw_parts_mut(self.y0.add(p * self.s), self.s);

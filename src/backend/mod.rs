@@ -162,6 +162,14 @@ pub(crate) trait Backend<F: Real>: Sync {
         den: Option<&mut Self::Scalars>,
     ) -> Result<()>;
 
+    /// `out = u·M` (as [`Backend::m`]) and per column `<out, out>_Dx`, the bits of
+    /// [`Backend::dots`]`(out, out, weighted)`: on the CPU summed as the rows are made (one pass over
+    /// a K×s block less in a fit's setup).
+    fn m_norms(&self, u: &Self::Vals, s: usize, out: &mut Self::Vals) -> Result<Vec<f64>> {
+        self.m(u, s, out, None, None)?;
+        self.dots(out, Some(out), s, true, None)
+    }
+
     /// Per column `Σ_e a·b·Dx_k·mask` (b = 1 when `None`, Dx = 1 unless `weighted`, mask bit 0 = 1
     /// when `None`), in f64, in an order that depends on the sizes only.
     fn dots(

@@ -90,7 +90,7 @@ pub(crate) fn bounded_cg<F: Real, B: Backend<F>>(
         let mut rhs_free = r;
         b.mul_mask(&mut rhs_free, &codes)?;
         let masked = Masked { inner: a.clone(), codes };
-        let step = cg(b, &masked, rhs_free, None, s, lim.max_iter, lim.tol, Stopping::Pooled, None)?;
+        let step = cg(b, &masked, rhs_free, None, None, s, lim.max_iter, lim.tol, Stopping::Pooled, None)?;
         codes = masked.codes;
         for j in 0..s {
             iterations[j] += step.iterations[j];
@@ -149,7 +149,7 @@ pub(crate) fn conserve_shared<F: Real, B: Backend<F>>(
     let s = target.len();
     let (dxinv, f) = scaled_inverse_dx(b)?;
     let rhs = b.broadcast(&dxinv, 1, f, None)?;
-    let w = cg(b, a, rhs, None, 1, lim.max_iter, lim.tol, Stopping::Pooled, None)?.x;
+    let w = cg(b, a, rhs, None, None, 1, lim.max_iter, lim.tol, Stopping::Pooled, None)?.x;
     let w_sum = b.dots(&w, None, 1, false, None)?;
     let have = b.dots(hval, None, s, false, None)?;
     let mu = corrections::<F>(target, &have, &vec![w_sum[0]; s]);
@@ -178,7 +178,7 @@ pub(crate) fn conserve_rounds<F: Real, B: Backend<F>>(
     for _ in 0..=b.k_total() {
         let rhs = b.broadcast(&dxinv, s, f, Some(&codes))?;
         let masked = Masked { inner: a.clone(), codes };
-        let w = cg(b, &masked, rhs, None, s, lim.max_iter, lim.tol, Stopping::Pooled, None)?.x;
+        let w = cg(b, &masked, rhs, None, None, s, lim.max_iter, lim.tol, Stopping::Pooled, None)?.x;
         codes = masked.codes;
         let w_sum = b.dots(&w, None, s, false, None)?;
         let have = b.dots(&base, None, s, false, None)?;

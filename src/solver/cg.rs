@@ -154,12 +154,14 @@ struct Running<F: Real, B: Backend<F>, A> {
 }
 
 /// Solves `A δ = rhs` for s columns (K×s) from `x0` (K×s and not all zero; `None` = zeros);
-/// `scratch`, an N×s block of no further use, serves as the operator's work block.
+/// `rhs_dots`, `<rhs, rhs>_Dx` per column where the caller has it (the bits [`Backend::dots`]
+/// gives); `scratch`, an N×s block of no further use, serves as the operator's work block.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
     b: &B,
     a: &A,
     rhs: B::Vals,
+    rhs_dots: Option<Vec<f64>>,
     x0: Option<B::Vals>,
     s: usize,
     max_iter: usize,
@@ -169,7 +171,10 @@ pub(crate) fn cg<F: Real, B: Backend<F>, A: LinOp<F, B>>(
 ) -> Result<CgOut<B::Vals>> {
     let k = b.k();
     let mut work = Work::new(scratch.map(|u| (b.n() * s, u)));
-    let rhs_dots = b.dots(&rhs, Some(&rhs), s, true, None)?;
+    let rhs_dots = match rhs_dots {
+        Some(d) => d,
+        None => b.dots(&rhs, Some(&rhs), s, true, None)?,
+    };
     let mut r = rhs;
     let no_x0 = x0.is_none();
     let x = match x0 {

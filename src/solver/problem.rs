@@ -45,7 +45,8 @@ pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F, B>) -> Resu
     let (k, s) = (b.k(), p.masked_rows.len());
     let o = p.opts;
     let lim = Limits { max_iter: o.max_iter, tol: o.tol, max_outer: o.max_outer };
-    let Start { x_ref, rhs, valid, codes, spent } = right_hand_side(b, p.y0, p.valid, &p.masked_rows)?;
+    let plain = p.bounds.is_none();
+    let Start { x_ref, rhs, rhs_dots, valid, codes, spent } = right_hand_side(b, p.y0, p.valid, &p.masked_rows, plain)?;
     let a = Normal { lam: F::from_f64(o.lam), valid: valid.map(Arc::new) };
     let mut x0 = p.x0;
     if let (Some(x0), Some(c)) = (x0.as_mut(), codes.as_ref()) {
@@ -74,7 +75,7 @@ pub(crate) fn solve<F: Real, B: Backend<F>>(b: &B, p: Problem<'_, F, B>) -> Resu
     };
     let (hval, codes) = match &p.bounds {
         None => {
-            let out = cg(b, &a, rhs, x0, s, o.max_iter, o.tol, o.stopping, Some(spent))?;
+            let out = cg(b, &a, rhs, rhs_dots, x0, s, o.max_iter, o.tol, o.stopping, Some(spent))?;
             (sol.iterations, sol.norms, sol.converged) = (out.iterations, out.norms, out.converged);
             let mut hval = x_ref;
             b.axpby(&mut hval, &vec![F::ONE; s], &out.x, F::ONE)?;
@@ -135,6 +136,8 @@ pub(crate) fn reference_field<F: Real, B: Backend<F>>(
 struct Start<F: Real, B: Backend<F>> {
     x_ref: B::Vals,
     rhs: B::Vals,
+    /// `<rhs, rhs>_Dx` per column, when asked for.
+    rhs_dots: Option<Vec<f64>>,
     valid: Option<B::Mask>,
     codes: Option<B::Mask>,
     /// The N×s block the right-hand side was made in, of no further use.
@@ -143,19 +146,26 @@ struct Start<F: Real, B: Backend<F>> {
 
 /// x_ref (K×s), the right-hand side `((y0 − x_ref·MT) ⊙ valid)·M` (K×s), the valid mask on the
 /// backend and, with per-row missing data, the cell codes (0 where no valid sample carries weight in
-/// a renormalised row).
+/// a renormalised row); with `norms`, the right-hand side's `<rhs, rhs>_Dx` (summed as its rows are
+/// made, where the backend can).
 fn right_hand_side<F: Real, B: Backend<F>>(
     b: &B,
     y0: B::Vals,
     valid: Option<B::Mask>,
     masked_rows: &[bool],
+    norms: bool,
 ) -> Result<Start<F, B>> {
     let (k, s) = (b.k(), masked_rows.len());
     let (x_ref, mut y, valid, codes) = averages(b, y0, valid, masked_rows)?;
     b.mt_sub(&x_ref, s, &mut y, valid.as_ref())?;
     let mut rhs = b.output(k * s)?;
-    b.m(&y, s, &mut rhs, None, None)?;
-    Ok(Start { x_ref, rhs, valid, codes, spent: y })
+    let rhs_dots = if norms {
+        Some(b.m_norms(&y, s, &mut rhs)?)
+    } else {
+        b.m(&y, s, &mut rhs, None, None)?;
+        None
+    };
+    Ok(Start { x_ref, rhs, rhs_dots, valid, codes, spent: y })
 }
 
 /// x_ref = y0·M, renormalised over the valid samples of the masked rows; y0, the valid mask and
