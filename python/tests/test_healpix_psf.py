@@ -176,19 +176,19 @@ def test_ctrl_c_interrupts_a_long_fit():
     import threading
     import time
 
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        # e.g. a run started in the background by a shell without job control, which ignores
+        # SIGINT for it: Python then keeps it ignored, and no Ctrl-C reaches any code
+        pytest.skip("SIGINT is not Python's KeyboardInterrupt in this process (ignored by whoever started it)")
     rng = np.random.default_rng(1)
     n = 200000
     lon, lat = rng.uniform(5.0, 9.0, n), rng.uniform(40.0, 43.0, n)
     op = PSFResampler(lon, lat, 12)
     val = np.stack([np.sin(np.radians(7 * lon)) + np.cos(np.radians(5 * lat)), np.cos(np.radians(3 * lon))])
-    # undamped to an unreachable tolerance: ~1 000 iterations until the CG breaks down; timed twice
-    # (the faster counts): a first fit slowed by a hiccup of the machine once passed the 1 s
-    # threshold while the interrupted fit then ended in under 0.3 s, before the signal came
-    full = float("inf")
-    for _ in range(2):
-        t = time.perf_counter()
-        whole = op.fit(val, tol=1e-300, max_iter=5000)
-        full = min(full, time.perf_counter() - t)
+    # undamped to an unreachable tolerance: ~1 000 iterations until the CG breaks down
+    t = time.perf_counter()
+    whole = op.fit(val, tol=1e-300, max_iter=5000)
+    full = time.perf_counter() - t
     if full < 1.0:
         pytest.skip(f"the uninterrupted fit took {full:.2f} s: too fast here to tell an interrupt from its end")
     timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
