@@ -27,38 +27,32 @@ pub(crate) const CHUNK: usize = 2048;
 /// on any result (nothing on other processors than x86-64).
 #[inline(always)]
 fn prefetch<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing the program sees and never faults.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((x as *const T).cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
+    prefetch_line((x as *const T).cast());
 }
 
-/// Asks for the cache lines of the `bytes` bytes from `start`: a hint, which reads nothing the
-/// program sees and never faults, wherever `start` points.
+/// Asks for the cache lines of the `bytes` bytes from `start` (as [`prefetch`], wherever `start`
+/// points).
 #[inline(always)]
 pub(crate) fn prefetch_bytes(start: *const u8, bytes: usize) {
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = start;
-    let mut at = 0;
-    while at < bytes {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch reads nothing the program sees and never faults, even out of bounds
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(start.wrapping_add(at).cast())
-        };
-        at += 64;
+    for at in (0..bytes).step_by(64) {
+        prefetch_line(start.wrapping_add(at));
     }
     if bytes > 0 {
-        // the last line, when the bytes do not start at one
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(start.wrapping_add(bytes - 1).cast())
-        };
+        prefetch_line(start.wrapping_add(bytes - 1)); // the last line, when the bytes do not start at one
     }
+}
+
+/// Asks for the cache line holding the byte at `at`: a prefetch reads nothing the program sees and
+/// never faults, wherever `at` points.
+#[inline(always)]
+fn prefetch_line(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program sees and never faults, even out of bounds
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 /// Asks for the cache lines of rows `rows` (of s values) of the block `v`.

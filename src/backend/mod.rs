@@ -30,6 +30,12 @@ use crate::error::{Error, Result};
 use crate::real::Real;
 use std::ffi::c_void;
 
+/// Whether the switch `var` of the environment is on: unset or anything but `0` (the CPU's
+/// `HPSF_HUGE_PAGES` and `HPSF_SIMD`, read once each).
+fn switched_on(var: &str) -> bool {
+    std::env::var(var).map_or(true, |v| v.trim() != "0")
+}
+
 /// Factors of the columns of a gathered block, chosen from what its rows hold (see
 /// [`Backend::gather_scaled`]): the facts as gathered and combined over the ranks, before a zero
 /// extreme is made +0, so the factors must not depend on the sign of a zero.

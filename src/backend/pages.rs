@@ -34,7 +34,7 @@ pub(crate) fn with_capacity<T>(len: usize) -> Vec<T> {
 
 fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("HPSF_HUGE_PAGES").map_or(true, |v| v.trim() != "0"))
+    *ON.get_or_init(|| super::switched_on("HPSF_HUGE_PAGES"))
 }
 
 #[cfg(target_os = "linux")]

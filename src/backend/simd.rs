@@ -7,7 +7,7 @@
 //! the same operations per element in the same order, so the same bits (AVX2 without FMA: nothing
 //! is contracted, Rust never reorders floating-point arithmetic). On the 2-vCPU AMD EPYC (Zen 1,
 //! whose AVX2 units are 128 bits wide) of benches/RESULTS.md the setup's three products at
-//! N = 10⁶, B = 64 f32 took 8–12 % less; processors with full-width AVX2 gain more.
+//! N = 10⁶, B = 64 f32 took 7–11 % less (processors with full-width AVX2 units were not measured).
 //! `HPSF_SIMD=0` keeps the baseline code.
 
 /// Runs `f` (inlined: its kernels must be `#[inline(always)]` to be compiled for AVX2 as well),
@@ -36,9 +36,7 @@ fn avx2() -> bool {
     if tests::BASELINE.load(std::sync::atomic::Ordering::SeqCst) {
         return false;
     }
-    *ON.get_or_init(|| {
-        std::env::var("HPSF_SIMD").map_or(true, |v| v.trim() != "0") && std::arch::is_x86_feature_detected!("avx2")
-    })
+    *ON.get_or_init(|| super::switched_on("HPSF_SIMD") && std::arch::is_x86_feature_detected!("avx2"))
 }
 
 #[cfg(test)]
