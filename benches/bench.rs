@@ -8,6 +8,9 @@
 //!                        per-row missing data)
 //!     [--grid]          (the samples on a regular longitude/latitude grid over the same box instead:
 //!                        the automatic areas are then estimated from the spacing, `area_s`)
+//!     [--keep-blocks]   (the operator keeps its working blocks from call to call,
+//!                        `PsfResampler::keep_blocks`: the best of `--reps` ≥ 2 then times calls
+//!                        that reuse the blocks of the one before; `kept_mb` what it held at the end)
 //!     [--save]          (also times save_file and load_file of the operator in the temporary
 //!                        folder: `save_s`, `load_s`, `file_bytes_per_sample`; the loaded
 //!                        operator's M is checked equal to the built one's)
@@ -48,6 +51,7 @@ struct Args {
     gaps: f64,
     grid: bool,
     save: bool,
+    keep_blocks: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -68,6 +72,7 @@ fn parse() -> Result<Args, String> {
         gaps: 0.0,
         grid: false,
         save: false,
+        keep_blocks: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -82,6 +87,10 @@ fn parse() -> Result<Args, String> {
         }
         if flag == "--save" {
             a.save = true;
+            continue;
+        }
+        if flag == "--keep-blocks" {
+            a.keep_blocks = true;
             continue;
         }
         if flag == "--grid" {
@@ -186,6 +195,7 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         best = best.min(t0.elapsed().as_secs_f64());
     }
     let op = op.expect("built");
+    op.keep_blocks(a.keep_blocks);
     let mem = op.memory();
 
     // The solve: B rows of a smooth field with small-scale structure; `iters` CG iterations are timed
@@ -257,7 +267,8 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
          \"threads\": {}, \"batch\": {}, \"build_s\": {:.4}, \"reps\": {}, \"hash_s\": {:.4}, \"keep_s\": {:.4}, \
          \"search_s\": {:.4}, \"area_s\": {:.4}, \"assemble_s\": {:.4}, \"iters\": {}, \"fit_s\": {:.4}, \"setup_s\": {:.4}, \
          \"iter_ms\": {:.3}, \"resample_ms\": {:.3}, \"peak_rss_mb\": {:.1}, \"rss_after_data_mb\": {:.1}, \
-         \"missing_fraction\": {:.3}, \"host_bytes_per_sample\": {:.1}, \"device_bytes_per_sample\": {:.1}{}}}",
+         \"missing_fraction\": {:.3}, \"host_bytes_per_sample\": {:.1}, \"device_bytes_per_sample\": {:.1}, \
+         \"keep_blocks\": {}, \"kept_mb\": {:.1}{}}}",
         op.n(),
         op.k(),
         op.nnz(),
@@ -284,6 +295,8 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         missing as f64 / (n * b) as f64,
         mem.host as f64 / op.n() as f64,
         mem.device as f64 / op.n() as f64,
+        a.keep_blocks,
+        op.kept_bytes() as f64 / 1e6,
         floors
     );
     if a.save {

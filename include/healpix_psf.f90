@@ -102,7 +102,8 @@ module healpix_psf
        hpsf_cell_sample_counts_f64, hpsf_fit_f64, &
        hpsf_resample_f64, hpsf_fit_resample_f64, hpsf_new_f32, hpsf_free_f32, hpsf_n_f32, hpsf_k_f32, &
        hpsf_npt_f32, hpsf_nnz_f32, hpsf_device_f32, hpsf_cell_ids_f32, hpsf_hi_f32, hpsf_d_m_f32, &
-       hpsf_cell_weight_f32, hpsf_cell_sample_counts_f32, hpsf_fit_f32, hpsf_resample_f32, hpsf_fit_resample_f32
+       hpsf_cell_weight_f32, hpsf_cell_sample_counts_f32, hpsf_fit_f32, hpsf_resample_f32, hpsf_fit_resample_f32, &
+       hpsf_keep_blocks_f64, hpsf_keep_blocks_f32
 
   interface
      integer(c_int) function hpsf_params_init(params, level) bind(c, name="hpsf_params_init")
@@ -208,6 +209,12 @@ module healpix_psf
        integer(c_size_t), value :: hval_len
        type(c_ptr), value :: info
      end function hpsf_fit_f64
+     integer(c_int) function hpsf_keep_blocks_f64(op, keep, kept_bytes) bind(c, name="hpsf_keep_blocks_f64")
+       import :: c_int, c_int32_t, c_ptr
+       type(c_ptr), value :: op
+       integer(c_int32_t), value :: keep
+       type(c_ptr), value :: kept_bytes
+     end function hpsf_keep_blocks_f64
      integer(c_int) function hpsf_resample_f64(op, hval, hval_len, out, out_len) bind(c, name="hpsf_resample_f64")
        import :: c_int, c_ptr, c_double, c_size_t
        type(c_ptr), value :: op
@@ -312,6 +319,12 @@ module healpix_psf
        integer(c_size_t), value :: hval_len
        type(c_ptr), value :: info
      end function hpsf_fit_f32
+     integer(c_int) function hpsf_keep_blocks_f32(op, keep, kept_bytes) bind(c, name="hpsf_keep_blocks_f32")
+       import :: c_int, c_int32_t, c_ptr
+       type(c_ptr), value :: op
+       integer(c_int32_t), value :: keep
+       type(c_ptr), value :: kept_bytes
+     end function hpsf_keep_blocks_f32
      integer(c_int) function hpsf_resample_f32(op, hval, hval_len, out, out_len) bind(c, name="hpsf_resample_f32")
        import :: c_int, c_ptr, c_float, c_size_t
        type(c_ptr), value :: op
@@ -382,7 +395,7 @@ module healpix_psf
      final :: op_final
   end type psf_operator
 
-  public :: psf_params_default, psf_new, psf_fit, psf_resample, psf_cell_ids, psf_save, psf_load, hpsf_message, &
+  public :: psf_params_default, psf_new, psf_fit, psf_resample, psf_keep_blocks, psf_cell_ids, psf_save, psf_load, hpsf_message, &
        psf_version
 
 contains
@@ -478,6 +491,19 @@ contains
     real(c_double), intent(inout), contiguous :: back(:, :)
     status = hpsf_resample_f64(op%handle, hval, int(size(hval), c_size_t), back, int(size(back), c_size_t))
   end function psf_resample
+
+  !> keep = .true.: `op` keeps the large working blocks of its fits and resamples for the next call
+  !> (a model's time steps then make them once; it holds about one call's working memory between
+  !> calls); .false. (the default): gives them back at once. Results are the same bit for bit.
+  !> Optional kept_bytes: the bytes held now.
+  integer function psf_keep_blocks(op, keep, kept_bytes) result(status)
+    type(psf_operator), intent(in) :: op
+    logical, intent(in) :: keep
+    integer(c_size_t), intent(out), optional, target :: kept_bytes
+    integer(c_size_t), target :: held
+    status = hpsf_keep_blocks_f64(op%handle, merge(1_c_int32_t, 0_c_int32_t, keep), c_loc(held))
+    if (present(kept_bytes) .and. status == HPSF_OK) kept_bytes = held
+  end function psf_keep_blocks
 
   !> The K HEALPix cell ids (ascending).
   integer function psf_cell_ids(op, ids) result(status)

@@ -532,6 +532,18 @@ hpsf_status hpsf_cell_weight_f64(const hpsf_op_f64 *op, double *out, size_t len)
 hpsf_status hpsf_cell_sample_counts_f64(const hpsf_op_f64 *op, uint32_t *out, size_t len);
 
 /*
+ With `keep` = 1, the operator keeps the large working blocks of its CPU calls (fit, resample)
+ for the next call instead of giving them back to the system: a series of calls of one shape (a
+ model's time steps) then makes them once, and the operator holds about one call's working
+ memory between calls. `keep` = 0 (the default) gives them back at once. Results are the same bit
+ for bit. `kept_bytes` (NULL or writable) receives the bytes held now.
+
+ # Safety
+ `op` must be NULL or live, `kept_bytes` NULL or writable.
+ */
+hpsf_status hpsf_keep_blocks_f64(const hpsf_op_f64 *op, int32_t keep, size_t *kept_bytes);
+
+/*
  Fits the cell field of B rows of N sample values (`val`, row-major, NaN = missing, `val_len` =
  B·N) into `hval` (`hval_len` = B·K). `options` NULL = the defaults; `x0` NULL or B·K initial
  updates (`x0_len`); `info` NULL or an initialised `hpsf_fit_info`. Nothing is written on failure.
@@ -704,6 +716,14 @@ hpsf_status hpsf_cell_weight_f32(const hpsf_op_f32 *op, float *out, size_t len);
 hpsf_status hpsf_cell_sample_counts_f32(const hpsf_op_f32 *op, uint32_t *out, size_t len);
 
 /*
+ As `hpsf_keep_blocks_f64`.
+
+ # Safety
+ As for `hpsf_keep_blocks_f64`.
+ */
+hpsf_status hpsf_keep_blocks_f32(const hpsf_op_f32 *op, int32_t keep, size_t *kept_bytes);
+
+/*
  Fits the cell field of B rows of N sample values (`val`, row-major, NaN = missing, `val_len` =
  B·N) into `hval` (`hval_len` = B·K). `options` NULL = the defaults; `x0` NULL or B·K initial
  updates (`x0_len`); `info` NULL or an initialised `hpsf_fit_info`. Nothing is written on failure.
@@ -801,6 +821,18 @@ hpsf_status hpsf_mpi_n_f64(const hpsf_mpi_op_f64 *op, size_t *out);
  `op` must be NULL or live, `out` writable.
  */
 hpsf_status hpsf_mpi_k_f64(const hpsf_mpi_op_f64 *op, size_t *out);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ With `keep` = 1, this rank keeps the large working blocks of its fits and resamples for the
+ next call, as `hpsf_keep_blocks_f64` does (0, the default: gives them back). Each rank decides
+ for itself: not collective. `kept_bytes` (NULL or writable) receives the bytes held now.
+
+ # Safety
+ `op` must be NULL or live, `kept_bytes` NULL or writable.
+ */
+hpsf_status hpsf_mpi_keep_blocks_f64(const hpsf_mpi_op_f64 *op, int32_t keep, size_t *kept_bytes);
 #endif
 
 #if defined(HPSF_MPI)
@@ -949,6 +981,16 @@ hpsf_status hpsf_mpi_n_f32(const hpsf_mpi_op_f32 *op, size_t *out);
  `op` must be NULL or live, `out` writable.
  */
 hpsf_status hpsf_mpi_k_f32(const hpsf_mpi_op_f32 *op, size_t *out);
+#endif
+
+#if defined(HPSF_MPI)
+/*
+ As `hpsf_mpi_keep_blocks_f64`.
+
+ # Safety
+ As for `hpsf_mpi_keep_blocks_f64`.
+ */
+hpsf_status hpsf_mpi_keep_blocks_f32(const hpsf_mpi_op_f32 *op, int32_t keep, size_t *kept_bytes);
 #endif
 
 #if defined(HPSF_MPI)

@@ -26,7 +26,7 @@ module healpix_psf_mpi
   private
   public :: hpsf_mpi_new_f64, hpsf_mpi_free_f64, hpsf_mpi_n_f64, hpsf_mpi_k_f64, hpsf_mpi_k_total_f64, &
        hpsf_mpi_cell_ids_f64, hpsf_mpi_fit_f64, hpsf_mpi_resample_f64, hpsf_mpi_fit_resample_f64, &
-       hpsf_mpi_gather_f64
+       hpsf_mpi_gather_f64, hpsf_mpi_keep_blocks_f64
 
   ! the C function (the communicator as an integer handle, MPI_Fint) and its mpi_f08 overload
   interface hpsf_mpi_new_f64
@@ -61,6 +61,12 @@ module healpix_psf_mpi
        type(c_ptr), value :: op
        integer(c_size_t), intent(out) :: out
      end function hpsf_mpi_k_total_f64
+     integer(c_int) function hpsf_mpi_keep_blocks_f64(op, keep, kept_bytes) bind(c, name="hpsf_mpi_keep_blocks_f64")
+       import :: c_int, c_int32_t, c_ptr
+       type(c_ptr), value :: op
+       integer(c_int32_t), value :: keep
+       type(c_ptr), value :: kept_bytes
+     end function hpsf_mpi_keep_blocks_f64
      integer(c_int) function hpsf_mpi_cell_ids_f64(op, out, len) bind(c, name="hpsf_mpi_cell_ids_f64")
        import :: c_int, c_ptr, c_size_t, c_int64_t
        type(c_ptr), value :: op

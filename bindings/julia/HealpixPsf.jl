@@ -21,7 +21,7 @@ ids = cell_ids(op)
 """
 module HealpixPsf
 
-export Operator, fit, resample, cell_ids, save, HpsfError
+export Operator, fit, resample, cell_ids, save, keep_blocks!, HpsfError
 
 const libhpsf = get(ENV, "HEALPIX_PSF_LIB", "libhealpix_psf")
 
@@ -119,6 +119,7 @@ hpsf_d_m_f64(op, out, len) = ccall((:hpsf_d_m_f64, libhpsf), Cint, (Ptr{Cvoid}, 
 hpsf_cell_weight_f64(op, out, len) = ccall((:hpsf_cell_weight_f64, libhpsf), Cint, (Ptr{Cvoid}, Ptr{Float64}, Csize_t), op, out, len)
 hpsf_cell_sample_counts_f64(op, out, len) = ccall((:hpsf_cell_sample_counts_f64, libhpsf), Cint, (Ptr{Cvoid}, Ptr{UInt32}, Csize_t), op, out, len)
 hpsf_fit_f64(op, val, val_len, options, x0, x0_len, hval, hval_len, info) = ccall((:hpsf_fit_f64, libhpsf), Cint, (Ptr{Cvoid}, Ptr{Float64}, Csize_t, Ptr{HpsfFitOptions}, Ptr{Float64}, Csize_t, Ptr{Float64}, Csize_t, Ptr{HpsfFitInfo}), op, val, val_len, options, x0, x0_len, hval, hval_len, info)
+hpsf_keep_blocks_f64(op, keep, kept_bytes) = ccall((:hpsf_keep_blocks_f64, libhpsf), Cint, (Ptr{Cvoid}, Int32, Ptr{Csize_t}), op, keep, kept_bytes)
 hpsf_resample_f64(op, hval, hval_len, out, out_len) = ccall((:hpsf_resample_f64, libhpsf), Cint, (Ptr{Cvoid}, Ptr{Float64}, Csize_t, Ptr{Float64}, Csize_t), op, hval, hval_len, out, out_len)
 hpsf_fit_resample_f64(op, val, val_len, options, x0, x0_len, hval, hval_len, resampled, resampled_len, info) = ccall((:hpsf_fit_resample_f64, libhpsf), Cint, (Ptr{Cvoid}, Ptr{Float64}, Csize_t, Ptr{HpsfFitOptions}, Ptr{Float64}, Csize_t, Ptr{Float64}, Csize_t, Ptr{Float64}, Csize_t, Ptr{HpsfFitInfo}), op, val, val_len, options, x0, x0_len, hval, hval_len, resampled, resampled_len, info)
 hpsf_new_f32(lon, lat, n, params, out) = ccall((:hpsf_new_f32, libhpsf), Cint, (Ptr{Float64}, Ptr{Float64}, Csize_t, Ptr{HpsfParams}, Ptr{Ptr{Cvoid}}), lon, lat, n, params, out)
@@ -134,6 +135,7 @@ hpsf_d_m_f32(op, out, len) = ccall((:hpsf_d_m_f32, libhpsf), Cint, (Ptr{Cvoid}, 
 hpsf_cell_weight_f32(op, out, len) = ccall((:hpsf_cell_weight_f32, libhpsf), Cint, (Ptr{Cvoid}, Ptr{Float32}, Csize_t), op, out, len)
 hpsf_cell_sample_counts_f32(op, out, len) = ccall((:hpsf_cell_sample_counts_f32, libhpsf), Cint, (Ptr{Cvoid}, Ptr{UInt32}, Csize_t), op, out, len)
 hpsf_fit_f32(op, val, val_len, options, x0, x0_len, hval, hval_len, info) = ccall((:hpsf_fit_f32, libhpsf), Cint, (Ptr{Cvoid}, Ptr{Float32}, Csize_t, Ptr{HpsfFitOptions}, Ptr{Float32}, Csize_t, Ptr{Float32}, Csize_t, Ptr{HpsfFitInfo}), op, val, val_len, options, x0, x0_len, hval, hval_len, info)
+hpsf_keep_blocks_f32(op, keep, kept_bytes) = ccall((:hpsf_keep_blocks_f32, libhpsf), Cint, (Ptr{Cvoid}, Int32, Ptr{Csize_t}), op, keep, kept_bytes)
 hpsf_resample_f32(op, hval, hval_len, out, out_len) = ccall((:hpsf_resample_f32, libhpsf), Cint, (Ptr{Cvoid}, Ptr{Float32}, Csize_t, Ptr{Float32}, Csize_t), op, hval, hval_len, out, out_len)
 hpsf_fit_resample_f32(op, val, val_len, options, x0, x0_len, hval, hval_len, resampled, resampled_len, info) = ccall((:hpsf_fit_resample_f32, libhpsf), Cint, (Ptr{Cvoid}, Ptr{Float32}, Csize_t, Ptr{HpsfFitOptions}, Ptr{Float32}, Csize_t, Ptr{Float32}, Csize_t, Ptr{Float32}, Csize_t, Ptr{HpsfFitInfo}), op, val, val_len, options, x0, x0_len, hval, hval_len, resampled, resampled_len, info)
 
@@ -269,6 +271,20 @@ function fit(op::Operator{T}, val::AbstractVecOrMat; lam::Real = 0.0, max_iter::
     check(f(op.handle, v, Csize_t(length(v)), Ref(o), Ptr{T}(C_NULL), Csize_t(0), hval, Csize_t(length(hval)),
             Ptr{HpsfFitInfo}(C_NULL)))
     return val isa AbstractVector ? vec(hval) : hval
+end
+
+"""
+    keep_blocks!(op, keep::Bool) -> bytes held
+
+`true`: the operator keeps the large working blocks of its fits and resamples for the next call (a
+series of calls of one shape then makes them once, and it holds about one call's working memory
+between calls); `false` (the default) gives them back at once. Results are the same bit for bit.
+"""
+function keep_blocks!(op::Operator{T}, keep::Bool) where {T}
+    held = Ref{Csize_t}(0)
+    f = T === Float64 ? hpsf_keep_blocks_f64 : hpsf_keep_blocks_f32
+    check(f(op.handle, Int32(keep), held))
+    return Int(held[])
 end
 
 """

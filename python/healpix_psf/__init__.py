@@ -287,6 +287,13 @@ class PSFResampler:
         out = self._op.resample(np.ascontiguousarray(h, dtype=self.dtype))
         return (out[0] if one else out).astype(dtype, copy=False)
 
+    def keep_blocks(self, keep=True):
+        """Keeps (True) the large working blocks of fits and resamples on the CPU for the next call, or
+        gives them back (False, the default). A series of calls of one shape (the time steps of a
+        dataset) then makes them once; the operator holds about one call's working memory between
+        calls. Results are the same bit for bit. Returns the bytes held now."""
+        return self._op.keep_blocks(bool(keep))
+
     def __repr__(self):
         return (f"PSFResampler(N={self.N}, K={self.K}, level={self.level}, Npt={self.Npt}, "
                 f"dtype={self.dtype.name}, device={self.device!r})")

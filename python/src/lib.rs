@@ -438,6 +438,14 @@ impl Operator {
         })
     }
 
+    /// Keeps the working blocks between calls or gives them back; the bytes held now.
+    fn keep_blocks(&self, keep: bool) -> usize {
+        with_op!(self, op, F => {
+            op.keep_blocks(keep);
+            op.kept_bytes()
+        })
+    }
+
     /// The values at the samples (B, N) of B cell fields (B, K).
     fn resample<'py>(&self, py: Python<'py>, hval: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         with_op!(self, op, F => {

@@ -107,6 +107,22 @@ def test_shapes_dtypes_and_array_likes():
     assert len(info["row_iterations"]) == 3
 
 
+def test_kept_blocks_change_no_bit():
+    # large enough (N·B·8 bytes ≥ 8 MB) for the blocks to be kept
+    rng = np.random.default_rng(5)
+    lon, lat = 8 + 2 * rng.random(80_000), 45 + 2 * rng.random(80_000)
+    op = PSFResampler(lon, lat, 10, dtype=np.float64)
+    val = np.sin(3 * lon)[None, :] + np.cos(2 * lat)[None, :] * np.arange(1, 19)[:, None]
+    want = op.fit(val, lam=1e-3, max_iter=5)
+    back = op.resample(want)
+    assert op.keep_blocks(True) == 0
+    for _ in range(2):
+        assert np.array_equal(op.fit(val, lam=1e-3, max_iter=5), want, equal_nan=True)
+        assert np.array_equal(op.resample(want), back, equal_nan=True)
+    assert op.keep_blocks(True) > 8 << 20
+    assert op.keep_blocks(False) == 0
+
+
 def test_torch_tensors():
     """torch CPU tensors through the array protocol (where torch is installed)."""
     torch = pytest.importorskip("torch")

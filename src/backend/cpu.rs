@@ -10,6 +10,7 @@
 //! The CG's scalar step and the active set's element rules are the C++ of `csrc/rules.h`, compiled
 //! for the host by build.rs (`csrc/host.cpp`) — the same source the CUDA kernels compile.
 
+use super::pages::{Block, Pool};
 use super::{
     hpsf_box_args, layout, pages, reduce, simd, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot,
     Gathered, LinkWeights, RowFacts, Scales, WeightInputs, FREE,
@@ -81,11 +82,17 @@ const _: () = assert!(TILE == 16);
 /// Elements a narrow product sums at a time, interleaved.
 const LANES: usize = 4;
 
+/// The CPU backend's blocks of values: `Vec`s, which go back to the backend's pool when dropped.
+type Vals<'a, F> = Block<'a, F>;
+
 /// The operator's host data as a backend.
 pub(crate) struct Cpu<'a, F: Real> {
     pub samples: &'a SampleLinks<F>,
     pub cells: &'a CellLinks<F>,
     pub dx: &'a [F],
+    /// Where the large blocks come from and go back to (`None`: fresh blocks, freed when dropped);
+    /// emptied when the backend is dropped, at the end of the call, unless it keeps its blocks.
+    pub pool: Option<&'a Pool<F>>,
     /// On one rank of several (the distributed solve): how the reductions are combined over the
     /// ranks and where the products find the other ranks' values. `None`: one process.
     pub ranks: Option<&'a dyn Ranks<F>>,
@@ -112,7 +119,30 @@ pub(crate) trait Ranks<F: Real>: Sync {
     fn with_ghost_samples(&self, u: &[F], s: usize, f: &mut dyn FnMut(&[F])) -> Result<()>;
 }
 
-impl<F: Real> Cpu<'_, F> {
+impl<F: Real> Drop for Cpu<'_, F> {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool {
+            pool.end_call();
+        }
+    }
+}
+
+impl<'a, F: Real> Cpu<'a, F> {
+    /// `v` as one of this backend's blocks.
+    fn block(&self, v: Vec<F>) -> Vals<'a, F> {
+        Block::new(v, self.pool)
+    }
+
+    /// A block of `len` values of any content, to be written whole: from the pool where there is
+    /// one, else fresh (calloc's zero pages, each made by its first write; read first, a page
+    /// would be copied on write, see `zeros`).
+    fn scratch(&self, len: usize) -> Vec<F> {
+        match self.pool {
+            Some(pool) => pool.scratch(len),
+            None => pages::zeroed(len, F::ZERO),
+        }
+    }
+
     /// Per-column sums over the ranks (this process's alone without ranks).
     fn sums(&self, local: Vec<f64>) -> Result<Vec<f64>> {
         match self.ranks {
@@ -144,7 +174,7 @@ impl<F: Real> Cpu<'_, F> {
         zero_nan: bool,
         mask: bool,
         scale: Option<&Scales<'_, F>>,
-    ) -> Result<Gathered<Vec<F>, Vec<u8>>> {
+    ) -> Result<Gathered<Vals<'a, F>, Vec<u8>>> {
         axis.check_rows(v.len(), s)?;
         let all: Vec<usize> = (0..s).collect();
         // what the rows hold first (over every rank): the mask is made only if some row holds a
@@ -162,7 +192,7 @@ impl<F: Real> Cpu<'_, F> {
         let c = scale.map(|f| f(&facts));
         let (vals, valid) = match axis {
             Axis::Cells(k) => {
-                let mut x = layout::interleave(v, k, &all);
+                let mut x = layout::interleave(self.scratch(k * s), v, k, &all);
                 let valid = mask.then(|| x.par_iter().map(|y| !y.is_nan() as u8).collect());
                 if zero_nan {
                     x.par_iter_mut().filter(|y| y.is_nan()).for_each(|y| *y = F::ZERO);
@@ -173,10 +203,11 @@ impl<F: Real> Cpu<'_, F> {
                 (x, valid)
             }
             Axis::Samples { order, position } => {
-                layout::sample_block(v, &all, position, order.len(), mask, zero_nan, c.as_deref())
+                let y0 = self.scratch(order.len() * s);
+                layout::sample_block(y0, v, &all, position, order.len(), mask, zero_nan, c.as_deref())
             }
         };
-        Ok(Gathered { vals, valid, facts })
+        Ok(Gathered { vals: self.block(vals), valid, facts })
     }
 
     /// [`Backend::scatter`], each column j multiplied by `c[j]` as it is written when `c` is given.
@@ -186,7 +217,8 @@ impl<F: Real> Cpu<'_, F> {
             Axis::Cells(_) => None,
             Axis::Samples { position, .. } => Some(position),
         };
-        Ok(layout::deinterleave(x, axis.width(), s, position, c))
+        // the caller's block: a spent one of the same size where the pool has it
+        Ok(layout::deinterleave(self.scratch(axis.width() * s), x, axis.width(), s, position, c))
     }
 }
 
@@ -225,12 +257,12 @@ struct Shared(hpsf_box_args);
 unsafe impl Sync for Shared {}
 
 /// The host address of a block, or null.
-fn addr<T>(v: Option<&Vec<T>>) -> *const std::ffi::c_void {
+fn addr<T>(v: Option<&[T]>) -> *const std::ffi::c_void {
     v.map_or(std::ptr::null(), |v| v.as_ptr().cast())
 }
 
-impl<F: Real> Backend<F> for Cpu<'_, F> {
-    type Vals = Vec<F>;
+impl<'a, F: Real> Backend<F> for Cpu<'a, F> {
+    type Vals = Vals<'a, F>;
     type Mask = Vec<u8>;
     type Scalars = HostScalars;
 
@@ -247,27 +279,25 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         1
     }
 
-    fn zeros(&self, len: usize) -> Result<Vec<F>> {
+    fn zeros(&self, len: usize) -> Result<Vals<'a, F>> {
         // Written by the threads, not left to calloc's lazy zero pages: a block read before it is
         // written (x in the first CG update) would map the shared zero page on the read, then take
         // a second fault and a TLB shoot-down on the write (at B = 64 the first update took 13×
         // the others on a 2-vCPU machine).
-        let mut v = pages::zeroed(len, F::ZERO);
+        let mut v = self.scratch(len);
         v.par_chunks_mut(CHUNK * 16).for_each(|c| c.fill(F::ZERO));
-        Ok(v)
+        Ok(self.block(v))
     }
-    fn copy_into(&self, dst: &mut Vec<F>, src: &Vec<F>) -> Result<()> {
+    fn copy_into(&self, dst: &mut Vals<'a, F>, src: &Vals<'a, F>) -> Result<()> {
         assert_eq!(dst.len(), src.len(), "copy_into: blocks of different lengths (a bug)");
         dst.par_chunks_mut(CHUNK * 16).zip(src.par_chunks(CHUNK * 16)).for_each(|(d, s)| d.copy_from_slice(s));
         Ok(())
     }
-    fn output(&self, len: usize) -> Result<Vec<F>> {
-        // calloc's zero pages, each made by the first (parallel) write: read first, a page would
-        // be copied on write (see `zeros`)
-        Ok(pages::zeroed(len, F::ZERO))
+    fn output(&self, len: usize) -> Result<Vals<'a, F>> {
+        Ok(self.block(self.scratch(len)))
     }
-    fn duplicate(&self, v: &Vec<F>, _len: usize) -> Result<Vec<F>> {
-        let mut out = pages::zeroed(v.len(), F::ZERO);
+    fn duplicate(&self, v: &Vals<'a, F>, _len: usize) -> Result<Vals<'a, F>> {
+        let mut out = self.block(self.scratch(v.len()));
         self.copy_into(&mut out, v)?;
         Ok(out)
     }
@@ -284,7 +314,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         axis: Axis<'_>,
         zero_nan: bool,
         mask: bool,
-    ) -> Result<Gathered<Vec<F>, Vec<u8>>> {
+    ) -> Result<Gathered<Vals<'a, F>, Vec<u8>>> {
         self.gather_with(v, s, axis, zero_nan, mask, None)
     }
     fn gather_scaled(
@@ -295,33 +325,40 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         zero_nan: bool,
         mask: bool,
         scale: &Scales<'_, F>,
-    ) -> Result<Gathered<Vec<F>, Vec<u8>>> {
+    ) -> Result<Gathered<Vals<'a, F>, Vec<u8>>> {
         self.gather_with(v, s, axis, zero_nan, mask, Some(scale))
     }
-    fn scatter(&self, x: &Vec<F>, s: usize, axis: Axis<'_>) -> Result<Vec<F>> {
+    fn scatter(&self, x: &Vals<'a, F>, s: usize, axis: Axis<'_>) -> Result<Vec<F>> {
         self.scatter_with(x, s, axis, None)
     }
-    fn scatter_scaled(&self, x: Vec<F>, s: usize, axis: Axis<'_>, c: &[F]) -> Result<Vec<F>> {
+    fn scatter_scaled(&self, x: Vals<'a, F>, s: usize, axis: Axis<'_>, c: &[F]) -> Result<Vec<F>> {
         self.scatter_with(&x, s, axis, Some(c))
     }
-    fn scale_columns(&self, v: &mut Vec<F>, c: &[F]) -> Result<()> {
+    fn scale_columns(&self, v: &mut Vals<'a, F>, c: &[F]) -> Result<()> {
         layout::scale_columns(v, c);
         Ok(())
     }
-    fn mask_values(&self, m: &Vec<u8>) -> Result<Vec<F>> {
-        Ok(m.par_iter().map(|&b| if b & FREE != 0 { F::ONE } else { F::ZERO }).collect())
+    fn mask_values(&self, m: &Vec<u8>) -> Result<Vals<'a, F>> {
+        Ok(self.block(m.par_iter().map(|&b| if b & FREE != 0 { F::ONE } else { F::ZERO }).collect()))
     }
-    fn fill_masked(&self, v: &mut Vec<F>, m: &Vec<u8>, fill: F) -> Result<()> {
+    fn fill_masked(&self, v: &mut Vals<'a, F>, m: &Vec<u8>, fill: F) -> Result<()> {
         v.par_iter_mut().zip(m.par_iter()).filter(|(_, &b)| b & FREE == 0).for_each(|(x, _)| *x = fill);
         Ok(())
     }
-    fn select(&self, v: &Vec<F>, s: usize, cols: &[usize]) -> Result<Vec<F>> {
-        Ok(columns(v, s, cols))
+    fn select(&self, v: &Vals<'a, F>, s: usize, cols: &[usize]) -> Result<Vals<'a, F>> {
+        Ok(self.block(columns(v, s, cols)))
     }
     fn select_mask(&self, m: &Vec<u8>, s: usize, cols: &[usize]) -> Result<Vec<u8>> {
         Ok(columns(m, s, cols))
     }
-    fn put_columns(&self, dst: &mut Vec<F>, t: usize, src: &Vec<F>, m: usize, pairs: &[(usize, usize)]) -> Result<()> {
+    fn put_columns(
+        &self,
+        dst: &mut Vals<'a, F>,
+        t: usize,
+        src: &Vals<'a, F>,
+        m: usize,
+        pairs: &[(usize, usize)],
+    ) -> Result<()> {
         for (d, r) in dst.chunks_exact_mut(t).zip(src.chunks_exact(m)) {
             for &(from, to) in pairs {
                 d[to] = r[from];
@@ -332,9 +369,9 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
 
     fn mt(
         &self,
-        v: &Vec<F>,
+        v: &Vals<'a, F>,
         s: usize,
-        out: &mut Vec<F>,
+        out: &mut Vals<'a, F>,
         valid: Option<&Vec<u8>>,
         cg: Option<&HostScalars>,
     ) -> Result<()> {
@@ -349,7 +386,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         }
         Ok(())
     }
-    fn mt_sub(&self, v: &Vec<F>, s: usize, y: &mut Vec<F>, valid: Option<&Vec<u8>>) -> Result<()> {
+    fn mt_sub(&self, v: &Vals<'a, F>, s: usize, y: &mut Vals<'a, F>, valid: Option<&Vec<u8>>) -> Result<()> {
         let valid = valid.map(Vec::as_slice);
         match self.ranks {
             Some(r) => r.with_ghost_cells(v, s, &mut |ext| mt_product(self.samples, ext, s, y, valid, Put::Subtract)),
@@ -361,10 +398,10 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
     }
     fn m(
         &self,
-        u: &Vec<F>,
+        u: &Vals<'a, F>,
         s: usize,
-        out: &mut Vec<F>,
-        add: Option<(F, &Vec<F>)>,
+        out: &mut Vals<'a, F>,
+        add: Option<(F, &Vals<'a, F>)>,
         den: Option<&mut HostScalars>,
     ) -> Result<()> {
         if den.as_ref().is_some_and(|c| c.done()) {
@@ -380,22 +417,22 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         }
         Ok(())
     }
-    fn m_norms(&self, u: &Vec<F>, s: usize, out: &mut Vec<F>) -> Result<Vec<f64>> {
+    fn m_norms(&self, u: &Vals<'a, F>, s: usize, out: &mut Vals<'a, F>) -> Result<Vec<f64>> {
         let dots = self.m_product(u, s, out, MExtras { add: None, dot_with: Some((None, self.dx)) })?;
         self.sums(dots)
     }
 
     fn dots(
         &self,
-        a: &Vec<F>,
-        b: Option<&Vec<F>>,
+        a: &Vals<'a, F>,
+        b: Option<&Vals<'a, F>>,
         s: usize,
         weighted: bool,
         mask: Option<&Vec<u8>>,
     ) -> Result<Vec<f64>> {
-        self.sums(dots(a, b.map(Vec::as_slice), s, weighted.then_some(self.dx), mask.map(Vec::as_slice)))
+        self.sums(dots(a, b.map(|b| b.as_slice()), s, weighted.then_some(self.dx), mask.map(Vec::as_slice)))
     }
-    fn max_abs(&self, v: &Vec<F>, s: usize) -> Result<Vec<f64>> {
+    fn max_abs(&self, v: &Vals<'a, F>, s: usize) -> Result<Vec<f64>> {
         let partials: Vec<Vec<f64>> = v
             .par_chunks(CHUNK * s)
             .map(|c| {
@@ -416,7 +453,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         }
     }
 
-    fn axpby(&self, y: &mut Vec<F>, a: &[F], x: &Vec<F>, b: F) -> Result<()> {
+    fn axpby(&self, y: &mut Vals<'a, F>, a: &[F], x: &Vals<'a, F>, b: F) -> Result<()> {
         let s = a.len();
         y.par_chunks_mut(CHUNK * s).zip(x.par_chunks(CHUNK * s)).for_each(|(yc, xc)| {
             for (yr, xr) in yc.chunks_exact_mut(s).zip(xc.chunks_exact(s)) {
@@ -427,7 +464,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         });
         Ok(())
     }
-    fn mul_mask(&self, v: &mut Vec<F>, mask: &Vec<u8>) -> Result<()> {
+    fn mul_mask(&self, v: &mut Vals<'a, F>, mask: &Vec<u8>) -> Result<()> {
         v.par_chunks_mut(CHUNK).zip(mask.par_chunks(CHUNK)).for_each(|(vc, mc)| {
             for (x, &m) in vc.iter_mut().zip(mc) {
                 *x *= if m & FREE != 0 { F::ONE } else { F::ZERO };
@@ -435,7 +472,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         });
         Ok(())
     }
-    fn renormalise(&self, x: &mut Vec<F>, w: &Vec<F>, rows: &[bool]) -> Result<Vec<u8>> {
+    fn renormalise(&self, x: &mut Vals<'a, F>, w: &Vals<'a, F>, rows: &[bool]) -> Result<Vec<u8>> {
         let s = rows.len();
         let mut codes = vec![FREE; x.len()];
         x.par_chunks_mut(CHUNK * s).zip(w.par_chunks(CHUNK * s)).zip(codes.par_chunks_mut(CHUNK * s)).for_each(
@@ -449,28 +486,30 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         );
         Ok(codes)
     }
-    fn reciprocal_dx(&self) -> Result<Vec<F>> {
-        Ok(self.dx.iter().map(|&d| safe_div(F::ONE, d)).collect())
+    fn reciprocal_dx(&self) -> Result<Vals<'a, F>> {
+        Ok(self.block(self.dx.iter().map(|&d| safe_div(F::ONE, d)).collect()))
     }
-    fn broadcast(&self, src: &Vec<F>, s: usize, scale: F, codes: Option<&Vec<u8>>) -> Result<Vec<F>> {
-        let mut out = pages::zeroed(src.len() * s, F::ZERO);
-        for (k, (row, &v)) in out.chunks_exact_mut(s).zip(src).enumerate() {
+    fn broadcast(&self, src: &Vals<'a, F>, s: usize, scale: F, codes: Option<&Vec<u8>>) -> Result<Vals<'a, F>> {
+        let mut out = self.scratch(src.len() * s);
+        for (k, (row, &v)) in out.chunks_exact_mut(s).zip(src.iter()).enumerate() {
             for (j, o) in row.iter_mut().enumerate() {
                 let keep = codes.is_none_or(|c| c[k * s + j] & FREE != 0);
                 *o = if keep { v * scale } else { F::ZERO };
             }
         }
-        Ok(out)
+        Ok(self.block(out))
     }
 
-    fn box_rule(&self, rule: BoxRule<'_, F, Vec<F>, Vec<u8>>) -> Result<u64> {
-        let (len, s) = rule.shape(Vec::len, Vec::len)?;
+    fn box_rule(&self, rule: BoxRule<'_, F, Vals<'a, F>, Vec<u8>>) -> Result<u64> {
+        let (len, s) = rule.shape(|v| v.len(), Vec::len)?;
         let mut a = hpsf_box_args::new(rule.code(), len, s);
-        let bounds = |b: &BoxBounds<'_, F, Vec<F>>| (b.lo.as_ptr().cast(), b.hi.as_ptr().cast(), addr(b.off));
+        let bounds = |b: &BoxBounds<'_, F, Vals<'a, F>>| {
+            (b.lo.as_ptr().cast(), b.hi.as_ptr().cast(), addr(b.off.map(|o| o.as_slice())))
+        };
         match rule {
             BoxRule::Clamp { x, b, codes } => {
                 (a.lo, a.hi, a.off) = bounds(b);
-                (a.x, a.codes) = (x.as_mut_ptr().cast(), addr(codes) as *mut u8);
+                (a.x, a.codes) = (x.as_mut_ptr().cast(), addr(codes.map(|c| c.as_slice())) as *mut u8);
             }
             BoxRule::Classify { x, r, b, kkt, codes } => {
                 (a.lo, a.hi, a.off) = bounds(b);
@@ -520,7 +559,14 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         unsafe { rules::hpsf_cg_alpha_host(&raw) };
         Ok(())
     }
-    fn cg_update(&self, x: &mut Vec<F>, r: &mut Vec<F>, p: &Vec<F>, ap: &Vec<F>, c: &mut HostScalars) -> Result<()> {
+    fn cg_update(
+        &self,
+        x: &mut Vals<'a, F>,
+        r: &mut Vals<'a, F>,
+        p: &Vals<'a, F>,
+        ap: &Vals<'a, F>,
+        c: &mut HostScalars,
+    ) -> Result<()> {
         if c.done() {
             return Ok(());
         }
@@ -536,7 +582,7 @@ impl<F: Real> Backend<F> for Cpu<'_, F> {
         unsafe { rules::hpsf_cg_beta_host(&raw) };
         Ok(())
     }
-    fn cg_direction(&self, p: &mut Vec<F>, r: &Vec<F>, c: &HostScalars) -> Result<()> {
+    fn cg_direction(&self, p: &mut Vals<'a, F>, r: &Vals<'a, F>, c: &HostScalars) -> Result<()> {
         if !c.done() {
             let beta: Vec<F> = c.at(c.layout.beta()).iter().map(|&b| F::from_f64(b)).collect();
             cg_direction(p, r, &beta);
@@ -1185,7 +1231,7 @@ mod tests {
             cells.ptr.push(cells.sample.len());
         }
         cells.m = values(cells.sample.len(), 11);
-        let cpu = Cpu { samples: &links, cells: &cells, dx: &[], ranks: None };
+        let cpu = Cpu { samples: &links, cells: &cells, dx: &[], ranks: None, pool: None };
         for &s in &[1usize, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 23, 31, 32, 33, 48, 50, 64] {
             let (v, y) = (values(k * s, 9), values(n * s, 10));
             let mut want = vec![0.0f32; n * s];
@@ -1213,8 +1259,8 @@ mod tests {
             for mask in [None, Some(&valid[..])] {
                 let mut t = vec![0.0f32; n * s];
                 mt_product(&links, &v, s, &mut t, mask, Put::Write);
-                let mut want = y.clone();
-                cpu.axpby(&mut want, &vec![-1.0; s], &t, 1.0).expect("host");
+                let mut want = Block::new(y.clone(), None);
+                cpu.axpby(&mut want, &vec![-1.0; s], &Block::new(t, None), 1.0).expect("host");
                 let mut got = y.clone();
                 mt_product(&links, &v, s, &mut got, mask, Put::Subtract);
                 let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
@@ -1288,7 +1334,8 @@ mod tests {
         let (n, k) = (1003usize, 257usize);
         let links = SampleLinks { npt: 1, hi: vec![0; n], mt: vec![0.0f32; n] };
         let cells = CellLinks { ptr: vec![0; k + 1], sample: vec![], m: vec![] };
-        let cpu = Cpu { samples: &links, cells: &cells, dx: &[], ranks: None };
+        let pool = Pool::new();
+        let cpu = Cpu { samples: &links, cells: &cells, dx: &[], ranks: None, pool: Some(&pool) };
         let order: Vec<u32> = (0..n as u32).rev().filter(|i| i % 9 != 4).collect();
         let mut position = vec![LEFT_OUT; n];
         for (p, &i) in order.iter().enumerate() {
@@ -1311,7 +1358,7 @@ mod tests {
                 assert_eq!(bits(&one.vals), bits(&two.vals), "gather, s {s}");
                 assert_eq!(one.valid, two.valid);
                 let c: Vec<f32> = (0..s).map(|j| [4.0, 0.5, 1.0][j % 3]).collect();
-                let mut scaled = one.vals.clone();
+                let mut scaled = cpu.duplicate(&one.vals, one.vals.len()).expect("host");
                 cpu.scale_columns(&mut scaled, &c).expect("host");
                 let two = cpu.scatter(&scaled, s, axis).expect("host");
                 let one = cpu.scatter_scaled(one.vals, s, axis, &c).expect("host");

@@ -24,10 +24,11 @@ fn chunk_len(s: usize) -> usize {
     (BLOCK / s.max(1)).clamp(64, CHUNK)
 }
 
-/// Rows `sel` of a B×E row-major block, interleaved E×|sel|.
-pub(crate) fn interleave<F: Real>(v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
+/// Rows `sel` of a B×E row-major block, interleaved E×|sel|, written over `out` (E×|sel| values,
+/// of any content: every one is written).
+pub(crate) fn interleave<F: Real>(mut out: Vec<F>, v: &[F], e: usize, sel: &[usize]) -> Vec<F> {
     let s = sel.len();
-    let mut out = pages::zeroed(e * s, F::ZERO);
+    assert_eq!(out.len(), e * s, "interleave: an output block of another size (a bug)");
     if s > 0 {
         let chunk = chunk_len(s);
         out.par_chunks_mut(chunk * s).enumerate().for_each(|(c, block)| transpose_chunk(block, v, e, sel, c * chunk));
@@ -154,13 +155,16 @@ fn untranspose_chunk<F: Real>(out: &mut [&mut [F]], src: &[F], s: usize, scale: 
 /// Rows `sel` of B×N sample values at the operator's samples, interleaved E×|sel| (E the samples
 /// used: sample i goes to row `position[i]`, none where it is [`LEFT_OUT`]), NaN as 0 with
 /// `zero_nan`, column j times `scale[j]` where given (each value stored once, finished); with
-/// `mask`, also which values are not NaN (bit 0).
+/// `mask`, also which values are not NaN (bit 0). `y0` (E×|sel| values) is written over: the rows
+/// no sample goes to hold 0, whatever they held.
 ///
 /// A chunk of samples at a time in the caller's order: every selected row's part of the chunk is
 /// read in one stream and transposed into a block that stays in cache, whose rows are then written
 /// to their positions, each a whole row at once (random in the block, but every cache line of it
 /// written once, and the caller's values read once).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sample_block<F: Real>(
+    mut y0: Vec<F>,
     v: &[F],
     sel: &[usize],
     position: &[u32],
@@ -170,10 +174,13 @@ pub(crate) fn sample_block<F: Real>(
     scale: Option<&[F]>,
 ) -> (Vec<F>, Option<Vec<u8>>) {
     let (n, s) = (position.len(), sel.len());
+    assert_eq!(y0.len(), e * s, "sample_block: an output block of another size (a bug)");
     // calloc's pages, each made by the first write into it
-    let mut y0 = pages::zeroed(e * s, F::ZERO);
     let mut valid = pages::zeroed(if mask { e * s } else { 0 }, 0u8);
-    assert!(is_injection(position, e), "the operator's sample positions are not distinct (a bug)");
+    let hit = injection(position, e).expect("the operator's sample positions are not distinct (a bug)");
+    if hit < e {
+        y0.par_chunks_mut(CHUNK * s.max(1)).for_each(|c| c.fill(F::ZERO)); // rows no sample writes
+    }
     let rows = Rows { y0: y0.as_mut_ptr(), valid: mask.then_some(valid.as_mut_ptr()), s, scale };
     let rows = &rows; // the closure must capture the Sync wrapper, not its fields
     let chunk = chunk_len(s);
@@ -201,13 +208,17 @@ pub(crate) fn sample_block<F: Real>(
 /// the gather of 10⁶ random positions 120–133 → 103–115 ms; 4 and 24 did no better).
 const ROWS_AHEAD: usize = 16;
 
-/// Whether the values of `position` other than [`LEFT_OUT`] are distinct and below `e`.
-fn is_injection(position: &[u32], e: usize) -> bool {
+/// How many values of `position` are not [`LEFT_OUT`], if they are distinct and below `e`.
+fn injection(position: &[u32], e: usize) -> Option<usize> {
     let mut seen = vec![false; e];
-    position
-        .iter()
-        .filter(|&&p| p != LEFT_OUT)
-        .all(|&p| p < e as u32 && !std::mem::replace(&mut seen[p as usize], true))
+    let mut hit = 0;
+    for &p in position.iter().filter(|&&p| p != LEFT_OUT) {
+        if p >= e as u32 || std::mem::replace(&mut seen[p as usize], true) {
+            return None;
+        }
+        hit += 1;
+    }
+    Some(hit)
 }
 
 /// The rows of the E×s blocks `sample_block` writes from its parallel tasks, each row by one task.
@@ -334,15 +345,17 @@ impl<F: Real, const L: usize> Lanes<F, L> {
 
 /// An E×s interleaved block as s rows of E (row-major). With `position`, output element i is taken
 /// from position `position[i]` (samples back to the caller's order; samples left out, [`LEFT_OUT`],
-/// come back NaN). With `scale`, output row j is multiplied by `scale[j]`.
+/// come back NaN). With `scale`, output row j is multiplied by `scale[j]`. Written over `out`
+/// (E×s values, of any content: every one is written).
 pub(crate) fn deinterleave<F: Real>(
+    mut out: Vec<F>,
     v: &[F],
     e: usize,
     s: usize,
     position: Option<&[u32]>,
     scale: Option<&[F]>,
 ) -> Vec<F> {
-    let mut out = pages::zeroed(e * s, F::ZERO);
+    assert_eq!(out.len(), e * s, "deinterleave: an output block of another size (a bug)");
     scatter(v, s, out.chunks_mut(e.max(1)).collect(), position, scale);
     out
 }
@@ -418,7 +431,7 @@ mod tests {
             let v: Vec<F> = (0..b * e).map(|i| if i % 11 == 3 { nan } else { F::from_f64(i as f64) }).collect();
             let sel: Vec<usize> = (0..b).filter(|r| r % 3 != 1).collect();
             let s = sel.len();
-            let il = interleave(&v, e, &sel);
+            let il = interleave(junk(e * s), &v, e, &sel);
             for i in 0..e {
                 for (j, &r) in sel.iter().enumerate() {
                     assert!(same(il[i * s + j], v[r * e + i]));
@@ -430,13 +443,15 @@ mod tests {
             for (p, &i) in order.iter().enumerate() {
                 position[i as usize] = p as u32;
             }
-            let (y0, valid) = sample_block(&v, &sel, &position, order.len(), true, true, None);
-            let (raw, none) = sample_block(&v, &sel, &position, order.len(), false, false, None);
+            let (y0, valid) = sample_block(junk(order.len() * s), &v, &sel, &position, order.len(), true, true, None);
+            let (raw, none) = sample_block(junk(order.len() * s), &v, &sel, &position, order.len(), false, false, None);
             // column factors (powers of two) applied as written: the bits of scaling afterwards
             let c: Vec<F> = (0..s).map(|j| F::from_f64([0.5, 1.0, 4.0][j % 3])).collect();
-            let (mut scaled, _) = sample_block(&v, &sel, &position, order.len(), false, true, Some(&c));
+            let (mut scaled, _) =
+                sample_block(junk(order.len() * s), &v, &sel, &position, order.len(), false, true, Some(&c));
             scale_columns(&mut scaled, &c);
-            let (mut twice, _) = sample_block(&v, &sel, &position, order.len(), false, true, None);
+            let (mut twice, _) =
+                sample_block(junk(order.len() * s), &v, &sel, &position, order.len(), false, true, None);
             scale_columns(&mut twice, &c);
             scale_columns(&mut twice, &c);
             assert!(scaled.iter().zip(&twice).all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()));
@@ -451,18 +466,18 @@ mod tests {
                 }
             }
             // back: rows of the interleaved block, and samples back to their positions
-            let back = deinterleave(&il, e, s, None, None);
+            let back = deinterleave(junk(e * s), &il, e, s, None, None);
             let mut il_scaled = il.clone();
             scale_columns(&mut il_scaled, &c);
-            let plain = deinterleave(&il_scaled, e, s, Some(&position), None);
-            let fused = deinterleave(&il, e, s, Some(&position), Some(&c));
+            let plain = deinterleave(junk(e * s), &il_scaled, e, s, Some(&position), None);
+            let fused = deinterleave(junk(e * s), &il, e, s, Some(&position), Some(&c));
             assert!(plain.iter().zip(&fused).all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()));
             for (j, &r) in sel.iter().enumerate() {
                 for i in 0..e {
                     assert!(same(back[j * e + i], v[r * e + i]));
                 }
             }
-            let caller = deinterleave(&y0, e, s, Some(&position), None);
+            let caller = deinterleave(junk(e * s), &y0, e, s, Some(&position), None);
             for (j, &r) in sel.iter().enumerate() {
                 for i in 0..e {
                     let want = if position[i] == u32::MAX {
@@ -513,6 +528,27 @@ mod tests {
                     let high = used().filter(|x| !x.is_nan()).fold(f64::NEG_INFINITY, f64::max);
                     assert_eq!((f.low, f.high), (low, high), "b {b} e {e} row {r}");
                 }
+            }
+        }
+    }
+
+    /// An output block of garbage (a value no move writes): the moves must write every value.
+    fn junk<F: Real>(len: usize) -> Vec<F> {
+        vec![F::from_f64(-12345.5); len]
+    }
+
+    /// A sample block whose rows do not all receive a sample holds zeros there, whatever its block
+    /// held before.
+    #[test]
+    fn rows_without_a_sample_are_zero() {
+        let (e, s) = (6usize, 3usize);
+        let v: Vec<f64> = (0..s * 4).map(|i| i as f64 + 1.0).collect();
+        let position = [5u32, LEFT_OUT, 0, 2];
+        let (y0, _) = sample_block(junk(e * s), &v, &[0, 1, 2], &position, e, false, false, None);
+        for (p, row) in y0.chunks_exact(s).enumerate() {
+            match position.iter().position(|&q| q == p as u32) {
+                Some(i) => assert_eq!(row, [v[i], v[4 + i], v[8 + i]]),
+                None => assert_eq!(row, [0.0; 3]),
             }
         }
     }

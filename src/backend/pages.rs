@@ -10,7 +10,11 @@
 //! It changes no value, and it is only advice: elsewhere, or if the kernel declines, the block is
 //! an ordinary one. `HPSF_HUGE_PAGES=0` turns it off.
 
-use std::sync::OnceLock;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::real::Real;
 
 /// Blocks smaller than this stay on ordinary pages (a huge page half used is memory wasted).
 const MIN_BYTES: usize = 8 << 20;
@@ -30,6 +34,167 @@ pub(crate) fn with_capacity<T>(len: usize) -> Vec<T> {
     let v: Vec<T> = Vec::with_capacity(len);
     advise(v.as_ptr().cast(), len * size_of::<T>());
     v
+}
+
+/// Large blocks a backend's calls have finished with, lent again to the next block of the same
+/// length instead of a fresh one (whose pages the kernel must zero and fault in: at N = 10⁶,
+/// B = 64 on a 2-vCPU machine, 10–20 ms per 172 MB block beyond writing it). A block taken from the
+/// pool holds whatever its last user left: only for blocks written whole before they are read.
+///
+/// A miss (no free block of that length) first gives every free block back to the system, so the
+/// pool never makes a call's peak memory higher than fresh blocks would. Between calls the pool is
+/// emptied ([`Pool::end_call`]) unless it keeps its blocks ([`Pool::set_keep`]): then a series of
+/// fits of one shape makes its blocks once, and holds them (about a fit's working memory) until
+/// the pool is told otherwise or dropped.
+pub(crate) struct Pool<T> {
+    free: Mutex<Vec<Vec<T>>>,
+    keep: AtomicBool,
+    #[cfg(test)]
+    off: AtomicBool,
+}
+
+impl<T: Real> Pool<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            free: Mutex::new(Vec::new()),
+            keep: AtomicBool::new(false),
+            #[cfg(test)]
+            off: AtomicBool::new(false),
+        }
+    }
+
+    /// A pool that never lends (every block fresh, as without a pool): the tests' reference.
+    #[cfg(test)]
+    pub(crate) fn off() -> Self {
+        let p = Self::new();
+        p.off.store(true, Ordering::Relaxed);
+        p
+    }
+
+    /// Whether blocks stay between calls.
+    pub(crate) fn keeps(&self) -> bool {
+        self.keep.load(Ordering::Relaxed)
+    }
+
+    /// Keeps blocks between calls or not (then lets go of those it holds).
+    pub(crate) fn set_keep(&self, keep: bool) {
+        self.keep.store(keep, Ordering::Relaxed);
+        if !keep {
+            self.clear();
+        }
+    }
+
+    /// The end of a call: lets go of the free blocks unless they are kept.
+    pub(crate) fn end_call(&self) {
+        if !self.keeps() {
+            self.clear();
+        }
+    }
+
+    /// Bytes held in free blocks.
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().iter().map(|v| v.len() * size_of::<T>()).sum()
+    }
+
+    fn clear(&self) {
+        let free = std::mem::take(&mut *self.lock());
+        drop(free);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<T>>> {
+        // a block list stays consistent whatever panicked while it was held
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A block of `len` values that will be written whole before it is read: a free one of that
+    /// length (its old values; NaN in this crate's unit tests, to catch a reader), or zeros on
+    /// fresh pages as [`zeroed`].
+    pub(crate) fn scratch(&self, len: usize) -> Vec<T> {
+        if len * size_of::<T>() >= POOLED_BYTES {
+            let mut free = self.lock();
+            if let Some(at) = free.iter().position(|v| v.len() == len) {
+                #[allow(unused_mut)]
+                let mut v = free.swap_remove(at);
+                #[cfg(test)]
+                v.fill(T::from_f64(f64::NAN));
+                return v;
+            }
+            free.clear(); // a miss: the system gets them back before it makes a fresh block
+        }
+        zeroed(len, T::ZERO)
+    }
+
+    /// Takes back a block whose values nobody needs any more.
+    fn put(&self, v: Vec<T>) {
+        #[cfg(test)]
+        if self.off.load(Ordering::Relaxed) {
+            return;
+        }
+        if v.len() * size_of::<T>() >= POOLED_BYTES && v.len() == v.capacity() {
+            self.lock().push(v);
+        }
+    }
+}
+
+impl<T: Real> Clone for Pool<T> {
+    /// An empty pool that keeps its blocks as this one does.
+    fn clone(&self) -> Self {
+        let p = Self::new();
+        p.keep.store(self.keeps(), Ordering::Relaxed);
+        p
+    }
+}
+
+impl<T: Real> std::fmt::Debug for Pool<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("keep", &self.keeps()).field("bytes", &self.bytes()).finish()
+    }
+}
+
+/// Blocks below this size are not worth pooling (in this crate's unit tests every block is, so that
+/// small problems exercise reuse).
+const POOLED_BYTES: usize = if cfg!(test) { 1 } else { MIN_BYTES };
+
+/// A block of a backend's working values that goes back to its [`Pool`] when dropped (a plain
+/// `Vec` without a pool). It is the `Vec` it holds for every other purpose.
+pub(crate) struct Block<'p, T: Real> {
+    v: Vec<T>,
+    pool: Option<&'p Pool<T>>,
+}
+
+impl<'p, T: Real> Block<'p, T> {
+    pub(crate) fn new(v: Vec<T>, pool: Option<&'p Pool<T>>) -> Self {
+        Self { v, pool }
+    }
+}
+
+impl<T: Real> Deref for Block<'_, T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.v
+    }
+}
+
+impl<T: Real> DerefMut for Block<'_, T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.v
+    }
+}
+
+impl<'b, T: Real> IntoIterator for &'b Block<'_, T> {
+    type Item = &'b T;
+    type IntoIter = std::slice::Iter<'b, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.v.iter()
+    }
+}
+
+impl<T: Real> Drop for Block<'_, T> {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool {
+            pool.put(std::mem::take(&mut self.v));
+        }
+    }
 }
 
 fn enabled() -> bool {

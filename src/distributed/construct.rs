@@ -7,6 +7,7 @@
 //! single-process operator of that concatenation.
 
 use super::{check_parameters, check_samples, collective};
+use crate::backend::pages::Pool;
 use crate::backend::LEFT_OUT;
 use crate::error::{Error, Result};
 use crate::geometry::Grid;
@@ -48,6 +49,8 @@ pub struct DistributedResampler<F: Real> {
     pub(super) solve: Option<super::solve::SolveData<F>>,
     /// with `fill_missing_out_cells`: where the uncomputable cells' values come from
     pub(super) fill: Option<super::fill::Fill>,
+    /// the solve's large blocks between calls (`keep_blocks`)
+    pub(super) blocks: Pool<F>,
 }
 
 /// This rank's links in local indices, as the CPU backend takes them: samples are this rank's
@@ -342,6 +345,7 @@ impl<F: Real> DistributedResampler<F> {
             n_total: 0,
             solve: None,
             fill: None,
+            blocks: Pool::new(),
         };
         (d, LocalLinks { samples, cells, ghost_samples: Vec::new() })
     }
@@ -388,6 +392,7 @@ impl<F: Real> DistributedResampler<F> {
             n_total: 0,
             solve: None,
             fill: None,
+            blocks: Pool::new(),
         };
         Ok((d, LocalLinks { samples, cells, ghost_samples }))
     }

@@ -255,6 +255,18 @@ impl<F: Real> DistributedResampler<F> {
         *self.data().traffic.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Keeps this rank's large working blocks from one call to the next, as
+    /// [`crate::PsfResampler::keep_blocks`] does (each rank decides for itself; results are the same
+    /// bit for bit either way).
+    pub fn keep_blocks(&self, keep: bool) {
+        self.blocks.set_keep(keep);
+    }
+
+    /// Bytes of working blocks this rank holds between calls.
+    pub fn kept_bytes(&self) -> usize {
+        self.blocks.bytes()
+    }
+
     /// The cells of every rank.
     pub fn cells_total(&self) -> usize {
         self.data().cells_total
@@ -272,7 +284,8 @@ impl<F: Real> DistributedResampler<F> {
     /// The CPU backend on this rank's part, its reductions and products through `ranks`.
     fn backend<'a, C: Communicator>(&'a self, ranks: &'a OnRanks<'a, C, F>) -> Cpu<'a, F> {
         let data = self.data();
-        Cpu { samples: &data.samples, cells: &data.cells, dx: self.cell_weight(), ranks: Some(ranks) }
+        let pool = Some(&self.blocks);
+        Cpu { samples: &data.samples, cells: &data.cells, dx: self.cell_weight(), ranks: Some(ranks), pool }
     }
 
     /// The error of the first infinite value of `v` on the rank holding it (every rank's call
@@ -319,7 +332,8 @@ impl<F: Real> DistributedResampler<F> {
         let (b, k) = (self.cell_rows(comm, hval.len(), "hval")?, self.cell_ids().len());
         let ranks = OnRanks { comm, data: self.data() };
         let infinite = || Self::infinite(comm, hval, Axis::Cells(k), "hval");
-        resample_rows(&self.backend(&ranks), hval, b, k, self.samples_axis(), &infinite)
+        let be = self.backend(&ranks);
+        resample_rows(&be, hval, b, k, self.samples_axis(), &infinite)
     }
 
     /// The Gaussian average of the samples' values on this rank's cells, `x_ref = y0·M` (NaN

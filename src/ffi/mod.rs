@@ -582,6 +582,8 @@ pub extern "C" fn hpsf_last_error() -> *const c_char {
 pub(crate) trait Fits<F: Real> {
     fn fit(&self, val: &[F], opts: &FitOptions<F>) -> crate::Result<crate::Fit<F>>;
     fn fit_resample(&self, val: &[F], opts: &FitOptions<F>) -> crate::Result<(crate::Fit<F>, Vec<F>)>;
+    /// Keeps the working blocks between calls or not; the bytes then held.
+    fn keep_blocks(&self, keep: bool) -> usize;
     /// `local` (this process's checks of the arguments) where every caller's passed.
     fn agree<T>(&self, local: Result<T, Fail>) -> Result<T, Fail> {
         local
@@ -594,6 +596,10 @@ impl<F: Real> Fits<F> for PsfResampler<F> {
     }
     fn fit_resample(&self, val: &[F], opts: &FitOptions<F>) -> crate::Result<(crate::Fit<F>, Vec<F>)> {
         PsfResampler::fit_resample(self, val, opts)
+    }
+    fn keep_blocks(&self, keep: bool) -> usize {
+        PsfResampler::keep_blocks(self, keep);
+        self.kept_bytes()
     }
 }
 
@@ -796,6 +802,29 @@ unsafe fn scalar<H, T: Copy>(op: *const H, out: *mut T, get: impl FnOnce(&H) -> 
     })
 }
 
+/// Keeps an operator's working blocks between calls or gives them back (`keep_blocks`), and writes
+/// the bytes it then holds into `kept_bytes` where not NULL.
+///
+/// # Safety
+/// `op` must be NULL or live, `kept_bytes` NULL or writable.
+pub(crate) unsafe fn keep_blocks_impl<F: Real>(
+    op: Option<&impl Fits<F>>,
+    keep: i32,
+    kept_bytes: *mut usize,
+) -> HpsfStatus {
+    run(|| {
+        let op = op.ok_or_else(|| null("op"))?;
+        if keep != 0 && keep != 1 {
+            return Err(Error::param("keep", keep, "0 = give the blocks back, 1 = keep them").into());
+        }
+        let held = op.keep_blocks(keep == 1);
+        if !kept_bytes.is_null() {
+            write_out(kept_bytes, 1, &[held], "kept_bytes")?;
+        }
+        Ok(())
+    })
+}
+
 /// Writes one array property of a live handle into a caller buffer of exactly its length.
 ///
 /// # Safety
@@ -989,6 +1018,19 @@ pub unsafe extern "C" fn hpsf_cell_weight_f64(op: *const HpsfOpF64, out: *mut f6
 #[no_mangle]
 pub unsafe extern "C" fn hpsf_cell_sample_counts_f64(op: *const HpsfOpF64, out: *mut u32, len: usize) -> HpsfStatus {
     array(op, out, len, "cell_sample_counts", |h| h.0.op.cell_sample_counts())
+}
+
+/// With `keep` = 1, the operator keeps the large working blocks of its CPU calls (fit, resample)
+/// for the next call instead of giving them back to the system: a series of calls of one shape (a
+/// model's time steps) then makes them once, and the operator holds about one call's working
+/// memory between calls. `keep` = 0 (the default) gives them back at once. Results are the same bit
+/// for bit. `kept_bytes` (NULL or writable) receives the bytes held now.
+///
+/// # Safety
+/// `op` must be NULL or live, `kept_bytes` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_keep_blocks_f64(op: *const HpsfOpF64, keep: i32, kept_bytes: *mut usize) -> HpsfStatus {
+    keep_blocks_impl(op.as_ref().map(|h| &h.0.op), keep, kept_bytes)
 }
 
 /// Fits the cell field of B rows of N sample values (`val`, row-major, NaN = missing, `val_len` =
@@ -1215,6 +1257,15 @@ pub unsafe extern "C" fn hpsf_cell_weight_f32(op: *const HpsfOpF32, out: *mut f3
 #[no_mangle]
 pub unsafe extern "C" fn hpsf_cell_sample_counts_f32(op: *const HpsfOpF32, out: *mut u32, len: usize) -> HpsfStatus {
     array(op, out, len, "cell_sample_counts", |h| h.0.op.cell_sample_counts())
+}
+
+/// As `hpsf_keep_blocks_f64`.
+///
+/// # Safety
+/// As for `hpsf_keep_blocks_f64`.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_keep_blocks_f32(op: *const HpsfOpF32, keep: i32, kept_bytes: *mut usize) -> HpsfStatus {
+    keep_blocks_impl(op.as_ref().map(|h| &h.0.op), keep, kept_bytes)
 }
 
 /// Fits the cell field of B rows of N sample values (`val`, row-major, NaN = missing, `val_len` =

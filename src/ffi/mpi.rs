@@ -14,8 +14,8 @@
 //! a caller's bug that leaves the others waiting.
 
 use super::{
-    array, fit_impl, null, run, scalar, slice, write_out, Fail, Fits, HpsfFitInfo, HpsfFitOptions, HpsfParams,
-    HpsfStatus,
+    array, fit_impl, keep_blocks_impl, null, run, scalar, slice, write_out, Fail, Fits, HpsfFitInfo, HpsfFitOptions,
+    HpsfParams, HpsfStatus,
 };
 use crate::distributed::{collective_with, DistributedResampler};
 use crate::{Error, Fit, FitOptions, Real};
@@ -39,6 +39,10 @@ impl<F: Real> Fits<F> for Dist<F> {
     }
     fn fit_resample(&self, val: &[F], opts: &FitOptions<F>) -> crate::Result<(Fit<F>, Vec<F>)> {
         self.op.fit_resample(&self.comm, val, opts)
+    }
+    fn keep_blocks(&self, keep: bool) -> usize {
+        self.op.keep_blocks(keep);
+        self.op.kept_bytes()
     }
     fn agree<T>(&self, local: Result<T, Fail>) -> Result<T, Fail> {
         agree(&self.comm, local)
@@ -191,6 +195,21 @@ pub unsafe extern "C" fn hpsf_mpi_n_f64(op: *const HpsfMpiOpF64, out: *mut usize
 #[no_mangle]
 pub unsafe extern "C" fn hpsf_mpi_k_f64(op: *const HpsfMpiOpF64, out: *mut usize) -> HpsfStatus {
     scalar(op, out, |h| h.0.op.cell_ids().len())
+}
+
+/// With `keep` = 1, this rank keeps the large working blocks of its fits and resamples for the
+/// next call, as `hpsf_keep_blocks_f64` does (0, the default: gives them back). Each rank decides
+/// for itself: not collective. `kept_bytes` (NULL or writable) receives the bytes held now.
+///
+/// # Safety
+/// `op` must be NULL or live, `kept_bytes` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_mpi_keep_blocks_f64(
+    op: *const HpsfMpiOpF64,
+    keep: i32,
+    kept_bytes: *mut usize,
+) -> HpsfStatus {
+    keep_blocks_impl(op.as_ref().map(|h| &h.0), keep, kept_bytes)
 }
 
 /// The cells of every rank (the length of a row of the gathered field).
@@ -357,6 +376,19 @@ pub unsafe extern "C" fn hpsf_mpi_n_f32(op: *const HpsfMpiOpF32, out: *mut usize
 #[no_mangle]
 pub unsafe extern "C" fn hpsf_mpi_k_f32(op: *const HpsfMpiOpF32, out: *mut usize) -> HpsfStatus {
     scalar(op, out, |h| h.0.op.cell_ids().len())
+}
+
+/// As `hpsf_mpi_keep_blocks_f64`.
+///
+/// # Safety
+/// As for `hpsf_mpi_keep_blocks_f64`.
+#[no_mangle]
+pub unsafe extern "C" fn hpsf_mpi_keep_blocks_f32(
+    op: *const HpsfMpiOpF32,
+    keep: i32,
+    kept_bytes: *mut usize,
+) -> HpsfStatus {
+    keep_blocks_impl(op.as_ref().map(|h| &h.0), keep, kept_bytes)
 }
 
 /// The cells of every rank (the length of a row of the gathered field).

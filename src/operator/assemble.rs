@@ -8,6 +8,7 @@
 use super::host::HostArrays;
 use super::{Config, PsfResampler, LEFT_OUT};
 use crate::backend::cpu::gaussian;
+use crate::backend::pages::Pool;
 use crate::backend::{self, LinkWeights, Target, WeightInputs};
 use crate::error::Result;
 use crate::geometry::Grid;
@@ -82,6 +83,7 @@ pub(crate) fn assemble<F: Real>(
         fill_from: Vec::new(),
         unlinked,
         placed,
+        blocks: Pool::new(),
     })
 }
 
@@ -109,6 +111,7 @@ pub(crate) fn on_device<F: Real>(
         fill_from: Vec::new(),
         unlinked: Vec::new(),
         placed,
+        blocks: Pool::new(),
     }
 }
 

@@ -254,9 +254,44 @@ impl<F: Real> PsfResampler<F> {
         Ok((0..self.k() as u32).filter(|&c| empty[c as usize]).collect())
     }
 
+    /// Keeps the large blocks (8 MB and more) that calls on the CPU work in — `fit`, `resample`,
+    /// `fit_resample`, `apply_m`, `x_ref` — for the next call, instead of giving them back to the
+    /// system when the call ends. A series of calls of one shape (a model's time steps, the rows of
+    /// a long file) then makes its blocks once: fresh memory costs the kernel a fault and a zeroing
+    /// per page, about a fifth of a fit's setup at N = 10⁶ and B = 64 on a 2-core machine
+    /// (benches/RESULTS.md). Between calls the operator then holds about one call's working memory
+    /// ([`PsfResampler::kept_bytes`]); a call of another shape first gives back the blocks it
+    /// cannot use. Results are the same bit for bit either way. `false`, the default, gives the
+    /// blocks held back at once. Calls on a GPU work in device memory: no effect there.
+    ///
+    /// # Examples
+    /// ```
+    /// use healpix_psf::{FitOptions, Params, PsfResampler};
+    /// let (lon, lat): (Vec<f64>, Vec<f64>) = (0..400).map(|i| (8.0 + 0.01 * (i % 20) as f64, 45.0 + 0.01 * (i / 20) as f64)).unzip();
+    /// let op = PsfResampler::<f64>::new(&lon, &lat, &Params::new(10))?;
+    /// let val: Vec<f64> = lat.iter().map(|y| 20.0 - 0.5 * y).collect();
+    /// let before = op.fit(&val, &FitOptions::default())?;
+    /// op.keep_blocks(true);
+    /// for _step in 0..3 {
+    ///     assert_eq!(op.fit(&val, &FitOptions::default())?.hval, before.hval);
+    /// }
+    /// assert_eq!(op.kept_bytes(), 0); // blocks this small are never kept
+    /// op.keep_blocks(false);
+    /// # Ok::<(), healpix_psf::Error>(())
+    /// ```
+    pub fn keep_blocks(&self, keep: bool) {
+        self.blocks.set_keep(keep);
+    }
+
+    /// Bytes of working blocks the operator holds between calls ([`PsfResampler::keep_blocks`]).
+    pub fn kept_bytes(&self) -> usize {
+        self.blocks.bytes()
+    }
+
     /// The operator's host copy as the CPU backend.
     fn cpu(&self) -> Cpu<'_, F> {
-        Cpu { samples: self.host_samples(), cells: self.host_cells(), dx: self.host_dx(), ranks: None }
+        let (samples, cells, dx) = (self.host_samples(), self.host_cells(), self.host_dx());
+        Cpu { samples, cells, dx, ranks: None, pool: Some(&self.blocks) }
     }
 
     /// [`PsfResampler::fit`] followed by [`PsfResampler::resample`] of its result: the fitted field
@@ -753,5 +788,77 @@ impl<F: Real> FitOptions<F> {
             return Err(Error::param("max_outer", 0.0, "a bounded fit needs at least one active-set pass"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::pages::Pool;
+    use crate::Params;
+
+    /// A fit's blocks lent again — within a call, and kept from call to call — change no bit of any
+    /// call's result. In this crate's unit tests every block is pooled and a lent block holds NaN
+    /// (`Pool::scratch`), so a value read before it is written would show.
+    #[test]
+    fn pooled_blocks_change_no_bit() {
+        pooled_blocks_change_no_bit_of::<f64>();
+        pooled_blocks_change_no_bit_of::<f32>();
+    }
+
+    fn pooled_blocks_change_no_bit_of<F: Real>() {
+        let (lon, lat): (Vec<f64>, Vec<f64>) = (0..1500)
+            .map(|i| (8.0 + 0.013 * (i % 50) as f64, 45.0 + 0.011 * (i / 50) as f64 + 0.001 * (i % 7) as f64))
+            .unzip();
+        // every seventh sample left out: the samples' axis is shorter than the caller's rows
+        let mask: Vec<bool> = (0..lon.len()).map(|i| i % 7 != 3).collect();
+        for params in [Params::new(11), Params { sample_mask: Some(mask), ..Params::new(11) }] {
+            pooled_calls_change_no_bit(PsfResampler::<F>::new(&lon, &lat, &params).expect("an operator"), &lon, &lat);
+        }
+    }
+
+    fn pooled_calls_change_no_bit<F: Real>(mut op: PsfResampler<F>, lon: &[f64], lat: &[f64]) {
+        op.blocks = Pool::off();
+        let want = calls(&op, lon, lat);
+        op.blocks = Pool::new();
+        assert_eq!(calls(&op, lon, lat), want, "blocks lent within a call");
+        assert_eq!(op.kept_bytes(), 0, "given back at the end of each call");
+        op.keep_blocks(true);
+        assert_eq!(calls(&op, lon, lat), want, "blocks kept, made by the first calls");
+        assert!(op.kept_bytes() > 0);
+        assert_eq!(calls(&op, lon, lat), want, "blocks kept, lent again");
+        op.keep_blocks(false);
+        assert_eq!(op.kept_bytes(), 0);
+    }
+
+    /// The bits of every call's results on rows of several widths, with and without missing values,
+    /// plain, bounded and conservative.
+    fn calls<F: Real>(op: &PsfResampler<F>, lon: &[f64], lat: &[f64]) -> Vec<Vec<u64>> {
+        let bits = |v: &[F]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<u64>>();
+        let mut out = Vec::new();
+        for b in [1usize, 3, 17] {
+            let mut val: Vec<F> = (0..b)
+                .flat_map(|j| {
+                    lon.iter().zip(lat).map(move |(x, y)| F::from_f64(4.0 + (x * 3.0 + j as f64).sin() + y.cos()))
+                })
+                .collect();
+            let plain = FitOptions::<F> { lam: 1e-3, return_info: true, ..FitOptions::default() };
+            let (fit, back) = op.fit_resample(&val, &plain).expect("a fit");
+            out.extend([bits(&fit.hval), bits(&back), vec![fit.info.expect("asked").iterations as u64]]);
+            out.push(bits(&op.apply_m(&val).expect("M")));
+            out.push(bits(&op.resample(&fit.hval).expect("MT")));
+            val.iter_mut().step_by(13).for_each(|v| *v = F::from_f64(f64::NAN));
+            out.push(bits(&op.x_ref(&val, MissingData::PerRow).expect("x_ref")));
+            for opts in [
+                FitOptions { max_iter: 0, ..plain.clone() },
+                FitOptions { missing: MissingData::ZeroFill, ..plain.clone() },
+                FitOptions { lower: Bound::Input, upper: Bound::Value(5.5), ..plain.clone() },
+                FitOptions { conservative: true, ..plain.clone() },
+                FitOptions { x0: Some(vec![F::from_f64(0.25); b * op.k()]), ..plain.clone() },
+            ] {
+                out.push(bits(&op.fit(&val, &opts).expect("a fit").hval));
+            }
+        }
+        out
     }
 }

@@ -27,6 +27,7 @@ pub(crate) use host::LinkParts;
 #[allow(unused_imports)]
 pub(crate) use nearest::nearest_of as nearest_samples_of;
 
+use crate::backend::pages::Pool;
 use crate::backend::{self, ConstructArgs, Constructed, Device, Placed, Target};
 use crate::error::{Error, Result};
 use crate::geometry::{cell_size_m, Ellipsoid, Grid, EARTH_RADIUS_M};
@@ -403,6 +404,8 @@ pub struct PsfResampler<F: Real> {
     unlinked: Vec<u32>,
     /// Where the products and the solve run (the CPU, or a device holding a copy of the links).
     placed: Placed<F>,
+    /// The CPU solve's large blocks between calls ([`PsfResampler::keep_blocks`]).
+    blocks: Pool<F>,
 }
 
 impl<F: Real> PsfResampler<F> {

@@ -321,6 +321,18 @@ int main(int argc, char **argv) {
     CHECK(hpsf_resample_f64(op, hval, b * k, again, b * n) == HPSF_STATUS_OK &&
               rel_err_d(again, back, b * n) == 0.0,
           "resample equals fit_resample's");
+    /* blocks kept from call to call: the same fit, to the bit; then given back */
+    size_t held = 1;
+    double *kept = malloc(b * k * sizeof(double));
+    CHECK(hpsf_keep_blocks_f64(op, 1, &held) == HPSF_STATUS_OK, "keep_blocks (%s)", hpsf_last_error());
+    for (int round = 0; round < 2; round++)
+        CHECK(hpsf_fit_f64(op, val, b * n, &o, NULL, 0, kept, b * k, NULL) == HPSF_STATUS_OK &&
+                  memcmp(kept, hval, b * k * sizeof(double)) == 0,
+              "fit %d with blocks kept equals the fit without", round);
+    CHECK(hpsf_keep_blocks_f64(op, 0, &held) == HPSF_STATUS_OK && held == 0, "blocks given back: %zu", held);
+    CHECK(hpsf_keep_blocks_f64(op, 2, NULL) == HPSF_STATUS_INVALID_PARAMETER, "keep 2");
+    CHECK(hpsf_keep_blocks_f64(NULL, 1, NULL) == HPSF_STATUS_NULL_POINTER, "keep_blocks NULL op");
+    free(kept);
 
     /* ---- single precision ---- */
     hpsf_op_f32 *op32 = NULL;
@@ -328,6 +340,7 @@ int main(int argc, char **argv) {
     float *val32 = malloc(b * n * sizeof(float)), *hval32 = malloc(b * k * sizeof(float));
     for (size_t i = 0; i < b * n; i++) val32[i] = (float)val[i];
     CHECK(hpsf_fit_f32(op32, val32, b * n, &o, NULL, 0, hval32, b * k, NULL) == HPSF_STATUS_OK, "fit_f32");
+    CHECK(hpsf_keep_blocks_f32(op32, 1, NULL) == HPSF_STATUS_OK, "keep_blocks_f32");
     double e32 = rel_err_f(hval32, gold_hval, b * k);
     CHECK(e32 <= 1e-2, "f32 hval error %.3g", e32);
 

@@ -12,6 +12,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int passed = 0, failed = 0, rank = 0, size = 1;
 
@@ -69,6 +70,19 @@ int main(int argc, char **argv) {
     hpsf_fit_info_init(&info);
     s = hpsf_mpi_fit_resample_f64(op, val, n, &o, NULL, 0, hval, k, back, n, &info);
     CHECK(s == HPSF_STATUS_OK, "hpsf_mpi_fit_resample_f64: %d %s", (int)s, hpsf_last_error());
+    /* this rank's blocks kept from call to call: the same fit, to the bit */
+    double *kept = malloc((k + 1) * sizeof(double)), *kept_back = malloc(n * sizeof(double));
+    size_t held = 1;
+    CHECK(hpsf_mpi_keep_blocks_f64(op, 1, &held) == HPSF_STATUS_OK, "keep_blocks: %s", hpsf_last_error());
+    for (int round = 0; round < 2; round++) {
+        s = hpsf_mpi_fit_resample_f64(op, val, n, &o, NULL, 0, kept, k, kept_back, n, NULL);
+        CHECK(s == HPSF_STATUS_OK && memcmp(kept, hval, k * sizeof(double)) == 0 &&
+                  memcmp(kept_back, back, n * sizeof(double)) == 0,
+              "fit %d with blocks kept equals the fit without", round);
+    }
+    CHECK(hpsf_mpi_keep_blocks_f64(op, 0, &held) == HPSF_STATUS_OK && held == 0, "blocks given back: %zu", held);
+    CHECK(hpsf_mpi_keep_blocks_f64(op, -1, NULL) == HPSF_STATUS_INVALID_PARAMETER, "keep -1");
+    free(kept), free(kept_back);
     uint64_t *ids = rank == 0 ? malloc(k_total * sizeof(uint64_t)) : NULL;
     double *all = rank == 0 ? malloc(k_total * sizeof(double)) : NULL;
     s = hpsf_mpi_gather_f64(op, 0, hval, k, ids, rank == 0 ? k_total : 0, all, rank == 0 ? k_total : 0);

@@ -8,7 +8,8 @@ program test_healpix_psf
   integer :: level, npt, cg_iters, n, k, b, iters, npass = 0, nfail = 0, status, unit_no
   real(c_double) :: lam, e, floor_value
   real(c_double), allocatable :: lon(:), lat(:), val(:, :), gold_hval(:, :), gold_inv(:, :), hval(:, :), back(:, :), &
-       bounded(:, :), bounded2(:, :)
+       bounded(:, :), bounded2(:, :), again(:, :)
+  integer(c_size_t) :: held
   integer(c_int64_t), allocatable :: gold_ids(:), ids(:)
   logical, allocatable :: keep(:)
   type(psf_operator) :: op, other
@@ -50,6 +51,14 @@ program test_healpix_psf
   call check(psf_resample(op, hval, back) == HPSF_OK, "psf_resample")
   call check(rel_err(back, gold_inv) <= 1d-5, "invert error")
   print '(a, es9.2, a, i0, a, i0, a)', "fit: hval error ", e, ", ", iters, " iterations (reference ", cg_iters, ")"
+
+  ! blocks kept from fit to fit: the same fit, to the bit
+  allocate (again(k, b))
+  call check(psf_keep_blocks(op, .true., held) == HPSF_OK, "psf_keep_blocks")
+  call check(psf_fit(op, val, again, lam=lam, zero_fill=.true.) == HPSF_OK, "fit with blocks kept")
+  call check(psf_fit(op, val, again, lam=lam, zero_fill=.true.) == HPSF_OK, "fit reusing the blocks")
+  call check(all(again == hval .or. (again /= again .and. hval /= hval)), "the same fit with blocks kept")
+  call check(psf_keep_blocks(op, .false., held) == HPSF_OK .and. held == 0, "blocks given back")
 
   ! a bounded, conservative fit: no cell below the bound (NaN cells have no valid sample)
   allocate (bounded(k, b))

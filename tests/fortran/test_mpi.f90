@@ -10,7 +10,7 @@ program test_mpi
   implicit none
   integer, parameter :: n_all = 6000
   integer :: rank, nranks, first, n, i, passed, failed, any_failed
-  real(c_double), allocatable :: lon(:), lat(:), val(:), hval(:), whole(:), alon(:), alat(:), aval(:), sh(:)
+  real(c_double), allocatable :: lon(:), lat(:), val(:), hval(:), whole(:), alon(:), alat(:), aval(:), sh(:), again(:)
   integer(c_int64_t), allocatable :: ids(:), sids(:)
   integer(c_size_t) :: k, k_total, ks, its
   type(c_ptr) :: op, single, bad
@@ -46,6 +46,14 @@ program test_mpi
   s = hpsf_fit_info_init(info)
   call check(hpsf_mpi_fit_f64(op, val, int(n, c_size_t), o, c_null_ptr, 0_c_size_t, hval, k, c_loc(info)) &
        == HPSF_OK, "fit")
+  ! this rank's blocks kept from fit to fit: the same values, to the bit
+  allocate(again(max(k, 1_c_size_t)))
+  call check(hpsf_mpi_keep_blocks_f64(op, 1_c_int32_t, c_null_ptr) == HPSF_OK, "keep blocks")
+  s = hpsf_mpi_fit_f64(op, val, int(n, c_size_t), o, c_null_ptr, 0_c_size_t, again, k, c_null_ptr)
+  ! (NaN, a cell without a valid sample, equals NaN)
+  call check(s == HPSF_OK .and. all(again(1:k) == hval(1:k) .or. (again(1:k) /= again(1:k) .and. &
+       hval(1:k) /= hval(1:k))), "a fit with blocks kept")
+  call check(hpsf_mpi_keep_blocks_f64(op, 0_c_int32_t, c_null_ptr) == HPSF_OK, "blocks given back")
   if (rank == 0) then
      allocate(ids(k_total), whole(k_total))
   else

@@ -37,6 +37,10 @@ function golden(dir::String, level::Int, npt::Int, lam::Float64)
         @test relerr(back, gold_invert) <= 1e-5
         # one row as a vector gives a vector
         @test fit(op, val[:, 1]; lam = lam, zero_fill = true) ≈ hval[:, 1]
+        keep_blocks!(op, true)
+        @test isequal(fit(op, val; lam = lam, zero_fill = true), hval)   # blocks kept: the same bits
+        @test isequal(fit(op, val; lam = lam, zero_fill = true), hval)
+        @test keep_blocks!(op, false) == 0
         # single precision
         op32 = Operator{Float32}(lon, lat; level = level, npt = npt)
         h32 = fit(op32, Float32.(val); lam = lam, zero_fill = true)
