@@ -78,6 +78,9 @@ for dt in f32 f64; do
   done
 done
 run bench-cpu-f32-b64 timeout 90 $G/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 64 --iters 5 --reps 1
+# the same with the blocks kept between calls (the second of two calls reuses the first's)
+run bench-cpu-f32-b64-kept timeout 120 $G/bench --n 1e6 --level 12 --npt 9 --dtype f32 --batch 64 --iters 5 --reps 2 \
+    --keep-blocks
 run test-solver timeout 120 $G/test-suite solver::
 run test-constrained timeout 120 $G/test-suite constrained::
 run test-invariants timeout 120 $G/test-suite invariants::
