@@ -9,8 +9,10 @@
 //!     [--grid]          (the samples on a regular longitude/latitude grid over the same box instead:
 //!                        the automatic areas are then estimated from the spacing, `area_s`)
 //!     [--keep-blocks]   (the operator keeps its working blocks from call to call,
-//!                        `PsfResampler::keep_blocks`: the best of `--reps` ≥ 2 then times calls
-//!                        that reuse the blocks of the one before; `kept_mb` what it held at the end)
+//!                        `PsfResampler::keep_blocks`, and each result handed back once checked,
+//!                        `PsfResampler::recycle`, as the C ABI does: the best of `--reps` ≥ 2 then
+//!                        times calls that reuse the blocks of the one before; `kept_mb` what it held
+//!                        at the end)
 //!     [--save]          (also times save_file and load_file of the operator in the temporary
 //!                        folder: `save_s`, `load_s`, `file_bytes_per_sample`; the loaded
 //!                        operator's M is checked equal to the built one's)
@@ -230,6 +232,7 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
             let fit = op.fit(&val, &opts(max_iter))?;
             best = best.min(t0.elapsed().as_secs_f64());
             assert_eq!(fit.hval.len(), b * op.k());
+            op.recycle(fit.hval);
         }
         Ok(best)
     };
@@ -242,6 +245,7 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         let back = op.resample(&h)?;
         resample_ms = resample_ms.min(t0.elapsed().as_secs_f64() * 1e3);
         assert_eq!(back.len(), b * n);
+        op.recycle(back);
     }
 
     let threads = if a.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { a.threads };

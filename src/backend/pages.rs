@@ -124,6 +124,14 @@ impl<T: Real> Pool<T> {
         zeroed(len, T::ZERO)
     }
 
+    /// Takes back a block of values its owner no longer needs (a result the caller has copied)
+    /// where blocks are kept between calls; frees it otherwise.
+    pub(crate) fn recycle(&self, v: Vec<T>) {
+        if self.keeps() {
+            self.put(v);
+        }
+    }
+
     /// Takes back a block whose values nobody needs any more.
     fn put(&self, v: Vec<T>) {
         #[cfg(test)]
@@ -131,7 +139,11 @@ impl<T: Real> Pool<T> {
             return;
         }
         if v.len() * size_of::<T>() >= POOLED_BYTES && v.len() == v.capacity() {
-            self.lock().push(v);
+            let mut free = self.lock();
+            // more than a call uses (a caller handing back results of its own): let it go
+            if free.len() < MAX_FREE {
+                free.push(v);
+            }
         }
     }
 }
@@ -150,6 +162,9 @@ impl<T: Real> std::fmt::Debug for Pool<T> {
         f.debug_struct("Pool").field("keep", &self.keeps()).field("bytes", &self.bytes()).finish()
     }
 }
+
+/// Most free blocks a pool holds (a bounded fit uses about a dozen).
+const MAX_FREE: usize = 32;
 
 /// Blocks below this size are not worth pooling (in this crate's unit tests every block is, so that
 /// small problems exercise reuse).

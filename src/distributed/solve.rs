@@ -267,6 +267,12 @@ impl<F: Real> DistributedResampler<F> {
         self.blocks.bytes()
     }
 
+    /// Hands a result this rank no longer needs back to its kept blocks, as
+    /// [`crate::PsfResampler::recycle`] does.
+    pub fn recycle(&self, v: Vec<F>) {
+        self.blocks.recycle(v);
+    }
+
     /// The cells of every rank.
     pub fn cells_total(&self) -> usize {
         self.data().cells_total

@@ -584,6 +584,8 @@ pub(crate) trait Fits<F: Real> {
     fn fit_resample(&self, val: &[F], opts: &FitOptions<F>) -> crate::Result<(crate::Fit<F>, Vec<F>)>;
     /// Keeps the working blocks between calls or not; the bytes then held.
     fn keep_blocks(&self, keep: bool) -> usize;
+    /// Takes back a result once copied out (kept for the next call where blocks are kept).
+    fn recycle(&self, v: Vec<F>);
     /// `local` (this process's checks of the arguments) where every caller's passed.
     fn agree<T>(&self, local: Result<T, Fail>) -> Result<T, Fail> {
         local
@@ -600,6 +602,9 @@ impl<F: Real> Fits<F> for PsfResampler<F> {
     fn keep_blocks(&self, keep: bool) -> usize {
         PsfResampler::keep_blocks(self, keep);
         self.kept_bytes()
+    }
+    fn recycle(&self, v: Vec<F>) {
+        PsfResampler::recycle(self, v);
     }
 }
 
@@ -663,6 +668,9 @@ unsafe fn fit_impl<F: Real>(
     if let (Some((ptr, len)), Some(r)) = (back, &resampled) {
         write_out(ptr, len, r, "resampled")?;
     }
+    // copied out: the operator's kept blocks take them back (freed unless it keeps its blocks)
+    op.recycle(fit.hval);
+    resampled.into_iter().for_each(|r| op.recycle(r));
     if let Some(ci) = ci.as_mut() {
         ci.iterations = fi.iterations;
         ci.rows = fit.rows;
@@ -854,7 +862,9 @@ unsafe fn resample_impl<F: Real>(
     run(|| {
         let op = op.ok_or_else(|| null("op"))?;
         let back = op.op.resample(slice(hval, hval_len, "hval")?)?;
-        write_out(out, out_len, &back, "out")
+        write_out(out, out_len, &back, "out")?;
+        op.op.recycle(back);
+        Ok(())
     })
 }
 

@@ -44,6 +44,9 @@ impl<F: Real> Fits<F> for Dist<F> {
         self.op.keep_blocks(keep);
         self.op.kept_bytes()
     }
+    fn recycle(&self, v: Vec<F>) {
+        self.op.recycle(v);
+    }
     fn agree<T>(&self, local: Result<T, Fail>) -> Result<T, Fail> {
         agree(&self.comm, local)
     }
@@ -110,7 +113,9 @@ unsafe fn resample_impl<F: Real>(
 ) -> Result<(), Fail> {
     let hval = agree(&d.comm, slice(hval, hval_len, "hval"))?;
     let back = d.op.resample(&d.comm, hval)?;
-    write_out(out, out_len, &back, "out")
+    write_out(out, out_len, &back, "out")?;
+    d.op.recycle(back);
+    Ok(())
 }
 
 /// # Safety

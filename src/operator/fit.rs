@@ -288,6 +288,14 @@ impl<F: Real> PsfResampler<F> {
         self.blocks.bytes()
     }
 
+    /// Hands a result the caller no longer needs (a fit's `hval`, a resample's values, once copied
+    /// elsewhere) back to the operator's kept blocks, where the next call's result of that size
+    /// takes it instead of fresh memory; freed at once when the operator does not keep its blocks
+    /// ([`PsfResampler::keep_blocks`]). The C ABI does this with every result it copies out.
+    pub fn recycle(&self, v: Vec<F>) {
+        self.blocks.recycle(v);
+    }
+
     /// The operator's host copy as the CPU backend.
     fn cpu(&self) -> Cpu<'_, F> {
         let (samples, cells, dx) = (self.host_samples(), self.host_cells(), self.host_dx());
@@ -835,6 +843,13 @@ mod tests {
     /// plain, bounded and conservative.
     fn calls<F: Real>(op: &PsfResampler<F>, lon: &[f64], lat: &[f64]) -> Vec<Vec<u64>> {
         let bits = |v: &[F]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<u64>>();
+        // each result handed back once read (as the C ABI does): with blocks kept, a later
+        // result is written into it
+        let take = |v: Vec<F>| {
+            let b = bits(&v);
+            op.recycle(v);
+            b
+        };
         let mut out = Vec::new();
         for b in [1usize, 3, 17] {
             let mut val: Vec<F> = (0..b)
@@ -845,10 +860,11 @@ mod tests {
             let plain = FitOptions::<F> { lam: 1e-3, return_info: true, ..FitOptions::default() };
             let (fit, back) = op.fit_resample(&val, &plain).expect("a fit");
             out.extend([bits(&fit.hval), bits(&back), vec![fit.info.expect("asked").iterations as u64]]);
-            out.push(bits(&op.apply_m(&val).expect("M")));
-            out.push(bits(&op.resample(&fit.hval).expect("MT")));
+            out.push(take(op.apply_m(&val).expect("M")));
+            out.push(take(op.resample(&fit.hval).expect("MT")));
+            op.recycle(back);
             val.iter_mut().step_by(13).for_each(|v| *v = F::from_f64(f64::NAN));
-            out.push(bits(&op.x_ref(&val, MissingData::PerRow).expect("x_ref")));
+            out.push(take(op.x_ref(&val, MissingData::PerRow).expect("x_ref")));
             for opts in [
                 FitOptions { max_iter: 0, ..plain.clone() },
                 FitOptions { missing: MissingData::ZeroFill, ..plain.clone() },
@@ -856,7 +872,7 @@ mod tests {
                 FitOptions { conservative: true, ..plain.clone() },
                 FitOptions { x0: Some(vec![F::from_f64(0.25); b * op.k()]), ..plain.clone() },
             ] {
-                out.push(bits(&op.fit(&val, &opts).expect("a fit").hval));
+                out.push(take(op.fit(&val, &opts).expect("a fit").hval));
             }
         }
         out
