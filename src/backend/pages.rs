@@ -11,6 +11,7 @@
 //! an ordinary one. `HPSF_HUGE_PAGES=0` turns it off.
 
 use std::ops::{Deref, DerefMut};
+#[cfg(test)]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -47,17 +48,22 @@ pub(crate) fn with_capacity<T>(len: usize) -> Vec<T> {
 /// fits of one shape makes its blocks once, and holds them (about a fit's working memory) until
 /// the pool is told otherwise or dropped.
 pub(crate) struct Pool<T> {
-    free: Mutex<Vec<Vec<T>>>,
-    keep: AtomicBool,
+    /// The free blocks, and whether they stay between calls: one lock, so that a block handed back
+    /// as keeping is turned off cannot stay behind.
+    state: Mutex<Free<T>>,
     #[cfg(test)]
     off: AtomicBool,
+}
+
+struct Free<T> {
+    blocks: Vec<Vec<T>>,
+    keep: bool,
 }
 
 impl<T: Real> Pool<T> {
     pub(crate) fn new() -> Self {
         Self {
-            free: Mutex::new(Vec::new()),
-            keep: AtomicBool::new(false),
+            state: Mutex::new(Free { blocks: Vec::new(), keep: false }),
             #[cfg(test)]
             off: AtomicBool::new(false),
         }
@@ -73,37 +79,44 @@ impl<T: Real> Pool<T> {
 
     /// Whether blocks stay between calls.
     pub(crate) fn keeps(&self) -> bool {
-        self.keep.load(Ordering::Relaxed)
+        self.lock().keep
     }
 
     /// Keeps blocks between calls or not (then lets go of those it holds).
     pub(crate) fn set_keep(&self, keep: bool) {
-        self.keep.store(keep, Ordering::Relaxed);
-        if !keep {
-            self.clear();
-        }
+        let let_go = {
+            let mut state = self.lock();
+            state.keep = keep;
+            if keep {
+                Vec::new()
+            } else {
+                std::mem::take(&mut state.blocks)
+            }
+        };
+        drop(let_go); // freed outside the lock
     }
 
     /// The end of a call: lets go of the free blocks unless they are kept.
     pub(crate) fn end_call(&self) {
-        if !self.keeps() {
-            self.clear();
-        }
+        let let_go = {
+            let mut state = self.lock();
+            if state.keep {
+                Vec::new()
+            } else {
+                std::mem::take(&mut state.blocks)
+            }
+        };
+        drop(let_go);
     }
 
     /// Bytes held in free blocks.
     pub(crate) fn bytes(&self) -> usize {
-        self.lock().iter().map(|v| v.len() * size_of::<T>()).sum()
+        self.lock().blocks.iter().map(|v| v.len() * size_of::<T>()).sum()
     }
 
-    fn clear(&self) {
-        let free = std::mem::take(&mut *self.lock());
-        drop(free);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<T>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Free<T>> {
         // a block list stays consistent whatever panicked while it was held
-        self.free.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A block of `len` values that will be written whole before it is read: a free one of that
@@ -111,15 +124,19 @@ impl<T: Real> Pool<T> {
     /// fresh pages as [`zeroed`].
     pub(crate) fn scratch(&self, len: usize) -> Vec<T> {
         if len * size_of::<T>() >= POOLED_BYTES {
-            let mut free = self.lock();
-            if let Some(at) = free.iter().position(|v| v.len() == len) {
-                #[allow(unused_mut)]
-                let mut v = free.swap_remove(at);
-                #[cfg(test)]
-                v.fill(T::from_f64(f64::NAN));
-                return v;
-            }
-            free.clear(); // a miss: the system gets them back before it makes a fresh block
+            let let_go = {
+                let mut state = self.lock();
+                if let Some(at) = state.blocks.iter().position(|v| v.len() == len) {
+                    #[allow(unused_mut)]
+                    let mut v = state.blocks.swap_remove(at);
+                    drop(state);
+                    #[cfg(test)]
+                    v.fill(T::from_f64(f64::NAN));
+                    return v;
+                }
+                std::mem::take(&mut state.blocks)
+            };
+            drop(let_go); // a miss: the system gets them back before it makes a fresh block
         }
         zeroed(len, T::ZERO)
     }
@@ -127,22 +144,21 @@ impl<T: Real> Pool<T> {
     /// Takes back a block of values its owner no longer needs (a result the caller has copied)
     /// where blocks are kept between calls; frees it otherwise.
     pub(crate) fn recycle(&self, v: Vec<T>) {
-        if self.keeps() {
-            self.put(v);
-        }
+        self.put(v, true);
     }
 
-    /// Takes back a block whose values nobody needs any more.
-    fn put(&self, v: Vec<T>) {
+    /// Takes back a block whose values nobody needs any more (`only_kept`: only where blocks are
+    /// kept between calls).
+    fn put(&self, v: Vec<T>, only_kept: bool) {
         #[cfg(test)]
         if self.off.load(Ordering::Relaxed) {
             return;
         }
         if v.len() * size_of::<T>() >= POOLED_BYTES && v.len() == v.capacity() {
-            let mut free = self.lock();
-            // more than a call uses (a caller handing back results of its own): let it go
-            if free.len() < MAX_FREE {
-                free.push(v);
+            let mut state = self.lock();
+            // beyond what a call uses (a caller handing back results of its own): let it go
+            if (state.keep || !only_kept) && state.blocks.len() < MAX_FREE {
+                state.blocks.push(v);
             }
         }
     }
@@ -152,7 +168,7 @@ impl<T: Real> Clone for Pool<T> {
     /// An empty pool that keeps its blocks as this one does.
     fn clone(&self) -> Self {
         let p = Self::new();
-        p.keep.store(self.keeps(), Ordering::Relaxed);
+        p.lock().keep = self.keeps();
         p
     }
 }
@@ -207,7 +223,7 @@ impl<'b, T: Real> IntoIterator for &'b Block<'_, T> {
 impl<T: Real> Drop for Block<'_, T> {
     fn drop(&mut self) {
         if let Some(pool) = self.pool {
-            pool.put(std::mem::take(&mut self.v));
+            pool.put(std::mem::take(&mut self.v), false);
         }
     }
 }

@@ -260,9 +260,11 @@ impl<F: Real> PsfResampler<F> {
     /// a long file) then makes its blocks once: fresh memory costs the kernel a fault and a zeroing
     /// per page, about a fifth of a fit's setup at N = 10⁶ and B = 64 on a 2-core machine
     /// (benches/RESULTS.md). Between calls the operator then holds about one call's working memory
-    /// ([`PsfResampler::kept_bytes`]); a call of another shape first gives back the blocks it
-    /// cannot use. Results are the same bit for bit either way. `false`, the default, gives the
-    /// blocks held back at once. Calls on a GPU work in device memory: no effect there.
+    /// ([`PsfResampler::kept_bytes`]); the first block a call needs and does not find at its
+    /// length makes the operator give back every block it holds, so a call of another shape never
+    /// holds more than fresh blocks would. Results are the same bit for bit either way. `false`,
+    /// the default, gives the blocks held back at once. Calls on a GPU work in device memory: no
+    /// effect there.
     ///
     /// # Examples
     /// ```
