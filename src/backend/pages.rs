@@ -84,16 +84,8 @@ impl<T: Real> Pool<T> {
 
     /// Keeps blocks between calls or not (then lets go of those it holds).
     pub(crate) fn set_keep(&self, keep: bool) {
-        let let_go = {
-            let mut state = self.lock();
-            state.keep = keep;
-            if keep {
-                Vec::new()
-            } else {
-                std::mem::take(&mut state.blocks)
-            }
-        };
-        drop(let_go); // freed outside the lock
+        self.lock().keep = keep;
+        self.end_call();
     }
 
     /// The end of a call: lets go of the free blocks unless they are kept.
@@ -106,7 +98,7 @@ impl<T: Real> Pool<T> {
                 std::mem::take(&mut state.blocks)
             }
         };
-        drop(let_go);
+        drop(let_go); // freed outside the lock
     }
 
     /// Bytes held in free blocks.

@@ -7,7 +7,7 @@
 
 use super::{PsfResampler, LEFT_OUT};
 use crate::backend::cpu::Cpu;
-use crate::backend::{with_backend, Axis, Backend, Gathered, RowFacts, Scales};
+use crate::backend::{with_backend, Axis, Backend, Gathered, Placed, RowFacts, Scales};
 use crate::error::{Error, Result};
 use crate::parallel::with_threads;
 use crate::real::Real;
@@ -295,7 +295,10 @@ impl<F: Real> PsfResampler<F> {
     /// takes it instead of fresh memory; freed at once when the operator does not keep its blocks
     /// ([`PsfResampler::keep_blocks`]). The C ABI does this with every result it copies out.
     pub fn recycle(&self, v: Vec<F>) {
-        self.blocks.recycle(v);
+        // a device operator's calls never take host blocks from the pool: it keeps none
+        if matches!(self.placed, Placed::Cpu) {
+            self.blocks.recycle(v);
+        }
     }
 
     /// The operator's host copy as the CPU backend.
