@@ -266,6 +266,9 @@ fn run<F: Real>(a: &Args) -> Result<(), healpix_psf::Error> {
         String::new()
     };
     let i = op.build_info();
+    // on a GPU: CUDA graphs recorded, iterations launched as graphs, recordings that failed
+    #[cfg(feature = "cuda")]
+    let floors = format!("{floors}, \"cuda_graphs\": {:?}", healpix_psf::cuda_graph_counts());
     println!(
         "{{\"n\": {}, \"k\": {}, \"nnz\": {}, \"level\": {}, \"npt\": {}, \"dtype\": \"{}\", \"device\": \"{}\", \
          \"threads\": {}, \"batch\": {}, \"build_s\": {:.4}, \"reps\": {}, \"hash_s\": {:.4}, \"keep_s\": {:.4}, \

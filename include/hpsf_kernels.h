@@ -55,10 +55,11 @@ int hpsf_mt_product(int32_t dtype, const int32_t *hi, const void *mt, int32_t n,
                     int32_t s, const uint8_t *valid, void *out, const int32_t *done, hpsf_stream stream);
 /* out (K x s) = u (N x s) . M (+ lam * add when add != NULL), gathered by cell (CSR). When dx != NULL,
  * also writes the partials of the sums over cells of out * add * dx per column (for hpsf_reduce).
- * Nothing when done != NULL and *done.                                                           */
+ * Nothing when done != NULL and *done. group: 0, or with s = 1 the lanes that read a cell's links
+ * together (4, 8, 16 or 32; the same sums either way).                                           */
 int hpsf_m_product(int32_t dtype, const int64_t *ptr, const uint32_t *sample, const void *m, int32_t k,
                    const void *u, int32_t s, double lam, const void *add, const void *dx, double *partials, void *out,
-                   const int32_t *done, hpsf_stream stream);
+                   const int32_t *done, int32_t group, hpsf_stream stream);
 
 /* ---- reductions ---------------------------------------------------------------------------------
  * The doubles of scratch `partials` a reduction over `rows` rows of s columns needs, and the tiles

@@ -224,6 +224,20 @@ pub(crate) trait Backend<F: Real>: Sync {
     fn cg_beta(&self, c: &mut Self::Scalars) -> Result<()>;
     /// `p = r + β p`.
     fn cg_direction(&self, p: &mut Self::Vals, r: &Self::Vals, c: &Self::Scalars) -> Result<()>;
+    /// Runs `body`, one iteration of the CG of `c`, `times` times. `body` makes the same launches
+    /// on the same blocks every time and reads nothing back, so a GPU may record it once and
+    /// replay the record (the CUDA backend does, as a graph); others just run it.
+    fn cg_repeat(
+        &self,
+        c: &mut Self::Scalars,
+        times: usize,
+        body: &mut dyn FnMut(&mut Self::Scalars) -> Result<()>,
+    ) -> Result<()> {
+        for _ in 0..times {
+            body(c)?;
+        }
+        Ok(())
+    }
 }
 
 /// The axis of the operator the caller's rows of values lie on, and how the caller's elements map

@@ -332,14 +332,18 @@ fn iterate<F: Real, B: Backend<F>, A: LinOp<F, B>>(
                 run = compact(b, a, run, &snap, &keep, rules)?;
             }
         }
-        let op = run.a.as_ref().unwrap_or(a);
-        let m = run.rows.len();
-        op.apply(b, &run.p, &mut run.ap, m, work, Some(&mut run.scalars))?;
-        b.cg_alpha(&mut run.scalars)?;
-        b.cg_update(&mut run.x, &mut run.r, &run.p, &run.ap, &mut run.scalars)?;
-        b.cg_beta(&mut run.scalars)?;
-        b.cg_direction(&mut run.p, &run.r, &run.scalars)?;
-        launched += 1;
+        // the iterations up to the next look, each the same launches on the same blocks
+        let times = (poll - launched % poll).min(max_iter - launched);
+        let Running { a: ra, rows, x, r, p, ap, scalars, .. } = &mut run;
+        let (op, m) = (ra.as_ref().unwrap_or(a), rows.len());
+        b.cg_repeat(scalars, times, &mut |c| {
+            op.apply(b, p, ap, m, work, Some(&mut *c))?;
+            b.cg_alpha(c)?;
+            b.cg_update(x, r, p, ap, c)?;
+            b.cg_beta(c)?;
+            b.cg_direction(p, r, c)
+        })?;
+        launched += times;
     }
 }
 

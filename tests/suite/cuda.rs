@@ -407,6 +407,7 @@ fn bit_for_bit<F: Real>() {
         ("bounded", FitOptions { lower: Bound::Value(10.0), max_iter: 200, ..plain.clone() }),
         ("conservative", FitOptions { conservative: true, ..plain.clone() }),
     ];
+    let graphs = healpix_psf::cuda_graph_counts();
     for b in [1usize, 3, 8, 33, 257] {
         let val: Vec<F> = rows(&lon, &lat, b, b == 3);
         for (what, o) in &options {
@@ -426,6 +427,13 @@ fn bit_for_bit<F: Real>() {
             println!("{at}: identical, {} iterations", gi.iterations);
         }
         assert_eq!(bits(&gpu.apply_m(&val).unwrap()), bits(&cpu.apply_m(&val).unwrap()), "{name} B = {b}: u·M");
+    }
+    // the iterations after each CG's first ran as recorded graphs (src/backend/cuda/replay.rs)
+    let now = healpix_psf::cuda_graph_counts();
+    println!("{name}: CUDA graphs recorded, replayed, failed: {graphs:?} -> {now:?}");
+    if std::env::var("HPSF_CUDA_GRAPHS").map_or(true, |v| v.trim() != "0") {
+        assert!(now[0] > graphs[0] && now[1] > graphs[1], "{name}: no iteration ran as a graph");
+        assert_eq!(now[2], graphs[2], "{name}: a recording failed");
     }
 }
 

@@ -10,8 +10,10 @@
 mod construct;
 mod layout;
 mod ops;
+mod replay;
 
 pub(crate) use construct::{construct, distinct_values, spacing_areas, LinksOnGpu, MAX_LINKS};
+pub(crate) use replay::counts as graph_counts;
 
 use super::{cpu, DeviceValues, LinkWeights, WeightInputs};
 use crate::error::{Error, Result};
@@ -170,6 +172,7 @@ impl Gpu {
     /// `len` zeros.
     fn alloc<T>(&self, len: usize) -> Result<Buf<T>> {
         let bytes = len * std::mem::size_of::<T>();
+        replay::unless_recording("an allocation")?;
         self.bind()?;
         let buf = self.stream.alloc_zeros::<u8>(bytes.max(1)).map_err(|e| self.out_of_memory(bytes, e))?;
         Ok(Buf { bytes: buf, len, _t: PhantomData })
@@ -192,6 +195,7 @@ impl Gpu {
             )));
         }
         if !src.is_empty() {
+            replay::unless_recording("a copy to the GPU")?;
             self.bind()?;
             let mut d = dst.bytes.slice_mut(..std::mem::size_of_val(src));
             self.stream.memcpy_htod(bytes_of(src), &mut d).map_err(cuda_err("copying to the GPU"))?;
@@ -203,6 +207,7 @@ impl Gpu {
     fn read_into<T: Copy>(&self, dst: &mut [T], src: &Buf<T>) -> Result<()> {
         need(src.len.min(dst.len()), dst.len(), "a copy back")?;
         if !dst.is_empty() {
+            replay::unless_recording("a copy from the GPU")?;
             self.bind()?;
             let s = src.bytes.slice(..std::mem::size_of_val(dst));
             self.stream.memcpy_dtoh(&s, bytes_of_mut(dst)).map_err(cuda_err("copying from the GPU"))?;
@@ -224,13 +229,18 @@ impl Gpu {
             self.bind()?;
             let n = src.len * std::mem::size_of::<T>();
             let mut d = dst.bytes.slice_mut(..n);
-            self.stream.memcpy_dtod(&src.bytes.slice(..n), &mut d).map_err(cuda_err("copying on the GPU"))?;
+            let stream = replay::recording_stream().unwrap_or_else(|| self.stream.clone());
+            stream.memcpy_dtod(&src.bytes.slice(..n), &mut d).map_err(cuda_err("copying on the GPU"))?;
         }
         Ok(())
     }
 
+    /// The stream launches go to: the GPU's, or the one this thread records an iteration on.
     fn stream(&self) -> sys::hpsf_stream {
-        self.stream.cu_stream() as sys::hpsf_stream
+        match replay::recording_stream() {
+            Some(s) => s.cu_stream() as sys::hpsf_stream,
+            None => self.stream.cu_stream() as sys::hpsf_stream,
+        }
     }
 
     /// Makes this GPU's context current on the calling thread: the launchers use the CUDA runtime,

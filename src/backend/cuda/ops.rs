@@ -2,6 +2,7 @@
 //! reduction of its partials and, when the host needs the values, a copy back), every length the
 //! launch relies on checked first.
 
+use super::replay::Replay;
 use super::{dtype, i32_len, need, reduction_space, sys, Buf, CudaOperator, Gpu};
 use crate::backend::{hpsf_box_args, Axis, Backend, BoxBounds, BoxRule, CgInit, CgLayout, CgSnapshot, Gathered};
 use crate::error::Result;
@@ -19,6 +20,8 @@ pub(crate) struct GpuScalars {
     f: Buf<f64>,
     i: Buf<i32>,
     partials: Buf<f64>,
+    /// How the CG's iterations are launched (recorded as a graph after the first).
+    pub(super) replay: Replay,
 }
 
 impl GpuScalars {
@@ -33,6 +36,18 @@ impl GpuScalars {
     fn done(&self, g: &Gpu) -> *const i32 {
         self.i.ptr(g).cast::<i32>().wrapping_add(self.layout.done())
     }
+}
+
+/// The lanes that read a cell's links together in `u·M` for s columns (`hpsf_m_product`): for one
+/// column, the power of two from 4 to 32 that covers the cells' mean number of links; otherwise,
+/// or with `HPSF_CUDA_M_GROUPS=0`, none (a thread per cell and column).
+fn m_group(s: usize, nnz: usize, k: usize) -> i32 {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if s != 1 || !*ON.get_or_init(|| crate::backend::switched_on("HPSF_CUDA_M_GROUPS")) {
+        return 0;
+    }
+    let mean = nnz.div_ceil(k.max(1));
+    [4, 8, 16, 32].into_iter().find(|&g| g >= mean).unwrap_or(32) as i32
 }
 
 /// Null for `None`.
@@ -297,6 +312,7 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
                 partials,
                 out.ptr_mut(g),
                 done,
+                m_group(s, self.m.len(), self.k),
                 st,
             )
         })?;
@@ -488,7 +504,8 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
         let layout = CgLayout::of(init);
         let (f, i) = layout.initial(init)?;
         let g = &self.gpu;
-        Ok(GpuScalars { layout, f: g.put(&f)?, i: g.put(&i)?, partials: g.alloc(reduction_space(self.k, layout.s)?)? })
+        let partials = g.alloc(reduction_space(self.k, layout.s)?)?;
+        Ok(GpuScalars { layout, f: g.put(&f)?, i: g.put(&i)?, partials, replay: Replay::new() })
     }
     fn cg_read(&self, c: &GpuScalars) -> Result<CgSnapshot> {
         Ok(c.layout.snapshot(&self.gpu.get(&c.f)?, &self.gpu.get(&c.i)?))
@@ -538,6 +555,14 @@ impl<F: Real> Backend<F> for CudaOperator<F> {
         let raw = c.raw(g);
         // SAFETY: as in cg_alpha.
         g.launch("the CG direction factor", |st| unsafe { sys::hpsf_cg_beta(&raw, st) })
+    }
+    fn cg_repeat(
+        &self,
+        c: &mut GpuScalars,
+        times: usize,
+        body: &mut dyn FnMut(&mut GpuScalars) -> Result<()>,
+    ) -> Result<()> {
+        self.gpu.iterations(c, times, body)
     }
     fn cg_direction(&self, p: &mut Buf<F>, r: &Buf<F>, c: &GpuScalars) -> Result<()> {
         let g = &self.gpu;
