@@ -213,7 +213,7 @@ HPSF_HD void hpsf_tangent(const double *a, const double *b, double *t) {
 }
 
 /// The spacing estimate of the area of the sample at unit vector `a` (src/operator/area.rs): of the
-/// candidates that `visit` offers (`offer(q, xyz of q)`, q ≠ the sample itself), those at distance 0
+/// candidates that `visit` offers (`offer(xyz of q)`, q ≠ the sample itself), those at distance 0
 /// are coincident, the 12 nearest others are kept (ties: the one offered first); q1 is the nearest,
 /// q2 the nearest in a direction at least 45° from q1's; along each, the spacing is the mean of the
 /// distances to the nearest sample on either side (one side alone at an edge), and the area the

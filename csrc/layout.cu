@@ -1,7 +1,8 @@
 // The batched values between the caller's layout and the solver's, on the device: B rows of E
 // values row-major (uploaded as the caller holds them) <-> E x s interleaved blocks, samples in
-// the operator's order; what each row holds (NaN, infinite, largest |value|), read from the rows
-// as uploaded, in segments reduced in a fixed order; and the element-wise helpers of the setup.
+// the operator's order; what each row holds (NaN, infinite, lowest and highest value), read from
+// the rows as uploaded, in segments reduced in a fixed order; and the element-wise helpers of the
+// setup.
 #include "common.cuh"
 
 // Columns col0 .. col0+c-1 of out (e x s): column col0 + r, element p = row r of raw (c rows of
@@ -29,9 +30,9 @@ __global__ void clean_block(T *v, int64_t len, int32_t zero_nan, uint8_t *mask) 
 
 // What the rows of raw (c rows of width, row-major) hold, per segment of HPSF_FACTS_SEGMENT
 // elements: one thread block per (row, segment) — block b is row b / nseg, segment b % nseg —
-// writes the NaN count, the infinite count and the lowest and highest finite v over the segment's
-// elements not left out (position[i] == HPSF_LEFT_OUT), each a tree over the block in a fixed order
-// (+∞ and −∞ where there is none).
+// writes the NaN count, the infinite count and the lowest and highest v but NaN (infinities
+// included, as the CPU's facts) over the segment's elements not left out (position[i] ==
+// HPSF_LEFT_OUT), each a tree over the block in a fixed order (+∞ and −∞ where there is none).
 template <typename T>
 __global__ void row_facts(const T *raw, int64_t width, const uint32_t *position, int32_t nseg, double *nan_p,
                           double *inf_p, double *lo_p, double *hi_p) {
@@ -45,11 +46,10 @@ __global__ void row_facts(const T *raw, int64_t width, const uint32_t *position,
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
         if (position && position[i] == HPSF_LEFT_OUT) continue;
         T x = row[i];
-        if (isnan(x))
+        if (isnan(x)) {
             nan += 1.0;
-        else if (isinf(x))
-            inf += 1.0;
-        else {
+        } else {
+            if (isinf(x)) inf += 1.0;
             lo = fmin(lo, (double)x);
             hi = fmax(hi, (double)x);
         }

@@ -155,7 +155,7 @@ typedef struct {
    */
   int32_t ellipsoid;
   /*
-   Neighbourhood ring of the keep stage; −1 (default) = from npt.
+   Neighbourhood ring of the keep stage; −1 (default) = from npt. At most 127 and nside.
    */
   int32_t ring_weight;
   /*

@@ -122,7 +122,7 @@ int hpsf_clean_block(int32_t dtype, void *v, int64_t len, int32_t zero_nan, uint
 /* Elements of a row per thread block of hpsf_row_facts.                                          */
 #define HPSF_FACTS_SEGMENT 2048
 /* What rows r0 .. r0+c-1 hold, from raw (c rows of width, row-major): nan[r0+r], inf[r0+r] = the
- * NaN and infinite counts, low[r0+r], high[r0+r] = the lowest and highest finite v (+inf, -inf
+ * NaN and infinite counts, low[r0+r], high[r0+r] = the lowest and highest v but NaN (+inf, -inf
  * where none), over the elements with position[i] != HPSF_LEFT_OUT (position == NULL: all).
  * partials holds 4 * c * ceil(width / HPSF_FACTS_SEGMENT) doubles of scratch. Deterministic.       */
 int hpsf_row_facts(int32_t dtype, const void *raw, int32_t c, int64_t width, const uint32_t *position, int32_t r0,

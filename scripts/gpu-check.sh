@@ -21,7 +21,8 @@
 # 4. Issue 16 (the iteration): N = 1e6, level 12, npt 9: f32/f64 × B = 1/8 (100 iterations), with
 #    per-row gaps (B = 8, ~25 % missing), B = 64 (30 iterations); f32 B = 1 again without CUDA graphs
 #    (HPSF_CUDA_GRAPHS=0) and with a thread per cell in u·M (HPSF_CUDA_M_GROUPS=0); the Nsight
-#    Compute table of the iteration's kernels at N = 1e7 (when ncu reads the counters); the
+#    Compute tables of the iteration's kernels at N = 1e7, B = 1 and N = 1e6, B = 64 (when ncu
+#    reads the counters); the
 #    constrained fits (B = 1 and 4).
 # 5. compute-sanitizer memcheck on the parity tests and racecheck on the determinism test.
 # 6. The same benchmarks on the host's cores (issue 15's CPU setup at B = 64, blocks kept or not),
@@ -103,6 +104,11 @@ if command -v compute-sanitizer >/dev/null; then
   run racecheck 150 compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-suite --test-threads=1 \
       cuda::gpu_results_are_deterministic
 fi
+if command -v ncu >/dev/null; then
+  # the same at B = 64 (where one gathered index serves 64 values)
+  run ncu-1e6-b64 120 ncu --clock-control none --kernel-name regex:'mt_product|m_product|cg_update|cg_direction|tree_stage' \
+      --launch-skip 24 --launch-count 7 $BENCH --n 1e6 --dtype f32 --batch 64 --iters 8 --reps 1 --device cuda:0
+fi
 run bench-cpu-f32-b64 90 $BENCH --n 1e6 --dtype f32 --batch 64 --iters 5 --reps 1
 # the same with the blocks kept between calls (the second of two calls reuses the first's)
 run bench-cpu-f32-b64-kept 120 $BENCH --n 1e6 --dtype f32 --batch 64 --iters 5 --reps 2 --keep-blocks
@@ -125,10 +131,11 @@ for f in "$OUT"/bench-*.log; do
   echo
 done
 [ -f "$OUT/copy-rate.log" ] && echo "== device copy rate: $(tail -1 "$OUT/copy-rate.log")"
-if [ -f "$OUT/ncu-1e7-b1.log" ]; then
-  echo "== ncu (N = 1e7, f32, B = 1)"
-  grep -E '^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|==ERR|==WARNING' "$OUT/ncu-1e7-b1.log" | head -80
-fi
+for f in "$OUT"/ncu-*.log; do
+  [ -f "$f" ] || continue
+  echo "== $(basename "$f" .log)"
+  grep -E '^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|==ERR|==WARNING' "$f" | head -80
+done
 if [ -f "$OUT/reference.log" ]; then
   echo "== reference (healpix-resample on the same card)"
   grep '^{' "$OUT/reference.log"

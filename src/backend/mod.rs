@@ -679,12 +679,13 @@ impl Target {
     }
 
     /// The links of validated samples built on the device (hashing, keep stage, search, pruning),
-    /// or `None` where the CPU stages build them (see [`Target::builder`]: the links, N·npt, count).
+    /// or `None` where the CPU stages build them (see [`Target::builder`]: the links, N·npt, count;
+    /// and a keep stage too large for the device's sorts).
     #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
     pub fn construct(&self, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Option<Result<Constructed>> {
         #[cfg(feature = "cuda")]
         if let Some(gpu) = self.builder(lon.len().saturating_mul(a.npt.max(1))) {
-            return Some(cuda::construct(gpu, lon, lat, a));
+            return cuda::construct(gpu, lon, lat, a).transpose();
         }
         None
     }

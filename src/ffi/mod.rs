@@ -204,7 +204,7 @@ pub struct HpsfParams {
     pub radius: f64,
     /// 0 (default): WGS84; 1: sphere.
     pub ellipsoid: i32,
-    /// Neighbourhood ring of the keep stage; −1 (default) = from npt.
+    /// Neighbourhood ring of the keep stage; −1 (default) = from npt. At most 127 and nside.
     pub ring_weight: i32,
     /// First search ring; −1 (default) = from npt.
     pub ring_search_init: i32,

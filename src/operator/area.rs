@@ -131,8 +131,8 @@ pub(crate) fn bucket_depth(bins: &[u64], n: u64) -> u8 {
 
 /// The spacing estimate of the samples `wanted(i)` (NaN for the others, and where no neighbour is
 /// found), with buckets at `level`: each sample's candidates are the samples of the 25 buckets
-/// around its own (all samples at level 0), offered in the order of the buckets' ids and, within a
-/// bucket, of the samples' indices.
+/// around its own (all samples at level 0), offered bucket by bucket in the order of the bucket's
+/// neighbourhood (cdshealpix's order, as `Samples::around` lists them) and, within a bucket, by position.
 pub(crate) fn spacing_estimates(
     lon: &[f64],
     lat: &[f64],

@@ -74,7 +74,7 @@ pub(crate) fn candidate_sums(grid: &Grid, cfg: &Config, smp: &Samples) -> Vec<(u
 /// Weight sums of one block of distinct sample cells over its own candidate cells.
 fn block_sums(grid: &Grid, cfg: &Config, smp: &Samples, block: std::ops::Range<usize>) -> (Vec<u64>, Vec<f64>) {
     let rw = cfg.ring_weight;
-    let slots = ((2 * rw + 1) * (2 * rw + 1)) as usize;
+    let slots = (2 * rw as usize + 1).pow(2);
     let s2 = cfg.sigma_m * cfg.sigma_m;
     let radius = cfg.radius;
 

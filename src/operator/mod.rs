@@ -92,7 +92,7 @@ pub struct Params {
     /// Figure of the Earth for placing samples on the HEALPix sphere (default WGS84).
     pub ellipsoid: Ellipsoid,
     /// Neighbourhood ring of the keep stage. `None` → `max(2, r_min + 2)` with
-    /// `r_min = ceil((√npt − 1)/2)`.
+    /// `r_min = ceil((√npt − 1)/2)`. At most 127 (the candidate squares' memory), and at most nside.
     pub ring_weight: Option<u32>,
     /// First ring of the nearest-cell search. `None` → `max(1, r_min + 1)`.
     pub ring_search_init: Option<u32>,
@@ -161,7 +161,7 @@ impl Params {
     /// backend is compiled in (whether the device itself works is known only when it is opened).
     /// Lets a program reject bad settings before it reads its data.
     pub fn check(&self) -> Result<()> {
-        Config::resolve(self)?;
+        Config::resolve(self)?.check_keep_stage(self)?;
         backend::check_compiled(self.device)
     }
 
@@ -187,6 +187,9 @@ pub(crate) struct Config {
 }
 
 /// Smallest r with (2r+1)² ≥ npt, i.e. ceil((√npt − 1)/2), without overflow for any npt.
+/// The largest `ring_weight`: (2·127 + 1)² = 65 025 candidate slots per sample cell.
+pub(crate) const MAX_RING_WEIGHT: u64 = 127;
+
 fn r_min(npt: usize) -> u64 {
     let n = npt as u128;
     let sq = |r: u128| (2 * r + 1) * (2 * r + 1);
@@ -201,6 +204,27 @@ fn r_min(npt: usize) -> u64 {
 }
 
 impl Config {
+    /// Fails where the keep stage (which a construction from coordinates runs, and `from_links`
+    /// does not) cannot hold its candidate squares: `ring_weight` above [`MAX_RING_WEIGHT`].
+    fn check_keep_stage(&self, p: &Params) -> Result<()> {
+        let ring_weight = self.ring_weight as u64;
+        if ring_weight > MAX_RING_WEIGHT {
+            let why = match p.ring_weight {
+                Some(_) => String::new(),
+                None => format!(" (the default for npt = {}: lower npt)", p.npt),
+            };
+            return Err(Error::param(
+                "ring_weight",
+                ring_weight,
+                format!(
+                    "at most {MAX_RING_WEIGHT}{why}: the keep stage holds (2·ring_weight + 1)² candidate cells \
+                     for each of 256 sample cells at a time (at {MAX_RING_WEIGHT}, 254 MB per thread)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn resolve(p: &Params) -> Result<Self> {
         if p.level > crate::geometry::MAX_LEVEL {
             return Err(Error::param("level", p.level, "HEALPix levels run from 0 to 29"));
@@ -417,6 +441,7 @@ impl<F: Real> PsfResampler<F> {
     pub fn new(lon_deg: &[f64], lat_deg: &[f64], params: &Params) -> Result<Self> {
         let target = backend::open(params.device)?;
         let cfg = Config::resolve(params)?;
+        cfg.check_keep_stage(params)?;
         cfg.check_float::<F>()?;
         let grid = Grid::new(params.level, params.nest, params.ellipsoid)?;
         let used = validate_samples(lon_deg, lat_deg, params.sample_mask.as_deref())?;

@@ -60,8 +60,9 @@ impl Samples {
         (0..self.unique.len()).step_by(BLOCK).map(|s| s..(s + BLOCK).min(self.unique.len())).collect()
     }
 
-    /// Sorted positions of the samples in the (2r+1)² square of cells around the nested `cell` of
-    /// `grid` (the grid these samples were hashed with; r ≤ nside).
+    /// Positions of the samples in the (2r+1)² square of cells around the nested `cell` of `grid`
+    /// (the grid these samples were hashed with; r ≤ nside): cell by cell in the neighbourhood's
+    /// order (cdshealpix's), ascending within a cell.
     pub fn around(&self, grid: &Grid, cell: u64, r: u32) -> impl Iterator<Item = usize> + '_ {
         grid.kth_neighbourhood_nested(cell, r)
             .into_iter()

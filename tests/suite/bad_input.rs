@@ -328,6 +328,17 @@ fn default_rings_beyond_nside_are_rejected() {
         Params { npt: 1, ring_weight: Some(1), ring_search_init: Some(1), ring_search_max: Some(1), ..Params::new(0) };
     let (op, _) = ok_both(&[8.0, 100.0], &[45.0, -60.0], &p);
     assert_eq!(op.rings(), (1, 1, 1));
+    // the keep stage's candidate squares have a size limit, explicit or from npt
+    let p = Params { ring_weight: Some(128), ..Params::new(12) };
+    let (v, reason) = param_err(&[8.0], &[45.0], &p, "ring_weight");
+    assert_eq!(v, "128");
+    assert!(reason.contains("at most 127"), "{reason}");
+    let (v, reason) = param_err(&[8.0], &[45.0], &Params { npt: 70_000, ..Params::new(12) }, "ring_weight");
+    assert_eq!(v, "134");
+    assert!(reason.contains("npt = 70000"), "{reason}");
+    let p = Params { ring_weight: Some(127), ring_search_init: Some(1), ring_search_max: Some(3), ..Params::new(12) };
+    let (op, _) = ok_both(&[8.0, 8.01], &[45.0, 45.01], &p);
+    assert_eq!(op.rings().0, 127);
 }
 
 #[test]

@@ -21,8 +21,9 @@ impl Drop for Handle {
     }
 }
 
-/// The links of the samples (lon, lat in degrees, validated) built on `gpu`.
-pub(crate) fn construct(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Result<Constructed> {
+/// The links of the samples (lon, lat in degrees, validated) built on `gpu`; `None` when the keep
+/// stage's lists outgrow CUB's 32-bit counts (the host stages then build them).
+pub(crate) fn construct(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) -> Result<Option<Constructed>> {
     let n = lon.len();
     if lat.len() != n {
         return Err(Error::LengthMismatch { what: "lat_deg", expected: n, got: lat.len() });
@@ -62,13 +63,7 @@ pub(crate) fn construct(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) 
     let handle = Handle(raw);
     match code {
         0 => {}
-        c if c == sys::HPSF_ERR_TOO_LARGE as i32 => {
-            return Err(Error::TooLarge {
-                what: "candidate (cell, slot) entries the GPU construction's keep stage sorts",
-                value: i32::MAX as u64,
-                limit: i32::MAX as u64 - 1,
-            })
-        }
+        c if c == sys::HPSF_ERR_TOO_LARGE as i32 => return Ok(None),
         c => status(gpu, c, "the construction")?,
     }
     if sizes.n_kept == 0 {
@@ -111,7 +106,7 @@ pub(crate) fn construct(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) 
         return Err(Error::Cuda(format!("copying the construction's results failed (cudaError {code})")));
     }
     drop(handle);
-    Ok(Constructed {
+    Ok(Some(Constructed {
         order,
         cell_ids,
         nnz,
@@ -121,7 +116,7 @@ pub(crate) fn construct(gpu: &Gpu, lon: &[f64], lat: &[f64], a: &ConstructArgs) 
         n_partial: sizes.n_partial as usize,
         n_empty: sizes.n_empty as usize,
         links: DeviceLinks::Cuda(Box::new(on_gpu)),
-    })
+    }))
 }
 
 /// The links a GPU construction built, on that GPU: by sample position (`hi`), by cell (`ptr`,
