@@ -37,6 +37,9 @@ if [ -f "$REF/ref_gpu.py" ]; then
   python3 -m pip download --no-deps -q -d .gpu/ref/wheels healpix_resample==2026.10.2 healpix_geo==0.4.1 \
     marray==0.0.12 || echo "build-gpu-tests: the reference's wheels could not be downloaded (offline?)" >&2
 fi
+# the revision the binaries are of (gpu-check.sh prints it; a session whose HEAD and tree match
+# need not build again)
+{ git rev-parse HEAD; git status --porcelain --untracked-files=no | sed 's/^/modified: /'; } > .gpu/REVISION
 ls -la .gpu
 du -sh .gpu
 cat <<'USAGE'

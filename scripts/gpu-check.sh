@@ -123,6 +123,7 @@ run test-invariants 120 $G/test-suite invariants::
 grep -h "test result\|SKIP\|panicked" "$OUT"/test-*.log > "$OUT/tests-summary.txt" 2>&1
 grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$OUT"/memcheck.log "$OUT"/racecheck.log >> "$OUT/tests-summary.txt" 2>&1
 echo "== $(cat "$OUT/gpu.txt" | tail -1)"
+echo "== binaries of $(head -1 $G/REVISION 2>/dev/null || echo 'an unknown revision (no .gpu/REVISION)')$(grep -c modified: $G/REVISION 2>/dev/null | sed 's/^0$//; s/^[1-9].*/ (with uncommitted changes)/')"
 printf '%s\n' "${summary[@]}"
 cat "$OUT/tests-summary.txt"
 for f in "$OUT"/bench-*.log; do
