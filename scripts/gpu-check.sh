@@ -9,7 +9,8 @@
 #    (bounds, conservative, both, x0, per-row missing data alone and with the others, zero-filling,
 #    progress), sample_mask, out_cell_ids, from_links; determinism at B = 1 and 64; the GPU's bits
 #    equal to the CPU's (operators, fits, resample; f32 and f64; B = 1, 3, 8, 33, 257), with the CG's
-#    iterations replayed as CUDA graphs.
+#    iterations replayed as CUDA graphs; should one fail, again without graphs and then without the
+#    lane groups of u·M as well.
 # 2. The card's device-to-device copy rate (PyTorch, CUDA events): the bandwidth the floors are
 #    taken at (the bench prints iter_bytes and setup_bytes).
 # 3. Issue 15 (construction and batched values on the device): builds of the paper patch (N = 65 536,
@@ -55,6 +56,13 @@ run() { # name, time limit (s), command...
 BENCH="$G/bench --level 12 --npt 9"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv > "$OUT/gpu.txt" 2>&1
 run test-cuda 240 $G/test-suite cuda:: --nocapture --test-threads=1
+# should a test fail, tell the new parts apart at once: the same tests without CUDA graphs, then with
+# a thread per cell in u·M as well
+if grep -q 'FAILED\|panicked' "$OUT/test-cuda.log"; then
+  run test-cuda-no-graphs 150 env HPSF_CUDA_GRAPHS=0 $G/test-suite cuda:: --nocapture --test-threads=1
+  run test-cuda-no-graphs-groups 150 env HPSF_CUDA_GRAPHS=0 HPSF_CUDA_M_GROUPS=0 $G/test-suite cuda:: --nocapture \
+      --test-threads=1
+fi
 run copy-rate 40 python3 -c '
 import torch
 x = torch.empty(1 << 31, dtype=torch.uint8, device="cuda"); y = torch.empty_like(x)
