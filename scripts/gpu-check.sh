@@ -27,7 +27,8 @@
 #    constrained fits (B = 1 and 4).
 # 5. compute-sanitizer memcheck on the parity tests and racecheck on the determinism test.
 # 6. The same benchmarks on the host's cores (issue 15's CPU setup at B = 64, blocks kept or not),
-#    and the CPU suites (solver, constrained, invariants) built with the cuda feature.
+#    issue 17's 4 ranks against 4 threads (scripts/mpi-node-check.sh, N = 1e7), and the CPU suites
+#    (solver, constrained, invariants) built with the cuda feature.
 # Order: the most valuable first; each step has a time limit, cut to what is left before DEADLINE
 # (a step with less than 15 s left is skipped and says so), so the summary always comes back.
 set -uo pipefail
@@ -120,6 +121,8 @@ fi
 run bench-cpu-f32-b64 90 $BENCH --n 1e6 --dtype f32 --batch 64 --iters 5 --reps 1
 # the same with the blocks kept between calls (the second of two calls reuses the first's)
 run bench-cpu-f32-b64-kept 120 $BENCH --n 1e6 --dtype f32 --batch 64 --iters 5 --reps 2 --keep-blocks
+# issue 17: 4 ranks against 4 threads on the same cores (its own table, mpi-node.log)
+run mpi-node 180 env OUT="$OUT/mpi" bash scripts/mpi-node-check.sh
 for dt in f32 f64; do
   for b in 1 8; do
     run "bench-cpu-$dt-b$b" 60 $BENCH --n 1e6 --dtype $dt --batch $b --iters 20 --reps 1
@@ -140,6 +143,10 @@ for f in "$OUT"/bench-*.log; do
   echo
 done
 [ -f "$OUT/copy-rate.log" ] && echo "== device copy rate: $(tail -1 "$OUT/copy-rate.log")"
+if [ -f "$OUT/mpi-node.log" ]; then
+  echo "== issue 17 on this host's cores (scripts/mpi-node-check.sh)"
+  tail -12 "$OUT/mpi-node.log"
+fi
 for f in "$OUT"/ncu-*.log; do
   [ -f "$f" ] || continue
   echo "== $(basename "$f" .log)"
