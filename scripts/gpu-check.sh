@@ -24,8 +24,10 @@
 #    (HPSF_CUDA_GRAPHS=0) and with a thread per cell in u·M (HPSF_CUDA_M_GROUPS=0); the Nsight
 #    Compute tables of the iteration's kernels at N = 1e7, B = 1 and N = 1e6, B = 64 (when ncu
 #    reads the counters); the
-#    constrained fits (B = 1 and 4).
-# 5. compute-sanitizer memcheck on the parity tests and racecheck on the determinism test.
+#    constrained fits (B = 1 and 4; B = 1 also without graphs: many short CGs, each recorded once);
+#    the bit-for-bit test with u·M's lane groups forced to 4, 8 and 32 lanes.
+# 5. compute-sanitizer memcheck on the parity tests, racecheck on the determinism test, synccheck on
+#    the bit-for-bit test.
 # 6. The same benchmarks on the host's cores (issue 15's CPU setup at B = 64, blocks kept or not),
 #    issue 17's 4 ranks against 4 threads (scripts/mpi-node-check.sh, N = 1e7), and the CPU suites
 #    (solver, constrained, invariants) built with the cuda feature.
@@ -105,13 +107,22 @@ if command -v ncu >/dev/null; then
       --launch-skip 24 --launch-count 14 $BENCH --n 1e7 --dtype f32 --iters 30 --reps 1 --device cuda:0
 fi
 run bench-constrained-b1 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --device cuda:0
+run bench-constrained-b1-no-graphs 120 env HPSF_CUDA_GRAPHS=0 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 \
+    --constrained --device cuda:0
 run bench-constrained-b4 120 $G/bench --n 1e6 --level 12 --dtype f32 --iters 0 --constrained --batch 4 --device cuda:0
+# every group size of u·M's lane groups (the default takes one, from the mean links per cell)
+for g in 4 8 32; do
+  run "test-cuda-groups-$g" 60 env HPSF_CUDA_M_GROUPS=$g $G/test-suite cuda::gpu_and_cpu_agree_bit_for_bit_f64 \
+      --nocapture --test-threads=1
+done
 if command -v compute-sanitizer >/dev/null; then
   run memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 $G/test-suite --test-threads=1 \
       cuda::every_fit_option_on_the_gpu_matches_the_cpu_f64 cuda::masks_restricted_output cuda::gpu_construction_equals cuda::batched_layouts \
       cuda::gpu_spacing_areas cuda::gpu_and_cpu_agree_bit_for_bit_f32
   run racecheck 150 compute-sanitizer --tool racecheck --error-exitcode 9 $G/test-suite --test-threads=1 \
       cuda::gpu_results_are_deterministic
+  run synccheck 90 compute-sanitizer --tool synccheck --error-exitcode 9 $G/test-suite --test-threads=1 \
+      cuda::gpu_and_cpu_agree_bit_for_bit_f32
 fi
 if command -v ncu >/dev/null; then
   # the same at B = 64 (where one gathered index serves 64 values)
@@ -132,7 +143,7 @@ run test-solver 120 $G/test-suite solver::
 run test-constrained 120 $G/test-suite constrained::
 run test-invariants 120 $G/test-suite invariants::
 grep -h "test result\|SKIP\|panicked" "$OUT"/test-*.log > "$OUT/tests-summary.txt" 2>&1
-grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$OUT"/memcheck.log "$OUT"/racecheck.log >> "$OUT/tests-summary.txt" 2>&1
+grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$OUT"/memcheck.log "$OUT"/racecheck.log "$OUT"/synccheck.log >> "$OUT/tests-summary.txt" 2>&1
 echo "== $(cat "$OUT/gpu.txt" | tail -1)"
 echo "== binaries of $(head -1 $G/REVISION 2>/dev/null || echo 'an unknown revision (no .gpu/REVISION)')$(grep -c modified: $G/REVISION 2>/dev/null | sed 's/^0$//; s/^[1-9].*/ (with uncommitted changes)/')"
 printf '%s\n' "${summary[@]}"

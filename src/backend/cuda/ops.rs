@@ -39,15 +39,20 @@ impl GpuScalars {
 }
 
 /// The lanes that read a cell's links together in `u·M` for s columns (`hpsf_m_product`): for one
-/// column, the power of two from 4 to 32 that covers the cells' mean number of links; otherwise,
-/// or with `HPSF_CUDA_M_GROUPS=0`, none (a thread per cell and column).
+/// column, the power of two from 4 to 32 that covers the cells' mean number of links; otherwise
+/// none (a thread per cell and column). `HPSF_CUDA_M_GROUPS=0` asks for none, `=4`, `8`, `16` or
+/// `32` for that many (for the tests and comparisons).
 fn m_group(s: usize, nnz: usize, k: usize) -> i32 {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if s != 1 || !*ON.get_or_init(|| crate::backend::switched_on("HPSF_CUDA_M_GROUPS")) {
-        return 0;
+    static CHOICE: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
+    let choice = CHOICE.get_or_init(|| {
+        let v = std::env::var("HPSF_CUDA_M_GROUPS").ok()?;
+        v.trim().parse::<i32>().ok().filter(|g| [0, 4, 8, 16, 32].contains(g))
+    });
+    match (s, choice) {
+        (1, Some(g)) => *g,
+        (1, None) => [4, 8, 16, 32].into_iter().find(|&g| g >= nnz.div_ceil(k.max(1))).unwrap_or(32) as i32,
+        _ => 0,
     }
-    let mean = nnz.div_ceil(k.max(1));
-    [4, 8, 16, 32].into_iter().find(|&g| g >= mean).unwrap_or(32) as i32
 }
 
 /// Null for `None`.

@@ -13,7 +13,7 @@
 use super::ops::GpuScalars;
 use super::{cuda_err, Gpu};
 use crate::error::{Error, Result};
-use cudarc::driver::{sys as cu, CudaGraph, CudaStream};
+use cudarc::driver::{result, sys as cu, CudaContext, CudaStream};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -40,7 +40,7 @@ pub(crate) enum Replay {
     /// One has run: the next is recorded.
     Ready,
     /// The iteration as a graph.
-    Recorded(CudaGraph),
+    Recorded(Graph),
     /// Graphs switched off, or the driver could not record the iteration: plain launches.
     Plain,
 }
@@ -52,6 +52,53 @@ impl Replay {
             Replay::First
         } else {
             Replay::Plain
+        }
+    }
+}
+
+/// A recorded iteration: the graph, its executable, and the stream it was recorded on.
+pub(crate) struct Graph {
+    graph: cu::CUgraph,
+    exec: cu::CUgraphExec,
+    ctx: Arc<CudaContext>,
+    _stream: Arc<CudaStream>,
+}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind_to_thread();
+        // SAFETY: both were made by `Gpu::record` and are destroyed once, here; an executable
+        // still running is freed when it completes (cuGraphExecDestroy).
+        unsafe {
+            let _ = result::graph::exec_destroy(self.exec);
+            let _ = result::graph::destroy(self.graph);
+        }
+    }
+}
+
+/// An open stream capture of this thread: ended (its graph destroyed) and the thread's recording
+/// state cleared however the recording ends, a panic included.
+struct Capture(cu::CUstream);
+
+impl Capture {
+    /// Ends the capture: the graph of what was recorded (an error where the capture broke).
+    fn end(self) -> std::result::Result<cu::CUgraph, cudarc::driver::DriverError> {
+        let stream = self.0;
+        std::mem::forget(self);
+        RECORDING.with(|r| r.borrow_mut().take());
+        // SAFETY: the stream is alive (held by the caller) and captures on this thread.
+        unsafe { result::stream::end_capture(stream) }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        RECORDING.with(|r| r.borrow_mut().take());
+        // SAFETY: as in `end`; the graph, if any, is not used.
+        if let Ok(graph) = unsafe { result::stream::end_capture(self.0) } {
+            if !graph.is_null() {
+                let _ = unsafe { result::graph::destroy(graph) };
+            }
         }
     }
 }
@@ -94,7 +141,7 @@ impl Gpu {
                 self.bind()?;
                 // SAFETY: the graph's executable is alive (owned by `graph`) and was recorded in this
                 // GPU's context; the stream is this GPU's.
-                unsafe { cudarc::driver::result::graph::launch(graph.cu_graph_exec(), self.stream.cu_stream()) }
+                unsafe { result::graph::launch(graph.exec, self.stream.cu_stream()) }
                     .map_err(cuda_err("launching a recorded CG iteration"))?;
                 COUNTS[1].fetch_add(1, Ordering::Relaxed);
             } else {
@@ -110,31 +157,39 @@ impl Gpu {
 
     /// The launches `body` makes, recorded as a graph and not run. `Ok(None)` when the driver cannot
     /// record them (the caller then launches them as usual); `body`'s own error as it is.
-    fn record(&self, body: impl FnOnce() -> Result<()>) -> Result<Option<CudaGraph>> {
+    fn record(&self, body: impl FnOnce() -> Result<()>) -> Result<Option<Graph>> {
         self.bind()?;
+        // a stream that does not wait for the default one: a blocking stream's capture would be
+        // broken by any other thread's work on the default stream
         let Ok(stream) = self.ctx.new_stream() else { return Ok(None) };
-        if stream.begin_capture(cu::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).is_err() {
+        let mode = cu::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+        // SAFETY: the stream is alive (held until this function returns) and belongs to this context.
+        if unsafe { result::stream::begin_capture(stream.cu_stream(), mode) }.is_err() {
             return Ok(None);
         }
-        /// Ends this thread's recording state however `body` ends (a panic included).
-        struct Recording;
-        impl Drop for Recording {
-            fn drop(&mut self) {
-                RECORDING.with(|r| r.borrow_mut().take());
-            }
-        }
         RECORDING.with(|r| *r.borrow_mut() = Some((stream.clone(), false)));
-        let guard = Recording;
+        let capture = Capture(stream.cu_stream());
         let ran = body();
         let spoiled = RECORDING.with(|r| r.borrow().as_ref().is_some_and(|(_, spoiled)| *spoiled));
-        drop(guard);
-        let graph = stream.end_capture(cu::CUgraphInstantiate_flags(0));
-        match graph {
-            // a launch the driver would not record ends the capture with an error, and an iteration
-            // that allocates or copies to the host cannot be replayed: launched as usual instead
-            // (where a real error shows again)
-            Ok(Some(graph)) if !spoiled => ran.map(|()| Some(graph)),
-            _ => Ok(None),
+        // a launch the driver would not record breaks the capture (an error here), and an iteration
+        // that allocates or copies to the host cannot be replayed: launched as usual instead (where
+        // a real error shows again)
+        let graph = match capture.end() {
+            Ok(graph) if !graph.is_null() => graph,
+            _ => return Ok(None),
+        };
+        // SAFETY: the graph was just captured; it is destroyed with the executable (Graph's drop) or here.
+        let exec = match unsafe { result::graph::instantiate(graph, cu::CUgraphInstantiate_flags(0)) } {
+            Ok(exec) => exec,
+            Err(_) => {
+                let _ = unsafe { result::graph::destroy(graph) };
+                return Ok(None);
+            }
+        };
+        let recorded = Graph { graph, exec, ctx: self.ctx.clone(), _stream: stream };
+        if spoiled {
+            return Ok(None);
         }
+        ran.map(|()| Some(recorded))
     }
 }
