@@ -129,14 +129,14 @@ if command -v ncu >/dev/null; then
   run ncu-1e6-b64 120 ncu --clock-control none --kernel-name regex:'mt_product|m_product|cg_update|cg_direction|tree_stage' \
       --launch-skip 24 --launch-count 7 $BENCH --n 1e6 --dtype f32 --batch 64 --iters 8 --reps 1 --device cuda:0
 fi
-run bench-cpu-f32-b64 90 $BENCH --n 1e6 --dtype f32 --batch 64 --iters 5 --reps 1
+run bench-cpu-f32-b64 90 $BENCH --n 1e6 --dtype f32 --batch 64 --iters 5 --reps 2
 # the same with the blocks kept between calls (the second of two calls reuses the first's)
 run bench-cpu-f32-b64-kept 120 $BENCH --n 1e6 --dtype f32 --batch 64 --iters 5 --reps 2 --keep-blocks
 # issue 17: 4 ranks against 4 threads on the same cores (its own table, mpi-node.log)
 run mpi-node 180 env OUT="$OUT/mpi" bash scripts/mpi-node-check.sh
 for dt in f32 f64; do
   for b in 1 8; do
-    run "bench-cpu-$dt-b$b" 60 $BENCH --n 1e6 --dtype $dt --batch $b --iters 20 --reps 1
+    run "bench-cpu-$dt-b$b" 60 $BENCH --n 1e6 --dtype $dt --batch $b --iters 20 --reps 2
   done
 done
 run test-solver 120 $G/test-suite solver::
