@@ -100,14 +100,6 @@ pub mod solver;
 pub mod sparse;
 
 pub use backend::Device;
-
-/// CG iterations on a GPU in this process: `[graphs recorded, iterations launched as a graph,
-/// recordings that failed]` (for the tests and the bench; see `src/backend/cuda/replay.rs`).
-#[cfg(feature = "cuda")]
-#[doc(hidden)]
-pub fn cuda_graph_counts() -> [usize; 3] {
-    backend::cuda::graph_counts()
-}
 pub use error::{Error, Result};
 pub use geometry::Ellipsoid;
 pub use operator::{
@@ -116,3 +108,11 @@ pub use operator::{
 };
 pub use real::Real;
 pub use solver::{Bound, EmptyCells, Fit, FitInfo, FitOptions, Interrupt, MissingData, Stopping};
+
+/// CG iterations on a GPU in this process: `[graphs recorded, iterations launched as a graph,
+/// recordings that failed]` (for the tests and the bench; see `src/backend/cuda/replay.rs`).
+#[cfg(feature = "cuda")]
+#[doc(hidden)]
+pub fn cuda_graph_counts() -> [usize; 3] {
+    backend::cuda::graph_counts()
+}

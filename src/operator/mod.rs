@@ -186,10 +186,10 @@ pub(crate) struct Config {
     pub num_threads: usize,
 }
 
-/// Smallest r with (2r+1)² ≥ npt, i.e. ceil((√npt − 1)/2), without overflow for any npt.
 /// The largest `ring_weight`: (2·127 + 1)² = 65 025 candidate slots per sample cell.
 pub(crate) const MAX_RING_WEIGHT: u64 = 127;
 
+/// Smallest r with (2r+1)² ≥ npt, i.e. ceil((√npt − 1)/2), without overflow for any npt.
 fn r_min(npt: usize) -> u64 {
     let n = npt as u128;
     let sq = |r: u128| (2 * r + 1) * (2 * r + 1);

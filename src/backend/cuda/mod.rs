@@ -229,18 +229,20 @@ impl Gpu {
             self.bind()?;
             let n = src.len * std::mem::size_of::<T>();
             let mut d = dst.bytes.slice_mut(..n);
-            let stream = replay::recording_stream().unwrap_or_else(|| self.stream.clone());
-            stream.memcpy_dtod(&src.bytes.slice(..n), &mut d).map_err(cuda_err("copying on the GPU"))?;
+            self.on().memcpy_dtod(&src.bytes.slice(..n), &mut d).map_err(cuda_err("copying on the GPU"))?;
         }
         Ok(())
     }
 
-    /// The stream launches go to: the GPU's, or the one this thread records an iteration on.
+    /// The stream launches and copies on the device go to: the GPU's, or the one this thread
+    /// records an iteration on.
+    fn on(&self) -> Arc<CudaStream> {
+        replay::recording_stream().unwrap_or_else(|| self.stream.clone())
+    }
+
+    /// [`Gpu::on`] as the launchers take it.
     fn stream(&self) -> sys::hpsf_stream {
-        match replay::recording_stream() {
-            Some(s) => s.cu_stream() as sys::hpsf_stream,
-            None => self.stream.cu_stream() as sys::hpsf_stream,
-        }
+        self.on().cu_stream() as sys::hpsf_stream
     }
 
     /// Makes this GPU's context current on the calling thread: the launchers use the CUDA runtime,

@@ -48,7 +48,8 @@ pub(crate) enum Replay {
 impl Replay {
     /// The state of a new CG.
     pub fn new() -> Replay {
-        if crate::backend::switched_on("HPSF_CUDA_GRAPHS") {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *ON.get_or_init(|| crate::backend::switched_on("HPSF_CUDA_GRAPHS")) {
             Replay::First
         } else {
             Replay::Plain
