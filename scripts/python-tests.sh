@@ -11,7 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ref=../shared/reference/setup_ref.sh
-if [ -f "$ref" ] && VENV=$PWD/.venv-ref timeout 900 bash "$ref" >/tmp/hpsf-setup-ref.log 2>&1; then
+# PIP_NO_COMPILE=0 is pip's --no-compile for the pip calls of the shared script (pip reads the
+# variable as the value of its "compile" option: 0 turns byte-compiling off): the reference's
+# environment is made in 53 s instead of 82 here
+if [ -f "$ref" ] && PIP_NO_COMPILE=0 VENV=$PWD/.venv-ref timeout 900 bash "$ref" >/tmp/hpsf-setup-ref.log 2>&1; then
   venv=.venv-ref
 else
   echo "python-tests: the reference's environment could not be made (see /tmp/hpsf-setup-ref.log):" \
@@ -30,6 +33,6 @@ rm -rf target/python/wheels
 wheel=$(ls target/python/wheels/healpix_psf-*.whl)
 echo "python-tests: built $wheel"
 "$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
-"$venv/bin/pip" install -q --disable-pip-version-check "$wheel[test]"
+"$venv/bin/pip" install -q --disable-pip-version-check --no-compile "$wheel[test]"
 # from the tests' folder, so that the installed package is the one imported
 (cd python/tests && "../../$venv/bin/python" -m pytest -q -rs -p no:cacheprovider .)

@@ -23,8 +23,11 @@ for tool in gfortran valgrind; do
 done
 # the command-line tool's tests (they need NetCDF-C; without it, the suite runs without the tool):
 # its output is checked with xdggs and easygems from a venv made here
+# (--no-compile: pip would byte-compile every module of the ~870 MB this pulls in, 35 s of a 2-core
+# machine; Python compiles the few it imports when it imports them)
 if [ ! -x .venv-check/bin/python ]; then
-  { python3 -m venv .venv-check && .venv-check/bin/pip install -q xarray netCDF4 xdggs easygems; } ||
+  { python3 -m venv .venv-check &&
+    .venv-check/bin/pip install -q --disable-pip-version-check --no-compile xarray netCDF4 xdggs easygems; } ||
     { echo "test-all: could not make .venv-check: the xdggs/easygems check will SKIP" >&2; rm -rf .venv-check; }
 fi
 # Julia 1.5.3 (Debian bullseye's packages, unpacked into .cache/) runs the Julia binding's test
