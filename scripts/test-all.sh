@@ -10,6 +10,13 @@
 # compiled. Each stage prints its wall time ("== stage ... s") to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One codegen unit per crate for this script's builds (the Python wheel's and the MPI stage's too):
+# on CI's two cores a build is bound by its total CPU work, and cargo's release default of 16 units
+# compiles the code inlined into each unit again in each. The suite's build: 10m09 of CPU instead of
+# 13m10, 5m24 instead of 6m55 (benches/RESULTS.md). Results do not depend on it (no fast-math; the
+# tests compare bits across devices and thread counts). A plain `cargo build` keeps the default, so
+# after this script it compiles again.
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-1}
 t0=$SECONDS
 stage() { echo "== stage $1: $((SECONDS - t0)) s" >&2; t0=$SECONDS; }
 # gfortran and valgrind for the Fortran test program and the C program's memory check (those tests
