@@ -532,7 +532,7 @@ fn fit_equals_single_process(
         (0..b).flat_map(|r| cells.iter().map(move |&c| 0.05 * ((c % 97) as f64 + r as f64).sin())).collect()
     };
     // bounded: each active-set pass's CG to 1e-6 (the passes, the held cells and their order are what
-    // these cases check; to 1e-10 they ran 400–900 iterations, half of this test's time)
+    // these cases check; to 1e-10 they ran 320–900 iterations, the most of this test's time)
     let bounded = FitOptions { lower: Bound::Value(9.2), upper: Bound::Input, tol: 1e-6, ..base.clone() };
     let cases = [
         ("damped, pooled", base.clone()),
@@ -649,9 +649,9 @@ fn fit_equals_single_process(
 
 /// The single process's `fit_resample` of all samples, run on rank 0 only and sent to every rank
 /// (its field, its values at the samples and the info the tests compare). Run on every rank, it cost
-/// as many single-process fits as there are ranks: on CI's two cores, four ranks spent two thirds
-/// of their time fitting the same single process four times. (Rank 0 fits with all threads, the
-/// others compare with fits of one thread: the same bits, as with any thread count.)
+/// as many single-process fits as there are ranks: on CI's two cores this test took 87 s on four
+/// ranks, 61 s with the fit on rank 0 only. (Rank 0 fits with all threads, the others compare with
+/// fits of one thread: the same bits, as with any thread count.)
 fn single_fit_from_rank0(
     world: &mpi::topology::SimpleCommunicator,
     single: &PsfResampler<f64>,
