@@ -31,6 +31,14 @@ const HEADERS: &[&str] = &[
     "csrc/construct.h",
     "include/hpsf_kernels.h",
 ];
+/// The CUDA emulator (csrc/emu/README.md), used instead of nvcc with `HPSF_CUDA_EMULATE=1`.
+const EMULATOR: &[&str] = &[
+    "csrc/emu/cuda_runtime.h",
+    "csrc/emu/cub/cub.cuh",
+    "csrc/emu/emu_shared.h",
+    "csrc/emu/emu.cpp",
+    "csrc/emu/libcuda.cpp",
+];
 const DEFAULT_GENCODE: &str = "-gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90,code=sm_90 \
                                -gencode=arch=compute_90,code=compute_90";
 
@@ -65,12 +73,43 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
-    for f in KERNELS.iter().chain(HEADERS) {
+    for f in KERNELS.iter().chain(HEADERS).chain(EMULATOR) {
         println!("cargo:rerun-if-changed={f}");
     }
-    for v in ["CUDA_HOME", "CUDA_PATH", "HPSF_CUDA_GENCODE", "PATH"] {
+    for v in ["CUDA_HOME", "CUDA_PATH", "HPSF_CUDA_GENCODE", "PATH", "HPSF_CUDA_EMULATE"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
+    if std::env::var("HPSF_CUDA_EMULATE").is_ok_and(|v| !v.is_empty() && v != "0") {
+        emulated_kernels();
+    } else {
+        nvcc_kernels();
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let bindings = std::panic::catch_unwind(|| {
+        bindgen::Builder::default()
+            .header("include/hpsf_kernels.h")
+            .allowlist_function("hpsf_.*")
+            .allowlist_type("hpsf_stream")
+            .allowlist_var("HPSF_.*")
+            // the CG scalars' layout is written once, in src/backend/mod.rs
+            .blocklist_type("hpsf_cg_scalars")
+            .blocklist_type("hpsf_box_args")
+            .raw_line("use crate::backend::{hpsf_box_args, hpsf_cg_scalars};")
+            .layout_tests(false)
+            .generate()
+    });
+    match bindings {
+        Ok(Ok(b)) => b.write_to_file(out.join("hpsf_kernels.rs")).expect("writing the bindings"),
+        Ok(Err(e)) => fail(&format!("bindgen could not read include/hpsf_kernels.h: {e}")),
+        Err(_) => fail(
+            "bindgen needs libclang: install it (Debian/Ubuntu: `apt-get install libclang-dev`) or point \
+             LIBCLANG_PATH at the directory holding libclang.so",
+        ),
+    }
+}
+
+/// The kernels compiled by nvcc into `libhpsf_kernels.a`, with the CUDA runtime linked statically.
+fn nvcc_kernels() {
     let cuda = cuda_home();
     let nvcc = cuda.join("bin").join("nvcc");
 
@@ -102,29 +141,92 @@ fn main() {
     for l in ["dl", "pthread", "rt"] {
         println!("cargo:rustc-link-lib={l}");
     }
+}
 
+/// The kernels compiled for the host's CUDA emulator (`HPSF_CUDA_EMULATE=1`, csrc/emu/README.md): each
+/// `.cu` file with its launches `k<<<grid, block, shared, stream>>>(args)` rewritten as
+/// `hpsf_emu::launch("k", k, grid, block, shared, stream)(args)` and compiled by the host's C++
+/// compiler against csrc/emu's `cuda_runtime.h` and `cub/cub.cuh`, with the emulator's runtime, into
+/// `libhpsf_kernels.a`; the emulator's driver is built as `<target>/<profile>/cuda-emu/libcuda.so`,
+/// for `LD_LIBRARY_PATH` (cudarc loads the driver by that name).
+fn emulated_kernels() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    let bindings = std::panic::catch_unwind(|| {
-        bindgen::Builder::default()
-            .header("include/hpsf_kernels.h")
-            .allowlist_function("hpsf_.*")
-            .allowlist_type("hpsf_stream")
-            .allowlist_var("HPSF_.*")
-            // the CG scalars' layout is written once, in src/backend/mod.rs
-            .blocklist_type("hpsf_cg_scalars")
-            .blocklist_type("hpsf_box_args")
-            .raw_line("use crate::backend::{hpsf_box_args, hpsf_cg_scalars};")
-            .layout_tests(false)
-            .generate()
-    });
-    match bindings {
-        Ok(Ok(b)) => b.write_to_file(out.join("hpsf_kernels.rs")).expect("writing the bindings"),
-        Ok(Err(e)) => fail(&format!("bindgen could not read include/hpsf_kernels.h: {e}")),
-        Err(_) => fail(
-            "bindgen needs libclang: install it (Debian/Ubuntu: `apt-get install libclang-dev`) or point \
-             LIBCLANG_PATH at the directory holding libclang.so",
-        ),
+    let dir = out.join("emu");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("creating {}: {e}", dir.display())));
+    let mut build = cc::Build::new();
+    build.cpp(true).include("csrc/emu").include("csrc").include("include").flag("-std=c++17").flag("-O2");
+    // the same arithmetic as the GPU's (-fmad=false) and the CPU's
+    build.flag("-ffp-contract=off").file("csrc/emu/emu.cpp");
+    for k in KERNELS {
+        let text = std::fs::read_to_string(k).unwrap_or_else(|e| fail(&format!("reading {k}: {e}")));
+        let name = Path::new(k).file_stem().and_then(|s| s.to_str()).unwrap_or("kernels");
+        let dest = dir.join(format!("{name}.cpp"));
+        let origin = std::fs::canonicalize(k).unwrap_or_else(|_| PathBuf::from(k));
+        let source = format!("#line 1 \"{}\"\n{}", origin.display(), emulated_launches(&text, k));
+        std::fs::write(&dest, source).unwrap_or_else(|e| fail(&format!("writing {}: {e}", dest.display())));
+        build.file(&dest);
     }
+    build.compile("hpsf_kernels");
+
+    // <target>/<profile>: OUT_DIR is <target>/<profile>/build/<package>-<hash>/out
+    let profile_dir = out.ancestors().nth(3).unwrap_or(&out).join("cuda-emu");
+    std::fs::create_dir_all(&profile_dir).unwrap_or_else(|e| fail(&format!("creating {}: {e}", profile_dir.display())));
+    let lib = profile_dir.join("libcuda.so");
+    let mut cmd = cc::Build::new().cpp(true).get_compiler().to_command();
+    cmd.args(["-shared", "-fPIC", "-O2", "-std=c++17", "-Wl,-soname,libcuda.so", "-o"])
+        .arg(&lib)
+        .arg("csrc/emu/libcuda.cpp")
+        .arg("-lstdc++");
+    match cmd.status() {
+        Ok(s) if s.success() => {}
+        other => fail(&format!("building the CUDA emulator's driver {} failed: {other:?}", lib.display())),
+    }
+    println!(
+        "cargo:warning=HPSF_CUDA_EMULATE: the kernels run on the host's CUDA emulator, not on a GPU; run with \
+         LD_LIBRARY_PATH={}",
+        profile_dir.display()
+    );
+}
+
+/// `source` with every launch `kernel<<<config>>>(` rewritten as `hpsf_emu::launch("kernel", kernel,
+/// config)(`; the kernel is the identifier before `<<<`, with its template arguments if any.
+fn emulated_launches(source: &str, file: &str) -> String {
+    let mut out = String::with_capacity(source.len() + 1024);
+    let mut rest = source;
+    while let Some(open) = rest.find("<<<") {
+        let close =
+            rest[open..].find(">>>").map(|c| open + c).unwrap_or_else(|| fail(&format!("{file}: <<< without >>>")));
+        let head = &rest[..open];
+        let bytes = head.as_bytes();
+        let mut start = head.len();
+        // template arguments: back to the matching '<'
+        if head.ends_with('>') {
+            let mut depth = 0i32;
+            while start > 0 {
+                start -= 1;
+                match bytes[start] {
+                    b'>' => depth += 1,
+                    b'<' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+        }
+        while start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
+            start -= 1;
+        }
+        let kernel = &head[start..];
+        if kernel.is_empty() || kernel.starts_with('<') {
+            fail(&format!("{file}: no kernel name before <<<"));
+        }
+        out.push_str(&head[..start]);
+        out.push_str(&format!("hpsf_emu::launch(\"{kernel}\", {kernel}, {})", &rest[open + 3..close]));
+        rest = &rest[close + 3..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The CUDA toolkit directory: CUDA_HOME, CUDA_PATH, or the parent of the `nvcc` on PATH.

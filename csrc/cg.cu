@@ -126,6 +126,8 @@ extern "C" int hpsf_row_max_abs(int32_t dtype, const void *a, int64_t e, int32_t
 // Columns per tile of the levels above the first: narrower, so that a tile always has several rows.
 #define HPSF_STAGE_WIDTH 32
 
+extern "C" int hpsf_emulated(void) { return HPSF_EMULATED; }
+
 extern "C" int64_t hpsf_reduction_tiles(int64_t rows, int32_t s) {
     int64_t per = HPSF_BLOCK / hpsf_tile_width(s, HPSF_BLOCK);
     return (rows + per - 1) / per;

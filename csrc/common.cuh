@@ -6,6 +6,11 @@
 #include "rules.h"
 #include "construct.h"
 
+// 1 under the host's CUDA emulator (csrc/emu/cuda_runtime.h defines it), else 0.
+#ifndef HPSF_EMULATED
+#define HPSF_EMULATED 0
+#endif
+
 // The distance and the squared chord (hpsf_distance, hpsf_chord2) are construct.h's, shared with
 // the host.
 

@@ -35,6 +35,10 @@ typedef struct CUstream_st *hpsf_stream;
 struct hpsf_cg_scalars;
 struct hpsf_box_args;
 
+/* 1 when these kernels are the host's CUDA emulator's (a build with HPSF_CUDA_EMULATE=1, csrc/emu),
+ * 0 when nvcc compiled them for a GPU.                                                             */
+int hpsf_emulated(void);
+
 /* ---- fused gather-weight (construction) ------------------------------------------------------
  * By sample position p: for each link t with hi[p*npt+t] >= 0, d = 2R asin(|x_p - c_k|/2) from the
  * sample's and the cell's unit vectors (f64), d_m = (T)d, W = exp(-2 d_m^2 / s2) * area[p],

@@ -72,6 +72,31 @@ fn bytes_of_mut<T: Copy>(v: &mut [T]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
 }
 
+/// The name csrc/emu/libcuda.cpp gives its device.
+const EMULATOR: &str = "healpix-psf CUDA emulator";
+
+/// Fails unless the kernels and the driver agree on where kernels run: nvcc's kernels need NVIDIA's
+/// driver, the host emulator's (a build with `HPSF_CUDA_EMULATE=1`, csrc/emu) its own libcuda.so.
+fn check_emulation(ctx: &CudaContext) -> Result<()> {
+    // SAFETY: a constant of the kernels' library.
+    let emulated = unsafe { sys::hpsf_emulated() } != 0;
+    let driver_emulates = ctx.name().is_ok_and(|n| n == EMULATOR);
+    match (emulated, driver_emulates) {
+        (true, false) => Err(Error::DeviceUnavailable(
+            "this build runs its kernels on the host's CUDA emulator (HPSF_CUDA_EMULATE=1), but the libcuda.so \
+             loaded is not the emulator's: put <target>/<profile>/cuda-emu on LD_LIBRARY_PATH, or build without \
+             HPSF_CUDA_EMULATE"
+                .into(),
+        )),
+        (false, true) => Err(Error::DeviceUnavailable(
+            "the libcuda.so loaded is the CUDA emulator's (csrc/emu), but this build's kernels were compiled by \
+             nvcc for a GPU: take the emulator's folder off LD_LIBRARY_PATH"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A GPU: its primary context and the stream all work runs on.
 #[derive(Clone)]
 pub(crate) struct Gpu {
@@ -134,6 +159,7 @@ impl Gpu {
         }
         let ctx =
             CudaContext::new(ordinal).map_err(|e| Error::DeviceUnavailable(format!("CUDA device {ordinal}: {e}")))?;
+        check_emulation(&ctx)?;
         // SAFETY: every buffer of this crate is used on this context's single default stream, so no
         // cross-stream synchronisation is needed and the per-use event records are pure overhead.
         unsafe { ctx.disable_event_tracking() };
