@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/setup-cuda.sh | tail -1)"
+# nvcc's kernels for the GPU, never the host emulator's (csrc/emu)
+unset HPSF_CUDA_EMULATE
 mkdir -p .gpu
 cargo build --release --features cuda --example bench --example demo
 cp target/release/examples/bench target/release/examples/demo .gpu/
