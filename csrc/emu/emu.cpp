@@ -266,24 +266,6 @@ void drop_grid(void *p) {
     delete g;
 }
 
-// A copy or fill enqueued on a stream.
-struct Copy {
-    void *dst;
-    const void *src;  // nullptr: fill with `value`
-    int value;
-    size_t bytes;
-};
-
-void run_copy(void *p) {
-    const Copy &c = *static_cast<Copy *>(p);
-    if (c.src)
-        memmove(c.dst, c.src, c.bytes);
-    else
-        memset(c.dst, c.value, c.bytes);
-}
-
-void drop_copy(void *p) { delete static_cast<Copy *>(p); }
-
 // Runs `op` now, or appends it to what `st` records.
 cudaError_t enqueue(cudaStream_t st, hpsf_emu_op op) {
     if (hpsf_emu_capturing(st)) {
@@ -409,12 +391,12 @@ cudaError_t cudaFreeAsync(void *p, cudaStream_t st) {
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t st) {
     if (!dst || !src) return fail(cudaErrorInvalidValue);
-    return enqueue(st, hpsf_emu_op{run_copy, drop_copy, new Copy{dst, src, 0, bytes}});
+    return enqueue(st, (new hpsf_emu_copy{dst, src, 0, bytes})->op());
 }
 
 cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t st) {
     if (!p) return fail(cudaErrorInvalidValue);
-    return enqueue(st, hpsf_emu_op{run_copy, drop_copy, new Copy{p, nullptr, value, bytes}});
+    return enqueue(st, (new hpsf_emu_copy{p, nullptr, value, bytes})->op());
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t st) {

@@ -42,6 +42,23 @@ struct hpsf_emu_ops {
     }
 };
 
+// A copy (src) or a fill (src == nullptr: `value` bytes) enqueued on a stream, as an op.
+struct hpsf_emu_copy {
+    void *dst;
+    const void *src;
+    int value;
+    size_t bytes;
+    static void run(void *p) {
+        const hpsf_emu_copy &c = *static_cast<hpsf_emu_copy *>(p);
+        if (c.src)
+            memmove(c.dst, c.src, c.bytes);
+        else
+            memset(c.dst, c.value, c.bytes);
+    }
+    static void drop(void *p) { delete static_cast<hpsf_emu_copy *>(p); }
+    hpsf_emu_op op() { return hpsf_emu_op{run, drop, this}; }
+};
+
 #define HPSF_EMU_STREAM_MAGIC 0x48505346u  // "HPSF"
 
 // A stream (the null handle is the default stream, which never captures): while `capturing`, the

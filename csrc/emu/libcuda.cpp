@@ -40,29 +40,14 @@ struct Exec {
     Graph *g;
 };
 
-struct Copy {
-    void *dst;
-    const void *src;
-    int value;
-    size_t bytes;
-};
-void run_copy(void *p) {
-    const Copy &c = *static_cast<Copy *>(p);
-    if (c.src)
-        memmove(c.dst, c.src, c.bytes);
-    else
-        memset(c.dst, c.value, c.bytes);
-}
-void drop_copy(void *p) { delete static_cast<Copy *>(p); }
-
 CUresult copy_on(CUstream s, void *dst, const void *src, int value, size_t bytes) {
     if (!dst || (!src && value < 0)) return INVALID_VALUE;
     if (hpsf_emu_capturing(s)) {
-        s->recorded.push(hpsf_emu_op{run_copy, drop_copy, new Copy{dst, src, value, bytes}});
+        s->recorded.push((new hpsf_emu_copy{dst, src, value, bytes})->op());
         return OK;
     }
-    Copy c{dst, src, value, bytes};
-    run_copy(&c);
+    hpsf_emu_copy c{dst, src, value, bytes};
+    hpsf_emu_copy::run(&c);
     return OK;
 }
 
