@@ -142,8 +142,6 @@ void switch_away() {
     hpsf_emu_switch(&b.fibers[from].sp, b.scheduler_sp);
 }
 
-void to_scheduler() { switch_away(); }
-
 void release_barrier() {
     for (Fiber &f : blk().fibers)
         if (f.state == AT_BARRIER) f.state = READY;
@@ -329,7 +327,7 @@ uint64_t shuffle(unsigned int mask, uint64_t bits, int src_lane) {
         *waiters |= 1u << lane;
         f.state = AT_SHUFFLE;
         f.mask = mask;
-        to_scheduler();
+        switch_away();
     };
     auto wake = [&](uint32_t *waiters) {
         const uint32_t m = *waiters;
@@ -368,7 +366,7 @@ void __syncthreads() {
         return;
     }
     f.state = AT_BARRIER;
-    to_scheduler();
+    switch_away();
 }
 
 cudaError_t cudaGetLastError() {
