@@ -13,12 +13,7 @@ mkdir -p .gpu
 cargo build --release --features cuda --example bench --example demo
 cp target/release/examples/bench target/release/examples/demo .gpu/
 # the integration tests, one binary (tests/suite): its cuda:: tests and the CPU suites
-exe=$(cargo test --release --features cuda --test suite --no-run --message-format=json 2>/dev/null |
-        python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
-        print(m["executable"])' | tail -1)
+exe=$(bash scripts/test-binary.sh suite --features cuda 2>/dev/null)
 cp "$exe" .gpu/test-suite
 # issue 17 on the device machine's cores (scripts/mpi-node-check.sh): the distributed benchmark, and
 # the Open MPI runtime as a wheel (that machine has no MPI; the program runs on the wheel's libmpi)

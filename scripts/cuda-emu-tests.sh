@@ -11,12 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HPSF_CUDA_EMULATE=1 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/emu}
-exe=$(cargo test --release --features cuda --test suite --no-run --message-format=json |
-      python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "suite":
-        print(m["executable"])' | tail -1)
+exe=$(bash scripts/test-binary.sh suite --features cuda)
 [ -x "$exe" ] || { echo "cuda-emu-tests: the test binary was not built" >&2; exit 1; }
 lib=$(cd "$CARGO_TARGET_DIR/release/cuda-emu" && pwd)
 [ -f "$lib/libcuda.so" ] || { echo "cuda-emu-tests: no emulator driver at $lib/libcuda.so" >&2; exit 1; }

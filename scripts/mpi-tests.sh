@@ -7,12 +7,7 @@ cd "$(dirname "$0")/.."
 # command line as an MPI program, last). (cargo's progress and any build error on stderr: a failed
 # build must say why.)
 if bash scripts/netcdf-dev.sh >/dev/null 2>&1; then features=cli,mpi; else features=mpi; fi
-exe=$(cargo test --release --features $features --test mpi --no-run --message-format=json |
-      python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "mpi":
-        print(m["executable"])' | tail -1)
+exe=$(bash scripts/test-binary.sh mpi --features $features)
 [ -x "$exe" ] || { echo "mpi-tests: the test binary was not built" >&2; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 for np in 1 2 3 4; do
