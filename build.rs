@@ -73,7 +73,7 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
-    for f in KERNELS.iter().chain(HEADERS).chain(EMULATOR) {
+    for f in KERNELS.iter().chain(HEADERS) {
         println!("cargo:rerun-if-changed={f}");
     }
     for v in ["CUDA_HOME", "CUDA_PATH", "HPSF_CUDA_GENCODE", "PATH", "HPSF_CUDA_EMULATE"] {
@@ -150,6 +150,10 @@ fn nvcc_kernels() {
 /// `libhpsf_kernels.a`; the emulator's driver is built as `<target>/<profile>/cuda-emu/libcuda.so`,
 /// for `LD_LIBRARY_PATH` (cudarc loads the driver by that name).
 fn emulated_kernels() {
+    // (only here: a change to the emulator does not rebuild nvcc's kernels)
+    for f in EMULATOR {
+        println!("cargo:rerun-if-changed={f}");
+    }
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let dir = out.join("emu");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("creating {}: {e}", dir.display())));

@@ -93,7 +93,9 @@ T shfl(unsigned int mask, T v, int src_lane) {
     return out;
 }
 
-inline int lane_id() { return (int)(threadIdx.x % 32); }
+// The calling thread's index in its block (x fastest) and its lane in its warp.
+inline unsigned int linear_id() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
+inline int lane_id() { return (int)(linear_id() % 32); }
 }  // namespace hpsf_emu
 
 template <typename T>

@@ -216,18 +216,19 @@ void run_block(unsigned int threads) {
         if (!ran && blk().live > 0) deadlock();
     }
     for (const Warp &w : blk().warps)
-        for (const Warp::Channel &c : w.channels)
+        for (const Warp::Channel &c : w.channels) {
+            const int first = __builtin_ctz(c.mask);
             for (int l = 0; l < 32; ++l)
-                if (c.mask >> l & 1u && c.offered[l] != c.offered[__builtin_ctz(c.mask)]) {
+                if (c.mask >> l & 1u && c.offered[l] != c.offered[first]) {
                     char msg[256];
                     snprintf(msg, sizeof msg,
                              "kernel %s, block (%u, %u, %u): the lanes of the shuffle mask %#x took part in "
                              "different numbers of shuffles (lane %d: %llu, lane %d: %llu)",
                              blk().name, blockIdx.x, blockIdx.y, blockIdx.z, c.mask, l,
-                             (unsigned long long)c.offered[l], __builtin_ctz(c.mask),
-                             (unsigned long long)c.offered[__builtin_ctz(c.mask)]);
+                             (unsigned long long)c.offered[l], first, (unsigned long long)c.offered[first]);
                     hpsf_emu_fatal(msg);
                 }
+        }
 }
 
 struct Grid {
@@ -286,23 +287,23 @@ hpsf_emu_heap heap;
 
 namespace hpsf_emu {
 
-void launch_op(const char *name, dim3 grid, dim3 blk, cudaStream_t st, void (*thread)(void *), void *arg,
+void launch_op(const char *name, dim3 grid, dim3 block, cudaStream_t st, void (*thread)(void *), void *arg,
                void (*drop)(void *)) {
-    const uint64_t threads = (uint64_t)blk.x * blk.y * blk.z;
+    const uint64_t threads = (uint64_t)block.x * block.y * block.z;
     if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || threads == 0 ||
-        threads > 1024 || blk.z > 64) {
+        threads > 1024 || block.z > 64) {
         drop(arg);
         fail(cudaErrorInvalidConfiguration);
         return;
     }
-    enqueue(st, hpsf_emu_op{run_grid, drop_grid, new Grid{name, grid, blk, thread, arg, drop}});
+    enqueue(st, hpsf_emu_op{run_grid, drop_grid, new Grid{name, grid, block, thread, arg, drop}});
 }
 
 uint64_t shuffle(unsigned int mask, uint64_t bits, int src_lane) {
     Fiber &f = me();
     Block &b = blk();
-    const unsigned int linear = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-    const int lane = (int)(linear % 32);
+    const unsigned int linear = linear_id();
+    const int lane = lane_id();
     Warp &w = b.warps[linear / 32];
     if (!(mask >> lane & 1u)) fatal_in_kernel("a warp shuffle whose mask leaves out the calling lane");
     if (src_lane < 0 || src_lane > 31 || !(mask >> src_lane & 1u))

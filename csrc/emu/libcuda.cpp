@@ -53,6 +53,29 @@ CUresult copy_on(CUstream s, void *dst, const void *src, int value, size_t bytes
 
 void *ptr(CUdeviceptr p) { return (void *)(uintptr_t)p; }
 
+// The name and description of each code this driver returns.
+struct Code {
+    CUresult code;
+    const char *name, *text;
+};
+const Code CODES[] = {
+    {OK, "CUDA_SUCCESS", "no error"},
+    {INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
+    {INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
+    {ILLEGAL_STATE, "CUDA_ERROR_ILLEGAL_STATE", "the operation cannot be performed in the present state"},
+    {CAPTURE_UNSUPPORTED, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED", "operation not permitted when stream is capturing"},
+    {CAPTURE_INVALIDATED, "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED",
+     "operation failed due to a previous error during capture"},
+};
+const Code UNKNOWN = {-1, "CUDA_ERROR_UNKNOWN", "unknown error (CUDA emulator)"};
+const Code &code_of(CUresult e) {
+    for (const Code &c : CODES)
+        if (c.code == e) return c;
+    return UNKNOWN;
+}
+
 }  // namespace
 
 extern "C" {
@@ -205,32 +228,12 @@ CUresult cuStreamWaitEvent(CUstream s, CUevent, unsigned int) {
 
 CUresult cuGetErrorString(CUresult e, const char **s) {
     if (!s) return INVALID_VALUE;
-    switch (e) {
-        case 0: *s = "no error"; break;
-        case 1: *s = "invalid argument"; break;
-        case 2: *s = "out of memory"; break;
-        case 101: *s = "invalid device ordinal"; break;
-        case 400: *s = "invalid resource handle"; break;
-        case 401: *s = "the operation cannot be performed in the present state"; break;
-        case 900: *s = "operation not permitted when stream is capturing"; break;
-        case 901: *s = "operation failed due to a previous error during capture"; break;
-        default: *s = "unknown error (CUDA emulator)";
-    }
+    *s = code_of(e).text;
     return OK;
 }
 CUresult cuGetErrorName(CUresult e, const char **s) {
     if (!s) return INVALID_VALUE;
-    switch (e) {
-        case 0: *s = "CUDA_SUCCESS"; break;
-        case 1: *s = "CUDA_ERROR_INVALID_VALUE"; break;
-        case 2: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
-        case 101: *s = "CUDA_ERROR_INVALID_DEVICE"; break;
-        case 400: *s = "CUDA_ERROR_INVALID_HANDLE"; break;
-        case 401: *s = "CUDA_ERROR_ILLEGAL_STATE"; break;
-        case 900: *s = "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"; break;
-        case 901: *s = "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"; break;
-        default: *s = "CUDA_ERROR_UNKNOWN";
-    }
+    *s = code_of(e).name;
     return OK;
 }
 
